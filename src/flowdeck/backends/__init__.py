@@ -1,0 +1,1 @@
+"""Execution backends: one module per engine, one interface, one registry."""

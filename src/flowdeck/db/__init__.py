@@ -1,0 +1,1 @@
+"""Persistence: tables, the engine, repositories and migrations."""

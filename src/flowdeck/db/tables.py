@@ -1,0 +1,260 @@
+"""Every table, in one module. Alembic migrations create them; this module is
+the reference the repositories and autogenerate read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite keeps none)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType: Any = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _id(name: str = "id") -> sa.Column[str]:
+    return sa.Column(name, sa.String(64), primary_key=True)
+
+
+def _created() -> sa.Column[datetime]:
+    return sa.Column("created_at", UTCDateTime(), nullable=False)
+
+
+research_groups = sa.Table(
+    "research_groups",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    _created(),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    _id(),
+    sa.Column("username", sa.String(128), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(256), nullable=True),
+    sa.Column("password_hash", sa.String(256), nullable=True),
+    sa.Column("is_admin", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("source", sa.String(16), nullable=False, server_default="local"),
+    sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    _created(),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("group_id", sa.String(64), sa.ForeignKey("research_groups.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False, server_default="member"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(128), nullable=False, unique=True),
+    _created(),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("research_group", sa.String(128), nullable=True, index=True),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("uri", sa.Text(), nullable=True),
+    sa.Column("galaxy_dataset_id", sa.String(64), nullable=True),
+    sa.Column("storage_key", sa.Text(), nullable=True),
+    sa.Column("checksum", sa.String(128), nullable=True),
+    sa.Column("size", sa.BigInteger(), nullable=True),
+    sa.Column("media_type", sa.String(128), nullable=True),
+    sa.Column("extra", JSONType, nullable=True),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime(), nullable=True),
+)
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    _id(),
+    sa.Column("research_group", sa.String(128), nullable=True, index=True),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("pipeline_name", sa.String(128), nullable=True),
+    sa.Column("pipeline_version", sa.String(64), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("spec", JSONType, nullable=False),
+    sa.Column("total_runs", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    _id(),
+    sa.Column("request_id", sa.String(64), sa.ForeignKey("requests.id"), nullable=True),
+    sa.Column("request_index", sa.Integer(), nullable=True),
+    sa.Column("pipeline_name", sa.String(128), nullable=True, index=True),
+    sa.Column("pipeline_version", sa.String(64), nullable=True),
+    sa.Column("dataset_id", sa.String(64), sa.ForeignKey("datasets.id"), nullable=True, index=True),
+    sa.Column("research_group", sa.String(128), nullable=True),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("origin", sa.String(16), nullable=False, server_default="wes"),
+    # What to run (WES RunRequest)
+    sa.Column("workflow_type", sa.String(32), nullable=False),
+    sa.Column("workflow_type_version", sa.String(32), nullable=False),
+    sa.Column("workflow_url", sa.Text(), nullable=False),
+    sa.Column("workflow_params", JSONType, nullable=False),
+    sa.Column("workflow_engine", sa.String(32), nullable=True),
+    sa.Column("workflow_engine_version", sa.String(32), nullable=True),
+    sa.Column("workflow_engine_parameters", JSONType, nullable=False),
+    sa.Column("tags", JSONType, nullable=False),
+    sa.Column("attachments", JSONType, nullable=False),
+    # Where it runs
+    sa.Column("backend", sa.String(32), nullable=False),
+    sa.Column("backend_run_id", sa.String(256), nullable=True),
+    sa.Column("backend_data", JSONType, nullable=False),
+    # State (changed only through the state machine)
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("state_version", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("system_logs", JSONType, nullable=False),
+    # Run log
+    sa.Column("outputs", JSONType, nullable=True),
+    sa.Column("output_files", JSONType, nullable=True),
+    sa.Column("exit_code", sa.Integer(), nullable=True),
+    sa.Column("cmd", JSONType, nullable=True),
+    sa.Column("stdout_path", sa.Text(), nullable=True),
+    sa.Column("stderr_path", sa.Text(), nullable=True),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("start_time", UTCDateTime(), nullable=True),
+    sa.Column("end_time", UTCDateTime(), nullable=True),
+    sa.Column("last_progress_at", UTCDateTime(), nullable=True),
+    sa.Column("rerun_of", sa.String(64), sa.ForeignKey("runs.id"), nullable=True),
+    # Worker bookkeeping
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("next_check_at", UTCDateTime(), nullable=True),
+    sa.Column("check_failures", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_check_error", sa.Text(), nullable=True),
+    sa.UniqueConstraint("request_id", "request_index"),
+    sa.Index("ix_runs_created_at_id", "created_at", "id"),
+    sa.Index("ix_runs_group_created_at_id", "research_group", "created_at", "id"),
+    sa.Index("ix_runs_state_next_check_at", "state", "next_check_at"),
+    sa.Index("ix_runs_backend_backend_run_id", "backend", "backend_run_id"),
+)
+
+run_tags = sa.Table(
+    "run_tags",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Index("ix_run_tags_key_value", "key", "value"),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    _id(),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("backend_task_id", sa.String(256), nullable=False),
+    sa.Column("position", sa.Integer(), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("start_time", UTCDateTime(), nullable=True),
+    sa.Column("end_time", UTCDateTime(), nullable=True),
+    sa.Column("exit_code", sa.Integer(), nullable=True),
+    sa.Column("cmd", JSONType, nullable=True),
+    sa.Column("stdout_path", sa.Text(), nullable=True),
+    sa.Column("stderr_path", sa.Text(), nullable=True),
+    sa.Column("system_logs", JSONType, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("run_id", "backend_task_id"),
+    sa.Index("ix_tasks_run_id_position", "run_id", "position"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=True, index=True),
+    sa.Column("request_id", sa.String(64), sa.ForeignKey("requests.id", ondelete="CASCADE"), nullable=True, index=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("from_state", sa.String(16), nullable=True),
+    sa.Column("to_state", sa.String(16), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("actor", sa.String(128), nullable=True),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    _id(),
+    sa.Column("hostname", sa.String(256), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False, index=True),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String(128), primary_key=True),
+    sa.Column("endpoint", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("body_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("response", JSONType, nullable=True),
+    _created(),
+)

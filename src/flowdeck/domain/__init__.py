@@ -1,0 +1,1 @@
+"""Pure domain: states, transitions and value types (standard library only)."""

@@ -1,0 +1,166 @@
+"""The one settings object.
+
+Every value comes from an environment variable prefixed ``FLOWDECK_`` (nested
+values use ``__``), from an optional file named by ``FLOWDECK_CONFIG_FILE``
+(YAML or ``.env``), or from its default. Nothing here is built at import time:
+callers make a :class:`Settings` and pass it down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+AuthMode = Literal["none", "basic", "oidc"]
+StorageKind = Literal["local", "s3"]
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads settings from the YAML file named by FLOWDECK_CONFIG_FILE, if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("FLOWDECK_CONFIG_FILE")
+        if not path or not path.endswith((".yml", ".yaml")):
+            return {}
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the settings file must hold a mapping")
+        return data
+
+
+class Settings(BaseSettings):
+    """flowdeck's configuration. See the README's configuration reference."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLOWDECK_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    # --- where things live
+    data_dir: Path = Field(Path("flowdeck-data"), description="Root folder for the database file, storage and run folders.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL. Default: a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db")
+    database_pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL).")
+    pipelines_dir: Path | None = Field(None, description="Folder of pipeline YAML files. Default: the catalog shipped with flowdeck.")
+
+    # --- HTTP service
+    host: str = Field("127.0.0.1", description="Address the API binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API binds to.")
+    public_url: str | None = Field(None, description="Base URL clients reach the service at; used in log and download links. Default: taken from each request.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS.")
+    max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1, description="Largest accepted request body (attachments, uploads).")
+    max_page_size: int = Field(1000, ge=1, description="Largest page size a list endpoint accepts.")
+    default_page_size: int = Field(50, ge=1, description="Page size when the client gives none.")
+    log_level: str = Field("INFO", description="Python logging level.")
+    service_name: str = Field("flowdeck", description="Name in service-info.")
+    organization_name: str = Field("flowdeck", description="Organization in service-info.")
+    organization_url: str = Field("https://example.org", description="Organization URL in service-info.")
+    contact_url: str | None = Field(None, description="Contact URL in service-info.")
+    environment: str = Field("dev", description="Environment label in service-info (dev, test, prod).")
+
+    # --- auth
+    auth_mode: AuthMode = Field("none", description="none, basic or oidc. API tokens work in basic and oidc modes.")
+    allow_open_on_public_address: bool = Field(False, description="Let auth_mode=none bind a non-loopback address.")
+    oidc_issuer: str | None = Field(None, description="Expected token issuer (iss).")
+    oidc_audience: str | None = Field(None, description="Expected audience (aud).")
+    oidc_jwks_url: str | None = Field(None, description="JWKS URL. Default: discovered from the issuer.")
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], description="Accepted JWT algorithms.")
+    oidc_groups_claim: str = Field("groups", description="Claim that lists the user's research groups.")
+    oidc_admin_group: str | None = Field(None, description="Group whose members are service admins.")
+    oidc_username_claim: str = Field("preferred_username", description="Claim that names the user.")
+
+    # --- storage
+    storage: StorageKind = Field("local", description="local or s3.")
+    s3_bucket: str | None = Field(None, description="Bucket for storage=s3.")
+    s3_prefix: str = Field("flowdeck/", description="Key prefix in the bucket.")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (for an S3-compatible server).")
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    presign_seconds: int = Field(3600, ge=60, description="Lifetime of pre-signed URLs.")
+
+    # --- worker
+    worker_poll_seconds: float = Field(1.0, gt=0, description="Sleep between worker iterations when idle.")
+    lease_seconds: float = Field(60.0, gt=1, description="How long a worker's claim on a run lasts without renewal.")
+    heartbeat_seconds: float = Field(10.0, gt=0, description="How often a worker records that it lives.")
+    dispatch_batch: int = Field(8, ge=1, description="Runs a worker claims for dispatch per iteration.")
+    sync_batch: int = Field(500, ge=1, description="Runs a worker claims for one sync pass.")
+    sync_concurrency: int = Field(16, ge=1, description="Parallel engine calls during a sync pass.")
+    sync_min_seconds: float = Field(2.0, gt=0, description="Poll interval for a run that just started.")
+    sync_max_seconds: float = Field(60.0, gt=0, description="Poll interval ceiling for long runs.")
+    max_local_runs: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, description="Runs executing at once on local engines (default: the core count).")
+    watchdog_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="A run whose engine reports nothing new for this long ends SYSTEM_ERROR.")
+    dispatch_timeout_seconds: float = Field(3.0, ge=0, description="How long POST /jobs waits for the engine before answering 202 queued.")
+
+    # --- workflows and engines
+    backends: list[str] = Field(default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy", "omics"], description="Backends to enable; ones whose engine is not installed are skipped.")
+    allowed_workflow_url_prefixes: list[str] = Field(default_factory=lambda: ["https://"], description="Remote workflow_url prefixes accepted besides attachments.")
+    containers: bool = Field(False, description="Let engines use containers (off: no container runtime here).")
+    runs_dir: Path | None = Field(None, description="Folder of per-run working folders. Default: data_dir/runs.")
+
+    demo_min_seconds: float = Field(10.0, ge=0, description="Shortest simulated run (demo backend).")
+    demo_max_seconds: float = Field(30.0, ge=0, description="Longest simulated run (demo backend).")
+    demo_success_rate: float = Field(0.8, ge=0, le=1, description="Share of simulated runs that succeed.")
+    demo_seed: int = Field(0, description="Seed of the simulation; the same seed and run id give the same outcome.")
+
+    galaxy_url: str | None = Field(None, description="Galaxy server URL.")
+    galaxy_api_key: SecretStr | None = Field(None, description="Galaxy API key (never logged).")
+    galaxy_allowed_workflows: list[str] = Field(default_factory=list, description="Galaxy workflow names POST /jobs may invoke when no pipeline names them.")
+    galaxy_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Galaxy API call.")
+
+    omics_region: str = Field("us-east-1", description="AWS region of HealthOmics.")
+    omics_role_arn: str | None = Field(None, description="IAM role HealthOmics runs assume.")
+    omics_output_uri: str | None = Field(None, description="s3:// prefix HealthOmics writes outputs to.")
+    omics_endpoint_url: str | None = Field(None, description="HealthOmics endpoint override (for an emulator).")
+
+    @field_validator("backends", "cors_origins", "allowed_workflow_url_prefixes", "galaxy_allowed_workflows", "oidc_algorithms", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls), dotenv_settings, file_secret_settings)
+
+    # --- derived values
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL with its async driver."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'flowdeck.db').resolve()}"
+        url = self.database_url
+        for plain, driver in (("sqlite://", "sqlite+aiosqlite://"), ("postgresql://", "postgresql+psycopg://"), ("postgres://", "postgresql+psycopg://")):
+            if url.startswith(plain):
+                return driver + url[len(plain):]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_runs_dir(self) -> Path:
+        return (self.runs_dir or self.data_dir / "runs").resolve()
+
+    @property
+    def storage_dir(self) -> Path:
+        return (self.data_dir / "storage").resolve()
