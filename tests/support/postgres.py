@@ -1,0 +1,339 @@
+"""A throwaway PostgreSQL server for the test session.
+
+    server = shared_server()                           # one per process, stopped at exit
+    url = server.create_database()                     # postgresql+psycopg://postgres@127.0.0.1:…
+    server.create_template("migrated", setup=migrate)  # migrate(url) runs once
+    url = server.create_database(template="migrated")  # a copy of it, in milliseconds
+
+The server runs as a non-root user (the ``postgres`` system user through runuser when we are
+root, else the current user), listens on 127.0.0.1 only on a free port, keeps its socket in a
+folder of its own, and trades durability for speed (fsync off). ``stop()`` sends SIGINT to the
+postmaster (fast shutdown), waits, and removes every file; it also runs at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    import psycopg
+
+SUPERUSER = "postgres"
+HOST = "127.0.0.1"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+INSTALL_HINT = (
+    "PostgreSQL server binaries (initdb, postgres) were not found in /usr/lib/postgresql/*/bin, "
+    "`pg_config --bindir`, $FLOWDECK_PG_BINDIR or PATH. Install them with `make install` "
+    "(as root on Debian it runs `apt-get install -y postgresql`), or by hand: "
+    "`sudo apt-get install -y postgresql`."
+)
+SETTINGS = {
+    "listen_addresses": HOST,
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "max_wal_size": "1GB",
+    "checkpoint_timeout": "1h",
+    "max_connections": "200",
+    "jit": "off",
+    "timezone": "UTC",
+    "log_timezone": "UTC",
+    "logging_collector": "off",
+    "log_min_messages": "warning",
+}
+_TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_BIND_FAILURE = re.compile(r"could not (bind|create listen socket)|address already in use", re.I)
+
+
+class PostgresNotInstalled(RuntimeError):
+    """The PostgreSQL server binaries are not on this machine."""
+
+
+class PostgresStartError(RuntimeError):
+    """initdb or the server failed; the message carries the server's log."""
+
+
+def find_bindir() -> Path:
+    """Return the folder holding ``initdb`` and ``postgres``, newest version first."""
+    for candidate in _bindir_candidates():
+        if (candidate / "initdb").is_file() and (candidate / "postgres").is_file():
+            return candidate
+    raise PostgresNotInstalled(INSTALL_HINT)
+
+
+def _bindir_candidates() -> list[Path]:
+    found = [Path(p) for p in [os.environ.get("FLOWDECK_PG_BINDIR", "")] if p]
+    debian = Path("/usr/lib/postgresql").glob("*/bin")
+    found += sorted(debian, key=lambda p: _major(p.parent.name), reverse=True)
+    if pg_config := shutil.which("pg_config"):
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        found += [Path(out.stdout.strip())] if out.returncode == 0 else []
+    if initdb := shutil.which("initdb"):
+        found.append(Path(initdb).parent)
+    return found
+
+
+def _major(version: str) -> float:
+    try:
+        return float(version)
+    except ValueError:
+        return 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PostgresServer:
+    """One PostgreSQL cluster in a temporary folder, for tests; see the module docstring."""
+
+    def __init__(self, parent_dir: str | Path | None = None) -> None:
+        self.bindir = find_bindir()
+        self.port = 0
+        self._parent = parent_dir
+        self._base: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._admin: psycopg.Connection[Any] | None = None
+        self._templates: set[str] = set()
+        self._names = itertools.count(1)
+        self._lock = threading.RLock()
+        self._run_as = SUPERUSER if os.geteuid() == 0 else None
+
+    @property
+    def base_dir(self) -> Path:
+        """The temporary folder holding ``data/``, ``sockets/`` and ``postgres.log``."""
+        if self._base is None:
+            raise RuntimeError("the PostgreSQL server is not started")
+        return self._base
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def url(self, database: str, driver: str = "psycopg") -> str:
+        """SQLAlchemy URL of ``database``; ``driver=""`` gives a plain libpq URL."""
+        scheme = f"postgresql+{driver}" if driver else "postgresql"
+        return f"{scheme}://{SUPERUSER}@{HOST}:{self.port}/{database}"
+
+    def start(self) -> Self:
+        """initdb, start the server and wait until it accepts connections (idempotent)."""
+        with self._lock:
+            if self._proc is not None:
+                return self
+            atexit.register(self.stop)
+            try:
+                self._base = Path(tempfile.mkdtemp(prefix="flowdeck-pg-", dir=self._parent))
+                self._prepare_dirs()
+                self._initdb()
+                self._launch()
+            except BaseException:
+                self.stop()
+                raise
+            return self
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster), wait, remove every file (idempotent)."""
+        with self._lock:
+            atexit.unregister(self.stop)
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
+            if self._proc is not None:
+                self._shutdown(self._proc)
+                self._proc = None
+            if self._base is not None:
+                shutil.rmtree(self._base, ignore_errors=True)
+                self._base = None
+            self._templates.clear()
+
+    def create_database(self, name: str | None = None, template: str = "template1") -> str:
+        """Create a fresh database (a copy of ``template``) and return its SQLAlchemy URL."""
+        name = name or f"db_{next(self._names)}_{secrets.token_hex(3)}"
+        copy = f"TEMPLATE {_ident(template)} STRATEGY FILE_COPY"
+        self.execute(f"CREATE DATABASE {_ident(name)} {copy}")
+        return self.url(name)
+
+    def create_template(self, name: str, setup: Callable[[str], object] | None = None) -> str:
+        """Create template ``name`` once, filled by ``setup(url)``; return its URL.
+
+        Later calls with the same name return at once. ``setup`` is synchronous: wrap async
+        work (such as Alembic on an async engine) in ``asyncio.run``. Once set up the template
+        takes no connections, so that copies of it never fail on a lingering session.
+        """
+        with self._lock:
+            if name in self._templates:
+                return self.url(name)
+            url = self.create_database(name)
+            if setup is not None:
+                setup(url)
+            freeze = "IS_TEMPLATE true ALLOW_CONNECTIONS false"
+            self.execute(f"ALTER DATABASE {_ident(name)} WITH {freeze}")
+            self.execute(_TERMINATE, name)
+            self._templates.add(name)
+            return url
+
+    def drop_database(self, name: str) -> None:
+        """Drop ``name``, ending any session still connected to it."""
+        self.execute(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)")
+
+    def execute(self, statement: str, *params: object) -> list[tuple[Any, ...]]:
+        """Run one statement as superuser in the ``postgres`` database (autocommit)."""
+        with self._lock:
+            cursor = self._admin_connection().execute(statement.encode(), params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _admin_connection(self) -> psycopg.Connection[Any]:
+        if not self.running:
+            raise RuntimeError("the PostgreSQL server is not running")
+        if self._admin is None or self._admin.closed:
+            import psycopg
+
+            dsn = self.url("postgres", driver="")
+            self._admin = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        return self._admin
+
+    def _as_owner(self, argv: list[str]) -> list[str]:
+        if self._run_as is None:
+            return argv
+        runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+        return [runuser, "-u", self._run_as, "--", *argv]
+
+    def _prepare_dirs(self) -> None:
+        (self.base_dir / "sockets").mkdir()
+        if self._run_as is None:
+            return
+        try:
+            owner = pwd.getpwnam(self._run_as)
+        except KeyError:
+            raise PostgresNotInstalled(f"no '{self._run_as}' system user. {INSTALL_HINT}") from None
+        for path in (self.base_dir, self.base_dir / "sockets"):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+
+    def _initdb(self) -> None:
+        argv = [str(self.bindir / "initdb"), "-D", str(self.base_dir / "data"), "-U", SUPERUSER]
+        argv += ["-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"]
+        argv = self._as_owner(argv)
+        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            output = done.stdout + done.stderr
+            raise PostgresStartError(f"initdb failed ({done.returncode}):\n{output}")
+
+    def _launch(self) -> None:
+        for _attempt in range(3):
+            self.port = _free_port()
+            if self._start_postmaster():
+                return
+            if not _BIND_FAILURE.search(self._log_tail()):
+                break
+        raise PostgresStartError(f"postgres did not start; its log:\n{self._log_tail()}")
+
+    def _start_postmaster(self) -> bool:
+        argv = [str(self.bindir / "postgres"), "-D", str(self.base_dir / "data")]
+        argv += ["-p", str(self.port), "-k", str(self.base_dir / "sockets")]
+        argv += [f"-c{key}={value}" for key, value in SETTINGS.items()]
+        with (self.base_dir / "postgres.log").open("ab") as log:
+            argv = self._as_owner(argv)
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        if self._wait_ready():
+            return True
+        self._proc = None
+        return False
+
+    def _wait_ready(self) -> bool:
+        assert self._proc is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                return False
+            if self._status() == "ready":
+                return True
+            time.sleep(0.02)
+        log = self._log_tail()
+        raise PostgresStartError(f"postgres not ready after {START_TIMEOUT:.0f}s; its log:\n{log}")
+
+    def _pid_file(self) -> list[str]:
+        try:
+            return (self.base_dir / "data" / "postmaster.pid").read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            return []
+
+    def _status(self) -> str:
+        lines = self._pid_file()
+        return lines[7].strip() if len(lines) > 7 and lines[3] == str(self.port) else ""
+
+    def _postmaster_pid(self, proc: subprocess.Popen[bytes]) -> int:
+        lines = self._pid_file() if self._base is not None else []
+        return int(lines[0]) if lines and lines[0].isdigit() else proc.pid
+
+    def _shutdown(self, proc: subprocess.Popen[bytes]) -> None:
+        for sig, timeout in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGQUIT, 10.0)):
+            if proc.poll() is not None:
+                return
+            try:
+                os.kill(self._postmaster_pid(proc), sig)
+                proc.wait(timeout)
+                return
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+        proc.kill()
+        proc.wait()
+
+    def _log_tail(self, lines: int = 40) -> str:
+        try:
+            text = (self.base_dir / "postgres.log").read_text(errors="replace")
+        except (FileNotFoundError, RuntimeError):
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _ident(name: str) -> str:
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a plain lower-case SQL identifier: {name!r}")
+    return f'"{name}"'
+
+
+_shared: PostgresServer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_server() -> PostgresServer:
+    """The process-wide server, started on first use and stopped at interpreter exit."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.running:
+            _shared = PostgresServer().start()
+        return _shared
