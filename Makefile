@@ -1,0 +1,121 @@
+# flowdeck's front door.
+#
+#   make install   .venv with flowdeck[all,dev]; PostgreSQL (Debian, as root) and Galaxy if missing
+#   make test      install, then the whole test suite (the README's test command; CI runs it)
+#   make run       install, then `flowdeck up` (SQLite file, local storage, demo backend)
+#   make lint      ruff check, ruff format --check, mypy, import-linter, shellcheck
+#   make bench     install, then the benchmarks (bench/run.py)
+#
+# Every target is idempotent: a second `make install` does nothing unless pyproject.toml changed.
+# Knobs: PYTHON=/path/to/python3.11  VENV=.venv  EXTRAS=all,dev  PYTEST_ARGS=...  ARGS=...
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.SILENT:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= all,dev
+STAMP := $(VENV)/.flowdeck-installed
+# pyenv's or the system's python3.11 first; any python3 is checked for >= 3.11 before use.
+PYTHON ?= $(firstword $(shell command -v python3.11) \
+                      $(wildcard $(HOME)/.pyenv/versions/3.11*/bin/python3.11) \
+                      $(shell command -v python3))
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_NO_INPUT := 1
+export DEBIAN_FRONTEND := noninteractive
+
+.PHONY: help install postgres galaxy test run lint bench
+
+help:
+	sed -n 's/^#   //p' Makefile
+
+install: $(STAMP) postgres galaxy
+
+# The venv and the editable install; redone only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	if [ -e "$(BIN)/python" ] && ! "$(BIN)/python" -c '' 2>/dev/null; then
+	  echo "ERROR: $(VENV) is broken (its python does not run): remove it, then make install" >&2
+	  exit 1
+	fi
+	if [ ! -x "$(BIN)/python" ]; then
+	  py="$(PYTHON)"
+	  if [ -z "$$py" ]; then
+	    echo "ERROR: no python3.11 found; install it (Debian 12: apt-get install python3 python3-venv)" >&2
+	    exit 1
+	  fi
+	  if ! "$$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+	    echo "ERROR: $$py is older than Python 3.11; set PYTHON=/path/to/python3.11" >&2
+	    exit 1
+	  fi
+	  echo "==> creating $(VENV) with $$py ($$("$$py" --version))"
+	  if ! "$$py" -m venv "$(VENV)"; then
+	    echo "ERROR: '$$py -m venv' failed (Debian's python needs: apt-get install python3-venv)" >&2
+	    exit 1
+	  fi
+	fi
+	log="$(VENV)/pip-install.log"
+	echo "==> pip install -e '.[$(EXTRAS)]' into $(VENV) (log: $$log)"
+	start=$$SECONDS
+	if ! "$(BIN)/python" -m pip install -e ".[$(EXTRAS)]" > "$$log" 2>&1; then
+	  tail -n 40 "$$log" >&2
+	  echo "ERROR: pip install failed; the whole log is in $$log" >&2
+	  exit 1
+	fi
+	echo "    done in $$((SECONDS - start)) s"
+	touch "$@"
+
+# The PostgreSQL server that the test suite starts (tests/support/postgres.py) as a non-root user.
+postgres:
+	if compgen -G '/usr/lib/postgresql/*/bin/initdb' > /dev/null || command -v initdb > /dev/null; then
+	  exit 0
+	fi
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
+	  echo "WARNING: no PostgreSQL server found; the postgres tests need one:" \
+	       "sudo apt-get install -y postgresql (Debian), or set FLOWDECK_PG_BINDIR" >&2
+	  exit 0
+	fi
+	echo "==> PostgreSQL server missing: apt-get install postgresql"
+	log="$$(mktemp)"
+	if ! { apt-get update -qq && apt-get install -y -qq postgresql; } > "$$log" 2>&1; then
+	  tail -n 40 "$$log" >&2
+	  echo "ERROR: apt-get install postgresql failed" >&2
+	  exit 1
+	fi
+	rm -f "$$log"
+
+# The pinned Galaxy server that the galaxy tests start (its own venv in a cache folder).
+galaxy:
+	if [ -f scripts/galaxy/install.sh ]; then
+	  bash scripts/galaxy/install.sh
+	fi
+
+test: install
+	echo "==> $(BIN)/pytest $(PYTEST_ARGS)"
+	"$(BIN)/pytest" $(PYTEST_ARGS)
+
+run: install
+	"$(BIN)/flowdeck" up $(ARGS)
+
+lint: install
+	echo "==> ruff check"; "$(BIN)/ruff" check .
+	echo "==> ruff format --check"; "$(BIN)/ruff" format --check .
+	echo "==> mypy src"; "$(BIN)/mypy" src
+	echo "==> lint-imports"; "$(BIN)/lint-imports"
+	scripts="$$(git ls-files '*.sh' .ci/run)"
+	if command -v shellcheck > /dev/null; then
+	  echo "==> shellcheck"; shellcheck $$scripts
+	else
+	  echo "==> shellcheck not installed (apt-get install shellcheck): skipped"
+	fi
+
+bench: install
+	if [ ! -f bench/run.py ]; then
+	  echo "ERROR: bench/run.py, the benchmarks' entry point, does not exist yet" >&2
+	  exit 1
+	fi
+	"$(BIN)/python" bench/run.py $(ARGS)
