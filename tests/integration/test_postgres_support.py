@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from support import postgres
-from support.postgres import PostgresServer, shared_server
+from tests.support import postgres
+from tests.support.postgres import PostgresServer, shared_server
 
 pytestmark = pytest.mark.postgres
 Engines = list[AsyncEngine]
