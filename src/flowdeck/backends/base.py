@@ -48,6 +48,10 @@ class Backend(ABC):
     def engine_version(self) -> str:
         """The engine's version as installed."""
 
+    def engine_parameter_defaults(self) -> dict[str, tuple[str, str]]:
+        """Allowed engine parameters: name -> (type, default as a string), for service-info."""
+        return {name: ("string", "") for name in sorted(self.engine_parameter_allowlist)}
+
     def validate(self, spec: RunSpec) -> None:
         """Reject at submit time what can be known bad then (raise InvalidInput)."""
         unknown = set(spec.engine_parameters) - self.engine_parameter_allowlist

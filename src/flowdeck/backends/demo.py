@@ -41,6 +41,9 @@ class DemoBackend(Backend):
     def engine_version(self) -> str:
         return "simulation-1"
 
+    def engine_parameter_defaults(self) -> dict[str, tuple[str, str]]:
+        return {"duration_seconds": ("float", "drawn"), "outcome": ("string", "drawn")}
+
     def validate(self, spec: RunSpec) -> None:
         super().validate(spec)
         params = spec.engine_parameters

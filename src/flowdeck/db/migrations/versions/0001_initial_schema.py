@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-21 07:05:31.459819
 """
 
@@ -59,7 +59,7 @@ def upgrade() -> None:
     sa.Column('message', sa.Text(), nullable=True),
     sa.Column('spec', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('total_runs', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('cancel_requested', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('cancel_requested', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('lease_owner', sa.String(length=128), nullable=True),
@@ -83,9 +83,9 @@ def upgrade() -> None:
     sa.Column('username', sa.String(length=128), nullable=False),
     sa.Column('display_name', sa.String(length=256), nullable=True),
     sa.Column('password_hash', sa.String(length=256), nullable=True),
-    sa.Column('is_admin', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('is_admin', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('source', sa.String(length=16), server_default='local', nullable=False),
-    sa.Column('disabled', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('disabled', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('username', name=op.f('uq_users_username'))

@@ -1,0 +1,1 @@
+"""The HTTP service: the only layer that knows the web framework."""

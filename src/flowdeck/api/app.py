@@ -1,0 +1,50 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from flowdeck import __version__
+from flowdeck.api import errors
+from flowdeck.api.routes import ops, wes
+from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
+from flowdeck.services.context import Services
+from flowdeck.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """A flowdeck API. Pass ``services`` to share them (``flowdeck up`` does, with the worker)."""
+    owned = services is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ready = services or Services.create(settings)
+        app.state.services = ready
+        app.state.authenticator = Authenticator(settings, ready.db)
+        app.state.challenge_headers = challenge_headers(settings)
+        try:
+            yield
+        finally:
+            await app.state.authenticator.aclose()
+            if owned:
+                await ready.close()
+
+    app = FastAPI(
+        title="flowdeck",
+        version=__version__,
+        description="Workflow runs for bioinformatics groups: GA4GH WES 1.1.0, a jobs API, pipelines, datasets.",
+        lifespan=lifespan,
+    )
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    errors.install(app)
+    app.include_router(wes.router)
+    app.include_router(ops.router)
+    return app

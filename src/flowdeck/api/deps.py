@@ -1,0 +1,32 @@
+"""Request-scoped dependencies: the services and the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from flowdeck.domain.principal import Principal
+from flowdeck.services.context import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def get_principal(request: Request) -> Principal:
+    """The caller, as the configured authenticator sees them."""
+    principal: Principal = await request.app.state.authenticator.authenticate(request.headers.get("authorization"))
+    return principal
+
+
+def base_url(request: Request) -> str:
+    """Where clients reach this service (settings.public_url wins)."""
+    configured = request.app.state.services.settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+BaseUrlDep = Annotated[str, Depends(base_url)]

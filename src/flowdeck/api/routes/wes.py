@@ -1,0 +1,192 @@
+"""GA4GH WES 1.1.0: the eight operations, plus the log files their URLs point at."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+
+from flowdeck import __version__
+from flowdeck.api import wes_schemas as schemas
+from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from flowdeck.api.wes_form import read_run_request
+from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
+from flowdeck.db import runs as run_rows
+from flowdeck.domain.states import State
+from flowdeck.errors import InvalidInput, NotFound
+from flowdeck.services import runs as run_service
+
+router = APIRouter(prefix=WES, tags=["GA4GH WES"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": schemas.ErrorResponse, "description": text}
+    for code, text in ((400, "The request is malformed."), (401, "The request is unauthorized."),
+                       (403, "The requester is not authorized to perform this action."),
+                       (404, "The requested workflow run wasn't found."), (500, "An unexpected error occurred."))
+}
+RUN_FORM = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                **{name: {"type": "string"} for name in (
+                    "workflow_params", "workflow_type", "workflow_type_version", "tags", "workflow_engine",
+                    "workflow_engine_version", "workflow_engine_parameters", "workflow_url")},
+                "workflow_attachment": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            }}},
+            "application/json": {"schema": schemas.RunRequest.model_json_schema()},
+        },
+    }
+}
+STATE_PARAM = Query(description="Extension: only runs in these states (comma-separated or repeated).")
+TAG_PARAM = Query(description="Extension: only runs with this tag, as key:value (repeat for all of several).")
+
+
+@router.get("/service-info", response_model=schemas.ServiceInfo, responses=ERRORS, operation_id="GetServiceInfo")
+async def service_info(services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    """Service metadata, workflow types and engines of the enabled backends, and run counts."""
+    async with services.db.read() as conn:
+        counts = await run_rows.count_by_state(conn, principal.visible_groups())
+    registry = services.backends
+    engines: dict[str, dict[str, list[str]]] = {}
+    parameters = []
+    for backend in registry.all():
+        engines[backend.name] = {"workflow_engine_version": [backend.engine_version()]}
+        for name, (kind, default) in backend.engine_parameter_defaults().items():
+            parameters.append({"name": f"{backend.name}.{name}", "type": kind, "default_value": default})
+    settings = services.settings
+    simulated = [b.name for b in registry.all() if b.is_simulation]
+    body: dict[str, Any] = {
+        "id": "org.flowdeck.wes",
+        "name": settings.service_name,
+        "type": {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"},
+        "description": "flowdeck: workflow runs for bioinformatics groups on Galaxy, cwltool, Snakemake, Toil, miniwdl and AWS HealthOmics.",
+        "organization": {"name": settings.organization_name, "url": settings.organization_url},
+        "documentationUrl": f"{base}/docs",
+        "environment": settings.environment,
+        "version": __version__,
+        "workflow_type_versions": {t: {"workflow_type_version": v} for t, v in registry.workflow_types().items()},
+        "supported_wes_versions": ["1.1.0"],
+        "supported_filesystem_protocols": ["file", "https", "s3"],
+        "workflow_engine_versions": engines,
+        "default_workflow_engine_parameters": parameters,
+        "system_state_counts": {state.value: counts.get(state.value, 0) for state in State},
+        "auth_instructions_url": f"{base}/auth/instructions",
+        "tags": {"auth_mode": settings.auth_mode, "simulated_engines": ",".join(simulated)},
+    }
+    if settings.contact_url:
+        body["contactUrl"] = settings.contact_url
+    return JSONResponse(body)
+
+
+@router.get("/runs", response_model=schemas.RunListResponse, responses=ERRORS, operation_id="ListRuns")
+async def list_runs(
+    services: ServicesDep,
+    principal: PrincipalDep,
+    page_size: Annotated[int | None, Query(description="Runs per page (1 to the configured maximum).")] = None,
+    page_token: Annotated[str | None, Query(description="Token from the previous page's next_page_token.")] = None,
+    state: Annotated[list[str] | None, STATE_PARAM] = None,
+    tag: Annotated[list[str] | None, TAG_PARAM] = None,
+) -> JSONResponse:
+    """Runs the caller may see, newest first, in stable keyset pages."""
+    flt = run_rows.RunFilter(states=_states(state), tags=_tags(tag))
+    rows, token = await run_service.list_page(services, principal, flt, page_size, page_token or None)
+    return JSONResponse({"runs": [run_summary(row) for row in rows], "next_page_token": token})
+
+
+@router.post("/runs", response_model=schemas.RunId, responses=ERRORS, operation_id="RunWorkflow", openapi_extra=RUN_FORM)
+async def run_workflow(request: Request, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+    """Accept a run: validate, store, answer with its id. The worker starts it."""
+    started = time.perf_counter()
+    new = await read_run_request(request, services.settings.max_upload_bytes)
+    run_id = await run_service.submit(services, new, principal)
+    services.metrics.submit_seconds.labels("wes").observe(time.perf_counter() - started)
+    return JSONResponse({"run_id": run_id})
+
+
+@router.get("/runs/{run_id}", response_model=schemas.RunLog, responses=ERRORS, operation_id="GetRunLog")
+async def get_run_log(run_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    row = await run_service.get_visible(services, run_id, principal)
+    return JSONResponse(run_log(row, base))
+
+
+@router.get("/runs/{run_id}/status", response_model=schemas.RunStatus, responses=ERRORS, operation_id="GetRunStatus")
+async def get_run_status(run_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+    row = await run_service.get_visible(services, run_id, principal)
+    return JSONResponse({"run_id": row["id"], "state": row["state"]})
+
+
+@router.post("/runs/{run_id}/cancel", response_model=schemas.RunId, responses=ERRORS, operation_id="CancelRun")
+async def cancel_run(run_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+    """Ask for a cancel (the run goes to CANCELING; the worker stops it). Idempotent."""
+    row = await run_service.cancel(services, run_id, principal)
+    return JSONResponse({"run_id": row["id"]})
+
+
+@router.get("/runs/{run_id}/tasks", response_model=schemas.TaskListResponse, responses=ERRORS, operation_id="ListTasks")
+async def list_tasks(
+    run_id: str,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    base: BaseUrlDep,
+    page_size: Annotated[int | None, Query()] = None,
+    page_token: Annotated[str | None, Query()] = None,
+) -> JSONResponse:
+    try:
+        rows, token = await run_service.task_page(services, run_id, principal, page_size, page_token or None)
+    except InvalidInput as exc:
+        # The spec documents no 400 here: a page that cannot be found is a 404.
+        raise NotFound(exc.detail) from None
+    return JSONResponse({"task_logs": [task_log(row, base) for row in rows], "next_page_token": token})
+
+
+@router.get("/runs/{run_id}/tasks/{task_id}", response_model=schemas.TaskLog, responses=ERRORS, operation_id="GetTask")
+async def get_task(run_id: str, task_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    row = await run_service.get_task(services, run_id, task_id, principal)
+    return JSONResponse(task_log(row, base))
+
+
+@router.get("/runs/{run_id}/logs/{stream}", responses=ERRORS, operation_id="GetRunLogFile", tags=["flowdeck extensions"])
+async def run_log_file(run_id: str, stream: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+    """The run's stdout or stderr, as text."""
+    row = await run_service.get_visible(services, run_id, principal)
+    path = run_service.log_file(services, row, row[_stream_column(stream)])
+    return FileResponse(path, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/runs/{run_id}/tasks/{task_id}/logs/{stream}", responses=ERRORS, operation_id="GetTaskLogFile",
+            tags=["flowdeck extensions"])
+async def task_log_file(run_id: str, task_id: str, stream: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+    """A task's stdout or stderr, as text."""
+    column = _stream_column(stream)
+    run = await run_service.get_visible(services, run_id, principal)
+    task = await run_service.get_task(services, run_id, task_id, principal)
+    return FileResponse(run_service.log_file(services, run, task[column]), media_type="text/plain; charset=utf-8")
+
+
+def _stream_column(stream: str) -> str:
+    if stream not in ("stdout", "stderr"):
+        raise NotFound("logs are stdout or stderr")
+    return f"{stream}_path"
+
+
+def _states(values: list[str] | None) -> frozenset[State] | None:
+    if not values:
+        return None
+    words = [w.strip().upper() for value in values for w in value.split(",") if w.strip()]
+    try:
+        return frozenset(State(w) for w in words)
+    except ValueError:
+        raise InvalidInput(f"state must be among {', '.join(s.value for s in State)}") from None
+
+
+def _tags(values: list[str] | None) -> dict[str, str] | None:
+    if not values:
+        return None
+    tags: dict[str, str] = {}
+    for value in values:
+        key, sep, tag_value = value.partition(":")
+        if not sep or not key:
+            raise InvalidInput("tag filters are key:value")
+        tags[key] = tag_value
+    return tags

@@ -1,0 +1,132 @@
+"""Reading a WES ``POST /runs`` body: multipart exactly as the spec, or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import FormData, UploadFile
+
+from flowdeck.errors import InvalidInput, PayloadTooLarge
+from flowdeck.services.attachments import MAX_ATTACHMENTS, Attachment, safe_name
+from flowdeck.services.runs import NewRun, parse_json_object
+
+TEXT_FIELDS = (
+    "workflow_params", "workflow_type", "workflow_type_version", "tags", "workflow_engine",
+    "workflow_engine_version", "workflow_engine_parameters", "workflow_url",
+)
+EXTENSION_FIELDS = ("research_group", "description")
+
+
+async def read_run_request(request: Request, max_bytes: int) -> NewRun:
+    """A :class:`NewRun` from the request, or InvalidInput saying what is wrong."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return _from_json(await _json_body(request))
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await _from_form(request, max_bytes)
+    raise InvalidInput("POST /runs takes multipart/form-data (as the WES spec says) or application/json")
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return body
+
+
+def _from_json(body: dict[str, Any]) -> NewRun:
+    unknown = set(body) - set(TEXT_FIELDS) - set(EXTENSION_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name in ("workflow_params", "tags", "workflow_engine_parameters"):
+        value = body.get(name)
+        if isinstance(value, str):
+            value = parse_json_object(value, name, string_values=name != "workflow_params")
+        if value is not None and not isinstance(value, dict):
+            raise InvalidInput(f"{name} must be a JSON object")
+        if value is not None and name != "workflow_params" and not all(isinstance(v, str) for v in value.values()):
+            raise InvalidInput(f"{name} values must be strings")
+        values[name] = value or {}
+    return _new_run(values, {k: body.get(k) for k in (*TEXT_FIELDS, *EXTENSION_FIELDS)}, [])
+
+
+async def _from_form(request: Request, max_bytes: int) -> NewRun:
+    try:
+        form = await request.form(max_files=MAX_ATTACHMENTS, max_fields=64)
+    except Exception as exc:  # the multipart parser raises several kinds on malformed bodies
+        raise InvalidInput(f"malformed form body: {exc}") from None
+    try:
+        texts = _texts(form)
+        attachments = await _attachments(form, max_bytes)
+    finally:
+        await form.close()
+    values = {
+        "workflow_params": parse_json_object(texts.get("workflow_params"), "workflow_params"),
+        "tags": parse_json_object(texts.get("tags"), "tags", string_values=True),
+        "workflow_engine_parameters": parse_json_object(
+            texts.get("workflow_engine_parameters"), "workflow_engine_parameters", string_values=True
+        ),
+    }
+    return _new_run(values, texts, attachments)
+
+
+def _texts(form: FormData) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if key == "workflow_attachment":
+            continue
+        if key not in TEXT_FIELDS and key not in EXTENSION_FIELDS:
+            raise InvalidInput(f"unknown form field {key!r}")
+        if isinstance(value, UploadFile):
+            raise InvalidInput(f"form field {key!r} must be text, not a file")
+        if key in texts:
+            raise InvalidInput(f"form field {key!r} given more than once")
+        texts[key] = value
+    return texts
+
+
+async def _attachments(form: FormData, max_bytes: int) -> list[Attachment]:
+    attachments: list[Attachment] = []
+    total = 0
+    for value in form.getlist("workflow_attachment"):
+        if isinstance(value, str):
+            raise InvalidInput("workflow_attachment parts must be files with a filename")
+        content = await value.read()
+        total += len(content)
+        if total > max_bytes:
+            raise PayloadTooLarge(f"workflow attachments exceed {max_bytes} bytes")
+        attachments.append(Attachment(safe_name(value.filename), content))
+    return attachments
+
+
+def _new_run(objects: dict[str, Any], texts: dict[str, Any], attachments: list[Attachment]) -> NewRun:
+    missing = [name for name in ("workflow_type", "workflow_type_version", "workflow_url") if not texts.get(name)]
+    if missing:
+        raise InvalidInput(f"missing required field(s): {', '.join(missing)}")
+    for name in (*TEXT_FIELDS, *EXTENSION_FIELDS):
+        value = texts.get(name)
+        if value is not None and not isinstance(value, (str, dict)):
+            raise InvalidInput(f"{name} must be a string")
+    return NewRun(
+        workflow_type=texts["workflow_type"],
+        workflow_type_version=texts["workflow_type_version"],
+        workflow_url=texts["workflow_url"],
+        workflow_params=objects["workflow_params"],
+        tags=objects["tags"],
+        workflow_engine=texts.get("workflow_engine") or None,
+        workflow_engine_version=texts.get("workflow_engine_version") or None,
+        workflow_engine_parameters=objects["workflow_engine_parameters"],
+        attachments=attachments,
+        research_group=texts.get("research_group") or None,
+        description=texts.get("description") or None,
+        origin="wes",
+    )

@@ -1,0 +1,76 @@
+"""Run and task rows as WES documents: absent fields are left out, never null."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+WES = "/ga4gh/wes/v1"
+
+
+def iso(value: datetime | None) -> str | None:
+    """WES timestamps: ISO 8601, ``%Y-%m-%dT%H:%M:%SZ``."""
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _compact(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def run_summary(row: RowMapping) -> dict[str, Any]:
+    return _compact({
+        "run_id": row["id"], "state": row["state"], "start_time": iso(row["start_time"]),
+        "end_time": iso(row["end_time"]), "tags": row["tags"] or {},
+    })
+
+
+def run_request(row: RowMapping) -> dict[str, Any]:
+    return _compact({
+        "workflow_params": row["workflow_params"] or {},
+        "workflow_type": row["workflow_type"],
+        "workflow_type_version": row["workflow_type_version"],
+        "tags": row["tags"] or {},
+        "workflow_engine_parameters": row["workflow_engine_parameters"] or {},
+        "workflow_engine": row["workflow_engine"],
+        "workflow_engine_version": row["workflow_engine_version"],
+        "workflow_url": row["workflow_url"],
+    })
+
+
+def run_log(row: RowMapping, base: str) -> dict[str, Any]:
+    run_url = f"{base}{WES}/runs/{row['id']}"
+    log = _compact({
+        "name": row["pipeline_name"] or row["workflow_url"],
+        "cmd": row["cmd"],
+        "start_time": iso(row["start_time"]),
+        "end_time": iso(row["end_time"]),
+        "stdout": f"{run_url}/logs/stdout" if row["stdout_path"] else None,
+        "stderr": f"{run_url}/logs/stderr" if row["stderr_path"] else None,
+        "exit_code": row["exit_code"],
+        "system_logs": list(row["system_logs"] or []),
+    })
+    return _compact({
+        "run_id": row["id"],
+        "request": run_request(row),
+        "state": row["state"],
+        "run_log": log,
+        "task_logs_url": f"{run_url}/tasks",
+        "outputs": row["outputs"] if row["outputs"] is not None else {},
+    })
+
+
+def task_log(row: RowMapping, base: str) -> dict[str, Any]:
+    task_url = f"{base}{WES}/runs/{row['run_id']}/tasks/{row['id']}"
+    return _compact({
+        "id": row["id"],
+        "name": row["name"],
+        "cmd": row["cmd"],
+        "start_time": iso(row["start_time"]),
+        "end_time": iso(row["end_time"]),
+        "stdout": f"{task_url}/logs/stdout" if row["stdout_path"] else None,
+        "stderr": f"{task_url}/logs/stderr" if row["stderr_path"] else None,
+        "exit_code": row["exit_code"],
+        "system_logs": list(row["system_logs"] or []),
+    })

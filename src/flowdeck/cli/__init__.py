@@ -1,0 +1,1 @@
+"""Command-line entry points: the server side (up, api, worker, sync) and the client."""

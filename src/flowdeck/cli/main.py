@@ -1,0 +1,176 @@
+"""``flowdeck``: run the service, the worker, a sync pass, or talk to a server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from flowdeck.errors import ConfigurationError, FlowdeckError
+from flowdeck.settings import Settings
+
+log = logging.getLogger("flowdeck")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    return Settings(**overrides)
+
+
+def _logging(settings: Settings) -> None:
+    from flowdeck.services.auth.redact import install_redaction
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_redaction()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """API and worker in one process on the embedded default."""
+    from flowdeck.api.app import create_app
+    from flowdeck.api.server import serve
+    from flowdeck.db.migrate import upgrade
+    from flowdeck.services.auth.bootstrap import check_bind_allowed
+    from flowdeck.services.context import Services
+    from flowdeck.worker.loop import Worker
+
+    settings = _settings(args)
+    _logging(settings)
+    check_bind_allowed(settings)
+    upgrade(settings)
+
+    async def main() -> None:
+        services = Services.create(settings)
+        stop = asyncio.Event()
+        worker = Worker(services)
+        app = create_app(settings, services)
+        log.info("flowdeck up: http://%s:%d (database %s)", settings.host, settings.port, services.db.engine.url.render_as_string())
+        try:
+            await asyncio.gather(serve(app, settings, stop), worker.run(stop))
+        finally:
+            await services.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """The HTTP service alone."""
+    from flowdeck.api.app import create_app
+    from flowdeck.api.server import serve
+    from flowdeck.db.migrate import upgrade
+    from flowdeck.services.auth.bootstrap import check_bind_allowed
+
+    settings = _settings(args)
+    _logging(settings)
+    check_bind_allowed(settings)
+    if not args.no_migrate:
+        upgrade(settings)
+    asyncio.run(serve(create_app(settings), settings))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The daemon alone (run several against one PostgreSQL)."""
+    import signal
+
+    from flowdeck.services.context import Services
+    from flowdeck.worker.loop import Worker
+
+    settings = _settings(args)
+    _logging(settings)
+
+    async def main() -> None:
+        services = Services.create(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await Worker(services).run(stop)
+        finally:
+            await services.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """One sync pass over every active run, then exit (for cron)."""
+    from flowdeck.services.context import Services
+    from flowdeck.worker.loop import Worker
+
+    settings = _settings(args)
+    _logging(settings)
+
+    async def main() -> int:
+        services = Services.create(settings)
+        worker = Worker(services)
+        await worker.start()
+        try:
+            count = await worker.sync_pass()
+            if not args.sync_only:
+                count += await worker.iterate()
+        finally:
+            await worker.stop()
+            await services.close()
+        return count
+
+    checked = asyncio.run(main())
+    print(f"checked {checked} runs")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from flowdeck.db.migrate import downgrade, upgrade
+
+    settings = _settings(args)
+    _logging(settings)
+    if args.db_command == "upgrade":
+        upgrade(settings, args.revision)
+    else:
+        downgrade(settings, args.revision)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowdeck", description="Workflow runs for bioinformatics groups.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, text in (("up", cmd_up, "API and worker in one process"), ("api", cmd_api, "the HTTP service")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        p.set_defaults(func=fn)
+        if name == "api":
+            p.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    sub.add_parser("worker", help="the daemon").set_defaults(func=cmd_worker)
+    sync = sub.add_parser("sync", help="sync every active run once (for cron)")
+    sync.add_argument("--once", action="store_true", required=True, help="one pass, then exit")
+    sync.add_argument("--sync-only", action="store_true", help="do not also dispatch queued runs and cancels")
+    sync.set_defaults(func=cmd_sync)
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("db_command", choices=["upgrade", "downgrade"])
+    db.add_argument("revision", nargs="?", default="head")
+    db.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigurationError, FlowdeckError) as exc:
+        print(f"flowdeck: {exc.detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

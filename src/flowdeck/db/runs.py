@@ -1,0 +1,195 @@
+"""Run rows: insert, read, list with keyset pages, and worker claims.
+
+State is never written here: :mod:`flowdeck.services.state_machine` owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowdeck.db.tables import run_tags, runs
+from flowdeck.domain.states import State
+
+Row = RowMapping
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What a list of runs is narrowed to. ``groups=None`` means every group."""
+
+    groups: frozenset[str] | None = None
+    states: frozenset[State] | None = None
+    tags: Mapping[str, str] | None = None
+    dataset_id: str | None = None
+    pipeline_name: str | None = None
+    research_group: str | None = None
+    request_id: str | None = None
+    origin: str | None = None
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Insert one run and its tags."""
+    await conn.execute(sa.insert(runs).values(**values))
+    tags = values.get("tags") or {}
+    if tags:
+        await conn.execute(
+            sa.insert(run_tags), [{"run_id": values["id"], "key": k, "value": v} for k, v in tags.items()]
+        )
+
+
+async def get(conn: AsyncConnection, run_id: str) -> Row | None:
+    """One run by id, or None."""
+    result = await conn.execute(sa.select(runs).where(runs.c.id == run_id))
+    return result.mappings().first()
+
+
+async def get_many(conn: AsyncConnection, run_ids: Sequence[str]) -> list[Row]:
+    result = await conn.execute(sa.select(runs).where(runs.c.id.in_(run_ids)))
+    return list(result.mappings())
+
+
+async def update(conn: AsyncConnection, run_id: str, values: dict[str, Any]) -> None:
+    """Write bookkeeping fields (never ``state``: the state machine owns it)."""
+    if "state" in values:
+        raise ValueError("state changes go through the state machine")
+    await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(**values))
+
+
+def _where(flt: RunFilter) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = []
+    if flt.groups is not None:
+        clauses.append(runs.c.research_group.in_(sorted(flt.groups)))
+    if flt.states:
+        clauses.append(runs.c.state.in_(sorted(flt.states)))
+    for column, value in (
+        (runs.c.dataset_id, flt.dataset_id),
+        (runs.c.pipeline_name, flt.pipeline_name),
+        (runs.c.research_group, flt.research_group),
+        (runs.c.request_id, flt.request_id),
+        (runs.c.origin, flt.origin),
+    ):
+        if value is not None:
+            clauses.append(column == value)
+    for key, value in (flt.tags or {}).items():
+        tagged = sa.select(run_tags.c.run_id).where(
+            run_tags.c.run_id == runs.c.id, run_tags.c.key == key, run_tags.c.value == value
+        )
+        clauses.append(sa.exists(tagged))
+    return clauses
+
+
+async def page(
+    conn: AsyncConnection,
+    flt: RunFilter,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    columns: Iterable[sa.ColumnElement[Any]] | None = None,
+) -> list[Row]:
+    """Newest first; ``after`` is the (created_at, id) of the last row already seen."""
+    query = sa.select(*(columns or [runs])).where(*_where(flt))
+    if after is not None:
+        created, run_id = after
+        query = query.where(
+            sa.or_(runs.c.created_at < created, sa.and_(runs.c.created_at == created, runs.c.id < run_id))
+        )
+    query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+    result = await conn.execute(query)
+    return list(result.mappings())
+
+
+async def count(conn: AsyncConnection, flt: RunFilter) -> int:
+    result = await conn.execute(sa.select(sa.func.count()).select_from(runs).where(*_where(flt)))
+    return int(result.scalar_one())
+
+
+async def count_by_state(conn: AsyncConnection, groups: frozenset[str] | None) -> dict[str, int]:
+    """Runs per state, over the visible groups."""
+    query = sa.select(runs.c.state, sa.func.count()).group_by(runs.c.state)
+    if groups is not None:
+        query = query.where(runs.c.research_group.in_(sorted(groups)))
+    result = await conn.execute(query)
+    return {state: int(n) for state, n in result.all()}
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    states: Sequence[State],
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    postgres: bool,
+    due_only: bool = True,
+    backends: Sequence[str] | None = None,
+    submitted: bool | None = None,
+    ids: Sequence[str] | None = None,
+) -> list[Row]:
+    """Take a lease on up to ``limit`` runs in ``states`` that no live lease holds.
+
+    One statement, so on SQLite (one writer at a time) the claim is atomic; on
+    PostgreSQL ``FOR UPDATE SKIP LOCKED`` keeps concurrent workers from ever
+    claiming the same row.
+    """
+    candidates = sa.select(runs.c.id).where(
+        runs.c.state.in_([s.value for s in states]),
+        sa.or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < now),
+    )
+    if due_only:
+        candidates = candidates.where(sa.or_(runs.c.next_check_at.is_(None), runs.c.next_check_at <= now))
+    if backends is not None:
+        candidates = candidates.where(runs.c.backend.in_(list(backends)))
+    if ids is not None:
+        candidates = candidates.where(runs.c.id.in_(list(ids)))
+    if submitted is not None:
+        has_id = runs.c.backend_run_id.is_not(None)
+        candidates = candidates.where(has_id if submitted else sa.not_(has_id))
+    candidates = candidates.order_by(runs.c.next_check_at.asc().nulls_first(), runs.c.created_at).limit(limit)
+    if postgres:
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        sa.update(runs)
+        .where(runs.c.id.in_(candidates.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=now + lease)
+        .returning(*runs.c)
+    )
+    result = await conn.execute(statement)
+    return list(result.mappings())
+
+
+async def release(conn: AsyncConnection, run_id: str, owner: str, next_check_at: datetime | None, **values: Any) -> None:
+    """Give up a lease (only if still ours) and set when the run is next due."""
+    await conn.execute(
+        sa.update(runs)
+        .where(runs.c.id == run_id, runs.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None, next_check_at=next_check_at, **values)
+    )
+
+
+async def renew_leases(conn: AsyncConnection, owner: str, until: datetime) -> None:
+    await conn.execute(sa.update(runs).where(runs.c.lease_owner == owner).values(lease_expires_at=until))
+
+
+async def count_executing(conn: AsyncConnection, backends: Sequence[str]) -> int:
+    """Runs holding a slot on local engines (admission control)."""
+    held = [State.INITIALIZING, State.RUNNING, State.PAUSED, State.UNKNOWN, State.CANCELING]
+    query = sa.select(sa.func.count()).select_from(runs).where(
+        runs.c.backend.in_(list(backends)), runs.c.state.in_([s.value for s in held])
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def active_ids(conn: AsyncConnection, states: Sequence[State], after: str | None, limit: int) -> list[str]:
+    """Ids of runs in ``states``, in id order, for passes that must see every one."""
+    query = sa.select(runs.c.id).where(runs.c.state.in_([s.value for s in states]))
+    if after is not None:
+        query = query.where(runs.c.id > after)
+    result = await conn.execute(query.order_by(runs.c.id).limit(limit))
+    return list(result.scalars())

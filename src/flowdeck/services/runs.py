@@ -1,0 +1,241 @@
+"""Run use cases: submit, read, list, cancel, tasks and log files."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from flowdeck.backends.registry import canonical_type
+from flowdeck.db import runs as run_rows
+from flowdeck.db import tasks as task_rows
+from flowdeck.domain.principal import Principal
+from flowdeck.domain.runs import RunSpec
+from flowdeck.domain.states import TERMINAL, State, is_terminal
+from flowdeck.errors import InvalidInput, NotFound
+from flowdeck.services import paging, state_machine
+from flowdeck.services.attachments import Attachment, check_all, run_folder
+from flowdeck.services.clock import utcnow
+from flowdeck.services.context import Services
+
+# Workflow types whose workflow_url names something inside the engine, not a file.
+_NAMED_TYPES = {"GALAXY", "DEMO"}
+
+
+@dataclass
+class NewRun:
+    """A validated-shape submission, from any door (WES, jobs, requests)."""
+
+    workflow_type: str
+    workflow_type_version: str
+    workflow_url: str
+    workflow_params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    workflow_engine: str | None = None
+    workflow_engine_version: str | None = None
+    workflow_engine_parameters: dict[str, str] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+    research_group: str | None = None
+    description: str | None = None
+    dataset_id: str | None = None
+    dataset: dict[str, Any] | None = None
+    pipeline_name: str | None = None
+    pipeline_version: str | None = None
+    pipeline_target: dict[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+    request_index: int | None = None
+    rerun_of: str | None = None
+    origin: str = "wes"
+
+
+def resolve_group(principal: Principal, requested: str | None) -> str | None:
+    """The research group a new object belongs to.
+
+    A member names one of their groups, or gets their only group by default.
+    Naming a group one does not belong to is refused without saying whether it
+    exists.
+    """
+    if principal.sees_all:
+        return requested
+    if requested is None:
+        if len(principal.groups) == 1:
+            return next(iter(principal.groups))
+        raise InvalidInput("research_group is required: you belong to " + (", ".join(sorted(principal.groups)) or "no group"))
+    if requested not in principal.groups:
+        raise InvalidInput(f"you are not a member of research group {requested!r}")
+    return requested
+
+
+def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:
+    url = new.workflow_url.strip()
+    if not url:
+        raise InvalidInput("workflow_url is required")
+    if wf_type in _NAMED_TYPES:
+        return
+    names = {a.name for a in new.attachments}
+    if "://" not in url:
+        relative = url.removeprefix("./")
+        if relative not in names:
+            raise InvalidInput(f"workflow_url {url!r} is not one of the attachments ({', '.join(sorted(names)) or 'none'})")
+        return
+    allowed = services.settings.allowed_workflow_url_prefixes
+    if not any(url.startswith(prefix) for prefix in allowed):
+        raise InvalidInput(f"workflow_url must be a relative attachment path or start with one of: {', '.join(allowed) or 'nothing'}")
+
+
+def _engine_check(backend_version: str, new: NewRun) -> None:
+    if new.workflow_engine_version and not new.workflow_engine:
+        raise InvalidInput("workflow_engine is required when workflow_engine_version is given")
+    if new.workflow_engine_version and new.workflow_engine_version != backend_version:
+        raise InvalidInput(f"workflow_engine_version {new.workflow_engine_version!r} is not available; this service runs {backend_version}")
+
+
+async def submit(services: Services, new: NewRun, principal: Principal) -> str:
+    """Validate, store attachments, and record the run in QUEUED. Returns its id."""
+    wf_type = canonical_type(new.workflow_type)
+    backend = services.backends.choose(wf_type, new.workflow_engine)
+    versions = backend.workflow_types.get(wf_type, [])
+    if new.workflow_type_version not in versions:
+        raise InvalidInput(f"workflow_type_version {new.workflow_type_version!r} is not supported for {wf_type} on {backend.name}; supported: {', '.join(versions)}")
+    _engine_check(backend.engine_version(), new)
+    check_all(new.attachments, services.settings.max_upload_bytes)
+    _check_workflow_url(services, new, wf_type)
+    group = resolve_group(principal, new.research_group)
+    run_id = str(uuid.uuid4())
+    folder = run_folder(services.settings.resolved_runs_dir, run_id)
+    folder.write(new.attachments)
+    spec = RunSpec(
+        run_id=run_id, workflow_type=wf_type, workflow_type_version=new.workflow_type_version,
+        workflow_url=new.workflow_url, workflow_params=new.workflow_params, workdir=folder.work,
+        attachments_dir=folder.attachments, engine_parameters=new.workflow_engine_parameters,
+        tags=new.tags, pipeline_target=new.pipeline_target, dataset=new.dataset,
+    )
+    try:
+        backend.validate(spec)
+        await _insert(services, new, spec, backend.name, group, principal)
+    except BaseException:
+        folder.remove()
+        raise
+    return run_id
+
+
+async def _insert(services: Services, new: NewRun, spec: RunSpec, backend: str, group: str | None, principal: Principal) -> None:
+    now = utcnow()
+    values = {
+        "id": spec.run_id, "request_id": new.request_id, "request_index": new.request_index,
+        "pipeline_name": new.pipeline_name, "pipeline_version": new.pipeline_version,
+        "dataset_id": new.dataset_id, "research_group": group, "owner": principal.name,
+        "description": new.description, "origin": new.origin,
+        "workflow_type": new.workflow_type, "workflow_type_version": new.workflow_type_version,
+        "workflow_url": new.workflow_url, "workflow_params": new.workflow_params,
+        "workflow_engine": new.workflow_engine or backend, "workflow_engine_version": new.workflow_engine_version,
+        "workflow_engine_parameters": new.workflow_engine_parameters, "tags": new.tags,
+        "attachments": [a.name for a in new.attachments],
+        "backend": backend, "backend_data": {"pipeline_target": new.pipeline_target, "dataset": new.dataset},
+        "state": State.QUEUED.value, "system_logs": [], "created_at": now, "updated_at": now,
+        "rerun_of": new.rerun_of, "next_check_at": now,
+    }
+    async with services.db.write() as conn:
+        await run_rows.insert(conn, values)
+        await state_machine.record_creation(conn, spec.run_id, now=now, actor=principal.name, reason=f"submitted through {new.origin}")
+
+
+async def get_visible(services: Services, run_id: str, principal: Principal) -> RowMapping:
+    """The run, or NotFound if it does not exist or the caller may not see it."""
+    async with services.db.read() as conn:
+        row = await run_rows.get(conn, run_id)
+    if row is None or not principal.can_see(row["research_group"]):
+        raise NotFound(f"run {run_id} not found")
+    return row
+
+
+async def list_page(
+    services: Services, principal: Principal, flt: run_rows.RunFilter, page_size: int | None, page_token: str | None
+) -> tuple[list[RowMapping], str]:
+    """One page of visible runs, newest first, and the token of the next page ('' at the end)."""
+    size = paging.page_size(page_size, services.settings.default_page_size, services.settings.max_page_size)
+    after = paging.decode_run_position(page_token) if page_token else None
+    groups = principal.visible_groups()
+    if groups is not None:
+        flt = run_rows.RunFilter(**{**flt.__dict__, "groups": groups if flt.groups is None else flt.groups & groups})
+    async with services.db.read() as conn:
+        rows = await run_rows.page(conn, flt, size + 1, after)
+    token = paging.encode_run_position(rows[size - 1]["created_at"], rows[size - 1]["id"]) if len(rows) > size else ""
+    return rows[:size], token
+
+
+async def cancel(services: Services, run_id: str, principal: Principal) -> RowMapping:
+    """Ask for a cancel: the run moves to CANCELING and the worker carries it out.
+
+    Cancelling a run that already ended changes nothing (idempotent).
+    """
+    for _ in range(5):
+        row = await get_visible(services, run_id, principal)
+        current = State(row["state"])
+        if is_terminal(current) or current is State.CANCELING:
+            return row
+        now = utcnow()
+        async with services.db.write() as conn:
+            moved = await state_machine.transition(
+                conn, run_id, current, State.CANCELING, now=now, reason="cancel requested",
+                actor=principal.name, fields={"next_check_at": now},
+            )
+        if moved:
+            return await get_visible(services, run_id, principal)
+    return await get_visible(services, run_id, principal)
+
+
+async def task_page(
+    services: Services, run_id: str, principal: Principal, page_size: int | None, page_token: str | None
+) -> tuple[list[RowMapping], str]:
+    await get_visible(services, run_id, principal)
+    size = paging.page_size(page_size, services.settings.default_page_size, services.settings.max_page_size)
+    after = paging.decode_position(page_token) if page_token else None
+    async with services.db.read() as conn:
+        rows = await task_rows.page(conn, run_id, after, size + 1)
+    token = paging.encode_position(rows[size - 1]["position"]) if len(rows) > size else ""
+    return rows[:size], token
+
+
+async def get_task(services: Services, run_id: str, task_id: str, principal: Principal) -> RowMapping:
+    await get_visible(services, run_id, principal)
+    async with services.db.read() as conn:
+        row = await task_rows.get(conn, run_id, task_id)
+    if row is None:
+        raise NotFound(f"task {task_id} not found in run {run_id}")
+    return row
+
+
+def log_file(services: Services, run: RowMapping, stored_path: str | None) -> Path:
+    """The local file behind a stdout/stderr link, only if it lies in the run's folder."""
+    if not stored_path:
+        raise NotFound("this log is not available")
+    folder = run_folder(services.settings.resolved_runs_dir, run["id"])
+    path = Path(stored_path)
+    if not path.is_absolute():
+        path = folder.work / path
+    if not folder.contains(path) or not path.is_file():
+        raise NotFound("this log is not available")
+    return path
+
+
+def parse_json_object(raw: str | None, field_name: str, string_values: bool = False) -> dict[str, Any]:
+    """A form field holding a JSON object (absent or empty → {})."""
+    if raw is None or raw.strip() == "":
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"{field_name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field_name} must be a JSON object")
+    if string_values and not all(isinstance(v, str) for v in value.values()):
+        raise InvalidInput(f"{field_name} values must be strings")
+    return value
+
+
+ACTIVE_STATES = frozenset(State) - TERMINAL

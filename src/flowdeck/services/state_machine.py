@@ -1,0 +1,64 @@
+"""The one place run state changes.
+
+Every change is a compare-and-set on (id, state): it succeeds only if the run is
+still in the state the caller saw, so two writers can never overwrite each
+other, and a terminal state can never change. Each change writes an event in
+the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowdeck.db import events
+from flowdeck.db.tables import runs
+from flowdeck.domain.states import State, can_transition, is_terminal
+
+log = logging.getLogger(__name__)
+
+class IllegalTransition(ValueError):
+    """A caller asked for a change the table forbids: a bug, not bad input."""
+
+
+async def transition(
+    conn: AsyncConnection,
+    run_id: str,
+    expected: State,
+    target: State,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    actor: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``run_id`` from ``expected`` to ``target``; False if it was no longer ``expected``."""
+    if not can_transition(expected, target):
+        raise IllegalTransition(f"{expected} -> {target} is not allowed")
+    values: dict[str, Any] = dict(fields or {})
+    values.update(state=target.value, state_version=runs.c.state_version + 1, updated_at=now, last_progress_at=now)
+    if target is State.RUNNING:
+        values["start_time"] = sa.func.coalesce(runs.c.start_time, now)
+    if is_terminal(target):
+        values["end_time"] = now
+        values.update(lease_owner=None, lease_expires_at=None, next_check_at=None)
+    result = await conn.execute(
+        sa.update(runs).where(runs.c.id == run_id, runs.c.state == expected.value).values(**values)
+    )
+    if result.rowcount != 1:
+        return False
+    await events.add(
+        conn, at=now, kind="state", run_id=run_id, from_state=expected.value,
+        to_state=target.value, reason=reason, actor=actor,
+    )
+    log.info("run %s: %s -> %s%s", run_id, expected, target, f" ({reason})" if reason else "")
+    return True
+
+
+async def record_creation(conn: AsyncConnection, run_id: str, *, now: datetime, actor: str | None, reason: str) -> None:
+    """The first event of a run: it was accepted in QUEUED."""
+    await events.add(conn, at=now, kind="state", run_id=run_id, to_state=State.QUEUED.value, reason=reason, actor=actor)

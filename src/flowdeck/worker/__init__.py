@@ -1,0 +1,1 @@
+"""The daemon: claims queued work, dispatches it, keeps state in step, cancels."""

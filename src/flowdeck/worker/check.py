@@ -1,0 +1,223 @@
+"""Keeping runs in step with their engines: sync, cancel, watchdog.
+
+One pass claims the runs that are due, asks each backend about its runs in
+batches (bounded parallelism), and writes only what changed. Transient engine
+errors never change a run's state: the run is retried later with backoff.
+Polling is adaptive: a young run is checked often, an old one less.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from flowdeck.backends.base import Backend
+from flowdeck.db import runs as run_rows
+from flowdeck.db import tasks as task_rows
+from flowdeck.domain.runs import RunHandle, SyncReport
+from flowdeck.domain.states import State, can_transition, is_terminal
+from flowdeck.errors import EngineUnavailable, FlowdeckError
+from flowdeck.services import state_machine
+from flowdeck.services.clock import utcnow
+from flowdeck.services.context import Services
+from flowdeck.worker.handles import handle_of
+from flowdeck.worker.pool import BlockingPool
+
+log = logging.getLogger(__name__)
+ACTOR = "worker"
+CHECKED = [State.INITIALIZING, State.RUNNING, State.PAUSED, State.UNKNOWN, State.CANCELING]
+
+
+async def check_once(
+    services: Services, owner: str, pool: BlockingPool, *, ids: list[str] | None = None
+) -> int:
+    """One pass over the runs that are due (or exactly ``ids``); returns how many were checked."""
+    due_only = ids is None
+    now = utcnow()
+    async with services.db.write() as conn:
+        rows = await run_rows.claim(
+            conn, states=CHECKED, owner=owner, now=now, lease=timedelta(seconds=services.settings.lease_seconds),
+            limit=services.settings.sync_batch, postgres=services.db.is_postgres, due_only=due_only,
+            backends=services.backends.names(), submitted=True, ids=ids,
+        )
+        # A cancel of a run the engine never got needs no engine at all.
+        unsent = await run_rows.claim(
+            conn, states=[State.CANCELING], owner=owner, now=now, lease=timedelta(seconds=services.settings.lease_seconds),
+            limit=services.settings.sync_batch, postgres=services.db.is_postgres, due_only=False, submitted=False, ids=ids,
+        )
+    for row in unsent:
+        await _finish_unsent_cancel(services, owner, row)
+    by_backend: dict[str, list[RowMapping]] = defaultdict(list)
+    for row in rows:
+        by_backend[row["backend"]].append(row)
+    await asyncio.gather(*(_check_backend(services, owner, pool, name, group) for name, group in by_backend.items()))
+    services.metrics.sync_passes.inc()
+    return len(rows) + len(unsent)
+
+
+async def _finish_unsent_cancel(services: Services, owner: str, row: RowMapping) -> None:
+    async with services.db.write() as conn:
+        moved = await state_machine.transition(
+            conn, row["id"], State.CANCELING, State.CANCELED, now=utcnow(),
+            reason="canceled before it reached an engine", actor=ACTOR,
+        )
+        if not moved:
+            await run_rows.release(conn, row["id"], owner, utcnow())
+
+
+async def _check_backend(services: Services, owner: str, pool: BlockingPool, name: str, rows: list[RowMapping]) -> None:
+    backend = services.backends.get(name)
+    runs_dir = services.settings.resolved_runs_dir
+    for row in rows:
+        if row["state"] == State.CANCELING.value and not (row["backend_data"] or {}).get("cancel_sent"):
+            await _send_cancel(services, owner, pool, backend, row)
+    handles = [handle_of(row, runs_dir) for row in rows]
+    size = max(1, -(-len(handles) // services.settings.sync_concurrency))
+    chunks = [handles[i : i + size] for i in range(0, len(handles), size)]
+    results = await asyncio.gather(*(_sync_chunk(services, pool, backend, chunk) for chunk in chunks))
+    rows_by_id = {row["id"]: row for row in rows}
+    for reports in results:
+        for report in reports:
+            try:
+                await apply_report(services, owner, rows_by_id[report.run_id], report)
+            except Exception:
+                # One broken run must never stop the pass.
+                log.exception("could not apply the report of run %s", report.run_id)
+    services.metrics.runs_synced.labels(name).inc(len(handles))
+
+
+async def _sync_chunk(services: Services, pool: BlockingPool, backend: Backend, chunk: list[RunHandle]) -> list[SyncReport]:
+    try:
+        reports = await pool.run(backend.sync, chunk)
+    except Exception as exc:
+        kind = "transient" if isinstance(exc, EngineUnavailable) or not isinstance(exc, FlowdeckError) else "error"
+        services.metrics.backend_errors.labels(backend.name, f"sync_{kind}").inc()
+        log.warning("%s sync failed for %d runs: %s", backend.name, len(chunk), exc)
+        reports = [SyncReport(run_id=h.run_id, transient_error=f"{type(exc).__name__}: {exc}") for h in chunk]
+    seen = {r.run_id for r in reports}
+    missing = [SyncReport(run_id=h.run_id, transient_error="the engine gave no report") for h in chunk if h.run_id not in seen]
+    return [r for r in reports if r.run_id in {h.run_id for h in chunk}] + missing
+
+
+async def _send_cancel(services: Services, owner: str, pool: BlockingPool, backend: Backend, row: RowMapping) -> None:
+    handle = handle_of(row, services.settings.resolved_runs_dir)
+    try:
+        result = await pool.run(backend.cancel, handle)
+    except Exception as exc:
+        services.metrics.backend_errors.labels(backend.name, "cancel").inc()
+        log.warning("cancel of run %s failed: %s; will retry", row["id"], exc)
+        return
+    now = utcnow()
+    async with services.db.write() as conn:
+        await run_rows.update(conn, row["id"], {"backend_data": {**(row["backend_data"] or {}), "cancel_sent": now.isoformat()}})
+        if result.confirmed:
+            await state_machine.transition(
+                conn, row["id"], State.CANCELING, State.CANCELED, now=now,
+                reason=result.message or "canceled by the engine", actor=ACTOR,
+            )
+
+
+def next_interval(services: Services, row: RowMapping, now: datetime) -> float:
+    """Young runs are polled often, old ones less: a tenth of their age, within bounds."""
+    started = row["start_time"] or row["created_at"]
+    age = max(0.0, (now - started).total_seconds())
+    return min(services.settings.sync_max_seconds, max(services.settings.sync_min_seconds, age / 10))
+
+
+async def apply_report(services: Services, owner: str, row: RowMapping, report: SyncReport) -> None:
+    """Write what a report says, only what changed, and release the lease."""
+    now = utcnow()
+    run_id = row["id"]
+    if report.transient_error is not None:
+        failures = int(row["check_failures"] or 0) + 1
+        delay = report.retry_after or min(services.settings.sync_max_seconds, services.settings.sync_min_seconds * 2**failures)
+        async with services.db.write() as conn:
+            await run_rows.release(conn, run_id, owner, now + timedelta(seconds=delay),
+                                   check_failures=failures, last_check_error=report.transient_error)
+        await _watchdog(services, owner, row, now)
+        return
+    current = State(row["state"])
+    target = _target(current, report.state)
+    fields = _changed_fields(row, report)
+    async with services.db.write() as conn:
+        progressed = False
+        if report.tasks is not None:
+            progressed = await task_rows.sync(conn, run_id, report.tasks, now) > 0
+        if target is not None and target is not current:
+            reason = report.reason or f"engine reports {target.value}"
+            if await state_machine.transition(conn, run_id, current, target, now=now, reason=reason, actor=ACTOR, fields=fields):
+                started = row["last_progress_at"] or row["updated_at"]
+                services.metrics.transition_seconds.labels(current.value, target.value).observe((now - started).total_seconds())
+                if not is_terminal(target):
+                    await run_rows.release(conn, run_id, owner, now + timedelta(seconds=services.settings.sync_min_seconds))
+                return
+        if progressed or report.progressed:
+            fields["last_progress_at"] = now
+        if row["check_failures"]:
+            fields.update(check_failures=0, last_check_error=None)
+        await run_rows.release(conn, run_id, owner, now + timedelta(seconds=next_interval(services, row, now)), **fields)
+    await _watchdog(services, owner, row, now)
+
+
+def _target(current: State, reported: State | None) -> State | None:
+    if reported is None or reported is current:
+        return None
+    if current is State.CANCELING and reported in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR):
+        return State.CANCELED  # the engine stopped because we asked it to
+    if current is State.CANCELING and reported in (State.RUNNING, State.PAUSED, State.INITIALIZING, State.UNKNOWN):
+        return None  # still stopping
+    return reported if can_transition(current, reported) else None
+
+
+def _changed_fields(row: RowMapping, report: SyncReport) -> dict[str, Any]:
+    wanted: dict[str, Any] = {}
+    if report.outputs is not None:
+        wanted["outputs"] = report.outputs
+    if report.output_files is not None:
+        wanted["output_files"] = [asdict(f) for f in report.output_files]
+    for name in ("exit_code", "stdout_path", "stderr_path", "cmd"):
+        value = getattr(report, name)
+        if value is not None:
+            wanted[name] = value
+    if report.backend_data is not None:
+        wanted["backend_data"] = {**(row["backend_data"] or {}), **report.backend_data}
+    if report.system_logs:
+        merged = list(row["system_logs"] or [])
+        merged += [line for line in report.system_logs if line not in merged]
+        wanted["system_logs"] = merged
+    if report.state in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR) and report.reason:
+        wanted["error_message"] = report.reason
+    return {key: value for key, value in wanted.items() if row[key] != value}
+
+
+async def _watchdog(services: Services, owner: str, row: RowMapping, now: datetime) -> None:
+    """End a run whose engine has said nothing new for too long: no run stays RUNNING forever."""
+    last = row["last_progress_at"] or row["updated_at"]
+    silent = (now - last).total_seconds()
+    if silent < services.settings.watchdog_seconds:
+        return
+    current = State(row["state"])
+    message = f"no news from the engine for {silent:.0f}s (watchdog limit {services.settings.watchdog_seconds:.0f}s)"
+    async with services.db.write() as conn:
+        await state_machine.transition(
+            conn, row["id"], current, State.SYSTEM_ERROR, now=now, reason=message, actor="watchdog",
+            fields={"error_message": message, "system_logs": [*(row["system_logs"] or []), message]},
+        )
+
+
+async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
+    """Check every non-terminal run the engines hold, once (``flowdeck sync --once``)."""
+    total, after = 0, None
+    while True:
+        async with services.db.read() as conn:
+            ids = await run_rows.active_ids(conn, CHECKED, after, services.settings.sync_batch)
+        if not ids:
+            return total
+        total += await check_once(services, owner, pool, ids=ids)
+        after = ids[-1]
