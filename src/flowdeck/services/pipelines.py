@@ -1,0 +1,290 @@
+"""The pipeline catalog: a folder of YAML files, loaded and checked at start.
+
+Every ``*.yaml``/``*.yml`` file directly in the folder is one pipeline version
+(the file format is in docs/pipelines.md). A broken file stops start-up with a
+:class:`~flowdeck.errors.ConfigurationError` naming the file and the field;
+every broken file is reported at once. Several versions of a pipeline may
+coexist; the newest by semantic-version order is the default.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from flowdeck.domain.pipelines import BACKEND_TARGETS, TARGET_KINDS, SpecError, Target, Version
+from flowdeck.errors import ConfigurationError, NotFound, Problem
+from flowdeck.services.parameters import ParameterModel
+
+if TYPE_CHECKING:
+    from flowdeck.settings import Settings
+
+FIELDS = (
+    "name", "version", "description", "backend", "target", "research_groups",
+    "parameters", "defaults", "rules", "samplesheet",
+)
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+
+
+def default_dir() -> Path:
+    """The catalog shipped inside the package."""
+    return Path(__file__).resolve().parent.parent / "catalog"
+
+
+@dataclass(frozen=True, eq=False)
+class Pipeline:
+    """One version of one pipeline."""
+
+    name: str
+    version: Version
+    description: str
+    backend: str
+    target: Target
+    research_groups: frozenset[str]
+    model: ParameterModel
+    source: Path
+    sample_id_parameter: str | None = None
+
+    def schema(self, schema_id: str | None = None) -> dict[str, Any]:
+        """The parameters' JSON Schema 2020-12 document, defaults included."""
+        return self.model.published(
+            schema_id=schema_id or f"urn:flowdeck:pipeline:{self.name}:{self.version}:parameters",
+            title=f"{self.name} {self.version} parameters",
+            description=self.description,
+        )
+
+    def validate(self, parameters: Any, strict: bool = True, *, prefix: str = "") -> dict[str, Any]:
+        """Resolved parameters with defaults applied; ValidationFailed lists every problem."""
+        return self.model.validate(parameters, strict=strict, prefix=prefix)
+
+    def allows_group(self, group: str | None) -> bool:
+        """True when runs of ``group`` may use this pipeline (no list means everyone)."""
+        return not self.research_groups or group in self.research_groups
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain summary for listings."""
+        return {
+            "name": self.name,
+            "version": str(self.version),
+            "description": self.description,
+            "backend": self.backend,
+            "target": self.target.as_dict(),
+            "research_groups": sorted(self.research_groups),
+        }
+
+
+class Catalog:
+    """Pipelines by name, each name's versions newest first."""
+
+    def __init__(self, pipelines: Iterable[Pipeline]) -> None:
+        by_name: dict[str, list[Pipeline]] = {}
+        for pipeline in pipelines:
+            versions = by_name.setdefault(pipeline.name, [])
+            for other in versions:
+                if other.version == pipeline.version:
+                    raise ConfigurationError(
+                        f"{pipeline.source}: version: {pipeline.name} {pipeline.version} "
+                        f"is also defined in {other.source}",
+                        file=str(pipeline.source), field="version",
+                    )
+            versions.append(pipeline)
+        self._by_name = {
+            name: sorted(versions, key=lambda p: p.version, reverse=True)
+            for name, versions in sorted(by_name.items())
+        }
+
+    @classmethod
+    def load(cls, directory: Path | str | None = None) -> Catalog:
+        """Load and check every pipeline file in ``directory`` (default: the shipped catalog)."""
+        folder = Path(directory) if directory is not None else default_dir()
+        if not folder.is_dir():
+            raise ConfigurationError(f"pipelines_dir {folder} is not a folder", file=str(folder))
+        pipelines: list[Pipeline] = []
+        problems: list[Problem] = []
+        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            try:
+                pipelines.append(load_file(path))
+            except SpecError as exc:
+                problems.append(Problem(str(path), f"{path}: {exc.field}: {exc.message}", exc.field))
+        if problems:
+            lines = "\n".join(p.message for p in problems)
+            raise ConfigurationError(
+                f"pipeline catalog {folder}: {len(problems)} broken file(s):\n{lines}",
+                problems=problems, file=problems[0].pointer, field=problems[0].rule,
+            )
+        return cls(pipelines)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Catalog:
+        return cls.load(settings.pipelines_dir)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __iter__(self) -> Iterator[Pipeline]:
+        return iter(self.list())
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def list(self) -> list[Pipeline]:
+        """The default (newest) version of every pipeline, by name."""
+        return [versions[0] for versions in self._by_name.values()]
+
+    def versions(self, name: str) -> builtins.list[Pipeline]:
+        """Every version of ``name``, newest first; NotFound listing the names."""
+        try:
+            return list(self._by_name[name])
+        except KeyError:
+            known = ", ".join(self._by_name) or "none (the catalog is empty)"
+            raise NotFound(f"no pipeline named {name!r}; pipelines: {known}") from None
+
+    def get(self, name: str, version: str | None = None) -> Pipeline:
+        """One version of ``name`` (the newest when ``version`` is None)."""
+        versions = self.versions(name)
+        if version is None:
+            return versions[0]
+        for pipeline in versions:
+            if pipeline.version.text == version:
+                return pipeline
+        try:
+            wanted = Version.parse(version)
+        except ValueError:
+            wanted = None
+        for pipeline in versions:
+            if pipeline.version == wanted:
+                return pipeline
+        listed = ", ".join(str(p.version) for p in versions)
+        raise NotFound(f"pipeline {name!r} has no version {version!r}; versions: {listed}")
+
+
+# --- reading one file
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice (PyYAML keeps the last silently)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise SpecError(str(key), f"given twice (line {key_node.start_mark.line + 1})")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def load_file(path: Path) -> Pipeline:
+    """Read and check one pipeline file; SpecError names the field that is wrong."""
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError("(yaml)", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError("(file)", f"cannot be read: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError("(top level)", "a pipeline file must be a mapping of fields")
+    unknown = sorted(str(k) for k in raw if k not in FIELDS)
+    if unknown:
+        raise SpecError(unknown[0], f"is not a pipeline field; fields: {', '.join(FIELDS)}")
+    name = _name(raw.get("name"))
+    version = _version(raw.get("version"))
+    backend = _backend(raw.get("backend"))
+    model = ParameterModel.build(raw.get("parameters"), raw.get("rules"), raw.get("defaults"), f"{name} {version}")
+    return Pipeline(
+        name=name,
+        version=version,
+        description=_text(raw.get("description"), "description"),
+        backend=backend,
+        target=_target(raw.get("target"), backend, path),
+        research_groups=_groups(raw.get("research_groups")),
+        model=model,
+        source=path,
+        sample_id_parameter=_sample_id(raw.get("samplesheet"), model),
+    )
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(field, "is required (a non-empty string)")
+    return value.strip()
+
+
+def _name(value: Any) -> str:
+    name = _text(value, "name")
+    if not _NAME.fullmatch(name):
+        raise SpecError("name", f"{name!r} must start with a letter and use only letters, digits, _ . - (≤ 64)")
+    return name
+
+
+def _version(value: Any) -> Version:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise SpecError("version", f"{value!r} reads as a number; quote it, e.g. version: \"1.0.0\"")
+    try:
+        return Version.parse(_text(value, "version"))
+    except ValueError as exc:
+        raise SpecError("version", str(exc)) from None
+
+
+def _backend(value: Any) -> str:
+    backend = _text(value, "backend")
+    if backend not in BACKEND_TARGETS:
+        raise SpecError("backend", f"{backend!r} is not a backend; backends: {', '.join(BACKEND_TARGETS)}")
+    return backend
+
+
+def _target(value: Any, backend: str, path: Path) -> Target:
+    kinds = BACKEND_TARGETS[backend]
+    expected = " or ".join(kinds)
+    if not isinstance(value, dict):
+        raise SpecError("target", f"must be a mapping with {expected} (backend {backend})")
+    named = [k for k in value if k in TARGET_KINDS]
+    extra = sorted(str(k) for k in value if k not in TARGET_KINDS and k != "workflow_type_version")
+    if extra:
+        raise SpecError(f"target.{extra[0]}", f"is not a target field; backend {backend} takes {expected}")
+    if len(named) != 1 or named[0] not in kinds:
+        raise SpecError("target", f"backend {backend} needs exactly one of {expected}")
+    kind_name = named[0]
+    kind = TARGET_KINDS[kind_name]
+    text = _text(value[kind_name], f"target.{kind_name}")
+    type_version = value.get("workflow_type_version", kind.default_type_version)
+    if not isinstance(type_version, str):
+        raise SpecError("target.workflow_type_version", "must be a string, e.g. \"v1.2\"")
+    file: str | None = None
+    if kind.is_file:
+        resolved = (path.parent / text).resolve()
+        if not resolved.is_file():
+            raise SpecError(f"target.{kind_name}", f"file not found: {resolved}")
+        file = str(resolved)
+    return Target(kind_name, text, kind.workflow_type, type_version, file)
+
+
+def _groups(value: Any) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(g, str) and g.strip() for g in value):
+        raise SpecError("research_groups", "must be a list of group names (empty: every group)")
+    return frozenset(g.strip() for g in value)
+
+
+def _sample_id(value: Any, model: ParameterModel) -> str | None:
+    properties = model.schema["properties"]
+    if value is None:
+        return "sample_id" if "sample_id" in properties else None
+    if not isinstance(value, dict) or set(value) - {"id_column"}:
+        raise SpecError("samplesheet", "takes only id_column: <a parameter that names the sample>")
+    column = value.get("id_column")
+    if column is not None and column not in properties:
+        raise SpecError("samplesheet.id_column", f"{column!r} is not a parameter")
+    return str(column) if column is not None else None
