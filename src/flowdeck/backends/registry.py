@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # name -> "module:Class". Adding a backend is one module plus one line here.
 BACKENDS: dict[str, str] = {
     "demo": "flowdeck.backends.demo:DemoBackend",
+    "galaxy": "flowdeck.backends.galaxy:GalaxyBackend",
 }
 
 # WES workflow types and their spellings clients use.
