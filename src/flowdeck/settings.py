@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL. Default: a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db")
     database_pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL).")
     pipelines_dir: Path | None = Field(None, description="Folder of pipeline YAML files. Default: the catalog shipped with flowdeck.")
+    max_request_runs: int = Field(10_000, ge=1, description="Most runs one request may expand into (datasets or sample-sheet rows).")
 
     # --- HTTP service
     host: str = Field("127.0.0.1", description="Address the API binds to.")

@@ -93,23 +93,31 @@ BACKEND_TARGETS: dict[str, tuple[str, ...]] = {
 @dataclass(frozen=True)
 class Target:
     """What a pipeline runs: ``kind`` is a key of TARGET_KINDS, ``value`` as written,
-    ``path`` the absolute file for file kinds."""
+    ``path`` the absolute file for file kinds, ``input`` the workflow input that
+    receives the run's dataset (Galaxy)."""
 
     kind: str
     value: str
     workflow_type: str
     workflow_type_version: str
     path: str | None = None
+    input: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The form handed to backends as ``RunSpec.pipeline_target``."""
-        return {
+        """The form handed to backends as ``RunSpec.pipeline_target``: ``path`` for
+        file targets, ``workflow`` (a name or id) for the others."""
+        target: dict[str, Any] = {
             "kind": self.kind,
-            "value": self.value,
-            "path": self.path,
             "workflow_type": self.workflow_type,
             "workflow_type_version": self.workflow_type_version,
         }
+        if self.path is not None:
+            target["path"] = self.path
+        else:
+            target["workflow"] = self.value
+        if self.input is not None:
+            target["input"] = self.input
+        return target
 
 
 class SpecError(Exception):

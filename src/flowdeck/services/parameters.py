@@ -80,6 +80,19 @@ class ParameterModel:
                 raise SpecError(f"rules[{i}].name", f"rule name {name!r} is used twice")
         return cls(schema, rules, _check_defaults(schema, raw_defaults), label)
 
+    @property
+    def properties(self) -> list[str]:
+        """Parameter names, in the order the schema lists them."""
+        return list(self.schema["properties"])
+
+    @property
+    def required(self) -> list[str]:
+        return list(self.schema.get("required", []))
+
+    def is_array(self, name: str) -> bool:
+        """True when the schema says parameter ``name`` is a list."""
+        return "array" in _types(_Relaxer(self.schema).resolve(self.schema["properties"].get(name)))
+
     # --- publishing
 
     def published(self, *, schema_id: str, title: str, description: str) -> dict[str, Any]:
@@ -127,7 +140,10 @@ class ParameterModel:
             for path, message, rule in _explain(error):
                 problem = Problem(prefix + pointer(path), message, rule)
                 seen.setdefault((problem.pointer, rule), problem)
-        return sorted(seen.values(), key=lambda p: (p.pointer, p.rule))
+        # A wrong type explains everything else said about the same value.
+        typed = {pointer for pointer, rule in seen if rule == "type"}
+        kept = [p for (ptr, rule), p in seen.items() if rule == "type" or ptr not in typed]
+        return sorted(kept, key=lambda p: (p.pointer, p.rule))
 
     def _failure(self, problems: list[Problem]) -> ValidationFailed:
         shown = "; ".join(f"{p.pointer or '/'}: {p.message}" for p in problems[:3])
@@ -254,8 +270,8 @@ def _message(keyword: str, error: ValidationError, who: str) -> str:
     phrase = custom.get(keyword) if isinstance(custom, dict) else None
     if not isinstance(phrase, str):
         phrase = _phrase(keyword, value)
-    if phrase is None:
-        return f"{who}: {error.message}"
+    if phrase is None:  # never jsonschema's own message: it echoes the whole value
+        return f"{who} breaks the schema's {keyword} rule (got {show(error.instance)})"
     return f"{who} {phrase} (got {show(error.instance)})"
 
 
@@ -279,6 +295,11 @@ def _phrase(keyword: str, value: Any) -> str | None:
         "minItems": f"must have at least {value} item{'s' if value != 1 else ''}",
         "maxItems": f"must have at most {value} item{'s' if value != 1 else ''}",
         "uniqueItems": "must not repeat an item",
+        "oneOf": "must match exactly one of the allowed forms",
+        "anyOf": "must match at least one of the allowed forms",
+        "not": "is not allowed",
+        "minProperties": f"must have at least {value} field{'s' if value != 1 else ''}",
+        "maxProperties": f"must have at most {value} field{'s' if value != 1 else ''}",
     }
     return phrases.get(keyword)
 
@@ -304,7 +325,8 @@ def _shape_problems(parameters: Any, prefix: str) -> list[Problem]:
 
 # --- relaxed mode
 
-def _norm(key: str) -> str:
+def normalize_key(key: str) -> str:
+    """How relaxed mode compares keys: trimmed, case-folded, spaces and hyphens as _."""
     return re.sub(r"[\s\-]+", "_", key.strip()).casefold()
 
 
@@ -356,10 +378,10 @@ class _Relaxer:
         props: Mapping[str, Any] = schema.get("properties", {})
         index: dict[str, str | None] = {}
         for name in props:
-            index[_norm(name)] = None if _norm(name) in index else name  # ambiguous → no match
+            index[normalize_key(name)] = None if normalize_key(name) in index else name  # ambiguous → no match
         out: dict[str, Any] = {}
         for key, item in value.items():
-            target = key if key in props else index.get(_norm(key))
+            target = key if key in props else index.get(normalize_key(key))
             if target is None or (target in value and target != key) or target in out:
                 out[key] = item  # left for the strict check to report
                 continue

@@ -29,6 +29,7 @@ FIELDS = (
     "name", "version", "description", "backend", "target", "research_groups",
     "parameters", "defaults", "rules", "samplesheet",
 )
+_TARGET_OPTIONS = ("workflow_type_version", "input")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
@@ -250,7 +251,7 @@ def _target(value: Any, backend: str, path: Path) -> Target:
     if not isinstance(value, dict):
         raise SpecError("target", f"must be a mapping with {expected} (backend {backend})")
     named = [k for k in value if k in TARGET_KINDS]
-    extra = sorted(str(k) for k in value if k not in TARGET_KINDS and k != "workflow_type_version")
+    extra = sorted(str(k) for k in value if k not in TARGET_KINDS and k not in _TARGET_OPTIONS)
     if extra:
         raise SpecError(f"target.{extra[0]}", f"is not a target field; backend {backend} takes {expected}")
     if len(named) != 1 or named[0] not in kinds:
@@ -261,13 +262,16 @@ def _target(value: Any, backend: str, path: Path) -> Target:
     type_version = value.get("workflow_type_version", kind.default_type_version)
     if not isinstance(type_version, str):
         raise SpecError("target.workflow_type_version", "must be a string, e.g. \"v1.2\"")
+    dataset_input = value.get("input")
+    if dataset_input is not None and (kind.workflow_type != "GALAXY" or not isinstance(dataset_input, str)):
+        raise SpecError("target.input", "is a Galaxy workflow's data input label (a string)")
     file: str | None = None
     if kind.is_file:
         resolved = (path.parent / text).resolve()
         if not resolved.is_file():
             raise SpecError(f"target.{kind_name}", f"file not found: {resolved}")
         file = str(resolved)
-    return Target(kind_name, text, kind.workflow_type, type_version, file)
+    return Target(kind_name, text, kind.workflow_type, type_version, file, dataset_input)
 
 
 def _groups(value: Any) -> frozenset[str]:
