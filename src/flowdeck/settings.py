@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 AuthMode = Literal["none", "basic", "oidc"]
 StorageKind = Literal["local", "s3"]
+# Lists read from the environment as comma-separated text or a JSON array.
+StrList = Annotated[list[str], NoDecode]
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -60,7 +64,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port the API binds to.")
     public_url: str | None = Field(None, description="Base URL clients reach the service at; used in log and download links. Default: taken from each request.")
-    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS.")
+    cors_origins: StrList = Field(default_factory=list, description="Origins allowed by CORS.")
     max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1, description="Largest accepted request body (attachments, uploads).")
     max_page_size: int = Field(1000, ge=1, description="Largest page size a list endpoint accepts.")
     default_page_size: int = Field(50, ge=1, description="Page size when the client gives none.")
@@ -77,7 +81,7 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = Field(None, description="Expected token issuer (iss).")
     oidc_audience: str | None = Field(None, description="Expected audience (aud).")
     oidc_jwks_url: str | None = Field(None, description="JWKS URL. Default: discovered from the issuer.")
-    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], description="Accepted JWT algorithms.")
+    oidc_algorithms: StrList = Field(default_factory=lambda: ["RS256", "ES256"], description="Accepted JWT algorithms.")
     oidc_groups_claim: str = Field("groups", description="Claim that lists the user's research groups.")
     oidc_admin_group: str | None = Field(None, description="Group whose members are service admins.")
     oidc_username_claim: str = Field("preferred_username", description="Claim that names the user.")
@@ -101,11 +105,12 @@ class Settings(BaseSettings):
     sync_max_seconds: float = Field(60.0, gt=0, description="Poll interval ceiling for long runs.")
     max_local_runs: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, description="Runs executing at once on local engines (default: the core count).")
     watchdog_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="A run whose engine reports nothing new for this long ends SYSTEM_ERROR.")
+    max_failed_checks: int = Field(10, ge=1, description="A run on which the backend itself fails this many checks in a row ends SYSTEM_ERROR (an unreachable engine never ends a run).")
     dispatch_timeout_seconds: float = Field(3.0, ge=0, description="How long POST /jobs waits for the engine before answering 202 queued.")
 
     # --- workflows and engines
-    backends: list[str] = Field(default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy", "omics"], description="Backends to enable; ones whose engine is not installed are skipped.")
-    allowed_workflow_url_prefixes: list[str] = Field(default_factory=lambda: ["https://"], description="Remote workflow_url prefixes accepted besides attachments.")
+    backends: StrList = Field(default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy", "omics"], description="Backends to enable; ones whose engine is not installed are skipped.")
+    allowed_workflow_url_prefixes: StrList = Field(default_factory=lambda: ["https://"], description="Remote workflow_url prefixes accepted besides attachments.")
     containers: bool = Field(False, description="Let engines use containers (off: no container runtime here).")
     runs_dir: Path | None = Field(None, description="Folder of per-run working folders. Default: data_dir/runs.")
 
@@ -116,7 +121,7 @@ class Settings(BaseSettings):
 
     galaxy_url: str | None = Field(None, description="Galaxy server URL.")
     galaxy_api_key: SecretStr | None = Field(None, description="Galaxy API key (never logged).")
-    galaxy_allowed_workflows: list[str] = Field(default_factory=list, description="Galaxy workflow names POST /jobs may invoke when no pipeline names them.")
+    galaxy_allowed_workflows: StrList = Field(default_factory=list, description="Galaxy workflow names POST /jobs may invoke when no pipeline names them.")
     galaxy_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Galaxy API call.")
 
     omics_region: str = Field("us-east-1", description="AWS region of HealthOmics.")
@@ -127,7 +132,9 @@ class Settings(BaseSettings):
     @field_validator("backends", "cors_origins", "allowed_workflow_url_prefixes", "galaxy_allowed_workflows", "oidc_algorithms", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 

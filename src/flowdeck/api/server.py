@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -10,16 +13,32 @@ from fastapi import FastAPI
 from flowdeck.settings import Settings
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after shutting down; a graceful stop of
+    flowdeck should instead end with exit status 0, after the worker stopped too."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
 def make_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-        access_log=False, proxy_headers=True, server_header=False, limit_concurrency=1000,
+        access_log=False, proxy_headers=True, server_header=False,
     )
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 async def serve(app: FastAPI, settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serve until interrupted; then set ``stop`` so a worker beside us ends too."""
+    """Serve until SIGINT/SIGTERM; then set ``stop`` so a worker beside us ends too."""
     server = make_server(app, settings)
     try:
         await server.serve()

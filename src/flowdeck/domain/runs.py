@@ -98,6 +98,9 @@ class SyncReport:
     system_logs: list[str] = field(default_factory=list)
     backend_data: dict[str, Any] | None = None
     progressed: bool = False
+    # Set by the worker when the backend itself raised on this run (a bug or a
+    # corrupt record, not an unreachable engine): repeated, it ends the run.
+    backend_failed: bool = False
 
 
 @dataclass(frozen=True)

@@ -93,16 +93,23 @@ async def _check_backend(services: Services, owner: str, pool: BlockingPool, nam
 
 
 async def _sync_chunk(services: Services, pool: BlockingPool, backend: Backend, chunk: list[RunHandle]) -> list[SyncReport]:
+    """Reports for every handle. If the batch call fails, each run is asked alone,
+    so that one run the backend chokes on cannot hold the others back."""
     try:
         reports = await pool.run(backend.sync, chunk)
     except Exception as exc:
-        kind = "transient" if isinstance(exc, EngineUnavailable) or not isinstance(exc, FlowdeckError) else "error"
-        services.metrics.backend_errors.labels(backend.name, f"sync_{kind}").inc()
+        if len(chunk) > 1 and not isinstance(exc, EngineUnavailable):
+            alone = await asyncio.gather(*(_sync_chunk(services, pool, backend, [h]) for h in chunk))
+            return [report for reports in alone for report in reports]
+        transient = isinstance(exc, EngineUnavailable)
+        services.metrics.backend_errors.labels(backend.name, "sync_transient" if transient else "sync_error").inc()
         log.warning("%s sync failed for %d runs: %s", backend.name, len(chunk), exc)
-        reports = [SyncReport(run_id=h.run_id, transient_error=f"{type(exc).__name__}: {exc}") for h in chunk]
+        message = f"{type(exc).__name__}: {exc}"
+        return [SyncReport(run_id=h.run_id, transient_error=message, backend_failed=not transient) for h in chunk]
+    wanted = {h.run_id for h in chunk}
     seen = {r.run_id for r in reports}
     missing = [SyncReport(run_id=h.run_id, transient_error="the engine gave no report") for h in chunk if h.run_id not in seen]
-    return [r for r in reports if r.run_id in {h.run_id for h in chunk}] + missing
+    return [r for r in reports if r.run_id in wanted] + missing
 
 
 async def _send_cancel(services: Services, owner: str, pool: BlockingPool, backend: Backend, row: RowMapping) -> None:
@@ -136,6 +143,10 @@ async def apply_report(services: Services, owner: str, row: RowMapping, report: 
     run_id = row["id"]
     if report.transient_error is not None:
         failures = int(row["check_failures"] or 0) + 1
+        if report.backend_failed and failures >= services.settings.max_failed_checks:
+            # Not the engine being away: the backend fails on this run every time.
+            await _end_broken(services, row, now, report.transient_error, failures)
+            return
         delay = report.retry_after or min(services.settings.sync_max_seconds, services.settings.sync_min_seconds * 2**failures)
         async with services.db.write() as conn:
             await run_rows.release(conn, run_id, owner, now + timedelta(seconds=delay),
@@ -221,3 +232,12 @@ async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
             return total
         total += await check_once(services, owner, pool, ids=ids)
         after = ids[-1]
+
+
+async def _end_broken(services: Services, row: RowMapping, now: datetime, error: str, failures: int) -> None:
+    message = f"the {row['backend']} backend failed on this run {failures} times in a row: {error}"
+    async with services.db.write() as conn:
+        await state_machine.transition(
+            conn, row["id"], State(row["state"]), State.SYSTEM_ERROR, now=now, reason=message, actor=ACTOR,
+            fields={"error_message": message, "system_logs": [*(row["system_logs"] or []), message]},
+        )
