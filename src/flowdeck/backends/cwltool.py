@@ -1,0 +1,263 @@
+"""The ``cwltool`` backend: the CWL reference runner as a local process.
+
+Run dir layout (besides ``.flowdeck/``, see :mod:`flowdeck.backends.local_process`):
+``outputs/`` (``--outdir``), ``logs/<job>/`` (``--log-dir``: a tool's declared
+stdout/stderr), ``tmp/`` (every temporary and staging folder). Parameters are
+written to ``.flowdeck/params.json``; the output object is cwltool's stdout.
+
+Containers are off unless ``settings.containers``: then a tool that lists
+``DockerRequirement`` under ``requirements`` is refused at submit (cwltool
+itself would fail with exit code 33). We do not move it to ``hints`` for the
+user: that would run the tool with whatever the host has, silently. Under
+``hints`` it is accepted and ignored.
+
+Tasks come from cwltool's stderr (``--timestamps``): one per ``[job NAME]``,
+started at its command line, ended at ``completed success|permanentFail``.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowdeck.backends.local_process import (
+    LaunchPlan,
+    LocalEngineBackend,
+    Option,
+    attachment,
+    control_dir,
+    engine_args,
+    inside,
+    is_url,
+    parse_time,
+    read_json,
+    tail,
+    write_json,
+)
+from flowdeck.domain.runs import RunSpec, TaskInfo
+from flowdeck.domain.states import State
+from flowdeck.errors import InvalidInput
+
+CWL_VERSIONS = ("v1.0", "v1.1", "v1.2")
+_MAX_DOCUMENTS = 200  # referenced tool files followed at submit, at most
+_LINE = re.compile(r"^\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] \w+ \[job (?P<job>[^\]]+)\] (?P<rest>.*)$")
+_STAMPED = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ")
+_REDIRECT = re.compile(r"(?:^|\s)(?P<stream>2?)> (?P<path>\S+)")
+
+
+def load_cwl(path: Path) -> dict[str, Any]:
+    """A CWL document as a mapping, or InvalidInput saying why not."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"workflow {path.name} does not parse as CWL (YAML/JSON): {exc}") from None
+    if not isinstance(document, dict) or not ("cwlVersion" in document or "$graph" in document):
+        raise InvalidInput(f"workflow {path.name} is not a CWL document (no cwlVersion)")
+    return document
+
+
+def check_cwl(path: Path, spec: RunSpec, containers: bool) -> None:
+    """Parse the workflow and the tool files it references among the attachments.
+
+    Refuses a version we do not run, a referenced file outside the attachments,
+    and (containers off) a DockerRequirement under ``requirements``.
+    """
+    root = load_cwl(path)
+    version = root.get("cwlVersion")
+    if version is not None and version not in CWL_VERSIONS:
+        raise InvalidInput(f"cwlVersion {version!r} is not supported; supported: {', '.join(CWL_VERSIONS)}")
+    seen: set[Path] = {path}
+    todo: list[tuple[Path, Any]] = [(path, root)]
+    while todo:
+        source, node = todo.pop()
+        for reference in _walk(node, source.name, containers):
+            target = inside(source.parent / reference, spec.attachments_dir)
+            if target is None or not target.is_file():
+                raise InvalidInput(f"{source.name} references {reference!r}, which is not among the attachments")
+            if target not in seen and len(seen) < _MAX_DOCUMENTS:
+                seen.add(target)
+                todo.append((target, load_cwl(target)))
+
+
+def _walk(node: Any, where: str, containers: bool) -> list[str]:
+    """Check one document's nodes; return the local files it references."""
+    references: list[str] = []
+    if isinstance(node, list):
+        for item in node:
+            references += _walk(item, where, containers)
+        return references
+    if not isinstance(node, dict):
+        return references
+    if not containers and _has_docker(node.get("requirements")):
+        raise InvalidInput(
+            f"{where}: DockerRequirement under requirements needs a container engine, and containers "
+            "are off on this service; move it to hints to run the tool with the host's own programs"
+        )
+    for key, value in node.items():
+        if key in {"run", "$import", "$include"} and isinstance(value, str):
+            if not is_url(value):
+                references.append(value.split("#", 1)[0])
+        else:
+            references += _walk(value, where, containers)
+    return references
+
+
+def _has_docker(requirements: Any) -> bool:
+    if isinstance(requirements, dict):
+        return "DockerRequirement" in requirements
+    if isinstance(requirements, list):
+        return any(isinstance(item, dict) and item.get("class") == "DockerRequirement" for item in requirements)
+    return False
+
+
+def cwl_params(params: Any, spec: RunSpec) -> Any:
+    """The job object with every local File/Directory made an absolute attachment path.
+
+    A location outside the attachments is refused, so a run reads nothing of the host.
+    """
+    if isinstance(params, list):
+        return [cwl_params(item, spec) for item in params]
+    if not isinstance(params, dict):
+        return params
+    result = {key: cwl_params(value, spec) for key, value in params.items()}
+    if params.get("class") in {"File", "Directory"}:
+        for key in ("location", "path"):
+            value = result.get(key)
+            if isinstance(value, str) and not is_url(value):
+                result[key] = str(attachment(value, spec, what=f"input {params.get('class')}"))
+    return result
+
+
+@dataclass
+class _Job:
+    name: str
+    start: datetime | None = None
+    end: datetime | None = None
+    status: str | None = None
+    exit_code: int | None = None
+    streams: dict[str, str] = field(default_factory=dict)
+
+
+def read_jobs(stderr: Path, logs: Path) -> list[TaskInfo]:
+    """Tasks from cwltool's timestamped stderr; ``logs`` is the ``--log-dir``."""
+    jobs: dict[str, _Job] = {}
+    current: _Job | None = None
+    try:
+        lines = stderr.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        match = _LINE.match(line)
+        if match is None:
+            if current is not None and not _STAMPED.match(line):
+                _note_redirects(current, line, logs)  # a continuation of the job's command line
+            else:
+                current = None
+            continue
+        moment = parse_time(match["ts"].replace(" ", "T"))
+        job = jobs.setdefault(match["job"], _Job(match["job"], start=moment))
+        rest = match["rest"]
+        current = job if "$ " in rest and job.status is None else None
+        if current is not None:
+            _note_redirects(job, rest, logs)
+        if rest.startswith("exited with status: "):
+            job.exit_code = int(rest.rsplit(":", 1)[1])
+        elif rest.startswith("completed "):
+            job.status, job.end = rest.split()[1], moment
+    return [_task(job, stderr) for job in jobs.values()]
+
+
+def _note_redirects(job: _Job, text: str, logs: Path) -> None:
+    # Only redirects into the log dir are cwltool's; a tool's script may hold its own.
+    for match in _REDIRECT.finditer(text):
+        if match["path"].startswith(f"{logs}/"):
+            job.streams["stderr" if match["stream"] else "stdout"] = match["path"]
+
+
+def _task(job: _Job, run_stderr: Path) -> TaskInfo:
+    state = {None: State.RUNNING, "success": State.COMPLETE}.get(job.status, State.EXECUTOR_ERROR)
+    exit_code = job.exit_code if job.exit_code is not None else (0 if state is State.COMPLETE else None)
+    return TaskInfo(
+        backend_task_id=job.name, name=job.name, state=state, start_time=job.start, end_time=job.end,
+        exit_code=exit_code, stdout_path=job.streams.get("stdout"),
+        # An undeclared stderr flows into cwltool's own stderr.
+        stderr_path=job.streams.get("stderr", str(run_stderr)),
+    )
+
+
+def final_status(stderr: Path) -> str | None:
+    """cwltool's ``Final process status is …`` word, if it got that far."""
+    for line in reversed(tail(stderr, 40)):
+        if "Final process status is " in line:
+            return line.rsplit(" ", 1)[1]
+    return None
+
+
+class CwltoolBackend(LocalEngineBackend):
+    """CWL v1.0 to v1.2 on the cwltool reference runner."""
+
+    name = "cwltool"
+    workflow_types = {"CWL": list(CWL_VERSIONS)}
+    command_name = "cwltool"
+    package_name = "cwltool"
+    module_name = "cwltool"
+    options = {
+        "--parallel": Option("--parallel", "flag", default="false"),
+        "--strict-memory-limit": Option("--strict-memory-limit", "flag", default="false"),
+        "--strict-cpu-limit": Option("--strict-cpu-limit", "flag", default="false"),
+        "--on-error": Option("--on-error", "choice", ("stop", "continue"), default="stop"),
+        "--relax-path-checks": Option("--relax-path-checks", "flag", default="false"),
+    }
+
+    def check_workflow(self, workflow: str, spec: RunSpec) -> None:
+        if not is_url(workflow):
+            check_cwl(Path(workflow), spec, self.settings.containers)
+        cwl_params(spec.workflow_params, spec)
+
+    def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
+        params = control_dir(rundir) / "params.json"
+        write_json(params, cwl_params(spec.workflow_params, spec))
+        for folder in ("outputs", "logs", "tmp"):
+            (rundir / folder).mkdir(exist_ok=True)
+        argv = [
+            self.executable() or self.command_name, "--disable-color", "--timestamps",
+            "--outdir", str(rundir / "outputs"), "--log-dir", str(rundir / "logs"),
+            "--tmpdir-prefix", f"{rundir / 'tmp'}/", "--tmp-outdir-prefix", f"{rundir / 'tmp'}/",
+            *([] if self.settings.containers else ["--no-container"]),
+            *engine_args(spec.engine_parameters, self.options), "--", workflow, str(params),
+        ]
+        # cwltool honours SIGTERM: it waits up to 10 s for its tools, then kills them.
+        return LaunchPlan(argv, self.base_env(rundir), signal.SIGTERM, cancel_group=True, grace_seconds=30)
+
+    def read_tasks(self, rundir: Path) -> list[TaskInfo]:
+        return read_jobs(control_dir(rundir) / "stderr.txt", rundir / "logs")
+
+    def read_outputs(self, rundir: Path) -> dict[str, Any] | None:
+        return read_json(control_dir(rundir) / "stdout.txt")
+
+    def failure_reason(self, rundir: Path, exit_code: int) -> str:
+        return cwl_failure(self.name, control_dir(rundir) / "stderr.txt", exit_code, self.read_tasks(rundir))
+
+
+def cwl_failure(engine: str, stderr: Path, exit_code: int, tasks: list[TaskInfo]) -> str:
+    """A readable reason: which steps failed and how, else the end of the engine's stderr."""
+    failed = [task for task in tasks if task.state is State.EXECUTOR_ERROR]
+    if exit_code == 33:
+        lines = [line for line in tail(stderr, 40) if "Unsupported" in line or "equirement" in line]
+        return f"{engine}: unsupported requirement" + (f": {lines[-1]}" if lines else "")
+    if failed:
+        steps = ", ".join(
+            f"{task.name} (exit code {task.exit_code})" if task.exit_code is not None else task.name
+            for task in failed
+        )
+        return f"{engine}: step failed: {steps}; see the task's stderr"
+    last = tail(stderr, 3)
+    status = final_status(stderr)
+    detail = f"final status {status}" if status else " | ".join(last)
+    return f"{engine} exited with code {exit_code}" + (f": {detail}" if detail else "")
