@@ -98,7 +98,7 @@ test: install
 	echo "==> $(BIN)/pytest $(PYTEST_ARGS)"
 	"$(BIN)/pytest" $(PYTEST_ARGS)
 
-run: install
+run: $(STAMP)
 	"$(BIN)/flowdeck" up $(ARGS)
 
 lint: install
