@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flowdeck.backends.registry import Registry
 from flowdeck.db.engine import Database
 from flowdeck.services.metrics import Metrics
+from flowdeck.services.pipelines import Catalog
 from flowdeck.settings import Settings
 
 
@@ -18,10 +19,13 @@ class Services:
     db: Database
     backends: Registry
     metrics: Metrics
+    # Loaded once at start; a broken pipeline file stops start-up naming the file and field.
+    catalog: Catalog = field(default_factory=Catalog.load)
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
-        return cls(settings=settings, db=Database(settings), backends=Registry(settings), metrics=Metrics())
+        return cls(settings=settings, db=Database(settings), backends=Registry(settings), metrics=Metrics(),
+                   catalog=Catalog.from_settings(settings))
 
     async def close(self) -> None:
         await self.db.dispose()
