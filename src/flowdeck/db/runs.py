@@ -93,7 +93,7 @@ async def page(
     columns: Iterable[sa.ColumnElement[Any]] | None = None,
 ) -> list[Row]:
     """Newest first; ``after`` is the (created_at, id) of the last row already seen."""
-    query = sa.select(*(columns or [runs])).where(*_where(flt))
+    query = sa.select(*(columns or runs.c)).where(*_where(flt))
     if after is not None:
         created, run_id = after
         query = query.where(

@@ -132,7 +132,7 @@ async def _send_cancel(services: Services, owner: str, pool: BlockingPool, backe
 
 def next_interval(services: Services, row: RowMapping, now: datetime) -> float:
     """Young runs are polled often, old ones less: a tenth of their age, within bounds."""
-    started = row["start_time"] or row["created_at"]
+    started: datetime = row["start_time"] or row["created_at"]
     age = max(0.0, (now - started).total_seconds())
     return min(services.settings.sync_max_seconds, max(services.settings.sync_min_seconds, age / 10))
 
