@@ -48,6 +48,8 @@ MAX_DEPTH = 32
 _ABSENT = object()
 _INT = re.compile(r"[+-]?\d{1,30}")
 _FLOAT = re.compile(r"[+-]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][+-]?\d{1,3})?")
+_ABSENCE = frozenset({"required", "dependentRequired"})
+_COUNTED = frozenset({"minItems", "maxItems", "minProperties", "maxProperties"})
 _TYPE_NAMES = {
     "string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
     "array": "an array", "object": "an object", "null": "null",
@@ -126,7 +128,8 @@ class ParameterModel:
             if name not in params:
                 params[name] = copy.deepcopy(value)
         problems = self._schema_problems(params, prefix)
-        failed = {_top_name(p.pointer[len(prefix):]) for p in problems}
+        # Rules see absent fields as absent; a field with a wrong value skips the rule.
+        failed = {_top_name(p.pointer[len(prefix):]) for p in problems if p.rule not in _ABSENCE}
         for rule in self.rules:
             if failed.isdisjoint(rule.fields):
                 problems += [Problem(prefix + pointer(path), msg, rule.name) for path, msg in rule.apply(params)]
@@ -270,9 +273,15 @@ def _message(keyword: str, error: ValidationError, who: str) -> str:
     phrase = custom.get(keyword) if isinstance(custom, dict) else None
     if not isinstance(phrase, str):
         phrase = _phrase(keyword, value)
+    instance: Any = error.instance
+    got = f" (got {show(instance)})"
+    if keyword in _COUNTED and isinstance(instance, list | dict):
+        got = f" (got {len(instance)})"
+    elif keyword == "uniqueItems":
+        got = ""
     if phrase is None:  # never jsonschema's own message: it echoes the whole value
-        return f"{who} breaks the schema's {keyword} rule (got {show(error.instance)})"
-    return f"{who} {phrase} (got {show(error.instance)})"
+        return f"{who} breaks the schema's {keyword} rule{got}"
+    return f"{who} {phrase}{got}"
 
 
 def _phrase(keyword: str, value: Any) -> str | None:
