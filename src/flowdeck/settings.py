@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     allowed_workflow_url_prefixes: StrList = Field(default_factory=lambda: ["https://"], description="Remote workflow_url prefixes accepted besides attachments.")
     containers: bool = Field(False, description="Let engines use containers (off: no container runtime here).")
     runs_dir: Path | None = Field(None, description="Folder of per-run working folders. Default: data_dir/runs.")
+    toil_batch_system: str = Field("single_machine", description="Toil --batchSystem: single_machine here; slurm, kubernetes, aws_batch, … to run past one machine.")
+    toil_extra_args: list[str] = Field(default_factory=list, description="Extra toil-cwl-runner arguments set by the operator (JSON list), e.g. batch system options or a shared --workDir.")
 
     demo_min_seconds: float = Field(10.0, ge=0, description="Shortest simulated run (demo backend).")
     demo_max_seconds: float = Field(30.0, ge=0, description="Longest simulated run (demo backend).")

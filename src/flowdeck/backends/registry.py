@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 BACKENDS: dict[str, str] = {
     "demo": "flowdeck.backends.demo:DemoBackend",
     "galaxy": "flowdeck.backends.galaxy:GalaxyBackend",
+    "cwltool": "flowdeck.backends.cwltool:CwltoolBackend",
+    "snakemake": "flowdeck.backends.snakemake:SnakemakeBackend",
+    "miniwdl": "flowdeck.backends.miniwdl:MiniwdlBackend",
+    "toil": "flowdeck.backends.toil:ToilBackend",
 }
 
 # WES workflow types and their spellings clients use.

@@ -1,0 +1,165 @@
+"""The ``toil`` backend: CWL on toil-cwl-runner, one machine here, a cluster by configuration.
+
+The batch system is ``settings.toil_batch_system`` (``single_machine`` by
+default) and ``settings.toil_extra_args`` adds operator arguments: that is the
+way past one machine (for example ``slurm`` with a job store and ``--workDir``
+on a shared file system, or ``kubernetes``/``aws_batch`` with their options).
+Users may only set the engine parameters below.
+
+Run dir layout: ``js/`` (the ``file:`` job store, removed at the end),
+``outputs/``, ``logs/<job>/`` (a tool's declared stdout/stderr), ``joblogs/``
+(``--writeLogs``: each job's worker log), ``tmp/`` (``--workDir`` and staging),
+``.flowdeck/messages.tsv`` (``--writeMessages``, Toil's message bus: the task
+states) and ``.flowdeck/toil.log``. Toil also records each run in
+``~/.toil/history.sqlite``.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowdeck.backends.cwltool import CWL_VERSIONS, check_cwl, cwl_failure, cwl_params
+from flowdeck.backends.local_process import (
+    LaunchPlan,
+    LocalEngineBackend,
+    Option,
+    control_dir,
+    engine_args,
+    file_time,
+    is_url,
+    parse_time,
+    read_json,
+    write_json,
+)
+from flowdeck.domain.runs import RunSpec, TaskInfo
+from flowdeck.domain.states import State
+
+_STAMP = re.compile(r"\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4})\]")
+_EXITED = re.compile(r"exited with status: (\d+)")
+_REDIRECT = re.compile(r"(?:^|\s)(?P<stream>2?)> (?P<path>\S+)")
+
+
+@dataclass
+class _Job:
+    job_type: str
+    state: State = State.RUNNING
+    exit_code: int | None = None
+    streams: dict[str, str] = field(default_factory=dict)
+
+
+def read_messages(path: Path) -> dict[str, _Job]:
+    """CWL tool jobs by Toil job id, from the ``--writeMessages`` bus."""
+    jobs: dict[str, _Job] = {}
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return jobs
+    for line in lines:
+        kind, *fields = line.split("\t")
+        if len(fields) < 2 or not fields[1].startswith("kind-CWLJob/"):
+            continue
+        job_type, job_id = fields[0], fields[1]
+        if kind.endswith("JobIssuedMessage"):
+            jobs[job_id] = _Job(job_type)
+        elif kind.endswith("JobCompletedMessage") and job_id in jobs:
+            code = int(fields[2]) if len(fields) > 2 and fields[2].lstrip("-").isdigit() else 1
+            jobs[job_id].state = State.COMPLETE if code == 0 else State.EXECUTOR_ERROR
+            jobs[job_id].exit_code = code
+        elif kind.endswith("JobFailedMessage") and job_id in jobs and jobs[job_id].state is not State.COMPLETE:
+            # Toil also "fails" the finished predecessors of a failed job: those keep COMPLETE.
+            jobs[job_id].state = State.EXECUTOR_ERROR
+    return jobs
+
+
+def step_name(job_type: str) -> str:
+    """``two_step.cwl.greet._:uuid`` -> ``greet``."""
+    name = job_type.split("._:", 1)[0]
+    return re.sub(r"^.*?\.cwl\.", "", name)
+
+
+def _job_log(joblogs: Path, job_type: str) -> Path | None:
+    # Toil doubles every '-' of the job name in log file names; the last attempt wins.
+    key = job_type.replace("-", "--")
+    found = sorted(p for p in joblogs.glob("*.log") if key in p.name and "CWLJob_" in p.name)
+    return found[-1] if found else None
+
+
+def _task(job_id: str, job: _Job, rundir: Path) -> TaskInfo:
+    log = _job_log(rundir / "joblogs", job.job_type)
+    text = log.read_text(encoding="utf-8", errors="replace") if log else ""
+    stamps = [parse_time(stamp) for stamp in _STAMP.findall(text)]
+    for match in _REDIRECT.finditer(text):
+        if match["path"].startswith(f"{rundir / 'logs'}/"):
+            job.streams["stderr" if match["stream"] else "stdout"] = match["path"]
+    exited = _EXITED.findall(text)
+    exit_code = int(exited[-1]) if exited else job.exit_code
+    if job.state is State.COMPLETE:
+        exit_code = 0
+    start = stamps[0] if stamps else file_time(rundir / "logs" / job.job_type)
+    return TaskInfo(
+        backend_task_id=job_id, name=step_name(job.job_type), state=job.state, start_time=start,
+        end_time=stamps[-1] if stamps and job.state is not State.RUNNING else None,
+        exit_code=exit_code if job.state is not State.RUNNING else None,
+        stdout_path=job.streams.get("stdout"),
+        stderr_path=job.streams.get("stderr", str(log or control_dir(rundir) / "stderr.txt")),
+    )
+
+
+class ToilBackend(LocalEngineBackend):
+    """CWL on Toil: local single-machine batch system by default."""
+
+    name = "toil"
+    workflow_types = {"CWL": list(CWL_VERSIONS)}
+    command_name = "toil-cwl-runner"
+    package_name = "toil"
+    module_name = "toil"
+    options = {
+        "--retryCount": Option("--retryCount", "int", low=0, high=10, default="0"),
+        "--maxCores": Option("--maxCores", "int", low=1, high=1024),
+        "--maxMemory": Option("--maxMemory", "size"),
+        "--defaultMemory": Option("--defaultMemory", "size"),
+        "--defaultCores": Option("--defaultCores", "int", low=1, high=1024),
+    }
+
+    def check_workflow(self, workflow: str, spec: RunSpec) -> None:
+        if not is_url(workflow):
+            check_cwl(Path(workflow), spec, self.settings.containers)
+        cwl_params(spec.workflow_params, spec)
+
+    def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
+        control = control_dir(rundir)
+        params = control / "params.json"
+        write_json(params, cwl_params(spec.workflow_params, spec))
+        for folder in ("outputs", "logs", "joblogs", "tmp"):
+            (rundir / folder).mkdir(exist_ok=True)
+        engine_params = dict(spec.engine_parameters)
+        # A failing CWL tool fails again: Toil's default of one retry only doubles the wait.
+        engine_params.setdefault("--retryCount", "0")
+        tmp = f"{rundir / 'tmp'}/"
+        argv = [
+            self.executable() or self.command_name, "--jobStore", f"file:{rundir / 'js'}",
+            "--batchSystem", self.settings.toil_batch_system, "--workDir", str(rundir / "tmp"),
+            "--outdir", str(rundir / "outputs"), "--log-dir", str(rundir / "logs"),
+            "--tmpdir-prefix", tmp, "--tmp-outdir-prefix", tmp,
+            "--writeMessages", str(control / "messages.tsv"), "--writeLogs", str(rundir / "joblogs"),
+            "--writeLogsFromAllJobs", "true", "--disableChaining", "true",
+            "--logFile", str(control / "toil.log"), "--clean", "always",
+            *([] if self.settings.containers else ["--no-container"]),
+            *self.settings.toil_extra_args, *engine_args(engine_params, self.options), workflow, str(params),
+        ]
+        # Measured: SIGTERM to the leader stops its workers (in their own groups) in 3-4 s.
+        return LaunchPlan(argv, self.base_env(rundir), signal.SIGTERM, cancel_group=False, grace_seconds=30)
+
+    def read_tasks(self, rundir: Path) -> list[TaskInfo]:
+        jobs = read_messages(control_dir(rundir) / "messages.tsv")
+        return [_task(job_id, job, rundir) for job_id, job in jobs.items()]
+
+    def read_outputs(self, rundir: Path) -> dict[str, Any] | None:
+        return read_json(control_dir(rundir) / "stdout.txt")
+
+    def failure_reason(self, rundir: Path, exit_code: int) -> str:
+        return cwl_failure(self.name, control_dir(rundir) / "stderr.txt", exit_code, self.read_tasks(rundir))
