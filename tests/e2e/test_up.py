@@ -32,6 +32,7 @@ def flowdeck_env(tmp_path: Path) -> dict[str, str]:
         "FLOWDECK_DATA_DIR": str(tmp_path / "data"),
         "FLOWDECK_BACKENDS": "demo",
         "FLOWDECK_DEMO_MIN_SECONDS": "0.5",
+        "FLOWDECK_DEMO_SUCCESS_RATE": "1",
         "FLOWDECK_DEMO_MAX_SECONDS": "1",
         "FLOWDECK_SYNC_MIN_SECONDS": "0.2",
         "FLOWDECK_WORKER_POLL_SECONDS": "0.1",
@@ -132,3 +133,24 @@ def test_sync_once_for_cron(tmp_path: Path) -> None:
     subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
     status = asyncio.run(_through_app(settings, "GET", f"{WES}/runs/{run_id}/status")).json()
     assert status["state"] == "COMPLETE"
+
+
+@pytest.mark.slow
+def test_cli_client_submits_watches_and_lists(server: str, tmp_path: Path) -> None:
+    env = {**os.environ, "FLOWDECK_SERVER": server}
+    base = [sys.executable, "-m", "flowdeck.cli.main", "runs"]
+    params = tmp_path / "params.json"
+    params.write_text('{"sample": "S1"}')
+    submitted = subprocess.run(
+        [*base, "submit", "--type", "DEMO", "--type-version", "1.0", "--url", "demo://cli", "--params", str(params),
+         "--tag", "who=cli", "--watch", "--interval", "0.2"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    run_id = submitted.stdout.splitlines()[0]
+    assert "COMPLETE" in submitted.stdout.splitlines()[-1]
+    listed = subprocess.run([*base, "list"], env=env, capture_output=True, text=True, timeout=30, check=True)
+    assert run_id in listed.stdout
+    missing = subprocess.run([*base, "get", "nope"], env=env, capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 1
+    assert "404: run nope not found" in missing.stderr

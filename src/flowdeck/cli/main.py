@@ -157,12 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("db_command", choices=["upgrade", "downgrade"])
     db.add_argument("revision", nargs="?", default="head")
     db.set_defaults(func=cmd_db)
+    from flowdeck.cli import client
+
+    client.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.func.__module__ == "flowdeck.cli.client":
+        from flowdeck.cli import client
+
+        return client.run(args)
     try:
         return int(args.func(args))
     except (ConfigurationError, FlowdeckError) as exc:
