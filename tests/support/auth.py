@@ -3,8 +3,11 @@ SQLite database, and a real OIDC issuer (discovery + JWKS) on 127.0.0.1."""
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -34,8 +37,18 @@ def sqlite_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(data_dir=tmp_path / "data", **overrides)
 
 
+_template: list[Path] = []
+
+
 def migrated_db(settings: Settings) -> Database:
-    upgrade(settings)
+    """A database for ``settings`` (SQLite), copied from one migrated once per session."""
+    if not _template:
+        folder = Path(tempfile.mkdtemp(prefix="flowdeck-auth-template-"))
+        upgrade(Settings(data_dir=folder))
+        atexit.register(shutil.rmtree, folder, True)
+        _template.append(folder / "flowdeck.db")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_template[0], settings.data_dir / "flowdeck.db")
     return Database(settings)
 
 
@@ -89,7 +102,7 @@ class Issuer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def jwks_fetches(self) -> int:

@@ -89,10 +89,12 @@ def allowed_algorithms(settings: Settings) -> tuple[str, ...]:
 class JwksCache:
     """The issuer's signing keys, fetched on first use and kept.
 
-    Keys are fetched again when they are older than ``max_age`` (rotation) or
-    when a token names a key id that is not known, but never more often than
-    every ``min_interval`` seconds: a flood of tokens with made-up key ids
-    costs the issuer at most one request per interval.
+    Keys are fetched again when they are older than ``max_age`` and when a
+    token names a key id that is not known (rotation). Unknown-kid refreshes
+    happen at most once every ``min_interval`` seconds, so a flood of tokens
+    with made-up key ids costs the issuer one request per interval; after a
+    failed fetch, the issuer is left alone for ``min_interval`` too, and keys
+    fetched earlier stay in use.
     """
 
     def __init__(
@@ -114,14 +116,17 @@ class JwksCache:
         self._keys: dict[str | None, dict[str, Any]] = {}
         self._built: dict[tuple[str | None, str], PyJWK] = {}
         self._fetched_at: float | None = None
-        self._attempted_at: float | None = None
+        self._kid_refresh_at: float | None = None
+        self._failed_at: float | None = None
         self._lock = asyncio.Lock()
         self.fetches = 0
 
     async def key_for(self, kid: str | None, alg: str) -> PyJWK:
         """The key that should have signed a token with this ``kid`` and ``alg``."""
-        if self._stale() or (kid not in self._keys and kid is not None):
-            await self._refresh()
+        if self._stale():
+            await self._refresh(for_kid=None)
+        elif kid is not None and kid not in self._keys:
+            await self._refresh(for_kid=kid)
         jwk = self._pick(kid)
         if jwk.get("alg") not in (None, alg):
             raise Unauthenticated("token algorithm does not match its signing key")
@@ -146,16 +151,29 @@ class JwksCache:
             raise Unauthenticated("token has no key id (kid) and the issuer publishes several keys")
         return next(iter(self._keys.values()))
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, for_kid: str | None) -> None:
         async with self._lock:  # one fetch at a time; waiters reuse its result
             now = self._clock()
-            if self._attempted_at is not None and now - self._attempted_at < self.min_interval:
+            if for_kid is not None:
+                recent = self._kid_refresh_at is not None and now - self._kid_refresh_at < self.min_interval
+                if for_kid in self._keys or recent:
+                    return
+                self._kid_refresh_at = now
+            elif not self._stale():
+                return
+            if self._failed_at is not None and now - self._failed_at < self.min_interval:
                 if self._fetched_at is None:
                     raise IdentityProviderUnavailable("the identity provider's keys could not be fetched; retry later")
                 return
-            self._attempted_at = now
-            keys = await self._fetch()
-            self._keys, self._built, self._fetched_at = keys, {}, now
+            try:
+                keys = await self._fetch()
+            except IdentityProviderUnavailable:
+                self._failed_at = now
+                if self._fetched_at is None:
+                    raise
+                log.warning("refreshing the issuer's keys failed; the keys fetched before stay in use")
+                return
+            self._keys, self._built, self._fetched_at, self._failed_at = keys, {}, now, None
 
     async def _fetch(self) -> dict[str | None, dict[str, Any]]:
         self.fetches += 1
