@@ -1,0 +1,303 @@
+"""The ``galaxy`` backend: workflows stored in a Galaxy server, run through BioBlend.
+
+A run names a Galaxy workflow (by name or id, see :mod:`galaxy_inputs`). Submit
+puts each run in its own history, named ``flowdeck run <run id>`` and tagged
+``flowdeck_run:<run id>``, stages the inputs into it and invokes the workflow
+there. A retried submit (after a crash between invoking and recording) finds
+that history and its invocation and returns it instead of invoking again.
+
+``backend_run_id`` is the invocation id; ``backend_data`` holds ``galaxy_url``,
+``history_id``, ``workflow_id``, ``workflow_name``, ``invocation_id``, and, after
+syncs, ``invocation_state`` and ``fingerprint`` (what the last detailed read saw).
+
+Sync is batched (see :mod:`galaxy_sync`); any Galaxy failure during sync is a
+transient report that never changes a run's state. Cancel asks Galaxy to cancel
+the invocation; a later sync confirms it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from flowdeck.backends.base import Backend
+from flowdeck.backends.galaxy_client import GalaxyApi, chunks
+from flowdeck.backends.galaxy_inputs import (
+    FETCHED_SCHEMES,
+    InvocationPlan,
+    WorkflowInfo,
+    local_path,
+    looks_like_id,
+    plan_invocation,
+    validate_spec,
+    workflow_target,
+)
+from flowdeck.backends.galaxy_sync import InvocationReader, current_fingerprint
+from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, Submitted, SyncReport
+from flowdeck.domain.states import State
+from flowdeck.errors import ConfigurationError, EngineError, EngineUnavailable
+
+if TYPE_CHECKING:
+    from flowdeck.settings import Settings
+
+log = logging.getLogger(__name__)
+HISTORY_TAG = "flowdeck_run"
+UNAVAILABLE_RETRY_SECONDS = 10.0
+
+
+def history_name(run_id: str) -> str:
+    """The name of a run's history; the key a retried submit looks it up by."""
+    return f"flowdeck run {run_id}"
+
+
+class GalaxyBackend(Backend):
+    """Galaxy through BioBlend."""
+
+    name = "galaxy"
+    # The workflow is stored in Galaxy already; the version names its format there.
+    workflow_types = {"GALAXY": ["gxformat2", "ga"]}
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._api: GalaxyApi | None = None
+        self._workflows: dict[str, WorkflowInfo] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec("bioblend") is not None
+
+    @property
+    def api(self) -> GalaxyApi:
+        with self._lock:
+            if self._api is None:
+                url, key = self.settings.galaxy_url, self.settings.galaxy_api_key
+                if not url or key is None:
+                    raise ConfigurationError("the galaxy backend needs FLOWDECK_GALAXY_URL and FLOWDECK_GALAXY_API_KEY")
+                self._api = GalaxyApi(url, key.get_secret_value(), self.settings.galaxy_timeout_seconds)
+            return self._api
+
+    def engine_version(self) -> str:
+        version = self.api.get("read its version", "version")
+        return f"Galaxy {version.get('version_major')}.{version.get('version_minor')}"
+
+    def validate(self, spec: RunSpec) -> None:
+        super().validate(spec)
+        validate_spec(spec)
+
+    # --- submit
+    def submit(self, spec: RunSpec) -> Submitted:
+        target = workflow_target(spec)
+        api = self.api
+        history_id = api.find_history(history_name(spec.run_id))
+        if history_id is not None:
+            existing = api.call(
+                "list the run history's invocations", api.gi.invocations.get_invocations, history_id=history_id
+            )
+            if existing:
+                first = min(existing, key=lambda inv: str(inv.get("create_time") or ""))
+                return self._submitted(first, history_id, None)
+        else:
+            history_id = self._new_history(spec.run_id)
+        workflow = self.workflow(target)
+        plan = plan_invocation(spec, workflow)
+        inputs = {**plan.values, **self._stage(plan, history_id)}
+        invocation = api.call(
+            f"invoke workflow {workflow.name!r}",
+            api.gi.workflows.invoke_workflow,
+            workflow.id,
+            inputs=inputs,
+            params=plan.step_parameters or None,
+            history_id=history_id,
+            inputs_by="name",
+            require_exact_tool_versions=False,
+            # fill tool parameters a stored workflow leaves unset with their defaults
+            allow_tool_state_corrections=True,
+        )
+        return self._submitted(invocation, history_id, workflow)
+
+    def _submitted(self, invocation: dict[str, Any], history_id: str, workflow: WorkflowInfo | None) -> Submitted:
+        invocation_id = str(invocation["id"])
+        data = {
+            "galaxy_url": self.api.url,
+            "history_id": history_id,
+            "invocation_id": invocation_id,
+            "workflow_id": workflow.id if workflow else invocation.get("workflow_id"),
+            "workflow_name": workflow.name if workflow else None,
+            "invocation_state": invocation.get("state"),
+        }
+        return Submitted(backend_run_id=invocation_id, backend_data=data, state=State.INITIALIZING)
+
+    def _new_history(self, run_id: str) -> str:
+        api = self.api
+        history = api.call("create the run's history", api.gi.histories.create_history, history_name(run_id))
+        api.call("tag the run's history", api.gi.histories.create_history_tag, history["id"], f"{HISTORY_TAG}:{run_id}")
+        return str(history["id"])
+
+    def workflow(self, target: str) -> WorkflowInfo:
+        """A workflow by name or id: cached, looked up in Galaxy on a miss."""
+        with self._lock:
+            cached = self._workflows.get(target)
+        if cached is not None:
+            return cached
+        found = self._lookup_workflow(target)
+        with self._lock:
+            self._workflows[target] = found
+        return found
+
+    def forget_workflows(self) -> None:
+        """Drop the name → id cache (a workflow was replaced in Galaxy)."""
+        with self._lock:
+            self._workflows.clear()
+
+    def _lookup_workflow(self, target: str) -> WorkflowInfo:
+        api = self.api
+        workflow_id: str | None = None
+        if looks_like_id(target):
+            try:
+                return _workflow_info(api.call("read the workflow", api.gi.workflows.show_workflow, target))
+            except EngineUnavailable:
+                raise
+            except EngineError:
+                workflow_id = None  # not an id after all: try it as a name
+        matches = api.find_workflows(target)
+        if not matches:
+            raise EngineError(f"Galaxy has no workflow named {target!r} that flowdeck's user can run")
+        # Galaxy allows several workflows of one name: the most recently updated wins.
+        workflow_id = str(max(matches, key=lambda wf: str(wf.get("update_time") or ""))["id"])
+        return _workflow_info(api.call("read the workflow", api.gi.workflows.show_workflow, workflow_id))
+
+    def _stage(self, plan: InvocationPlan, history_id: str) -> dict[str, Any]:
+        """Put each dataset into the run's history; returns label -> Galaxy input."""
+        staged: dict[str, Any] = {}
+        for label, ref in plan.datasets.items():
+            if ref.get("galaxy_dataset_id"):
+                staged[label] = {"src": "hda", "id": str(ref["galaxy_dataset_id"])}
+            else:
+                staged[label] = {"src": "hda", "id": self._upload(ref, history_id, label)}
+        return staged
+
+    def _upload(self, ref: dict[str, Any], history_id: str, label: str) -> str:
+        api = self.api
+        uri = str(ref["uri"])
+        file_type = str(ref.get("file_type") or "auto")
+        name = str(ref.get("name") or uri.rsplit("/", 1)[-1] or label)
+        if uri.split(":", 1)[0].lower() in FETCHED_SCHEMES:
+            element = {"src": "url", "url": uri, "ext": file_type, "name": name}
+            payload = {
+                "history_id": history_id,
+                "targets": [{"destination": {"type": "hdas"}, "elements": [element]}],
+            }
+            answer = api.post(f"fetch {uri}", "tools/fetch", payload)
+        else:
+            path = local_path(uri, self.settings.data_dir)
+            answer = api.call(
+                f"upload {path.name}", api.gi.tools.upload_file, str(path), history_id,
+                file_type=file_type, file_name=name,
+            )
+        return str(answer["outputs"][0]["id"])
+
+    # --- sync
+    def sync(self, handles: Sequence[RunHandle]) -> list[SyncReport]:
+        tracked = [h for h in handles if h.backend_run_id]
+        reports = [SyncReport(run_id=h.run_id) for h in handles if not h.backend_run_id]
+        if not tracked:
+            return reports
+        workers = max(1, min(self.settings.sync_concurrency, len(tracked)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="galaxy-sync") as pool:
+            try:
+                listed, complete, summaries = self._batched_state(pool, tracked)
+            except EngineError as exc:
+                return reports + [_transient(h, exc) for h in tracked]
+            reader = InvocationReader(self.api)
+            futures = []
+            for handle in tracked:
+                summary = summaries.get(str(handle.backend_run_id))
+                fp = current_fingerprint(str(handle.backend_run_id), listed, complete, summary)
+                if fp is not None and fp == handle.backend_data.get("fingerprint"):
+                    reports.append(SyncReport(run_id=handle.run_id))
+                else:
+                    futures.append((handle, pool.submit(reader.report, handle, summary, fp)))
+            for handle, future in futures:
+                try:
+                    reports.append(future.result())
+                except EngineError as exc:
+                    reports.append(_transient(handle, exc))
+                except Exception as exc:  # one odd answer must not stop the batch nor move the run
+                    log.exception("reading Galaxy invocation %s failed", handle.backend_run_id)
+                    reports.append(_transient(handle, EngineError(f"unexpected Galaxy answer: {exc!r}")))
+        return reports
+
+    def _batched_state(
+        self, pool: ThreadPoolExecutor, handles: list[RunHandle]
+    ) -> tuple[dict[str, str], bool, dict[str, dict[str, Any]]]:
+        """The listing of new/ready invocations and every run's jobs summary, in a few calls.
+
+        A summary call Galaxy refuses (an id it cannot decode spoils its whole chunk)
+        leaves those runs without a summary: they are then read one by one."""
+        api = self.api
+        listing = pool.submit(api.active_invocations, len(handles))
+        histories = [str(h.backend_data["history_id"]) for h in handles if h.backend_data.get("history_id")]
+        ids = [str(h.backend_run_id) for h in handles]
+        parts = [pool.submit(api.jobs_summaries, histories[0], part) for part in chunks(ids)] if histories else []
+        summaries: dict[str, dict[str, Any]] = {}
+        for part in parts:
+            try:
+                summaries.update(part.result())
+            except EngineUnavailable:
+                raise
+            except EngineError as exc:
+                if exc.extra.get("galaxy_status") in (401, 403):
+                    raise
+        listed, complete = listing.result()
+        return listed, complete, summaries
+
+    # --- cancel
+    def cancel(self, handle: RunHandle) -> CancelResult:
+        invocation_id = handle.backend_run_id or self._find_invocation(handle.run_id)
+        if invocation_id is None:
+            return CancelResult(confirmed=True, message="no Galaxy invocation was started for this run")
+        api = self.api
+        answer = api.call("cancel the invocation", api.gi.invocations.cancel_invocation, invocation_id)
+        return CancelResult(confirmed=False, message=f"Galaxy invocation is {answer.get('state', 'cancelling')}")
+
+    def _find_invocation(self, run_id: str) -> str | None:
+        api = self.api
+        history_id = api.find_history(history_name(run_id))
+        if history_id is None:
+            return None
+        found = api.call("list the run history's invocations", api.gi.invocations.get_invocations, history_id=history_id)
+        return str(found[0]["id"]) if found else None
+
+
+def _workflow_info(workflow: dict[str, Any]) -> WorkflowInfo:
+    """Input labels by kind: labels come from ``inputs``, kinds from the matching ``steps``."""
+    kinds: dict[str, list[str]] = {"data": [], "parameter": []}
+    steps = workflow.get("steps") or {}
+    for index, item in (workflow.get("inputs") or {}).items():
+        label = item.get("label")
+        step_type = (steps.get(index) or {}).get("type")
+        if not label:
+            continue
+        kind = "parameter" if step_type == "parameter_input" else "data"
+        kinds[kind].append(str(label))
+    return WorkflowInfo(
+        id=str(workflow["id"]),
+        name=str(workflow.get("name")),
+        data_inputs=tuple(kinds["data"]),
+        parameter_inputs=tuple(kinds["parameter"]),
+    )
+
+
+def _transient(handle: RunHandle, exc: EngineError) -> SyncReport:
+    """A Galaxy failure during sync: no state change, retried later."""
+    unavailable = isinstance(exc, EngineUnavailable)
+    return SyncReport(
+        run_id=handle.run_id,
+        transient_error=exc.detail,
+        retry_after=UNAVAILABLE_RETRY_SECONDS if unavailable else 60.0,
+    )

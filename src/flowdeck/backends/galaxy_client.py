@@ -1,0 +1,154 @@
+"""A thin, error-translating layer over BioBlend for the Galaxy backend.
+
+Every Galaxy call goes through :meth:`GalaxyApi.call` or the raw helpers, which
+turn what can go wrong into flowdeck's errors:
+
+* connection refused, timeouts, HTTP 5xx/408/429 → :class:`EngineUnavailable` (transient)
+* HTTP 401/403 → :class:`EngineError` saying the API key was refused
+* any other 4xx → :class:`EngineError` carrying Galaxy's own ``err_msg``
+
+The API key travels in a header and is scrubbed from every message, so it never
+reaches a log or an error body.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import requests
+from bioblend import ConnectionError as BioblendConnectionError
+from bioblend.galaxy import GalaxyInstance
+
+from flowdeck.errors import EngineError, EngineUnavailable
+
+T = TypeVar("T")
+TRANSIENT_STATUS = frozenset({408, 425, 429})
+# ids per jobs_summary call: ~36 URL bytes per id keeps the request line far below
+# the 16 KiB that uvicorn/h11 accept.
+SUMMARY_CHUNK = 150
+LISTING_PAGE = 100  # Galaxy's ceiling for one page of /api/invocations
+LISTING_MAX_PAGES = 10
+
+
+class GalaxyApi:
+    """One Galaxy server as one user (thread-safe: BioBlend opens a request per call)."""
+
+    def __init__(self, url: str, api_key: str, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self._key = api_key
+        self.gi = GalaxyInstance(self.url, key=api_key)
+        self.gi.timeout = timeout
+        self._lock = threading.Lock()
+        self._user_id: str | None = None
+
+    # --- error translation
+    def call(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a BioBlend call, translating its failures (see module docstring)."""
+        try:
+            return fn(*args, **kwargs)
+        except BioblendConnectionError as exc:
+            raise self._translate(action, exc.status_code, exc.body, str(exc.args[0])) from None
+        except requests.RequestException as exc:
+            raise EngineUnavailable(
+                self._scrub(f"Galaxy at {self.url} unreachable ({action}): {type(exc).__name__}")
+            ) from None
+
+    def get(self, action: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET ``/api/<path>`` and decode the JSON answer."""
+
+        def fetch() -> Any:
+            response = self.gi.make_get_request(f"{self.gi.url}/{path}", params=params)
+            if response.status_code != 200:
+                raise BioblendConnectionError("GET failed", response.text, response.status_code)
+            return response.json()
+
+        return self.call(action, fetch)
+
+    def post(self, action: str, path: str, payload: dict[str, Any]) -> Any:
+        """POST JSON to ``/api/<path>``."""
+        return self.call(action, self.gi.make_post_request, f"{self.gi.url}/{path}", payload=payload)
+
+    def _translate(self, action: str, status: int | None, body: Any, fallback: str) -> EngineError:
+        message = self._scrub(_galaxy_message(body) or fallback)
+        if status is None or status >= 500 or status in TRANSIENT_STATUS:
+            return EngineUnavailable(f"Galaxy could not {action} (HTTP {status or 'no answer'}): {message}")
+        if status in (401, 403) and "key" in message.lower():
+            return EngineError(
+                f"Galaxy at {self.url} refused flowdeck's API key (HTTP {status}): {message}; "
+                "check FLOWDECK_GALAXY_API_KEY",
+                galaxy_status=status,
+            )
+        return EngineError(f"Galaxy refused to {action} (HTTP {status}): {message}", galaxy_status=status)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    # --- lookups used by submit
+    def user_id(self) -> str:
+        """The id of the user the API key belongs to (cached)."""
+        with self._lock:
+            if self._user_id is None:
+                self._user_id = str(self.get("read the current user", "users/current")["id"])
+            return self._user_id
+
+    def find_history(self, name: str) -> str | None:
+        """The id of the newest non-deleted history named exactly ``name``."""
+        found = self.get("find the run's history", "histories", {"q": "name-eq", "qv": name})
+        return str(found[0]["id"]) if found else None
+
+    def find_workflows(self, name: str) -> list[dict[str, Any]]:
+        """The user's workflows named exactly ``name`` (Galaxy's search is a substring match)."""
+        found = self.get("list workflows", "workflows", {"search": f'name:"{name}"'})
+        return [wf for wf in found if wf.get("name") == name]
+
+    # --- batched state for sync
+    def active_invocations(self, max_items: int) -> tuple[dict[str, str], bool]:
+        """States of the user's top-level invocations that are still ``new``/``ready``,
+        in pages of GET /api/invocations; ``True`` when the listing is complete. Runs past
+        ``ready`` are absent, so a short listing says most runs moved on at a glance."""
+        states: dict[str, str] = {}
+        params: dict[str, Any] = {
+            "user_id": self.user_id(),
+            "include_terminal": False,
+            "include_nested_invocations": False,
+            "limit": LISTING_PAGE,
+            "view": "collection",
+        }
+        pages = min(LISTING_MAX_PAGES, max_items // LISTING_PAGE + 1)
+        for offset in range(0, pages * LISTING_PAGE, LISTING_PAGE):
+            page = self.get("list invocations", "invocations", {**params, "offset": offset})
+            states.update({str(inv["id"]): str(inv["state"]) for inv in page})
+            if len(page) < LISTING_PAGE:
+                return states, True
+        return states, False
+
+    def jobs_summaries(self, history_id: str, invocation_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Job-state summaries (subworkflows included) of many invocations in one call:
+        GET /api/histories/{any history}/jobs_summary?ids=…&types=WorkflowInvocation,…"""
+        ids = list(invocation_ids)
+        params = {"ids": ",".join(ids), "types": ",".join(["WorkflowInvocation"] * len(ids))}
+        found = self.get("read job summaries", f"histories/{history_id}/jobs_summary", params)
+        return {str(item["id"]): item for item in found if item}
+
+
+def chunks(items: list[T], size: int = SUMMARY_CHUNK) -> list[list[T]]:
+    """``items`` cut into lists of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _galaxy_message(body: Any) -> str | None:
+    """Galaxy's ``err_msg`` from an error body, or the body's start."""
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    if not isinstance(body, str) or not body:
+        return None
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return body[:500]
+    if isinstance(decoded, dict) and decoded.get("err_msg"):
+        return str(decoded["err_msg"])[:1000]
+    return body[:500]
