@@ -244,6 +244,12 @@ def test_non_finite_numbers(catalog: Catalog) -> None:
     ]
 
 
+def test_keys_must_be_strings(catalog: Catalog) -> None:
+    assert problems_of(catalog.get("hello_cwl"), {1: "x"}, strict=False) == [
+        ("", "parameters has a key that is not a string", "type"),
+    ]
+
+
 def test_pointer_escapes_keys(catalog: Catalog) -> None:
     [(pointer, _, rule)] = problems_of(catalog.get("hello_cwl"), {"a/b~c": 1})
     assert (pointer, rule) == ("/a~1b~0c", "additionalProperties")

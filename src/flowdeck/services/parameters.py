@@ -324,6 +324,9 @@ def _shape_problems(parameters: Any, prefix: str) -> list[Problem]:
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(Problem(prefix + pointer(path), f"{subject(path)} must be a finite number", "finite"))
         elif isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):  # only Python callers can do this
+                problems.append(Problem(prefix + pointer(path), f"{subject(path)} has a key that is not a string", "type"))
+                continue
             stack.extend((v, (*path, k)) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((v, (*path, i)) for i, v in enumerate(value))
