@@ -165,7 +165,8 @@ def vanished(subject: Subject, run_id: str = "vanish") -> SyncReport:
         time.sleep(0.1)
         report = fresh.recover(handle)
     assert report.state is State.SYSTEM_ERROR, report
-    assert report.reason and "vanished" in report.reason
+    assert report.reason
+    assert "vanished" in report.reason
     return report
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from flowdeck.backends.demo import DemoBackend
 from flowdeck.domain.runs import RunSpec
+from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput
 from flowdeck.settings import Settings
 from tests.contract import contract
@@ -52,12 +53,13 @@ def test_recover_after_restart(subject: contract.Subject) -> None:
     backend = subject.make_backend()
     handle = contract.submit(backend, subject.make_spec("again", subject.ok_params, {}))
     report = contract.wait_done(subject.make_backend(), handle, subject.timeout)
-    assert report.state.name == "COMPLETE"
+    assert report.state is State.COMPLETE
 
 
 def test_settings_tune_the_simulation(subject: contract.Subject) -> None:
     report = contract.run_to_complete(subject, run_id="drawn")
-    assert report.outputs and report.outputs["simulated"] is True
+    assert report.outputs
+    assert report.outputs["simulated"] is True
 
 
 @pytest.mark.parametrize("engine", [{"outcome": "maybe"}, {"duration_seconds": "soon"}, {"colour": "red"}])
