@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -12,10 +13,13 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from flowdeck.db import accounts
 from flowdeck.db.engine import Database
-from flowdeck.errors import ConfigurationError, Unauthenticated
+from flowdeck.errors import ConfigurationError, InvalidInput, Unauthenticated
 from flowdeck.services.auth import users
 from flowdeck.services.auth.authenticate import Authenticator
 from flowdeck.services.auth.oidc import IdentityProviderUnavailable, JwksCache, OidcVerifier
@@ -296,3 +300,44 @@ def test_dotted_group_claims(issuer: Issuer, tmp_path: Path) -> None:
     identity = verifier.identity({"sub": "x", "preferred_username": "bob", "realm_access": {"roles": ["lab-z"]}})
     assert identity.groups == frozenset({"lab-z"})
     assert identity.is_admin is False
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+JWT_HEADERS = st.fixed_dictionaries(
+    {"alg": st.sampled_from(["RS256", "ES256", "HS256", "none", "PS256", "RS512"]) | JSONISH},
+    optional={"kid": st.sampled_from(["key-1", "nope"]) | JSONISH, "typ": JSONISH, "crit": JSONISH},
+)
+CLAIMS = st.dictionaries(
+    st.sampled_from(["iss", "aud", "sub", "exp", "nbf", "iat", "preferred_username", "groups", "name"]), JSONISH
+)
+
+
+def test_arbitrary_jwts_give_only_401_or_400(issuer: Issuer, tmp_path: Path) -> None:
+    """Made-up headers, claims and signatures never raise anything but Unauthenticated or InvalidInput."""
+    loop = asyncio.new_event_loop()
+    settings = issuer.settings(tmp_path)
+    db = migrated_db(settings)
+    auth = Authenticator(settings, db, passwords=cheap_passwords())
+
+    @given(header=JWT_HEADERS, claims=CLAIMS, signature=st.binary(max_size=64))
+    @hyp_settings(max_examples=200, deadline=None)
+    def check(header: dict[str, Any], claims: dict[str, Any], signature: bytes) -> None:
+        parts = [b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()), b64url(signature)]
+        refused: Exception | None = None
+        try:
+            loop.run_until_complete(auth.authenticate("Bearer " + ".".join(parts)))
+        except (Unauthenticated, InvalidInput) as exc:
+            refused = exc
+        assert refused is not None
+
+    try:
+        check()
+        assert issuer.jwks_fetches <= 2  # the first load, then at most one unknown-kid refresh
+    finally:
+        loop.run_until_complete(auth.aclose())
+        loop.run_until_complete(db.dispose())
+        loop.close()
