@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (for an S3-compatible server).")
     s3_region: str = Field("us-east-1", description="S3 region.")
     presign_seconds: int = Field(3600, ge=60, description="Lifetime of pre-signed URLs.")
+    storage_secret: SecretStr | None = Field(None, description="HMAC key of local storage's signed URLs. Default: a random secret generated once and kept in data_dir.")
+    dataset_file_roots: list[Path] = Field(default_factory=list, description="Folders whose files POST /datasets may register as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.")
 
     # --- worker
     worker_poll_seconds: float = Field(1.0, gt=0, description="Sleep between worker iterations when idle.")

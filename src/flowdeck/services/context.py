@@ -8,6 +8,7 @@ from flowdeck.backends.registry import Registry
 from flowdeck.db.engine import Database
 from flowdeck.services.metrics import Metrics
 from flowdeck.services.pipelines import Catalog
+from flowdeck.services.storage import Storage, open_storage
 from flowdeck.settings import Settings
 
 
@@ -21,11 +22,12 @@ class Services:
     metrics: Metrics
     # Loaded once at start; a broken pipeline file stops start-up naming the file and field.
     catalog: Catalog = field(default_factory=Catalog.load)
+    storage: Storage | None = None  # None: opened on first use (services.datasets.storage_of)
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
         return cls(settings=settings, db=Database(settings), backends=Registry(settings), metrics=Metrics(),
-                   catalog=Catalog.from_settings(settings))
+                   catalog=Catalog.from_settings(settings), storage=open_storage(settings))
 
     async def close(self) -> None:
         await self.db.dispose()

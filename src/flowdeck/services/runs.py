@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
+from flowdeck.backends.base import Backend
 from flowdeck.backends.registry import canonical_type
 from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
@@ -87,11 +88,12 @@ def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:
         raise InvalidInput(f"workflow_url must be a relative attachment path or start with one of: {', '.join(allowed) or 'nothing'}")
 
 
-def _engine_check(backend_version: str, new: NewRun) -> None:
+def _engine_check(backend: Backend, new: NewRun) -> None:
     if new.workflow_engine_version and not new.workflow_engine:
         raise InvalidInput("workflow_engine is required when workflow_engine_version is given")
-    if new.workflow_engine_version and new.workflow_engine_version != backend_version:
-        raise InvalidInput(f"workflow_engine_version {new.workflow_engine_version!r} is not available; this service runs {backend_version}")
+    # Asked only when needed: a remote engine's version costs a call, and a run must be storable while it is down.
+    if new.workflow_engine_version and new.workflow_engine_version != (version := backend.engine_version()):
+        raise InvalidInput(f"workflow_engine_version {new.workflow_engine_version!r} is not available; this service runs {version}")
 
 
 async def submit(services: Services, new: NewRun, principal: Principal) -> str:
@@ -101,7 +103,7 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     versions = backend.workflow_types.get(wf_type, [])
     if new.workflow_type_version not in versions:
         raise InvalidInput(f"workflow_type_version {new.workflow_type_version!r} is not supported for {wf_type} on {backend.name}; supported: {', '.join(versions)}")
-    _engine_check(backend.engine_version(), new)
+    _engine_check(backend, new)
     check_all(new.attachments, services.settings.max_upload_bytes)
     _check_workflow_url(services, new, wf_type)
     group = resolve_group(principal, new.research_group)

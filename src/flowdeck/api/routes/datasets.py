@@ -1,0 +1,155 @@
+"""Datasets: register by URI, upload a file, get a pre-signed upload URL; list, read, delete.
+
+Local storage's pre-signed URLs land on ``/storage/{token}`` here.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.engine import RowMapping
+from starlette.datastructures import UploadFile
+
+from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from flowdeck.db.datasets import DatasetFilter
+from flowdeck.errors import InvalidInput, NotFound, PayloadTooLarge, Problem, ValidationFailed
+from flowdeck.services import datasets as dataset_service
+from flowdeck.services.context import Services
+from flowdeck.services.datasets import NewDataset
+from flowdeck.services.storage import LocalStorage, read_chunks
+
+router = APIRouter(tags=["datasets"])
+_FIELDS = {"name": str, "research_group": str, "uri": str, "galaxy_dataset_id": str, "checksum": str,
+           "size": int, "media_type": str, "upload": bool, "filename": str}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def dataset_view(services: Services, row: RowMapping, base: str) -> dict[str, Any]:
+    extra = row["extra"] or {}
+    return {
+        "id": row["id"], "name": row["name"], "research_group": row["research_group"], "owner": row["owner"],
+        "uri": row["uri"], "galaxy_dataset_id": row["galaxy_dataset_id"], "stored": row["storage_key"] is not None,
+        "pending_upload": bool(extra.get("pending_upload")), "checksum": row["checksum"], "size": row["size"],
+        "media_type": row["media_type"], "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"]),
+        "download_url": dataset_service.download_url(services, row, base),
+        "links": {"self": f"{base}/datasets/{row['id']}", "jobs": f"{base}/jobs?dataset_id={row['id']}"},
+    }
+
+
+def _json_fields(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object", [Problem("/", "must be a JSON object", "type")])
+    problems = [Problem(f"/{k}", f"is not a dataset field; fields: {', '.join(_FIELDS)}", "additionalProperties")
+                for k in body if k not in _FIELDS]
+    problems += [Problem(f"/{k}", f"must be of type {_FIELDS[k].__name__}", "type") for k, v in body.items()
+                 if k in _FIELDS and v is not None and (type(v) is not _FIELDS[k])]
+    if not isinstance(body.get("name"), str):
+        problems.append(Problem("/name", "is required", "required"))
+    if problems:
+        raise ValidationFailed("invalid dataset: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems)
+    return body
+
+
+@router.post("/datasets", status_code=201)
+async def create_dataset(request: Request, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    """JSON ``{name, research_group, uri | galaxy_dataset_id, checksum, size, media_type}``,
+    JSON ``{name, research_group, upload: true}`` for a pre-signed upload URL, or
+    multipart (``file`` plus the same fields) to upload into flowdeck's storage."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await _create_from_upload(request, services, principal, base)
+    try:
+        body = _json_fields(await request.json())
+    except ValueError:
+        raise ValidationFailed("the body is not valid JSON", [Problem("/", "not valid JSON", "json")]) from None
+    upload = body.pop("upload", False)
+    filename = body.pop("filename", None) or body["name"]
+    new = NewDataset(**body)
+    if upload:
+        row = await dataset_service.expect_upload(services, principal, new, filename)
+        view = dataset_view(services, row, base)
+        view["upload_url"] = dataset_service.storage_of(services).presign(row["storage_key"], "PUT", base)
+        view["upload_method"] = "PUT"
+        return JSONResponse(view, status_code=201)
+    row = await dataset_service.register(services, principal, new)
+    return JSONResponse(dataset_view(services, row, base), status_code=201)
+
+
+async def _create_from_upload(request: Request, services: Services, principal: Any, base: str) -> JSONResponse:
+    limit = services.settings.max_upload_bytes
+    async with request.form(max_files=1, max_fields=20, max_part_size=limit) as form:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise ValidationFailed("a multipart dataset needs a 'file' part", [Problem("/file", "is required", "required")])
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        unknown = sorted(set(fields) - {"name", "research_group", "media_type"})
+        if unknown:
+            raise InvalidInput(f"unknown form field {unknown[0]!r}; fields: file, name, research_group, media_type")
+        new = NewDataset(name=fields.get("name") or file.filename or "upload", research_group=fields.get("research_group"),
+                         media_type=fields.get("media_type") or file.content_type)
+        row = await dataset_service.upload(services, principal, new, file.filename or new.name, file.file)
+    return JSONResponse(dataset_view(services, row, base), status_code=201)
+
+
+@router.get("/datasets")
+async def list_datasets(
+    services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep,
+    research_group: str | None = None, name: str | None = None, owner: str | None = None,
+    page_size: Annotated[int | None, Query(description="Datasets per page.")] = None,
+    page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
+) -> JSONResponse:
+    """Datasets the caller may see, newest first, in keyset pages."""
+    flt = DatasetFilter(research_group=research_group, name=name, owner=owner)
+    rows, token = await dataset_service.list_page(services, principal, flt, page_size, page_token or None)
+    return JSONResponse({"datasets": [dataset_view(services, r, base) for r in rows], "next_page_token": token})
+
+
+@router.get("/datasets/{dataset_id}")
+async def get_dataset(dataset_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    row = await dataset_service.get_visible(services, dataset_id, principal)
+    return JSONResponse(dataset_view(services, row, base))
+
+
+@router.delete("/datasets/{dataset_id}", status_code=204)
+async def delete_dataset(dataset_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    """Delete a dataset; refused (409) while runs use it."""
+    await dataset_service.delete(services, dataset_id, principal)
+    return Response(status_code=204)
+
+
+def _local(services: Services) -> LocalStorage:
+    store = dataset_service.storage_of(services)
+    if not isinstance(store, LocalStorage):
+        raise NotFound("this link is not valid")
+    return store
+
+
+@router.get("/storage/{token}", include_in_schema=False)
+async def download(token: str, services: ServicesDep) -> StreamingResponse:
+    """A local pre-signed download URL (the token is the credential)."""
+    store = _local(services)
+    key = store.verify(token, "GET")
+    return StreamingResponse(read_chunks(store.open(key)), media_type="application/octet-stream",
+                             headers={"Content-Length": str(store.size(key))})
+
+
+@router.put("/storage/{token}", include_in_schema=False, status_code=204)
+async def upload(token: str, request: Request, services: ServicesDep) -> Response:
+    """A local pre-signed upload URL: the body is the file."""
+    key = _local(services).verify(token, "PUT")
+    limit, size = services.settings.max_upload_bytes, 0
+    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the upload exceeds {limit} bytes")
+            spool.write(chunk)
+        spool.seek(0)
+        await dataset_service.receive_upload(services, key, spool)  # type: ignore[arg-type]
+    return Response(status_code=204)

@@ -1,0 +1,158 @@
+"""The jobs API (seeds 000 and 002): submit, list, read, cancel, rerun, events.
+
+A seed-000 job is dispatched inline with a bounded wait: the run is stored
+first, then claimed with a lease and handed to the engine. If the engine
+answers in time the reply carries its id (201); if it is slow or down the
+reply is 202 ``queued`` and the worker finishes the dispatch (an inline
+dispatch cut short leaves the run INITIALIZING without an engine id, which
+the worker takes over when the lease expires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from flowdeck.api.job_views import event_view, job_view
+from flowdeck.db import runs as run_rows
+from flowdeck.domain.states import SIMPLE_STATES, State
+from flowdeck.errors import EngineError, InvalidInput, Problem, ValidationFailed
+from flowdeck.services import jobs as job_service
+from flowdeck.services import runs as run_service
+from flowdeck.services.clock import utcnow
+from flowdeck.services.context import Services
+from flowdeck.worker.dispatch import dispatch_run
+from flowdeck.worker.pool import BlockingPool
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+_FAILED = {State.EXECUTOR_ERROR.value, State.SYSTEM_ERROR.value}
+# Inline dispatches that outlived their wait keep running; holding them stops garbage collection.
+_pending: set[asyncio.Task[None]] = set()
+_pool: BlockingPool | None = None
+
+
+def _blocking_pool() -> BlockingPool:
+    global _pool  # one small pool per API process, made on first use
+    if _pool is None:
+        _pool = BlockingPool(4)
+    return _pool
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python would accept them and fail when answering.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+async def _read_json(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > request.app.state.services.settings.max_upload_bytes:
+        raise InvalidInput("the body is too large")
+    try:
+        return json.loads(raw or b"null", parse_constant=_no_constant)
+    except ValueError as exc:
+        raise ValidationFailed(f"the body is not valid JSON: {exc}", [Problem("/", "not valid JSON", "json")]) from None
+
+
+@router.post("", status_code=201)
+async def submit_job(
+    request: Request, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep,
+    dry_run: Annotated[bool, Query(description="Validate and show the resolved run without storing it.")] = False,
+) -> JSONResponse:
+    """Seed 000 ``{dataset_id, workflow_name, overwrite?, parameters?}`` or seed 002
+    ``{pipeline_name, parameters, research_group, description}``."""
+    planned = await job_service.plan(services, await _read_json(request), principal, base)
+    if dry_run:
+        return JSONResponse(planned.preview())
+    run_id = await job_service.submit(services, planned, principal)
+    await dispatch_inline(services, run_id)
+    row = await run_service.get_visible(services, run_id, principal)
+    if row["state"] in _FAILED and row["backend_run_id"] is None:
+        raise EngineError(f"the engine refused the job: {row['error_message']}", id=run_id, job=job_view(row, base))
+    status = 201 if row["backend_run_id"] else 202
+    return JSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
+
+
+async def dispatch_inline(services: Services, run_id: str) -> None:
+    """Claim the new run and submit it, waiting at most dispatch_timeout_seconds."""
+    owner = f"api-{uuid.uuid4().hex[:12]}"
+    async with services.db.write() as conn:
+        rows = await run_rows.claim(
+            conn, states=[State.QUEUED], owner=owner, now=utcnow(), lease=timedelta(seconds=services.settings.lease_seconds),
+            limit=1, postgres=services.db.is_postgres, due_only=False, ids=[run_id],
+        )
+    if not rows:
+        return  # a worker got there first
+    task = asyncio.create_task(dispatch_run(services, owner, _blocking_pool(), rows[0]))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+    try:
+        await asyncio.wait_for(asyncio.shield(task), services.settings.dispatch_timeout_seconds)
+    except TimeoutError:
+        return
+
+
+def _states(values: list[str] | None) -> frozenset[State] | None:
+    if not values:
+        return None
+    wanted: set[State] = set()
+    for value in (v.strip() for raw in values for v in raw.split(",") if v.strip()):
+        if value.lower() in SIMPLE_STATES:
+            wanted |= SIMPLE_STATES[value.lower()]
+        elif value.upper() in State.__members__:
+            wanted.add(State(value.upper()))
+        else:
+            words = ", ".join(sorted(SIMPLE_STATES))
+            raise ValidationFailed(f"unknown state {value!r}; use {words} or a WES state",
+                                   [Problem("/state", f"unknown state {value!r}", "enum")])
+    return frozenset(wanted)
+
+
+@router.get("")
+async def list_jobs(
+    services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep,
+    dataset_id: str | None = None, pipeline_name: str | None = None, research_group: str | None = None,
+    state: Annotated[list[str] | None, Query(description="queued, in_progress, completed, failed, canceled or WES states.")] = None,
+    page_size: Annotated[int | None, Query(description="Jobs per page.")] = None,
+    page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
+) -> JSONResponse:
+    """Jobs the caller may see, newest first, in keyset pages; ``total`` counts all matches."""
+    flt = run_rows.RunFilter(dataset_id=dataset_id, pipeline_name=pipeline_name, research_group=research_group,
+                             states=_states(state))
+    rows, token = await run_service.list_page(services, principal, flt, page_size, page_token or None)
+    total = await job_service.total(services, principal, flt)
+    return JSONResponse({"jobs": [job_view(r, base) for r in rows], "total": total, "next_page_token": token})
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    return JSONResponse(job_view(await run_service.get_visible(services, job_id, principal), base))
+
+
+@router.post("/{job_id}/cancel")
+async def cancel_job(job_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    """Ask for a cancel (the worker carries it out); cancelling an ended job changes nothing."""
+    return JSONResponse(job_view(await run_service.cancel(services, job_id, principal), base), status_code=202)
+
+
+@router.post("/{job_id}/rerun", status_code=201)
+async def rerun_job(job_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    """A new job running the same thing, linked by ``rerun_of``."""
+    run_id = await job_service.rerun(services, job_id, principal)
+    await dispatch_inline(services, run_id)
+    row = await run_service.get_visible(services, run_id, principal)
+    status = 201 if row["backend_run_id"] or row["state"] in _FAILED else 202
+    return JSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
+
+
+@router.get("/{job_id}/events")
+async def job_events(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+    """The job's audit trail: every state change with time, reason and actor."""
+    rows = await job_service.events(services, job_id, principal)
+    return JSONResponse({"id": job_id, "events": [event_view(r) for r in rows]})

@@ -1,0 +1,46 @@
+"""The pipeline catalog: list, versions, parameter schemas. Group-limited pipelines
+are invisible (404) to callers outside those groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from flowdeck.services.pipeline_runs import may_see, visible_pipeline
+from flowdeck.services.pipelines import Pipeline
+
+router = APIRouter(prefix="/pipelines", tags=["pipelines"])
+
+
+def _summary(pipeline: Pipeline, base: str, versions: list[str]) -> dict[str, Any]:
+    return {**pipeline.as_dict(), "versions": versions, "links": {
+        "self": f"{base}/pipelines/{pipeline.name}", "schema": f"{base}/pipelines/{pipeline.name}/schema",
+    }}
+
+
+@router.get("")
+async def list_pipelines(services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    """The newest version of every pipeline the caller may run."""
+    catalog = services.catalog
+    shown = [p for p in catalog.list() if may_see(p, principal)]
+    body = [_summary(p, base, [str(v.version) for v in catalog.versions(p.name) if may_see(v, principal)]) for p in shown]
+    return JSONResponse({"pipelines": body, "total": len(body)})
+
+
+@router.get("/{name}")
+async def get_pipeline(name: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    """A pipeline's newest version, with every version listed."""
+    newest = visible_pipeline(services, principal, name)
+    versions = [p for p in services.catalog.versions(name) if may_see(p, principal)]
+    body = _summary(newest, base, [str(p.version) for p in versions])
+    body["all_versions"] = [p.as_dict() for p in versions]
+    return JSONResponse(body)
+
+
+@router.get("/{name}/schema")
+async def pipeline_schema(name: str, services: ServicesDep, principal: PrincipalDep, version: str | None = None) -> JSONResponse:
+    """The parameters' JSON Schema 2020-12 (defaults included)."""
+    return JSONResponse(visible_pipeline(services, principal, name, version).schema(), media_type="application/schema+json")

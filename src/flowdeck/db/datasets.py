@@ -1,0 +1,74 @@
+"""Dataset rows: insert, read, keyset pages, soft delete, and the runs that use one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowdeck.db.tables import datasets, runs
+
+
+@dataclass(frozen=True)
+class DatasetFilter:
+    """What a list of datasets is narrowed to. ``groups=None`` means every group."""
+
+    groups: frozenset[str] | None = None
+    research_group: str | None = None
+    name: str | None = None
+    owner: str | None = None
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(sa.insert(datasets).values(**values))
+
+
+async def get(conn: AsyncConnection, dataset_id: str) -> RowMapping | None:
+    """One dataset that is not deleted, or None."""
+    query = sa.select(datasets).where(datasets.c.id == dataset_id, datasets.c.deleted_at.is_(None))
+    return (await conn.execute(query)).mappings().first()
+
+
+async def update(conn: AsyncConnection, dataset_id: str, values: dict[str, Any]) -> None:
+    await conn.execute(sa.update(datasets).where(datasets.c.id == dataset_id).values(**values))
+
+
+def _where(flt: DatasetFilter) -> list[sa.ColumnElement[bool]]:
+    clauses: list[sa.ColumnElement[bool]] = [datasets.c.deleted_at.is_(None)]
+    if flt.groups is not None:
+        clauses.append(datasets.c.research_group.in_(sorted(flt.groups)))
+    for column, value in (
+        (datasets.c.research_group, flt.research_group), (datasets.c.name, flt.name), (datasets.c.owner, flt.owner),
+    ):
+        if value is not None:
+            clauses.append(column == value)
+    return clauses
+
+
+async def page(conn: AsyncConnection, flt: DatasetFilter, limit: int, after: tuple[datetime, str] | None) -> list[RowMapping]:
+    """Newest first; ``after`` is the (created_at, id) of the last row already seen."""
+    query = sa.select(datasets).where(*_where(flt))
+    if after is not None:
+        created, dataset_id = after
+        query = query.where(sa.or_(
+            datasets.c.created_at < created, sa.and_(datasets.c.created_at == created, datasets.c.id < dataset_id)
+        ))
+    query = query.order_by(datasets.c.created_at.desc(), datasets.c.id.desc()).limit(limit)
+    return list((await conn.execute(query)).mappings())
+
+
+async def runs_using(conn: AsyncConnection, dataset_id: str) -> int:
+    query = sa.select(sa.func.count()).select_from(runs).where(runs.c.dataset_id == dataset_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def latest_run(conn: AsyncConnection, dataset_id: str, pipeline_name: str | None, workflow_url: str) -> RowMapping | None:
+    """The newest run of this workflow (by pipeline, else by workflow_url) on the dataset."""
+    query = sa.select(runs).where(runs.c.dataset_id == dataset_id)
+    query = query.where(runs.c.pipeline_name == pipeline_name if pipeline_name else runs.c.workflow_url == workflow_url)
+    query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(1)
+    return (await conn.execute(query)).mappings().first()

@@ -1,0 +1,181 @@
+"""The jobs door: seed 000's and seed 002's ``POST /jobs`` bodies, reruns, events.
+
+Seed 000 names a Galaxy workflow and a registered dataset; seed 002 names a
+catalog pipeline with typed parameters. Both become an ordinary run (the same
+row WES shows), built by :func:`flowdeck.services.pipeline_runs.build_run`
+whenever a catalog pipeline is involved. Dispatch is the API's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy.engine import RowMapping
+
+from flowdeck.db import datasets as dataset_rows
+from flowdeck.db import events as event_rows
+from flowdeck.db import runs as run_rows
+from flowdeck.domain.principal import Principal
+from flowdeck.errors import Problem, ValidationFailed
+from flowdeck.services import datasets as dataset_service
+from flowdeck.services import runs as run_service
+from flowdeck.services.attachments import Attachment, run_folder
+from flowdeck.services.context import Services
+from flowdeck.services.pipeline_runs import build_run, visible_pipeline
+from flowdeck.services.pipelines import Pipeline
+from flowdeck.services.runs import NewRun, resolve_group
+
+SEED_000 = {"dataset_id", "workflow_name", "overwrite", "parameters", "description"}
+SEED_002 = {"pipeline_name", "pipeline_version", "parameters", "research_group", "description", "strict", "dataset_id"}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "dataset_id": (str,), "workflow_name": (str,), "overwrite": (bool,), "parameters": (dict,),
+    "description": (str, type(None)), "pipeline_name": (str,), "pipeline_version": (str, type(None)),
+    "research_group": (str, type(None)), "strict": (bool,),
+}
+_TYPE_WORDS = {"dataset_id": "a string", "workflow_name": "a string", "overwrite": "true or false",
+               "parameters": "an object", "description": "a string", "pipeline_name": "a string",
+               "pipeline_version": "a string", "research_group": "a string", "strict": "true or false"}
+
+
+@dataclass
+class Planned:
+    """A run ready to store, and what a dry run shows of it."""
+
+    new: NewRun
+    pipeline: Pipeline | None
+
+    def preview(self) -> dict[str, Any]:
+        new = self.new
+        return {
+            "dry_run": True, "pipeline_name": new.pipeline_name, "pipeline_version": new.pipeline_version,
+            "workflow_name": new.pipeline_target.get("workflow"), "parameters": new.workflow_params,
+            "research_group": new.research_group, "description": new.description, "dataset_id": new.dataset_id,
+            "dataset": new.dataset, "rerun_of": new.rerun_of,
+            "backend": new.workflow_engine, "target": new.pipeline_target, "workflow_type": new.workflow_type,
+            "workflow_type_version": new.workflow_type_version, "workflow_url": new.workflow_url,
+        }
+
+
+def _check_shape(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object", [Problem("/", "must be a JSON object", "type")])
+    if "workflow_name" in body and "pipeline_name" in body:
+        raise ValidationFailed("give workflow_name (a Galaxy workflow) or pipeline_name (a catalog pipeline), not both",
+                               [Problem("/workflow_name", "conflicts with pipeline_name", "oneOf")])
+    if "workflow_name" not in body and "pipeline_name" not in body:
+        raise ValidationFailed("give pipeline_name (a catalog pipeline) or dataset_id and workflow_name (a Galaxy workflow)",
+                               [Problem("/pipeline_name", "pipeline_name or workflow_name is required", "required")])
+    allowed = SEED_000 if "workflow_name" in body else SEED_002
+    required = ("dataset_id", "workflow_name") if "workflow_name" in body else ("pipeline_name",)
+    problems = [Problem(f"/{key}", f"is not a field here; fields: {', '.join(sorted(allowed))}", "additionalProperties")
+                for key in body if key not in allowed]
+    problems += [Problem(f"/{key}", "is required", "required") for key in required if key not in body]
+    problems += [Problem(f"/{key}", f"must be {_TYPE_WORDS[key]}", "type") for key, value in body.items()
+                 if key in allowed and not _is_a(value, _TYPES[key])]
+    if problems:
+        raise ValidationFailed("invalid job: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems)
+    return body
+
+
+def _is_a(value: Any, types: tuple[type, ...]) -> bool:
+    # bool is an int in Python; JSON keeps them apart.
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+async def plan(services: Services, body: Any, principal: Principal, base_url: str) -> Planned:
+    """Check a POST /jobs body (either seed's) and build its run, storing nothing."""
+    body = _check_shape(body)
+    if "workflow_name" in body:
+        return await _plan_galaxy(services, body, principal, base_url)
+    pipeline = visible_pipeline(services, principal, body["pipeline_name"], body.get("pipeline_version"))
+    group = resolve_group(principal, body.get("research_group"))
+    dataset, dataset_id = None, body.get("dataset_id")
+    if dataset_id is not None:
+        row = await dataset_service.get_visible(services, dataset_id, principal)
+        dataset = dataset_service.run_reference(services, row, base_url)
+    new = build_run(services, pipeline, body.get("parameters", {}), research_group=group,
+                    description=body.get("description"), dataset=dataset, dataset_id=dataset_id,
+                    strict=body.get("strict", True))
+    return Planned(new, pipeline)
+
+
+def galaxy_pipeline(services: Services, workflow_name: str) -> Pipeline | None:
+    """The catalog pipeline that runs this Galaxy workflow, if any."""
+    for pipeline in services.catalog.list():
+        if pipeline.backend == "galaxy" and pipeline.target.value == workflow_name:
+            return pipeline
+    return None
+
+
+def allowed_workflows(services: Services) -> list[str]:
+    named = [p.target.value for p in services.catalog.list() if p.backend == "galaxy"]
+    return sorted(set(named) | set(services.settings.galaxy_allowed_workflows))
+
+
+async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Principal, base_url: str) -> Planned:
+    row = await dataset_service.get_visible(services, body["dataset_id"], principal)
+    name = body["workflow_name"]
+    dataset = dataset_service.run_reference(services, row, base_url)
+    group = resolve_group(principal, row["research_group"])
+    pipeline = galaxy_pipeline(services, name)
+    if pipeline is not None:
+        new = build_run(services, pipeline, body.get("parameters", {}), research_group=group,
+                        description=body.get("description"), dataset=dataset, dataset_id=row["id"])
+    elif name in services.settings.galaxy_allowed_workflows:
+        new = NewRun(
+            workflow_type="GALAXY", workflow_type_version="gxformat2", workflow_url="galaxy://workflow/" + quote(name, safe=""),
+            workflow_params=body.get("parameters", {}), workflow_engine="galaxy", research_group=group,
+            description=body.get("description"), dataset_id=row["id"], dataset=dataset,
+            pipeline_target={"workflow": name}, origin="jobs",
+        )
+    else:
+        allowed = allowed_workflows(services)
+        raise ValidationFailed(
+            f"workflow {name!r} is not allowed; allowed: {', '.join(allowed) or 'none'}",
+            [Problem("/workflow_name", f"{name!r} is not an allowed workflow", "enum")], allowed=allowed,
+        )
+    if body.get("overwrite"):
+        async with services.db.read() as conn:
+            latest = await dataset_rows.latest_run(conn, row["id"], new.pipeline_name, new.workflow_url)
+        new.rerun_of = latest["id"] if latest is not None else None
+    return Planned(new, pipeline)
+
+
+async def submit(services: Services, planned: Planned, principal: Principal) -> str:
+    return await run_service.submit(services, planned.new, principal)
+
+
+async def rerun(services: Services, run_id: str, principal: Principal) -> str:
+    """A new run of the same workflow, parameters and dataset, linked by ``rerun_of``."""
+    row = await run_service.get_visible(services, run_id, principal)
+    folder = run_folder(services.settings.resolved_runs_dir, row["id"]).attachments
+    attachments = [Attachment(name, (folder / name).read_bytes()) for name in row["attachments"] or []
+                   if (folder / name).is_file()]
+    data = row["backend_data"] or {}
+    new = NewRun(
+        workflow_type=row["workflow_type"], workflow_type_version=row["workflow_type_version"],
+        workflow_url=row["workflow_url"], workflow_params=row["workflow_params"] or {}, tags=row["tags"] or {},
+        workflow_engine=row["backend"], workflow_engine_version=row["workflow_engine_version"],
+        workflow_engine_parameters=row["workflow_engine_parameters"] or {}, attachments=attachments,
+        research_group=row["research_group"], description=row["description"], dataset_id=row["dataset_id"],
+        dataset=data.get("dataset"), pipeline_name=row["pipeline_name"], pipeline_version=row["pipeline_version"],
+        pipeline_target=data.get("pipeline_target") or {}, rerun_of=row["id"], origin="jobs",
+    )
+    return await run_service.submit(services, new, principal)
+
+
+async def events(services: Services, run_id: str, principal: Principal) -> list[RowMapping]:
+    await run_service.get_visible(services, run_id, principal)
+    async with services.db.read() as conn:
+        return await event_rows.for_run(conn, run_id)
+
+
+async def total(services: Services, principal: Principal, flt: run_rows.RunFilter) -> int:
+    """How many runs the filter matches among the visible ones (seed 002's JobList.total)."""
+    groups = principal.visible_groups()
+    if groups is not None:
+        flt = run_rows.RunFilter(**{**flt.__dict__, "groups": groups if flt.groups is None else flt.groups & groups})
+    async with services.db.read() as conn:
+        return await run_rows.count(conn, flt)
