@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any
-
-import WDL
+from typing import TYPE_CHECKING, Any
 
 from flowdeck.backends.local_process import (
     LaunchPlan,
@@ -39,11 +37,15 @@ from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput
 
+if TYPE_CHECKING:  # miniwdl is an optional extra: imported only when used
+    import WDL
+
 WDL_VERSIONS = ("1.0", "1.1")
 
 
 def load_wdl(path: Path, attachments: Path) -> WDL.Tree.Document:
     """Parse and type-check a WDL document whose imports are all attachments."""
+    import WDL
 
     async def read_source(uri: str, search: list[str], importer: WDL.Tree.Document | None) -> Any:
         base = Path(importer.pos.abspath).parent if importer is not None else attachments
@@ -59,6 +61,8 @@ def load_wdl(path: Path, attachments: Path) -> WDL.Tree.Document:
     except WDL.Error.MultipleValidationErrors as exc:
         raise InvalidInput(f"workflow {path.name} is not valid WDL: {exc.exceptions[0]}") from None
     except (WDL.Error.SyntaxError, WDL.Error.ValidationError, WDL.Error.ImportError) as exc:
+        if isinstance(exc.__cause__, InvalidInput):  # our own refusal of an import
+            raise exc.__cause__ from None
         raise InvalidInput(f"workflow {path.name} is not valid WDL: {exc}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"workflow {path.name} could not be read as WDL: {exc}") from None
@@ -84,6 +88,7 @@ def check_inputs(document: WDL.Tree.Document, params: dict[str, Any], spec: RunS
 
 
 def _files(value: Any, wdl_type: WDL.Type.Base, spec: RunSpec, key: str) -> Any:
+    import WDL
     if isinstance(wdl_type, WDL.Type.File | WDL.Type.Directory) and isinstance(value, str):
         return value if is_url(value) else str(attachment(value, spec, what=f"input {key}"))
     if isinstance(wdl_type, WDL.Type.Array) and isinstance(value, list):
