@@ -161,13 +161,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _reset_signals() -> None:
-    # A background job of a non-interactive shell inherits SIGINT ignored;
-    # engines would then ignore our cancel (measured: cwltool, Snakemake).
-    for signum in _RESET_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
-
-
 def launch(rundir: Path, plan: LaunchPlan) -> dict[str, Any]:
     """Start the engine under a launcher in its own session; return the launch record.
 
@@ -187,7 +180,9 @@ def launch(rundir: Path, plan: LaunchPlan) -> dict[str, Any]:
     with (control / "stdout.txt").open("ab") as out, (control / "stderr.txt").open("ab") as err:
         proc = subprocess.Popen(
             launcher, cwd=rundir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            start_new_session=True, preexec_fn=_reset_signals,
+            # No preexec_fn (unsafe in a threaded worker): the launcher sets its own handlers
+            # for SIGINT/SIGTERM/SIGQUIT, and exec resets handled signals to SIG_DFL in the engine.
+            start_new_session=True,
         )
     _CHILDREN[proc.pid] = proc
     record = {
@@ -646,8 +641,11 @@ class _Launcher:
 
     def run(self, argv: list[str]) -> int:
         _set_subreaper()
+        # A handler, not SIG_IGN: even when our parent ignored SIGINT (a background job of a
+        # shell does), exec gives the engine SIG_DFL, so it obeys the cancel (measured: cwltool
+        # and Snakemake otherwise ignore SIGINT and run to the end).
         for signum in _RESET_SIGNALS:
-            signal.signal(signum, self.on_signal)  # a handler, not SIG_IGN: exec resets it
+            signal.signal(signum, self.on_signal)
         try:
             engine = subprocess.Popen(argv)
         except OSError as exc:

@@ -11,12 +11,14 @@ from fastapi.responses import FileResponse, JSONResponse
 from flowdeck import __version__
 from flowdeck.api import wes_schemas as schemas
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from flowdeck.api.idempotency import idempotent
 from flowdeck.api.wes_form import read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services import runs as run_service
+from flowdeck.services.idempotency import fingerprint_run
 
 router = APIRouter(prefix=WES, tags=["GA4GH WES"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -99,9 +101,13 @@ async def run_workflow(request: Request, services: ServicesDep, principal: Princ
     """Accept a run: validate, store, answer with its id. The worker starts it."""
     started = time.perf_counter()
     new = await read_run_request(request, services.settings.max_upload_bytes)
-    run_id = await run_service.submit(services, new, principal)
+
+    async def create() -> JSONResponse:
+        return JSONResponse({"run_id": await run_service.submit(services, new, principal)})
+
+    response = await idempotent(request, services, principal, fingerprint_run(new), create)
     services.metrics.submit_seconds.labels("wes").observe(time.perf_counter() - started)
-    return JSONResponse({"run_id": run_id})
+    return response
 
 
 @router.get("/runs/{run_id}", response_model=schemas.RunLog, responses=ERRORS, operation_id="GetRunLog")
