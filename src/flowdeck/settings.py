@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL).")
     pipelines_dir: Path | None = Field(None, description="Folder of pipeline YAML files. Default: the catalog shipped with flowdeck.")
     max_request_runs: int = Field(10_000, ge=1, description="Most runs one request may expand into (datasets or sample-sheet rows).")
+    idempotency_ttl_seconds: float = Field(24 * 3600.0, gt=0, description="How long an Idempotency-Key is remembered; older keys may be reused.")
 
     # --- HTTP service
     host: str = Field("127.0.0.1", description="Address the API binds to.")

@@ -83,15 +83,18 @@ async def test_seed_002_bodies_verbatim_run_to_completion(api: httpx.AsyncClient
                 "invocation_id", "dataset_id", "workflow_name", "state", "wes_state", "rerun_of", "outputs", "links"):
         assert key in job
     final = await drive(services, api, job["id"], {"COMPLETED", "FAILED"})
-    assert final["status"] == "COMPLETED" and final["state"] == "completed"
+    assert final["status"] == "COMPLETED"
+    assert final["state"] == "completed"
     assert final["completed_at"] is not None
     wes = (await api.get(f"/ga4gh/wes/v1/runs/{job['id']}")).json()
     assert wes["state"] == final["wes_state"] == "COMPLETE"
     assert wes["request"]["workflow_params"] == final["parameters"]
     events = (await api.get(f"/jobs/{job['id']}/events")).json()["events"]
-    assert [e["to_state"] for e in events][0] == "QUEUED" and events[-1]["to_state"] == "COMPLETE"
+    assert next(e["to_state"] for e in events) == "QUEUED"
+    assert events[-1]["to_state"] == "COMPLETE"
     listed = (await api.get("/jobs", params={"pipeline_name": body["pipeline_name"], "state": "completed"})).json()
-    assert listed["total"] == 1 and listed["jobs"][0]["id"] == job["id"]
+    assert listed["total"] == 1
+    assert listed["jobs"][0]["id"] == job["id"]
 
 
 async def test_parameters_problems_are_422_with_every_problem(api: httpx.AsyncClient) -> None:
@@ -114,8 +117,10 @@ async def test_dry_run_stores_nothing(api: httpx.AsyncClient) -> None:
     response = await api.post("/jobs", params={"dry_run": "true"}, json=GATK)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["dry_run"] is True and body["backend"] == "demo"
-    assert body["target"]["kind"] == "simulation" and body["parameters"]["caller"] == "HaplotypeCaller"
+    assert body["dry_run"] is True
+    assert body["backend"] == "demo"
+    assert body["target"]["kind"] == "simulation"
+    assert body["parameters"]["caller"] == "HaplotypeCaller"
     assert (await api.get("/jobs")).json()["total"] == 0
 
 
@@ -138,7 +143,8 @@ async def test_seed_000_dry_run_shows_galaxy_target(api: httpx.AsyncClient) -> N
     response = await api.post("/jobs?dry_run=true", json=body)
     assert response.status_code == 200, response.text
     preview = response.json()
-    assert preview["backend"] == "galaxy" and preview["target"]["workflow"] == "flowdeck_sort_upper"
+    assert preview["backend"] == "galaxy"
+    assert preview["target"]["workflow"] == "flowdeck_sort_upper"
     assert preview["dataset"]["uri"] == "https://example.org/reads.tsv"
 
 
@@ -154,9 +160,9 @@ async def galaxy_down_api(services: Services) -> Any:
         await down.close()
         pytest.skip("bioblend is not installed")
     app = create_app(settings, down)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
-            yield client
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
     await down.close()
 
 
@@ -167,8 +173,10 @@ async def test_seed_000_galaxy_unreachable_is_202_queued_and_kept(galaxy_down_ap
     response = await api.post("/jobs", json=body)
     assert response.status_code == 202, response.text
     job = response.json()
-    assert job["state"] == "queued" and job["invocation_id"] is None
-    assert job["dataset_id"] == dataset_id and job["workflow_name"] == "flowdeck_sort_upper"
+    assert job["state"] == "queued"
+    assert job["invocation_id"] is None
+    assert job["dataset_id"] == dataset_id
+    assert job["workflow_name"] == "flowdeck_sort_upper"
     listed = (await api.get("/jobs", params={"dataset_id": dataset_id})).json()
     assert [j["id"] for j in listed["jobs"]] == [job["id"]]
     again = await api.post("/jobs", json={**body, "overwrite": True})
@@ -183,7 +191,8 @@ async def test_rerun_and_cancel(api: httpx.AsyncClient, services: Services) -> N
     job = (await api.post("/jobs", json=GATK)).json()
     rerun = await api.post(f"/jobs/{job['id']}/rerun")
     assert rerun.status_code in (201, 202)
-    assert rerun.json()["rerun_of"] == job["id"] and rerun.json()["parameters"] == job["parameters"]
+    assert rerun.json()["rerun_of"] == job["id"]
+    assert rerun.json()["parameters"] == job["parameters"]
     canceled = await api.post(f"/jobs/{rerun.json()['id']}/cancel")
     assert canceled.status_code == 202
     final = await drive(services, api, rerun.json()["id"], {"CANCELED", "COMPLETED"})
@@ -195,9 +204,12 @@ async def test_list_paging_and_state_filter(api: httpx.AsyncClient) -> None:
     for _ in range(3):
         assert (await api.post("/jobs", json=GATK)).status_code in (201, 202)
     first = (await api.get("/jobs", params={"page_size": 2})).json()
-    assert len(first["jobs"]) == 2 and first["total"] == 3 and first["next_page_token"]
+    assert len(first["jobs"]) == 2
+    assert first["total"] == 3
+    assert first["next_page_token"]
     second = (await api.get("/jobs", params={"page_size": 2, "page_token": first["next_page_token"]})).json()
-    assert len(second["jobs"]) == 1 and second["next_page_token"] == ""
+    assert len(second["jobs"]) == 1
+    assert second["next_page_token"] == ""
     assert (await api.get("/jobs", params={"state": "bogus"})).status_code == 422
 
 

@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from flowdeck import __version__
 from flowdeck.api import errors
 from flowdeck.api.routes import datasets, jobs, ops, pipelines, wes
+from flowdeck.api.routes import requests as request_routes
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
 from flowdeck.services.context import Services
 from flowdeck.settings import Settings
@@ -47,6 +48,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(wes.router)
     app.include_router(ops.router)
+    app.include_router(request_routes.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(pipelines.router)

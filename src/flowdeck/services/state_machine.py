@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db import events
-from flowdeck.db.tables import runs
+from flowdeck.db.tables import requests, runs
 from flowdeck.domain.states import State, can_transition, is_terminal
 
 log = logging.getLogger(__name__)
@@ -62,3 +62,47 @@ async def transition(
 async def record_creation(conn: AsyncConnection, run_id: str, *, now: datetime, actor: str | None, reason: str) -> None:
     """The first event of a run: it was accepted in QUEUED."""
     await events.add(conn, at=now, kind="state", run_id=run_id, to_state=State.QUEUED.value, reason=reason, actor=actor)
+
+
+# --- requests (seed 001): new → submitted | failed, nothing after
+
+REQUEST_STATES = ("new", "submitted", "failed")
+REQUEST_TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"submitted", "failed"}),
+    "submitted": frozenset(),
+    "failed": frozenset(),
+}
+
+
+async def transition_request(
+    conn: AsyncConnection,
+    request_id: str,
+    expected: str,
+    target: str,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    actor: str | None = None,
+    message: str | None = None,
+) -> bool:
+    """Move a request from ``expected`` to ``target`` (compare-and-set, with an event)."""
+    if target not in REQUEST_TRANSITIONS.get(expected, frozenset()):
+        raise IllegalTransition(f"request {expected} -> {target} is not allowed")
+    result = await conn.execute(
+        sa.update(requests)
+        .where(requests.c.id == request_id, requests.c.state == expected)
+        .values(state=target, message=message, updated_at=now, lease_owner=None, lease_expires_at=None)
+    )
+    if result.rowcount != 1:
+        return False
+    await events.add(
+        conn, at=now, kind="state", request_id=request_id, from_state=expected,
+        to_state=target, reason=reason, actor=actor,
+    )
+    log.info("request %s: %s -> %s%s", request_id, expected, target, f" ({reason})" if reason else "")
+    return True
+
+
+async def record_request_creation(conn: AsyncConnection, request_id: str, *, now: datetime, actor: str | None, reason: str) -> None:
+    """The first event of a request: it was accepted in ``new``."""
+    await events.add(conn, at=now, kind="state", request_id=request_id, to_state="new", reason=reason, actor=actor)

@@ -17,6 +17,7 @@ from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.worker.check import check_once, sync_all
 from flowdeck.worker.dispatch import dispatch_once
+from flowdeck.worker.expand import expand_once
 from flowdeck.worker.pool import BlockingPool
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class Worker:
     async def iterate(self) -> int:
         """One round: heartbeat, dispatch, check. Returns how much work was done."""
         await self._heartbeat()
-        done = await dispatch_once(self.services, self.id, self.pool)
+        done = await expand_once(self.services, self.id)
+        done += await dispatch_once(self.services, self.id, self.pool)
         done += await check_once(self.services, self.id, self.pool)
         return done
 

@@ -1,0 +1,47 @@
+"""The ``Idempotency-Key`` header on creating POSTs (see :mod:`flowdeck.services.idempotency`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from flowdeck.domain.principal import Principal
+from flowdeck.services import idempotency
+from flowdeck.services.context import Services
+
+REPLAYED = "Idempotent-Replayed"
+
+
+async def idempotent(
+    request: Request,
+    services: Services,
+    principal: Principal,
+    body_hash: str,
+    create: Callable[[], Awaitable[JSONResponse]],
+) -> JSONResponse:
+    """Answer with ``create()``, or with the first answer given to the same key and body.
+
+    The key is scoped to the caller and to the route (method and path template).
+    """
+    key = request.headers.get(idempotency.HEADER)
+    use = None
+    if key is not None:
+        endpoint = f"{request.method} {_route_path(request)}"
+        use = idempotency.Use(principal.name, endpoint, idempotency.check_key(key), body_hash)
+
+    async def answer() -> idempotency.Answer:
+        response = await create()
+        return idempotency.Answer(response.status_code, json.loads(bytes(response.body)))
+
+    result = await idempotency.once(services, use, answer)
+    headers = {REPLAYED: "true"} if result.replayed else {}
+    return JSONResponse(result.body, status_code=result.status_code, headers=headers)
+
+
+def _route_path(request: Request) -> str:
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else request.url.path

@@ -1,0 +1,182 @@
+"""Requests (seed 001): one pipeline mapped over datasets, samples or a sample sheet.
+
+``POST /requests`` answers 202 with the request id at once; the worker creates
+the runs. The body is JSON, or multipart with a ``samplesheet`` file (CSV/TSV)
+and text fields (``parameters``, ``samples``, ``dataset_ids`` as JSON text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from flowdeck.api.deps import PrincipalDep, ServicesDep
+from flowdeck.api.idempotency import idempotent
+from flowdeck.db.requests import RequestFilter
+from flowdeck.errors import InvalidInput, PayloadTooLarge, Problem, ValidationFailed
+from flowdeck.services import idempotency
+from flowdeck.services import requests as request_service
+from flowdeck.services.request_items import RequestInput
+
+router = APIRouter(prefix="/requests", tags=["requests"])
+FORM_TEXTS = ("pipeline_name", "pipeline_version", "research_group", "description", "strict",
+              "parameters", "dataset_ids", "samples", "samplesheet", "samplesheet_type")
+JSON_TEXTS = ("parameters", "dataset_ids", "samples")
+
+
+class RequestBody(BaseModel):
+    """``POST /requests``: shared ``parameters`` and exactly one of dataset_ids, samples, samplesheet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline_name: str = Field(min_length=1)
+    pipeline_version: str | None = None
+    research_group: str | None = None
+    description: str | None = None
+    strict: bool = True
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    dataset_ids: list[str] | None = None
+    samples: list[Any] | None = None
+    samplesheet: str | None = Field(None, description="Sample sheet text (CSV or TSV).")
+    samplesheet_type: str | None = Field(None, description="csv or tsv (default: guessed).")
+
+
+@router.post("", status_code=202, openapi_extra={"requestBody": {"content": {
+    "application/json": {"schema": RequestBody.model_json_schema()},
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        **{name: {"type": "string"} for name in FORM_TEXTS if name != "samplesheet"},
+        "samplesheet": {"type": "string", "format": "binary"},
+    }}},
+}}})
+async def create_request(request: Request, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+    """Validate the request and answer at once with its id (state ``new``); the worker creates its runs."""
+    given, body_hash = await _read(request, services.settings.max_upload_bytes)
+
+    async def create() -> JSONResponse:
+        return JSONResponse(await request_service.accept(services, principal, given), status_code=202)
+
+    return await idempotent(request, services, principal, body_hash, create)
+
+
+@router.get("")
+async def list_requests(
+    services: ServicesDep,
+    principal: PrincipalDep,
+    page_size: Annotated[int | None, Query()] = None,
+    page_token: Annotated[str | None, Query()] = None,
+    state: Annotated[str | None, Query(description="new, submitted or failed")] = None,
+    pipeline_name: Annotated[str | None, Query()] = None,
+    research_group: Annotated[str | None, Query()] = None,
+) -> JSONResponse:
+    """Requests the caller may see, newest first, in keyset pages."""
+    flt = RequestFilter(state=state, pipeline_name=pipeline_name, research_group=research_group)
+    rows, token = await request_service.list_page(services, principal, flt, page_size, page_token or None)
+    return JSONResponse({"requests": [request_service.view(r) for r in rows], "next_page_token": token})
+
+
+@router.get("/{request_id}")
+async def get_request(
+    request_id: str,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    page_size: Annotated[int | None, Query(description="Runs per page.")] = None,
+    page_token: Annotated[str | None, Query()] = None,
+) -> JSONResponse:
+    """The request, its aggregate state, and a page of its runs in request order."""
+    return JSONResponse(await request_service.detail(services, request_id, principal, page_size, page_token or None))
+
+
+@router.get("/{request_id}/state")
+async def get_request_state(request_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+    """``new``, ``submitted`` or ``failed``, with a message."""
+    return JSONResponse(await request_service.state_of(services, request_id, principal))
+
+
+@router.post("/{request_id}/cancel")
+async def cancel_request(request_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+    """Stop expansion and cancel every run of the request. Idempotent."""
+    row = await request_service.cancel(services, request_id, principal)
+    return JSONResponse(request_service.view(row))
+
+
+@router.get("/{request_id}/events")
+async def request_events(request_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+    """The request's state changes and cancels, oldest first."""
+    return JSONResponse({"events": await request_service.events(services, request_id, principal)})
+
+
+async def _read(request: Request, max_bytes: int) -> tuple[RequestInput, str]:
+    """The request input and the hash of the body (for Idempotency-Key)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            raw = json.loads(await request.body())
+        except ValueError as exc:
+            raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+        return _input(raw), idempotency.fingerprint(raw)
+    if content_type == "multipart/form-data":
+        return await _from_form(request)
+    raise InvalidInput("POST /requests takes application/json or multipart/form-data")
+
+
+async def _from_form(request: Request) -> tuple[RequestInput, str]:
+    try:
+        form = await request.form(max_files=1, max_fields=len(FORM_TEXTS))
+    except Exception as exc:  # the multipart parser raises several kinds on malformed bodies
+        raise InvalidInput(f"malformed form body: {exc}") from None
+    values: dict[str, Any] = {}
+    sheet: bytes | None = None
+    try:
+        for key, value in form.multi_items():
+            if key not in FORM_TEXTS or key in values:
+                raise InvalidInput(f"form field {key!r} is unknown or given twice; fields: {', '.join(FORM_TEXTS)}")
+            if isinstance(value, UploadFile):
+                if key != "samplesheet":
+                    raise InvalidInput(f"form field {key!r} must be text, not a file")
+                sheet = await value.read()
+                values[key] = ""
+                if value.content_type and "samplesheet_type" not in values and value.content_type != "application/octet-stream":
+                    values["samplesheet_type"] = value.content_type
+            else:
+                values[key] = _form_value(key, value)
+    finally:
+        await form.close()
+    digest = hashlib.sha256(sheet).hexdigest() if sheet is not None else None
+    body_hash = idempotency.fingerprint({"fields": values, "samplesheet": digest})
+    given = _input({k: v for k, v in values.items() if k != "samplesheet" or sheet is None})
+    if sheet is not None:
+        given.samplesheet = sheet
+    return given, body_hash
+
+
+def _form_value(key: str, value: str) -> Any:
+    if key in JSON_TEXTS:
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise InvalidInput(f"form field {key} is not valid JSON: {exc}") from None
+    if key == "strict":
+        if value.strip().lower() not in ("true", "false", "1", "0"):
+            raise InvalidInput("form field strict is true or false")
+        return value.strip().lower() in ("true", "1")
+    return value
+
+
+def _input(raw: Any) -> RequestInput:
+    try:
+        body = RequestBody.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            Problem("/" + "/".join(str(p) for p in error["loc"]), error["msg"], error["type"]) for error in exc.errors()
+        ]
+        raise ValidationFailed("the request body is not valid: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems) from None
+    return RequestInput(**body.model_dump())

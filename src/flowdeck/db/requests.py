@@ -1,0 +1,149 @@
+"""Request rows: insert, read, list with keyset pages, and expansion claims.
+
+State is never written here: :func:`flowdeck.services.state_machine.transition_request`
+owns it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowdeck.db.tables import datasets, requests, runs
+
+Row = RowMapping
+# Everything but the (possibly large) spec, for listings.
+SUMMARY = [c for c in requests.c if c.name != "spec"]
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    """What a list of requests is narrowed to. ``groups=None`` means every group."""
+
+    groups: frozenset[str] | None = None
+    state: str | None = None
+    pipeline_name: str | None = None
+    research_group: str | None = None
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(sa.insert(requests).values(**values))
+
+
+async def get(conn: AsyncConnection, request_id: str, *, with_spec: bool = False) -> Row | None:
+    """One request by id, or None."""
+    columns = list(requests.c) if with_spec else SUMMARY
+    result = await conn.execute(sa.select(*columns).where(requests.c.id == request_id))
+    return result.mappings().first()
+
+
+async def page(conn: AsyncConnection, flt: RequestFilter, limit: int, after: tuple[datetime, str] | None) -> list[Row]:
+    """Newest first; ``after`` is the (created_at, id) of the last row already seen."""
+    query = sa.select(*SUMMARY)
+    if flt.groups is not None:
+        query = query.where(requests.c.research_group.in_(sorted(flt.groups)))
+    for column, value in (
+        (requests.c.state, flt.state),
+        (requests.c.pipeline_name, flt.pipeline_name),
+        (requests.c.research_group, flt.research_group),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if after is not None:
+        created, request_id = after
+        query = query.where(sa.or_(
+            requests.c.created_at < created,
+            sa.and_(requests.c.created_at == created, requests.c.id < request_id),
+        ))
+    query = query.order_by(requests.c.created_at.desc(), requests.c.id.desc()).limit(limit)
+    return list((await conn.execute(query)).mappings())
+
+
+async def set_cancel_requested(conn: AsyncConnection, request_id: str, now: datetime) -> None:
+    await conn.execute(
+        sa.update(requests).where(requests.c.id == request_id).values(cancel_requested=True, updated_at=now)
+    )
+
+
+async def claim(
+    conn: AsyncConnection, *, owner: str, now: datetime, lease: timedelta, limit: int, postgres: bool
+) -> list[Row]:
+    """Take a lease on up to ``limit`` new requests that no live lease holds (as runs.claim)."""
+    candidates = sa.select(requests.c.id).where(
+        requests.c.state == "new",
+        sa.or_(requests.c.lease_expires_at.is_(None), requests.c.lease_expires_at < now),
+    ).order_by(requests.c.created_at).limit(limit)
+    if postgres:
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        sa.update(requests)
+        .where(requests.c.id.in_(candidates.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=now + lease)
+        .returning(*requests.c)
+    )
+    return list((await conn.execute(statement)).mappings())
+
+
+async def renew(conn: AsyncConnection, request_id: str, owner: str, until: datetime) -> bool:
+    """Extend our lease; False if another worker has taken the request over."""
+    result = await conn.execute(
+        sa.update(requests)
+        .where(requests.c.id == request_id, requests.c.lease_owner == owner)
+        .values(lease_expires_at=until)
+    )
+    return result.rowcount == 1
+
+
+async def release(conn: AsyncConnection, request_id: str, owner: str) -> None:
+    await conn.execute(
+        sa.update(requests)
+        .where(requests.c.id == request_id, requests.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+async def is_cancel_requested(conn: AsyncConnection, request_id: str) -> bool:
+    query = sa.select(requests.c.cancel_requested).where(requests.c.id == request_id)
+    return bool((await conn.execute(query)).scalar_one_or_none())
+
+
+# --- the runs of a request
+
+async def run_indexes(conn: AsyncConnection, request_id: str) -> set[int]:
+    """The request_index of every run already created for the request."""
+    query = sa.select(runs.c.request_index).where(runs.c.request_id == request_id)
+    return {int(i) for i in (await conn.execute(query)).scalars()}
+
+
+async def run_page(conn: AsyncConnection, request_id: str, after: int | None, limit: int) -> list[Row]:
+    """The request's runs in request_index order, after index ``after``."""
+    query = sa.select(
+        runs.c.id, runs.c.request_index, runs.c.state, runs.c.dataset_id, runs.c.error_message,
+        runs.c.created_at, runs.c.updated_at, runs.c.workflow_params,
+    ).where(runs.c.request_id == request_id)
+    if after is not None:
+        query = query.where(runs.c.request_index > after)
+    query = query.order_by(runs.c.request_index).limit(limit)
+    return list((await conn.execute(query)).mappings())
+
+
+async def run_states(conn: AsyncConnection, request_id: str) -> dict[str, int]:
+    """How many of the request's runs are in each state."""
+    query = sa.select(runs.c.state, sa.func.count()).where(runs.c.request_id == request_id).group_by(runs.c.state)
+    return {state: int(n) for state, n in (await conn.execute(query)).all()}
+
+
+async def active_run_ids(conn: AsyncConnection, request_id: str, terminal: list[str]) -> list[str]:
+    query = sa.select(runs.c.id).where(runs.c.request_id == request_id, runs.c.state.not_in(terminal))
+    return list((await conn.execute(query.order_by(runs.c.request_index))).scalars())
+
+
+async def datasets_by_id(conn: AsyncConnection, ids: list[str]) -> list[Row]:
+    """The datasets a request names (to check they exist and are visible)."""
+    query = sa.select(datasets).where(datasets.c.id.in_(ids))
+    return list((await conn.execute(query)).mappings())
