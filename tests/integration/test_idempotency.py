@@ -132,3 +132,16 @@ async def test_the_second_of_two_overlapping_uses_waits_for_the_first(services: 
     assert {first.replayed, second.replayed} == {False, True}
     assert first.body == second.body == {"id": 1}
     assert first.status_code == second.status_code == 201
+
+
+async def test_jobs_replay_and_conflict(api: httpx.AsyncClient, services: Services) -> None:
+    job = {"pipeline_name": "gatk_variant_calling", "parameters": {**REQUEST["samples"][0], "reference_genome": "hg38"}}
+    first = await api.post("/jobs", json=job, headers=key("j"))
+    again = await api.post("/jobs", json=job, headers=key("j"))
+    assert first.status_code in (201, 202)
+    assert again.status_code == first.status_code
+    assert again.json() == first.json()
+    assert first.headers["Location"].endswith(first.json()["id"])
+    conflict = await api.post("/jobs", json={**job, "description": "other"}, headers=key("j"))
+    assert conflict.status_code == 409
+    assert await count(services, runs) == 1

@@ -32,13 +32,16 @@ async def idempotent(
         endpoint = f"{request.method} {_route_path(request)}"
         use = idempotency.Use(principal.name, endpoint, idempotency.check_key(key), body_hash)
 
+    created: list[JSONResponse] = []
+
     async def answer() -> idempotency.Answer:
-        response = await create()
-        return idempotency.Answer(response.status_code, json.loads(bytes(response.body)))
+        created.append(await create())
+        return idempotency.Answer(created[0].status_code, json.loads(bytes(created[0].body)))
 
     result = await idempotency.once(services, use, answer)
-    headers = {REPLAYED: "true"} if result.replayed else {}
-    return JSONResponse(result.body, status_code=result.status_code, headers=headers)
+    if not result.replayed:
+        return created[0]
+    return JSONResponse(result.body, status_code=result.status_code, headers={REPLAYED: "true"})
 
 
 def _route_path(request: Request) -> str:

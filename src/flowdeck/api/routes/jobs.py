@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from flowdeck.api.idempotency import idempotent
 from flowdeck.api.job_views import event_view, job_view
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import SIMPLE_STATES, State
@@ -27,6 +28,7 @@ from flowdeck.errors import EngineError, InvalidInput, Problem, ValidationFailed
 from flowdeck.services import jobs as job_service
 from flowdeck.services import runs as run_service
 from flowdeck.services.clock import utcnow
+from flowdeck.services.idempotency import fingerprint
 from flowdeck.services.context import Services
 from flowdeck.worker.dispatch import dispatch_run
 from flowdeck.worker.pool import BlockingPool
@@ -67,16 +69,21 @@ async def submit_job(
 ) -> JSONResponse:
     """Seed 000 ``{dataset_id, workflow_name, overwrite?, parameters?}`` or seed 002
     ``{pipeline_name, parameters, research_group, description}``."""
-    planned = await job_service.plan(services, await _read_json(request), principal, base)
+    body = await _read_json(request)
+    planned = await job_service.plan(services, body, principal, base)
     if dry_run:
         return JSONResponse(planned.preview())
-    run_id = await job_service.submit(services, planned, principal)
-    await dispatch_inline(services, run_id)
-    row = await run_service.get_visible(services, run_id, principal)
-    if row["state"] in _FAILED and row["backend_run_id"] is None:
-        raise EngineError(f"the engine refused the job: {row['error_message']}", id=run_id, job=job_view(row, base))
-    status = 201 if row["backend_run_id"] else 202
-    return JSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
+
+    async def create() -> JSONResponse:
+        run_id = await job_service.submit(services, planned, principal)
+        await dispatch_inline(services, run_id)
+        row = await run_service.get_visible(services, run_id, principal)
+        if row["state"] in _FAILED and row["backend_run_id"] is None:
+            raise EngineError(f"the engine refused the job: {row['error_message']}", id=run_id, job=job_view(row, base))
+        status = 201 if row["backend_run_id"] else 202
+        return JSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
+
+    return await idempotent(request, services, principal, fingerprint(body), create)
 
 
 async def dispatch_inline(services: Services, run_id: str) -> None:
