@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from flowdeck import __version__
 from flowdeck.api import errors
-from flowdeck.api.routes import datasets, jobs, ops, pipelines, wes
+from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
 from flowdeck.api.routes import requests as request_routes
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
 from flowdeck.services.context import Services
@@ -52,4 +52,5 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(pipelines.router)
+    app.include_router(accounts.router)
     return app
