@@ -157,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("db_command", choices=["upgrade", "downgrade"])
     db.add_argument("revision", nargs="?", default="head")
     db.set_defaults(func=cmd_db)
-    from flowdeck.cli import client
+    from flowdeck.cli import admin, client
 
     client.register(sub)
+    admin.register(sub)
     return parser
 
 
