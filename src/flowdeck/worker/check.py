@@ -22,12 +22,12 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.domain.runs import RunHandle, SyncReport
 from flowdeck.domain.states import State, can_transition, is_terminal
-from flowdeck.errors import EngineUnavailable, FlowdeckError
+from flowdeck.errors import EngineUnavailable
 from flowdeck.services import state_machine
+from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
-from flowdeck.worker.handles import handle_of
-from flowdeck.worker.pool import BlockingPool
+from flowdeck.services.handles import handle_of
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"

@@ -1,31 +1,22 @@
-"""Handing queued runs to their engines.
+"""Claiming queued runs for dispatch, within the local admission limit.
 
-A run is claimed with a lease, moved to INITIALIZING, and submitted outside any
-transaction. If the worker dies between the two, the lease expires and another
-worker takes the run over; backends' submit is idempotent per run id, so the
-engine never gets the run twice.
+A run is claimed with a lease; :func:`flowdeck.services.dispatch.dispatch_run`
+moves it to INITIALIZING and submits it outside any transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import timedelta
 
 from sqlalchemy.engine import RowMapping
 
 from flowdeck.db import runs as run_rows
-from flowdeck.domain.runs import Submitted
 from flowdeck.domain.states import State
-from flowdeck.errors import EngineUnavailable, FlowdeckError
-from flowdeck.services import state_machine
+from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
-from flowdeck.worker.handles import spec_of
-from flowdeck.worker.pool import BlockingPool
-
-log = logging.getLogger(__name__)
-ACTOR = "worker"
+from flowdeck.services.dispatch import dispatch_run
 
 
 async def dispatch_once(services: Services, owner: str, pool: BlockingPool) -> int:
@@ -62,78 +53,3 @@ async def _claim(services: Services, owner: str) -> list[RowMapping]:
     return claimed
 
 
-async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: RowMapping) -> None:
-    """Submit one claimed run and record the outcome; never raises."""
-    run_id = row["id"]
-    try:
-        if row["state"] == State.QUEUED.value:
-            async with services.db.write() as conn:
-                if not await state_machine.transition(
-                    conn, run_id, State.QUEUED, State.INITIALIZING, now=utcnow(), reason="claimed by a worker", actor=ACTOR
-                ):
-                    await run_rows.release(conn, run_id, owner, utcnow())
-                    return
-        backend = services.backends.get(row["backend"])
-        spec = spec_of(row, services.settings.resolved_runs_dir)
-        submitted = await pool.run(backend.submit, spec)
-    except EngineUnavailable as exc:
-        await _retry_later(services, owner, row, str(exc))
-        return
-    except FlowdeckError as exc:
-        await _fail(services, row, State.EXECUTOR_ERROR if exc.status_code < 500 or exc.status_code == 502 else State.SYSTEM_ERROR, exc.detail)
-        return
-    except Exception as exc:
-        log.exception("dispatch of run %s failed", run_id)
-        await _fail(services, row, State.SYSTEM_ERROR, f"dispatch failed: {type(exc).__name__}: {exc}")
-        return
-    await record_submission(services, owner, run_id, submitted)
-    services.metrics.dispatches.labels(row["backend"], "submitted").inc()
-
-
-async def record_submission(services: Services, owner: str, run_id: str, submitted: Submitted) -> None:
-    """Store the engine's id first (so a cancel can reach it), then move the state."""
-    now = utcnow()
-    async with services.db.write() as conn:
-        current = await run_rows.get(conn, run_id)
-        if current is None:
-            return
-        data = {**(current["backend_data"] or {}), **submitted.backend_data}
-        await run_rows.update(conn, run_id, {"backend_run_id": submitted.backend_run_id, "backend_data": data})
-        if submitted.state is not State.INITIALIZING and current["state"] == State.INITIALIZING.value:
-            await state_machine.transition(
-                conn, run_id, State.INITIALIZING, submitted.state, now=now, reason="accepted by the engine", actor=ACTOR
-            )
-        interval = services.settings.sync_min_seconds
-        await run_rows.release(conn, run_id, owner, now + timedelta(seconds=interval))
-
-
-async def _retry_later(services: Services, owner: str, row: RowMapping, message: str) -> None:
-    services.metrics.backend_errors.labels(row["backend"], "dispatch_transient").inc()
-    failures = int(row["check_failures"] or 0) + 1
-    delay = min(services.settings.sync_max_seconds, 2.0**failures)
-    log.warning("run %s: engine unavailable at dispatch (%s); retry in %.0fs", row["id"], message, delay)
-    async with services.db.write() as conn:
-        await run_rows.release(
-            conn, row["id"], owner, utcnow() + timedelta(seconds=delay), check_failures=failures, last_check_error=message
-        )
-
-
-async def _fail(services: Services, row: RowMapping, target: State, message: str) -> None:
-    services.metrics.dispatches.labels(row["backend"], "failed").inc()
-    now = utcnow()
-    async with services.db.write() as conn:
-        current = await run_rows.get(conn, row["id"])
-        if current is None:
-            return
-        state = State(current["state"])
-        if state is State.CANCELING:
-            target = State.CANCELED
-        if state not in (State.INITIALIZING, State.CANCELING, State.QUEUED):
-            return
-        if state is State.QUEUED:
-            target = State.SYSTEM_ERROR
-        logs = [*(current["system_logs"] or []), message]
-        await state_machine.transition(
-            conn, row["id"], state, target, now=now, reason=message, actor=ACTOR,
-            fields={"error_message": message, "system_logs": logs},
-        )

@@ -13,12 +13,12 @@ from datetime import timedelta
 from flowdeck import __version__
 from flowdeck.db import runs as run_rows
 from flowdeck.db import workers as worker_rows
+from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.worker.check import check_once, sync_all
 from flowdeck.worker.dispatch import dispatch_once
 from flowdeck.worker.expand import expand_once
-from flowdeck.worker.pool import BlockingPool
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from flowdeck.domain.states import SIMPLE_STATES, State
 from flowdeck.errors import EngineError, InvalidInput, Problem, ValidationFailed
 from flowdeck.services import jobs as job_service
 from flowdeck.services import runs as run_service
+from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
-from flowdeck.services.idempotency import fingerprint
 from flowdeck.services.context import Services
-from flowdeck.worker.dispatch import dispatch_run
-from flowdeck.worker.pool import BlockingPool
+from flowdeck.services.dispatch import dispatch_run
+from flowdeck.services.idempotency import fingerprint
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 _FAILED = {State.EXECUTOR_ERROR.value, State.SYSTEM_ERROR.value}
