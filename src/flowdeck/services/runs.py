@@ -213,15 +213,15 @@ async def get_task(services: Services, run_id: str, task_id: str, principal: Pri
 
 
 def log_file(services: Services, run: RowMapping, stored_path: str | None) -> Path:
-    """The local file behind a stdout/stderr link, only if it lies in the run's folder."""
-    if not stored_path:
-        raise NotFound("this log is not available")
+    """The local file behind a log or output link, only if it lies in the run's folder."""
+    if not stored_path or "://" in stored_path:
+        raise NotFound("this file is not available from flowdeck")
     folder = run_folder(services.settings.resolved_runs_dir, run["id"])
     path = Path(stored_path)
     if not path.is_absolute():
         path = folder.work / path
     if not folder.contains(path) or not path.is_file():
-        raise NotFound("this log is not available")
+        raise NotFound("this file is not available from flowdeck")
     return path
 
 

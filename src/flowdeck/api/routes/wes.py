@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -42,6 +44,10 @@ RUN_FORM = {
 }
 STATE_PARAM = Query(description="Extension: only runs in these states (comma-separated or repeated).")
 TAG_PARAM = Query(description="Extension: only runs with this tag, as key:value (repeat for all of several).")
+# Read as text and parsed strictly: lax int parsing would accept " 2" or "2\r", and a malformed
+# value on ListTasks must answer 404 like its other paging errors (the spec documents no 400 there).
+PAGE_SIZE_PARAM = Query(description="Items per page: an integer from 1 to the configured maximum.")
+INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 @router.get("/service-info", response_model=schemas.ServiceInfo, responses=ERRORS, operation_id="GetServiceInfo")
@@ -85,14 +91,14 @@ async def service_info(services: ServicesDep, principal: PrincipalDep, base: Bas
 async def list_runs(
     services: ServicesDep,
     principal: PrincipalDep,
-    page_size: Annotated[int | None, Query(description="Runs per page (1 to the configured maximum).")] = None,
+    page_size: Annotated[str | None, PAGE_SIZE_PARAM] = None,
     page_token: Annotated[str | None, Query(description="Token from the previous page's next_page_token.")] = None,
     state: Annotated[list[str] | None, STATE_PARAM] = None,
     tag: Annotated[list[str] | None, TAG_PARAM] = None,
 ) -> JSONResponse:
     """Runs the caller may see, newest first, in stable keyset pages."""
     flt = run_rows.RunFilter(states=_states(state), tags=_tags(tag))
-    rows, token = await run_service.list_page(services, principal, flt, page_size, page_token or None)
+    rows, token = await run_service.list_page(services, principal, flt, _page_size(page_size), page_token or None)
     return JSONResponse({"runs": [run_summary(row) for row in rows], "next_page_token": token})
 
 
@@ -135,11 +141,12 @@ async def list_tasks(
     services: ServicesDep,
     principal: PrincipalDep,
     base: BaseUrlDep,
-    page_size: Annotated[int | None, Query()] = None,
+    page_size: Annotated[str | None, PAGE_SIZE_PARAM] = None,
     page_token: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
     try:
-        rows, token = await run_service.task_page(services, run_id, principal, page_size, page_token or None)
+        size = _page_size(page_size)
+        rows, token = await run_service.task_page(services, run_id, principal, size, page_token or None)
     except InvalidInput as exc:
         # The spec documents no 400 here: a page that cannot be found is a 404.
         raise NotFound(exc.detail) from None
@@ -170,10 +177,42 @@ async def task_log_file(run_id: str, task_id: str, stream: str, services: Servic
     return FileResponse(run_service.log_file(services, run, task[column]), media_type="text/plain; charset=utf-8")
 
 
+@router.get("/runs/{run_id}/outputs", responses=ERRORS, operation_id="ListRunOutputs", tags=["flowdeck extensions"])
+async def list_outputs(run_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    """Every output file of the run with its size, checksum and a download URL."""
+    row = await run_service.get_visible(services, run_id, principal)
+    files = []
+    for index, item in enumerate(row["output_files"] or []):
+        entry = {k: item.get(k) for k in ("name", "size", "checksum") if item.get(k) is not None}
+        entry["url"] = f"{base}{WES}/runs/{run_id}/outputs/{index}"
+        files.append(entry)
+    return JSONResponse({"run_id": run_id, "outputs": row["outputs"] or {}, "files": files})
+
+
+@router.get("/runs/{run_id}/outputs/{index}", responses=ERRORS, operation_id="GetRunOutput", tags=["flowdeck extensions"])
+async def get_output(run_id: str, index: int, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+    """Download one output file (only files inside the run's own folder are served)."""
+    row = await run_service.get_visible(services, run_id, principal)
+    files = row["output_files"] or []
+    if not 0 <= index < len(files):
+        raise NotFound(f"run {run_id} has no output {index}")
+    path = run_service.log_file(services, row, files[index].get("location"))
+    return FileResponse(path, filename=Path(path).name)
+
+
 def _stream_column(stream: str) -> str:
     if stream not in ("stdout", "stderr"):
         raise NotFound("logs are stdout or stderr")
     return f"{stream}_path"
+
+
+def _page_size(raw: str | None) -> int | None:
+    """A page_size query value: an optional minus sign and ASCII digits, nothing else."""
+    if raw is None:
+        return None
+    if not INTEGER.fullmatch(raw):
+        raise InvalidInput("page_size must be an integer")
+    return int(raw)
 
 
 def _states(values: list[str] | None) -> frozenset[State] | None:
