@@ -41,7 +41,7 @@ def test_terminal_states_never_change() -> None:
     for state in TERMINAL:
         assert TRANSITIONS[state] == frozenset()
         assert is_terminal(state)
-    assert TERMINAL == {State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.CANCELED, State.PREEMPTED}
+    assert {State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.CANCELED, State.PREEMPTED} == TERMINAL
 
 
 def test_no_self_transitions_and_every_active_state_can_end() -> None:
