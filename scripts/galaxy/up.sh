@@ -16,7 +16,7 @@
 #                            worker, which makes every job ~5 s faster (+~0.6-1.4 GB RAM)
 #   GALAXY_USER_EMAIL (flowdeck@example.org)  the normal user whose key is handed out
 #   GALAXY_JOB_WORKERS (2)  GALAXY_JOB_WALLTIME (00:30:00)  GALAXY_START_TIMEOUT (300)
-#   GALAXY_LOG_LEVEL (INFO)
+#   GALAXY_LOG_LEVEL (INFO)  GALAXY_FETCH_ALLOWLIST (127.0.0.1: local addresses Galaxy may fetch from)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,6 +30,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${GALAXY_JOB_WALLTIME:=00:30:00}"
 : "${GALAXY_START_TIMEOUT:=300}"
 : "${GALAXY_LOG_LEVEL:=INFO}"
+: "${GALAXY_FETCH_ALLOWLIST:=127.0.0.1}"
 readonly HOST=127.0.0.1   # loopback only, on purpose
 GALAXY_ROOT="$(mkdir -p "$GALAXY_ROOT" && cd "$GALAXY_ROOT" && pwd)"
 VENV="$FLOWDECK_GALAXY_VENV"
@@ -98,6 +99,8 @@ galaxy:
   watch_tools: "false"
   watch_tool_data_dir: "false"
   cleanup_job: onsuccess
+  # tests serve inputs from loopback; Galaxy refuses local addresses unless listed
+  fetch_url_allowlist: "$GALAXY_FETCH_ALLOWLIST"
   enable_celery_tasks: $CELERY
   metadata_strategy: $METADATA
   log_level: $GALAXY_LOG_LEVEL
