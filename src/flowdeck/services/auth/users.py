@@ -102,8 +102,8 @@ async def revoke_token(db: Database, principal: Principal, token_id: str) -> Tok
     async with db.write() as conn:
         token = await accounts.get_token(conn, token_id)
         owner = await accounts.get_user_by_id(conn, token.user_id) if token else None
-        if token is None or owner is None:
+        # Someone else's token gets the very answer a missing one does: its id, not its owner's name.
+        if token is None or owner is None or not (principal.sees_all or principal.name == owner.username):
             raise guard.not_found("API token", token_id)
-        guard.require_self_or_admin(principal, owner.username, kind="API token")
         await accounts.revoke_token(conn, token.id)
         return await accounts.get_token(conn, token.id) or token
