@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,17 @@ from flowdeck.domain.states import TERMINAL, State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services import paging, state_machine
 from flowdeck.services.attachments import Attachment, check_all, run_folder
+from flowdeck.services.auth.guard import group_for_new_object
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 
 # Workflow types whose workflow_url names something inside the engine, not a file.
 _NAMED_TYPES = {"GALAXY", "DEMO"}
+# What every database stores: PostgreSQL text holds no NUL; sizes of the runs and run_tags columns.
+_NUL = "\x00"
+_MAX_JSON_DEPTH = 100
+_MAX_TAG_KEY = 256
+_MAX_GROUP = 128
 
 
 @dataclass
@@ -54,21 +61,8 @@ class NewRun:
 
 
 def resolve_group(principal: Principal, requested: str | None) -> str | None:
-    """The research group a new object belongs to.
-
-    A member names one of their groups, or gets their only group by default.
-    Naming a group one does not belong to is refused without saying whether it
-    exists.
-    """
-    if principal.sees_all:
-        return requested
-    if requested is None:
-        if len(principal.groups) == 1:
-            return next(iter(principal.groups))
-        raise InvalidInput("research_group is required: you belong to " + (", ".join(sorted(principal.groups)) or "no group"))
-    if requested not in principal.groups:
-        raise InvalidInput(f"you are not a member of research group {requested!r}")
-    return requested
+    """The research group a new object belongs to (the one rule, in the auth guard)."""
+    return group_for_new_object(principal, requested)
 
 
 def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:
@@ -98,6 +92,7 @@ def _engine_check(backend: Backend, new: NewRun) -> None:
 
 async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     """Validate, store attachments, and record the run in QUEUED. Returns its id."""
+    _check_storable(new)
     wf_type = canonical_type(new.workflow_type)
     backend = services.backends.choose(wf_type, new.workflow_engine)
     versions = backend.workflow_types.get(wf_type, [])
@@ -125,6 +120,37 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     return run_id
 
 
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON-like value, keys included; InvalidInput past the nesting limit."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_JSON_DEPTH:
+            raise InvalidInput(f"JSON values may nest at most {_MAX_JSON_DEPTH} levels deep")
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            yield from (str(key) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+
+
+def _check_storable(new: NewRun) -> None:
+    """Refuse what a database would reject later (a 500, or a run no one can read back)."""
+    values = [
+        new.workflow_type, new.workflow_type_version, new.workflow_url, new.workflow_params, new.tags,
+        new.workflow_engine, new.workflow_engine_version, new.workflow_engine_parameters,
+        new.research_group, new.description, new.dataset_id, new.pipeline_name, new.pipeline_version,
+    ]
+    if any(_NUL in text for text in _strings(values)):
+        raise InvalidInput("text fields and JSON values must not contain NUL characters")
+    if any(len(key) > _MAX_TAG_KEY for key in new.tags):
+        raise InvalidInput(f"tag keys are at most {_MAX_TAG_KEY} characters")
+    if new.research_group is not None and len(new.research_group) > _MAX_GROUP:
+        raise InvalidInput(f"research_group is at most {_MAX_GROUP} characters")
+
+
 async def _insert(services: Services, new: NewRun, spec: RunSpec, backend: str, group: str | None, principal: Principal) -> None:
     now = utcnow()
     values = {
@@ -148,6 +174,8 @@ async def _insert(services: Services, new: NewRun, spec: RunSpec, backend: str, 
 
 async def get_visible(services: Services, run_id: str, principal: Principal) -> RowMapping:
     """The run, or NotFound if it does not exist or the caller may not see it."""
+    if _NUL in run_id:  # no run has one, and PostgreSQL refuses it in a query
+        raise NotFound(f"run {run_id} not found")
     async with services.db.read() as conn:
         row = await run_rows.get(conn, run_id)
     if row is None or not principal.can_see(row["research_group"]):
@@ -161,6 +189,9 @@ async def list_page(
     """One page of visible runs, newest first, and the token of the next page ('' at the end)."""
     size = paging.page_size(page_size, services.settings.default_page_size, services.settings.max_page_size)
     after = paging.decode_run_position(page_token) if page_token else None
+    filter_values = [flt.tags, flt.dataset_id, flt.pipeline_name, flt.research_group, flt.request_id, flt.origin]
+    if any(_NUL in text for text in _strings(filter_values)):
+        raise InvalidInput("filters must not contain NUL characters")
     groups = principal.visible_groups()
     if groups is not None:
         flt = run_rows.RunFilter(**{**flt.__dict__, "groups": groups if flt.groups is None else flt.groups & groups})
@@ -205,6 +236,8 @@ async def task_page(
 
 async def get_task(services: Services, run_id: str, task_id: str, principal: Principal) -> RowMapping:
     await get_visible(services, run_id, principal)
+    if _NUL in task_id:
+        raise NotFound(f"task {task_id} not found in run {run_id}")
     async with services.db.read() as conn:
         row = await task_rows.get(conn, run_id, task_id)
     if row is None:
@@ -230,7 +263,7 @@ def parse_json_object(raw: str | None, field_name: str, string_values: bool = Fa
     if raw is None or raw.strip() == "":
         return {}
     try:
-        value = json.loads(raw)
+        value = loads_json(raw)
     except ValueError as exc:
         raise InvalidInput(f"{field_name} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -238,6 +271,18 @@ def parse_json_object(raw: str | None, field_name: str, string_values: bool = Fa
     if string_values and not all(isinstance(v, str) for v in value.values()):
         raise InvalidInput(f"{field_name} values must be strings")
     return value
+
+
+def loads_json(raw: str | bytes) -> Any:
+    """Standard JSON only: NaN and Infinity (which no JSON reader takes back) and runaway nesting are ValueErrors."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 ACTIVE_STATES = frozenset(State) - TERMINAL
