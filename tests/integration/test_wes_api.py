@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from flowdeck.services import paging
 from flowdeck.services.context import Services
 from flowdeck.worker.loop import Worker
 
@@ -202,3 +203,78 @@ async def drive(services: Services, run_id: str, until: set[str], api: httpx.Asy
             return state
         await asyncio.sleep(0.02)
     raise AssertionError(f"run {run_id} stuck in {state}")
+
+
+# --- Regressions found by the conformance suite (tests/contract) and its probes; each was a 500,
+# an undocumented status, or a stored run that no one could read back.
+
+
+@pytest.mark.parametrize("value", ["abc", "2\r", " 2", "", "1.5"])
+async def test_malformed_page_size_is_400_on_runs_and_404_on_tasks(api: httpx.AsyncClient, value: str) -> None:
+    run_id = await submit(api)
+    response = await api.get(f"{WES}/runs", params={"page_size": value})
+    assert response.status_code == 400
+    assert response.json() == {"msg": "page_size must be an integer", "status_code": 400}
+    # The spec documents no 400 on ListTasks: like its other paging errors, a 404.
+    response = await api.get(f"{WES}/runs/{run_id}/tasks", params=[("page_size", value), ("page_size", value)])
+    assert response.status_code == 404
+    assert response.json()["status_code"] == 404
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"workflow_params": '{"a": NaN}'},
+        {"workflow_params": '{"a": Infinity}'},
+        {"workflow_params": '{"a": ' + "[" * 5000 + "]" * 5000 + "}"},
+        {"workflow_params": '{"a": ' + "[" * 150 + "]" * 150 + "}"},
+        {"workflow_params": json.dumps({"a": "x\x00y"})},
+        {"workflow_params": json.dumps({"a\x00": 1})},
+        {"tags": json.dumps({"k": "v\x00"})},
+        {"tags": json.dumps({"k" * 257: "v"})},
+        {"description": "x\x00y"},
+        {"research_group": "g\x00"},
+        {"research_group": "g" * 129},
+        {"workflow_url": "demo://a\x00b"},
+    ],
+)
+async def test_unstorable_submissions_are_400_and_store_nothing(api: httpx.AsyncClient, extra: dict[str, str]) -> None:
+    response = await api.post(f"{WES}/runs", data=demo_form(**extra))
+    assert response.status_code == 400, response.text
+    assert response.json()["status_code"] == 400
+    listed = await api.get(f"{WES}/runs")
+    assert listed.status_code == 200
+    assert listed.json()["runs"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"workflow_url": {"a": 1}},
+        {"workflow_type_version": ["1.0"]},
+        {"workflow_params": {"a": "\x00"}},
+    ],
+)
+async def test_json_submission_with_wrong_types_is_400(api: httpx.AsyncClient, body: dict[str, object]) -> None:
+    base: dict[str, object] = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://x"}
+    response = await api.post(f"{WES}/runs", json=base | body)
+    assert response.status_code == 400, response.text
+    response = await api.post(f"{WES}/runs", content=b'{"workflow_type": "DEMO", "workflow_params": {"a": NaN}}',
+                              headers={"content-type": "application/json"})
+    assert response.status_code == 400
+
+
+async def test_nul_in_ids_tokens_and_filters_is_a_4xx(api: httpx.AsyncClient) -> None:
+    run_id = await submit(api)
+    for path in ("/runs/a%00b", "/runs/a%00b/status", "/runs/a%00b/tasks", f"/runs/{run_id}/tasks/a%00b"):
+        response = await api.get(f"{WES}{path}")
+        assert response.status_code == 404, path
+    assert (await api.post(f"{WES}/runs/a%00b/cancel")).status_code == 404
+    forged = paging.encode({"c": "2024-01-01T00:00:00+00:00", "i": "a\x00b"})
+    for params in ({"page_token": forged}, {"tag": "k\x00:v"}, {"tag": "k:v\x00"}):
+        response = await api.get(f"{WES}/runs", params=params)
+        assert response.status_code == 400, params
+    nested = "W1tb" * 2000  # base64 of 6,000 "[": nested past the JSON reader's limit
+    assert (await api.get(f"{WES}/runs", params={"page_token": nested})).status_code == 400
+    huge = paging.encode({"p": 2**40})
+    assert (await api.get(f"{WES}/runs/{run_id}/tasks", params={"page_token": huge})).status_code == 404

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
@@ -10,7 +9,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from flowdeck.errors import InvalidInput, PayloadTooLarge
 from flowdeck.services.attachments import MAX_ATTACHMENTS, Attachment, safe_name
-from flowdeck.services.runs import NewRun, parse_json_object
+from flowdeck.services.runs import NewRun, loads_json, parse_json_object
 
 TEXT_FIELDS = (
     "workflow_params", "workflow_type", "workflow_type_version", "tags", "workflow_engine",
@@ -34,7 +33,7 @@ async def read_run_request(request: Request, max_bytes: int) -> NewRun:
 
 async def _json_body(request: Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body())
+        body = loads_json(await request.body())
     except ValueError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -114,7 +113,7 @@ def _new_run(objects: dict[str, Any], texts: dict[str, Any], attachments: list[A
         raise InvalidInput(f"missing required field(s): {', '.join(missing)}")
     for name in (*TEXT_FIELDS, *EXTENSION_FIELDS):
         value = texts.get(name)
-        if value is not None and not isinstance(value, (str, dict)):
+        if value is not None and name not in objects and not isinstance(value, str):
             raise InvalidInput(f"{name} must be a string")
     return NewRun(
         workflow_type=texts["workflow_type"],

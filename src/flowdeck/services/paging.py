@@ -21,7 +21,7 @@ def decode(token: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(raw)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise InvalidInput("page_token is not valid") from None
     if not isinstance(payload, dict):
         raise InvalidInput("page_token is not valid")
@@ -39,7 +39,7 @@ def decode_run_position(token: str) -> tuple[datetime, str]:
         run_id = payload["i"]
     except (KeyError, TypeError, ValueError):
         raise InvalidInput("page_token is not valid") from None
-    if created.tzinfo is None or not isinstance(run_id, str):
+    if created.tzinfo is None or not isinstance(run_id, str) or "\x00" in run_id:
         raise InvalidInput("page_token is not valid")
     return created, run_id
 
@@ -51,7 +51,7 @@ def encode_position(position: int) -> str:
 def decode_position(token: str) -> int:
     payload = decode(token)
     position = payload.get("p")
-    if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < 2**31:
         raise InvalidInput("page_token is not valid")
     return position
 
