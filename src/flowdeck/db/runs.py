@@ -18,6 +18,8 @@ from flowdeck.db.tables import run_tags, runs
 from flowdeck.domain.states import State
 
 Row = RowMapping
+# What a run summary (WES RunSummary, and its page token) reads: no JSON document but the tags.
+SUMMARY_COLUMNS = (runs.c.id, runs.c.state, runs.c.start_time, runs.c.end_time, runs.c.tags, runs.c.created_at)
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,10 @@ async def page(
     query = sa.select(*(columns or runs.c)).where(*_where(flt))
     if after is not None:
         created, run_id = after
+        # "<= created AND (...)" gives SQLite an index range to seek; a bare OR of the two cases
+        # makes its planner scan the index from the top (60 ms at a million runs, not 0.1).
         query = query.where(
-            sa.or_(runs.c.created_at < created, sa.and_(runs.c.created_at == created, runs.c.id < run_id))
+            runs.c.created_at <= created, sa.or_(runs.c.created_at < created, runs.c.id < run_id)
         )
     query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
     result = await conn.execute(query)

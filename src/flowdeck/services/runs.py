@@ -184,9 +184,13 @@ async def get_visible(services: Services, run_id: str, principal: Principal) -> 
 
 
 async def list_page(
-    services: Services, principal: Principal, flt: run_rows.RunFilter, page_size: int | None, page_token: str | None
+    services: Services, principal: Principal, flt: run_rows.RunFilter, page_size: int | None, page_token: str | None,
+    *, summary: bool = False,
 ) -> tuple[list[RowMapping], str]:
-    """One page of visible runs, newest first, and the token of the next page ('' at the end)."""
+    """One page of visible runs, newest first, and the token of the next page ('' at the end).
+
+    ``summary`` reads only :data:`run_rows.SUMMARY_COLUMNS`, not the whole row.
+    """
     size = paging.page_size(page_size, services.settings.default_page_size, services.settings.max_page_size)
     after = paging.decode_run_position(page_token) if page_token else None
     filter_values = [flt.tags, flt.dataset_id, flt.pipeline_name, flt.research_group, flt.request_id, flt.origin]
@@ -196,7 +200,7 @@ async def list_page(
     if groups is not None:
         flt = run_rows.RunFilter(**{**flt.__dict__, "groups": groups if flt.groups is None else flt.groups & groups})
     async with services.db.read() as conn:
-        rows = await run_rows.page(conn, flt, size + 1, after)
+        rows = await run_rows.page(conn, flt, size + 1, after, run_rows.SUMMARY_COLUMNS if summary else None)
     token = paging.encode_run_position(rows[size - 1]["created_at"], rows[size - 1]["id"]) if len(rows) > size else ""
     return rows[:size], token
 

@@ -98,7 +98,8 @@ async def list_runs(
 ) -> JSONResponse:
     """Runs the caller may see, newest first, in stable keyset pages."""
     flt = run_rows.RunFilter(states=_states(state), tags=_tags(tag))
-    rows, token = await run_service.list_page(services, principal, flt, _page_size(page_size), page_token or None)
+    size = _page_size(page_size)
+    rows, token = await run_service.list_page(services, principal, flt, size, page_token or None, summary=True)
     return JSONResponse({"runs": [run_summary(row) for row in rows], "next_page_token": token})
 
 
