@@ -125,6 +125,8 @@ class Load:
 
 def hey(url: str, requests: int, concurrency: int, *, body: Path | None = None, content_type: str | None = None) -> Load:
     """One bounded run of ``hey`` (``requests`` requests, ``concurrency`` workers)."""
+    if requests % concurrency:
+        raise ValueError("hey drops the remainder of requests / concurrency: use a multiple")
     if shutil.which("hey") is None:
         raise RuntimeError("the load generator 'hey' is missing: apt-get install -y hey")
     command = ["hey", "-n", str(requests), "-c", str(concurrency)]
@@ -140,7 +142,7 @@ def hey(url: str, requests: int, concurrency: int, *, body: Path | None = None, 
         statuses=statuses,
         p50_ms=_percentile(output, 50),
         p99_ms=_percentile(output, 99),
-        command=" ".join([*command[:-1], "URL"]),
+        command=" ".join([*command[:-1], "URL"]).replace(str(body), body.name if body else ""),
     )
 
 
