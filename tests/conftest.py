@@ -7,7 +7,7 @@ server is started once per session by tests/support/postgres.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Any]:
+def postgres_server() -> Any:
     from tests.support.postgres import shared_server
 
-    server = shared_server()
-    yield server
+    return shared_server()  # stopped at interpreter exit
 
 
 @pytest.fixture(scope="session")

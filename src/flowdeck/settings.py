@@ -8,9 +8,9 @@ callers make a :class:`Settings` and pass it down.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-import json
 from typing import Annotated, Any, Literal
 
 import yaml

@@ -110,9 +110,9 @@ async def _through_app(settings: Any, method: str, path: str, **kwargs: Any) -> 
     from flowdeck.api.app import create_app
 
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            return await client.request(method, path, **kwargs)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        return await client.request(method, path, **kwargs)
 
 
 @pytest.mark.slow

@@ -107,10 +107,10 @@ class ServiceInfo(BaseModel):
     type: ServiceType
     description: str | None = None
     organization: Organization
-    contactUrl: str | None = None  # noqa: N815 - the spec's name
-    documentationUrl: str | None = None  # noqa: N815
-    createdAt: str | None = None  # noqa: N815
-    updatedAt: str | None = None  # noqa: N815
+    contactUrl: str | None = None
+    documentationUrl: str | None = None
+    createdAt: str | None = None
+    updatedAt: str | None = None
     environment: str | None = None
     version: str
     workflow_type_versions: dict[str, WorkflowTypeVersion]
