@@ -237,8 +237,9 @@ class GalaxyBackend(Backend):
     ) -> tuple[dict[str, str], bool, dict[str, dict[str, Any]]]:
         """The listing of new/ready invocations and every run's jobs summary, in a few calls.
 
-        A summary call Galaxy refuses (an id it cannot decode spoils its whole chunk)
-        leaves those runs without a summary: they are then read one by one."""
+        A summary call Galaxy answers with an error (one unknown id spoils its whole chunk:
+        HTTP 400, or 500 when the id decodes but names nothing) leaves those runs without a
+        summary: they are then read one by one. Only no answer at all fails the pass."""
         api = self.api
         listing = pool.submit(api.active_invocations, len(handles))
         histories = [str(h.backend_data["history_id"]) for h in handles if h.backend_data.get("history_id")]
@@ -248,10 +249,8 @@ class GalaxyBackend(Backend):
         for part in parts:
             try:
                 summaries.update(part.result())
-            except EngineUnavailable:
-                raise
             except EngineError as exc:
-                if exc.extra.get("galaxy_status") in (401, 403):
+                if exc.extra.get("galaxy_status") in (None, 401, 403):
                     raise
         listed, complete = listing.result()
         return listed, complete, summaries
@@ -262,7 +261,13 @@ class GalaxyBackend(Backend):
         if invocation_id is None:
             return CancelResult(confirmed=True, message="no Galaxy invocation was started for this run")
         api = self.api
-        answer = api.call("cancel the invocation", api.gi.invocations.cancel_invocation, invocation_id)
+        try:
+            answer = api.call("cancel the invocation", api.gi.invocations.cancel_invocation, invocation_id)
+        except EngineUnavailable:
+            raise
+        except EngineError as exc:
+            # e.g. the invocation ended meanwhile: the next sync reports how it ended
+            return CancelResult(confirmed=False, message=exc.detail)
         return CancelResult(confirmed=False, message=f"Galaxy invocation is {answer.get('state', 'cancelling')}")
 
     def _find_invocation(self, run_id: str) -> str | None:

@@ -74,7 +74,9 @@ class GalaxyApi:
     def _translate(self, action: str, status: int | None, body: Any, fallback: str) -> EngineError:
         message = self._scrub(_galaxy_message(body) or fallback)
         if status is None or status >= 500 or status in TRANSIENT_STATUS:
-            return EngineUnavailable(f"Galaxy could not {action} (HTTP {status or 'no answer'}): {message}")
+            return EngineUnavailable(
+                f"Galaxy could not {action} (HTTP {status or 'no answer'}): {message}", galaxy_status=status
+            )
         if status in (401, 403) and "key" in message.lower():
             return EngineError(
                 f"Galaxy at {self.url} refused flowdeck's API key (HTTP {status}): {message}; "

@@ -154,6 +154,8 @@ class InvocationReader:
         job = self.api.call("read a job", self.gi.jobs.show_job, job_id, full_details=True)
         logs_dir.mkdir(parents=True, exist_ok=True)
         messages = [str(m.get("desc", m)) if isinstance(m, dict) else str(m) for m in job.get("job_messages") or []]
+        if state in ("error", "failed") and not (job.get("stderr") or messages):
+            messages = self._output_info(job)
         info = "; ".join(filter(None, [str(job.get("info") or ""), *messages]))
         details: dict[str, Any] = {"exit_code": job.get("exit_code"), "info": info or None}
         for stream in ("stdout", "stderr"):
@@ -162,6 +164,17 @@ class InvocationReader:
             details[f"{stream}_path"] = str(path)
         meta.write_text(json.dumps(details))
         return details
+
+    def _output_info(self, job: Mapping[str, Any]) -> list[str]:
+        """Why a job without stderr failed: Galaxy tells its own failures (a job killed by a
+        restart, a bad parameter) only in the outputs' ``misc_info``; the job's ``info`` is
+        for admins."""
+        for output in (job.get("outputs") or {}).values():
+            if output.get("src") == "hda":
+                dataset = self.api.call("read a job output", self.gi.datasets.show_dataset, output["id"])
+                if dataset.get("misc_info"):
+                    return [str(dataset["misc_info"])]
+        return []
 
     def _outputs(self, invocation: dict[str, Any], out_dir: Path) -> tuple[dict[str, Any], list[OutputFile]]:
         outputs: dict[str, Any] = {}
@@ -234,6 +247,6 @@ def _failure(tasks: list[TaskInfo], fallback: str | None) -> dict[str, Any]:
     if task.state == State.PAUSED:
         reason = f"step {task.name} is paused: one of its inputs failed"
     else:
-        detail = tail or "; ".join(task.system_logs[1:]) or f"exit code {task.exit_code}"
+        detail = "; ".join(filter(None, [tail, *task.system_logs[1:]])) or f"exit code {task.exit_code}"
         reason = f"step {task.name} failed: {detail}"
     return {"reason": reason, "stderr_path": task.stderr_path, "exit_code": task.exit_code or 1}
