@@ -60,7 +60,8 @@ def make_spec(galaxy_settings: Settings) -> SpecMaker:
         workflow: str, params: dict[str, Any] | None = None, run_id: str | None = None, **dataset: Any
     ) -> RunSpec:
         run_id = run_id or f"t-{uuid4().hex[:12]}"
-        ref = dataset or {"uri": f"file://{data / 'inputs' / 'fruit.tsv'}", "file_type": "tabular"}
+        ref: dict[str, Any] = {"uri": f"file://{data / 'inputs' / 'fruit.tsv'}", "file_type": "tabular"}
+        ref = dataset if {"uri", "galaxy_dataset_id"} & set(dataset) else {**ref, **dataset}
         return RunSpec(
             run_id=run_id,
             workflow_type="GALAXY",
