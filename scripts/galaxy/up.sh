@@ -113,7 +113,13 @@ unset PYTHONPATH || true
 # Galaxy decides "running from source" from the cwd: start it from its root, never from a checkout.
 cd "$GALAXY_ROOT"
 
-trap 'rc=$?; [ $rc -eq 0 ] || { log "start-up failed, stopping what was started"; GALAXY_ROOT="$GALAXY_ROOT" "$HERE/down.sh" || true; }' EXIT
+on_exit() {
+    local status=$?
+    [ "$status" -eq 0 ] && return
+    log "start-up failed, stopping what was started"
+    GALAXY_ROOT="$GALAXY_ROOT" "$HERE/down.sh" || true
+}
+trap on_exit EXIT
 t0=$(date +%s)
 # setsid: Galaxy and every job it spawns share one session, so down.sh can reap them all by id.
 setsid "$VENV/bin/galaxy-web" -c "$CONF/galaxy.yml" -b "$HOST:$GALAXY_PORT" \
