@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 HISTORY_TAG = "flowdeck_run"
 UNAVAILABLE_RETRY_SECONDS = 10.0
+WORKFLOW_CACHE_SECONDS = 300.0
 
 
 def history_name(run_id: str) -> str:
@@ -64,7 +66,7 @@ class GalaxyBackend(Backend):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._api: GalaxyApi | None = None
-        self._workflows: dict[str, WorkflowInfo] = {}
+        self._workflows: dict[str, tuple[WorkflowInfo, float]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -104,6 +106,22 @@ class GalaxyBackend(Backend):
         else:
             history_id = self._new_history(spec.run_id)
         workflow = self.workflow(target)
+        try:
+            return self._invoke(spec, workflow, history_id)
+        except EngineUnavailable:
+            raise
+        except EngineError as exc:
+            if exc.extra.get("galaxy_status") not in (400, 403, 404):
+                raise
+            # the cached id may name a workflow deleted or replaced since: look again, once
+            self.forget_workflow(target)
+            fresh = self.workflow(target)
+            if fresh.id == workflow.id:
+                raise
+            return self._invoke(spec, fresh, history_id)
+
+    def _invoke(self, spec: RunSpec, workflow: WorkflowInfo, history_id: str) -> Submitted:
+        api = self.api
         plan = plan_invocation(spec, workflow)
         inputs = {**plan.values, **self._stage(plan, history_id)}
         invocation = api.call(
@@ -139,31 +157,32 @@ class GalaxyBackend(Backend):
         return str(history["id"])
 
     def workflow(self, target: str) -> WorkflowInfo:
-        """A workflow by name or id: cached, looked up in Galaxy on a miss."""
+        """A workflow by name or id: cached for ``WORKFLOW_CACHE_SECONDS`` (Galaxy still runs
+        a deleted workflow, so a replaced one is only noticed by looking again), looked up
+        in Galaxy on a miss."""
         with self._lock:
             cached = self._workflows.get(target)
-        if cached is not None:
-            return cached
+        if cached is not None and time.monotonic() - cached[1] < WORKFLOW_CACHE_SECONDS:
+            return cached[0]
         found = self._lookup_workflow(target)
         with self._lock:
-            self._workflows[target] = found
+            self._workflows[target] = (found, time.monotonic())
         return found
 
-    def forget_workflows(self) -> None:
-        """Drop the name → id cache (a workflow was replaced in Galaxy)."""
+    def forget_workflow(self, target: str) -> None:
+        """Drop a cached name → id (the workflow was deleted or replaced in Galaxy)."""
         with self._lock:
-            self._workflows.clear()
+            self._workflows.pop(target, None)
 
     def _lookup_workflow(self, target: str) -> WorkflowInfo:
         api = self.api
-        workflow_id: str | None = None
         if looks_like_id(target):
             try:
                 return _workflow_info(api.call("read the workflow", api.gi.workflows.show_workflow, target))
             except EngineUnavailable:
                 raise
             except EngineError:
-                workflow_id = None  # not an id after all: try it as a name
+                pass  # not an id after all: try it as a name
         matches = api.find_workflows(target)
         if not matches:
             raise EngineError(f"Galaxy has no workflow named {target!r} that flowdeck's user can run")

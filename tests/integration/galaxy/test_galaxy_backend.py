@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from bioblend.galaxy import GalaxyInstance
 from pydantic import SecretStr
 
+from flowdeck.backends import galaxy as galaxy_backend
 from flowdeck.backends.galaxy import GalaxyBackend, history_name
 from flowdeck.domain.runs import RunHandle
 from flowdeck.domain.states import State, is_terminal
@@ -21,7 +23,7 @@ from flowdeck.errors import EngineError, InvalidInput
 from flowdeck.settings import Settings
 from tests.integration.galaxy.conftest import INPUT_TEXT, SpecMaker
 from tests.integration.galaxy.helpers import advance, submit, sync_until, task_running, wait_terminal
-from tests.support.galaxy import GalaxyServer
+from tests.support.galaxy import WORKFLOWS, GalaxyServer
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow]
 
@@ -263,3 +265,20 @@ def test_wrong_api_key_is_a_clear_error_and_never_shown(
     assert report.state is None, report
     assert "API key" in (report.transient_error or ""), report
     assert key not in str(refused.value) + (report.transient_error or "") + caplog.text
+
+
+def test_a_replaced_workflow_is_looked_up_again(
+    backend: GalaxyBackend, galaxy_server: GalaxyServer, make_spec: SpecMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gi = galaxy(galaxy_server)
+    stale = backend.workflow("flowdeck_sleep")
+    assert backend.workflow("flowdeck_sleep") is stale  # cached
+    document = yaml.safe_load((WORKFLOWS / "sleep.gxwf.yml").read_text())
+    fresh_id = gi.workflows.import_workflow_dict(document)["id"]
+    gi.workflows.delete_workflow(stale.id)
+    monkeypatch.setattr(galaxy_backend, "WORKFLOW_CACHE_SECONDS", 0.0)  # the cache has aged
+
+    submitted = backend.submit(make_spec("flowdeck_sleep", {"seconds": 0}, file_type="txt"))
+
+    assert submitted.backend_data["workflow_id"] == fresh_id
+    assert backend.workflow("flowdeck_sleep").id == fresh_id
