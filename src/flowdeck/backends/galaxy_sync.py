@@ -16,12 +16,12 @@ files without a Galaxy key.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from flowdeck.backends.checksums import file_checksum
 from flowdeck.backends.galaxy_client import GalaxyApi
 from flowdeck.backends.galaxy_state import (
     ACTIVE_JOB_STATES,
@@ -187,7 +187,7 @@ class InvocationReader:
             location, checksum = url, None
             if isinstance(size, int) and size <= MAX_DOWNLOAD_BYTES:
                 path = self._download(ref["id"], out_dir / f"{label}.{extension}")
-                location, checksum = str(path), _sha256(path)
+                location, checksum = str(path), file_checksum(path)
             outputs[label] = {
                 "class": "File",
                 "location": location,
@@ -221,14 +221,6 @@ class InvocationReader:
             )
             partial.replace(target)
         return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def _messages(invocation: Mapping[str, Any]) -> list[str]:

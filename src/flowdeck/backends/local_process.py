@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from flowdeck.backends.base import Backend
+from flowdeck.backends.checksums import file_checksum
 from flowdeck.domain.runs import CancelResult, OutputFile, RunHandle, RunSpec, Submitted, SyncReport, TaskInfo
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import EngineError, InvalidInput
@@ -352,15 +352,6 @@ def attachment(value: str, spec: RunSpec, what: str) -> Path:
     return real
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def named_paths(value: Any) -> Iterator[str]:
     """Every file location an output object names (CWL File objects, path strings)."""
     if isinstance(value, dict):
@@ -400,7 +391,7 @@ def output_files(paths: Iterable[str], rundir: Path) -> tuple[list[OutputFile], 
                 continue
             found[kept] = OutputFile(
                 name=str(label / member.relative_to(real)) if member != real else str(label),
-                location=str(kept), size=kept.stat().st_size, checksum=f"sha256:{file_sha256(kept)}",
+                location=str(kept), size=kept.stat().st_size, checksum=file_checksum(kept),
             )
     return list(found.values()), skipped
 

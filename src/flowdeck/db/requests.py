@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowdeck.db import leases
 from flowdeck.db.tables import datasets, requests, runs
 
 Row = RowMapping
@@ -73,20 +74,11 @@ async def set_cancel_requested(conn: AsyncConnection, request_id: str, now: date
 async def claim(
     conn: AsyncConnection, *, owner: str, now: datetime, lease: timedelta, limit: int, postgres: bool
 ) -> list[Row]:
-    """Take a lease on up to ``limit`` new requests that no live lease holds (as runs.claim)."""
-    candidates = sa.select(requests.c.id).where(
-        requests.c.state == "new",
-        sa.or_(requests.c.lease_expires_at.is_(None), requests.c.lease_expires_at < now),
-    ).order_by(requests.c.created_at).limit(limit)
-    if postgres:
-        candidates = candidates.with_for_update(skip_locked=True)
-    statement = (
-        sa.update(requests)
-        .where(requests.c.id.in_(candidates.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=now + lease)
-        .returning(*requests.c)
+    """Take a lease on up to ``limit`` new requests that no live lease holds (see db/leases.py)."""
+    return await leases.claim(
+        conn, requests, [requests.c.state == "new"], [requests.c.created_at],
+        owner=owner, now=now, lease=lease, limit=limit, postgres=postgres,
     )
-    return list((await conn.execute(statement)).mappings())
 
 
 async def renew(conn: AsyncConnection, request_id: str, owner: str, until: datetime) -> bool:

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowdeck.db import leases
 from flowdeck.db.tables import run_tags, runs
-from flowdeck.domain.states import State
+from flowdeck.domain.states import ENGINE_HELD, State
 
 Row = RowMapping
 # What a run summary (WES RunSummary, and its page token) reads: no JSON document but the tags.
@@ -136,36 +137,21 @@ async def claim(
     submitted: bool | None = None,
     ids: Sequence[str] | None = None,
 ) -> list[Row]:
-    """Take a lease on up to ``limit`` runs in ``states`` that no live lease holds.
-
-    One statement, so on SQLite (one writer at a time) the claim is atomic; on
-    PostgreSQL ``FOR UPDATE SKIP LOCKED`` keeps concurrent workers from ever
-    claiming the same row.
-    """
-    candidates = sa.select(runs.c.id).where(
-        runs.c.state.in_([s.value for s in states]),
-        sa.or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < now),
-    )
+    """Take a lease on up to ``limit`` runs in ``states`` that no live lease holds (see db/leases.py)."""
+    conditions: list[sa.ColumnElement[bool]] = [runs.c.state.in_([s.value for s in states])]
     if due_only:
-        candidates = candidates.where(sa.or_(runs.c.next_check_at.is_(None), runs.c.next_check_at <= now))
+        conditions.append(sa.or_(runs.c.next_check_at.is_(None), runs.c.next_check_at <= now))
     if backends is not None:
-        candidates = candidates.where(runs.c.backend.in_(list(backends)))
+        conditions.append(runs.c.backend.in_(list(backends)))
     if ids is not None:
-        candidates = candidates.where(runs.c.id.in_(list(ids)))
+        conditions.append(runs.c.id.in_(list(ids)))
     if submitted is not None:
         has_id = runs.c.backend_run_id.is_not(None)
-        candidates = candidates.where(has_id if submitted else sa.not_(has_id))
-    candidates = candidates.order_by(runs.c.next_check_at.asc().nulls_first(), runs.c.created_at).limit(limit)
-    if postgres:
-        candidates = candidates.with_for_update(skip_locked=True)
-    statement = (
-        sa.update(runs)
-        .where(runs.c.id.in_(candidates.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=now + lease)
-        .returning(*runs.c)
+        conditions.append(has_id if submitted else sa.not_(has_id))
+    return await leases.claim(
+        conn, runs, conditions, [runs.c.next_check_at.asc().nulls_first(), runs.c.created_at],
+        owner=owner, now=now, lease=lease, limit=limit, postgres=postgres,
     )
-    result = await conn.execute(statement)
-    return list(result.mappings())
 
 
 async def release(conn: AsyncConnection, run_id: str, owner: str, next_check_at: datetime | None, **values: Any) -> None:
@@ -183,9 +169,8 @@ async def renew_leases(conn: AsyncConnection, owner: str, until: datetime) -> No
 
 async def count_executing(conn: AsyncConnection, backends: Sequence[str]) -> int:
     """Runs holding a slot on local engines (admission control)."""
-    held = [State.INITIALIZING, State.RUNNING, State.PAUSED, State.UNKNOWN, State.CANCELING]
     query = sa.select(sa.func.count()).select_from(runs).where(
-        runs.c.backend.in_(list(backends)), runs.c.state.in_([s.value for s in held])
+        runs.c.backend.in_(list(backends)), runs.c.state.in_([s.value for s in ENGINE_HELD])
     )
     return int((await conn.execute(query)).scalar_one())
 

@@ -177,15 +177,12 @@ async def _settle_upload(services: Services, row: RowMapping) -> RowMapping:
 
 async def list_page(services: Services, principal: Principal, flt: dataset_rows.DatasetFilter,
                     page_size: int | None, page_token: str | None) -> tuple[list[RowMapping], str]:
-    size = paging.page_size(page_size, services.settings.default_page_size, services.settings.max_page_size)
-    after = paging.decode_run_position(page_token) if page_token else None
     groups = principal.visible_groups()
     if groups is not None:
         flt = dataset_rows.DatasetFilter(**{**flt.__dict__, "groups": groups})
-    async with services.db.read() as conn:
-        rows = await dataset_rows.page(conn, flt, size + 1, after)
-    token = paging.encode_run_position(rows[size - 1]["created_at"], rows[size - 1]["id"]) if len(rows) > size else ""
-    return rows[:size], token
+    return await paging.newest_first(
+        services, page_size, page_token, lambda conn, limit, after: dataset_rows.page(conn, flt, limit, after)
+    )
 
 
 async def delete(services: Services, dataset_id: str, principal: Principal) -> None:

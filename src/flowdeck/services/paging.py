@@ -5,10 +5,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from flowdeck.services.context import Services
+
+# fetch(conn, limit, after): up to ``limit`` rows newest first, after the (created_at, id) given.
+Fetch = Callable[[AsyncConnection, int, tuple[datetime, str] | None], Awaitable[list[RowMapping]]]
 
 
 def encode(payload: dict[str, Any]) -> str:
@@ -63,3 +73,15 @@ def page_size(requested: int | None, default: int, maximum: int) -> int:
     if requested < 1 or requested > maximum:
         raise InvalidInput(f"page_size must be between 1 and {maximum}")
     return requested
+
+
+async def newest_first(
+    services: Services, requested_size: int | None, token: str | None, fetch: Fetch
+) -> tuple[list[RowMapping], str]:
+    """One keyset page of rows ordered by (created_at, id) descending, and the next page's token ('' at the end)."""
+    size = page_size(requested_size, services.settings.default_page_size, services.settings.max_page_size)
+    after = decode_run_position(token) if token else None
+    async with services.db.read() as conn:
+        rows = await fetch(conn, size + 1, after)
+    following = encode_run_position(rows[size - 1]["created_at"], rows[size - 1]["id"]) if len(rows) > size else ""
+    return rows[:size], following

@@ -87,15 +87,12 @@ async def get_visible(services: Services, request_id: str, principal: Principal)
 async def list_page(services: Services, principal: Principal, flt: request_rows.RequestFilter,
                     page_size: int | None, page_token: str | None) -> tuple[list[RowMapping], str]:
     """One page of visible requests, newest first, and the next page's token ('' at the end)."""
-    size = paging.page_size(page_size, services.settings.default_page_size, services.settings.max_page_size)
-    after = paging.decode_run_position(page_token) if page_token else None
     groups = principal.visible_groups()
     if groups is not None:
         flt = request_rows.RequestFilter(**{**flt.__dict__, "groups": groups})
-    async with services.db.read() as conn:
-        rows = await request_rows.page(conn, flt, size + 1, after)
-    token = paging.encode_run_position(rows[size - 1]["created_at"], rows[size - 1]["id"]) if len(rows) > size else ""
-    return rows[:size], token
+    return await paging.newest_first(
+        services, page_size, page_token, lambda conn, limit, after: request_rows.page(conn, flt, limit, after)
+    )
 
 
 async def detail(services: Services, request_id: str, principal: Principal, page_size: int | None,

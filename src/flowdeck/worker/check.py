@@ -21,7 +21,7 @@ from flowdeck.backends.base import Backend
 from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.domain.runs import RunHandle, SyncReport
-from flowdeck.domain.states import State, can_transition, is_terminal
+from flowdeck.domain.states import ENGINE_HELD, State, can_transition, is_terminal
 from flowdeck.errors import EngineUnavailable
 from flowdeck.services import state_machine
 from flowdeck.services.blocking import BlockingPool
@@ -31,7 +31,7 @@ from flowdeck.services.handles import handle_of
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
-CHECKED = [State.INITIALIZING, State.RUNNING, State.PAUSED, State.UNKNOWN, State.CANCELING]
+CHECKED = sorted(ENGINE_HELD)
 
 
 async def check_once(
