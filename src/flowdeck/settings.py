@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     dispatch_timeout_seconds: float = Field(3.0, ge=0, description="How long POST /jobs waits for the engine before answering 202 queued.")
 
     # --- workflows and engines
-    backends: StrList = Field(default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy", "omics"], description="Backends to enable; ones whose engine is not installed are skipped.")
+    backends: StrList = Field(default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy"], description="Backends to enable; ones whose engine is not installed are skipped.")
     allowed_workflow_url_prefixes: StrList = Field(default_factory=lambda: ["https://"], description="Remote workflow_url prefixes accepted besides attachments.")
     containers: bool = Field(False, description="Let engines use containers (off: no container runtime here).")
     runs_dir: Path | None = Field(None, description="Folder of per-run working folders. Default: data_dir/runs.")
@@ -129,10 +129,6 @@ class Settings(BaseSettings):
     galaxy_allowed_workflows: StrList = Field(default_factory=list, description="Galaxy workflow names POST /jobs may invoke when no pipeline names them.")
     galaxy_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Galaxy API call.")
 
-    omics_region: str = Field("us-east-1", description="AWS region of HealthOmics.")
-    omics_role_arn: str | None = Field(None, description="IAM role HealthOmics runs assume.")
-    omics_output_uri: str | None = Field(None, description="s3:// prefix HealthOmics writes outputs to.")
-    omics_endpoint_url: str | None = Field(None, description="HealthOmics endpoint override (for an emulator).")
 
     @field_validator("backends", "cors_origins", "allowed_workflow_url_prefixes", "galaxy_allowed_workflows", "oidc_algorithms", mode="before")
     @classmethod

@@ -44,9 +44,14 @@ class Backend(ABC):
         """True when the engine is installed here (its library or command found)."""
         return True
 
+    @classmethod
+    def missing_configuration(cls, settings: Settings) -> str | None:
+        """Why the settings do not let this backend run (None when they do)."""
+        return None
+
     @abstractmethod
     def engine_version(self) -> str:
-        """The engine's version as installed."""
+        """The engine's version as installed (may ask the engine: call it off the event loop)."""
 
     def engine_parameter_defaults(self) -> dict[str, tuple[str, str]]:
         """Allowed engine parameters: name -> (type, default as a string), for service-info."""

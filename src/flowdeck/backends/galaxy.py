@@ -73,6 +73,12 @@ class GalaxyBackend(Backend):
     def available(cls) -> bool:
         return importlib.util.find_spec("bioblend") is not None
 
+    @classmethod
+    def missing_configuration(cls, settings: Settings) -> str | None:
+        if not settings.galaxy_url or settings.galaxy_api_key is None:
+            return "FLOWDECK_GALAXY_URL and FLOWDECK_GALAXY_API_KEY are not set"
+        return None
+
     @property
     def api(self) -> GalaxyApi:
         with self._lock:

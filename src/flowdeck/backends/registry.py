@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
+import time
 from typing import TYPE_CHECKING
 
-from flowdeck.errors import ConfigurationError, InvalidInput
+from flowdeck.errors import ConfigurationError, FlowdeckError, InvalidInput
 
 if TYPE_CHECKING:
     from flowdeck.backends.base import Backend
     from flowdeck.settings import Settings
 
 log = logging.getLogger(__name__)
+VERSION_TTL_SECONDS = 300.0
+VERSION_RETRY_SECONDS = 30.0
 
 # name -> "module:Class". Adding a backend is one module plus one line here.
 BACKENDS: dict[str, str] = {
@@ -69,7 +73,12 @@ class Registry:
             if not cls.available():
                 log.info("backend %r skipped: its engine is not installed", name)
                 continue
+            if missing := cls.missing_configuration(settings):
+                log.info("backend %r skipped: %s", name, missing)
+                continue
             self._backends[name] = cls(settings)
+        self._versions: dict[str, tuple[str, float]] = {}
+        self._versions_lock = threading.Lock()
 
     def __contains__(self, name: str) -> bool:
         return name in self._backends
@@ -87,6 +96,24 @@ class Registry:
 
     def all(self) -> list[Backend]:
         return list(self._backends.values())
+
+    def engine_version(self, name: str) -> str:
+        """The backend's engine version, remembered for a while: asking may mean a call
+        to a remote engine, which must not happen on every service-info or submit.
+        An engine that cannot say (unreachable) is ``unknown``, asked again sooner."""
+        now = time.monotonic()
+        with self._versions_lock:
+            cached = self._versions.get(name)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        try:
+            version, ttl = self.get(name).engine_version(), VERSION_TTL_SECONDS
+        except FlowdeckError as exc:
+            log.warning("engine %s did not tell its version: %s", name, exc.detail)
+            version, ttl = "unknown", VERSION_RETRY_SECONDS
+        with self._versions_lock:
+            self._versions[name] = (version, now + ttl)
+        return version
 
     def choose(self, workflow_type: str, engine: str | None) -> Backend:
         """The backend for a workflow type, or the named engine if it runs that type."""

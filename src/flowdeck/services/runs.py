@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.runs import RunSpec
-from flowdeck.domain.states import TERMINAL, State, is_terminal
+from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services import paging, state_machine
 from flowdeck.services.attachments import Attachment, check_all, run_folder
@@ -82,11 +83,14 @@ def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:
         raise InvalidInput(f"workflow_url must be a relative attachment path or start with one of: {', '.join(allowed) or 'nothing'}")
 
 
-def _engine_check(backend: Backend, new: NewRun) -> None:
+async def _engine_check(services: Services, backend: Backend, new: NewRun) -> None:
     if new.workflow_engine_version and not new.workflow_engine:
         raise InvalidInput("workflow_engine is required when workflow_engine_version is given")
-    # Asked only when needed: a remote engine's version costs a call, and a run must be storable while it is down.
-    if new.workflow_engine_version and new.workflow_engine_version != (version := backend.engine_version()):
+    if not new.workflow_engine_version:
+        return
+    # Asked only when pinned, off the event loop and cached: a remote engine's version costs a call.
+    version = await asyncio.to_thread(services.backends.engine_version, backend.name)
+    if new.workflow_engine_version != version:
         raise InvalidInput(f"workflow_engine_version {new.workflow_engine_version!r} is not available; this service runs {version}")
 
 
@@ -98,7 +102,7 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     versions = backend.workflow_types.get(wf_type, [])
     if new.workflow_type_version not in versions:
         raise InvalidInput(f"workflow_type_version {new.workflow_type_version!r} is not supported for {wf_type} on {backend.name}; supported: {', '.join(versions)}")
-    _engine_check(backend, new)
+    await _engine_check(services, backend, new)
     check_all(new.attachments, services.settings.max_upload_bytes)
     _check_workflow_url(services, new, wf_type)
     group = resolve_group(principal, new.research_group)
@@ -112,7 +116,8 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
         tags=new.tags, pipeline_target=new.pipeline_target, dataset=new.dataset,
     )
     try:
-        backend.validate(spec)
+        # Validation may parse the workflow (WDL takes a few hundred ms): not on the event loop.
+        await asyncio.to_thread(backend.validate, spec)
         await _insert(services, new, spec, backend.name, group, principal)
     except BaseException:
         folder.remove()
@@ -191,18 +196,16 @@ async def list_page(
 
     ``summary`` reads only :data:`run_rows.SUMMARY_COLUMNS`, not the whole row.
     """
-    size = paging.page_size(page_size, services.settings.default_page_size, services.settings.max_page_size)
-    after = paging.decode_run_position(page_token) if page_token else None
     filter_values = [flt.tags, flt.dataset_id, flt.pipeline_name, flt.research_group, flt.request_id, flt.origin]
     if any(_NUL in text for text in _strings(filter_values)):
         raise InvalidInput("filters must not contain NUL characters")
     groups = principal.visible_groups()
     if groups is not None:
-        flt = run_rows.RunFilter(**{**flt.__dict__, "groups": groups if flt.groups is None else flt.groups & groups})
-    async with services.db.read() as conn:
-        rows = await run_rows.page(conn, flt, size + 1, after, run_rows.SUMMARY_COLUMNS if summary else None)
-    token = paging.encode_run_position(rows[size - 1]["created_at"], rows[size - 1]["id"]) if len(rows) > size else ""
-    return rows[:size], token
+        flt = replace(flt, groups=groups if flt.groups is None else flt.groups & groups)
+    columns = run_rows.SUMMARY_COLUMNS if summary else None
+    return await paging.newest_first(
+        services, page_size, page_token, lambda conn, limit, after: run_rows.page(conn, flt, limit, after, columns)
+    )
 
 
 async def cancel(services: Services, run_id: str, principal: Principal) -> RowMapping:
@@ -288,5 +291,3 @@ def loads_json(raw: str | bytes) -> Any:
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
-
-ACTIVE_STATES = frozenset(State) - TERMINAL

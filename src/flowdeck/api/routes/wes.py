@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from pathlib import Path
@@ -56,10 +57,13 @@ async def service_info(services: ServicesDep, principal: PrincipalDep, base: Bas
     async with services.db.read() as conn:
         counts = await run_rows.count_by_state(conn, principal.visible_groups())
     registry = services.backends
-    engines: dict[str, dict[str, list[str]]] = {}
+    names = registry.names()
+    versions = await asyncio.gather(*(asyncio.to_thread(registry.engine_version, name) for name in names))
+    engines: dict[str, dict[str, list[str]]] = {
+        name: {"workflow_engine_version": [version]} for name, version in zip(names, versions, strict=True)
+    }
     parameters = []
     for backend in registry.all():
-        engines[backend.name] = {"workflow_engine_version": [backend.engine_version()]}
         for name, (kind, default) in backend.engine_parameter_defaults().items():
             parameters.append({"name": f"{backend.name}.{name}", "type": kind, "default_value": default})
     settings = services.settings
@@ -68,7 +72,7 @@ async def service_info(services: ServicesDep, principal: PrincipalDep, base: Bas
         "id": "org.flowdeck.wes",
         "name": settings.service_name,
         "type": {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"},
-        "description": "flowdeck: workflow runs for bioinformatics groups on Galaxy, cwltool, Snakemake, Toil, miniwdl and AWS HealthOmics.",
+        "description": "flowdeck: workflow runs for bioinformatics groups on Galaxy, cwltool, Snakemake, Toil and miniwdl.",
         "organization": {"name": settings.organization_name, "url": settings.organization_url},
         "documentationUrl": f"{base}/docs",
         "environment": settings.environment,
