@@ -178,3 +178,87 @@ def median(values: Sequence[float]) -> float:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# --- engine benchmarks (bench/engine_burst.py, bench/engine_single.py) ------------------------
+
+ECHO_CWL = """cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: echo
+inputs:
+  message: {type: string, inputBinding: {position: 1}}
+stdout: out.txt
+outputs:
+  out: {type: stdout}
+"""
+
+
+def flowdeck_up(data_dir: Path, backends: str = "cwltool", extra_env: dict[str, str] | None = None) -> AbstractContextManager[Server]:
+    """``flowdeck up`` (API and worker in one process) with the given backends and otherwise default settings."""
+    port = free_port()
+    env = flowdeck_env(data_dir, port)
+    env.update({"FLOWDECK_BACKENDS": backends, **(extra_env or {})})
+    return serve([str(BIN / "flowdeck"), "up"], env, port, WES + "/service-info")
+
+
+def submit_echo_cwl(url: str, message: str) -> str:
+    """One WES submission of the tiny echo tool (attached); returns the run id."""
+    response = httpx.post(
+        url + WES + "/runs",
+        data={
+            "workflow_type": "CWL", "workflow_type_version": "v1.2", "workflow_url": "echo.cwl",
+            "workflow_params": f'{{"message": "{message}"}}',
+        },
+        files={"workflow_attachment": ("echo.cwl", ECHO_CWL.encode(), "text/plain")},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["run_id"])
+
+
+def tree_rss_mb(root: int) -> float:
+    """Summed VmRSS of ``root`` and all its live descendants, in MB (one /proc scan)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            total += read_memory(pid).get("VmRSS", 0.0)
+        except OSError:
+            pass  # ended between the scan and the read
+    return total
+
+
+class PeakTreeRss:
+    """Samples :func:`tree_rss_mb` of a process every ``interval`` seconds in a thread; keeps the max."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        import threading
+
+        self.pid, self.interval, self.peak, self.samples = pid, interval, 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss_mb(self.pid))
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakTreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
