@@ -1,6 +1,6 @@
 """The ``cwltool`` backend: the CWL reference runner as a local process.
 
-Run dir layout (besides ``.flowdeck/``, see :mod:`flowdeck.backends.local_process`):
+Run dir layout (besides ``.flowdeck/``, see :mod:`flowdeck.backends.launcher`):
 ``outputs/`` (``--outdir``), ``logs/<job>/`` (``--log-dir``: a tool's declared
 stdout/stderr), ``tmp/`` (every temporary and staging folder). Parameters are
 written to ``.flowdeck/params.json``; the output object is cwltool's stdout.
@@ -26,20 +26,10 @@ from typing import Any
 
 import yaml
 
-from flowdeck.backends.local_process import (
-    LaunchPlan,
-    LocalEngineBackend,
-    Option,
-    attachment,
-    control_dir,
-    engine_args,
-    inside,
-    is_url,
-    parse_time,
-    read_json,
-    tail,
-    write_json,
-)
+from flowdeck.backends.engine_options import Option, engine_args
+from flowdeck.backends.launcher import LaunchPlan, control_dir, read_json, write_json
+from flowdeck.backends.local_engine import LocalEngineBackend
+from flowdeck.backends.run_files import attachment, inside, is_url, parse_time, tail
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput
@@ -48,7 +38,7 @@ CWL_VERSIONS = ("v1.0", "v1.1", "v1.2")
 _MAX_DOCUMENTS = 200  # referenced tool files followed at submit, at most
 _LINE = re.compile(r"^\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] \w+ \[job (?P<job>[^\]]+)\] (?P<rest>.*)$")
 _STAMPED = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ")
-_REDIRECT = re.compile(r"(?:^|\s)(?P<stream>2?)> (?P<path>\S+)")
+REDIRECT = re.compile(r"(?:^|\s)(?P<stream>2?)> (?P<path>\S+)")
 
 
 def load_cwl(path: Path) -> dict[str, Any]:
@@ -175,7 +165,7 @@ def read_jobs(stderr: Path, logs: Path) -> list[TaskInfo]:
 
 def _note_redirects(job: _Job, text: str, logs: Path) -> None:
     # Only redirects into the log dir are cwltool's; a tool's script may hold its own.
-    for match in _REDIRECT.finditer(text):
+    for match in REDIRECT.finditer(text):
         if match["path"].startswith(f"{logs}/"):
             job.streams["stderr" if match["stream"] else "stdout"] = match["path"]
 
@@ -199,11 +189,36 @@ def final_status(stderr: Path) -> str | None:
     return None
 
 
-class CwltoolBackend(LocalEngineBackend):
+class CwlRunnerBackend(LocalEngineBackend):
+    """What cwltool and toil-cwl-runner share: CWL checks at submit, the job object written
+    into the run dir, the output object on stdout, failures told by step."""
+
+    workflow_types = {"CWL": list(CWL_VERSIONS)}
+
+    def check_workflow(self, workflow: str, spec: RunSpec) -> None:
+        if not is_url(workflow):
+            check_cwl(Path(workflow), spec, self.settings.containers)
+        cwl_params(spec.workflow_params, spec)
+
+    def write_params(self, spec: RunSpec, rundir: Path, folders: tuple[str, ...]) -> Path:
+        """The job object's file, written; ``folders`` of the run dir made."""
+        params = control_dir(rundir) / "params.json"
+        write_json(params, cwl_params(spec.workflow_params, spec))
+        for folder in folders:
+            (rundir / folder).mkdir(exist_ok=True)
+        return params
+
+    def read_outputs(self, rundir: Path) -> dict[str, Any] | None:
+        return read_json(control_dir(rundir) / "stdout.txt")
+
+    def failure_reason(self, rundir: Path, exit_code: int) -> str:
+        return cwl_failure(self.name, control_dir(rundir) / "stderr.txt", exit_code, self.read_tasks(rundir))
+
+
+class CwltoolBackend(CwlRunnerBackend):
     """CWL v1.0 to v1.2 on the cwltool reference runner."""
 
     name = "cwltool"
-    workflow_types = {"CWL": list(CWL_VERSIONS)}
     command_name = "cwltool"
     package_name = "cwltool"
     module_name = "cwltool"
@@ -215,16 +230,8 @@ class CwltoolBackend(LocalEngineBackend):
         "--relax-path-checks": Option("--relax-path-checks", "flag", default="false"),
     }
 
-    def check_workflow(self, workflow: str, spec: RunSpec) -> None:
-        if not is_url(workflow):
-            check_cwl(Path(workflow), spec, self.settings.containers)
-        cwl_params(spec.workflow_params, spec)
-
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
-        params = control_dir(rundir) / "params.json"
-        write_json(params, cwl_params(spec.workflow_params, spec))
-        for folder in ("outputs", "logs", "tmp"):
-            (rundir / folder).mkdir(exist_ok=True)
+        params = self.write_params(spec, rundir, ("outputs", "logs", "tmp"))
         argv = [
             self.executable() or self.command_name, "--disable-color", "--timestamps",
             "--outdir", str(rundir / "outputs"), "--log-dir", str(rundir / "logs"),
@@ -237,12 +244,6 @@ class CwltoolBackend(LocalEngineBackend):
 
     def read_tasks(self, rundir: Path) -> list[TaskInfo]:
         return read_jobs(control_dir(rundir) / "stderr.txt", rundir / "logs")
-
-    def read_outputs(self, rundir: Path) -> dict[str, Any] | None:
-        return read_json(control_dir(rundir) / "stdout.txt")
-
-    def failure_reason(self, rundir: Path, exit_code: int) -> str:
-        return cwl_failure(self.name, control_dir(rundir) / "stderr.txt", exit_code, self.read_tasks(rundir))
 
 
 def cwl_failure(engine: str, stderr: Path, exit_code: int, tasks: list[TaskInfo]) -> str:

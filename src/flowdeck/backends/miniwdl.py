@@ -19,20 +19,10 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowdeck.backends.local_process import (
-    LaunchPlan,
-    LocalEngineBackend,
-    Option,
-    attachment,
-    control_dir,
-    engine_args,
-    file_time,
-    inside,
-    is_url,
-    parse_time,
-    read_json,
-    write_json,
-)
+from flowdeck.backends.engine_options import Option, engine_args
+from flowdeck.backends.launcher import LaunchPlan, control_dir, read_json, write_json
+from flowdeck.backends.local_engine import LocalEngineBackend
+from flowdeck.backends.run_files import attachment, file_time, inside, is_url, parse_time
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput

@@ -28,16 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowdeck.backends.local_process import (
-    LaunchPlan,
-    LocalEngineBackend,
-    Option,
-    control_dir,
-    engine_args,
-    inside,
-    is_url,
-    write_json,
-)
+from flowdeck.backends.engine_options import Option, engine_args
+from flowdeck.backends.launcher import LaunchPlan, control_dir, write_json
+from flowdeck.backends.local_engine import LocalEngineBackend
+from flowdeck.backends.run_files import inside, is_url
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput

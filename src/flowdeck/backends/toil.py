@@ -20,27 +20,16 @@ import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from flowdeck.backends.cwltool import CWL_VERSIONS, check_cwl, cwl_failure, cwl_params
-from flowdeck.backends.local_process import (
-    LaunchPlan,
-    LocalEngineBackend,
-    Option,
-    control_dir,
-    engine_args,
-    file_time,
-    is_url,
-    parse_time,
-    read_json,
-    write_json,
-)
+from flowdeck.backends.cwltool import REDIRECT, CwlRunnerBackend
+from flowdeck.backends.engine_options import Option, engine_args
+from flowdeck.backends.launcher import LaunchPlan, control_dir
+from flowdeck.backends.run_files import file_time, parse_time
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 
 _STAMP = re.compile(r"\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4})\]")
 _EXITED = re.compile(r"exited with status: (\d+)")
-_REDIRECT = re.compile(r"(?:^|\s)(?P<stream>2?)> (?P<path>\S+)")
 
 
 @dataclass
@@ -92,7 +81,7 @@ def _task(job_id: str, job: _Job, rundir: Path) -> TaskInfo:
     log = _job_log(rundir / "joblogs", job.job_type)
     text = log.read_text(encoding="utf-8", errors="replace") if log else ""
     stamps = [parse_time(stamp) for stamp in _STAMP.findall(text)]
-    for match in _REDIRECT.finditer(text):
+    for match in REDIRECT.finditer(text):
         if match["path"].startswith(f"{rundir / 'logs'}/"):
             job.streams["stderr" if match["stream"] else "stdout"] = match["path"]
     exited = _EXITED.findall(text)
@@ -109,11 +98,10 @@ def _task(job_id: str, job: _Job, rundir: Path) -> TaskInfo:
     )
 
 
-class ToilBackend(LocalEngineBackend):
+class ToilBackend(CwlRunnerBackend):
     """CWL on Toil: local single-machine batch system by default."""
 
     name = "toil"
-    workflow_types = {"CWL": list(CWL_VERSIONS)}
     command_name = "toil-cwl-runner"
     package_name = "toil"
     module_name = "toil"
@@ -125,17 +113,9 @@ class ToilBackend(LocalEngineBackend):
         "--defaultCores": Option("--defaultCores", "int", low=1, high=1024),
     }
 
-    def check_workflow(self, workflow: str, spec: RunSpec) -> None:
-        if not is_url(workflow):
-            check_cwl(Path(workflow), spec, self.settings.containers)
-        cwl_params(spec.workflow_params, spec)
-
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         control = control_dir(rundir)
-        params = control / "params.json"
-        write_json(params, cwl_params(spec.workflow_params, spec))
-        for folder in ("outputs", "logs", "joblogs", "tmp"):
-            (rundir / folder).mkdir(exist_ok=True)
+        params = self.write_params(spec, rundir, ("outputs", "logs", "joblogs", "tmp"))
         engine_params = dict(spec.engine_parameters)
         # A failing CWL tool fails again: Toil's default of one retry only doubles the wait.
         engine_params.setdefault("--retryCount", "0")
@@ -157,9 +137,3 @@ class ToilBackend(LocalEngineBackend):
     def read_tasks(self, rundir: Path) -> list[TaskInfo]:
         jobs = read_messages(control_dir(rundir) / "messages.tsv")
         return [_task(job_id, job, rundir) for job_id, job in jobs.items()]
-
-    def read_outputs(self, rundir: Path) -> dict[str, Any] | None:
-        return read_json(control_dir(rundir) / "stdout.txt")
-
-    def failure_reason(self, rundir: Path, exit_code: int) -> str:
-        return cwl_failure(self.name, control_dir(rundir) / "stderr.txt", exit_code, self.read_tasks(rundir))

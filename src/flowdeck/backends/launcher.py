@@ -1,0 +1,365 @@
+"""The launcher: engine processes that outlive the worker; launch, re-attach, exit codes, cancel.
+
+Every run executes under a small launcher (this module run with ``-m``): the
+launcher leads a new session, becomes the child subreaper of everything the
+engine starts, waits for the engine, forwards a cancel as the engine's own
+signal, SIGKILLs whatever is left once the engine ends (or after a grace
+period), and only then writes the exit record. Its records live in
+``RUNDIR/.flowdeck/``:
+
+    launch.json   pid + /proc start time of the launcher, argv, host (written at submit)
+    engine.json   the same for the engine process (written by the launcher)
+    cancel.json   a cancel was requested, and when
+    exit.json     exit code, end time, whether a cancel preceded the exit
+    stdout.txt    the engine's stdout    stderr.txt   its stderr
+
+A process is identified by pid *and* start time, so a recycled pid is never
+mistaken for the run. A worker that restarts reads these files and knows whether
+the run still lives, ended (and how), or vanished without an exit record.
+
+This module runs as every run's launcher process, so it imports the standard
+library and :mod:`flowdeck.backends.procfs` only: each import would delay
+every run's start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flowdeck.backends.procfs import descendants, is_alive, start_ticks
+
+CONTROL_DIR = ".flowdeck"
+_SUBREAPER = 36  # PR_SET_CHILD_SUBREAPER
+# Between checks of the grace deadline and sweeps of orphans; the engine's exit itself wakes the
+# launcher at once (pidfd), or after _POLL_SECONDS where pidfd_open is missing.
+_IDLE_SECONDS = 1.0
+_POLL_SECONDS = 0.1
+_RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+
+# Called with a run's key when a launcher this process started has ended (from a waiter thread).
+_EXIT_LISTENERS: list[Callable[[str], None]] = []
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """How to run one engine: argv, extra environment, and how it is cancelled."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cancel_signal: signal.Signals = signal.SIGTERM
+    cancel_group: bool = False
+    grace_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """What the run directory says about the engine process."""
+
+    launched: bool
+    running: bool
+    exit_code: int | None = None
+    canceled: bool = False
+    start_error: str | None = None
+    host: str | None = None
+    argv: list[str] = field(default_factory=list)
+    ended_at: datetime | None = None
+
+
+def control_dir(rundir: Path) -> Path:
+    """The folder of flowdeck's own records inside a run directory."""
+    return rundir / CONTROL_DIR
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file, or None when it is missing or half written."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically (temp file, fsync, rename): a reader never sees half a record."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
+    """Start the engine under a launcher in its own session; return the launch record.
+
+    Idempotent: when the run directory already holds a launch, that record is
+    returned and nothing new starts. When the launcher ends, every exit listener
+    is called with ``key``.
+    """
+    control = control_dir(rundir)
+    existing = read_json(control / "launch.json")
+    if existing is not None:
+        return existing
+    control.mkdir(parents=True, exist_ok=True)
+    launcher = [
+        sys.executable, "-m", __name__, str(control), str(int(plan.cancel_signal)),
+        "group" if plan.cancel_group else "pid", str(plan.grace_seconds), "--", *plan.argv,
+    ]
+    env = {**os.environ, **plan.env}
+    with (control / "stdout.txt").open("ab") as out, (control / "stderr.txt").open("ab") as err:
+        proc = subprocess.Popen(
+            launcher, cwd=rundir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            # No preexec_fn (unsafe in a threaded worker): the launcher sets its own handlers
+            # for SIGINT/SIGTERM/SIGQUIT, and exec resets handled signals to SIG_DFL in the engine.
+            start_new_session=True,
+        )
+    # A thread per launcher reaps it (no zombie) the moment it ends and tells the listeners,
+    # so a worker learns of the exit without waiting for its next poll.
+    threading.Thread(target=_await_exit, args=(proc, key), name=f"launcher-{proc.pid}", daemon=True).start()
+    record = {
+        "pid": proc.pid, "start_ticks": _wait_ticks(proc.pid), "host": socket.gethostname(),
+        "argv": plan.argv, "launched_at": _now(),
+    }
+    write_json(control / "launch.json", record)
+    return record
+
+
+def _time(text: str | None) -> datetime | None:
+    """An ISO time (naive means local time) as an aware datetime, or None."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _wait_ticks(pid: int) -> int | None:
+    for _ in range(50):
+        ticks = start_ticks(pid)
+        if ticks is not None:
+            return ticks
+        time.sleep(0.01)
+    return None
+
+
+def _await_exit(proc: subprocess.Popen[bytes], key: str) -> None:
+    proc.wait()
+    for listener in list(_EXIT_LISTENERS):
+        try:
+            listener(key)
+        except Exception as exc:  # a listener's bug must not hide the exit from the others
+            sys.stderr.write(f"flowdeck launcher: exit listener failed: {exc!r}\n")
+
+
+def subscribe_exits(listener: Callable[[str], None]) -> Callable[[], None]:
+    """Call ``listener(key)`` (from another thread) whenever a launcher this process started ends.
+
+    Returns the function that unsubscribes it. Launchers of an earlier process are
+    not children of this one: their exits are only seen by polling :func:`status`.
+    """
+    _EXIT_LISTENERS.append(listener)
+    return lambda: _EXIT_LISTENERS.remove(listener) if listener in _EXIT_LISTENERS else None
+
+
+def status(rundir: Path) -> ProcessStatus:
+    """Whether the run's engine lives, ended (with its exit record) or vanished."""
+    control = control_dir(rundir)
+    launch_record = read_json(control / "launch.json")
+    engine = read_json(control / "engine.json") or {}
+    if launch_record is None and not engine:
+        return ProcessStatus(launched=False, running=False)
+    launcher = launch_record or engine.get("launcher", {})
+    host, argv = launcher.get("host"), list(launcher.get("argv", []))
+    canceled = (control / "cancel.json").exists()
+    if is_alive(launcher.get("pid"), launcher.get("start_ticks")) or is_alive(
+        engine.get("pid"), engine.get("start_ticks")
+    ):
+        return ProcessStatus(True, True, canceled=canceled, host=host, argv=argv)
+    ended = read_json(control / "exit.json")
+    if ended is None:
+        return ProcessStatus(True, False, canceled=canceled, host=host, argv=argv)
+    return ProcessStatus(
+        launched=True, running=False, exit_code=int(ended["exit_code"]),
+        canceled=bool(ended.get("cancel_requested")) or canceled,
+        start_error=ended.get("start_error"), host=host, argv=argv,
+        ended_at=_time(ended.get("ended_at")),
+    )
+
+
+def request_cancel(rundir: Path) -> bool:
+    """Record the cancel and ask the launcher to stop the engine.
+
+    Returns True when nothing of the run is running any more.
+    """
+    control = control_dir(rundir)
+    if not (control / "cancel.json").exists():
+        write_json(control / "cancel.json", {"requested_at": _now()})
+    current = status(rundir)
+    if not current.running:
+        return True
+    launcher = read_json(control / "launch.json") or (read_json(control / "engine.json") or {}).get(
+        "launcher", {}
+    )
+    if is_alive(launcher.get("pid"), launcher.get("start_ticks")):
+        os.kill(int(launcher["pid"]), signal.SIGTERM)
+        return False
+    # The launcher was killed but its engine lives on: nobody enforces a grace period.
+    engine = read_json(control / "engine.json") or {}
+    if is_alive(engine.get("pid"), engine.get("start_ticks")):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(engine["pgid"]), signal.SIGKILL)
+    return False
+
+
+# --- the launcher: runs in its own process, started by launch() ---------------------
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A pidfd that turns readable when ``pid`` exits (Linux 5.3+), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _set_subreaper() -> None:
+    # Orphans of the engine (daemonised or setsid'd jobs) re-parent to us, so the
+    # final sweep finds them even outside the process group.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_SUBREAPER, 1, 0, 0, 0)
+
+
+def _kill_descendants() -> None:
+    me = os.getpid()
+    for _ in range(50):
+        left = descendants(me)
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _reap_any()
+        time.sleep(0.02)
+    _reap_any()
+
+
+def _reap_any() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+class _Launcher:
+    def __init__(self, control: Path, cancel_signal: int, group: bool, grace: float) -> None:
+        self.control, self.cancel_signal, self.group, self.grace = control, cancel_signal, group, grace
+        self.deadline: float | None = None
+        self.engine_pid = 0
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        # The launcher survives its own group signal; it forwards once and arms the grace timer.
+        if self.deadline is not None or not self.engine_pid:
+            return
+        self.deadline = time.monotonic() + self.grace
+        with contextlib.suppress(ProcessLookupError):
+            if self.group:
+                os.killpg(os.getpgid(0), self.cancel_signal)
+            else:
+                os.kill(self.engine_pid, self.cancel_signal)
+
+    def run(self, argv: list[str]) -> int:
+        _set_subreaper()
+        # A handler, not SIG_IGN: even when our parent ignored SIGINT (a background job of a
+        # shell does), exec gives the engine SIG_DFL, so it obeys the cancel (measured: cwltool
+        # and Snakemake otherwise ignore SIGINT and run to the end).
+        for signum in _RESET_SIGNALS:
+            signal.signal(signum, self.on_signal)
+        try:
+            engine = subprocess.Popen(argv)
+        except OSError as exc:
+            return self.finish(127, start_error=f"{argv[0]}: {exc.strerror or exc}")
+        self.engine_pid = engine.pid
+        launcher = read_json(self.control / "launch.json") or {}
+        write_json(self.control / "engine.json", {
+            "pid": engine.pid, "pgid": os.getpgid(0), "start_ticks": _wait_ticks(engine.pid),
+            "launcher": {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid()),
+                         "host": socket.gethostname(), "argv": argv, **launcher},
+        })
+        if (self.control / "cancel.json").exists():  # cancelled before we were ready
+            self.on_signal(signal.SIGTERM, None)
+        code = self.wait(engine.pid)
+        engine.returncode = code
+        return self.finish(code)
+
+    def wait(self, pid: int) -> int:
+        exited = _exit_fd(pid)
+        try:
+            while True:
+                try:
+                    done, wait_status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return 255
+                if done == pid:
+                    return os.waitstatus_to_exitcode(wait_status)
+                if done == 0:
+                    if self.deadline is not None and time.monotonic() > self.deadline:
+                        _kill_descendants()
+                    self.pause(exited)
+        finally:
+            if exited is not None:
+                os.close(exited)
+
+    def pause(self, exited: int | None) -> None:
+        """Sleep until the engine ends, the grace deadline passes, or the next sweep of orphans."""
+        if exited is None:
+            time.sleep(_POLL_SECONDS)
+            return
+        timeout = _IDLE_SECONDS
+        if self.deadline is not None:
+            timeout = max(0.0, min(timeout, self.deadline - time.monotonic()))
+        select.select([exited], [], [], timeout)
+
+    def finish(self, code: int, start_error: str | None = None) -> int:
+        _kill_descendants()
+        record: dict[str, Any] = {
+            "exit_code": code, "ended_at": _now(), "cancel_requested": self.deadline is not None,
+        }
+        if start_error:
+            record["start_error"] = start_error
+            sys.stderr.write(f"flowdeck launcher: could not start the engine: {start_error}\n")
+        write_json(self.control / "exit.json", record)
+        return code if 0 <= code < 256 else 128 + abs(code) % 128
+
+
+def main(args: list[str]) -> int:
+    """Launcher entry point: CONTROL_DIR SIGNAL group|pid GRACE -- ARGV..."""
+    control, signum, target, grace, separator, *argv = args
+    if separator != "--" or not argv:
+        sys.stderr.write("usage: CONTROL_DIR SIGNAL group|pid GRACE -- ARGV...\n")
+        return 2
+    launcher = _Launcher(Path(control), int(signum), target == "group", float(grace))
+    return launcher.run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,183 @@
+"""The base of every backend whose engine runs as a local process under the launcher:
+submit, sync, cancel and recover are shared; each engine says how to build its command
+and how to read its files."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import socket
+import sys
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flowdeck.backends.base import Backend
+from flowdeck.backends.engine_options import Option, engine_args
+from flowdeck.backends.launcher import LaunchPlan, ProcessStatus, control_dir, launch, read_json, request_cancel, status
+from flowdeck.backends.run_files import named_paths, output_files, resolve_workflow, tail
+from flowdeck.domain.runs import CancelResult, OutputFile, RunHandle, RunSpec, Submitted, SyncReport, TaskInfo
+from flowdeck.domain.states import State, is_terminal
+from flowdeck.errors import EngineError, InvalidInput
+
+
+class LocalEngineBackend(Backend):
+    """A backend whose engine runs as a local process under the launcher.
+
+    Subclasses say how to build the command (:meth:`plan`), where tasks and
+    outputs are (:meth:`read_tasks`, :meth:`read_outputs`) and why a run failed
+    (:meth:`failure_reason`); submit, sync, cancel and recover are shared.
+    """
+
+    runs_locally = True
+    command_name: ClassVar[str]
+    package_name: ClassVar[str]
+    module_name: ClassVar[str]
+    options: ClassVar[dict[str, Option]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.engine_parameter_allowlist = frozenset(cls.options)
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec(cls.module_name) is not None and cls.executable() is not None
+
+    @classmethod
+    def executable(cls) -> str | None:
+        """The engine's command, looked up next to this Python first (the venv's bin)."""
+        search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        return shutil.which(cls.command_name, path=search)
+
+    def engine_version(self) -> str:
+        return importlib.metadata.version(self.package_name)
+
+    def engine_parameter_defaults(self) -> dict[str, tuple[str, str]]:
+        types = {"flag": "boolean", "int": "integer", "choice": "string", "size": "string", "name": "string"}
+        return {name: (types[opt.kind], opt.default) for name, opt in sorted(self.options.items())}
+
+    def validate(self, spec: RunSpec) -> None:
+        super().validate(spec)
+        engine_args(spec.engine_parameters, self.options)
+        workflow = resolve_workflow(spec, self.settings.allowed_workflow_url_prefixes)
+        self.check_workflow(workflow, spec)
+
+    def check_workflow(self, workflow: str, spec: RunSpec) -> None:
+        """Engine-specific checks of the workflow and its parameters (InvalidInput)."""
+
+    @abstractmethod
+    def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
+        """The engine command for this run; parameter files are written here."""
+
+    @abstractmethod
+    def read_tasks(self, rundir: Path) -> list[TaskInfo]:
+        """The run's steps as the engine's files show them now."""
+
+    @abstractmethod
+    def read_outputs(self, rundir: Path) -> dict[str, Any] | None:
+        """The engine's output object of a successful run."""
+
+    def output_paths(self, rundir: Path, outputs: dict[str, Any]) -> Iterable[str]:
+        """The files the output object names."""
+        return named_paths(outputs)
+
+    def failure_reason(self, rundir: Path, exit_code: int) -> str:
+        """A readable reason for a failed run; by default the end of the engine's stderr."""
+        last = tail(control_dir(rundir) / "stderr.txt", 3)
+        return f"{self.name} exited with code {exit_code}" + (f": {' | '.join(last)}" if last else "")
+
+    def base_env(self, rundir: Path) -> dict[str, str]:
+        """Engine environment: the venv's bin first on PATH, temp files inside the run dir."""
+        tmp = rundir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        return {"PATH": path, "TMPDIR": str(tmp)}
+
+    def submit(self, spec: RunSpec) -> Submitted:
+        rundir = spec.workdir.resolve()
+        record = read_json(control_dir(rundir) / "launch.json")
+        if record is None:
+            try:
+                self.validate(spec)
+                workflow = resolve_workflow(spec, self.settings.allowed_workflow_url_prefixes)
+                control_dir(rundir).mkdir(parents=True, exist_ok=True)
+                plan = self.plan(spec, workflow, rundir)
+            except InvalidInput as exc:
+                raise EngineError(exc.detail) from exc
+            record = launch(rundir, plan, key=spec.run_id)
+        data = {key: record.get(key) for key in ("pid", "start_ticks", "host")}
+        return Submitted(backend_run_id=f"{record['host']}:{record['pid']}", backend_data=data)
+
+    def sync(self, handles: Sequence[RunHandle]) -> list[SyncReport]:
+        return [self.report(handle) for handle in handles]
+
+    def cancel(self, handle: RunHandle) -> CancelResult:
+        if not status(handle.workdir).launched:
+            return CancelResult(confirmed=True, message="nothing was running")
+        stopped = request_cancel(handle.workdir.resolve())
+        return CancelResult(confirmed=stopped, message=None if stopped else "stop signal sent")
+
+    def report(self, handle: RunHandle) -> SyncReport:
+        """One run's state, tasks, logs and (at the end) outputs from its run dir."""
+        rundir = handle.workdir.resolve()
+        proc = status(rundir)
+        control = control_dir(rundir)
+        logs: dict[str, Any] = {
+            "stdout_path": str(control / "stdout.txt"), "stderr_path": str(control / "stderr.txt"),
+            "cmd": proc.argv or None,
+        }
+        if not proc.launched:
+            missing = "no launch record in the run directory: the engine was never started here"
+            return SyncReport(run_id=handle.run_id, state=State.SYSTEM_ERROR, reason=missing, system_logs=[missing])
+        if proc.host and proc.host != socket.gethostname():
+            # /proc of another machine cannot be read: only the launching host can tell.
+            return SyncReport(run_id=handle.run_id, transient_error=f"run executes on host {proc.host}", retry_after=60)
+        notes: list[str] = []
+        tasks = self._safe_tasks(rundir, notes)
+        if proc.running:
+            return SyncReport(run_id=handle.run_id, state=State.RUNNING, tasks=tasks, system_logs=notes, **logs)
+        state, reason = self._ending(rundir, proc)
+        outputs: dict[str, Any] | None = None
+        files: list[OutputFile] | None = None
+        if state is State.COMPLETE:
+            outputs = self.read_outputs(rundir) or {}
+            files, skipped = output_files(self.output_paths(rundir, outputs), rundir)
+            notes += skipped
+        return SyncReport(
+            run_id=handle.run_id, state=state, reason=reason, tasks=_close_tasks(tasks, state, proc.ended_at),
+            outputs=outputs, output_files=files, exit_code=proc.exit_code,
+            system_logs=[*notes, reason] if reason else notes, **logs,
+        )
+
+    def _ending(self, rundir: Path, proc: ProcessStatus) -> tuple[State, str | None]:
+        if proc.exit_code is None:
+            return State.SYSTEM_ERROR, "the engine process vanished without an exit record (killed, or the machine restarted)"
+        if proc.start_error:
+            return State.SYSTEM_ERROR, f"the engine could not start: {proc.start_error}"
+        if proc.exit_code == 0:
+            return State.COMPLETE, None
+        if proc.canceled:
+            return State.CANCELED, "canceled on request"
+        return State.EXECUTOR_ERROR, self.failure_reason(rundir, proc.exit_code)
+
+    def _safe_tasks(self, rundir: Path, notes: list[str]) -> list[TaskInfo]:
+        # Engine files are read while the engine writes them: a parse error is news, not a failure.
+        try:
+            return self.read_tasks(rundir)
+        except Exception as exc:
+            notes.append(f"could not read {self.name} task records: {exc}")
+            return []
+
+
+def _close_tasks(tasks: list[TaskInfo], state: State, ended_at: datetime | None) -> list[TaskInfo]:
+    """Tasks still open when the run ended take the run's end state."""
+    closed = State.EXECUTOR_ERROR if state is State.COMPLETE else state
+    return [
+        task if is_terminal(task.state) else replace(task, state=closed, end_time=task.end_time or ended_at)
+        for task in tasks
+    ]

@@ -1,0 +1,61 @@
+"""What /proc says about processes: start times, groups, descendants.
+
+Standard library only: the launcher imports this in every run's own process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process start time (clock ticks since boot), or None if gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name may hold spaces or parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in {"Z", "X"}:
+        return None
+    return int(fields[19])
+
+
+def is_alive(pid: int | None, ticks: int | None) -> bool:
+    """True when ``pid`` is a live process that started at ``ticks``."""
+    return pid is not None and ticks is not None and start_ticks(pid) == ticks
+
+
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, pgid) of every live process."""
+    table: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] not in {"Z", "X"}:
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    return sorted(pid for pid, (_, group) in _proc_table().items() if group == pgid)
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid``."""
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in _proc_table().items():
+        children.setdefault(parent, []).append(child)
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
