@@ -135,3 +135,15 @@ def test_submit_is_idempotent(tmp_path: Path) -> None:
     assert first.backend_run_id == second.backend_run_id
     handle = RunHandle(spec.run_id, first.backend_run_id, first.backend_data, spec.workdir, State.RUNNING)
     assert contract.wait_done(backend, handle, 60).state is State.COMPLETE
+
+
+def test_toil_writes_nothing_under_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Toil's ~/.toil (default.yaml, history.sqlite) stays out of the service account's home."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    subject, _ = make_subject("toil", tmp_path)
+    contract.run_to_complete(subject, "home")
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == []
+    # Nor a per-run history database: flowdeck's database is the record of runs.
+    assert list((tmp_path / "runs" / "home").rglob("history.sqlite")) == []

@@ -10,8 +10,12 @@ Run dir layout: ``js/`` (the ``file:`` job store, removed at the end),
 ``outputs/``, ``logs/<job>/`` (a tool's declared stdout/stderr), ``joblogs/``
 (``--writeLogs``: each job's worker log), ``tmp/`` (``--workDir`` and staging),
 ``.flowdeck/messages.tsv`` (``--writeMessages``, Toil's message bus: the task
-states) and ``.flowdeck/toil.log``. Toil also records each run in
-``~/.toil/history.sqlite``.
+states), ``.flowdeck/toil.log`` and ``home/`` (the engine's HOME: Toil writes its
+``~/.toil/default.yaml`` there, not in the service account's home).
+
+Toil's own history database (``~/.toil/history.sqlite``, every run of the
+account) is turned off with ``TOIL_HISTORY=False``: flowdeck's database is the
+record of runs, and a run must leave nothing outside its directory.
 """
 
 from __future__ import annotations
@@ -115,7 +119,7 @@ class ToilBackend(CwlRunnerBackend):
 
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         control = control_dir(rundir)
-        params = self.write_params(spec, rundir, ("outputs", "logs", "joblogs", "tmp"))
+        params = self.write_params(spec, rundir, ("outputs", "logs", "joblogs", "tmp", "home"))
         engine_params = dict(spec.engine_parameters)
         # A failing CWL tool fails again: Toil's default of one retry only doubles the wait.
         engine_params.setdefault("--retryCount", "0")
@@ -131,8 +135,9 @@ class ToilBackend(CwlRunnerBackend):
             *([] if self.settings.containers else ["--no-container"]),
             *self.settings.toil_extra_args, *engine_args(engine_params, self.options), workflow, str(params),
         ]
+        env = {**self.base_env(rundir), "HOME": str(rundir / "home"), "TOIL_HISTORY": "False"}
         # Measured: SIGTERM to the leader stops its workers (in their own groups) in 3-4 s.
-        return LaunchPlan(argv, self.base_env(rundir), signal.SIGTERM, cancel_group=False, grace_seconds=30)
+        return LaunchPlan(argv, env, signal.SIGTERM, cancel_group=False, grace_seconds=30)
 
     def read_tasks(self, rundir: Path) -> list[TaskInfo]:
         jobs = read_messages(control_dir(rundir) / "messages.tsv")
