@@ -96,3 +96,22 @@ async def test_admission_control_keeps_the_rest_queued(api: httpx.AsyncClient, c
     await api.post(f"{WES}/runs/{first}/cancel")
     assert await follow(api, worker, first, TERMINAL, seconds=60) == "CANCELED"
     assert await follow(api, worker, second, TERMINAL) == "COMPLETE"
+
+
+async def test_engine_exit_is_noticed_without_waiting_for_a_poll(api: httpx.AsyncClient, cwl_services: Services) -> None:
+    """The worker that launched an engine checks its run when the engine ends, not at the next poll."""
+    settings = cwl_services.settings
+    settings.worker_poll_seconds = settings.sync_min_seconds = settings.sync_max_seconds = 3600
+    stop = asyncio.Event()
+    task = asyncio.create_task(Worker(cwl_services).run(stop))
+    try:
+        run_id = await submit(api)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120  # a guard only: with the polls above, an hour is the alternative
+        while (state := (await api.get(f"{WES}/runs/{run_id}/status")).json()["state"]) not in TERMINAL:
+            assert loop.time() < deadline, f"run {run_id} still {state}"
+            await asyncio.sleep(0.2)
+        assert state == "COMPLETE"
+    finally:
+        stop.set()
+        await task

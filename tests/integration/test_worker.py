@@ -118,3 +118,32 @@ async def test_watchdog_ends_a_silent_run(services: Services) -> None:
     assert row is not None
     assert row["state"] == "SYSTEM_ERROR"
     assert "watchdog" in row["error_message"]
+
+
+class Observed(Worker):
+    """A worker that reports each iteration's result, so a test knows when it went idle."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self.rounds: asyncio.Queue[int] = asyncio.Queue()
+
+    async def iterate(self) -> int:
+        done = await super().iterate()
+        self.rounds.put_nowait(done)
+        return done
+
+
+async def test_a_new_run_wakes_an_idle_worker(services: Services) -> None:
+    """In one process (flowdeck up) a submission ends the worker's idle sleep: no poll-interval wait."""
+    services.settings.worker_poll_seconds = 3600  # without the wake-up the run would wait an hour
+    worker, stop = Observed(services), asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        while await asyncio.wait_for(worker.rounds.get(), 60):
+            pass  # until a round found nothing to do: the worker is asleep
+        run_id = await new_run(services, duration_seconds="0.1")
+        await asyncio.wait_for(worker.rounds.get(), 60)
+        assert (await states(services))[run_id] != "QUEUED"
+    finally:
+        stop.set()
+        await task

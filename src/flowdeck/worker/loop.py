@@ -1,4 +1,11 @@
-"""The worker daemon: each iteration is a plain function call tests can make."""
+"""The worker daemon: each iteration is a plain function call tests can make.
+
+Between iterations an idle worker sleeps ``worker_poll_seconds``, but two things
+wake it at once, so a run waits on neither poll interval: a run inserted by this
+process (``flowdeck up``: the API shares the database engine), and the end of a
+local engine this process launched (that run is then checked out of turn, and
+the next iteration, which follows at once, gives its slot to the next queued run).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,15 @@ import os
 import socket
 import uuid
 from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event
 
 from flowdeck import __version__
+from flowdeck.backends.launcher import subscribe_exits
 from flowdeck.db import runs as run_rows
 from flowdeck.db import workers as worker_rows
+from flowdeck.db.tables import runs as runs_table
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
@@ -31,24 +43,67 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pool = BlockingPool(max(4, services.settings.sync_concurrency))
         self._last_beat = utcnow() - timedelta(days=1)
+        self._wake = asyncio.Event()
+        self._ended: set[str] = set()
+        self._unsubscribe: list[Any] = []
 
     async def start(self) -> None:
         async with self.services.db.write() as conn:
             await worker_rows.register(conn, self.id, socket.gethostname(), os.getpid(), __version__, utcnow())
+        self._listen()
         log.info("worker %s started", self.id)
 
     async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
         with contextlib.suppress(Exception):
             async with self.services.db.write() as conn:
                 await worker_rows.unregister(conn, self.id)
         self.pool.close()
         log.info("worker %s stopped", self.id)
 
+    def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def engine_ended(run_id: str) -> None:  # called from a launcher's waiter thread
+            loop.call_soon_threadsafe(self.run_ended, run_id)
+
+        self._unsubscribe.append(subscribe_exits(engine_ended))
+        sync_engine = self.services.db.engine.sync_engine
+
+        def executed(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+            if context is not None and context.isinsert and getattr(context.compiled, "statement", None) is not None \
+                    and getattr(context.compiled.statement, "table", None) is runs_table:
+                conn.info["flowdeck_new_run"] = True
+
+        def checked_in(dbapi_connection: Any, record: Any) -> None:
+            # Checked in, the transaction is over: a claim now sees the new run (the commit
+            # event would fire before SQLite's commit, and the claim would find nothing).
+            if record is not None and record.info.pop("flowdeck_new_run", False):
+                loop.call_soon_threadsafe(self._wake.set)
+
+        event.listen(sync_engine, "after_cursor_execute", executed)
+        event.listen(sync_engine, "checkin", checked_in)
+        self._unsubscribe += [
+            lambda: event.remove(sync_engine, "after_cursor_execute", executed),
+            lambda: event.remove(sync_engine, "checkin", checked_in),
+        ]
+
+    def run_ended(self, run_id: str) -> None:
+        """A local engine of ``run_id`` ended: check that run in the next iteration, which starts now."""
+        self._ended.add(run_id)
+        self._wake.set()
+
     async def iterate(self) -> int:
         """One round: heartbeat, dispatch, check. Returns how much work was done."""
         await self._heartbeat()
         done = await expand_once(self.services, self.id)
         done += await dispatch_once(self.services, self.id, self.pool)
+        if self._ended:
+            # After dispatch, so a run whose engine ended before its submission was recorded is claimable.
+            ended, self._ended = sorted(self._ended), set()
+            done += await check_once(self.services, self.id, self.pool, ids=ended)
         done += await check_once(self.services, self.id, self.pool)
         return done
 
@@ -67,10 +122,22 @@ class Worker:
                     log.exception("worker iteration failed; continuing")
                     done = 0
                 if not done:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=self.services.settings.worker_poll_seconds)
+                    await self._idle(stop)
         finally:
             await self.stop()
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Sleep ``worker_poll_seconds``, or less when stopped or woken."""
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.services.settings.worker_poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        self._wake.clear()
 
     async def _heartbeat(self) -> None:
         now = utcnow()
