@@ -26,7 +26,7 @@ from flowdeck.services import paging
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.runs import resolve_group
-from flowdeck.services.storage import CHUNK, Storage, open_storage
+from flowdeck.services.storage import CHUNK, LocalStorage, S3Storage, Storage, open_storage
 
 SCHEMES = ("s3://", "https://", "file://", "galaxy://dataset/<id>")
 _GALAXY_ID = re.compile(r"[0-9a-f]{16,64}")
@@ -203,16 +203,24 @@ def download_url(services: Services, row: RowMapping, base_url: str) -> str | No
     return storage_of(services).presign(row["storage_key"], "GET", base_url)
 
 
-def run_reference(services: Services, row: RowMapping, base_url: str) -> dict[str, Any]:
-    """The dataset as a backend's dataset reference (``uri`` and/or ``galaxy_dataset_id``)."""
+def run_reference(services: Services, row: RowMapping) -> dict[str, Any]:
+    """The dataset as a backend's dataset reference (``uri`` and/or ``galaxy_dataset_id``).
+
+    The run keeps this lasting name; it is made fetchable only when the run is handed
+    to its engine (:func:`flowdeck.services.storage.for_engine`: ``s3://`` becomes a
+    pre-signed URL then, so a run dispatched or rerun hours later never holds an
+    expired link)."""
     ref: dict[str, Any] = {"name": row["name"]}
     if row["galaxy_dataset_id"]:
         ref["galaxy_dataset_id"] = row["galaxy_dataset_id"]
     elif row["storage_key"]:
         store = storage_of(services)
-        local = getattr(store, "file_path", None)
-        # A local file is handed over by path (the Galaxy backend uploads it); S3 by a signed URL.
-        ref["uri"] = local(row["storage_key"]).as_uri() if local else store.presign(row["storage_key"], "GET", base_url)
+        # A local file is handed over by path (the Galaxy backend uploads its bytes); S3 as s3://.
+        if isinstance(store, S3Storage):
+            ref["uri"] = store.uri(row["storage_key"])
+        else:
+            assert isinstance(store, LocalStorage)
+            ref["uri"] = store.file_path(row["storage_key"]).as_uri()
     else:
         ref["uri"] = row["uri"]
     return ref

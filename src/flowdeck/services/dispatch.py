@@ -23,6 +23,7 @@ from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.handles import spec_of
+from flowdeck.services.storage import fetchable_spec
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
@@ -40,7 +41,7 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
                     await run_rows.release(conn, run_id, owner, utcnow())
                     return
         backend = services.backends.get(row["backend"])
-        spec = spec_of(row, services.settings.resolved_runs_dir)
+        spec = await fetchable_spec(services.settings, spec_of(row, services.settings.resolved_runs_dir))
         submitted = await pool.run(backend.submit, spec)
     except EngineUnavailable as exc:
         await _retry_later(services, owner, row, str(exc))

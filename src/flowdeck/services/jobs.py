@@ -84,17 +84,17 @@ def _is_a(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and (bool in types or not isinstance(value, bool))
 
 
-async def plan(services: Services, body: Any, principal: Principal, base_url: str) -> Planned:
+async def plan(services: Services, body: Any, principal: Principal) -> Planned:
     """Check a POST /jobs body (either seed's) and build its run, storing nothing."""
     body = _check_shape(body)
     if "workflow_name" in body:
-        return await _plan_galaxy(services, body, principal, base_url)
+        return await _plan_galaxy(services, body, principal)
     pipeline = visible_pipeline(services, principal, body["pipeline_name"], body.get("pipeline_version"))
     group = resolve_group(principal, body.get("research_group"))
     dataset, dataset_id = None, body.get("dataset_id")
     if dataset_id is not None:
         row = await dataset_service.get_visible(services, dataset_id, principal)
-        dataset = dataset_service.run_reference(services, row, base_url)
+        dataset = dataset_service.run_reference(services, row)
     new = build_run(services, pipeline, body.get("parameters", {}), research_group=group,
                     description=body.get("description"), dataset=dataset, dataset_id=dataset_id,
                     strict=body.get("strict", True))
@@ -114,10 +114,10 @@ def allowed_workflows(services: Services) -> list[str]:
     return sorted(set(named) | set(services.settings.galaxy_allowed_workflows))
 
 
-async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Principal, base_url: str) -> Planned:
+async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Principal) -> Planned:
     row = await dataset_service.get_visible(services, body["dataset_id"], principal)
     name = body["workflow_name"]
-    dataset = dataset_service.run_reference(services, row, base_url)
+    dataset = dataset_service.run_reference(services, row)
     group = resolve_group(principal, row["research_group"])
     pipeline = galaxy_pipeline(services, name)
     if pipeline is not None:

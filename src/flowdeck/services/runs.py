@@ -25,6 +25,7 @@ from flowdeck.services.attachments import Attachment, check_all, run_folder
 from flowdeck.services.auth.guard import group_for_new_object
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
+from flowdeck.services.storage import fetchable_spec
 
 # Workflow types whose workflow_url names something inside the engine, not a file.
 _NAMED_TYPES = {"GALAXY", "DEMO"}
@@ -117,7 +118,7 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     )
     try:
         # Validation may parse the workflow (WDL takes a few hundred ms): not on the event loop.
-        await asyncio.to_thread(backend.validate, spec)
+        await asyncio.to_thread(backend.validate, await fetchable_spec(services.settings, spec))
         await _insert(services, new, spec, backend.name, group, principal)
     except BaseException:
         folder.remove()

@@ -6,10 +6,15 @@ at flowdeck (``/storage/{token}``) and carry an HMAC-signed, expiring token
 naming the key and the method; the API checks it with :func:`verify_token`.
 The HMAC key is ``settings.storage_secret``, else a random secret generated
 once and kept in ``data_dir`` (so URLs survive a restart).
+
+Engines cannot read flowdeck's S3 credentials: :func:`for_engine` turns the
+``s3://`` dataset references of a run into pre-signed HTTP(S) URLs, made just
+before the run is handed to its backend (never stored), that the engine fetches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -18,11 +23,14 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol, TypeGuard
 
+from flowdeck.domain.runs import RunSpec
 from flowdeck.errors import ConfigurationError, InvalidInput, NotFound
 from flowdeck.settings import Settings
 
@@ -125,6 +133,10 @@ class S3Storage:
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
+    def uri(self, key: str) -> str:
+        """The object's lasting ``s3://`` name (a run keeps this, not a link that expires)."""
+        return f"s3://{self.bucket}/{self._key(key)}"
+
     def put_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
@@ -169,6 +181,83 @@ def open_storage(settings: Settings) -> Storage:
     if settings.storage == "s3":
         return S3Storage(settings)
     return LocalStorage(settings.storage_dir, local_secret(settings), settings.presign_seconds)
+
+
+# --- s3:// references made fetchable for engines
+
+_clients: dict[tuple[str | None, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _s3_client(settings: Settings) -> Any:
+    """One boto3 client per endpoint and region (clients are thread-safe and slow to make)."""
+    try:
+        import boto3
+    except ImportError:
+        raise ConfigurationError("s3:// datasets need boto3 (pip install 'flowdeck[s3]')") from None
+    with _clients_lock:
+        client = _clients.get((settings.s3_endpoint_url, settings.s3_region))
+        if client is None:
+            client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region)
+            _clients[(settings.s3_endpoint_url, settings.s3_region)] = client
+        return client
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    """Bucket and key of ``s3://bucket/key``; the key is taken literally, as the AWS CLI
+    does (no percent-decoding; ``?`` and ``#`` are part of it)."""
+    bucket, _, key = uri[len("s3://"):].partition("/") if uri.lower().startswith("s3://") else ("", "", "")
+    if not bucket or not key:
+        raise InvalidInput(f"not an s3://bucket/key URI: {uri[:200]!r}")
+    return bucket, key
+
+
+def presign_s3_uri(settings: Settings, uri: str) -> str:
+    """A pre-signed GET URL (``presign_seconds`` long) for ``s3://bucket/key``, signed with
+    flowdeck's S3 credentials and endpoint (``s3_endpoint_url``, ``s3_region``)."""
+    bucket, key = s3_location(uri)
+    client = _s3_client(settings)
+    from botocore.exceptions import BotoCoreError  # installed with boto3
+
+    try:
+        url: str = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=settings.presign_seconds
+        )
+    except BotoCoreError as exc:  # e.g. no credentials: the engine could not be given a link
+        raise ConfigurationError(f"cannot make a download link for {uri[:200]!r}: {exc}") from None
+    return url
+
+
+def _fetchable(settings: Settings, ref: dict[str, Any]) -> dict[str, Any]:
+    uri = ref.get("uri")
+    if not (isinstance(uri, str) and uri.lower().startswith("s3://")):
+        return ref
+    # A name from the key, not from the link (whose query string is a credential).
+    name = ref.get("name") or s3_location(uri)[1].rstrip("/").rsplit("/", 1)[-1] or "dataset"
+    return {**ref, "uri": presign_s3_uri(settings, uri), "name": name}
+
+
+def _is_ref(value: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(value, dict) and isinstance(value.get("uri"), str)
+
+
+def for_engine(settings: Settings, spec: RunSpec) -> RunSpec:
+    """The spec a backend is given: ``s3://`` dataset references (``spec.dataset`` and
+    top-level ``{"uri": ...}`` parameters) replaced by pre-signed URLs; all else as is."""
+    dataset = _fetchable(settings, spec.dataset) if _is_ref(spec.dataset) else spec.dataset
+    params = {k: _fetchable(settings, v) if _is_ref(v) else v for k, v in spec.workflow_params.items()}
+    if dataset is spec.dataset and all(params[k] is spec.workflow_params[k] for k in params):
+        return spec
+    return replace(spec, dataset=dataset, workflow_params=params)
+
+
+async def fetchable_spec(settings: Settings, spec: RunSpec) -> RunSpec:
+    """:func:`for_engine` off the event loop when there is something to sign (boto3 may
+    look for credentials); the spec itself, at once, when there is not."""
+    refs = [spec.dataset, *spec.workflow_params.values()]
+    if not any(_is_ref(ref) and ref["uri"].lower().startswith("s3://") for ref in refs):
+        return spec
+    return await asyncio.to_thread(for_engine, settings, spec)
 
 
 def read_chunks(stream: BinaryIO) -> Iterator[bytes]:

@@ -70,7 +70,7 @@ async def submit_job(
     """Seed 000 ``{dataset_id, workflow_name, overwrite?, parameters?}`` or seed 002
     ``{pipeline_name, parameters, research_group, description}``."""
     body = await _read_json(request)
-    planned = await job_service.plan(services, body, principal, base)
+    planned = await job_service.plan(services, body, principal)
     if dry_run:
         return JSONResponse(planned.preview())
 
