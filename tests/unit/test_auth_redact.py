@@ -66,6 +66,7 @@ async def test_no_secret_is_logged_or_echoed_during_authentication(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, redaction: None
 ) -> None:
     caplog.set_level(logging.DEBUG)  # everything, SQLAlchemy's statements and parameters included
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # SQLAlchemy's echo: every statement
     settings = sqlite_settings(tmp_path, auth_mode="basic")
     db = migrated_db(settings)
     passwords = cheap_passwords()

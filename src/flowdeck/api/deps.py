@@ -10,7 +10,9 @@ from flowdeck.domain.principal import Principal
 from flowdeck.services.context import Services
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are coroutines even when they do not await: FastAPI runs a plain function
+# dependency on its thread pool, a thread round trip on every request.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -21,7 +23,7 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
-def base_url(request: Request) -> str:
+async def base_url(request: Request) -> str:
     """Where clients reach this service (settings.public_url wins)."""
     configured = request.app.state.services.settings.public_url
     return (configured or str(request.base_url)).rstrip("/")

@@ -35,6 +35,12 @@ class Backend(ABC):
     supports_cancel: ClassVar[bool] = True
     supports_tasks: ClassVar[bool] = True
     engine_parameter_allowlist: ClassVar[frozenset[str]] = frozenset()
+    # True when sync() runs its engine calls in parallel itself, bounded by sync_concurrency:
+    # the worker then hands it all of a claim's runs in one call.
+    parallel_sync: ClassVar[bool] = False
+    # False when validate() only checks fields: submit then calls it on the event loop instead
+    # of a thread (parsing a workflow, which engines do, can take hundreds of milliseconds).
+    validation_blocks: ClassVar[bool] = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -37,6 +37,7 @@ class DemoBackend(Backend):
     workflow_types = {"DEMO": ["1.0"], "CWL": ["v1.0", "v1.1", "v1.2"], "WDL": ["1.0", "1.1"], "SMK": ["9"]}
     is_simulation = True
     engine_parameter_allowlist = frozenset({"duration_seconds", "outcome"})
+    validation_blocks = False
 
     def engine_version(self) -> str:
         return "simulation-1"

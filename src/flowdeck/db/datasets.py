@@ -24,7 +24,7 @@ class DatasetFilter:
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(sa.insert(datasets).values(**values))
+    await conn.execute(sa.insert(datasets), values)
 
 
 async def get(conn: AsyncConnection, dataset_id: str) -> RowMapping | None:

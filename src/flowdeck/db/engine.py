@@ -7,12 +7,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import Select, event
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import greenlet_spawn
 
+from flowdeck.db import sqlite_inline
 from flowdeck.settings import Settings
+
+# How long a writer waits for SQLite's write lock before the request fails.
+SQLITE_WRITE_TIMEOUT = 30.0
+# AsyncConnection returns its connection to the pool in a shielded task, so a connection stays
+# checked out a moment after its block ends; a pool smaller than the number of requests in
+# flight would open and close a SQLite connection per request. They are cheap to keep.
+SQLITE_POOL_SIZE = 32
 
 
 class Database:
@@ -28,12 +37,17 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgresql")
         kwargs: dict[str, Any] = {}
+        url = self.url
         if self.is_sqlite:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            sqlite_inline.register()
+            url = f"sqlite+{sqlite_inline.DRIVER}:" + self.url.split(":", 1)[1]
+            # Connections move between the loop's thread and the migration thread; the pool
+            # never hands one to two users at once.
+            kwargs.update(connect_args={"check_same_thread": False}, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
         else:
             kwargs.update(pool_size=settings.database_pool_size, max_overflow=settings.database_pool_size, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
@@ -43,6 +57,22 @@ class Database:
         """A read-only transaction."""
         async with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    async def fetch_one(self, statement: Select[Any]) -> RowMapping | None:
+        """The first row of one read statement (a point read), as a mapping.
+
+        On SQLite it runs right here on a pooled connection, without the asyncio adapter's
+        greenlet switches and shielded close: a primary-key read is a few microseconds there.
+        """
+        if self.is_sqlite:
+            # One greenlet for the whole read: opening a new pooled connection may need to await.
+            return await greenlet_spawn(self._fetch_one_sync, statement)
+        async with self.read() as conn:
+            return (await conn.execute(statement)).mappings().first()
+
+    def _fetch_one_sync(self, statement: Select[Any]) -> RowMapping | None:
+        with self.engine.sync_engine.connect() as conn:
+            return conn.execute(statement).mappings().first()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -60,11 +90,14 @@ def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> No
     # Let SQLAlchemy's begin event emit BEGIN itself (pysqlite's own is wrong).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+    sqlite_inline.on_connect(dbapi_connection, record)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    immediate = conn.get_execution_options().get("flowdeck_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if conn.get_execution_options().get("flowdeck_write", False):
+        sqlite_inline.begin_immediate(conn, SQLITE_WRITE_TIMEOUT)
+    else:
+        conn.exec_driver_sql("BEGIN")

@@ -23,12 +23,11 @@ async def add(
     reason: str | None = None,
     actor: str | None = None,
 ) -> None:
-    await conn.execute(
-        sa.insert(events).values(
-            run_id=run_id, request_id=request_id, at=at, kind=kind,
-            from_state=from_state, to_state=to_state, reason=reason, actor=actor,
-        )
-    )
+    # Values as parameters, not .values(): the statement stays one cached compilation.
+    await conn.execute(sa.insert(events), {
+        "run_id": run_id, "request_id": request_id, "at": at, "kind": kind,
+        "from_state": from_state, "to_state": to_state, "reason": reason, "actor": actor,
+    })
 
 
 async def for_run(conn: AsyncConnection, run_id: str, limit: int = 1000) -> list[RowMapping]:

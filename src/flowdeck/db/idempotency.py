@@ -21,9 +21,9 @@ async def try_insert(conn: AsyncConnection, scope: str, endpoint: str, key: str,
     """Insert the key; False if it already exists (the primary key decides between racers)."""
     try:
         async with conn.begin_nested():
-            await conn.execute(sa.insert(keys).values(
-                scope=scope, endpoint=endpoint, key=key, body_hash=body_hash, created_at=now,
-            ))
+            await conn.execute(sa.insert(keys), {
+                "scope": scope, "endpoint": endpoint, "key": key, "body_hash": body_hash, "created_at": now,
+            })
     except IntegrityError:
         return False
     return True

@@ -33,7 +33,7 @@ class RequestFilter:
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(sa.insert(requests).values(**values))
+    await conn.execute(sa.insert(requests), values)
 
 
 async def get(conn: AsyncConnection, request_id: str, *, with_spec: bool = False) -> Row | None:

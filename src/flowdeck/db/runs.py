@@ -39,7 +39,7 @@ class RunFilter:
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     """Insert one run and its tags."""
-    await conn.execute(sa.insert(runs).values(**values))
+    await conn.execute(sa.insert(runs), values)
     tags = values.get("tags") or {}
     if tags:
         await conn.execute(
@@ -47,9 +47,14 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
         )
 
 
+def by_id(run_id: str) -> sa.Select[Any]:
+    """The statement reading one run by id."""
+    return sa.select(runs).where(runs.c.id == run_id)
+
+
 async def get(conn: AsyncConnection, run_id: str) -> Row | None:
     """One run by id, or None."""
-    result = await conn.execute(sa.select(runs).where(runs.c.id == run_id))
+    result = await conn.execute(by_id(run_id))
     return result.mappings().first()
 
 

@@ -60,11 +60,14 @@ class RunFolder:
         return self.root / "work"
 
     def write(self, attachments: list[Attachment]) -> None:
-        self.attachments.mkdir(parents=True, exist_ok=True)
-        self.work.mkdir(parents=True, exist_ok=True)
+        # One mkdir per folder: submit pays each syscall on the event loop.
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.attachments.mkdir(exist_ok=True)
+        self.work.mkdir(exist_ok=True)
         for attachment in attachments:
             target = self.attachments / attachment.name
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if "/" in attachment.name:
+                target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(attachment.content)
 
     def remove(self) -> None:

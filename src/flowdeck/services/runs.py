@@ -118,7 +118,11 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     )
     try:
         # Validation may parse the workflow (WDL takes a few hundred ms): not on the event loop.
-        await asyncio.to_thread(backend.validate, await fetchable_spec(services.settings, spec))
+        engine_spec = await fetchable_spec(services.settings, spec)
+        if backend.validation_blocks:
+            await asyncio.to_thread(backend.validate, engine_spec)
+        else:
+            backend.validate(engine_spec)
         await _insert(services, new, spec, backend.name, group, principal)
     except BaseException:
         folder.remove()
@@ -182,8 +186,7 @@ async def get_visible(services: Services, run_id: str, principal: Principal) -> 
     """The run, or NotFound if it does not exist or the caller may not see it."""
     if _NUL in run_id:  # no run has one, and PostgreSQL refuses it in a query
         raise NotFound(f"run {run_id} not found")
-    async with services.db.read() as conn:
-        row = await run_rows.get(conn, run_id)
+    row = await services.db.fetch_one(run_rows.by_id(run_id))
     if row is None or not principal.can_see(row["research_group"]):
         raise NotFound(f"run {run_id} not found")
     return row
