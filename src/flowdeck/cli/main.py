@@ -34,7 +34,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     """API and worker in one process on the embedded default."""
     from flowdeck.api.app import create_app
     from flowdeck.api.server import serve
-    from flowdeck.db.migrate import upgrade
+    from flowdeck.db.migrate import upgrade_in_child
     from flowdeck.services.auth.bootstrap import check_bind_allowed
     from flowdeck.services.context import Services
     from flowdeck.worker.loop import Worker
@@ -42,7 +42,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _logging(settings)
     check_bind_allowed(settings)
-    upgrade(settings)
+    upgrade_in_child(settings)
 
     async def main() -> None:
         services = Services.create(settings)
@@ -63,14 +63,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     """The HTTP service alone."""
     from flowdeck.api.app import create_app
     from flowdeck.api.server import serve
-    from flowdeck.db.migrate import upgrade
+    from flowdeck.db.migrate import upgrade_in_child
     from flowdeck.services.auth.bootstrap import check_bind_allowed
 
     settings = _settings(args)
     _logging(settings)
     check_bind_allowed(settings)
     if not args.no_migrate:
-        upgrade(settings)
+        upgrade_in_child(settings)
     asyncio.run(serve(create_app(settings), settings))
     return 0
 

@@ -42,8 +42,8 @@ class Database:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             sqlite_inline.register()
             url = f"sqlite+{sqlite_inline.DRIVER}:" + self.url.split(":", 1)[1]
-            # Connections move between the loop's thread and the migration thread; the pool
-            # never hands one to two users at once.
+            # A pooled connection may next be checked out by an event loop in another thread
+            # (upgrade() inside a running loop, tests); the pool never lends one to two users.
             kwargs.update(connect_args={"check_same_thread": False}, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
         else:
             kwargs.update(pool_size=settings.database_pool_size, max_overflow=settings.database_pool_size, pool_pre_ping=True)

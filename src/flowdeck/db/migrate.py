@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import sys
 import threading
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-
+from flowdeck.errors import ConfigurationError
 from flowdeck.settings import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config(settings: Settings) -> Config:
     """An Alembic config pointing at flowdeck's migrations and database."""
+    from alembic.config import Config
+
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     config = Config()
@@ -26,6 +33,8 @@ def alembic_config(settings: Settings) -> Config:
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
     """Bring the database to ``revision``. Safe to call from inside an event loop."""
+    from alembic import command
+
     config = alembic_config(settings)
     try:
         asyncio.get_running_loop()
@@ -50,4 +59,39 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
 
 def downgrade(settings: Settings, revision: str) -> None:
     """Step the database back to ``revision``."""
+    from alembic import command
+
     command.downgrade(alembic_config(settings), revision)
+
+
+def upgrade_in_child(settings: Settings) -> None:
+    """``upgrade`` in a forked child, for long-running commands before they start serving.
+
+    Alembic and its templating stack take ~10 MB that a server would keep for its whole life
+    after one use at start; the child takes them with it. Call before any thread or event loop
+    exists (a fork copies only the calling thread).
+    """
+    if not sys.platform.startswith("linux"):
+        upgrade(settings)
+        return
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_upgrade_child, args=(settings, sender), name="flowdeck-migrate")
+    child.start()
+    sender.close()
+    try:
+        error = receiver.recv() if receiver.poll(None) else None
+    except EOFError:  # the child died without a word (killed, or os._exit)
+        error = None
+    child.join()
+    if error is not None or child.exitcode != 0:
+        raise ConfigurationError(f"database migration failed: {error or f'exit status {child.exitcode}'}")
+
+
+def _upgrade_child(settings: Settings, sender: Connection) -> None:
+    try:
+        upgrade(settings)
+    except BaseException as exc:  # reported to the parent, which raises it
+        sender.send(f"{type(exc).__name__}: {exc}")
+        raise SystemExit(1) from None
+    sender.send(None)

@@ -24,6 +24,7 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from flowdeck.db import accounts
 from flowdeck.db.accounts import UserRecord
@@ -31,9 +32,11 @@ from flowdeck.db.engine import Database
 from flowdeck.domain.principal import LOCAL_USER, Principal, Role
 from flowdeck.errors import InvalidInput, Unauthenticated
 from flowdeck.services.auth import tokens
-from flowdeck.services.auth.oidc import OidcVerifier, sync_user
 from flowdeck.services.auth.passwords import MAX_LENGTH, Passwords
 from flowdeck.settings import Settings
+
+if TYPE_CHECKING:  # the JWT and cryptography stack is loaded only by services that use OIDC
+    from flowdeck.services.auth.oidc import OidcVerifier
 
 MAX_HEADER_LENGTH = 8192
 _TOKEN68 = re.compile(r"[A-Za-z0-9._~+/-]+=*")
@@ -126,7 +129,11 @@ class Authenticator:
         self.mode = settings.auth_mode
         self.db = db
         self._passwords = passwords
-        self.oidc = oidc if oidc is not None or self.mode != "oidc" else OidcVerifier(settings)
+        if oidc is None and self.mode == "oidc":
+            from flowdeck.services.auth.oidc import OidcVerifier
+
+            oidc = OidcVerifier(settings)
+        self.oidc = oidc
         self._logins = _VerifiedLogins()
         self.hint = (
             "send 'Authorization: Basic <base64 username:password>' or 'Authorization: Bearer fd_…' (an API token)"
@@ -203,6 +210,8 @@ class Authenticator:
 
     async def _oidc(self, credentials: str) -> Principal:
         assert self.oidc is not None
+        from flowdeck.services.auth.oidc import sync_user
+
         identity = await self.oidc.verify(credentials)
         user, groups = await sync_user(self.db, identity)
         return _principal(user, groups, "oidc")
