@@ -14,8 +14,11 @@ or in-process from a benchmark::
         fake.requests                            # requests answered, by path kind
 
 Invocation ``i`` runs for a duration drawn (seeded) from ``--min-seconds``..``--max-seconds``
-after the server starts: ``new`` for the first 10 %, then ``scheduled`` with its two jobs
-``queued``/``running`` and finally ``ok``; ``--fail-share`` of them end with a failed job.
+from ``--started-ago`` seconds before the server starts: ``new`` for the first 10 %, then
+``scheduled`` with its two jobs ``queued``/``running`` and finally ``ok``; ``--fail-share`` of
+them end with a failed job. Connections are kept alive (HTTP/1.1), as Galaxy's uvicorn does;
+``max_in_flight`` is the most requests it ever served at once, which is how tests see the
+client's concurrency bound.
 Paths answered (all under /api): version, users/current, invocations (listing),
 invocations/{id}, invocations/{id}/jobs_summary, histories/{id}/jobs_summary, jobs
 (?invocation_id=), jobs/{id}, datasets/{id}, datasets/{id}/display.
@@ -83,9 +86,10 @@ class FakeGalaxy:
         fail_share: float = 0.1,
         seed: int = 0,
         port: int = 0,
+        started_ago: float = 0.0,
     ) -> None:
         rng = random.Random(seed)
-        started = time.time()
+        started = time.time() - started_ago
         self.latency = latency
         self.port = port
         self.invocations = [
@@ -95,6 +99,10 @@ class FakeGalaxy:
         self.by_id = {inv.id: inv for inv in self.invocations}
         self.jobs = {job: (inv, n) for inv in self.invocations for n, job in enumerate(inv.job_ids())}
         self.requests: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        # invocation ids answered with this HTTP status instead (tests of Galaxy failures)
+        self.failing: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -140,6 +148,18 @@ class FakeGalaxy:
     def count(self, kind: str) -> None:
         with self._lock:
             self.requests[kind] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def done(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def reset_counts(self) -> None:
+        """Forget the requests counted so far (between the passes of a benchmark or test)."""
+        with self._lock:
+            self.requests.clear()
+            self.max_in_flight = self.in_flight
 
     # --- answers
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
@@ -158,8 +178,13 @@ class FakeGalaxy:
             return 200, self._listing(now, int(first("limit", "20")), int(first("offset", "0")))
         if len(parts) == 3 and parts[0] == "histories" and parts[2] == "jobs_summary":
             ids = [i for i in first("ids").split(",") if i]
+            spoiled = [self.failing[i] for i in ids if i in self.failing]
+            if spoiled:  # as in Galaxy, one id it cannot answer spoils the whole call
+                return spoiled[0], {"err_msg": "simulated Galaxy failure", "err_code": 0}
             return 200, [self._summary(self.by_id[i], now) for i in ids if i in self.by_id]
         if parts[:1] == ["invocations"] and len(parts) >= 2:
+            if parts[1] in self.failing:
+                return self.failing[parts[1]], {"err_msg": "simulated Galaxy failure", "err_code": 0}
             inv = self.by_id.get(parts[1])
             if inv is None:
                 return 404, {"err_msg": "invocation not found", "err_code": 404001}
@@ -209,17 +234,26 @@ class FakeGalaxy:
 
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeGalaxy
+    protocol_version = "HTTP/1.1"  # keep-alive, so a client's connection pool is put to use
+    # as uvicorn does: else the body, written after the headers, waits for a delayed ACK (40 ms)
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
         kind = "/".join(p if not _is_id(p) else "{id}" for p in url.path.strip("/").split("/"))
         self.fake.count(kind)
+        try:
+            self._answer(url.path, url.query)
+        finally:
+            self.fake.done()
+
+    def _answer(self, path: str, query: str) -> None:
         time.sleep(self.fake.latency)
         body: Any
         if self.headers.get("x-api-key") != API_KEY:
             status, body = 401, {"err_msg": "Provided API key is not valid.", "err_code": 401001}
         else:
-            status, body = self.fake.answer(url.path, parse_qs(url.query))
+            status, body = self.fake.answer(path, parse_qs(query))
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json")
@@ -244,9 +278,10 @@ def main() -> None:
     parser.add_argument("--fail-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=8095)
+    parser.add_argument("--started-ago", type=float, default=0.0, help="seconds the invocations have been running")
     args = parser.parse_args()
     fake = FakeGalaxy(args.invocations, args.latency, args.min_seconds, args.max_seconds, args.fail_share,
-                      args.seed, args.port)
+                      args.seed, args.port, args.started_ago)
     with fake.running():
         print(json.dumps({"url": fake.url, "api_key": fake.api_key, "invocations": len(fake.invocations)}))
         try:
