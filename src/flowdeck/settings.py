@@ -128,6 +128,7 @@ class Settings(BaseSettings):
     galaxy_api_key: SecretStr | None = Field(None, description="Galaxy API key (never logged).")
     galaxy_allowed_workflows: StrList = Field(default_factory=list, description="Galaxy workflow names POST /jobs may invoke when no pipeline names them.")
     galaxy_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Galaxy API call.")
+    galaxy_batch_listing: bool = Field(True, description="Sync learns many invocations' states per Galaxy call (the invocation listing and multi-invocation job summaries). Off: each invocation's job summary is polled on its own (one call per run, two while Galaxy is still scheduling it), for a Galaxy whose listing misbehaves.")
 
 
     @field_validator("backends", "cors_origins", "allowed_workflow_url_prefixes", "galaxy_allowed_workflows", "oidc_algorithms", mode="before")

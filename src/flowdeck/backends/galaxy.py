@@ -10,9 +10,12 @@ that history and its invocation and returns it instead of invoking again.
 ``history_id``, ``workflow_id``, ``workflow_name``, ``invocation_id``, and, after
 syncs, ``invocation_state`` and ``fingerprint`` (what the last detailed read saw).
 
-Sync is batched (see :mod:`galaxy_sync`); any Galaxy failure during sync is a
-transient report that never changes a run's state. Cancel asks Galaxy to cancel
-the invocation; a later sync confirms it.
+Sync is batched, or polls each invocation when ``galaxy_batch_listing`` is off
+(see :mod:`galaxy_sync`). Its Galaxy calls run on one thread pool per backend of
+``sync_concurrency`` threads, whatever the number of runs or of sync calls in
+flight, so that bound is the most requests Galaxy sees from a worker's sync. Any
+Galaxy failure during sync is a transient report that never changes a run's
+state. Cancel asks Galaxy to cancel the invocation; a later sync confirms it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from flowdeck.backends.base import Backend
@@ -62,10 +65,12 @@ class GalaxyBackend(Backend):
     name = "galaxy"
     # The workflow is stored in Galaxy already; the version names its format there.
     workflow_types = {"GALAXY": ["gxformat2", "ga"]}
+    parallel_sync = True
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._api: GalaxyApi | None = None
+        self._sync_pool: ThreadPoolExecutor | None = None
         self._workflows: dict[str, tuple[WorkflowInfo, float]] = {}
         self._lock = threading.Lock()
 
@@ -86,8 +91,18 @@ class GalaxyBackend(Backend):
                 url, key = self.settings.galaxy_url, self.settings.galaxy_api_key
                 if not url or key is None:
                     raise ConfigurationError("the galaxy backend needs FLOWDECK_GALAXY_URL and FLOWDECK_GALAXY_API_KEY")
-                self._api = GalaxyApi(url, key.get_secret_value(), self.settings.galaxy_timeout_seconds)
+                # sync's threads, and room for submits and cancels beside them
+                connections = self.settings.sync_concurrency + 4
+                self._api = GalaxyApi(url, key.get_secret_value(), self.settings.galaxy_timeout_seconds, connections)
             return self._api
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._sync_pool is None:
+                self._sync_pool = ThreadPoolExecutor(
+                    max_workers=self.settings.sync_concurrency, thread_name_prefix="galaxy-sync"
+                )
+            return self._sync_pool
 
     def engine_version(self) -> str:
         version = self.api.get("read its version", "version")
@@ -232,30 +247,23 @@ class GalaxyBackend(Backend):
         reports = [SyncReport(run_id=h.run_id) for h in handles if not h.backend_run_id]
         if not tracked:
             return reports
-        workers = max(1, min(self.settings.sync_concurrency, len(tracked)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="galaxy-sync") as pool:
-            try:
-                listed, complete, summaries = self._batched_state(pool, tracked)
-            except EngineError as exc:
-                return reports + [_transient(h, exc) for h in tracked]
-            reader = InvocationReader(self.api)
-            futures = []
-            for handle in tracked:
-                summary = summaries.get(str(handle.backend_run_id))
-                fp = current_fingerprint(str(handle.backend_run_id), listed, complete, summary)
-                if fp is not None and fp == handle.backend_data.get("fingerprint"):
-                    reports.append(SyncReport(run_id=handle.run_id))
-                else:
-                    futures.append((handle, pool.submit(reader.report, handle, summary, fp)))
-            for handle, future in futures:
-                try:
-                    reports.append(future.result())
-                except EngineError as exc:
-                    reports.append(_transient(handle, exc))
-                except Exception as exc:  # one odd answer must not stop the batch nor move the run
-                    log.exception("reading Galaxy invocation %s failed", handle.backend_run_id)
-                    reports.append(_transient(handle, EngineError(f"unexpected Galaxy answer: {exc!r}")))
-        return reports
+        pool = self._pool()
+        reader = InvocationReader(self.api)
+        if not self.settings.galaxy_batch_listing:
+            return reports + _collect([(h, pool.submit(reader.poll, h)) for h in tracked])
+        try:
+            listed, complete, summaries = self._batched_state(pool, tracked)
+        except EngineError as exc:
+            return reports + [_transient(h, exc) for h in tracked]
+        futures = []
+        for handle in tracked:
+            summary = summaries.get(str(handle.backend_run_id))
+            fp = current_fingerprint(str(handle.backend_run_id), listed, complete, summary)
+            if fp is not None and fp == handle.backend_data.get("fingerprint"):
+                reports.append(SyncReport(run_id=handle.run_id))
+            else:
+                futures.append((handle, pool.submit(reader.report, handle, summary, fp)))
+        return reports + _collect(futures)
 
     def _batched_state(
         self, pool: ThreadPoolExecutor, handles: list[RunHandle]
@@ -321,6 +329,20 @@ def _workflow_info(workflow: dict[str, Any]) -> WorkflowInfo:
         data_inputs=tuple(kinds["data"]),
         parameter_inputs=tuple(kinds["parameter"]),
     )
+
+
+def _collect(futures: list[tuple[RunHandle, Future[SyncReport]]]) -> list[SyncReport]:
+    """Each run's report; a Galaxy failure on one run is a transient report for that run only."""
+    reports = []
+    for handle, future in futures:
+        try:
+            reports.append(future.result())
+        except EngineError as exc:
+            reports.append(_transient(handle, exc))
+        except Exception as exc:  # one odd answer must not stop the batch nor move the run
+            log.exception("reading Galaxy invocation %s failed", handle.backend_run_id)
+            reports.append(_transient(handle, EngineError(f"unexpected Galaxy answer: {exc!r}")))
+    return reports
 
 
 def _transient(handle: RunHandle, exc: EngineError) -> SyncReport:

@@ -1,12 +1,20 @@
-"""Learning the state of many Galaxy invocations at once.
+"""Learning the state of Galaxy invocations, many at once where Galaxy allows it.
 
-One sync pass costs, for N runs: the listing of the user's ``new``/``ready``
-invocations (GET /api/invocations, a page per 500) and one job-state summary per
-150 runs (GET /api/histories/{id}/jobs_summary?ids=…, subworkflows included).
-From those a *fingerprint* per run is built; only runs whose fingerprint changed
+Batched (``galaxy_batch_listing``, the default), one sync pass costs, for N runs:
+the listing of the user's ``new``/``ready`` invocations (GET /api/invocations, a
+page per 100) and one job-state summary per 150 runs (GET
+/api/histories/{id}/jobs_summary?ids=…, subworkflows included).
+
+Polled one by one (``galaxy_batch_listing`` off), a run costs one call, its
+invocation's job summary (GET /api/invocations/{id}/jobs_summary), plus a read
+of the invocation itself while Galaxy is still scheduling it: the summary's
+``populated_state`` cannot tell ``new`` from ``ready`` or ``cancelling``, and
+past that point the summary says everything the run's state depends on.
+
+Either way a *fingerprint* per run is built; only runs whose fingerprint changed
 since the last pass are read in detail (show_invocation, the jobs, logs and
 outputs), in parallel with a bound. A run whose invocation and jobs did not move
-costs nothing beyond its share of the batched calls.
+costs nothing beyond its poll or its share of the batched calls.
 
 Details write job stdout/stderr to ``<workdir>/galaxy/jobs/<job id>.stdout|.stderr``
 (fetched once, when the job has finished) and download outputs up to
@@ -39,6 +47,16 @@ MAX_DOWNLOAD_BYTES = 100 * 1024 * 1024
 FINAL_JOB_STATES = frozenset({"ok", "skipped", "error", "failed", "deleted", "deleted_new", "stopped"})
 LOG_TAIL = 2000
 UNKNOWN_STATUS = frozenset({400, 404})  # an undecodable or unknown invocation id
+# invocation states a job summary cannot tell apart (all have populated_state "new")
+SCHEDULING_STATES = frozenset({"new", "ready", "requires_materialization", "cancelling"})
+# what Galaxy's listing of non-terminal invocations shows; any other state is "past ready"
+LISTED_STATES = frozenset({"new", "ready"})
+PAST_READY = "past-ready"
+
+
+def listed_state(state: str) -> str:
+    """An invocation's state as the fingerprint keeps it, whichever way it was learnt."""
+    return state if state in LISTED_STATES else PAST_READY
 
 
 def current_fingerprint(
@@ -50,7 +68,7 @@ def current_fingerprint(
     """The run's fingerprint from the batched calls, or None when they said nothing."""
     if summary is None:
         return None
-    listed_state = listed.get(invocation_id) or ("past-ready" if listing_complete else None)
+    listed_state = listed.get(invocation_id) or (PAST_READY if listing_complete else None)
     return fingerprint(listed_state, summary.get("populated_state"), summary.get("states") or {})
 
 
@@ -61,28 +79,75 @@ class InvocationReader:
         self.api = api
         self.gi = api.gi
 
-    def report(self, handle: RunHandle, summary: Mapping[str, Any] | None, fp: str | None) -> SyncReport:
+    def poll(self, handle: RunHandle) -> SyncReport:
+        """One run on its own: its job summary (and its invocation while Galaxy is still
+        scheduling it); a detailed read only when that changed since the last pass."""
         invocation_id = str(handle.backend_run_id)
         try:
-            invocation = self.api.call("read the invocation", self.gi.invocations.show_invocation, invocation_id)
+            summary = self.api.call(
+                "read the invocation's jobs", self.gi.invocations.get_invocation_summary, invocation_id
+            )
+        except EngineError as exc:
+            if exc.extra.get("galaxy_status") not in UNKNOWN_STATUS:
+                raise
+            return self.report(handle, None, None)  # its invocation read says whether Galaxy knows it
+        invocation: dict[str, Any] | None = None
+        state = PAST_READY
+        stored = handle.backend_data.get("invocation_state")
+        if stored is None or stored in SCHEDULING_STATES:
+            found = self._show(handle)
+            if isinstance(found, SyncReport):
+                return found
+            invocation = found
+            state = listed_state(str(invocation["state"]))
+        fp = fingerprint(state, summary.get("populated_state"), summary.get("states") or {})
+        if fp == handle.backend_data.get("fingerprint"):
+            return SyncReport(run_id=handle.run_id)
+        return self.report(handle, summary, fp, invocation)
+
+    def _show(self, handle: RunHandle) -> dict[str, Any] | SyncReport:
+        """The invocation, or the report of a run whose invocation Galaxy does not know."""
+        try:
+            found: dict[str, Any] = self.api.call(
+                "read the invocation", self.gi.invocations.show_invocation, str(handle.backend_run_id)
+            )
         except EngineError as exc:
             if exc.extra.get("galaxy_status") not in UNKNOWN_STATUS:
                 raise
             # Galaxy answered, and it does not know this invocation: nothing will ever move it.
             return SyncReport(run_id=handle.run_id, state=State.SYSTEM_ERROR, reason=exc.detail)
+        return found
+
+    def report(
+        self,
+        handle: RunHandle,
+        summary: Mapping[str, Any] | None,
+        fp: str | None,
+        invocation: dict[str, Any] | None = None,
+    ) -> SyncReport:
+        invocation_id = str(handle.backend_run_id)
+        if invocation is None:
+            found = self._show(handle)
+            if isinstance(found, SyncReport):
+                return found
+            invocation = found
         if summary is None:
             summary = self.api.call(
                 "read the invocation's jobs", self.gi.invocations.get_invocation_summary, invocation_id
             )
+        if fp is None:  # the batched calls left this run out: what was just read tells
+            fp = fingerprint(
+                listed_state(str(invocation["state"])), summary.get("populated_state"), summary.get("states") or {}
+            )
+            if fp == handle.backend_data.get("fingerprint"):
+                return SyncReport(run_id=handle.run_id)
         job_states: dict[str, int] = dict(summary.get("states") or {})
         verdict = run_state(str(invocation["state"]), job_states, summary.get("populated_state") == "ok")
         labels, invocations = self._walk(invocation)
         jobs = self._jobs(invocations)
         logs_dir = handle.workdir / "galaxy" / "jobs"
         tasks = [self._task(job, labels, logs_dir) for job in jobs]
-        data = {**handle.backend_data, "invocation_state": invocation["state"]}
-        if fp is not None:
-            data["fingerprint"] = fp
+        data = {**handle.backend_data, "invocation_state": invocation["state"], "fingerprint": fp}
         report: dict[str, Any] = {
             "run_id": handle.run_id,
             "state": verdict.state,

@@ -168,6 +168,18 @@ async def release(conn: AsyncConnection, run_id: str, owner: str, next_check_at:
     )
 
 
+async def release_many(conn: AsyncConnection, owner: str, due: Sequence[tuple[str, datetime | None]]) -> None:
+    """:func:`release` of many runs (run id, next check) in one statement, writing nothing else."""
+    if not due:
+        return
+    statement = (
+        sa.update(runs)
+        .where(runs.c.id == sa.bindparam("run_id"), runs.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None, next_check_at=sa.bindparam("due"))
+    )
+    await conn.execute(statement, [{"run_id": run_id, "due": at} for run_id, at in due])
+
+
 async def renew_leases(conn: AsyncConnection, owner: str, until: datetime) -> None:
     await conn.execute(sa.update(runs).where(runs.c.lease_owner == owner).values(lease_expires_at=until))
 

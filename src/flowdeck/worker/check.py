@@ -1,9 +1,12 @@
 """Keeping runs in step with their engines: sync, cancel, watchdog.
 
 One pass claims the runs that are due, asks each backend about its runs in
-batches (bounded parallelism), and writes only what changed. Transient engine
-errors never change a run's state: the run is retried later with backoff.
-Polling is adaptive: a young run is checked often, an old one less.
+batches (bounded parallelism), and writes only what changed: the runs an engine
+reports unchanged only give back their lease, all in one statement. Transient
+engine errors never change a run's state: the run is retried later with backoff.
+Polling is adaptive: a young run is checked often, an old one less. The
+watchdog ends a run that has been silent too long, and asks its engine to stop
+it, so that no engine process outlives its run.
 """
 
 from __future__ import annotations
@@ -78,18 +81,55 @@ async def _check_backend(services: Services, owner: str, pool: BlockingPool, nam
         if row["state"] == State.CANCELING.value and not (row["backend_data"] or {}).get("cancel_sent"):
             await _send_cancel(services, owner, pool, backend, row)
     handles = [handle_of(row, runs_dir) for row in rows]
-    size = max(1, -(-len(handles) // services.settings.sync_concurrency))
-    chunks = [handles[i : i + size] for i in range(0, len(handles), size)]
+    if backend.parallel_sync:
+        # Split, it would repeat its batched calls per part and multiply its own bound.
+        chunks = [handles]
+    else:
+        size = max(1, -(-len(handles) // services.settings.sync_concurrency))
+        chunks = [handles[i : i + size] for i in range(0, len(handles), size)]
     results = await asyncio.gather(*(_sync_chunk(services, pool, backend, chunk) for chunk in chunks))
     rows_by_id = {row["id"]: row for row in rows}
+    quiet: list[RowMapping] = []
     for reports in results:
         for report in reports:
+            row = rows_by_id[report.run_id]
+            if _nothing_to_write(row, report):
+                quiet.append(row)
+                continue
             try:
-                await apply_report(services, owner, rows_by_id[report.run_id], report)
+                await apply_report(services, owner, row, report, backend=backend, pool=pool)
             except Exception:
                 # One broken run must never stop the pass.
                 log.exception("could not apply the report of run %s", report.run_id)
+    await _release_quiet(services, owner, quiet, backend, pool)
     services.metrics.runs_synced.labels(name).inc(len(handles))
+
+
+def _nothing_to_write(row: RowMapping, report: SyncReport) -> bool:
+    """True when the report changes nothing about the run: only its lease is given back."""
+    return (
+        report.transient_error is None
+        and report.tasks is None
+        and not report.progressed
+        and not row["check_failures"]
+        and _target(State(row["state"]), report.state) is None
+        and not _changed_fields(row, report)
+    )
+
+
+async def _release_quiet(
+    services: Services, owner: str, rows: list[RowMapping], backend: Backend, pool: BlockingPool
+) -> None:
+    """Give back the leases of runs whose engine reported nothing new, in one transaction:
+    a transaction per run would make a pass over many quiet runs wait on the database."""
+    if not rows:
+        return
+    now = utcnow()
+    due = [(row["id"], now + timedelta(seconds=next_interval(services, row, now))) for row in rows]
+    async with services.db.write() as conn:
+        await run_rows.release_many(conn, owner, due)
+    for row in rows:
+        await _watchdog(services, row, now, backend, pool)
 
 
 async def _sync_chunk(services: Services, pool: BlockingPool, backend: Backend, chunk: list[RunHandle]) -> list[SyncReport]:
@@ -137,21 +177,26 @@ def next_interval(services: Services, row: RowMapping, now: datetime) -> float:
     return min(services.settings.sync_max_seconds, max(services.settings.sync_min_seconds, age / 10))
 
 
-async def apply_report(services: Services, owner: str, row: RowMapping, report: SyncReport) -> None:
+async def apply_report(
+    services: Services, owner: str, row: RowMapping, report: SyncReport, *, backend: Backend, pool: BlockingPool
+) -> None:
     """Write what a report says, only what changed, and release the lease."""
     now = utcnow()
     run_id = row["id"]
     if report.transient_error is not None:
+        services.metrics.backend_errors.labels(backend.name, "run_check").inc()
         failures = int(row["check_failures"] or 0) + 1
         if report.backend_failed and failures >= services.settings.max_failed_checks:
             # Not the engine being away: the backend fails on this run every time.
             await _end_broken(services, row, now, report.transient_error, failures)
             return
-        delay = report.retry_after or min(services.settings.sync_max_seconds, services.settings.sync_min_seconds * 2**failures)
+        backoff = min(services.settings.sync_max_seconds, services.settings.sync_min_seconds * 2**failures)
+        # the engine's hint is a floor: a run failing again and again still backs off further
+        delay = max(report.retry_after or 0.0, backoff)
         async with services.db.write() as conn:
             await run_rows.release(conn, run_id, owner, now + timedelta(seconds=delay),
                                    check_failures=failures, last_check_error=report.transient_error)
-        await _watchdog(services, owner, row, now)
+        await _watchdog(services, row, now, backend, pool)
         return
     current = State(row["state"])
     target = _target(current, report.state)
@@ -173,7 +218,7 @@ async def apply_report(services: Services, owner: str, row: RowMapping, report: 
         if row["check_failures"]:
             fields.update(check_failures=0, last_check_error=None)
         await run_rows.release(conn, run_id, owner, now + timedelta(seconds=next_interval(services, row, now)), **fields)
-    await _watchdog(services, owner, row, now)
+    await _watchdog(services, row, now, backend, pool)
 
 
 def _target(current: State, reported: State | None) -> State | None:
@@ -207,7 +252,7 @@ def _changed_fields(row: RowMapping, report: SyncReport) -> dict[str, Any]:
     return {key: value for key, value in wanted.items() if row[key] != value}
 
 
-async def _watchdog(services: Services, owner: str, row: RowMapping, now: datetime) -> None:
+async def _watchdog(services: Services, row: RowMapping, now: datetime, backend: Backend, pool: BlockingPool) -> None:
     """End a run whose engine has said nothing new for too long: no run stays RUNNING forever."""
     last = row["last_progress_at"] or row["updated_at"]
     silent = (now - last).total_seconds()
@@ -223,15 +268,31 @@ async def _watchdog(services: Services, owner: str, row: RowMapping, now: dateti
 
 
 async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
-    """Check every non-terminal run the engines hold, once (``flowdeck sync --once``)."""
+    """Check every non-terminal run the engines hold, once (``flowdeck sync --once``).
+
+    Runs are taken a page (``sync_batch``) at a time, and the next page is already with the
+    engines while the previous one's reports are written: neither the engines nor the
+    database waits for the other. Backends keep their own bound on parallel engine calls."""
     total, after = 0, None
-    while True:
-        async with services.db.read() as conn:
-            ids = await run_rows.active_ids(conn, CHECKED, after, services.settings.sync_batch)
-        if not ids:
-            return total
-        total += await check_once(services, owner, pool, ids=ids)
-        after = ids[-1]
+    previous: asyncio.Task[int] | None = None
+    try:
+        while True:
+            async with services.db.read() as conn:
+                ids = await run_rows.active_ids(conn, CHECKED, after, services.settings.sync_batch)
+            if not ids:
+                break
+            current = asyncio.create_task(check_once(services, owner, pool, ids=ids))
+            after = ids[-1]
+            if previous is not None:
+                total += await previous
+            previous = current
+        if previous is not None:
+            total += await previous
+            previous = None
+    finally:
+        if previous is not None and not previous.done():
+            previous.cancel()
+    return total
 
 
 async def _end_broken(services: Services, row: RowMapping, now: datetime, error: str, failures: int) -> None:
