@@ -23,7 +23,7 @@ from sqlalchemy.engine import RowMapping
 from flowdeck.backends.base import Backend
 from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
-from flowdeck.domain.runs import RunHandle, SyncReport
+from flowdeck.domain.runs import CancelResult, RunHandle, SyncReport
 from flowdeck.domain.states import ENGINE_HELD, State, can_transition, is_terminal
 from flowdeck.errors import EngineUnavailable
 from flowdeck.services import state_machine
@@ -35,6 +35,9 @@ from flowdeck.services.handles import handle_of
 log = logging.getLogger(__name__)
 ACTOR = "worker"
 CHECKED = sorted(ENGINE_HELD)
+# How long the watchdog waits for an engine to take a cancel; the run has ended already,
+# so a hung engine must not hold the pass for longer.
+WATCHDOG_CANCEL_SECONDS = 30.0
 
 
 async def check_once(
@@ -253,7 +256,12 @@ def _changed_fields(row: RowMapping, report: SyncReport) -> dict[str, Any]:
 
 
 async def _watchdog(services: Services, row: RowMapping, now: datetime, backend: Backend, pool: BlockingPool) -> None:
-    """End a run whose engine has said nothing new for too long: no run stays RUNNING forever."""
+    """End a run whose engine has said nothing new for too long: no run stays RUNNING forever.
+
+    Once the run has ended, its engine is asked to cancel it (best effort): an engine process
+    living on after its run would hold a slot and compute for nothing. The state changes
+    first, so a cancel that fails or hangs never keeps the run from ending; it is logged
+    and counted in ``flowdeck_backend_errors{kind="watchdog_cancel"}``."""
     last = row["last_progress_at"] or row["updated_at"]
     silent = (now - last).total_seconds()
     if silent < services.settings.watchdog_seconds:
@@ -261,10 +269,23 @@ async def _watchdog(services: Services, row: RowMapping, now: datetime, backend:
     current = State(row["state"])
     message = f"no news from the engine for {silent:.0f}s (watchdog limit {services.settings.watchdog_seconds:.0f}s)"
     async with services.db.write() as conn:
-        await state_machine.transition(
+        ended = await state_machine.transition(
             conn, row["id"], current, State.SYSTEM_ERROR, now=now, reason=message, actor="watchdog",
             fields={"error_message": message, "system_logs": [*(row["system_logs"] or []), message]},
         )
+    if ended:  # a run someone else moved meanwhile is theirs to stop, or alive
+        await _cancel_ended(services, row, backend, pool)
+
+
+async def _cancel_ended(services: Services, row: RowMapping, backend: Backend, pool: BlockingPool) -> None:
+    handle = handle_of(row, services.settings.resolved_runs_dir)
+    try:
+        result: CancelResult = await asyncio.wait_for(pool.run(backend.cancel, handle), WATCHDOG_CANCEL_SECONDS)
+    except Exception as exc:  # TimeoutError included: the engine is slow or away
+        services.metrics.backend_errors.labels(backend.name, "watchdog_cancel").inc()
+        log.warning("watchdog: cancel of run %s on %s failed: %r", row["id"], backend.name, exc)
+        return
+    log.info("watchdog: asked %s to cancel run %s: %s", backend.name, row["id"], result.message or "sent")
 
 
 async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:

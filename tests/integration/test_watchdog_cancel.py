@@ -1,0 +1,120 @@
+"""The watchdog ends a silent run and asks its engine to stop it; a cancel that fails or hangs
+is counted and never keeps the run from ending (worker/check.py)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from flowdeck.backends import registry
+from flowdeck.backends.demo import DemoBackend
+from flowdeck.db import runs as run_rows
+from flowdeck.db.tables import runs
+from flowdeck.domain.principal import LOCAL_USER
+from flowdeck.domain.runs import CancelResult, RunHandle
+from flowdeck.errors import EngineUnavailable
+from flowdeck.services.clock import utcnow
+from flowdeck.services.context import Services
+from flowdeck.services.runs import NewRun, submit
+from flowdeck.settings import Settings
+from flowdeck.worker import check
+from flowdeck.worker.loop import Worker
+
+
+class RecordingBackend(DemoBackend):
+    """The demo backend, with every cancel it is asked for recorded, and a way to make it fail."""
+
+    cancels: list[str] = []
+    failure: Exception | None = None
+    release = threading.Event()
+
+    def cancel(self, handle: RunHandle) -> CancelResult:
+        RecordingBackend.cancels.append(handle.run_id)
+        if RecordingBackend.failure is not None:
+            raise RecordingBackend.failure
+        if not RecordingBackend.release.is_set():
+            RecordingBackend.release.wait(5)  # a hung engine; the test lets it go when done
+        return super().cancel(handle)
+
+
+@pytest.fixture
+async def recording(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Services]:
+    monkeypatch.setitem(registry.BACKENDS, "demo", f"{__name__}:RecordingBackend")
+    RecordingBackend.cancels = []
+    RecordingBackend.failure = None
+    RecordingBackend.release.set()
+    services = Services.create(db_settings)
+    try:
+        yield services
+    finally:
+        RecordingBackend.release.set()
+        await services.close()
+
+
+async def silent_run(services: Services, worker: Worker) -> str:
+    spec = NewRun(workflow_type="DEMO", workflow_type_version="1.0", workflow_url="demo://x",
+                  workflow_engine_parameters={"duration_seconds": "3600"})
+    run_id = await submit(services, spec, LOCAL_USER)
+    await worker.iterate()  # dispatched: RUNNING on the engine
+    async with services.db.write() as conn:
+        await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(last_progress_at=utcnow() - timedelta(days=30)))
+    services.settings.watchdog_seconds = 60
+    return run_id
+
+
+async def ended(services: Services, run_id: str) -> tuple[str, str]:
+    async with services.db.read() as conn:
+        row = await run_rows.get(conn, run_id)
+    assert row is not None
+    return row["state"], row["error_message"]
+
+
+def cancel_errors(services: Services) -> float:
+    value = services.metrics.registry.get_sample_value(
+        "flowdeck_backend_errors_total", {"backend": "demo", "kind": "watchdog_cancel"}
+    )
+    return value or 0.0
+
+
+async def test_the_watchdog_asks_the_engine_to_cancel_the_run_it_ends(recording: Services) -> None:
+    worker = Worker(recording)
+    run_id = await silent_run(recording, worker)
+
+    await worker.sync_pass()
+
+    state, message = await ended(recording, run_id)
+    assert state == "SYSTEM_ERROR"
+    assert "watchdog" in message
+    assert RecordingBackend.cancels == [run_id]
+    assert cancel_errors(recording) == 0
+
+
+async def test_a_failing_cancel_is_counted_and_the_run_still_ends(recording: Services) -> None:
+    worker = Worker(recording)
+    run_id = await silent_run(recording, worker)
+    RecordingBackend.failure = EngineUnavailable("the engine is away")
+
+    await worker.sync_pass()
+
+    assert (await ended(recording, run_id))[0] == "SYSTEM_ERROR"
+    assert RecordingBackend.cancels == [run_id]
+    assert cancel_errors(recording) == 1
+
+
+async def test_a_hung_cancel_is_given_up_on_and_the_run_still_ends(
+    recording: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = Worker(recording)
+    run_id = await silent_run(recording, worker)
+    monkeypatch.setattr(check, "WATCHDOG_CANCEL_SECONDS", 0.05)
+    RecordingBackend.release.clear()
+
+    await worker.sync_pass()
+
+    assert (await ended(recording, run_id))[0] == "SYSTEM_ERROR"
+    assert RecordingBackend.cancels == [run_id]
+    assert cancel_errors(recording) == 1
