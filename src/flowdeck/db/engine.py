@@ -90,7 +90,12 @@ def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> No
     # Let SQLAlchemy's begin event emit BEGIN itself (pysqlite's own is wrong).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+    # WAL is a property of the file: switching needs the database to itself, so it is asked
+    # for only when the file is not in WAL yet (a new database), never while others write.
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+    for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
     sqlite_inline.on_connect(dbapi_connection, record)

@@ -26,6 +26,7 @@ from sqlalchemy import pool
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.engine.interfaces import DBAPICursor, ExecutionContext
+from sqlalchemy.exc import OperationalError as DBAPIOperationalError
 from sqlalchemy.util import await_only
 from sqlalchemy.util.concurrency import in_greenlet
 
@@ -111,8 +112,12 @@ def begin_immediate(conn: Connection, timeout: float) -> None:
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-            await_only(asyncio.sleep(delay))
+                    # The error SQLAlchemy raises for a failed statement, as before this dialect.
+                    raise DBAPIOperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            if in_greenlet():
+                await_only(asyncio.sleep(delay))
+            else:  # a synchronous caller on a thread of its own
+                time.sleep(delay)
             delay = min(delay * 2, 0.05)
     finally:
         raw.execute(f"PRAGMA busy_timeout={STATEMENT_BUSY_MS}")

@@ -27,6 +27,9 @@ def _run(connection: Connection) -> None:
 async def _main() -> None:
     engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "")
     async with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # WAL from the start: the service never has to take the file to itself to switch.
+            await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         await connection.run_sync(_run)
         await connection.commit()
     await engine.dispose()
