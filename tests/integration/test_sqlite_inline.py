@@ -98,7 +98,9 @@ async def test_a_point_read_works_on_a_fresh_engine(tmp_path: Path) -> None:
     try:
         # The first read opens the pool's first connection, which needs the async context.
         assert await db.fetch_one(run_rows.by_id("no-such-run")) is None
-        assert await db.fetch_one(sa.select(sa.literal(7).label("seven"))) == {"seven": 7}
+        row = await db.fetch_one(sa.select(sa.literal(7).label("seven")))
+        assert row is not None
+        assert dict(row) == {"seven": 7}
     finally:
         await db.dispose()
 
