@@ -295,24 +295,22 @@ async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
     engines while the previous one's reports are written: neither the engines nor the
     database waits for the other. Backends keep their own bound on parallel engine calls."""
     total, after = 0, None
-    previous: asyncio.Task[int] | None = None
+    in_flight: list[asyncio.Task[int]] = []
     try:
         while True:
             async with services.db.read() as conn:
                 ids = await run_rows.active_ids(conn, CHECKED, after, services.settings.sync_batch)
             if not ids:
                 break
-            current = asyncio.create_task(check_once(services, owner, pool, ids=ids))
+            in_flight.append(asyncio.create_task(check_once(services, owner, pool, ids=ids)))
             after = ids[-1]
-            if previous is not None:
-                total += await previous
-            previous = current
-        if previous is not None:
-            total += await previous
-            previous = None
+            if len(in_flight) == 2:
+                total += await in_flight.pop(0)
+        while in_flight:
+            total += await in_flight.pop(0)
     finally:
-        if previous is not None and not previous.done():
-            previous.cancel()
+        for task in in_flight:  # only after a failure: the pass ends, and so does its other page
+            task.cancel()
     return total
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from bench.fake_galaxy import FakeGalaxy
+from pydantic import SecretStr
 
 from flowdeck.backends.galaxy import GalaxyBackend
 from flowdeck.backends.galaxy_state import run_state
@@ -187,18 +188,24 @@ def scheduled_fake() -> Iterator[FakeGalaxy]:
         yield server
 
 
-def galaxy_services(fake: FakeGalaxy, tmp_path: Path, **overrides: Any) -> Services:
-    settings = make_settings(tmp_path, backends=["galaxy"], galaxy_url=fake.url, galaxy_api_key=fake.api_key,
-                             sync_batch=25, **overrides)
+def galaxy_services(fake: FakeGalaxy, tmp_path: Path, base: Settings | None = None, **overrides: Any) -> Services:
+    """Services with the galaxy backend on the fake: on ``base``'s migrated database, or a new SQLite one."""
+    values = {"backends": ["galaxy"], "galaxy_url": fake.url, "galaxy_api_key": fake.api_key, "sync_batch": 25}
+    values.update(overrides)
+    if base is not None:
+        return Services.create(base.model_copy(update={**values, "galaxy_api_key": SecretStr(fake.api_key)}))
+    settings = make_settings(tmp_path, **values)
     upgrade(settings)
     return Services.create(settings)
 
 
 @pytest.mark.parametrize("batch_listing", [True, False])
 async def test_a_second_pass_with_no_change_writes_nothing(
-    scheduled_fake: FakeGalaxy, tmp_path: Path, batch_listing: bool
+    scheduled_fake: FakeGalaxy, tmp_path: Path, db_settings: Settings, batch_listing: bool
 ) -> None:
-    services = galaxy_services(scheduled_fake, tmp_path, galaxy_batch_listing=batch_listing, sync_concurrency=4)
+    services = galaxy_services(
+        scheduled_fake, tmp_path, db_settings, galaxy_batch_listing=batch_listing, sync_concurrency=4
+    )
     try:
         ids = await galaxy_runs(services, scheduled_fake)
         worker = Worker(services)
