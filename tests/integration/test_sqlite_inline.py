@@ -97,7 +97,7 @@ async def test_a_point_read_works_on_a_fresh_engine(tmp_path: Path) -> None:
     db = _database(tmp_path)
     try:
         # The first read opens the pool's first connection, which needs the async context.
-        assert await db.fetch_one(run_rows.by_id("no-such-run")) is None
+        assert await db.fetch_one(run_rows.by_id(), {"run_id": "no-such-run"}) is None
         row = await db.fetch_one(sa.select(sa.literal(7).label("seven")))
         assert row is not None
         assert dict(row) == {"seven": 7}

@@ -48,6 +48,7 @@ class Database:
         else:
             kwargs.update(pool_size=settings.database_pool_size, max_overflow=settings.database_pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._connected_once = False
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
@@ -58,21 +59,25 @@ class Database:
         async with self.engine.connect() as conn, conn.begin():
             yield conn
 
-    async def fetch_one(self, statement: Select[Any]) -> RowMapping | None:
+    async def fetch_one(self, statement: Select[Any], parameters: dict[str, Any] | None = None) -> RowMapping | None:
         """The first row of one read statement (a point read), as a mapping.
 
         On SQLite it runs right here on a pooled connection, without the asyncio adapter's
         greenlet switches and shielded close: a primary-key read is a few microseconds there.
         """
         if self.is_sqlite:
-            # One greenlet for the whole read: opening a new pooled connection may need to await.
-            return await greenlet_spawn(self._fetch_one_sync, statement)
+            if self._connected_once:
+                return self._fetch_one_sync(statement, parameters)
+            # The pool's first connection runs SQLAlchemy's first-connect hooks, which await.
+            row = await greenlet_spawn(self._fetch_one_sync, statement, parameters)
+            self._connected_once = True
+            return row
         async with self.read() as conn:
-            return (await conn.execute(statement)).mappings().first()
+            return (await conn.execute(statement, parameters)).mappings().first()
 
-    def _fetch_one_sync(self, statement: Select[Any]) -> RowMapping | None:
+    def _fetch_one_sync(self, statement: Select[Any], parameters: dict[str, Any] | None) -> RowMapping | None:
         with self.engine.sync_engine.connect() as conn:
-            return conn.execute(statement).mappings().first()
+            return conn.execute(statement, parameters).mappings().first()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -104,5 +109,5 @@ def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> No
 def _sqlite_on_begin(conn: Connection) -> None:
     if conn.get_execution_options().get("flowdeck_write", False):
         sqlite_inline.begin_immediate(conn, SQLITE_WRITE_TIMEOUT)
-    else:
-        conn.exec_driver_sql("BEGIN")
+    else:  # straight to the driver: a whole SQLAlchemy execution per read for one keyword
+        sqlite_inline.begin_deferred(conn)

@@ -5,6 +5,7 @@ State is never written here: :mod:`flowdeck.services.state_machine` owns it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,14 +48,25 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
         )
 
 
-def by_id(run_id: str) -> sa.Select[Any]:
-    """The statement reading one run by id."""
-    return sa.select(runs).where(runs.c.id == run_id)
+@functools.cache
+def by_id() -> sa.Select[Any]:
+    """The statement reading one run by id (parameter ``run_id``).
+
+    One instance for the process: SQLAlchemy memoizes its cache key on it, so executing it again
+    skips both the statement's construction and its cache-key walk (the status hot path).
+    """
+    return sa.select(runs).where(runs.c.id == sa.bindparam("run_id"))
+
+
+@functools.cache
+def state_by_id() -> sa.Select[Any]:
+    """Like :func:`by_id`, reading only what a status answer needs (no JSON or dates to decode)."""
+    return sa.select(runs.c.id, runs.c.state, runs.c.research_group).where(runs.c.id == sa.bindparam("run_id"))
 
 
 async def get(conn: AsyncConnection, run_id: str) -> Row | None:
     """One run by id, or None."""
-    result = await conn.execute(by_id(run_id))
+    result = await conn.execute(by_id(), {"run_id": run_id})
     return result.mappings().first()
 
 

@@ -98,6 +98,13 @@ def register() -> None:
     registry.register(f"sqlite.{DRIVER}", __name__, "SQLiteInlineDialect")
 
 
+def begin_deferred(conn: Connection) -> None:
+    """``BEGIN``: a read transaction (in WAL mode it never waits)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute("BEGIN")
+
+
 def begin_immediate(conn: Connection, timeout: float) -> None:
     """``BEGIN IMMEDIATE``, waiting for the write lock without blocking the event loop."""
     raw = conn.connection.dbapi_connection
@@ -129,4 +136,4 @@ def on_connect(dbapi_connection: Any, record: Any) -> None:
     dbapi_connection.execute(f"PRAGMA busy_timeout={STATEMENT_BUSY_MS}")
 
 
-__all__ = ["DRIVER", "SQLiteInlineDialect", "begin_immediate", "on_connect", "register"]
+__all__ = ["DRIVER", "SQLiteInlineDialect", "begin_deferred", "begin_immediate", "on_connect", "register"]

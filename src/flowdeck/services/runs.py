@@ -182,11 +182,15 @@ async def _insert(services: Services, new: NewRun, spec: RunSpec, backend: str, 
         await state_machine.record_creation(conn, spec.run_id, now=now, actor=principal.name, reason=f"submitted through {new.origin}")
 
 
-async def get_visible(services: Services, run_id: str, principal: Principal) -> RowMapping:
-    """The run, or NotFound if it does not exist or the caller may not see it."""
+async def get_visible(services: Services, run_id: str, principal: Principal, *, state_only: bool = False) -> RowMapping:
+    """The run, or NotFound if it does not exist or the caller may not see it.
+
+    ``state_only`` reads just id, state and research group (what a status poll needs).
+    """
     if _NUL in run_id:  # no run has one, and PostgreSQL refuses it in a query
         raise NotFound(f"run {run_id} not found")
-    row = await services.db.fetch_one(run_rows.by_id(run_id))
+    statement = run_rows.state_by_id() if state_only else run_rows.by_id()
+    row = await services.db.fetch_one(statement, {"run_id": run_id})
     if row is None or not principal.can_see(row["research_group"]):
         raise NotFound(f"run {run_id} not found")
     return row

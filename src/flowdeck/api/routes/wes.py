@@ -129,7 +129,7 @@ async def get_run_log(run_id: str, services: ServicesDep, principal: PrincipalDe
 
 @router.get("/runs/{run_id}/status", response_model=schemas.RunStatus, responses=ERRORS, operation_id="GetRunStatus")
 async def get_run_status(run_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
-    row = await run_service.get_visible(services, run_id, principal)
+    row = await run_service.get_visible(services, run_id, principal, state_only=True)
     return JSONResponse({"run_id": row["id"], "state": row["state"]})
 
 
