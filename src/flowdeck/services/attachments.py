@@ -60,10 +60,12 @@ class RunFolder:
         return self.root / "work"
 
     def write(self, attachments: list[Attachment]) -> None:
-        # One mkdir per folder: submit pays each syscall on the event loop.
+        """Store the uploaded files. ``work/`` is made at dispatch (services.handles.spec_of):
+        submit pays every folder's syscalls on the event loop, and they are not cheap."""
+        if not attachments:
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         self.attachments.mkdir(exist_ok=True)
-        self.work.mkdir(exist_ok=True)
         for attachment in attachments:
             target = self.attachments / attachment.name
             if "/" in attachment.name:
