@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,10 +232,8 @@ def tree_rss_mb(root: int) -> float:
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
-        try:
+        with suppress(OSError):  # ended between the scan and the read
             total += read_memory(pid).get("VmRSS", 0.0)
-        except OSError:
-            pass  # ended between the scan and the read
     return total
 
 

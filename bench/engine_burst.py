@@ -47,13 +47,22 @@ def wait_all(url: str, run_ids: list[str], timeout: float = 600) -> dict[str, st
     raise RuntimeError(f"the burst did not end within {timeout} s")
 
 
-def one_burst(work: Path, runs: int) -> tuple[float, float, int]:
-    """Seconds from the first submit to the last COMPLETE, peak tree RSS in MB, RSS samples taken."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds of the process itself, and of its reaped children (launchers, with the engines they reaped)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def one_burst(work: Path, runs: int) -> tuple[float, float, int, float, float]:
+    """Seconds from the first submit to the last COMPLETE, peak tree RSS in MB, RSS samples taken,
+    CPU seconds of the service itself and of its engines (launchers and all below them)."""
     with common.flowdeck_up(work / "data") as server:
         warm = common.submit_echo_cwl(server.url, "warm-up")
         if wait_terminal(server.url, warm) != "COMPLETE":
             raise RuntimeError(f"warm-up run {warm} did not complete")
         time.sleep(1.0)
+        own_before, engines_before = cpu_seconds(server.pid)
         with common.PeakTreeRss(server.pid, 0.05) as rss, ThreadPoolExecutor(runs) as pool:
             started = time.time()
             run_ids = list(pool.map(lambda n: common.submit_echo_cwl(server.url, f"burst {n}"), range(runs)))
@@ -61,8 +70,9 @@ def one_burst(work: Path, runs: int) -> tuple[float, float, int]:
         failed = {run_id: state for run_id, state in states.items() if state != "COMPLETE"}
         if failed:
             raise RuntimeError(f"runs did not complete: {failed}")
+        own, engines = cpu_seconds(server.pid)
         last = max(events(server.url, run_id)["COMPLETE"] for run_id in run_ids)
-    return last - started, rss.peak, rss.samples
+    return last - started, rss.peak, rss.samples, own - own_before, engines - engines_before
 
 
 def main() -> None:
@@ -73,12 +83,14 @@ def main() -> None:
     args = parser.parse_args()
     reps = 1 if args.quick else args.reps
     load_before = common.load_average()
-    seconds, peaks = [], []
+    seconds, peaks, own_cpu, engine_cpu = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="flowdeck-bench-burst-") as tmp:
         for rep in range(reps):
-            took, peak, samples = one_burst(Path(tmp) / f"rep-{rep}", args.runs)
+            took, peak, samples, own, engines = one_burst(Path(tmp) / f"rep-{rep}", args.runs)
             seconds.append(took)
             peaks.append(peak)
+            own_cpu.append(own)
+            engine_cpu.append(engines)
             print(f"repetition {rep + 1}: {took:.2f} s, peak {peak:.0f} MB ({samples} samples)", file=sys.stderr)
     command = " ".join([".venv/bin/python", "bench/engine_burst.py", *sys.argv[1:]])
     time_median, peak_median = common.median(seconds), common.median(peaks)
@@ -96,6 +108,10 @@ def main() -> None:
         f"{'met' if time_median <= TARGET_SECONDS else 'MISSED'} | {', '.join(f'{s:.2f}' for s in seconds)} |",
         f"| peak RSS of the service + its engine processes, MB (target ≤ {TARGET_MB:.0f}) | **{peak_median:.0f}** "
         f"{'met' if peak_median <= TARGET_MB else 'MISSED'} | {', '.join(f'{p:.0f}' for p in peaks)} |",
+        f"| CPU of the service process (API + worker + status polling of this script), s | {common.median(own_cpu):.2f} "
+        f"| {', '.join(f'{c:.2f}' for c in own_cpu)} |",
+        f"| CPU of the engines (launchers, cwltool, echo), s; / 2 cores is the floor of the time above | "
+        f"{common.median(engine_cpu):.2f} | {', '.join(f'{c:.2f}' for c in engine_cpu)} |",
         "",
     ]))
 

@@ -111,6 +111,7 @@ def main() -> None:
                     "engine": epoch(records["exit"]["ended_at"]) - epoch(records["launch"]["launched_at"]),
                     "exit_to_complete": at["COMPLETE"] - epoch(records["exit"]["ended_at"]),
                 })
+                print(f"repetition {rep + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items()), file=sys.stderr)
             argv = records["launch"]["argv"]
             rundir = data_dir.resolve() / "runs" / run_id / "work"
             bare = bare_cwltool(argv, rundir, work, reps)
@@ -133,7 +134,7 @@ def main() -> None:
         "",
         "| | seconds (median) | all repetitions |",
         "|---|---|---|",
-        f"| submit → COMPLETE (server's COMPLETE event − client time before the POST) | {common.median(totals):.3f} | {_join(totals)} |",
+        f"| submit → COMPLETE (server's COMPLETE event minus client time before the POST) | {common.median(totals):.3f} | {_join(totals)} |",
         f"| bare cwltool, same argv, subprocess | {bare_median:.3f} | {_join(bare)} |",
         f"| **overhead** (target ≤ {TARGET_SECONDS}) | **{overhead:.3f}** {'met' if overhead <= TARGET_SECONDS else 'MISSED'} | {_join(overheads)} |",
         "",
