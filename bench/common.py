@@ -63,10 +63,15 @@ def read_memory(pid: int) -> dict[str, float]:
 def flowdeck_env(data_dir: Path, port: int) -> dict[str, str]:
     """The embedded default (SQLite in data_dir, local storage), the demo backend only, quiet logs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDECK_")}
-    env.update({
-        "FLOWDECK_DATA_DIR": str(data_dir), "FLOWDECK_PORT": str(port), "FLOWDECK_HOST": "127.0.0.1",
-        "FLOWDECK_BACKENDS": "demo", "FLOWDECK_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "FLOWDECK_DATA_DIR": str(data_dir),
+            "FLOWDECK_PORT": str(port),
+            "FLOWDECK_HOST": "127.0.0.1",
+            "FLOWDECK_BACKENDS": "demo",
+            "FLOWDECK_LOG_LEVEL": "WARNING",
+        }
+    )
     return env
 
 
@@ -123,7 +128,9 @@ class Load:
     command: str
 
 
-def hey(url: str, requests: int, concurrency: int, *, body: Path | None = None, content_type: str | None = None) -> Load:
+def hey(
+    url: str, requests: int, concurrency: int, *, body: Path | None = None, content_type: str | None = None
+) -> Load:
     """One bounded run of ``hey`` (``requests`` requests, ``concurrency`` workers)."""
     if requests % concurrency:
         raise ValueError("hey drops the remainder of requests / concurrency: use a multiple")
@@ -154,8 +161,11 @@ def _percentile(output: str, which: int) -> float:
 def multipart_body(path: Path) -> str:
     """A WES RunWorkflow submission for the demo backend, with one small attachment; returns its content type."""
     fields = {
-        "workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://bench",
-        "workflow_params": '{"sample": "S1", "threads": 4}', "tags": '{"bench": "submit"}',
+        "workflow_type": "DEMO",
+        "workflow_type_version": "1.0",
+        "workflow_url": "demo://bench",
+        "workflow_params": '{"sample": "S1", "threads": 4}',
+        "tags": '{"bench": "submit"}',
     }
     parts = [f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()]
     parts.append(
@@ -193,7 +203,9 @@ outputs:
 """
 
 
-def flowdeck_up(data_dir: Path, backends: str = "cwltool", extra_env: dict[str, str] | None = None) -> AbstractContextManager[Server]:
+def flowdeck_up(
+    data_dir: Path, backends: str = "cwltool", extra_env: dict[str, str] | None = None
+) -> AbstractContextManager[Server]:
     """``flowdeck up`` (API and worker in one process) with the given backends and otherwise default settings."""
     port = free_port()
     env = flowdeck_env(data_dir, port)
@@ -206,7 +218,9 @@ def submit_echo_cwl(url: str, message: str) -> str:
     response = httpx.post(
         url + WES + "/runs",
         data={
-            "workflow_type": "CWL", "workflow_type_version": "v1.2", "workflow_url": "echo.cwl",
+            "workflow_type": "CWL",
+            "workflow_type_version": "v1.2",
+            "workflow_url": "echo.cwl",
             "workflow_params": f'{{"message": "{message}"}}',
         },
         files={"workflow_attachment": ("echo.cwl", ECHO_CWL.encode(), "text/plain")},

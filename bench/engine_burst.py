@@ -94,26 +94,30 @@ def main() -> None:
             print(f"repetition {rep + 1}: {took:.2f} s, peak {peak:.0f} MB ({samples} samples)", file=sys.stderr)
     command = " ".join([".venv/bin/python", "bench/engine_burst.py", *sys.argv[1:]])
     time_median, peak_median = common.median(seconds), common.median(peaks)
-    print("\n".join([
-        f"## Burst: {args.runs} tiny CWL runs at once (cwltool backend)",
-        "",
-        f"Command: `{command}`; {reps} repetition(s), medians; load average {load_before} before, "
-        f"{common.load_average()} after; {os.cpu_count()} cores shared with other work.",
-        "`flowdeck up` (temp SQLite, cwltool backend, default settings: max_local_runs = core count), one warm-up "
-        "run, then the burst from 20 client threads. Tool: `echo` with stdout captured (bench/common.py ECHO_CWL).",
-        "",
-        "| | median | all repetitions |",
-        "|---|---|---|",
-        f"| first submit → last COMPLETE, s (target ≤ {TARGET_SECONDS:.0f}) | **{time_median:.2f}** "
-        f"{'met' if time_median <= TARGET_SECONDS else 'MISSED'} | {', '.join(f'{s:.2f}' for s in seconds)} |",
-        f"| peak RSS of the service + its engine processes, MB (target ≤ {TARGET_MB:.0f}) | **{peak_median:.0f}** "
-        f"{'met' if peak_median <= TARGET_MB else 'MISSED'} | {', '.join(f'{p:.0f}' for p in peaks)} |",
-        f"| CPU of the service process (API + worker + status polling of this script), s | {common.median(own_cpu):.2f} "
-        f"| {', '.join(f'{c:.2f}' for c in own_cpu)} |",
-        f"| CPU of the engines (launchers, cwltool, echo), s; / 2 cores is the floor of the time above | "
-        f"{common.median(engine_cpu):.2f} | {', '.join(f'{c:.2f}' for c in engine_cpu)} |",
-        "",
-    ]))
+    print(
+        "\n".join(
+            [
+                f"## Burst: {args.runs} tiny CWL runs at once (cwltool backend)",
+                "",
+                f"Command: `{command}`; {reps} repetition(s), medians; load average {load_before} before, "
+                f"{common.load_average()} after; {os.cpu_count()} cores shared with other work.",
+                "`flowdeck up` (temp SQLite, cwltool backend, default settings: max_local_runs = core count), one warm-up "
+                "run, then the burst from 20 client threads. Tool: `echo` with stdout captured (bench/common.py ECHO_CWL).",
+                "",
+                "| | median | all repetitions |",
+                "|---|---|---|",
+                f"| first submit → last COMPLETE, s (target ≤ {TARGET_SECONDS:.0f}) | **{time_median:.2f}** "
+                f"{'met' if time_median <= TARGET_SECONDS else 'MISSED'} | {', '.join(f'{s:.2f}' for s in seconds)} |",
+                f"| peak RSS of the service + its engine processes, MB (target ≤ {TARGET_MB:.0f}) | **{peak_median:.0f}** "
+                f"{'met' if peak_median <= TARGET_MB else 'MISSED'} | {', '.join(f'{p:.0f}' for p in peaks)} |",
+                f"| CPU of the service process (API + worker + status polling of this script), s | {common.median(own_cpu):.2f} "
+                f"| {', '.join(f'{c:.2f}' for c in own_cpu)} |",
+                f"| CPU of the engines (launchers, cwltool, echo), s; / 2 cores is the floor of the time above | "
+                f"{common.median(engine_cpu):.2f} | {', '.join(f'{c:.2f}' for c in engine_cpu)} |",
+                "",
+            ]
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -72,7 +72,9 @@ def bare_cwltool(argv: list[str], rundir: Path, work: Path, reps: int) -> list[f
         words = [word.replace(str(rundir), str(folder)) for word in argv]
         env = {**os.environ, "TMPDIR": str(folder / "tmp")}
         started = time.monotonic()
-        done = subprocess.run(words, env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            words, env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )
         times.append(time.monotonic() - started)
         if done.returncode != 0:
             raise RuntimeError(f"bare cwltool failed ({done.returncode}): {' '.join(words)}")
@@ -104,14 +106,18 @@ def main() -> None:
                     raise RuntimeError(f"run {run_id} ended {state}")
                 at = events(server.url, run_id)
                 records = control_records(data_dir, run_id)
-                rows.append({
-                    "total": at["COMPLETE"] - started,
-                    "to_dispatch": at["INITIALIZING"] - started,
-                    "to_launch": epoch(records["launch"]["launched_at"]) - started,
-                    "engine": epoch(records["exit"]["ended_at"]) - epoch(records["launch"]["launched_at"]),
-                    "exit_to_complete": at["COMPLETE"] - epoch(records["exit"]["ended_at"]),
-                })
-                print(f"repetition {rep + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items()), file=sys.stderr)
+                rows.append(
+                    {
+                        "total": at["COMPLETE"] - started,
+                        "to_dispatch": at["INITIALIZING"] - started,
+                        "to_launch": epoch(records["launch"]["launched_at"]) - started,
+                        "engine": epoch(records["exit"]["ended_at"]) - epoch(records["launch"]["launched_at"]),
+                        "exit_to_complete": at["COMPLETE"] - epoch(records["exit"]["ended_at"]),
+                    }
+                )
+                print(
+                    f"repetition {rep + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items()), file=sys.stderr
+                )
             argv = records["launch"]["argv"]
             rundir = data_dir.resolve() / "runs" / run_id / "work"
             bare = bare_cwltool(argv, rundir, work, reps)
@@ -124,27 +130,31 @@ def main() -> None:
     def med(key: str) -> str:
         return f"{common.median([row[key] for row in rows]):.3f}"
 
-    print("\n".join([
-        "## Single-run overhead (one tiny CWL run, cwltool backend)",
-        "",
-        f"Command: `{command}`; {reps} repetitions each, medians; load average {load_before} before, "
-        f"{common.load_average()} after; {os.cpu_count()} cores shared with other work.",
-        "`flowdeck up` (temp SQLite, cwltool backend, default settings), one warm-up run first, the worker idle "
-        "for 1 s before each submission. Tool: `echo` with stdout captured as the output (bench/common.py ECHO_CWL).",
-        "",
-        "| | seconds (median) | all repetitions |",
-        "|---|---|---|",
-        f"| submit → COMPLETE (server's COMPLETE event minus client time before the POST) | {common.median(totals):.3f} | {_join(totals)} |",
-        f"| bare cwltool, same argv, subprocess | {bare_median:.3f} | {_join(bare)} |",
-        f"| **overhead** (target ≤ {TARGET_SECONDS}) | **{overhead:.3f}** {'met' if overhead <= TARGET_SECONDS else 'MISSED'} | {_join(overheads)} |",
-        "",
-        "Where the flowdeck time goes (medians, seconds):",
-        "",
-        "| submit → INITIALIZING (dispatch) | submit → launcher started | launcher start → exit record (engine under the launcher) | exit record → COMPLETE |",
-        "|---|---|---|---|",
-        f"| {med('to_dispatch')} | {med('to_launch')} | {med('engine')} | {med('exit_to_complete')} |",
-        "",
-    ]))
+    print(
+        "\n".join(
+            [
+                "## Single-run overhead (one tiny CWL run, cwltool backend)",
+                "",
+                f"Command: `{command}`; {reps} repetitions each, medians; load average {load_before} before, "
+                f"{common.load_average()} after; {os.cpu_count()} cores shared with other work.",
+                "`flowdeck up` (temp SQLite, cwltool backend, default settings), one warm-up run first, the worker idle "
+                "for 1 s before each submission. Tool: `echo` with stdout captured as the output (bench/common.py ECHO_CWL).",
+                "",
+                "| | seconds (median) | all repetitions |",
+                "|---|---|---|",
+                f"| submit → COMPLETE (server's COMPLETE event minus client time before the POST) | {common.median(totals):.3f} | {_join(totals)} |",
+                f"| bare cwltool, same argv, subprocess | {bare_median:.3f} | {_join(bare)} |",
+                f"| **overhead** (target ≤ {TARGET_SECONDS}) | **{overhead:.3f}** {'met' if overhead <= TARGET_SECONDS else 'MISSED'} | {_join(overheads)} |",
+                "",
+                "Where the flowdeck time goes (medians, seconds):",
+                "",
+                "| submit → INITIALIZING (dispatch) | submit → launcher started | launcher start → exit record (engine under the launcher) | exit record → COMPLETE |",
+                "|---|---|---|---|",
+                f"| {med('to_dispatch')} | {med('to_launch')} | {med('engine')} | {med('exit_to_complete')} |",
+                "",
+            ]
+        )
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -197,8 +197,15 @@ class FakeGalaxy:
         if parts[:1] == ["datasets"] and len(parts) >= 2:
             if parts[2:] == ["display"]:
                 return 200, "SIMULATED OUTPUT\n"
-            return 200, {"id": parts[1], "name": "out", "extension": "txt", "file_ext": "txt", "file_size": 17,
-                         "state": "ok", "download_url": f"/api/datasets/{parts[1]}/display"}
+            return 200, {
+                "id": parts[1],
+                "name": "out",
+                "extension": "txt",
+                "file_ext": "txt",
+                "file_size": 17,
+                "state": "ok",
+                "download_url": f"/api/datasets/{parts[1]}/display",
+            }
         return 404, {"err_msg": f"the fake Galaxy does not answer {path}", "err_code": 404001}
 
     def _listing(self, now: float, limit: int, offset: int) -> list[dict[str, Any]]:
@@ -206,30 +213,46 @@ class FakeGalaxy:
         return [self._brief(inv, now) for inv in active[offset : offset + min(limit, 100)]]
 
     def _brief(self, inv: Invocation, now: float) -> dict[str, Any]:
-        return {"id": inv.id, "state": inv.state_at(now)[0], "history_id": inv.history_id,
-                "workflow_id": "0000000000000001", "model_class": "WorkflowInvocation"}
+        return {
+            "id": inv.id,
+            "state": inv.state_at(now)[0],
+            "history_id": inv.history_id,
+            "workflow_id": "0000000000000001",
+            "model_class": "WorkflowInvocation",
+        }
 
     def _summary(self, inv: Invocation, now: float) -> dict[str, Any]:
         state, jobs = inv.state_at(now)
-        return {"id": inv.id, "model": "WorkflowInvocation", "states": dict(Counter(jobs)),
-                "populated_state": "ok" if state == "scheduled" else "new"}
+        return {
+            "id": inv.id,
+            "model": "WorkflowInvocation",
+            "states": dict(Counter(jobs)),
+            "populated_state": "ok" if state == "scheduled" else "new",
+        }
 
     def _invocation(self, inv: Invocation, now: float) -> dict[str, Any]:
         jobs = inv.state_at(now)[1]
-        steps = [{"workflow_step_label": f"step{n}", "order_index": n + 1, "job_id": job, "state": "scheduled"}
-                 for n, job in enumerate(inv.job_ids()[: len(jobs)])]
+        steps = [
+            {"workflow_step_label": f"step{n}", "order_index": n + 1, "job_id": job, "state": "scheduled"}
+            for n, job in enumerate(inv.job_ids()[: len(jobs)])
+        ]
         done = jobs == ["ok", "ok"]
         outputs = {"out": {"src": "hda", "id": inv.job_ids()[1]}} if done else {}
-        return {**self._brief(inv, now), "steps": steps, "outputs": outputs, "output_collections": {},
-                "messages": []}
+        return {**self._brief(inv, now), "steps": steps, "outputs": outputs, "output_collections": {}, "messages": []}
 
     def _job(self, job_id: str, now: float) -> dict[str, Any]:
         inv, n = self.jobs[job_id]
         jobs = inv.state_at(now)[1]
         state = jobs[n] if n < len(jobs) else "new"
         created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(inv.start))
-        return {"id": job_id, "tool_id": f"tool{n}", "state": state, "create_time": created,
-                "update_time": created, "exit_code": 1 if state == "error" else 0}
+        return {
+            "id": job_id,
+            "tool_id": f"tool{n}",
+            "state": state,
+            "create_time": created,
+            "update_time": created,
+            "exit_code": 1 if state == "error" else 0,
+        }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -280,8 +303,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8095)
     parser.add_argument("--started-ago", type=float, default=0.0, help="seconds the invocations have been running")
     args = parser.parse_args()
-    fake = FakeGalaxy(args.invocations, args.latency, args.min_seconds, args.max_seconds, args.fail_share,
-                      args.seed, args.port, args.started_ago)
+    fake = FakeGalaxy(
+        args.invocations,
+        args.latency,
+        args.min_seconds,
+        args.max_seconds,
+        args.fail_share,
+        args.seed,
+        args.port,
+        args.started_ago,
+    )
     with fake.running():
         print(json.dumps({"url": fake.url, "api_key": fake.api_key, "invocations": len(fake.invocations)}))
         try:

@@ -22,9 +22,26 @@ from flowdeck.db.migrate import upgrade
 from flowdeck.settings import Settings
 
 COLUMNS = (
-    "id", "origin", "workflow_type", "workflow_type_version", "workflow_url", "workflow_params",
-    "workflow_engine", "workflow_engine_parameters", "tags", "attachments", "backend", "backend_data",
-    "state", "state_version", "system_logs", "created_at", "updated_at", "start_time", "end_time", "check_failures",
+    "id",
+    "origin",
+    "workflow_type",
+    "workflow_type_version",
+    "workflow_url",
+    "workflow_params",
+    "workflow_engine",
+    "workflow_engine_parameters",
+    "tags",
+    "attachments",
+    "backend",
+    "backend_data",
+    "state",
+    "state_version",
+    "system_logs",
+    "created_at",
+    "updated_at",
+    "start_time",
+    "end_time",
+    "check_failures",
 )
 STATES = ["COMPLETE"] * 70 + ["EXECUTOR_ERROR"] * 15 + ["CANCELED"] * 5 + ["RUNNING"] * 6 + ["QUEUED"] * 4
 BATCH = 50_000
@@ -47,10 +64,26 @@ def rows(count: int, seed: int = 0) -> Iterator[tuple[tuple[object, ...], list[t
         tags = {"project": f"p{i % 40}"} if i % 4 == 0 else {}
         started = created + timedelta(seconds=5) if state != "QUEUED" else None
         row = (
-            run_id, "wes", "DEMO", "1.0", "demo://bench", params, "demo", "{}", json.dumps(tags), "[]", "demo",
-            '{"pipeline_target": {}, "dataset": null}', state, 3 if ended else 1, "[]", _stamp(created),
-            _stamp(created), _stamp(started) if started else None,
-            _stamp(created + timedelta(seconds=60)) if ended else None, 0,
+            run_id,
+            "wes",
+            "DEMO",
+            "1.0",
+            "demo://bench",
+            params,
+            "demo",
+            "{}",
+            json.dumps(tags),
+            "[]",
+            "demo",
+            '{"pipeline_target": {}, "dataset": null}',
+            state,
+            3 if ended else 1,
+            "[]",
+            _stamp(created),
+            _stamp(created),
+            _stamp(started) if started else None,
+            _stamp(created + timedelta(seconds=60)) if ended else None,
+            0,
         )
         yield row, [(run_id, key, value) for key, value in tags.items()]
 
@@ -78,7 +111,9 @@ def fill(data_dir: Path, count: int) -> float:
     return time.perf_counter() - started
 
 
-def _flush(conn: sqlite3.Connection, insert_run: str, batch: list[tuple[object, ...]], tags: list[tuple[str, str, str]]) -> None:
+def _flush(
+    conn: sqlite3.Connection, insert_run: str, batch: list[tuple[object, ...]], tags: list[tuple[str, str, str]]
+) -> None:
     conn.execute("BEGIN")
     conn.executemany(insert_run, batch)
     conn.executemany("INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)", tags)

@@ -77,7 +77,9 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     args = parser.parse_args()
     times = asyncio.run(measure_list(args.data_dir))
-    print(f"first page: median {times.first_ms:.2f} ms, p95 {times.first_p95_ms:.2f} ms; deep page: median {times.deep_ms:.2f} ms")
+    print(
+        f"first page: median {times.first_ms:.2f} ms, p95 {times.first_p95_ms:.2f} ms; deep page: median {times.deep_ms:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -104,32 +104,40 @@ def bench_submit(reps: int, report: Report, work: Path) -> str | None:
             time.sleep(1.0)
             bare_idle.append(bare.memory()["VmRSS"])
             _warm(bare.url + "/runs", body, content_type)
-            bare_load = common.hey(bare.url + "/runs", SUBMIT_RUNS, SUBMIT_CONCURRENCY, body=body, content_type=content_type)
+            bare_load = common.hey(
+                bare.url + "/runs", SUBMIT_RUNS, SUBMIT_CONCURRENCY, body=body, content_type=content_type
+            )
             bare_rps.append(bare_load.requests_per_second)
     ratio = common.median(flowdeck_rps) / common.median(bare_rps)
-    report.add("1. Submit throughput (POST /ga4gh/wes/v1/runs, multipart)", [
-        f"Load generator: `{command}` (a multipart WES submission with one small attachment, body in "
-        f"bench/common.py multipart_body), after {WARMUP} warm-up requests; a fresh SQLite data dir per repetition.",
-        "",
-        "| | req/s (median) | all repetitions |",
-        "|---|---|---|",
-        f"| flowdeck api (SQLite, demo backend) | {common.median(flowdeck_rps):.0f} | {_join(flowdeck_rps)} |",
-        f"| bare FastAPI, same form parsing | {common.median(bare_rps):.0f} | {_join(bare_rps)} |",
-        f"| **ratio** (target ≥ 0.7) | **{ratio:.2f}** {'met' if ratio >= 0.7 else 'MISSED'} | |",
-        "",
-        f"Durability: after each repetition the server was stopped and `SELECT count(*) FROM runs` on the file "
-        f"found {', '.join(str(n) for n in stored)} runs (= {WARMUP} warm-up + {SUBMIT_RUNS} measured: every "
-        f"answered submission was committed; each run's attachment folder is written before the commit).",
-    ])
-    report.add("4. Memory of the API process (/proc/PID/status)", [
-        "| | MB (median) | all repetitions |",
-        "|---|---|---|",
-        f"| VmRSS idle, 1 s after start (target ≤ 80) | {common.median(idle):.1f} "
-        f"{'met' if common.median(idle) <= 80 else 'MISSED'} | {_join(idle)} |",
-        f"| VmRSS peak sampled every 20 ms under the submit load | {common.median(under_load):.1f} | {_join(under_load)} |",
-        f"| VmHWM (peak RSS) after the submit load | {common.median(peak_hwm):.1f} | {_join(peak_hwm)} |",
-        f"| for scale: the bare FastAPI process (bench/bare_app.py), idle | {common.median(bare_idle):.1f} | {_join(bare_idle)} |",
-    ])
+    report.add(
+        "1. Submit throughput (POST /ga4gh/wes/v1/runs, multipart)",
+        [
+            f"Load generator: `{command}` (a multipart WES submission with one small attachment, body in "
+            f"bench/common.py multipart_body), after {WARMUP} warm-up requests; a fresh SQLite data dir per repetition.",
+            "",
+            "| | req/s (median) | all repetitions |",
+            "|---|---|---|",
+            f"| flowdeck api (SQLite, demo backend) | {common.median(flowdeck_rps):.0f} | {_join(flowdeck_rps)} |",
+            f"| bare FastAPI, same form parsing | {common.median(bare_rps):.0f} | {_join(bare_rps)} |",
+            f"| **ratio** (target ≥ 0.7) | **{ratio:.2f}** {'met' if ratio >= 0.7 else 'MISSED'} | |",
+            "",
+            f"Durability: after each repetition the server was stopped and `SELECT count(*) FROM runs` on the file "
+            f"found {', '.join(str(n) for n in stored)} runs (= {WARMUP} warm-up + {SUBMIT_RUNS} measured: every "
+            f"answered submission was committed; each run's attachment folder is written before the commit).",
+        ],
+    )
+    report.add(
+        "4. Memory of the API process (/proc/PID/status)",
+        [
+            "| | MB (median) | all repetitions |",
+            "|---|---|---|",
+            f"| VmRSS idle, 1 s after start (target ≤ 80) | {common.median(idle):.1f} "
+            f"{'met' if common.median(idle) <= 80 else 'MISSED'} | {_join(idle)} |",
+            f"| VmRSS peak sampled every 20 ms under the submit load | {common.median(under_load):.1f} | {_join(under_load)} |",
+            f"| VmHWM (peak RSS) after the submit load | {common.median(peak_hwm):.1f} | {_join(peak_hwm)} |",
+            f"| for scale: the bare FastAPI process (bench/bare_app.py), idle | {common.median(bare_idle):.1f} | {_join(bare_idle)} |",
+        ],
+    )
     return run_id
 
 
@@ -154,15 +162,18 @@ def bench_status(reps: int, report: Report, work: Path) -> None:
         for _ in range(reps):
             bare_rps.append(common.hey(bare.url + "/status", STATUS_REQUESTS, SUBMIT_CONCURRENCY).requests_per_second)
     ratio = common.median(flowdeck_rps) / common.median(bare_rps)
-    report.add("3. Status (GET /ga4gh/wes/v1/runs/{run_id}/status)", [
-        f"Load generator: `{command}`, after 480 warm-up requests.",
-        "",
-        "| | req/s (median) | all repetitions |",
-        "|---|---|---|",
-        f"| flowdeck api (SQLite) | {common.median(flowdeck_rps):.0f} (p50 {common.median(p50s):.1f} ms) | {_join(flowdeck_rps)} |",
-        f"| bare FastAPI GET, constant body | {common.median(bare_rps):.0f} | {_join(bare_rps)} |",
-        f"| **ratio** (target ≥ 0.8) | **{ratio:.2f}** {'met' if ratio >= 0.8 else 'MISSED'} | |",
-    ])
+    report.add(
+        "3. Status (GET /ga4gh/wes/v1/runs/{run_id}/status)",
+        [
+            f"Load generator: `{command}`, after 480 warm-up requests.",
+            "",
+            "| | req/s (median) | all repetitions |",
+            "|---|---|---|",
+            f"| flowdeck api (SQLite) | {common.median(flowdeck_rps):.0f} (p50 {common.median(p50s):.1f} ms) | {_join(flowdeck_rps)} |",
+            f"| bare FastAPI GET, constant body | {common.median(bare_rps):.0f} | {_join(bare_rps)} |",
+            f"| **ratio** (target ≥ 0.8) | **{ratio:.2f}** {'met' if ratio >= 0.8 else 'MISSED'} | |",
+        ],
+    )
 
 
 def bench_list(reps: int, report: Report, work: Path, sizes: list[int]) -> None:

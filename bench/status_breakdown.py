@@ -41,7 +41,10 @@ async def breakdown(data_dir: Path) -> dict[str, float]:
     services = Services.create(settings)
     app = create_app(settings, services)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
+    ):
         body = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://bench"}
         run_id = (await client.post("/ga4gh/wes/v1/runs", json=body)).json()["run_id"]
 

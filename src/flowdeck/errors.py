@@ -1,16 +1,16 @@
 """flowdeck's exception tree. The API maps it to HTTP in one place.
 
-    FlowdeckError                 500 unless a subclass says otherwise
-    ├── InvalidInput              400 malformed request
-    │   └── ValidationFailed      422 well-formed but breaks the rules (carries every problem)
-    ├── Unauthenticated           401
-    ├── Forbidden                 403 (only where existence is already known to the caller)
-    ├── NotFound                  404 (also what another group's object looks like)
-    ├── Conflict                  409 (state does not allow it, idempotency key reused, in use)
-    ├── PayloadTooLarge           413
-    ├── EngineError               502 the engine refused or failed
-    │   └── EngineUnavailable     503 the engine could not be reached (transient)
-    └── ConfigurationError        raised at start-up: a setting or catalog file is wrong
+FlowdeckError                 500 unless a subclass says otherwise
+├── InvalidInput              400 malformed request
+│   └── ValidationFailed      422 well-formed but breaks the rules (carries every problem)
+├── Unauthenticated           401
+├── Forbidden                 403 (only where existence is already known to the caller)
+├── NotFound                  404 (also what another group's object looks like)
+├── Conflict                  409 (state does not allow it, idempotency key reused, in use)
+├── PayloadTooLarge           413
+├── EngineError               502 the engine refused or failed
+│   └── EngineUnavailable     503 the engine could not be reached (transient)
+└── ConfigurationError        raised at start-up: a setting or catalog file is wrong
 """
 
 from __future__ import annotations

@@ -54,19 +54,35 @@ class Settings(BaseSettings):
     )
 
     # --- where things live
-    data_dir: Path = Field(Path("flowdeck-data"), description="Root folder for the database file, storage and run folders.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL. Default: a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db")
+    data_dir: Path = Field(
+        Path("flowdeck-data"), description="Root folder for the database file, storage and run folders."
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Default: a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db",
+    )
     database_pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL).")
-    pipelines_dir: Path | None = Field(None, description="Folder of pipeline YAML files. Default: the catalog shipped with flowdeck.")
-    max_request_runs: int = Field(10_000, ge=1, description="Most runs one request may expand into (datasets or sample-sheet rows).")
-    idempotency_ttl_seconds: float = Field(24 * 3600.0, gt=0, description="How long an Idempotency-Key is remembered; older keys may be reused.")
+    pipelines_dir: Path | None = Field(
+        None, description="Folder of pipeline YAML files. Default: the catalog shipped with flowdeck."
+    )
+    max_request_runs: int = Field(
+        10_000, ge=1, description="Most runs one request may expand into (datasets or sample-sheet rows)."
+    )
+    idempotency_ttl_seconds: float = Field(
+        24 * 3600.0, gt=0, description="How long an Idempotency-Key is remembered; older keys may be reused."
+    )
 
     # --- HTTP service
     host: str = Field("127.0.0.1", description="Address the API binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port the API binds to.")
-    public_url: str | None = Field(None, description="Base URL clients reach the service at; used in log and download links. Default: taken from each request.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients reach the service at; used in log and download links. Default: taken from each request.",
+    )
     cors_origins: StrList = Field(default_factory=list, description="Origins allowed by CORS.")
-    max_upload_bytes: int = Field(100 * 1024 * 1024, ge=1, description="Largest accepted request body (attachments, uploads).")
+    max_upload_bytes: int = Field(
+        100 * 1024 * 1024, ge=1, description="Largest accepted request body (attachments, uploads)."
+    )
     max_page_size: int = Field(1000, ge=1, description="Largest page size a list endpoint accepts.")
     default_page_size: int = Field(50, ge=1, description="Page size when the client gives none.")
     log_level: str = Field("INFO", description="Python logging level.")
@@ -94,8 +110,14 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (for an S3-compatible server).")
     s3_region: str = Field("us-east-1", description="S3 region.")
     presign_seconds: int = Field(3600, ge=60, description="Lifetime of pre-signed URLs.")
-    storage_secret: SecretStr | None = Field(None, description="HMAC key of local storage's signed URLs. Default: a random secret generated once and kept in data_dir.")
-    dataset_file_roots: list[Path] = Field(default_factory=list, description="Folders whose files POST /datasets may register as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.")
+    storage_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key of local storage's signed URLs. Default: a random secret generated once and kept in data_dir.",
+    )
+    dataset_file_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose files POST /datasets may register as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.",
+    )
 
     # --- worker
     worker_poll_seconds: float = Field(1.0, gt=0, description="Sleep between worker iterations when idle.")
@@ -106,18 +128,41 @@ class Settings(BaseSettings):
     sync_concurrency: int = Field(16, ge=1, description="Parallel engine calls during a sync pass.")
     sync_min_seconds: float = Field(2.0, gt=0, description="Poll interval for a run that just started.")
     sync_max_seconds: float = Field(60.0, gt=0, description="Poll interval ceiling for long runs.")
-    max_local_runs: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, description="Runs executing at once on local engines (default: the core count).")
-    watchdog_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="A run whose engine reports nothing new for this long ends SYSTEM_ERROR.")
-    max_failed_checks: int = Field(10, ge=1, description="A run on which the backend itself fails this many checks in a row ends SYSTEM_ERROR (an unreachable engine never ends a run).")
-    dispatch_timeout_seconds: float = Field(3.0, ge=0, description="How long POST /jobs waits for the engine before answering 202 queued.")
+    max_local_runs: int = Field(
+        default_factory=lambda: max(1, os.cpu_count() or 1),
+        ge=1,
+        description="Runs executing at once on local engines (default: the core count).",
+    )
+    watchdog_seconds: float = Field(
+        7 * 24 * 3600.0, gt=0, description="A run whose engine reports nothing new for this long ends SYSTEM_ERROR."
+    )
+    max_failed_checks: int = Field(
+        10,
+        ge=1,
+        description="A run on which the backend itself fails this many checks in a row ends SYSTEM_ERROR (an unreachable engine never ends a run).",
+    )
+    dispatch_timeout_seconds: float = Field(
+        3.0, ge=0, description="How long POST /jobs waits for the engine before answering 202 queued."
+    )
 
     # --- workflows and engines
-    backends: StrList = Field(default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy"], description="Backends to enable; ones whose engine is not installed are skipped.")
-    allowed_workflow_url_prefixes: StrList = Field(default_factory=lambda: ["https://"], description="Remote workflow_url prefixes accepted besides attachments.")
+    backends: StrList = Field(
+        default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy"],
+        description="Backends to enable; ones whose engine is not installed are skipped.",
+    )
+    allowed_workflow_url_prefixes: StrList = Field(
+        default_factory=lambda: ["https://"], description="Remote workflow_url prefixes accepted besides attachments."
+    )
     containers: bool = Field(False, description="Let engines use containers (off: no container runtime here).")
     runs_dir: Path | None = Field(None, description="Folder of per-run working folders. Default: data_dir/runs.")
-    toil_batch_system: str = Field("single_machine", description="Toil --batchSystem: single_machine here; slurm, kubernetes, aws_batch, … to run past one machine.")
-    toil_extra_args: list[str] = Field(default_factory=list, description="Extra toil-cwl-runner arguments set by the operator (JSON list), e.g. batch system options or a shared --workDir.")
+    toil_batch_system: str = Field(
+        "single_machine",
+        description="Toil --batchSystem: single_machine here; slurm, kubernetes, aws_batch, … to run past one machine.",
+    )
+    toil_extra_args: list[str] = Field(
+        default_factory=list,
+        description="Extra toil-cwl-runner arguments set by the operator (JSON list), e.g. batch system options or a shared --workDir.",
+    )
 
     demo_min_seconds: float = Field(10.0, ge=0, description="Shortest simulated run (demo backend).")
     demo_max_seconds: float = Field(30.0, ge=0, description="Longest simulated run (demo backend).")
@@ -126,12 +171,23 @@ class Settings(BaseSettings):
 
     galaxy_url: str | None = Field(None, description="Galaxy server URL.")
     galaxy_api_key: SecretStr | None = Field(None, description="Galaxy API key (never logged).")
-    galaxy_allowed_workflows: StrList = Field(default_factory=list, description="Galaxy workflow names POST /jobs may invoke when no pipeline names them.")
+    galaxy_allowed_workflows: StrList = Field(
+        default_factory=list, description="Galaxy workflow names POST /jobs may invoke when no pipeline names them."
+    )
     galaxy_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of one Galaxy API call.")
-    galaxy_batch_listing: bool = Field(True, description="Sync learns many invocations' states per Galaxy call (the invocation listing and multi-invocation job summaries). Off: each invocation's job summary is polled on its own (one call per run, two while Galaxy is still scheduling it), for a Galaxy whose listing misbehaves.")
+    galaxy_batch_listing: bool = Field(
+        True,
+        description="Sync learns many invocations' states per Galaxy call (the invocation listing and multi-invocation job summaries). Off: each invocation's job summary is polled on its own (one call per run, two while Galaxy is still scheduling it), for a Galaxy whose listing misbehaves.",
+    )
 
-
-    @field_validator("backends", "cors_origins", "allowed_workflow_url_prefixes", "galaxy_allowed_workflows", "oidc_algorithms", mode="before")
+    @field_validator(
+        "backends",
+        "cors_origins",
+        "allowed_workflow_url_prefixes",
+        "galaxy_allowed_workflows",
+        "oidc_algorithms",
+        mode="before",
+    )
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -158,9 +214,13 @@ class Settings(BaseSettings):
         if self.database_url is None:
             return f"sqlite+aiosqlite:///{(self.data_dir / 'flowdeck.db').resolve()}"
         url = self.database_url
-        for plain, driver in (("sqlite://", "sqlite+aiosqlite://"), ("postgresql://", "postgresql+psycopg://"), ("postgres://", "postgresql+psycopg://")):
+        for plain, driver in (
+            ("sqlite://", "sqlite+aiosqlite://"),
+            ("postgresql://", "postgresql+psycopg://"),
+            ("postgres://", "postgresql+psycopg://"),
+        ):
             if url.startswith(plain):
-                return driver + url[len(plain):]
+                return driver + url[len(plain) :]
         return url
 
     @property

@@ -48,8 +48,11 @@ def submit(backend: Backend, spec: RunSpec) -> RunHandle:
     submitted = backend.submit(spec)
     assert submitted.backend_run_id
     return RunHandle(
-        run_id=spec.run_id, backend_run_id=submitted.backend_run_id, backend_data=submitted.backend_data,
-        workdir=spec.workdir, state=submitted.state,
+        run_id=spec.run_id,
+        backend_run_id=submitted.backend_run_id,
+        backend_data=submitted.backend_data,
+        workdir=spec.workdir,
+        state=submitted.state,
     )
 
 
@@ -143,7 +146,9 @@ def _task_running(report: SyncReport, name: str) -> bool:
 def unknown_handle(subject: Subject, tmp: Path) -> SyncReport:
     """A handle whose run was never started here (or whose dir is gone) is SYSTEM_ERROR."""
     backend = subject.make_backend()
-    handle = RunHandle(run_id="ghost", backend_run_id="ghost", backend_data={}, workdir=tmp / "ghost", state=State.RUNNING)
+    handle = RunHandle(
+        run_id="ghost", backend_run_id="ghost", backend_data={}, workdir=tmp / "ghost", state=State.RUNNING
+    )
     report = backend.recover(handle)
     assert report.state is State.SYSTEM_ERROR, report
     assert report.reason
@@ -195,8 +200,11 @@ def worker_killed(subject: Subject, backend_name: str, settings_json: str, run_i
     child.kill()  # SIGKILL: the worker dies mid-run, nothing of it runs again
     child.wait()
     handle = RunHandle(
-        run_id=spec.run_id, backend_run_id=submitted["id"], backend_data=submitted["data"],
-        workdir=spec.workdir, state=State.RUNNING,
+        run_id=spec.run_id,
+        backend_run_id=submitted["id"],
+        backend_data=submitted["data"],
+        workdir=spec.workdir,
+        state=State.RUNNING,
     )
     fresh = subject.make_backend()
     report = fresh.recover(handle)

@@ -22,8 +22,13 @@ def subject(tmp_path: Path) -> contract.Subject:
     def make_spec(run_id: str, params: dict[str, Any], engine: dict[str, str]) -> RunSpec:
         # The simulation takes its fate from engine parameters, not from the workflow.
         return RunSpec(
-            run_id=run_id, workflow_type="DEMO", workflow_type_version="1.0", workflow_url="demo",
-            workflow_params={}, workdir=tmp_path / run_id, attachments_dir=tmp_path,
+            run_id=run_id,
+            workflow_type="DEMO",
+            workflow_type_version="1.0",
+            workflow_url="demo",
+            workflow_params={},
+            workdir=tmp_path / run_id,
+            attachments_dir=tmp_path,
             engine_parameters={**params, **engine},
         )
 

@@ -66,8 +66,13 @@ def make_subject(name: str, tmp_path: Path) -> tuple[contract.Subject, Settings]
 
     def make_spec(run_id: str, params: dict[str, Any], engine: dict[str, str]) -> RunSpec:
         return RunSpec(
-            run_id=run_id, workflow_type=wf_type, workflow_type_version=version, workflow_url=workflow,
-            workflow_params=params, workdir=tmp_path / "runs" / run_id, attachments_dir=WORKFLOWS / folder,
+            run_id=run_id,
+            workflow_type=wf_type,
+            workflow_type_version=version,
+            workflow_url=workflow,
+            workflow_params=params,
+            workdir=tmp_path / "runs" / run_id,
+            attachments_dir=WORKFLOWS / folder,
             engine_parameters=engine,
         )
 

@@ -28,15 +28,17 @@ def free_port() -> int:
 
 def flowdeck_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDECK_")}
-    env.update({
-        "FLOWDECK_DATA_DIR": str(tmp_path / "data"),
-        "FLOWDECK_BACKENDS": "demo",
-        "FLOWDECK_DEMO_MIN_SECONDS": "0.5",
-        "FLOWDECK_DEMO_SUCCESS_RATE": "1",
-        "FLOWDECK_DEMO_MAX_SECONDS": "1",
-        "FLOWDECK_SYNC_MIN_SECONDS": "0.2",
-        "FLOWDECK_WORKER_POLL_SECONDS": "0.1",
-    })
+    env.update(
+        {
+            "FLOWDECK_DATA_DIR": str(tmp_path / "data"),
+            "FLOWDECK_BACKENDS": "demo",
+            "FLOWDECK_DEMO_MIN_SECONDS": "0.5",
+            "FLOWDECK_DEMO_SUCCESS_RATE": "1",
+            "FLOWDECK_DEMO_MAX_SECONDS": "1",
+            "FLOWDECK_SYNC_MIN_SECONDS": "0.2",
+            "FLOWDECK_WORKER_POLL_SECONDS": "0.1",
+        }
+    )
     return env
 
 
@@ -45,7 +47,10 @@ def server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowdeck.cli.main", "up", "--port", str(port)],
-        env=flowdeck_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=flowdeck_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -81,8 +86,13 @@ def follow(url: str, run_id: str, until: set[str], timeout: float = 30) -> str:
 
 
 def submit(url: str, **engine: str) -> str:
-    form = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://e2e",
-            "workflow_engine_parameters": json.dumps(engine), "tags": json.dumps({"suite": "e2e"})}
+    form = {
+        "workflow_type": "DEMO",
+        "workflow_type_version": "1.0",
+        "workflow_url": "demo://e2e",
+        "workflow_engine_parameters": json.dumps(engine),
+        "tags": json.dumps({"suite": "e2e"}),
+    }
     response = httpx.post(f"{url}{WES}/runs", data=form, files={"workflow_attachment": ("README", b"e2e")})
     assert response.status_code == 200, response.text
     return str(response.json()["run_id"])
@@ -124,8 +134,12 @@ def test_sync_once_for_cron(tmp_path: Path) -> None:
     env = flowdeck_env(tmp_path)
     settings = Settings(data_dir=tmp_path / "data", backends=["demo"])
     upgrade(settings)
-    form = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://cron",
-            "workflow_engine_parameters": json.dumps({"duration_seconds": "0"})}
+    form = {
+        "workflow_type": "DEMO",
+        "workflow_type_version": "1.0",
+        "workflow_url": "demo://cron",
+        "workflow_engine_parameters": json.dumps({"duration_seconds": "0"}),
+    }
     run_id = asyncio.run(_through_app(settings, "POST", f"{WES}/runs", data=form)).json()["run_id"]
     command = [sys.executable, "-m", "flowdeck.cli.main", "sync", "--once"]
     first = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
@@ -142,9 +156,27 @@ def test_cli_client_submits_watches_and_lists(server: str, tmp_path: Path) -> No
     params = tmp_path / "params.json"
     params.write_text('{"sample": "S1"}')
     submitted = subprocess.run(
-        [*base, "submit", "--type", "DEMO", "--type-version", "1.0", "--url", "demo://cli", "--params", str(params),
-         "--tag", "who=cli", "--watch", "--interval", "0.2"],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            *base,
+            "submit",
+            "--type",
+            "DEMO",
+            "--type-version",
+            "1.0",
+            "--url",
+            "demo://cli",
+            "--params",
+            str(params),
+            "--tag",
+            "who=cli",
+            "--watch",
+            "--interval",
+            "0.2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     run_id = submitted.stdout.splitlines()[0]

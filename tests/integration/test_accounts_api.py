@@ -31,7 +31,12 @@ async def test_me_says_who_is_asking(client: tuple[Services, httpx.AsyncClient])
     _, http = client
     answer = await http.get("/me", headers=LEAD)
     assert answer.status_code == 200
-    assert answer.json() == {"name": "lead", "groups": [{"name": "lab-a", "role": "admin"}], "is_admin": False, "via": "basic"}
+    assert answer.json() == {
+        "name": "lead",
+        "groups": [{"name": "lab-a", "role": "admin"}],
+        "is_admin": False,
+        "via": "basic",
+    }
     assert (await http.get("/me", headers=ROOT)).json()["is_admin"] is True
     anonymous = await http.get("/me")
     assert anonymous.status_code == 401
@@ -67,7 +72,9 @@ async def test_passwords_change_for_self_with_the_current_one(client: tuple[Serv
     assert (await http.put("/users/alice/password", json=change, headers=ALICE)).status_code == 403
     wrong = {**change, "current_password": "not it at all"}
     assert (await http.put("/users/alice/password", json=wrong, headers=ALICE)).status_code == 403
-    assert (await http.put("/users/bob/password", json={**change, "current_password": PASSWORD}, headers=ALICE)).status_code == 404
+    assert (
+        await http.put("/users/bob/password", json={**change, "current_password": PASSWORD}, headers=ALICE)
+    ).status_code == 404
     done = await http.put("/users/alice/password", json={**change, "current_password": PASSWORD}, headers=ALICE)
     assert done.status_code == 204, done.text
     assert (await http.get("/me", headers=ALICE)).status_code == 401
@@ -81,7 +88,11 @@ async def test_groups_and_members(client: tuple[Services, httpx.AsyncClient]) ->
     assert (await http.post("/groups", json={"name": "lab-c"}, headers=LEAD)).status_code == 403
     assert (await http.post("/groups", json={"name": "Lab-C"}, headers=ROOT)).json()["name"] == "lab-c"
     assert [g["name"] for g in (await http.get("/groups", headers=ALICE)).json()["groups"]] == ["lab-a"]
-    assert {g["name"] for g in (await http.get("/groups", headers=ROOT)).json()["groups"]} == {"lab-a", "lab-b", "lab-c"}
+    assert {g["name"] for g in (await http.get("/groups", headers=ROOT)).json()["groups"]} == {
+        "lab-a",
+        "lab-b",
+        "lab-c",
+    }
     # a group admin manages their own group; members may not; other groups look missing
     added = await http.post("/groups/lab-a/members", json={"username": "bob"}, headers=LEAD)
     assert added.status_code == 200, added.text
@@ -95,7 +106,9 @@ async def test_groups_and_members(client: tuple[Services, httpx.AsyncClient]) ->
     assert {g["name"] for g in (await http.get("/me", headers=BOB)).json()["groups"]} == {"lab-a", "lab-b"}
     assert (await http.delete("/groups/lab-a/members/bob", headers=LEAD)).status_code == 204
     assert (await http.delete("/groups/lab-a/members/bob", headers=LEAD)).status_code == 404
-    assert (await http.post("/groups/lab-c/members", json={"username": "bob", "role": "admin"}, headers=ROOT)).status_code == 200
+    assert (
+        await http.post("/groups/lab-c/members", json={"username": "bob", "role": "admin"}, headers=ROOT)
+    ).status_code == 200
     assert (await http.get("/me", headers=BOB)).json()["groups"][1] == {"name": "lab-c", "role": "admin"}
 
 

@@ -46,8 +46,11 @@ async def test_file_uris_only_inside_roots(services: Services, tmp_path: Path) -
 
 
 async def test_multipart_upload_then_download(api: httpx.AsyncClient) -> None:
-    created = await api.post("/datasets", data={"name": "up", "research_group": "lab"},
-                             files={"file": ("reads.tsv", b"b\t2\na\t1\n", "text/tab-separated-values")})
+    created = await api.post(
+        "/datasets",
+        data={"name": "up", "research_group": "lab"},
+        files={"file": ("reads.tsv", b"b\t2\na\t1\n", "text/tab-separated-values")},
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["stored"]
@@ -74,8 +77,12 @@ async def test_presigned_upload_flow(api: httpx.AsyncClient) -> None:
 
 
 async def test_list_paging_delete_and_visibility(api: httpx.AsyncClient, services: Services) -> None:
-    ids = [(await api.post("/datasets", json={"name": f"d{i}", "research_group": "lab", "uri": "https://h/x"})).json()["id"]
-           for i in range(3)]
+    ids = [
+        (await api.post("/datasets", json={"name": f"d{i}", "research_group": "lab", "uri": "https://h/x"})).json()[
+            "id"
+        ]
+        for i in range(3)
+    ]
     first = (await api.get("/datasets", params={"page_size": 2})).json()
     second = (await api.get("/datasets", params={"page_size": 2, "page_token": first["next_page_token"]})).json()
     assert [d["id"] for d in first["datasets"] + second["datasets"]] == ids[::-1]
@@ -84,5 +91,7 @@ async def test_list_paging_delete_and_visibility(api: httpx.AsyncClient, service
     outsider = Principal("eve", groups={"other": "member"})
     with pytest.raises(Exception, match="not found"):
         await dataset_service.get_visible(services, ids[1], outsider)
-    rows, _ = await dataset_service.list_page(services, outsider, dataset_service.dataset_rows.DatasetFilter(), None, None)
+    rows, _ = await dataset_service.list_page(
+        services, outsider, dataset_service.dataset_rows.DatasetFilter(), None, None
+    )
     assert rows == []

@@ -34,9 +34,15 @@ def cwl_services(services: Services) -> Services:
 
 
 async def submit(api: httpx.AsyncClient, **params: object) -> str:
-    form = {"workflow_type": "CWL", "workflow_type_version": "v1.2", "workflow_url": "two_step.cwl",
-            "workflow_params": json.dumps({"message": "hello flowdeck", **params})}
-    response = await api.post(f"{WES}/runs", data=form, files={"workflow_attachment": ("two_step.cwl", CWL.read_bytes())})
+    form = {
+        "workflow_type": "CWL",
+        "workflow_type_version": "v1.2",
+        "workflow_url": "two_step.cwl",
+        "workflow_params": json.dumps({"message": "hello flowdeck", **params}),
+    }
+    response = await api.post(
+        f"{WES}/runs", data=form, files={"workflow_attachment": ("two_step.cwl", CWL.read_bytes())}
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["run_id"])
 
@@ -98,7 +104,9 @@ async def test_admission_control_keeps_the_rest_queued(api: httpx.AsyncClient, c
     assert await follow(api, worker, second, TERMINAL) == "COMPLETE"
 
 
-async def test_engine_exit_is_noticed_without_waiting_for_a_poll(api: httpx.AsyncClient, cwl_services: Services) -> None:
+async def test_engine_exit_is_noticed_without_waiting_for_a_poll(
+    api: httpx.AsyncClient, cwl_services: Services
+) -> None:
     """The worker that launched an engine checks its run when the engine ends, not at the next poll."""
     settings = cwl_services.settings
     settings.worker_poll_seconds = settings.sync_min_seconds = settings.sync_max_seconds = 3600

@@ -48,8 +48,14 @@ def spec(tmp_path: Path, url: str, params: dict[str, Any] | None = None, **extra
     attachments = tmp_path / "attachments"
     attachments.mkdir(exist_ok=True)
     return RunSpec(
-        run_id="r", workflow_type="CWL", workflow_type_version="v1.2", workflow_url=url,
-        workflow_params=params or {}, workdir=tmp_path / "run", attachments_dir=attachments, **extra,
+        run_id="r",
+        workflow_type="CWL",
+        workflow_type_version="v1.2",
+        workflow_url=url,
+        workflow_params=params or {},
+        workdir=tmp_path / "run",
+        attachments_dir=attachments,
+        **extra,
     )
 
 

@@ -32,8 +32,12 @@ def key(value: str) -> dict[str, str]:
     return {"Idempotency-Key": value}
 
 
-async def wes_post(api: httpx.AsyncClient, headers: dict[str, str], attachment: bytes = b"hi", **extra: str) -> httpx.Response:
-    return await api.post(f"{WES}/runs", data={**FORM, **extra}, files={"workflow_attachment": ("a.txt", attachment)}, headers=headers)
+async def wes_post(
+    api: httpx.AsyncClient, headers: dict[str, str], attachment: bytes = b"hi", **extra: str
+) -> httpx.Response:
+    return await api.post(
+        f"{WES}/runs", data={**FORM, **extra}, files={"workflow_attachment": ("a.txt", attachment)}, headers=headers
+    )
 
 
 async def test_wes_same_key_same_body_returns_the_original_answer(api: httpx.AsyncClient, services: Services) -> None:
@@ -54,7 +58,10 @@ async def test_wes_same_key_same_body_returns_the_original_answer(api: httpx.Asy
 
 async def test_wes_same_key_different_body_is_409(api: httpx.AsyncClient, services: Services) -> None:
     assert (await wes_post(api, key("k"))).status_code == 200
-    for response in (await wes_post(api, key("k"), attachment=b"other"), await wes_post(api, key("k"), tags='{"a": "b"}')):
+    for response in (
+        await wes_post(api, key("k"), attachment=b"other"),
+        await wes_post(api, key("k"), tags='{"a": "b"}'),
+    ):
         assert response.status_code == 409
         assert response.json() == {
             "msg": "Idempotency-Key 'k' was already used with a different request body; use a new key for a different request",
@@ -127,7 +134,9 @@ async def test_the_second_of_two_overlapping_uses_waits_for_the_first(services: 
         return idempotency.Answer(201, {"id": calls})
 
     use = idempotency.Use("alice", "POST /things", "k", "hash")
-    first, second = await asyncio.gather(idempotency.once(services, use, create), idempotency.once(services, use, create))
+    first, second = await asyncio.gather(
+        idempotency.once(services, use, create), idempotency.once(services, use, create)
+    )
     assert calls == 1
     assert {first.replayed, second.replayed} == {False, True}
     assert first.body == second.body == {"id": 1}

@@ -105,9 +105,13 @@ ROUTES: dict[tuple[str, str], str] = {
 JOB = {
     "pipeline_name": "gatk_variant_calling",
     "parameters": {
-        "sample_id": "WGS_001", "reference_genome": "hg38", "caller": "HaplotypeCaller",
-        "fastq_r1": "s3://input-data/WGS_001_R1.fastq.gz", "fastq_r2": "s3://input-data/WGS_001_R2.fastq.gz",
-        "quality_threshold": 30, "depth_threshold": 10,
+        "sample_id": "WGS_001",
+        "reference_genome": "hg38",
+        "caller": "HaplotypeCaller",
+        "fastq_r1": "s3://input-data/WGS_001_R1.fastq.gz",
+        "fastq_r2": "s3://input-data/WGS_001_R2.fastq.gz",
+        "quality_threshold": 30,
+        "depth_threshold": 10,
     },
 }
 REQUEST = {
@@ -159,14 +163,23 @@ class World:
 
 
 async def _ok(response: httpx.Response, *codes: int) -> dict[str, Any]:
-    assert response.status_code in codes, f"{response.request.method} {response.request.url}: {response.status_code} {response.text}"
+    assert response.status_code in codes, (
+        f"{response.request.method} {response.request.url}: {response.status_code} {response.text}"
+    )
     body: dict[str, Any] = response.json()
     return body
 
 
 async def _fill(services: Services, http: httpx.AsyncClient, lab: Lab, who: dict[str, str]) -> None:
     group = {"research_group": lab.group}
-    lab.dataset = (await _ok(await http.post("/datasets", json={"name": "reads", "uri": "https://example.org/r.tsv", **group}, headers=who), 201))["id"]
+    lab.dataset = (
+        await _ok(
+            await http.post(
+                "/datasets", json={"name": "reads", "uri": "https://example.org/r.tsv", **group}, headers=who
+            ),
+            201,
+        )
+    )["id"]
     lab.job = (await _ok(await http.post("/jobs", json={**JOB, **group}, headers=who), 200, 201))["id"]
     form = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://hello", **group}
     lab.run = (await _ok(await http.post(f"{WES}/runs", data=form, headers=who), 200))["run_id"]
@@ -174,7 +187,9 @@ async def _fill(services: Services, http: httpx.AsyncClient, lab: Lab, who: dict
     worker = Worker(services)
     for _ in range(400):
         await worker.iterate()
-        states = [(await http.get(f"{WES}/runs/{run}/status", headers=who)).json()["state"] for run in (lab.run, lab.job)]
+        states = [
+            (await http.get(f"{WES}/runs/{run}/status", headers=who)).json()["state"] for run in (lab.run, lab.job)
+        ]
         if all(s == "COMPLETE" for s in states):
             break
         await asyncio.sleep(0.02)
@@ -201,17 +216,29 @@ async def world(db_settings: Settings) -> AsyncIterator[World]:
 
 
 def _fill_path(path: str, lab: Lab) -> str:
-    values = {"run_id": lab.run, "job_id": lab.job, "dataset_id": lab.dataset, "request_id": lab.request,
-              "task_id": lab.task, "stream": "stdout", "index": "0"}
+    values = {
+        "run_id": lab.run,
+        "job_id": lab.job,
+        "dataset_id": lab.dataset,
+        "request_id": lab.request,
+        "task_id": lab.task,
+        "stream": "stdout",
+        "index": "0",
+    }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
 def _missing(lab: Lab) -> Lab:
     """Ids shaped like the lab's, of objects that do not exist."""
+
     def twin(ident: str) -> str:
         fresh = uuid.uuid4().hex
-        return (fresh * 4)[: len(ident)] if re.fullmatch(r"[0-9a-f-]+", ident) is None else re.sub(
-            r"[0-9a-f]", lambda _m: fresh[_m.start() % 32], ident)
+        return (
+            (fresh * 4)[: len(ident)]
+            if re.fullmatch(r"[0-9a-f-]+", ident) is None
+            else re.sub(r"[0-9a-f]", lambda _m: fresh[_m.start() % 32], ident)
+        )
+
     return Lab(lab.group, *(twin(i) for i in lab.ids()))
 
 
@@ -241,7 +268,12 @@ async def test_anonymous_callers_get_401_with_a_challenge_everywhere_but_public_
     for (method, path), kind in sorted(ROUTES.items()):
         if kind in ("public", "capability"):
             continue
-        filled = path.replace("{name}", "alice").replace("{username}", "alice").replace("{token_id}", "x").replace("{token}", "x")
+        filled = (
+            path.replace("{name}", "alice")
+            .replace("{username}", "alice")
+            .replace("{token_id}", "x")
+            .replace("{token}", "x")
+        )
         answer = await world.http.request(method, _fill_path(filled, world.a))
         if answer.status_code != 401 or "www-authenticate" not in answer.headers:
             failures.append(f"{method} {path}: {answer.status_code} {answer.headers.get('www-authenticate')}")
@@ -271,20 +303,27 @@ async def test_another_groups_object_is_the_same_404_as_a_missing_one(world: Wor
 
 async def test_the_owner_group_and_service_admins_reach_the_object(world: World) -> None:
     failures = []
-    files = (await _ok(await world.http.get(f"{WES}/runs/{world.a.run}/outputs", headers=USERS["member"]), 200))["files"]
+    files = (await _ok(await world.http.get(f"{WES}/runs/{world.a.run}/outputs", headers=USERS["member"]), 200))[
+        "files"
+    ]
     for method, path in _routes("object"):
         if method != "GET":
             continue
         expected = 404 if path.endswith("{index}") and not files else 200
         for who in ("member", "group_admin", "service_admin"):
             answer = await world.http.get(_fill_path(path, world.a), headers=USERS[who])
-            no_file = "/logs/" in path and answer.status_code == 404 and "not available" in answer.text  # demo runs log nothing
+            no_file = (
+                "/logs/" in path and answer.status_code == 404 and "not available" in answer.text
+            )  # demo runs log nothing
             if answer.status_code != expected and not no_file:
                 failures.append(f"{who} {method} {path}: {answer.status_code} {answer.text[:200]}")
     assert not failures, failures
     # and a member acts on it: rerun, cancel (of a finished job: a 409, not a 404), delete
     assert (await world.http.post(f"/jobs/{world.a.job}/rerun", headers=USERS["member"])).status_code == 201
-    assert (await world.http.post(f"{WES}/runs/{world.a.run}/cancel", headers=USERS["group_admin"])).status_code in (200, 409)
+    assert (await world.http.post(f"{WES}/runs/{world.a.run}/cancel", headers=USERS["group_admin"])).status_code in (
+        200,
+        409,
+    )
     assert (await world.http.delete(f"/datasets/{world.a.dataset}", headers=USERS["member"])).status_code in (204, 409)
 
 
@@ -301,9 +340,17 @@ async def _visible(world: World, who: str) -> dict[str, Any]:
 
 async def test_lists_and_counts_show_only_the_callers_groups(world: World) -> None:
     assert {key for key, kind in ROUTES.items() if kind == "list"} == {
-        ("GET", f"{WES}/service-info"), ("GET", f"{WES}/runs"), ("GET", "/jobs"), ("GET", "/datasets"), ("GET", "/requests"),
+        ("GET", f"{WES}/service-info"),
+        ("GET", f"{WES}/runs"),
+        ("GET", "/jobs"),
+        ("GET", "/datasets"),
+        ("GET", "/requests"),
     }, "a new list route: add it to _visible()"
-    for who, mine, theirs in (("member", world.a, world.b), ("group_admin", world.a, world.b), ("other", world.b, world.a)):
+    for who, mine, theirs in (
+        ("member", world.a, world.b),
+        ("group_admin", world.a, world.b),
+        ("other", world.b, world.a),
+    ):
         seen = await _visible(world, who)
         text = str(seen)
         leaks = [i for i in theirs.ids() if i in text] + [u for u in theirs.urls if u in text]
@@ -325,7 +372,14 @@ async def test_lists_and_counts_show_only_the_callers_groups(world: World) -> No
 
 async def test_creating_in_another_group_is_refused_like_in_no_group(world: World) -> None:
     bodies = {
-        f"{WES}/runs": lambda g: {"data": {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://x", "research_group": g}},
+        f"{WES}/runs": lambda g: {
+            "data": {
+                "workflow_type": "DEMO",
+                "workflow_type_version": "1.0",
+                "workflow_url": "demo://x",
+                "research_group": g,
+            }
+        },
         "/jobs": lambda g: {"json": {**JOB, "research_group": g}},
         "/datasets": lambda g: {"json": {"name": "x", "uri": "https://example.org/x", "research_group": g}},
         "/requests": lambda g: {"json": {**REQUEST, "research_group": g}},
@@ -364,7 +418,11 @@ async def test_account_routes_do_not_cross_groups(world: World) -> None:
     assert hidden.status_code == missing.status_code == 404
     assert "alice" not in hidden.text
     assert (await http.get("/tokens", params={"username": "alice"}, headers=bob)).status_code == 404
-    for method, path, body in (("GET", "/users", None), ("POST", "/users", {"username": "eve"}), ("POST", "/groups", {"name": "lab-c"})):
+    for method, path, body in (
+        ("GET", "/users", None),
+        ("POST", "/users", {"username": "eve"}),
+        ("POST", "/groups", {"name": "lab-c"}),
+    ):
         answer = await http.request(method, path, headers=bob, json=body)
         assert answer.status_code == 403, f"{method} {path}: {answer.status_code}"
 
@@ -372,7 +430,9 @@ async def test_account_routes_do_not_cross_groups(world: World) -> None:
 async def test_catalog_needs_a_signed_in_caller(world: World) -> None:
     for who in ("member", "other", "service_admin"):
         for method, path in _routes("catalog"):
-            answer = await world.http.request(method, path.replace("{name}", "gatk_variant_calling"), headers=USERS[who])
+            answer = await world.http.request(
+                method, path.replace("{name}", "gatk_variant_calling"), headers=USERS[who]
+            )
             assert answer.status_code == 200, f"{who} {path}: {answer.status_code}"
             assert "lab-a" not in answer.text
 
@@ -387,7 +447,13 @@ async def test_public_routes_show_no_group_data(world: World) -> None:
 
 async def test_metrics_are_for_service_admins(world: World) -> None:
     for method, path in _routes("admin"):
-        for who, status in (("member", 403), ("group_admin", 403), ("other", 403), ("anonymous", 401), ("service_admin", 200)):
+        for who, status in (
+            ("member", 403),
+            ("group_admin", 403),
+            ("other", 403),
+            ("anonymous", 401),
+            ("service_admin", 200),
+        ):
             answer = await world.http.request(method, path, headers=USERS[who])
             assert answer.status_code == status, f"{who} {path}: {answer.status_code}"
 
@@ -395,6 +461,8 @@ async def test_metrics_are_for_service_admins(world: World) -> None:
 async def test_storage_urls_need_their_signature(world: World) -> None:
     for method, path in _routes("capability"):
         for who in ("anonymous", "other", "service_admin"):
-            answer = await world.http.request(method, path.replace("{token}", "not-a-signed-token"), headers=USERS[who], content=b"x")
+            answer = await world.http.request(
+                method, path.replace("{token}", "not-a-signed-token"), headers=USERS[who], content=b"x"
+            )
             assert answer.status_code in (400, 403, 404), f"{who} {method} {path}: {answer.status_code}"
             assert "lab-a" not in answer.text

@@ -70,7 +70,9 @@ async def dataset(api: httpx.AsyncClient, **extra: Any) -> str:
 
 
 @pytest.mark.parametrize("body", [GATK, RNASEQ], ids=["gatk", "rnaseq"])
-async def test_seed_002_bodies_verbatim_run_to_completion(api: httpx.AsyncClient, services: Services, body: dict[str, Any]) -> None:
+async def test_seed_002_bodies_verbatim_run_to_completion(
+    api: httpx.AsyncClient, services: Services, body: dict[str, Any]
+) -> None:
     response = await api.post("/jobs", json=body)
     assert response.status_code in (201, 202), response.text
     job = response.json()
@@ -79,8 +81,23 @@ async def test_seed_002_bodies_verbatim_run_to_completion(api: httpx.AsyncClient
     assert job["description"] == body["description"]
     assert job["parameters"]["sample_id"] == body["parameters"]["sample_id"]
     assert job["status"] in {"PENDING", "RUNNING"}
-    for key in ("id", "status", "created_at", "updated_at", "started_at", "completed_at", "error_message",
-                "invocation_id", "dataset_id", "workflow_name", "state", "wes_state", "rerun_of", "outputs", "links"):
+    for key in (
+        "id",
+        "status",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "completed_at",
+        "error_message",
+        "invocation_id",
+        "dataset_id",
+        "workflow_name",
+        "state",
+        "wes_state",
+        "rerun_of",
+        "outputs",
+        "links",
+    ):
         assert key in job
     final = await drive(services, api, job["id"], {"COMPLETED", "FAILED"})
     assert final["status"] == "COMPLETED"
@@ -151,17 +168,25 @@ async def test_seed_000_dry_run_shows_galaxy_target(api: httpx.AsyncClient) -> N
 @pytest.fixture
 async def galaxy_down_api(services: Services) -> Any:
     """The app with the Galaxy backend pointed at a closed port."""
-    settings = services.settings.model_copy(update={
-        "backends": ["demo", "galaxy"], "galaxy_url": f"http://127.0.0.1:{closed_port()}",
-        "galaxy_api_key": SecretStr("k" * 32), "dispatch_timeout_seconds": 5.0, "galaxy_timeout_seconds": 2.0,
-    })
+    settings = services.settings.model_copy(
+        update={
+            "backends": ["demo", "galaxy"],
+            "galaxy_url": f"http://127.0.0.1:{closed_port()}",
+            "galaxy_api_key": SecretStr("k" * 32),
+            "dispatch_timeout_seconds": 5.0,
+            "galaxy_timeout_seconds": 2.0,
+        }
+    )
     down = Services.create(settings)
     if "galaxy" not in down.backends:
         await down.close()
         pytest.skip("bioblend is not installed")
     app = create_app(settings, down)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
         yield client
     await down.close()
 
@@ -218,11 +243,29 @@ JSON = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=15), children, max_size=4),
     max_leaves=12,
 )
-KEYS = st.sampled_from(["pipeline_name", "parameters", "research_group", "description", "dataset_id",
-                        "workflow_name", "overwrite", "strict", "pipeline_version"])
-BODIES = JSON | st.dictionaries(KEYS, JSON, max_size=6) | st.fixed_dictionaries(
-    {"pipeline_name": st.sampled_from(["gatk_variant_calling", "rnaseq_deseq2"]),
-     "parameters": st.dictionaries(st.sampled_from(list(GATK["parameters"]) + list(RNASEQ["parameters"])), JSON)})
+KEYS = st.sampled_from(
+    [
+        "pipeline_name",
+        "parameters",
+        "research_group",
+        "description",
+        "dataset_id",
+        "workflow_name",
+        "overwrite",
+        "strict",
+        "pipeline_version",
+    ]
+)
+BODIES = (
+    JSON
+    | st.dictionaries(KEYS, JSON, max_size=6)
+    | st.fixed_dictionaries(
+        {
+            "pipeline_name": st.sampled_from(["gatk_variant_calling", "rnaseq_deseq2"]),
+            "parameters": st.dictionaries(st.sampled_from(list(GATK["parameters"]) + list(RNASEQ["parameters"])), JSON),
+        }
+    )
+)
 
 
 @pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)

@@ -22,7 +22,10 @@ SHARED = {"reference": "gencode_v44", "quantification_method": "salmon"}
 
 
 def sample(i: int) -> dict[str, Any]:
-    return {"sample_id": f"S{i:03d}", "fastq_files": [f"s3://lab/reads/S{i:03d}_R1.fastq.gz", f"s3://lab/reads/S{i:03d}_R2.fastq.gz"]}
+    return {
+        "sample_id": f"S{i:03d}",
+        "fastq_files": [f"s3://lab/reads/S{i:03d}_R1.fastq.gz", f"s3://lab/reads/S{i:03d}_R2.fastq.gz"],
+    }
 
 
 def body(n: int, **extra: Any) -> dict[str, Any]:
@@ -65,17 +68,28 @@ async def test_fifty_samples_expand_to_fifty_runs_despite_a_crash(api: httpx.Asy
     assert await count_runs(services) == 0  # nothing but the request until a worker expands it
     # Worker A claims the request, creates 20 runs, and "dies" holding its lease.
     async with services.db.write() as conn:
-        claimed = (await conn.execute(
-            sa.update(requests_table).values(lease_owner="A", lease_expires_at=utcnow() + timedelta(minutes=5))
-            .returning(*requests_table.c)
-        )).mappings().one()
+        claimed = (
+            (
+                await conn.execute(
+                    sa.update(requests_table)
+                    .values(lease_owner="A", lease_expires_at=utcnow() + timedelta(minutes=5))
+                    .returning(*requests_table.c)
+                )
+            )
+            .mappings()
+            .one()
+        )
     pipeline = services.catalog.get(PIPELINE)
     for index in range(20):
         await create_run(services, pipeline, claimed, index, claimed["spec"]["items"][index])
     # A zombie insert of an index that exists is refused by the UNIQUE constraint, not duplicated.
     assert await create_run(services, pipeline, claimed, 7, claimed["spec"]["items"][7]) == 0
     assert await expand_once(services, "B") == 0  # A's lease still holds
-    assert (await api.get(f"/requests/{request_id}/state")).json() == {"request_id": request_id, "state": "new", "message": None}
+    assert (await api.get(f"/requests/{request_id}/state")).json() == {
+        "request_id": request_id,
+        "state": "new",
+        "message": None,
+    }
     async with services.db.write() as conn:
         await conn.execute(sa.update(requests_table).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
     await expand_once(services, "B")
@@ -165,9 +179,12 @@ async def test_request_fails_when_its_pipeline_disappears(api: httpx.AsyncClient
 
 
 async def test_sample_sheet_upload(api: httpx.AsyncClient, services: Services) -> None:
-    sheet = "sample_id,fastq_files\n" + "".join(f"S{i},s3://lab/S{i}_R1.fastq.gz;s3://lab/S{i}_R2.fastq.gz\n" for i in range(6))
+    sheet = "sample_id,fastq_files\n" + "".join(
+        f"S{i},s3://lab/S{i}_R1.fastq.gz;s3://lab/S{i}_R2.fastq.gz\n" for i in range(6)
+    )
     response = await api.post(
-        "/requests", data={"pipeline_name": PIPELINE, "parameters": '{"reference": "gencode_v44"}'},
+        "/requests",
+        data={"pipeline_name": PIPELINE, "parameters": '{"reference": "gencode_v44"}'},
         files={"samplesheet": ("sheet.csv", sheet.encode(), "text/csv")},
     )
     assert response.status_code == 202, response.text
@@ -184,7 +201,9 @@ async def test_sample_sheet_as_json_text(api: httpx.AsyncClient) -> None:
     await post(api, payload)
 
 
-async def assert_refused(api: httpx.AsyncClient, services: Services, response: httpx.Response, status: int) -> dict[str, Any]:
+async def assert_refused(
+    api: httpx.AsyncClient, services: Services, response: httpx.Response, status: int
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert await count_requests(services) == 0
@@ -202,16 +221,24 @@ async def test_sheet_with_missing_columns_is_422(api: httpx.AsyncClient, service
 
 async def test_sheet_with_duplicate_sample_ids_is_422(api: httpx.AsyncClient, services: Services) -> None:
     sheet = "sample_id,reference,fastq_files\nA,gencode_v44,s3://l/a.fq\nB,gencode_v44,s3://l/b.fq\nA,gencode_v44,s3://l/c.fq\n"
-    problem = await assert_refused(api, services, await api.post("/requests", json={"pipeline_name": PIPELINE, "samplesheet": sheet}), 422)
-    assert problem["errors"] == [{"pointer": "/rows/2/sample_id", "message": "sample_id 'A' is already used by /rows/0", "rule": "unique"}]
+    problem = await assert_refused(
+        api, services, await api.post("/requests", json={"pipeline_name": PIPELINE, "samplesheet": sheet}), 422
+    )
+    assert problem["errors"] == [
+        {"pointer": "/rows/2/sample_id", "message": "sample_id 'A' is already used by /rows/0", "rule": "unique"}
+    ]
 
 
 async def test_sheet_with_100000_rows_is_refused_with_the_limit(api: httpx.AsyncClient, services: Services) -> None:
     sheet = "sample_id,reference,fastq_files\n" + "".join(f"S{i},gencode_v44,s3://l/{i}.fq\n" for i in range(100_000))
-    response = await api.post("/requests", files={"samplesheet": ("big.csv", sheet.encode(), "text/csv")},
-                              data={"pipeline_name": PIPELINE})
+    response = await api.post(
+        "/requests", files={"samplesheet": ("big.csv", sheet.encode(), "text/csv")}, data={"pipeline_name": PIPELINE}
+    )
     problem = await assert_refused(api, services, response, 413)
-    assert problem["detail"] == "the sample sheet has 100000 rows; a request may have at most 10000 (setting max_request_runs)"
+    assert (
+        problem["detail"]
+        == "the sample sheet has 100000 rows; a request may have at most 10000 (setting max_request_runs)"
+    )
 
 
 async def test_every_bad_sample_is_listed_with_its_pointer(api: httpx.AsyncClient, services: Services) -> None:
@@ -231,7 +258,9 @@ async def test_every_bad_sample_is_listed_with_its_pointer(api: httpx.AsyncClien
 async def test_other_bad_requests(api: httpx.AsyncClient, services: Services) -> None:
     response = await api.post("/requests", json={"pipeline_name": "nope", "samples": [{}]})
     assert "pipelines: " in (await assert_refused(api, services, response, 404))["detail"]
-    response = await api.post("/requests", json={"pipeline_name": PIPELINE, "samples": [sample(0)], "dataset_ids": ["x"]})
+    response = await api.post(
+        "/requests", json={"pipeline_name": PIPELINE, "samples": [sample(0)], "dataset_ids": ["x"]}
+    )
     assert "exactly one of" in (await assert_refused(api, services, response, 422))["detail"]
     response = await api.post("/requests", json={"pipeline_name": PIPELINE, "dataset_ids": ["missing"]})
     errors = (await assert_refused(api, services, response, 422))["errors"]

@@ -16,7 +16,9 @@ NEW_PASSWORD = "brand new passphrase 42"
 WEAK = "weak7"
 
 
-async def test_secrets_stay_out_of_logs_and_error_bodies(db_settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+async def test_secrets_stay_out_of_logs_and_error_bodies(
+    db_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     async with basic_app(basic_settings(db_settings)) as (_, services, http):
         await add_user(services, "root", admin=True)

@@ -41,8 +41,13 @@ async def test_an_unreachable_engine_reports_an_unknown_version(tmp_path: Path) 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]  # nothing listens once the socket closes
-    settings = Settings(data_dir=tmp_path, backends=["demo", "galaxy"], galaxy_url=f"http://127.0.0.1:{closed}",
-                        galaxy_api_key="k" * 32, galaxy_timeout_seconds=2)
+    settings = Settings(
+        data_dir=tmp_path,
+        backends=["demo", "galaxy"],
+        galaxy_url=f"http://127.0.0.1:{closed}",
+        galaxy_api_key="k" * 32,
+        galaxy_timeout_seconds=2,
+    )
     if "galaxy" not in Registry(settings):
         pytest.skip("bioblend is not installed")
     response = await service_info(settings)

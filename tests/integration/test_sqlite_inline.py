@@ -108,6 +108,7 @@ async def test_a_point_read_works_on_a_fresh_engine(tmp_path: Path) -> None:
 async def test_a_failed_write_rolls_back_and_releases_the_lock(tmp_path: Path) -> None:
     db = _database(tmp_path)
     try:
+
         async def failing_write() -> None:
             async with db.write() as conn:
                 await conn.execute(sa.text("INSERT INTO events (at, kind) VALUES (CURRENT_TIMESTAMP, 'x')"))

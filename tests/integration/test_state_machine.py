@@ -17,7 +17,9 @@ from flowdeck.services.runs import NewRun, submit
 
 
 async def new_run(services: Services) -> str:
-    return await submit(services, NewRun(workflow_type="DEMO", workflow_type_version="1.0", workflow_url="demo://x"), LOCAL_USER)
+    return await submit(
+        services, NewRun(workflow_type="DEMO", workflow_type_version="1.0", workflow_url="demo://x"), LOCAL_USER
+    )
 
 
 async def state_of(services: Services, run_id: str) -> str:
@@ -30,7 +32,9 @@ async def state_of(services: Services, run_id: str) -> str:
 async def test_transition_writes_one_event_and_bumps_the_version(services: Services) -> None:
     run_id = await new_run(services)
     async with services.db.write() as conn:
-        assert await state_machine.transition(conn, run_id, State.QUEUED, State.INITIALIZING, now=utcnow(), reason="r", actor="t")
+        assert await state_machine.transition(
+            conn, run_id, State.QUEUED, State.INITIALIZING, now=utcnow(), reason="r", actor="t"
+        )
     async with services.db.read() as conn:
         row = await run_rows.get(conn, run_id)
         trail = await event_rows.for_run(conn, run_id)
@@ -59,7 +63,11 @@ async def test_terminal_runs_stay_terminal(services: Services) -> None:
     run_id = await new_run(services)
     now = utcnow()
     async with services.db.write() as conn:
-        for a, b in ((State.QUEUED, State.INITIALIZING), (State.INITIALIZING, State.RUNNING), (State.RUNNING, State.COMPLETE)):
+        for a, b in (
+            (State.QUEUED, State.INITIALIZING),
+            (State.INITIALIZING, State.RUNNING),
+            (State.RUNNING, State.COMPLETE),
+        ):
             assert await state_machine.transition(conn, run_id, a, b, now=now)
     for target in (State.RUNNING, State.CANCELING, State.SYSTEM_ERROR):
         async with services.db.write() as conn:

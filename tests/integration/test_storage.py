@@ -65,8 +65,9 @@ def test_put_open_exists_delete(store: Storage) -> None:
 def test_s3_presigned_urls_work_over_http(store: Storage) -> None:
     if not isinstance(store, S3Storage):
         pytest.skip("local URLs are checked through the API (test_datasets_api)")
-    put = urllib.request.Request(store.presign("up.txt", "PUT", ""), data=b"signed", method="PUT",
-                                 headers={"Content-Type": ""})
+    put = urllib.request.Request(
+        store.presign("up.txt", "PUT", ""), data=b"signed", method="PUT", headers={"Content-Type": ""}
+    )
     with urllib.request.urlopen(put) as answer:
         assert answer.status == 200
     with urllib.request.urlopen(store.presign("up.txt", "GET", "")) as answer:

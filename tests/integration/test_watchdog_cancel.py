@@ -56,12 +56,18 @@ async def recording(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> A
 
 
 async def silent_run(services: Services, worker: Worker) -> str:
-    spec = NewRun(workflow_type="DEMO", workflow_type_version="1.0", workflow_url="demo://x",
-                  workflow_engine_parameters={"duration_seconds": "3600"})
+    spec = NewRun(
+        workflow_type="DEMO",
+        workflow_type_version="1.0",
+        workflow_url="demo://x",
+        workflow_engine_parameters={"duration_seconds": "3600"},
+    )
     run_id = await submit(services, spec, LOCAL_USER)
     await worker.iterate()  # dispatched: RUNNING on the engine
     async with services.db.write() as conn:
-        await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(last_progress_at=utcnow() - timedelta(days=30)))
+        await conn.execute(
+            sa.update(runs).where(runs.c.id == run_id).values(last_progress_at=utcnow() - timedelta(days=30))
+        )
     services.settings.watchdog_seconds = 60
     return run_id
 

@@ -21,7 +21,9 @@ def demo_form(**extra: str) -> dict[str, str]:
 
 
 async def submit(api: httpx.AsyncClient, **extra: str) -> str:
-    response = await api.post(f"{WES}/runs", data=demo_form(**extra), files={"workflow_attachment": ("notes.txt", b"hi")})
+    response = await api.post(
+        f"{WES}/runs", data=demo_form(**extra), files={"workflow_attachment": ("notes.txt", b"hi")}
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["run_id"])
 
@@ -32,8 +34,12 @@ async def test_submit_multipart_then_read_it_back(api: httpx.AsyncClient) -> Non
     assert log["run_id"] == run_id
     assert log["state"] == "QUEUED"
     assert log["request"] == {
-        "workflow_params": {"x": 1}, "workflow_type": "DEMO", "workflow_type_version": "1.0",
-        "tags": {"project": "test"}, "workflow_engine_parameters": {}, "workflow_engine": "demo",
+        "workflow_params": {"x": 1},
+        "workflow_type": "DEMO",
+        "workflow_type_version": "1.0",
+        "tags": {"project": "test"},
+        "workflow_engine_parameters": {},
+        "workflow_engine": "demo",
         "workflow_url": "demo://hello",
     }
     assert log["task_logs_url"].endswith(f"/runs/{run_id}/tasks")
@@ -63,7 +69,9 @@ async def test_submit_json_body(api: httpx.AsyncClient) -> None:
         (demo_form(unknown="1"), "unknown form field 'unknown'"),
     ],
 )
-async def test_bad_submissions_are_400_with_wes_error_shape(api: httpx.AsyncClient, form: dict[str, str], message: str) -> None:
+async def test_bad_submissions_are_400_with_wes_error_shape(
+    api: httpx.AsyncClient, form: dict[str, str], message: str
+) -> None:
     response = await api.post(f"{WES}/runs", data=form, files={"workflow_attachment": ("a.txt", b"x")})
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
@@ -81,7 +89,12 @@ async def test_attachment_names_cannot_escape(api: httpx.AsyncClient, filename: 
 
 
 async def test_relative_workflow_url_must_be_an_attachment(api: httpx.AsyncClient) -> None:
-    form = {"workflow_type": "CWL", "workflow_type_version": "v1.2", "workflow_url": "main.cwl", "workflow_engine": "demo"}
+    form = {
+        "workflow_type": "CWL",
+        "workflow_type_version": "v1.2",
+        "workflow_url": "main.cwl",
+        "workflow_engine": "demo",
+    }
     response = await api.post(f"{WES}/runs", data=form, files={"workflow_attachment": ("other.cwl", b"x")})
     assert response.status_code == 400
     assert "is not one of the attachments" in response.json()["msg"]
@@ -120,7 +133,10 @@ async def test_list_pages_are_stable_and_complete(api: httpx.AsyncClient) -> Non
     assert seen == list(reversed(ids))
 
 
-@pytest.mark.parametrize("params", [{"page_size": 0}, {"page_size": 100000}, {"page_token": "garbage!"}, {"state": "BOGUS"}, {"tag": "novalue"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"page_size": 0}, {"page_size": 100000}, {"page_token": "garbage!"}, {"state": "BOGUS"}, {"tag": "novalue"}],
+)
 async def test_bad_list_parameters_are_400(api: httpx.AsyncClient, params: dict[str, object]) -> None:
     response = await api.get(f"{WES}/runs", params=params)
     assert response.status_code == 400
@@ -139,9 +155,21 @@ async def test_list_filters_by_state_and_tag(api: httpx.AsyncClient) -> None:
 async def test_service_info_has_every_required_field(api: httpx.AsyncClient) -> None:
     await submit(api)
     info = (await api.get(f"{WES}/service-info")).json()
-    for key in ("id", "name", "type", "organization", "version", "workflow_type_versions", "supported_wes_versions",
-                "supported_filesystem_protocols", "workflow_engine_versions", "default_workflow_engine_parameters",
-                "system_state_counts", "auth_instructions_url", "tags"):
+    for key in (
+        "id",
+        "name",
+        "type",
+        "organization",
+        "version",
+        "workflow_type_versions",
+        "supported_wes_versions",
+        "supported_filesystem_protocols",
+        "workflow_engine_versions",
+        "default_workflow_engine_parameters",
+        "system_state_counts",
+        "auth_instructions_url",
+        "tags",
+    ):
         assert key in info, key
     assert info["type"] == {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"}
     assert info["system_state_counts"]["QUEUED"] == 1
@@ -191,7 +219,9 @@ async def test_cancel_queued_and_running_runs(api: httpx.AsyncClient, services: 
     assert (await api.get(f"{WES}/runs/{running}/status")).json()["state"] == "CANCELED"
 
 
-async def drive(services: Services, run_id: str, until: set[str], api: httpx.AsyncClient, worker: Worker | None = None) -> str:
+async def drive(
+    services: Services, run_id: str, until: set[str], api: httpx.AsyncClient, worker: Worker | None = None
+) -> str:
     """Iterate a worker until the run reaches one of ``until`` (bounded)."""
     import asyncio
 
@@ -259,8 +289,11 @@ async def test_json_submission_with_wrong_types_is_400(api: httpx.AsyncClient, b
     base: dict[str, object] = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://x"}
     response = await api.post(f"{WES}/runs", json=base | body)
     assert response.status_code == 400, response.text
-    response = await api.post(f"{WES}/runs", content=b'{"workflow_type": "DEMO", "workflow_params": {"a": NaN}}',
-                              headers={"content-type": "application/json"})
+    response = await api.post(
+        f"{WES}/runs",
+        content=b'{"workflow_type": "DEMO", "workflow_params": {"a": NaN}}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 400
 
 

@@ -20,8 +20,12 @@ from flowdeck.worker.loop import Worker
 
 
 async def new_run(services: Services, **engine: str) -> str:
-    spec = NewRun(workflow_type="DEMO", workflow_type_version="1.0", workflow_url="demo://x",
-                  workflow_engine_parameters=dict(engine))
+    spec = NewRun(
+        workflow_type="DEMO",
+        workflow_type_version="1.0",
+        workflow_url="demo://x",
+        workflow_engine_parameters=dict(engine),
+    )
     return await submit(services, spec, LOCAL_USER)
 
 
@@ -52,7 +56,9 @@ async def test_two_workers_never_dispatch_a_run_twice(services: Services) -> Non
         await other.close()
     async with services.db.read() as conn:
         result = await conn.execute(
-            sa.select(events.c.run_id, sa.func.count()).where(events.c.to_state == "INITIALIZING").group_by(events.c.run_id)
+            sa.select(events.c.run_id, sa.func.count())
+            .where(events.c.to_state == "INITIALIZING")
+            .group_by(events.c.run_id)
         )
         dispatched = dict(result.all())
     assert dispatched == dict.fromkeys(ids, 1)
@@ -63,15 +69,24 @@ async def test_an_expired_lease_is_taken_over(services: Services) -> None:
     run_id = await new_run(services, duration_seconds="0.1")
     now = utcnow()
     async with services.db.write() as conn:
-        claimed = await run_rows.claim(conn, states=[State.QUEUED], owner="dead-worker", now=now,
-                                       lease=timedelta(seconds=30), limit=5, postgres=services.db.is_postgres)
+        claimed = await run_rows.claim(
+            conn,
+            states=[State.QUEUED],
+            owner="dead-worker",
+            now=now,
+            lease=timedelta(seconds=30),
+            limit=5,
+            postgres=services.db.is_postgres,
+        )
         assert [r["id"] for r in claimed] == [run_id]
         await state_machine.transition(conn, run_id, State.QUEUED, State.INITIALIZING, now=now)
     survivor = Worker(services)
     await survivor.iterate()
     assert (await states(services))[run_id] == "INITIALIZING"  # the dead worker's lease still holds
     async with services.db.write() as conn:
-        await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(lease_expires_at=now - timedelta(seconds=1)))
+        await conn.execute(
+            sa.update(runs).where(runs.c.id == run_id).values(lease_expires_at=now - timedelta(seconds=1))
+        )
     final = await until_all(services, [survivor], {"COMPLETE"})
     assert final[run_id] == "COMPLETE"
 
@@ -110,7 +125,9 @@ async def test_watchdog_ends_a_silent_run(services: Services) -> None:
     worker = Worker(services)
     await worker.iterate()
     async with services.db.write() as conn:
-        await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(last_progress_at=utcnow() - timedelta(days=30)))
+        await conn.execute(
+            sa.update(runs).where(runs.c.id == run_id).values(last_progress_at=utcnow() - timedelta(days=30))
+        )
     services.settings.watchdog_seconds = 60
     await worker.sync_pass()
     async with services.db.read() as conn:

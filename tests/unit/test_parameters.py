@@ -93,38 +93,75 @@ def test_hello_pipelines_run_on_defaults(catalog: Catalog, name: str) -> None:
 
 
 GATK_FAILURES = [
-    ({"reference_genome": "hg99"}, "/reference_genome",
-     "reference_genome must be one of hg19, hg38, GRCh37, GRCh38, T2T-CHM13, mm10, mm39 (got 'hg99')", "enum"),
-    ({"fastq_r1": "ftp://x/WGS_001_R1.fastq.gz"}, "/fastq_r1",
-     f"fastq_r1 {FASTQ_URI} (got 'ftp://x/WGS_001_R1.fastq.gz')", "pattern"),
-    ({"fastq_r1": "s3://input-data/WGS_001_R1.bam"}, "/fastq_r1",
-     f"fastq_r1 {FASTQ_URI} (got 's3://input-data/WGS_001_R1.bam')", "pattern"),
-    ({"fastq_r2": "s3://input-data/WGS_001_R1.fastq.gz"}, "/fastq_r2",
-     "fastq_r2 is the same file as fastq_r1", "paired_end"),
-    ({"fastq_r2": "s3://input-data/WGS_002_R2.fastq.gz"}, "/fastq_r2",
-     f"fastq_r2 must name the read-2 mate of fastq_r1: {MATE}", "paired_end"),
+    (
+        {"reference_genome": "hg99"},
+        "/reference_genome",
+        "reference_genome must be one of hg19, hg38, GRCh37, GRCh38, T2T-CHM13, mm10, mm39 (got 'hg99')",
+        "enum",
+    ),
+    (
+        {"fastq_r1": "ftp://x/WGS_001_R1.fastq.gz"},
+        "/fastq_r1",
+        f"fastq_r1 {FASTQ_URI} (got 'ftp://x/WGS_001_R1.fastq.gz')",
+        "pattern",
+    ),
+    (
+        {"fastq_r1": "s3://input-data/WGS_001_R1.bam"},
+        "/fastq_r1",
+        f"fastq_r1 {FASTQ_URI} (got 's3://input-data/WGS_001_R1.bam')",
+        "pattern",
+    ),
+    (
+        {"fastq_r2": "s3://input-data/WGS_001_R1.fastq.gz"},
+        "/fastq_r2",
+        "fastq_r2 is the same file as fastq_r1",
+        "paired_end",
+    ),
+    (
+        {"fastq_r2": "s3://input-data/WGS_002_R2.fastq.gz"},
+        "/fastq_r2",
+        f"fastq_r2 must name the read-2 mate of fastq_r1: {MATE}",
+        "paired_end",
+    ),
     ({"caller": "FreeBayes"}, "/caller", "caller must be one of HaplotypeCaller, Mutect2 (got 'FreeBayes')", "enum"),
     ({"quality_threshold": 101}, "/quality_threshold", "quality_threshold must be at most 100 (got 101)", "maximum"),
     ({"quality_threshold": -1}, "/quality_threshold", "quality_threshold must be at least 0 (got -1)", "minimum"),
     ({"quality_threshold": 30.5}, "/quality_threshold", "quality_threshold must be an integer (got 30.5)", "type"),
     ({"quality_threshold": True}, "/quality_threshold", "quality_threshold must be an integer (got true)", "type"),
     ({"depth_threshold": 0}, "/depth_threshold", "depth_threshold must be at least 1 (got 0)", "minimum"),
-    ({"sample_id": "WGS 001"}, "/sample_id",
-     "sample_id must start with a letter or digit and use only letters, digits, _ . - (at most 64 characters) "
-     "(got 'WGS 001')", "pattern"),
-    ({"interval_padding": 100}, "/intervals", "intervals is required when interval_padding is given",
-     "padding_needs_intervals"),
-    ({"panel_of_normals": "s3://b/pon.vcf.gz"}, "/panel_of_normals",
-     "panel_of_normals is only allowed when caller is Mutect2", "panel_of_normals_needs_mutect2"),
-    ({"intervals": "s3://b/exome.txt"}, "/intervals",
-     "intervals must be an s3://, https:// or file:// URI of a BED file (.bed or .bed.gz) (got 's3://b/exome.txt')",
-     "pattern"),
+    (
+        {"sample_id": "WGS 001"},
+        "/sample_id",
+        "sample_id must start with a letter or digit and use only letters, digits, _ . - (at most 64 characters) "
+        "(got 'WGS 001')",
+        "pattern",
+    ),
+    (
+        {"interval_padding": 100},
+        "/intervals",
+        "intervals is required when interval_padding is given",
+        "padding_needs_intervals",
+    ),
+    (
+        {"panel_of_normals": "s3://b/pon.vcf.gz"},
+        "/panel_of_normals",
+        "panel_of_normals is only allowed when caller is Mutect2",
+        "panel_of_normals_needs_mutect2",
+    ),
+    (
+        {"intervals": "s3://b/exome.txt"},
+        "/intervals",
+        "intervals must be an s3://, https:// or file:// URI of a BED file (.bed or .bed.gz) (got 's3://b/exome.txt')",
+        "pattern",
+    ),
     ({"colour": "blue"}, "/colour", f"colour is not a known parameter (known: {GATK_KNOWN})", "additionalProperties"),
 ]
 
 
 @pytest.mark.parametrize(("patch", "pointer", "message", "rule"), GATK_FAILURES)
-def test_gatk_validator_messages(catalog: Catalog, patch: dict[str, Any], pointer: str, message: str, rule: str) -> None:
+def test_gatk_validator_messages(
+    catalog: Catalog, patch: dict[str, Any], pointer: str, message: str, rule: str
+) -> None:
     assert problems_of(catalog.get("gatk_variant_calling"), GATK | patch) == [(pointer, message, rule)]
 
 
@@ -146,31 +183,69 @@ def test_r2_without_r1(catalog: Catalog) -> None:
 
 
 RNASEQ_FAILURES = [
-    ({"reference": "hg38"}, "/reference",
-     "reference must be one of gencode_v19, gencode_v38, gencode_v39, gencode_v40, gencode_v41, gencode_v42, "
-     "gencode_v43, gencode_v44, gencode_v45, gencode_vM25, gencode_vM32, gencode_vM33, gencode_vM34 (got 'hg38')",
-     "enum"),
+    (
+        {"reference": "hg38"},
+        "/reference",
+        "reference must be one of gencode_v19, gencode_v38, gencode_v39, gencode_v40, gencode_v41, gencode_v42, "
+        "gencode_v43, gencode_v44, gencode_v45, gencode_vM25, gencode_vM32, gencode_vM33, gencode_vM34 (got 'hg38')",
+        "enum",
+    ),
     ({"fastq_files": []}, "/fastq_files", "fastq_files must have at least 1 item (got 0)", "minItems"),
-    ({"fastq_files": ["s3://a/x_R1.fq", "s3://a/x_R2.fq", "s3://a/y.fq"]}, "/fastq_files",
-     "fastq_files must have at most 2 items (got 3)", "maxItems"),
-    ({"fastq_files": ["s3://a/x_R1.fq", "s3://a/x_R1.fq"]}, "/fastq_files",
-     "fastq_files must not repeat an item", "uniqueItems"),
-    ({"fastq_files": ["s3://a/x_R1.fq", "s3://a/y_R2.fq"]}, "/fastq_files/1",
-     f"fastq_files[1] must name the read-2 mate of fastq_files[0]: {MATE}", "paired_end"),
-    ({"fastq_files": ["s3://data/RNA_001.fastq.gz", "http://x/y.fq"]}, "/fastq_files/1",
-     f"fastq_files[1] {FASTQ_URI} (got 'http://x/y.fq')", "pattern"),
-    ({"fastq_files": "s3://data/RNA_001.fastq.gz"}, "/fastq_files",
-     "fastq_files must be an array (got 's3://data/RNA_001.fastq.gz')", "type"),
-    ({"adapter_sequence": "AGATCGGAAGAGX"}, "/adapter_sequence",
-     "adapter_sequence must use only the letters A, C, G, T and N (got 'AGATCGGAAGAGX')", "pattern"),
-    ({"adapter_sequence": "agatcggaagagc"}, "/adapter_sequence",
-     "adapter_sequence must use only the letters A, C, G, T and N (got 'agatcggaagagc')", "pattern"),
-    ({"adapter_sequence": "AGAT"}, "/adapter_sequence",
-     "adapter_sequence must be at least 6 characters long (got 'AGAT')", "minLength"),
+    (
+        {"fastq_files": ["s3://a/x_R1.fq", "s3://a/x_R2.fq", "s3://a/y.fq"]},
+        "/fastq_files",
+        "fastq_files must have at most 2 items (got 3)",
+        "maxItems",
+    ),
+    (
+        {"fastq_files": ["s3://a/x_R1.fq", "s3://a/x_R1.fq"]},
+        "/fastq_files",
+        "fastq_files must not repeat an item",
+        "uniqueItems",
+    ),
+    (
+        {"fastq_files": ["s3://a/x_R1.fq", "s3://a/y_R2.fq"]},
+        "/fastq_files/1",
+        f"fastq_files[1] must name the read-2 mate of fastq_files[0]: {MATE}",
+        "paired_end",
+    ),
+    (
+        {"fastq_files": ["s3://data/RNA_001.fastq.gz", "http://x/y.fq"]},
+        "/fastq_files/1",
+        f"fastq_files[1] {FASTQ_URI} (got 'http://x/y.fq')",
+        "pattern",
+    ),
+    (
+        {"fastq_files": "s3://data/RNA_001.fastq.gz"},
+        "/fastq_files",
+        "fastq_files must be an array (got 's3://data/RNA_001.fastq.gz')",
+        "type",
+    ),
+    (
+        {"adapter_sequence": "AGATCGGAAGAGX"},
+        "/adapter_sequence",
+        "adapter_sequence must use only the letters A, C, G, T and N (got 'AGATCGGAAGAGX')",
+        "pattern",
+    ),
+    (
+        {"adapter_sequence": "agatcggaagagc"},
+        "/adapter_sequence",
+        "adapter_sequence must use only the letters A, C, G, T and N (got 'agatcggaagagc')",
+        "pattern",
+    ),
+    (
+        {"adapter_sequence": "AGAT"},
+        "/adapter_sequence",
+        "adapter_sequence must be at least 6 characters long (got 'AGAT')",
+        "minLength",
+    ),
     ({"min_quality": 61}, "/min_quality", "min_quality must be at most 60 (got 61)", "maximum"),
-    ({"quantification_method": "cufflinks"}, "/quantification_method",
-     "quantification_method must be one of salmon, kallisto, featureCounts, htseq-count, RSEM (got 'cufflinks')",
-     "enum"),
+    (
+        {"quantification_method": "cufflinks"},
+        "/quantification_method",
+        "quantification_method must be one of salmon, kallisto, featureCounts, htseq-count, RSEM (got 'cufflinks')",
+        "enum",
+    ),
     ({"padj_threshold": 0}, "/padj_threshold", "padj_threshold must be greater than 0 (got 0)", "exclusiveMinimum"),
     ({"padj_threshold": 1.5}, "/padj_threshold", "padj_threshold must be at most 1 (got 1.5)", "maximum"),
 ]
@@ -192,8 +267,11 @@ def test_every_problem_is_reported_at_once(catalog: Catalog) -> None:
     params = {"sample_id": "bad id", "reference_genome": "hg99", "caller": 3, "extra": None}
     failure = problems_of(catalog.get("gatk_variant_calling"), params)
     assert [(pointer, rule) for pointer, _, rule in failure] == [
-        ("/caller", "type"), ("/extra", "additionalProperties"), ("/fastq_r1", "required"),
-        ("/reference_genome", "enum"), ("/sample_id", "pattern"),
+        ("/caller", "type"),
+        ("/extra", "additionalProperties"),
+        ("/fastq_r1", "required"),
+        ("/reference_genome", "enum"),
+        ("/sample_id", "pattern"),
     ]
 
 
@@ -339,7 +417,12 @@ def test_relaxed_booleans_numbers_nested_and_null() -> None:
     model = custom_model()
     params = {"flag": "TRUE", "ratio": "0.5", "maybe": None, "choice": " a ", "sizes": "3", "inner": {" N ": "4"}}
     assert model.validate(params, strict=False) == {
-        "flag": True, "ratio": 0.5, "maybe": None, "choice": "a", "sizes": [3], "inner": {"n": 4},
+        "flag": True,
+        "ratio": 0.5,
+        "maybe": None,
+        "choice": "a",
+        "sizes": [3],
+        "inner": {"n": 4},
     }
 
 

@@ -15,8 +15,13 @@ CATALOG = Catalog.load()
 PIPELINES = CATALOG.names()
 
 scalars = (
-    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**40), max_value=10**40)
-    | st.floats() | st.text() | st.sampled_from(["", " ", "30", "1e999", "true", "FALSE", "s3://a/x_R1.fq"])
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats()
+    | st.text()
+    | st.sampled_from(["", " ", "30", "1e999", "true", "FALSE", "s3://a/x_R1.fq"])
 )
 json_values = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4), max_leaves=20
@@ -71,8 +76,12 @@ def test_near_valid_payloads(name: str, strict: bool, data: st.DataObject) -> No
 )
 def test_relaxed_reads_numbers_written_as_text(quality: int, depth: int, sample: str) -> None:
     params = {
-        "sample_id": sample, "reference_genome": "hg38", "fastq_r1": f"s3://b/{sample}_R1.fq.gz",
-        "fastq_r2": f"s3://b/{sample}_R2.fq.gz", "quality_threshold": str(quality), "depth_threshold": f" {depth} ",
+        "sample_id": sample,
+        "reference_genome": "hg38",
+        "fastq_r1": f"s3://b/{sample}_R1.fq.gz",
+        "fastq_r2": f"s3://b/{sample}_R2.fq.gz",
+        "quality_threshold": str(quality),
+        "depth_threshold": f" {depth} ",
     }
     resolved = CATALOG.get("gatk_variant_calling").validate(params, strict=False)
     assert (resolved["quality_threshold"], resolved["depth_threshold"]) == (quality, depth)

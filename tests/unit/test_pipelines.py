@@ -49,6 +49,7 @@ def shipped() -> Catalog:
 
 # --- the shipped catalog
 
+
 def test_shipped_catalog_loads_every_entry(shipped: Catalog) -> None:
     assert shipped.names() == SHIPPED
     assert [p.name for p in shipped.list()] == SHIPPED
@@ -83,8 +84,11 @@ def test_shipped_targets(shipped: Catalog, name: str, backend: str, kind: str, w
 
 def test_galaxy_target_names_workflow_and_input(shipped: Catalog) -> None:
     assert shipped.get("hello_galaxy").target.as_dict() == {
-        "kind": "galaxy_workflow", "workflow_type": "GALAXY", "workflow_type_version": "",
-        "workflow": "flowdeck_sort_upper", "input": "text_input",
+        "kind": "galaxy_workflow",
+        "workflow_type": "GALAXY",
+        "workflow_type_version": "",
+        "workflow": "flowdeck_sort_upper",
+        "input": "text_input",
     }
 
 
@@ -97,7 +101,9 @@ def test_published_schema_is_2020_12_with_defaults_and_rules(shipped: Catalog) -
     assert schema["properties"]["quality_threshold"]["default"] == 30
     assert schema["additionalProperties"] is False
     assert [r["name"] for r in schema["x-flowdeck-rules"]] == [
-        "paired_end", "padding_needs_intervals", "panel_of_normals_needs_mutect2",
+        "paired_end",
+        "padding_needs_intervals",
+        "panel_of_normals_needs_mutect2",
     ]
     assert shipped.get("hello_cwl").schema("https://x/pipelines/hello_cwl/schema")["$id"] == (
         "https://x/pipelines/hello_cwl/schema"
@@ -121,9 +127,21 @@ def test_allows_group(tmp_path: Path) -> None:
 
 # --- versions
 
+
 def test_semver_precedence() -> None:
-    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2",
-               "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.2.0", "1.10.0", "2.0.0"]
+    ordered = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.2.0",
+        "1.10.0",
+        "2.0.0",
+    ]
     parsed = [Version.parse(v) for v in ordered]
     assert sorted(reversed(parsed)) == parsed
     assert Version.parse("1.0.0+build.5") == Version.parse("1.0.0")
@@ -180,32 +198,64 @@ BROKEN = [
     (GOOD.format(version="1.0.0").replace("name: demo_x\n", ""), "name", "is required"),
     (GOOD.format(version="1.0.0").replace("description: A test pipeline.\n", ""), "description", "is required"),
     (GOOD.format(version="1.0.0").replace("backend: demo", "backend: nextflow"), "backend", "is not a backend"),
-    (GOOD.format(version="1.0.0").replace("backend: demo", "backend: cwltool"), "target",
-     "backend cwltool needs exactly one of cwl"),
-    (GOOD.format(version="1.0.0").replace("simulation: demo_x", "simulation: x\n  colour: red"), "target.colour",
-     "is not a target field"),
-    (GOOD.format(version="1.0.0").replace("backend: demo", "backend: cwltool")
-     .replace("simulation: demo_x", "cwl: missing.cwl"), "target.cwl", "file not found"),
-    (GOOD.format(version="1.0.0").replace("{type: integer, minimum: 1}", "{type: integr}"),
-     "parameters.properties.depth.type", "is not valid under any of the given schemas"),
-    (GOOD.format(version="1.0.0").replace("required: [sample_id]", "required: [sample]"),
-     "parameters.required[0]", "is not among parameters.properties"),
+    (
+        GOOD.format(version="1.0.0").replace("backend: demo", "backend: cwltool"),
+        "target",
+        "backend cwltool needs exactly one of cwl",
+    ),
+    (
+        GOOD.format(version="1.0.0").replace("simulation: demo_x", "simulation: x\n  colour: red"),
+        "target.colour",
+        "is not a target field",
+    ),
+    (
+        GOOD.format(version="1.0.0")
+        .replace("backend: demo", "backend: cwltool")
+        .replace("simulation: demo_x", "cwl: missing.cwl"),
+        "target.cwl",
+        "file not found",
+    ),
+    (
+        GOOD.format(version="1.0.0").replace("{type: integer, minimum: 1}", "{type: integr}"),
+        "parameters.properties.depth.type",
+        "is not valid under any of the given schemas",
+    ),
+    (
+        GOOD.format(version="1.0.0").replace("required: [sample_id]", "required: [sample]"),
+        "parameters.required[0]",
+        "is not among parameters.properties",
+    ),
     (GOOD.format(version="1.0.0").replace("type: object", "type: array"), "parameters.type", "must be object"),
     (GOOD.format(version="1.0.0").replace("depth: 5", "depth: five"), "defaults.depth", "must be an integer"),
     (GOOD.format(version="1.0.0").replace("depth: 5", "depth: 0"), "defaults.depth", "must be at least 1"),
     (GOOD.format(version="1.0.0").replace("depth: 5", "width: 5"), "defaults.width", "is not among"),
-    (GOOD.format(version="1.0.0").replace("depth: 5", "sample_id: x"), "defaults.sample_id",
-     "must not be in parameters.required"),
+    (
+        GOOD.format(version="1.0.0").replace("depth: 5", "sample_id: x"),
+        "defaults.sample_id",
+        "must not be in parameters.required",
+    ),
     (GOOD.format(version="1.0.0") + "rules:\n  - {name: r, check: magic}\n", "rules[0].check", "unknown check 'magic'"),
-    (GOOD.format(version="1.0.0") + "rules:\n  - {name: r, check: requires, if: depth, then: [width]}\n",
-     "rules[0]", "names 'width', which is not a parameter"),
-    (GOOD.format(version="1.0.0") + "rules:\n  - {name: r, check: requires, if: depth}\n", "rules[0].then",
-     "check requires needs then"),
-    (GOOD.format(version="1.0.0") + "rules:\n  - {name: r, check: less_than, lower: depth, upper: depth, x: 1}\n",
-     "rules[0].x", "not an argument of check less_than"),
+    (
+        GOOD.format(version="1.0.0") + "rules:\n  - {name: r, check: requires, if: depth, then: [width]}\n",
+        "rules[0]",
+        "names 'width', which is not a parameter",
+    ),
+    (
+        GOOD.format(version="1.0.0") + "rules:\n  - {name: r, check: requires, if: depth}\n",
+        "rules[0].then",
+        "check requires needs then",
+    ),
+    (
+        GOOD.format(version="1.0.0") + "rules:\n  - {name: r, check: less_than, lower: depth, upper: depth, x: 1}\n",
+        "rules[0].x",
+        "not an argument of check less_than",
+    ),
     (GOOD.format(version="1.0.0") + "research_groups: lab_a\n", "research_groups", "must be a list"),
-    (GOOD.format(version="1.0.0") + "samplesheet: {id_column: sample}\n", "samplesheet.id_column",
-     "is not a parameter"),
+    (
+        GOOD.format(version="1.0.0") + "samplesheet: {id_column: sample}\n",
+        "samplesheet.id_column",
+        "is not a parameter",
+    ),
     (GOOD.format(version="1.0.0") + "backend: cwltool\n", "backend", "given twice"),
 ]
 
@@ -251,14 +301,20 @@ def test_missing_folder(tmp_path: Path) -> None:
 def test_file_target_is_relative_to_the_pipeline_file(tmp_path: Path) -> None:
     (tmp_path / "wf").mkdir()
     (tmp_path / "wf" / "main.wdl").write_text("version 1.0\n")
-    write(tmp_path, "p.yaml", GOOD.format(version="1.0.0").replace("backend: demo", "backend: toil")
-          .replace("simulation: demo_x", "wdl: wf/main.wdl"))
+    write(
+        tmp_path,
+        "p.yaml",
+        GOOD.format(version="1.0.0")
+        .replace("backend: demo", "backend: toil")
+        .replace("simulation: demo_x", "wdl: wf/main.wdl"),
+    )
     target = Catalog.load(tmp_path).get("demo_x").target
     assert target.path == str((tmp_path / "wf" / "main.wdl").resolve())
     assert (target.workflow_type, target.workflow_type_version) == ("WDL", "1.0")
 
 
 # --- the shipped workflows really run (no containers)
+
 
 def _engine(name: str) -> Path:
     path = Path(sys.executable).parent / name
@@ -271,8 +327,17 @@ def _command(name: str, target: Path, params: Path, workdir: Path) -> list[str]:
     if name == "hello_cwl":
         return [str(_engine("cwltool")), "--no-container", "--outdir", str(workdir), str(target), str(params)]
     if name == "hello_snakemake":
-        return [str(_engine("snakemake")), "--snakefile", str(target), "--directory", str(workdir),
-                "--cores", "1", "--configfile", str(params)]
+        return [
+            str(_engine("snakemake")),
+            "--snakefile",
+            str(target),
+            "--directory",
+            str(workdir),
+            "--cores",
+            "1",
+            "--configfile",
+            str(params),
+        ]
     return [str(_engine("miniwdl")), "run", str(target), "-i", str(params), "--dir", f"{workdir}/."]
 
 

@@ -33,8 +33,13 @@ def test_csv_rows_become_resolved_parameters() -> None:
     assert sheet.columns == ("sample_id", "reference_genome", "fastq_r1", "fastq_r2")
     assert sheet.sample_ids == ["S0", "S1", "S2"]
     assert sheet.rows[1] == {
-        "sample_id": "S1", "reference_genome": "hg38", "fastq_r1": "s3://b/S1_R1.fq.gz",
-        "fastq_r2": "s3://b/S1_R2.fq.gz", "caller": "HaplotypeCaller", "quality_threshold": 30, "depth_threshold": 10,
+        "sample_id": "S1",
+        "reference_genome": "hg38",
+        "fastq_r1": "s3://b/S1_R1.fq.gz",
+        "fastq_r2": "s3://b/S1_R2.fq.gz",
+        "caller": "HaplotypeCaller",
+        "quality_threshold": 30,
+        "depth_threshold": 10,
     }
 
 
@@ -56,15 +61,12 @@ def test_unknown_kind() -> None:
 
 def test_cells_are_read_as_relaxed_text_with_common_parameters() -> None:
     text = (
-        "# sequencing run 42\n"
-        "Sample ID , FASTQ-R1, quality_threshold\n"
-        "\n"
-        "S1, s3://b/S1_R1.fq ,40\n"
-        "S2,s3://b/S2_R1.fq,\n"
+        "# sequencing run 42\nSample ID , FASTQ-R1, quality_threshold\n\nS1, s3://b/S1_R1.fq ,40\nS2,s3://b/S2_R1.fq,\n"
     )
     sheet = parse_samplesheet(text, GATK, common={"reference_genome": "GRCh38", "caller": "Mutect2"})
     assert [(r["sample_id"], r["fastq_r1"], r["quality_threshold"], r["caller"]) for r in sheet.rows] == [
-        ("S1", "s3://b/S1_R1.fq", 40, "Mutect2"), ("S2", "s3://b/S2_R1.fq", 30, "Mutect2"),
+        ("S1", "s3://b/S1_R1.fq", 40, "Mutect2"),
+        ("S2", "s3://b/S2_R1.fq", 30, "Mutect2"),
     ]
 
 
@@ -75,9 +77,13 @@ def test_list_cells_are_split_on_semicolons() -> None:
 
 def test_missing_and_unknown_columns() -> None:
     assert failure("sample_id,fastq_r2,notes,\nS1,s3://b/S1_R2.fq,x,\n") == [
-        Problem("/columns/2", "column 'notes' is not a parameter of gatk_variant_calling (parameters: sample_id, "
-                "reference_genome, fastq_r1, fastq_r2, caller, quality_threshold, depth_threshold, intervals, "
-                "interval_padding, panel_of_normals)", "additionalProperties"),
+        Problem(
+            "/columns/2",
+            "column 'notes' is not a parameter of gatk_variant_calling (parameters: sample_id, "
+            "reference_genome, fastq_r1, fastq_r2, caller, quality_threshold, depth_threshold, intervals, "
+            "interval_padding, panel_of_normals)",
+            "additionalProperties",
+        ),
         Problem("/columns/3", "column 4 has no name", "name"),
         Problem("/columns", "missing required column 'reference_genome'", "required"),
         Problem("/columns", "missing required column 'fastq_r1'", "required"),
@@ -110,8 +116,11 @@ def test_row_problems_point_at_the_cell() -> None:
 def test_bad_common_parameter_is_reported_once() -> None:
     text = "sample_id,fastq_r1\nS1,s3://b/S1_R1.fq\nS2,s3://b/S2_R1.fq\n"
     assert failure(text, common={"reference_genome": "hg99"}) == [
-        Problem("/common/reference_genome", "reference_genome must be one of hg19, hg38, GRCh37, GRCh38, T2T-CHM13, "
-                "mm10, mm39 (got 'hg99')", "enum"),
+        Problem(
+            "/common/reference_genome",
+            "reference_genome must be one of hg19, hg38, GRCh37, GRCh38, T2T-CHM13, mm10, mm39 (got 'hg99')",
+            "enum",
+        ),
     ]
 
 
@@ -159,7 +168,9 @@ def test_problems_are_capped() -> None:
     problems = failure("\n".join(lines))
     assert len(problems) == MAX_PROBLEMS + 1
     assert problems[-1] == Problem(
-        "/rows", f"more problems not shown: only the first {MAX_PROBLEMS} are listed", "truncated",
+        "/rows",
+        f"more problems not shown: only the first {MAX_PROBLEMS} are listed",
+        "truncated",
     )
 
 

@@ -21,14 +21,42 @@ from flowdeck.domain.states import (
 # The table written out as pairs, independently of the module, so a change to
 # either one is caught.
 ALLOWED = {
-    (State.QUEUED, State.INITIALIZING), (State.QUEUED, State.CANCELING), (State.QUEUED, State.SYSTEM_ERROR),
-    *((State.INITIALIZING, t) for t in (State.QUEUED, State.RUNNING, State.PAUSED, State.UNKNOWN, State.CANCELING,
-                                        State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.PREEMPTED)),
-    *((s, t) for s in (State.RUNNING, State.PAUSED, State.UNKNOWN)
-      for t in (State.RUNNING, State.PAUSED, State.UNKNOWN, State.CANCELING, State.COMPLETE, State.EXECUTOR_ERROR,
-                State.SYSTEM_ERROR, State.PREEMPTED) if s is not t),
-    *((State.CANCELING, t) for t in (State.CANCELED, State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR,
-                                     State.PREEMPTED)),
+    (State.QUEUED, State.INITIALIZING),
+    (State.QUEUED, State.CANCELING),
+    (State.QUEUED, State.SYSTEM_ERROR),
+    *(
+        (State.INITIALIZING, t)
+        for t in (
+            State.QUEUED,
+            State.RUNNING,
+            State.PAUSED,
+            State.UNKNOWN,
+            State.CANCELING,
+            State.COMPLETE,
+            State.EXECUTOR_ERROR,
+            State.SYSTEM_ERROR,
+            State.PREEMPTED,
+        )
+    ),
+    *(
+        (s, t)
+        for s in (State.RUNNING, State.PAUSED, State.UNKNOWN)
+        for t in (
+            State.RUNNING,
+            State.PAUSED,
+            State.UNKNOWN,
+            State.CANCELING,
+            State.COMPLETE,
+            State.EXECUTOR_ERROR,
+            State.SYSTEM_ERROR,
+            State.PREEMPTED,
+        )
+        if s is not t
+    ),
+    *(
+        (State.CANCELING, t)
+        for t in (State.CANCELED, State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.PREEMPTED)
+    ),
 }
 
 
@@ -60,11 +88,16 @@ def test_no_self_transitions_and_every_active_state_can_end() -> None:
 
 def test_every_state_has_one_simple_word_and_one_seed_status() -> None:
     expected = {
-        State.QUEUED: ("queued", "PENDING"), State.INITIALIZING: ("queued", "PENDING"),
-        State.RUNNING: ("in_progress", "RUNNING"), State.PAUSED: ("in_progress", "RUNNING"),
-        State.UNKNOWN: ("in_progress", "RUNNING"), State.CANCELING: ("in_progress", "RUNNING"),
-        State.COMPLETE: ("completed", "COMPLETED"), State.EXECUTOR_ERROR: ("failed", "FAILED"),
-        State.SYSTEM_ERROR: ("failed", "FAILED"), State.PREEMPTED: ("failed", "FAILED"),
+        State.QUEUED: ("queued", "PENDING"),
+        State.INITIALIZING: ("queued", "PENDING"),
+        State.RUNNING: ("in_progress", "RUNNING"),
+        State.PAUSED: ("in_progress", "RUNNING"),
+        State.UNKNOWN: ("in_progress", "RUNNING"),
+        State.CANCELING: ("in_progress", "RUNNING"),
+        State.COMPLETE: ("completed", "COMPLETED"),
+        State.EXECUTOR_ERROR: ("failed", "FAILED"),
+        State.SYSTEM_ERROR: ("failed", "FAILED"),
+        State.PREEMPTED: ("failed", "FAILED"),
         State.CANCELED: ("canceled", "CANCELED"),
     }
     for state, (word, status) in expected.items():

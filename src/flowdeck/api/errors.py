@@ -26,8 +26,14 @@ def _is_wes(request: Request) -> bool:
     return request.url.path.startswith(WES_PREFIX)
 
 
-def error_response(request: Request, status: int, title: str, detail: str, extra: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """The error body a route of this kind owes its client."""
     if _is_wes(request):
         wes_status = 400 if status in (413, 422) else status
@@ -58,7 +64,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     for error in exc.errors():
         location = [str(part) for part in error.get("loc", ())]
         pointer = "/" + "/".join(location[1:]) if len(location) > 1 else "/"
-        problems.append({"pointer": pointer, "message": str(error.get("msg")), "rule": str(error.get("type")), "in": location[0] if location else "body"})
+        problems.append(
+            {
+                "pointer": pointer,
+                "message": str(error.get("msg")),
+                "rule": str(error.get("type")),
+                "in": location[0] if location else "body",
+            }
+        )
     detail = "; ".join(f"{p['in']} {p['pointer']}: {p['message']}" for p in problems) or "invalid request"
     status = 400 if _is_wes(request) else 422
     return error_response(request, status, "Validation failed", detail, {"errors": problems})
@@ -66,7 +79,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(request, exc.status_code, str(exc.detail), str(exc.detail), headers=getattr(exc, "headers", None))
+    return error_response(
+        request, exc.status_code, str(exc.detail), str(exc.detail), headers=getattr(exc, "headers", None)
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -49,7 +49,10 @@ def job_view(row: RowMapping, base: str) -> dict[str, Any]:
         "rerun_of": row["rerun_of"],
         "outputs": row["outputs"] if row["outputs"] is not None else {},
         "links": {
-            "self": job_url, "events": f"{job_url}/events", "cancel": f"{job_url}/cancel", "rerun": f"{job_url}/rerun",
+            "self": job_url,
+            "events": f"{job_url}/events",
+            "cancel": f"{job_url}/cancel",
+            "rerun": f"{job_url}/rerun",
             "wes_run_log": f"{base}{WES}/runs/{row['id']}",
         },
     }
@@ -57,6 +60,10 @@ def job_view(row: RowMapping, base: str) -> dict[str, Any]:
 
 def event_view(row: RowMapping) -> dict[str, Any]:
     return {
-        "at": _iso(row["at"]), "kind": row["kind"], "from_state": row["from_state"], "to_state": row["to_state"],
-        "reason": row["reason"], "actor": row["actor"],
+        "at": _iso(row["at"]),
+        "kind": row["kind"],
+        "from_state": row["from_state"],
+        "to_state": row["to_state"],
+        "reason": row["reason"],
+        "actor": row["actor"],
     }

@@ -31,8 +31,13 @@ class _Server(uvicorn.Server):
 
 def make_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-        access_log=False, proxy_headers=True, server_header=False,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
     )
     return _Server(config)
 

@@ -12,8 +12,14 @@ from flowdeck.services.attachments import MAX_ATTACHMENTS, Attachment, safe_name
 from flowdeck.services.runs import NewRun, loads_json, parse_json_object
 
 TEXT_FIELDS = (
-    "workflow_params", "workflow_type", "workflow_type_version", "tags", "workflow_engine",
-    "workflow_engine_version", "workflow_engine_parameters", "workflow_url",
+    "workflow_params",
+    "workflow_type",
+    "workflow_type_version",
+    "tags",
+    "workflow_engine",
+    "workflow_engine_version",
+    "workflow_engine_parameters",
+    "workflow_url",
 )
 EXTENSION_FIELDS = ("research_group", "description")
 

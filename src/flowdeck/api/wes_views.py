@@ -20,57 +20,70 @@ def _compact(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_summary(row: RowMapping) -> dict[str, Any]:
-    return _compact({
-        "run_id": row["id"], "state": row["state"], "start_time": iso(row["start_time"]),
-        "end_time": iso(row["end_time"]), "tags": row["tags"] or {},
-    })
+    return _compact(
+        {
+            "run_id": row["id"],
+            "state": row["state"],
+            "start_time": iso(row["start_time"]),
+            "end_time": iso(row["end_time"]),
+            "tags": row["tags"] or {},
+        }
+    )
 
 
 def run_request(row: RowMapping) -> dict[str, Any]:
-    return _compact({
-        "workflow_params": row["workflow_params"] or {},
-        "workflow_type": row["workflow_type"],
-        "workflow_type_version": row["workflow_type_version"],
-        "tags": row["tags"] or {},
-        "workflow_engine_parameters": row["workflow_engine_parameters"] or {},
-        "workflow_engine": row["workflow_engine"],
-        "workflow_engine_version": row["workflow_engine_version"],
-        "workflow_url": row["workflow_url"],
-    })
+    return _compact(
+        {
+            "workflow_params": row["workflow_params"] or {},
+            "workflow_type": row["workflow_type"],
+            "workflow_type_version": row["workflow_type_version"],
+            "tags": row["tags"] or {},
+            "workflow_engine_parameters": row["workflow_engine_parameters"] or {},
+            "workflow_engine": row["workflow_engine"],
+            "workflow_engine_version": row["workflow_engine_version"],
+            "workflow_url": row["workflow_url"],
+        }
+    )
 
 
 def run_log(row: RowMapping, base: str) -> dict[str, Any]:
     run_url = f"{base}{WES}/runs/{row['id']}"
-    log = _compact({
-        "name": row["pipeline_name"] or row["workflow_url"],
-        "cmd": row["cmd"],
-        "start_time": iso(row["start_time"]),
-        "end_time": iso(row["end_time"]),
-        "stdout": f"{run_url}/logs/stdout" if row["stdout_path"] else None,
-        "stderr": f"{run_url}/logs/stderr" if row["stderr_path"] else None,
-        "exit_code": row["exit_code"],
-        "system_logs": list(row["system_logs"] or []),
-    })
-    return _compact({
-        "run_id": row["id"],
-        "request": run_request(row),
-        "state": row["state"],
-        "run_log": log,
-        "task_logs_url": f"{run_url}/tasks",
-        "outputs": row["outputs"] if row["outputs"] is not None else {},
-    })
+    log = _compact(
+        {
+            "name": row["pipeline_name"] or row["workflow_url"],
+            "cmd": row["cmd"],
+            "start_time": iso(row["start_time"]),
+            "end_time": iso(row["end_time"]),
+            "stdout": f"{run_url}/logs/stdout" if row["stdout_path"] else None,
+            "stderr": f"{run_url}/logs/stderr" if row["stderr_path"] else None,
+            "exit_code": row["exit_code"],
+            "system_logs": list(row["system_logs"] or []),
+        }
+    )
+    return _compact(
+        {
+            "run_id": row["id"],
+            "request": run_request(row),
+            "state": row["state"],
+            "run_log": log,
+            "task_logs_url": f"{run_url}/tasks",
+            "outputs": row["outputs"] if row["outputs"] is not None else {},
+        }
+    )
 
 
 def task_log(row: RowMapping, base: str) -> dict[str, Any]:
     task_url = f"{base}{WES}/runs/{row['run_id']}/tasks/{row['id']}"
-    return _compact({
-        "id": row["id"],
-        "name": row["name"],
-        "cmd": row["cmd"],
-        "start_time": iso(row["start_time"]),
-        "end_time": iso(row["end_time"]),
-        "stdout": f"{task_url}/logs/stdout" if row["stdout_path"] else None,
-        "stderr": f"{task_url}/logs/stderr" if row["stderr_path"] else None,
-        "exit_code": row["exit_code"],
-        "system_logs": list(row["system_logs"] or []),
-    })
+    return _compact(
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "cmd": row["cmd"],
+            "start_time": iso(row["start_time"]),
+            "end_time": iso(row["end_time"]),
+            "stdout": f"{task_url}/logs/stdout" if row["stdout_path"] else None,
+            "stderr": f"{task_url}/logs/stderr" if row["stderr_path"] else None,
+            "exit_code": row["exit_code"],
+            "system_logs": list(row["system_logs"] or []),
+        }
+    )

@@ -174,8 +174,13 @@ def _task(job: _Job, run_stderr: Path) -> TaskInfo:
     state = {None: State.RUNNING, "success": State.COMPLETE}.get(job.status, State.EXECUTOR_ERROR)
     exit_code = job.exit_code if job.exit_code is not None else (0 if state is State.COMPLETE else None)
     return TaskInfo(
-        backend_task_id=job.name, name=job.name, state=state, start_time=job.start, end_time=job.end,
-        exit_code=exit_code, stdout_path=job.streams.get("stdout"),
+        backend_task_id=job.name,
+        name=job.name,
+        state=state,
+        start_time=job.start,
+        end_time=job.end,
+        exit_code=exit_code,
+        stdout_path=job.streams.get("stdout"),
         # An undeclared stderr flows into cwltool's own stderr.
         stderr_path=job.streams.get("stderr", str(run_stderr)),
     )
@@ -233,11 +238,22 @@ class CwltoolBackend(CwlRunnerBackend):
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         params = self.write_params(spec, rundir, ("outputs", "logs", "tmp"))
         argv = [
-            self.executable() or self.command_name, "--disable-color", "--timestamps",
-            "--outdir", str(rundir / "outputs"), "--log-dir", str(rundir / "logs"),
-            "--tmpdir-prefix", f"{rundir / 'tmp'}/", "--tmp-outdir-prefix", f"{rundir / 'tmp'}/",
+            self.executable() or self.command_name,
+            "--disable-color",
+            "--timestamps",
+            "--outdir",
+            str(rundir / "outputs"),
+            "--log-dir",
+            str(rundir / "logs"),
+            "--tmpdir-prefix",
+            f"{rundir / 'tmp'}/",
+            "--tmp-outdir-prefix",
+            f"{rundir / 'tmp'}/",
             *([] if self.settings.containers else ["--no-container"]),
-            *engine_args(spec.engine_parameters, self.options), "--", workflow, str(params),
+            *engine_args(spec.engine_parameters, self.options),
+            "--",
+            workflow,
+            str(params),
         ]
         # cwltool honours SIGTERM: it waits up to 10 s for its tools, then kills them.
         return LaunchPlan(argv, self.base_env(rundir), signal.SIGTERM, cancel_group=True, grace_seconds=30)
@@ -254,8 +270,7 @@ def cwl_failure(engine: str, stderr: Path, exit_code: int, tasks: list[TaskInfo]
         return f"{engine}: unsupported requirement" + (f": {lines[-1]}" if lines else "")
     if failed:
         steps = ", ".join(
-            f"{task.name} (exit code {task.exit_code})" if task.exit_code is not None else task.name
-            for task in failed
+            f"{task.name} (exit code {task.exit_code})" if task.exit_code is not None else task.name for task in failed
         )
         return f"{engine}: step failed: {steps}; see the task's stderr"
     last = tail(stderr, 3)

@@ -236,8 +236,12 @@ class GalaxyBackend(Backend):
         else:
             path = local_path(uri, self.settings.data_dir)
             answer = api.call(
-                f"upload {path.name}", api.gi.tools.upload_file, str(path), history_id,
-                file_type=file_type, file_name=name,
+                f"upload {path.name}",
+                api.gi.tools.upload_file,
+                str(path),
+                history_id,
+                file_type=file_type,
+                file_name=name,
             )
         return str(answer["outputs"][0]["id"])
 
@@ -308,7 +312,9 @@ class GalaxyBackend(Backend):
         history_id = api.find_history(history_name(run_id))
         if history_id is None:
             return None
-        found = api.call("list the run history's invocations", api.gi.invocations.get_invocations, history_id=history_id)
+        found = api.call(
+            "list the run history's invocations", api.gi.invocations.get_invocations, history_id=history_id
+        )
         return str(found[0]["id"]) if found else None
 
 

@@ -184,7 +184,9 @@ class InvocationReader:
         seen: dict[str, dict[str, Any]] = {}
         for invocation_id in invocation_ids:
             for job in self.api.call(
-                "list the invocation's jobs", self.gi.jobs.get_jobs, invocation_id=invocation_id,
+                "list the invocation's jobs",
+                self.gi.jobs.get_jobs,
+                invocation_id=invocation_id,
                 order_by="create_time",
             ):
                 seen.setdefault(str(job["id"]), job)
@@ -264,7 +266,9 @@ class InvocationReader:
             }
             files.append(
                 OutputFile(
-                    name=str(label), location=location, size=size if isinstance(size, int) else None,
+                    name=str(label),
+                    location=location,
+                    size=size if isinstance(size, int) else None,
                     checksum=checksum,
                 )
             )
@@ -281,8 +285,11 @@ class InvocationReader:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(target.suffix + ".part")
             self.api.call(
-                "download an output", self.gi.datasets.download_dataset, dataset_id,
-                file_path=str(partial), use_default_filename=False,
+                "download an output",
+                self.gi.datasets.download_dataset,
+                dataset_id,
+                file_path=str(partial),
+                use_default_filename=False,
             )
             partial.replace(target)
         return target

@@ -121,13 +121,25 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
         return existing
     control.mkdir(parents=True, exist_ok=True)
     launcher = [
-        sys.executable, "-m", __name__, str(control), str(int(plan.cancel_signal)),
-        "group" if plan.cancel_group else "pid", str(plan.grace_seconds), "--", *plan.argv,
+        sys.executable,
+        "-m",
+        __name__,
+        str(control),
+        str(int(plan.cancel_signal)),
+        "group" if plan.cancel_group else "pid",
+        str(plan.grace_seconds),
+        "--",
+        *plan.argv,
     ]
     env = {**os.environ, **plan.env}
     with (control / "stdout.txt").open("ab") as out, (control / "stderr.txt").open("ab") as err:
         proc = subprocess.Popen(
-            launcher, cwd=rundir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            launcher,
+            cwd=rundir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
             # No preexec_fn (unsafe in a threaded worker): the launcher sets its own handlers
             # for SIGINT/SIGTERM/SIGQUIT, and exec resets handled signals to SIG_DFL in the engine.
             start_new_session=True,
@@ -136,8 +148,11 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
     # so a worker learns of the exit without waiting for its next poll.
     threading.Thread(target=_await_exit, args=(proc, key), name=f"launcher-{proc.pid}", daemon=True).start()
     record = {
-        "pid": proc.pid, "start_ticks": _wait_ticks(proc.pid), "host": socket.gethostname(),
-        "argv": plan.argv, "launched_at": _now(),
+        "pid": proc.pid,
+        "start_ticks": _wait_ticks(proc.pid),
+        "host": socket.gethostname(),
+        "argv": plan.argv,
+        "launched_at": _now(),
     }
     write_json(control / "launch.json", record)
     return record
@@ -200,9 +215,13 @@ def status(rundir: Path) -> ProcessStatus:
     if ended is None:
         return ProcessStatus(True, False, canceled=canceled, host=host, argv=argv)
     return ProcessStatus(
-        launched=True, running=False, exit_code=int(ended["exit_code"]),
+        launched=True,
+        running=False,
+        exit_code=int(ended["exit_code"]),
         canceled=bool(ended.get("cancel_requested")) or canceled,
-        start_error=ended.get("start_error"), host=host, argv=argv,
+        start_error=ended.get("start_error"),
+        host=host,
+        argv=argv,
         ended_at=_time(ended.get("ended_at")),
     )
 
@@ -218,9 +237,7 @@ def request_cancel(rundir: Path) -> bool:
     current = status(rundir)
     if not current.running:
         return True
-    launcher = read_json(control / "launch.json") or (read_json(control / "engine.json") or {}).get(
-        "launcher", {}
-    )
+    launcher = read_json(control / "launch.json") or (read_json(control / "engine.json") or {}).get("launcher", {})
     if is_alive(launcher.get("pid"), launcher.get("start_ticks")):
         os.kill(int(launcher["pid"]), signal.SIGTERM)
         return False
@@ -300,11 +317,21 @@ class _Launcher:
             return self.finish(127, start_error=f"{argv[0]}: {exc.strerror or exc}")
         self.engine_pid = engine.pid
         launcher = read_json(self.control / "launch.json") or {}
-        write_json(self.control / "engine.json", {
-            "pid": engine.pid, "pgid": os.getpgid(0), "start_ticks": _wait_ticks(engine.pid),
-            "launcher": {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid()),
-                         "host": socket.gethostname(), "argv": argv, **launcher},
-        })
+        write_json(
+            self.control / "engine.json",
+            {
+                "pid": engine.pid,
+                "pgid": os.getpgid(0),
+                "start_ticks": _wait_ticks(engine.pid),
+                "launcher": {
+                    "pid": os.getpid(),
+                    "start_ticks": start_ticks(os.getpid()),
+                    "host": socket.gethostname(),
+                    "argv": argv,
+                    **launcher,
+                },
+            },
+        )
         if (self.control / "cancel.json").exists():  # cancelled before we were ready
             self.on_signal(signal.SIGTERM, None)
         code = self.wait(engine.pid)
@@ -342,7 +369,9 @@ class _Launcher:
     def finish(self, code: int, start_error: str | None = None) -> int:
         _kill_descendants()
         record: dict[str, Any] = {
-            "exit_code": code, "ended_at": _now(), "cancel_requested": self.deadline is not None,
+            "exit_code": code,
+            "ended_at": _now(),
+            "cancel_requested": self.deadline is not None,
         }
         if start_error:
             record["start_error"] = start_error

@@ -128,7 +128,8 @@ class LocalEngineBackend(Backend):
         proc = status(rundir)
         control = control_dir(rundir)
         logs: dict[str, Any] = {
-            "stdout_path": str(control / "stdout.txt"), "stderr_path": str(control / "stderr.txt"),
+            "stdout_path": str(control / "stdout.txt"),
+            "stderr_path": str(control / "stderr.txt"),
             "cmd": proc.argv or None,
         }
         if not proc.launched:
@@ -149,14 +150,23 @@ class LocalEngineBackend(Backend):
             files, skipped = output_files(self.output_paths(rundir, outputs), rundir)
             notes += skipped
         return SyncReport(
-            run_id=handle.run_id, state=state, reason=reason, tasks=_close_tasks(tasks, state, proc.ended_at),
-            outputs=outputs, output_files=files, exit_code=proc.exit_code,
-            system_logs=[*notes, reason] if reason else notes, **logs,
+            run_id=handle.run_id,
+            state=state,
+            reason=reason,
+            tasks=_close_tasks(tasks, state, proc.ended_at),
+            outputs=outputs,
+            output_files=files,
+            exit_code=proc.exit_code,
+            system_logs=[*notes, reason] if reason else notes,
+            **logs,
         )
 
     def _ending(self, rundir: Path, proc: ProcessStatus) -> tuple[State, str | None]:
         if proc.exit_code is None:
-            return State.SYSTEM_ERROR, "the engine process vanished without an exit record (killed, or the machine restarted)"
+            return (
+                State.SYSTEM_ERROR,
+                "the engine process vanished without an exit record (killed, or the machine restarted)",
+            )
         if proc.start_error:
             return State.SYSTEM_ERROR, f"the engine could not start: {proc.start_error}"
         if proc.exit_code == 0:

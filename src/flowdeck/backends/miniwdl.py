@@ -79,6 +79,7 @@ def check_inputs(document: WDL.Tree.Document, params: dict[str, Any], spec: RunS
 
 def _files(value: Any, wdl_type: WDL.Type.Base, spec: RunSpec, key: str) -> Any:
     import WDL
+
     if isinstance(wdl_type, WDL.Type.File | WDL.Type.Directory) and isinstance(value, str):
         return value if is_url(value) else str(attachment(value, spec, what=f"input {key}"))
     if isinstance(wdl_type, WDL.Type.Array) and isinstance(value, list):
@@ -99,10 +100,14 @@ def read_calls(run: Path) -> list[TaskInfo]:
         cause = (error or {}).get("cause") or {}
         tasks.append(
             TaskInfo(
-                backend_task_id=str(relative), name=name, state=state, start_time=_first_time(log),
+                backend_task_id=str(relative),
+                name=name,
+                state=state,
+                start_time=_first_time(log),
                 end_time=file_time(folder / ("outputs.json" if done else "error.json")),
                 exit_code=0 if done else cause.get("exit_status"),
-                stdout_path=str(folder / "stdout.txt"), stderr_path=str(folder / "stderr.txt"),
+                stdout_path=str(folder / "stdout.txt"),
+                stderr_path=str(folder / "stderr.txt"),
             )
         )
     return tasks
@@ -146,8 +151,14 @@ class MiniwdlBackend(LocalEngineBackend):
         path = control_dir(rundir) / "inputs.json"
         write_json(path, inputs)
         argv = [
-            self.executable() or self.command_name, "run", workflow, "-i", str(path),
-            "--dir", f"{rundir / 'run'}/.", "--error-json",
+            self.executable() or self.command_name,
+            "run",
+            workflow,
+            "-i",
+            str(path),
+            "--dir",
+            f"{rundir / 'run'}/.",
+            "--error-json",
             *engine_args(spec.engine_parameters, self.options),
         ]
         env = self.base_env(rundir)

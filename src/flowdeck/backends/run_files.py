@@ -89,7 +89,9 @@ def output_files(paths: Iterable[str], rundir: Path) -> tuple[list[OutputFile], 
                 continue
             found[kept] = OutputFile(
                 name=str(label / member.relative_to(real)) if member != real else str(label),
-                location=str(kept), size=kept.stat().st_size, checksum=file_checksum(kept),
+                location=str(kept),
+                size=kept.stat().st_size,
+                checksum=file_checksum(kept),
             )
     return list(found.values()), skipped
 

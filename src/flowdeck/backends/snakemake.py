@@ -131,8 +131,17 @@ class SnakemakeBackend(LocalEngineBackend):
         params = dict(spec.engine_parameters)
         params.setdefault("--cores", "1")
         argv = [
-            self.executable() or self.command_name, "--snakefile", workflow, "--directory", str(rundir),
-            "--configfile", str(config), "--logger", "flowdeck", "--nocolor", "--rerun-incomplete",
+            self.executable() or self.command_name,
+            "--snakefile",
+            workflow,
+            "--directory",
+            str(rundir),
+            "--configfile",
+            str(config),
+            "--logger",
+            "flowdeck",
+            "--nocolor",
+            "--rerun-incomplete",
             *(["--software-deployment-method", "apptainer"] if self.settings.containers else []),
             *engine_args(params, self.options),
         ]
@@ -153,8 +162,12 @@ class SnakemakeBackend(LocalEngineBackend):
         logs = [str(real) for raw in job.logs if (real := inside(rundir / raw, rundir)) is not None]
         control = control_dir(rundir)
         return TaskInfo(
-            backend_task_id=str(job.jobid), name=f"{job.rule}[{label}]" if label else job.rule,
-            state=job.state, start_time=job.start, end_time=job.end, exit_code=job.exit_code,
+            backend_task_id=str(job.jobid),
+            name=f"{job.rule}[{label}]" if label else job.rule,
+            state=job.state,
+            start_time=job.start,
+            end_time=job.end,
+            exit_code=job.exit_code,
             cmd=["bash", "-c", job.shellcmd.strip()] if job.shellcmd else None,
             stdout_path=str(control / "stdout.txt"),
             stderr_path=logs[0] if logs else str(control / "stderr.txt"),

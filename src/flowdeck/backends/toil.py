@@ -94,7 +94,10 @@ def _task(job_id: str, job: _Job, rundir: Path) -> TaskInfo:
         exit_code = 0
     start = stamps[0] if stamps else file_time(rundir / "logs" / job.job_type)
     return TaskInfo(
-        backend_task_id=job_id, name=step_name(job.job_type), state=job.state, start_time=start,
+        backend_task_id=job_id,
+        name=step_name(job.job_type),
+        state=job.state,
+        start_time=start,
         end_time=stamps[-1] if stamps and job.state is not State.RUNNING else None,
         exit_code=exit_code if job.state is not State.RUNNING else None,
         stdout_path=job.streams.get("stdout"),
@@ -125,15 +128,38 @@ class ToilBackend(CwlRunnerBackend):
         engine_params.setdefault("--retryCount", "0")
         tmp = f"{rundir / 'tmp'}/"
         argv = [
-            self.executable() or self.command_name, "--jobStore", f"file:{rundir / 'js'}",
-            "--batchSystem", self.settings.toil_batch_system, "--workDir", str(rundir / "tmp"),
-            "--outdir", str(rundir / "outputs"), "--log-dir", str(rundir / "logs"),
-            "--tmpdir-prefix", tmp, "--tmp-outdir-prefix", tmp,
-            "--writeMessages", str(control / "messages.tsv"), "--writeLogs", str(rundir / "joblogs"),
-            "--writeLogsFromAllJobs", "true", "--disableChaining", "true",
-            "--logFile", str(control / "toil.log"), "--clean", "always",
+            self.executable() or self.command_name,
+            "--jobStore",
+            f"file:{rundir / 'js'}",
+            "--batchSystem",
+            self.settings.toil_batch_system,
+            "--workDir",
+            str(rundir / "tmp"),
+            "--outdir",
+            str(rundir / "outputs"),
+            "--log-dir",
+            str(rundir / "logs"),
+            "--tmpdir-prefix",
+            tmp,
+            "--tmp-outdir-prefix",
+            tmp,
+            "--writeMessages",
+            str(control / "messages.tsv"),
+            "--writeLogs",
+            str(rundir / "joblogs"),
+            "--writeLogsFromAllJobs",
+            "true",
+            "--disableChaining",
+            "true",
+            "--logFile",
+            str(control / "toil.log"),
+            "--clean",
+            "always",
             *([] if self.settings.containers else ["--no-container"]),
-            *self.settings.toil_extra_args, *engine_args(engine_params, self.options), workflow, str(params),
+            *self.settings.toil_extra_args,
+            *engine_args(engine_params, self.options),
+            workflow,
+            str(params),
         ]
         env = {**self.base_env(rundir), "HOME": str(rundir / "home"), "TOIL_HISTORY": "False"}
         # Measured: SIGTERM to the leader stops its workers (in their own groups) in 3-4 s.

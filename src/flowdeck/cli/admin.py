@@ -86,11 +86,19 @@ async def users_passwd(db: Database, args: argparse.Namespace) -> int:
 async def users_list(db: Database, args: argparse.Namespace) -> int:
     async with db.read() as conn:
         rows = [(u, await accounts.user_groups(conn, u.id)) for u in await accounts.list_users(conn)]
-    _table(["USER", "ADMIN", "SOURCE", "DISABLED", "GROUPS"], [
-        [u.username, "yes" if u.is_admin else "", u.source, "yes" if u.disabled else "",
-         ", ".join(f"{g}({r})" if r == "admin" else g for g, r in sorted(groups.items()))]
-        for u, groups in rows
-    ])
+    _table(
+        ["USER", "ADMIN", "SOURCE", "DISABLED", "GROUPS"],
+        [
+            [
+                u.username,
+                "yes" if u.is_admin else "",
+                u.source,
+                "yes" if u.disabled else "",
+                ", ".join(f"{g}({r})" if r == "admin" else g for g, r in sorted(groups.items())),
+            ]
+            for u, groups in rows
+        ],
+    )
     return 0
 
 
@@ -106,10 +114,17 @@ async def groups_list(db: Database, args: argparse.Namespace) -> int:
     async with db.read() as conn:
         groups = await accounts.list_groups(conn)
         rows = [(g, await accounts.group_members(conn, g.id)) for g in groups]
-    _table(["GROUP", "MEMBERS", "DESCRIPTION"], [
-        [g.name, ", ".join(f"{m.username}(admin)" if m.role == "admin" else m.username for m in members), g.description or ""]
-        for g, members in rows
-    ])
+    _table(
+        ["GROUP", "MEMBERS", "DESCRIPTION"],
+        [
+            [
+                g.name,
+                ", ".join(f"{m.username}(admin)" if m.role == "admin" else m.username for m in members),
+                g.description or "",
+            ]
+            for g, members in rows
+        ],
+    )
     return 0
 
 
@@ -147,10 +162,21 @@ async def tokens_list(db: Database, args: argparse.Namespace) -> int:
     def when(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M") if value else ""
 
-    _table(["ID", "NAME", "PREFIX", "CREATED", "EXPIRES", "LAST USED", "REVOKED"], [
-        [t.id, t.name, f"fd_{t.prefix}_", when(t.created_at), when(t.expires_at), when(t.last_used_at), when(t.revoked_at)]
-        for t in found
-    ])
+    _table(
+        ["ID", "NAME", "PREFIX", "CREATED", "EXPIRES", "LAST USED", "REVOKED"],
+        [
+            [
+                t.id,
+                t.name,
+                f"fd_{t.prefix}_",
+                when(t.created_at),
+                when(t.expires_at),
+                when(t.last_used_at),
+                when(t.revoked_at),
+            ]
+            for t in found
+        ],
+    )
     return 0
 
 
@@ -176,7 +202,9 @@ def _command(parser: Any, name: str, action: Action, text: str) -> argparse.Argu
 
 def register(sub: Any) -> None:
     """Add ``users``, ``groups`` and ``tokens`` to the ``flowdeck`` parser."""
-    users = sub.add_parser("users", help="local accounts (server side)").add_subparsers(dest="users_command", required=True)
+    users = sub.add_parser("users", help="local accounts (server side)").add_subparsers(
+        dest="users_command", required=True
+    )
     p = _command(users, "create", users_create, "create a user")
     p.add_argument("name")
     p.add_argument("--admin", action="store_true", help="a service administrator")
@@ -189,7 +217,9 @@ def register(sub: Any) -> None:
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     _command(users, "list", users_list, "list users and their groups")
 
-    groups = sub.add_parser("groups", help="research groups (server side)").add_subparsers(dest="groups_command", required=True)
+    groups = sub.add_parser("groups", help="research groups (server side)").add_subparsers(
+        dest="groups_command", required=True
+    )
     p = _command(groups, "create", groups_create, "create a research group")
     p.add_argument("name")
     p.add_argument("--description")
@@ -202,7 +232,9 @@ def register(sub: Any) -> None:
     p.add_argument("group")
     p.add_argument("user")
 
-    tokens = sub.add_parser("tokens", help="API tokens (server side)").add_subparsers(dest="tokens_command", required=True)
+    tokens = sub.add_parser("tokens", help="API tokens (server side)").add_subparsers(
+        dest="tokens_command", required=True
+    )
     p = _command(tokens, "create", tokens_create, "create an API token for a user; prints it once")
     p.add_argument("user")
     p.add_argument("--name", required=True, help="what it is for, e.g. ci")

@@ -123,7 +123,9 @@ def runs_watch(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the client commands to the top-level parser."""
-    runs = sub.add_parser("runs", help="WES runs on a flowdeck server").add_subparsers(dest="runs_command", required=True)
+    runs = sub.add_parser("runs", help="WES runs on a flowdeck server").add_subparsers(
+        dest="runs_command", required=True
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", help="server URL (default $FLOWDECK_SERVER or http://127.0.0.1:8000)")
     p = runs.add_parser("list", parents=[common], help="list runs")

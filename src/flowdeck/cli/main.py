@@ -49,7 +49,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         worker = Worker(services)
         app = create_app(settings, services)
-        log.info("flowdeck up: http://%s:%d (database %s)", settings.host, settings.port, services.db.engine.url.render_as_string())
+        log.info(
+            "flowdeck up: http://%s:%d (database %s)",
+            settings.host,
+            settings.port,
+            services.db.engine.url.render_as_string(),
+        )
         try:
             await asyncio.gather(serve(app, settings, stop), worker.run(stop))
         finally:

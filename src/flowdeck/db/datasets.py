@@ -42,21 +42,27 @@ def _where(flt: DatasetFilter) -> list[sa.ColumnElement[bool]]:
     if flt.groups is not None:
         clauses.append(datasets.c.research_group.in_(sorted(flt.groups)))
     for column, value in (
-        (datasets.c.research_group, flt.research_group), (datasets.c.name, flt.name), (datasets.c.owner, flt.owner),
+        (datasets.c.research_group, flt.research_group),
+        (datasets.c.name, flt.name),
+        (datasets.c.owner, flt.owner),
     ):
         if value is not None:
             clauses.append(column == value)
     return clauses
 
 
-async def page(conn: AsyncConnection, flt: DatasetFilter, limit: int, after: tuple[datetime, str] | None) -> list[RowMapping]:
+async def page(
+    conn: AsyncConnection, flt: DatasetFilter, limit: int, after: tuple[datetime, str] | None
+) -> list[RowMapping]:
     """Newest first; ``after`` is the (created_at, id) of the last row already seen."""
     query = sa.select(datasets).where(*_where(flt))
     if after is not None:
         created, dataset_id = after
-        query = query.where(sa.or_(
-            datasets.c.created_at < created, sa.and_(datasets.c.created_at == created, datasets.c.id < dataset_id)
-        ))
+        query = query.where(
+            sa.or_(
+                datasets.c.created_at < created, sa.and_(datasets.c.created_at == created, datasets.c.id < dataset_id)
+            )
+        )
     query = query.order_by(datasets.c.created_at.desc(), datasets.c.id.desc()).limit(limit)
     return list((await conn.execute(query)).mappings())
 
@@ -66,7 +72,9 @@ async def runs_using(conn: AsyncConnection, dataset_id: str) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-async def latest_run(conn: AsyncConnection, dataset_id: str, pipeline_name: str | None, workflow_url: str) -> RowMapping | None:
+async def latest_run(
+    conn: AsyncConnection, dataset_id: str, pipeline_name: str | None, workflow_url: str
+) -> RowMapping | None:
     """The newest run of this workflow (by pipeline, else by workflow_url) on the dataset."""
     query = sa.select(runs).where(runs.c.dataset_id == dataset_id)
     query = query.where(runs.c.pipeline_name == pipeline_name if pipeline_name else runs.c.workflow_url == workflow_url)

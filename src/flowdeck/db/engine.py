@@ -44,9 +44,13 @@ class Database:
             url = f"sqlite+{sqlite_inline.DRIVER}:" + self.url.split(":", 1)[1]
             # A pooled connection may next be checked out by an event loop in another thread
             # (upgrade() inside a running loop, tests); the pool never lends one to two users.
-            kwargs.update(connect_args={"check_same_thread": False}, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
+            kwargs.update(
+                connect_args={"check_same_thread": False}, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE
+            )
         else:
-            kwargs.update(pool_size=settings.database_pool_size, max_overflow=settings.database_pool_size, pool_pre_ping=True)
+            kwargs.update(
+                pool_size=settings.database_pool_size, max_overflow=settings.database_pool_size, pool_pre_ping=True
+            )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._connected_once = False
         if self.is_sqlite:

@@ -24,10 +24,19 @@ async def add(
     actor: str | None = None,
 ) -> None:
     # Values as parameters, not .values(): the statement stays one cached compilation.
-    await conn.execute(sa.insert(events), {
-        "run_id": run_id, "request_id": request_id, "at": at, "kind": kind,
-        "from_state": from_state, "to_state": to_state, "reason": reason, "actor": actor,
-    })
+    await conn.execute(
+        sa.insert(events),
+        {
+            "run_id": run_id,
+            "request_id": request_id,
+            "at": at,
+            "kind": kind,
+            "from_state": from_state,
+            "to_state": to_state,
+            "reason": reason,
+            "actor": actor,
+        },
+    )
 
 
 async def for_run(conn: AsyncConnection, run_id: str, limit: int = 1000) -> list[RowMapping]:

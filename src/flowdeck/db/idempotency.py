@@ -21,9 +21,16 @@ async def try_insert(conn: AsyncConnection, scope: str, endpoint: str, key: str,
     """Insert the key; False if it already exists (the primary key decides between racers)."""
     try:
         async with conn.begin_nested():
-            await conn.execute(sa.insert(keys), {
-                "scope": scope, "endpoint": endpoint, "key": key, "body_hash": body_hash, "created_at": now,
-            })
+            await conn.execute(
+                sa.insert(keys),
+                {
+                    "scope": scope,
+                    "endpoint": endpoint,
+                    "key": key,
+                    "body_hash": body_hash,
+                    "created_at": now,
+                },
+            )
     except IntegrityError:
         return False
     return True
@@ -35,10 +42,14 @@ async def get(conn: AsyncConnection, scope: str, endpoint: str, key: str) -> Row
 
 
 async def store_answer(conn: AsyncConnection, scope: str, endpoint: str, key: str, status: int, response: Any) -> None:
-    await conn.execute(sa.update(keys).where(_match(scope, endpoint, key)).values(status_code=status, response=response))
+    await conn.execute(
+        sa.update(keys).where(_match(scope, endpoint, key)).values(status_code=status, response=response)
+    )
 
 
-async def delete(conn: AsyncConnection, scope: str, endpoint: str, key: str, created_before: datetime | None = None) -> None:
+async def delete(
+    conn: AsyncConnection, scope: str, endpoint: str, key: str, created_before: datetime | None = None
+) -> None:
     """Forget a key (only if created before ``created_before``, when given)."""
     query = sa.delete(keys).where(_match(scope, endpoint, key))
     if created_before is not None:

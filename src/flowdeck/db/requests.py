@@ -57,10 +57,12 @@ async def page(conn: AsyncConnection, flt: RequestFilter, limit: int, after: tup
             query = query.where(column == value)
     if after is not None:
         created, request_id = after
-        query = query.where(sa.or_(
-            requests.c.created_at < created,
-            sa.and_(requests.c.created_at == created, requests.c.id < request_id),
-        ))
+        query = query.where(
+            sa.or_(
+                requests.c.created_at < created,
+                sa.and_(requests.c.created_at == created, requests.c.id < request_id),
+            )
+        )
     query = query.order_by(requests.c.created_at.desc(), requests.c.id.desc()).limit(limit)
     return list((await conn.execute(query)).mappings())
 
@@ -76,8 +78,15 @@ async def claim(
 ) -> list[Row]:
     """Take a lease on up to ``limit`` new requests that no live lease holds (see db/leases.py)."""
     return await leases.claim(
-        conn, requests, [requests.c.state == "new"], [requests.c.created_at],
-        owner=owner, now=now, lease=lease, limit=limit, postgres=postgres,
+        conn,
+        requests,
+        [requests.c.state == "new"],
+        [requests.c.created_at],
+        owner=owner,
+        now=now,
+        lease=lease,
+        limit=limit,
+        postgres=postgres,
     )
 
 
@@ -106,6 +115,7 @@ async def is_cancel_requested(conn: AsyncConnection, request_id: str) -> bool:
 
 # --- the runs of a request
 
+
 async def run_indexes(conn: AsyncConnection, request_id: str) -> set[int]:
     """The request_index of every run already created for the request."""
     query = sa.select(runs.c.request_index).where(runs.c.request_id == request_id)
@@ -115,8 +125,14 @@ async def run_indexes(conn: AsyncConnection, request_id: str) -> set[int]:
 async def run_page(conn: AsyncConnection, request_id: str, after: int | None, limit: int) -> list[Row]:
     """The request's runs in request_index order, after index ``after``."""
     query = sa.select(
-        runs.c.id, runs.c.request_index, runs.c.state, runs.c.dataset_id, runs.c.error_message,
-        runs.c.created_at, runs.c.updated_at, runs.c.workflow_params,
+        runs.c.id,
+        runs.c.request_index,
+        runs.c.state,
+        runs.c.dataset_id,
+        runs.c.error_message,
+        runs.c.created_at,
+        runs.c.updated_at,
+        runs.c.workflow_params,
     ).where(runs.c.request_id == request_id)
     if after is not None:
         query = query.where(runs.c.request_index > after)

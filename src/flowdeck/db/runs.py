@@ -118,9 +118,7 @@ async def page(
         created, run_id = after
         # "<= created AND (...)" gives SQLite an index range to seek; a bare OR of the two cases
         # makes its planner scan the index from the top (60 ms at a million runs, not 0.1).
-        query = query.where(
-            runs.c.created_at <= created, sa.or_(runs.c.created_at < created, runs.c.id < run_id)
-        )
+        query = query.where(runs.c.created_at <= created, sa.or_(runs.c.created_at < created, runs.c.id < run_id))
     query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
     result = await conn.execute(query)
     return list(result.mappings())
@@ -166,12 +164,21 @@ async def claim(
         has_id = runs.c.backend_run_id.is_not(None)
         conditions.append(has_id if submitted else sa.not_(has_id))
     return await leases.claim(
-        conn, runs, conditions, [runs.c.next_check_at.asc().nulls_first(), runs.c.created_at],
-        owner=owner, now=now, lease=lease, limit=limit, postgres=postgres,
+        conn,
+        runs,
+        conditions,
+        [runs.c.next_check_at.asc().nulls_first(), runs.c.created_at],
+        owner=owner,
+        now=now,
+        lease=lease,
+        limit=limit,
+        postgres=postgres,
     )
 
 
-async def release(conn: AsyncConnection, run_id: str, owner: str, next_check_at: datetime | None, **values: Any) -> None:
+async def release(
+    conn: AsyncConnection, run_id: str, owner: str, next_check_at: datetime | None, **values: Any
+) -> None:
     """Give up a lease (only if still ours) and set when the run is next due."""
     await conn.execute(
         sa.update(runs)
@@ -198,8 +205,10 @@ async def renew_leases(conn: AsyncConnection, owner: str, until: datetime) -> No
 
 async def count_executing(conn: AsyncConnection, backends: Sequence[str]) -> int:
     """Runs holding a slot on local engines (admission control)."""
-    query = sa.select(sa.func.count()).select_from(runs).where(
-        runs.c.backend.in_(list(backends)), runs.c.state.in_([s.value for s in ENGINE_HELD])
+    query = (
+        sa.select(sa.func.count())
+        .select_from(runs)
+        .where(runs.c.backend.in_(list(backends)), runs.c.state.in_([s.value for s in ENGINE_HELD]))
     )
     return int((await conn.execute(query)).scalar_one())
 

@@ -69,15 +69,21 @@ class SQLiteInlineDialect(SQLiteDialect_pysqlite):
 
     # AsyncConnection.execute insists that a statement awaited something; a finished awaitable
     # satisfies it without a trip through the event loop.
-    def do_execute(self, cursor: DBAPICursor, statement: str, parameters: Any, context: ExecutionContext | None = None) -> None:
+    def do_execute(
+        self, cursor: DBAPICursor, statement: str, parameters: Any, context: ExecutionContext | None = None
+    ) -> None:
         _declare_await()
         super().do_execute(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]
 
-    def do_execute_no_params(self, cursor: DBAPICursor, statement: str, context: ExecutionContext | None = None) -> None:
+    def do_execute_no_params(
+        self, cursor: DBAPICursor, statement: str, context: ExecutionContext | None = None
+    ) -> None:
         _declare_await()
         super().do_execute_no_params(cursor, statement, context)  # type: ignore[no-untyped-call]
 
-    def do_executemany(self, cursor: DBAPICursor, statement: str, parameters: Any, context: ExecutionContext | None = None) -> None:
+    def do_executemany(
+        self, cursor: DBAPICursor, statement: str, parameters: Any, context: ExecutionContext | None = None
+    ) -> None:
         _declare_await()
         super().do_executemany(cursor, statement, parameters, context)  # type: ignore[no-untyped-call]
 

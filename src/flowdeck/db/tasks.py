@@ -40,8 +40,12 @@ async def sync(conn: AsyncConnection, run_id: str, reported: Sequence[TaskInfo],
         if row is None:
             await conn.execute(
                 sa.insert(tasks).values(
-                    id=uuid.uuid4().hex, run_id=run_id, backend_task_id=info.backend_task_id,
-                    position=len(existing) + position, updated_at=now, **values,
+                    id=uuid.uuid4().hex,
+                    run_id=run_id,
+                    backend_task_id=info.backend_task_id,
+                    position=len(existing) + position,
+                    updated_at=now,
+                    **values,
                 )
             )
             changed += 1

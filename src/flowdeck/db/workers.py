@@ -12,7 +12,9 @@ from flowdeck.db.tables import workers
 
 async def register(conn: AsyncConnection, worker_id: str, hostname: str, pid: int, version: str, now: datetime) -> None:
     await conn.execute(
-        sa.insert(workers).values(id=worker_id, hostname=hostname, pid=pid, version=version, started_at=now, heartbeat_at=now)
+        sa.insert(workers).values(
+            id=worker_id, hostname=hostname, pid=pid, version=version, started_at=now, heartbeat_at=now
+        )
     )
 
 

@@ -26,8 +26,14 @@ class Services:
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
-        return cls(settings=settings, db=Database(settings), backends=Registry(settings), metrics=Metrics(),
-                   catalog=Catalog.from_settings(settings), storage=open_storage(settings))
+        return cls(
+            settings=settings,
+            db=Database(settings),
+            backends=Registry(settings),
+            metrics=Metrics(),
+            catalog=Catalog.from_settings(settings),
+            storage=open_storage(settings),
+        )
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -60,7 +60,9 @@ def check_reference(services: Services, new: NewDataset) -> None:
         raise _problem("/name", "a dataset needs a name", "required")
     if new.uri is None:
         if new.galaxy_dataset_id is None:
-            raise _problem("/uri", f"give a uri ({', '.join(SCHEMES)}), a galaxy_dataset_id, or upload a file", "required")
+            raise _problem(
+                "/uri", f"give a uri ({', '.join(SCHEMES)}), a galaxy_dataset_id, or upload a file", "required"
+            )
     elif new.uri.startswith("galaxy://dataset/"):
         new.galaxy_dataset_id, new.uri = new.uri.removeprefix("galaxy://dataset/"), None
     elif new.uri.startswith("file://"):
@@ -80,18 +82,34 @@ def _check_file(services: Services, uri: str) -> None:
         raise _problem("/uri", f"file:// datasets must lie under {', '.join(map(str, roots))}", "file_roots")
 
 
-async def register(services: Services, principal: Principal, new: NewDataset, *, storage_key: str | None = None,
-                   extra: dict[str, Any] | None = None, dataset_id: str | None = None) -> RowMapping:
+async def register(
+    services: Services,
+    principal: Principal,
+    new: NewDataset,
+    *,
+    storage_key: str | None = None,
+    extra: dict[str, Any] | None = None,
+    dataset_id: str | None = None,
+) -> RowMapping:
     """Record a dataset (a reference, or one whose bytes are or will be in storage)."""
     if storage_key is None:
         check_reference(services, new)
     group = resolve_group(principal, new.research_group)
     now, new_id = utcnow(), dataset_id or str(uuid.uuid4())
     values = {
-        "id": new_id, "name": new.name.strip()[:256], "research_group": group,
-        "owner": principal.name, "uri": new.uri, "galaxy_dataset_id": new.galaxy_dataset_id,
-        "storage_key": storage_key, "checksum": new.checksum, "size": new.size, "media_type": new.media_type,
-        "extra": extra or {}, "created_at": now, "updated_at": now,
+        "id": new_id,
+        "name": new.name.strip()[:256],
+        "research_group": group,
+        "owner": principal.name,
+        "uri": new.uri,
+        "galaxy_dataset_id": new.galaxy_dataset_id,
+        "storage_key": storage_key,
+        "checksum": new.checksum,
+        "size": new.size,
+        "media_type": new.media_type,
+        "extra": extra or {},
+        "created_at": now,
+        "updated_at": now,
     }
     async with services.db.write() as conn:
         await dataset_rows.insert(conn, values)
@@ -104,7 +122,9 @@ def upload_key(dataset_id: str, filename: str) -> str:
     return f"datasets/{dataset_id}/{_SAFE_NAME.sub('_', filename).strip('._')[:128] or 'data'}"
 
 
-async def upload(services: Services, principal: Principal, new: NewDataset, filename: str, stream: BinaryIO) -> RowMapping:
+async def upload(
+    services: Services, principal: Principal, new: NewDataset, filename: str, stream: BinaryIO
+) -> RowMapping:
     """Store the file, then record the dataset with its size and SHA-256."""
     resolve_group(principal, new.research_group)  # refuse before storing anything
     dataset_id = str(uuid.uuid4())
@@ -134,8 +154,14 @@ def _measure(stream: BinaryIO, limit: int) -> tuple[int, str]:
 async def expect_upload(services: Services, principal: Principal, new: NewDataset, filename: str) -> RowMapping:
     """A dataset whose bytes arrive later through a pre-signed PUT."""
     dataset_id = str(uuid.uuid4())
-    return await register(services, principal, new, storage_key=upload_key(dataset_id, filename),
-                          extra={"pending_upload": True}, dataset_id=dataset_id)
+    return await register(
+        services,
+        principal,
+        new,
+        storage_key=upload_key(dataset_id, filename),
+        extra={"pending_upload": True},
+        dataset_id=dataset_id,
+    )
 
 
 async def receive_upload(services: Services, key: str, stream: BinaryIO) -> None:
@@ -146,10 +172,16 @@ async def receive_upload(services: Services, key: str, stream: BinaryIO) -> None
         dataset_id = key.split("/")[1] if key.startswith("datasets/") else ""
         row = await dataset_rows.get(conn, dataset_id)
         if row is not None and row["storage_key"] == key:
-            await dataset_rows.update(conn, dataset_id, {
-                "size": size, "checksum": f"sha256:{digest}", "extra": {**(row["extra"] or {}), "pending_upload": False},
-                "updated_at": utcnow(),
-            })
+            await dataset_rows.update(
+                conn,
+                dataset_id,
+                {
+                    "size": size,
+                    "checksum": f"sha256:{digest}",
+                    "extra": {**(row["extra"] or {}), "pending_upload": False},
+                    "updated_at": utcnow(),
+                },
+            )
 
 
 async def get_visible(services: Services, dataset_id: str, principal: Principal) -> RowMapping:
@@ -168,15 +200,24 @@ async def _settle_upload(services: Services, row: RowMapping) -> RowMapping:
     store = storage_of(services)
     if not store.exists(row["storage_key"]):
         return row
-    values = {"size": store.size(row["storage_key"]), "extra": {**row["extra"], "pending_upload": False}, "updated_at": utcnow()}
+    values = {
+        "size": store.size(row["storage_key"]),
+        "extra": {**row["extra"], "pending_upload": False},
+        "updated_at": utcnow(),
+    }
     async with services.db.write() as conn:
         await dataset_rows.update(conn, row["id"], values)
         settled = await dataset_rows.get(conn, row["id"])
     return settled or row
 
 
-async def list_page(services: Services, principal: Principal, flt: dataset_rows.DatasetFilter,
-                    page_size: int | None, page_token: str | None) -> tuple[list[RowMapping], str]:
+async def list_page(
+    services: Services,
+    principal: Principal,
+    flt: dataset_rows.DatasetFilter,
+    page_size: int | None,
+    page_token: str | None,
+) -> tuple[list[RowMapping], str]:
     groups = principal.visible_groups()
     if groups is not None:
         flt = dataset_rows.DatasetFilter(**{**flt.__dict__, "groups": groups})

@@ -36,7 +36,13 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         if row["state"] == State.QUEUED.value:
             async with services.db.write() as conn:
                 if not await state_machine.transition(
-                    conn, run_id, State.QUEUED, State.INITIALIZING, now=utcnow(), reason="claimed by a worker", actor=ACTOR
+                    conn,
+                    run_id,
+                    State.QUEUED,
+                    State.INITIALIZING,
+                    now=utcnow(),
+                    reason="claimed by a worker",
+                    actor=ACTOR,
                 ):
                     await run_rows.release(conn, run_id, owner, utcnow())
                     return
@@ -47,7 +53,12 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         await _retry_later(services, owner, row, str(exc))
         return
     except FlowdeckError as exc:
-        await _fail(services, row, State.EXECUTOR_ERROR if exc.status_code < 500 or exc.status_code == 502 else State.SYSTEM_ERROR, exc.detail)
+        await _fail(
+            services,
+            row,
+            State.EXECUTOR_ERROR if exc.status_code < 500 or exc.status_code == 502 else State.SYSTEM_ERROR,
+            exc.detail,
+        )
         return
     except Exception as exc:
         log.exception("dispatch of run %s failed", run_id)
@@ -81,7 +92,12 @@ async def _retry_later(services: Services, owner: str, row: RowMapping, message:
     log.warning("run %s: engine unavailable at dispatch (%s); retry in %.0fs", row["id"], message, delay)
     async with services.db.write() as conn:
         await run_rows.release(
-            conn, row["id"], owner, utcnow() + timedelta(seconds=delay), check_failures=failures, last_check_error=message
+            conn,
+            row["id"],
+            owner,
+            utcnow() + timedelta(seconds=delay),
+            check_failures=failures,
+            last_check_error=message,
         )
 
 
@@ -101,6 +117,12 @@ async def _fail(services: Services, row: RowMapping, target: State, message: str
             target = State.SYSTEM_ERROR
         logs = [*(current["system_logs"] or []), message]
         await state_machine.transition(
-            conn, row["id"], state, target, now=now, reason=message, actor=ACTOR,
+            conn,
+            row["id"],
+            state,
+            target,
+            now=now,
+            reason=message,
+            actor=ACTOR,
             fields={"error_message": message, "system_logs": logs},
         )

@@ -99,7 +99,11 @@ async def _begin(services: Services, use: Use) -> Answer | None:
             if await key_rows.try_insert(conn, use.scope, use.endpoint, use.key, use.body_hash, now):
                 return None
             row = await key_rows.get(conn, use.scope, use.endpoint, use.key)
-            if row is not None and row["status_code"] is None and now - row["created_at"] > timedelta(seconds=IN_FLIGHT_SECONDS):
+            if (
+                row is not None
+                and row["status_code"] is None
+                and now - row["created_at"] > timedelta(seconds=IN_FLIGHT_SECONDS)
+            ):
                 await key_rows.delete(conn, use.scope, use.endpoint, use.key)
                 continue
         if row is None:
@@ -112,8 +116,10 @@ async def _begin(services: Services, use: Use) -> Answer | None:
         if row["status_code"] is not None:
             return Answer(int(row["status_code"]), row["response"], replayed=True)
         if time.monotonic() > deadline:
-            raise Conflict(f"a request with {HEADER} {use.key!r} is still being processed; retry shortly",
-                           headers={"Retry-After": "1"})
+            raise Conflict(
+                f"a request with {HEADER} {use.key!r} is still being processed; retry shortly",
+                headers={"Retry-After": "1"},
+            )
         await asyncio.sleep(0.05)
 
 

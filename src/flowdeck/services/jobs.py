@@ -30,13 +30,27 @@ from flowdeck.services.runs import NewRun, resolve_group
 SEED_000 = {"dataset_id", "workflow_name", "overwrite", "parameters", "description"}
 SEED_002 = {"pipeline_name", "pipeline_version", "parameters", "research_group", "description", "strict", "dataset_id"}
 _TYPES: dict[str, tuple[type, ...]] = {
-    "dataset_id": (str,), "workflow_name": (str,), "overwrite": (bool,), "parameters": (dict,),
-    "description": (str, type(None)), "pipeline_name": (str,), "pipeline_version": (str, type(None)),
-    "research_group": (str, type(None)), "strict": (bool,),
+    "dataset_id": (str,),
+    "workflow_name": (str,),
+    "overwrite": (bool,),
+    "parameters": (dict,),
+    "description": (str, type(None)),
+    "pipeline_name": (str,),
+    "pipeline_version": (str, type(None)),
+    "research_group": (str, type(None)),
+    "strict": (bool,),
 }
-_TYPE_WORDS = {"dataset_id": "a string", "workflow_name": "a string", "overwrite": "true or false",
-               "parameters": "an object", "description": "a string", "pipeline_name": "a string",
-               "pipeline_version": "a string", "research_group": "a string", "strict": "true or false"}
+_TYPE_WORDS = {
+    "dataset_id": "a string",
+    "workflow_name": "a string",
+    "overwrite": "true or false",
+    "parameters": "an object",
+    "description": "a string",
+    "pipeline_name": "a string",
+    "pipeline_version": "a string",
+    "research_group": "a string",
+    "strict": "true or false",
+}
 
 
 @dataclass
@@ -49,12 +63,21 @@ class Planned:
     def preview(self) -> dict[str, Any]:
         new = self.new
         return {
-            "dry_run": True, "pipeline_name": new.pipeline_name, "pipeline_version": new.pipeline_version,
-            "workflow_name": new.pipeline_target.get("workflow"), "parameters": new.workflow_params,
-            "research_group": new.research_group, "description": new.description, "dataset_id": new.dataset_id,
-            "dataset": new.dataset, "rerun_of": new.rerun_of,
-            "backend": new.workflow_engine, "target": new.pipeline_target, "workflow_type": new.workflow_type,
-            "workflow_type_version": new.workflow_type_version, "workflow_url": new.workflow_url,
+            "dry_run": True,
+            "pipeline_name": new.pipeline_name,
+            "pipeline_version": new.pipeline_version,
+            "workflow_name": new.pipeline_target.get("workflow"),
+            "parameters": new.workflow_params,
+            "research_group": new.research_group,
+            "description": new.description,
+            "dataset_id": new.dataset_id,
+            "dataset": new.dataset,
+            "rerun_of": new.rerun_of,
+            "backend": new.workflow_engine,
+            "target": new.pipeline_target,
+            "workflow_type": new.workflow_type,
+            "workflow_type_version": new.workflow_type_version,
+            "workflow_url": new.workflow_url,
         }
 
 
@@ -62,18 +85,28 @@ def _check_shape(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object", [Problem("/", "must be a JSON object", "type")])
     if "workflow_name" in body and "pipeline_name" in body:
-        raise ValidationFailed("give workflow_name (a Galaxy workflow) or pipeline_name (a catalog pipeline), not both",
-                               [Problem("/workflow_name", "conflicts with pipeline_name", "oneOf")])
+        raise ValidationFailed(
+            "give workflow_name (a Galaxy workflow) or pipeline_name (a catalog pipeline), not both",
+            [Problem("/workflow_name", "conflicts with pipeline_name", "oneOf")],
+        )
     if "workflow_name" not in body and "pipeline_name" not in body:
-        raise ValidationFailed("give pipeline_name (a catalog pipeline) or dataset_id and workflow_name (a Galaxy workflow)",
-                               [Problem("/pipeline_name", "pipeline_name or workflow_name is required", "required")])
+        raise ValidationFailed(
+            "give pipeline_name (a catalog pipeline) or dataset_id and workflow_name (a Galaxy workflow)",
+            [Problem("/pipeline_name", "pipeline_name or workflow_name is required", "required")],
+        )
     allowed = SEED_000 if "workflow_name" in body else SEED_002
     required = ("dataset_id", "workflow_name") if "workflow_name" in body else ("pipeline_name",)
-    problems = [Problem(f"/{key}", f"is not a field here; fields: {', '.join(sorted(allowed))}", "additionalProperties")
-                for key in body if key not in allowed]
+    problems = [
+        Problem(f"/{key}", f"is not a field here; fields: {', '.join(sorted(allowed))}", "additionalProperties")
+        for key in body
+        if key not in allowed
+    ]
     problems += [Problem(f"/{key}", "is required", "required") for key in required if key not in body]
-    problems += [Problem(f"/{key}", f"must be {_TYPE_WORDS[key]}", "type") for key, value in body.items()
-                 if key in allowed and not _is_a(value, _TYPES[key])]
+    problems += [
+        Problem(f"/{key}", f"must be {_TYPE_WORDS[key]}", "type")
+        for key, value in body.items()
+        if key in allowed and not _is_a(value, _TYPES[key])
+    ]
     if problems:
         raise ValidationFailed("invalid job: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems)
     return body
@@ -95,9 +128,16 @@ async def plan(services: Services, body: Any, principal: Principal) -> Planned:
     if dataset_id is not None:
         row = await dataset_service.get_visible(services, dataset_id, principal)
         dataset = dataset_service.run_reference(services, row)
-    new = build_run(services, pipeline, body.get("parameters", {}), research_group=group,
-                    description=body.get("description"), dataset=dataset, dataset_id=dataset_id,
-                    strict=body.get("strict", True))
+    new = build_run(
+        services,
+        pipeline,
+        body.get("parameters", {}),
+        research_group=group,
+        description=body.get("description"),
+        dataset=dataset,
+        dataset_id=dataset_id,
+        strict=body.get("strict", True),
+    )
     return Planned(new, pipeline)
 
 
@@ -121,20 +161,35 @@ async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Prin
     group = resolve_group(principal, row["research_group"])
     pipeline = galaxy_pipeline(services, name)
     if pipeline is not None:
-        new = build_run(services, pipeline, body.get("parameters", {}), research_group=group,
-                        description=body.get("description"), dataset=dataset, dataset_id=row["id"])
+        new = build_run(
+            services,
+            pipeline,
+            body.get("parameters", {}),
+            research_group=group,
+            description=body.get("description"),
+            dataset=dataset,
+            dataset_id=row["id"],
+        )
     elif name in services.settings.galaxy_allowed_workflows:
         new = NewRun(
-            workflow_type="GALAXY", workflow_type_version="gxformat2", workflow_url="galaxy://workflow/" + quote(name, safe=""),
-            workflow_params=body.get("parameters", {}), workflow_engine="galaxy", research_group=group,
-            description=body.get("description"), dataset_id=row["id"], dataset=dataset,
-            pipeline_target={"workflow": name}, origin="jobs",
+            workflow_type="GALAXY",
+            workflow_type_version="gxformat2",
+            workflow_url="galaxy://workflow/" + quote(name, safe=""),
+            workflow_params=body.get("parameters", {}),
+            workflow_engine="galaxy",
+            research_group=group,
+            description=body.get("description"),
+            dataset_id=row["id"],
+            dataset=dataset,
+            pipeline_target={"workflow": name},
+            origin="jobs",
         )
     else:
         allowed = allowed_workflows(services)
         raise ValidationFailed(
             f"workflow {name!r} is not allowed; allowed: {', '.join(allowed) or 'none'}",
-            [Problem("/workflow_name", f"{name!r} is not an allowed workflow", "enum")], allowed=allowed,
+            [Problem("/workflow_name", f"{name!r} is not an allowed workflow", "enum")],
+            allowed=allowed,
         )
     if body.get("overwrite"):
         async with services.db.read() as conn:
@@ -151,17 +206,29 @@ async def rerun(services: Services, run_id: str, principal: Principal) -> str:
     """A new run of the same workflow, parameters and dataset, linked by ``rerun_of``."""
     row = await run_service.get_visible(services, run_id, principal)
     folder = run_folder(services.settings.resolved_runs_dir, row["id"]).attachments
-    attachments = [Attachment(name, (folder / name).read_bytes()) for name in row["attachments"] or []
-                   if (folder / name).is_file()]
+    attachments = [
+        Attachment(name, (folder / name).read_bytes()) for name in row["attachments"] or [] if (folder / name).is_file()
+    ]
     data = row["backend_data"] or {}
     new = NewRun(
-        workflow_type=row["workflow_type"], workflow_type_version=row["workflow_type_version"],
-        workflow_url=row["workflow_url"], workflow_params=row["workflow_params"] or {}, tags=row["tags"] or {},
-        workflow_engine=row["backend"], workflow_engine_version=row["workflow_engine_version"],
-        workflow_engine_parameters=row["workflow_engine_parameters"] or {}, attachments=attachments,
-        research_group=row["research_group"], description=row["description"], dataset_id=row["dataset_id"],
-        dataset=data.get("dataset"), pipeline_name=row["pipeline_name"], pipeline_version=row["pipeline_version"],
-        pipeline_target=data.get("pipeline_target") or {}, rerun_of=row["id"], origin="jobs",
+        workflow_type=row["workflow_type"],
+        workflow_type_version=row["workflow_type_version"],
+        workflow_url=row["workflow_url"],
+        workflow_params=row["workflow_params"] or {},
+        tags=row["tags"] or {},
+        workflow_engine=row["backend"],
+        workflow_engine_version=row["workflow_engine_version"],
+        workflow_engine_parameters=row["workflow_engine_parameters"] or {},
+        attachments=attachments,
+        research_group=row["research_group"],
+        description=row["description"],
+        dataset_id=row["dataset_id"],
+        dataset=data.get("dataset"),
+        pipeline_name=row["pipeline_name"],
+        pipeline_version=row["pipeline_version"],
+        pipeline_target=data.get("pipeline_target") or {},
+        rerun_of=row["id"],
+        origin="jobs",
     )
     return await run_service.submit(services, new, principal)
 

@@ -88,11 +88,7 @@ def _requires(params: Mapping[str, Any], args: Mapping[str, Any]) -> list[Findin
     given = args["if"]
     if given not in params:
         return []
-    return [
-        ((name,), f"{name} is required when {given} is given")
-        for name in args["then"]
-        if name not in params
-    ]
+    return [((name,), f"{name} is required when {given} is given") for name in args["then"] if name not in params]
 
 
 def _only_with(params: Mapping[str, Any], args: Mapping[str, Any]) -> list[Finding]:

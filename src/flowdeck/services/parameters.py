@@ -49,8 +49,13 @@ __all__ = ["MAX_DEPTH", "ParameterModel", "normalize_key", "pointer", "show", "s
 _ABSENCE = frozenset({"required", "dependentRequired"})
 _COUNTED = frozenset({"minItems", "maxItems", "minProperties", "maxProperties"})
 _TYPE_NAMES = {
-    "string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
-    "array": "an array", "object": "an object", "null": "null",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "array": "an array",
+    "object": "an object",
+    "null": "null",
 }
 
 
@@ -127,7 +132,7 @@ class ParameterModel:
                 params[name] = copy.deepcopy(value)
         problems = self._schema_problems(params, prefix)
         # Rules see absent fields as absent; a field with a wrong value skips the rule.
-        failed = {_top_name(p.pointer[len(prefix):]) for p in problems if p.rule not in _ABSENCE}
+        failed = {_top_name(p.pointer[len(prefix) :]) for p in problems if p.rule not in _ABSENCE}
         for rule in self.rules:
             if failed.isdisjoint(rule.fields):
                 problems += [Problem(prefix + pointer(path), msg, rule.name) for path, msg in rule.apply(params)]
@@ -154,6 +159,7 @@ class ParameterModel:
 
 
 # --- building
+
 
 def _check_schema(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
@@ -205,6 +211,7 @@ def _check_defaults(schema: dict[str, Any], raw: Any) -> dict[str, Any]:
 
 
 # --- explaining errors
+
 
 def pointer(path: tuple[str | int, ...] | list[str | int]) -> str:
     """A JSON pointer (RFC 6901) for a path of keys and indexes."""
@@ -325,7 +332,9 @@ def _shape_problems(parameters: Any, prefix: str) -> list[Problem]:
             problems.append(Problem(prefix + pointer(path), f"{subject(path)} must be a finite number", "finite"))
         elif isinstance(value, dict):
             if not all(isinstance(k, str) for k in value):  # only Python callers can do this
-                problems.append(Problem(prefix + pointer(path), f"{subject(path)} has a key that is not a string", "type"))
+                problems.append(
+                    Problem(prefix + pointer(path), f"{subject(path)} has a key that is not a string", "type")
+                )
                 continue
             stack.extend((v, (*path, k)) for k, v in value.items())
         elif isinstance(value, list):

@@ -59,7 +59,13 @@ def build_run(
         allowed = ", ".join(sorted(pipeline.research_groups))
         raise ValidationFailed(
             f"pipeline {pipeline.name} is not open to research group {research_group!r}; open to: {allowed}",
-            [Problem("/research_group", f"{research_group!r} may not run {pipeline.name}; allowed: {allowed}", "research_groups")],
+            [
+                Problem(
+                    "/research_group",
+                    f"{research_group!r} may not run {pipeline.name}; allowed: {allowed}",
+                    "research_groups",
+                )
+            ],
         )
     target = pipeline.target
     workflow_url, attachments = _workflow(pipeline)

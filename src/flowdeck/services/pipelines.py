@@ -26,8 +26,16 @@ if TYPE_CHECKING:
     from flowdeck.settings import Settings
 
 FIELDS = (
-    "name", "version", "description", "backend", "target", "research_groups",
-    "parameters", "defaults", "rules", "samplesheet",
+    "name",
+    "version",
+    "description",
+    "backend",
+    "target",
+    "research_groups",
+    "parameters",
+    "defaults",
+    "rules",
+    "samplesheet",
 )
 _TARGET_OPTIONS = ("workflow_type_version", "input")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
@@ -92,12 +100,12 @@ class Catalog:
                     raise ConfigurationError(
                         f"{pipeline.source}: version: {pipeline.name} {pipeline.version} "
                         f"is also defined in {other.source}",
-                        file=str(pipeline.source), field="version",
+                        file=str(pipeline.source),
+                        field="version",
                     )
             versions.append(pipeline)
         self._by_name = {
-            name: sorted(versions, key=lambda p: p.version, reverse=True)
-            for name, versions in sorted(by_name.items())
+            name: sorted(versions, key=lambda p: p.version, reverse=True) for name, versions in sorted(by_name.items())
         }
 
     @classmethod
@@ -117,7 +125,9 @@ class Catalog:
             lines = "\n".join(p.message for p in problems)
             raise ConfigurationError(
                 f"pipeline catalog {folder}: {len(problems)} broken file(s):\n{lines}",
-                problems=problems, file=problems[0].pointer, field=problems[0].rule,
+                problems=problems,
+                file=problems[0].pointer,
+                field=problems[0].rule,
             )
         return cls(pipelines)
 
@@ -166,6 +176,7 @@ class Catalog:
 
 
 # --- reading one file
+
 
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice (PyYAML keeps the last silently)."""
@@ -231,7 +242,7 @@ def _name(value: Any) -> str:
 
 def _version(value: Any) -> Version:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        raise SpecError("version", f"{value!r} reads as a number; quote it, e.g. version: \"1.0.0\"")
+        raise SpecError("version", f'{value!r} reads as a number; quote it, e.g. version: "1.0.0"')
     try:
         return Version.parse(_text(value, "version"))
     except ValueError as exc:
@@ -261,7 +272,7 @@ def _target(value: Any, backend: str, path: Path) -> Target:
     text = _text(value[kind_name], f"target.{kind_name}")
     type_version = value.get("workflow_type_version", kind.default_type_version)
     if not isinstance(type_version, str):
-        raise SpecError("target.workflow_type_version", "must be a string, e.g. \"v1.2\"")
+        raise SpecError("target.workflow_type_version", 'must be a string, e.g. "v1.2"')
     dataset_input = value.get("input")
     if dataset_input is not None and (kind.workflow_type != "GALAXY" or not isinstance(dataset_input, str)):
         raise SpecError("target.input", "is a Galaxy workflow's data input label (a string)")

@@ -53,7 +53,9 @@ async def expand(services: Services, row: RowMapping, owner: str, limit: int) ->
         canceled = await request_rows.is_cancel_requested(conn, request_id)
     items: list[dict[str, Any]] = row["spec"]["items"]
     if canceled:
-        await _fail(services, request_id, f"canceled before expansion finished ({len(existing)} of {len(items)} runs created)")
+        await _fail(
+            services, request_id, f"canceled before expansion finished ({len(existing)} of {len(items)} runs created)"
+        )
         return Progress(0, True)
     try:
         pipeline = services.catalog.get(row["pipeline_name"], row["pipeline_version"])
@@ -70,7 +72,11 @@ async def expand(services: Services, row: RowMapping, owner: str, limit: int) ->
             created += await create_run(services, pipeline, row, index, item)
         except FlowdeckError as exc:
             done = len(existing) + created
-            await _fail(services, request_id, f"run {index} could not be created: {exc.detail} ({done} of {len(items)} runs created)")
+            await _fail(
+                services,
+                request_id,
+                f"run {index} could not be created: {exc.detail} ({done} of {len(items)} runs created)",
+            )
             return Progress(created, True)
         if created % RENEW_EVERY == 0 and not await _still_ours(services, request_id, owner):
             return Progress(created, True)
@@ -81,9 +87,15 @@ async def expand(services: Services, row: RowMapping, owner: str, limit: int) ->
 async def create_run(services: Services, pipeline: Pipeline, row: RowMapping, index: int, item: dict[str, Any]) -> int:
     """Create run ``index`` of the request; 0 if it already exists (the UNIQUE constraint says so)."""
     new = build_run(
-        services, pipeline, item["parameters"], research_group=row["research_group"],
-        description=row["spec"].get("description"), dataset=item.get("dataset"), dataset_id=item.get("dataset_id"),
-        strict=True, origin="requests",
+        services,
+        pipeline,
+        item["parameters"],
+        research_group=row["research_group"],
+        description=row["spec"].get("description"),
+        dataset=item.get("dataset"),
+        dataset_id=item.get("dataset_id"),
+        strict=True,
+        origin="requests",
     )
     new.request_id, new.request_index = row["id"], index
     new.tags = {**new.tags, "request_id": row["id"]}
@@ -108,7 +120,13 @@ async def _still_ours(services: Services, request_id: str, owner: str) -> bool:
 async def _settle(services: Services, request_id: str, total: int) -> None:
     async with services.db.write() as conn:
         await state_machine.transition_request(
-            conn, request_id, "new", "submitted", now=utcnow(), reason=f"all {total} runs created", actor=ACTOR,
+            conn,
+            request_id,
+            "new",
+            "submitted",
+            now=utcnow(),
+            reason=f"all {total} runs created",
+            actor=ACTOR,
         )
         canceled = await request_rows.is_cancel_requested(conn, request_id)
     if canceled:
@@ -119,7 +137,14 @@ async def _settle(services: Services, request_id: str, total: int) -> None:
 async def _fail(services: Services, request_id: str, message: str) -> None:
     async with services.db.write() as conn:
         await state_machine.transition_request(
-            conn, request_id, "new", "failed", now=utcnow(), reason=message, actor=ACTOR, message=message,
+            conn,
+            request_id,
+            "new",
+            "failed",
+            now=utcnow(),
+            reason=message,
+            actor=ACTOR,
+            message=message,
         )
     await cancel_runs_if_canceled(services, request_id)
 

@@ -56,12 +56,15 @@ async def items_of(services: Services, principal: Principal, given: RequestInput
     """Every item of the request, validated; ValidationFailed lists every problem."""
     chosen = [name for name in SOURCES if getattr(given, name) is not None]
     if len(chosen) != 1:
-        message = "give exactly one of dataset_ids, samples or samplesheet" + (f" (got {', '.join(chosen)})" if chosen else "")
+        message = "give exactly one of dataset_ids, samples or samplesheet" + (
+            f" (got {', '.join(chosen)})" if chosen else ""
+        )
         raise ValidationFailed(message, [Problem("", message, "oneOf")])
     limit = services.settings.max_request_runs
     if given.samplesheet is not None:
-        sheet = parse_samplesheet(given.samplesheet, pipeline, kind=given.samplesheet_type,
-                                  common=given.parameters, max_rows=limit)
+        sheet = parse_samplesheet(
+            given.samplesheet, pipeline, kind=given.samplesheet_type, common=given.parameters, max_rows=limit
+        )
         return [Item(row) for row in sheet.rows]
     if given.samples is not None:
         _check_count(given.samples, "samples", limit)
@@ -81,7 +84,9 @@ async def items_of(services: Services, principal: Principal, given: RequestInput
 
 def _check_count(values: Sequence[Any], name: str, limit: int) -> None:
     if not values:
-        raise ValidationFailed(f"{name} is empty", [Problem(f"/{name}", f"{name} needs at least one entry", "minItems")])
+        raise ValidationFailed(
+            f"{name} is empty", [Problem(f"/{name}", f"{name} needs at least one entry", "minItems")]
+        )
     if len(values) > limit:
         raise PayloadTooLarge(
             f"{name} has {len(values)} entries; a request may have at most {limit} (setting max_request_runs)",
@@ -118,14 +123,16 @@ def _samples(pipeline: Pipeline, shared: dict[str, Any], samples: list[Any], str
 
 def _shared_pointer(problem: Problem, prefix: str, shared: dict[str, Any], sample: dict[str, Any]) -> Problem:
     """A problem in a shared parameter points at /parameters, not at every sample."""
-    relative = problem.pointer[len(prefix):] if problem.pointer.startswith(prefix) else ""
+    relative = problem.pointer[len(prefix) :] if problem.pointer.startswith(prefix) else ""
     name = relative[1:].split("/", 1)[0].replace("~1", "/").replace("~0", "~")
     if relative and name in shared and name not in sample:
         return Problem("/parameters" + relative, problem.message, problem.rule)
     return problem
 
 
-async def _datasets(services: Services, principal: Principal, ids: list[str]) -> tuple[list[dict[str, Any]], list[Problem]]:
+async def _datasets(
+    services: Services, principal: Principal, ids: list[str]
+) -> tuple[list[dict[str, Any]], list[Problem]]:
     """The dataset reference of each id, in order, and a problem for every unknown or duplicate id."""
     if not all(isinstance(i, str) and i for i in ids):
         raise InvalidInput("dataset_ids must be a list of dataset id strings")
@@ -136,7 +143,13 @@ async def _datasets(services: Services, principal: Principal, ids: list[str]) ->
     for i, dataset_id in enumerate(ids):
         row = rows.get(dataset_id)
         if dataset_id in seen:
-            problems.append(Problem(f"/dataset_ids/{i}", f"dataset {dataset_id} is already listed at /dataset_ids/{seen[dataset_id]}", "uniqueItems"))
+            problems.append(
+                Problem(
+                    f"/dataset_ids/{i}",
+                    f"dataset {dataset_id} is already listed at /dataset_ids/{seen[dataset_id]}",
+                    "uniqueItems",
+                )
+            )
         elif row is None or row["deleted_at"] is not None or not principal.can_see(row["research_group"]):
             problems.append(Problem(f"/dataset_ids/{i}", f"dataset {dataset_id} not found", "exists"))
         seen.setdefault(dataset_id, i)

@@ -48,29 +48,58 @@ async def accept(services: Services, principal: Principal, given: RequestInput) 
     group = resolve_group(principal, given.research_group)
     items = await items_of(services, principal, given, pipeline)
     # The first item shows whether the pipeline can run here at all (group allowed, engine enabled).
-    probe = build_run(services, pipeline, items[0].parameters, research_group=group,
-                      description=given.description, strict=True, origin="requests")
+    probe = build_run(
+        services,
+        pipeline,
+        items[0].parameters,
+        research_group=group,
+        description=given.description,
+        strict=True,
+        origin="requests",
+    )
     services.backends.choose(canonical_type(probe.workflow_type), probe.workflow_engine)
     return await _store(services, principal, given, pipeline.name, str(pipeline.version), group, items)
 
 
-async def _store(services: Services, principal: Principal, given: RequestInput, name: str, version: str,
-                 group: str | None, items: list[Item]) -> dict[str, Any]:
+async def _store(
+    services: Services,
+    principal: Principal,
+    given: RequestInput,
+    name: str,
+    version: str,
+    group: str | None,
+    items: list[Item],
+) -> dict[str, Any]:
     request_id = str(uuid.uuid4())
     now = utcnow()
     spec = {
         "source": next(s for s in ("dataset_ids", "samples", "samplesheet") if getattr(given, s) is not None),
-        "strict": given.strict, "parameters": given.parameters, "items": [item.as_dict() for item in items],
+        "strict": given.strict,
+        "parameters": given.parameters,
+        "items": [item.as_dict() for item in items],
     }
     values = {
-        "id": request_id, "research_group": group, "owner": principal.name, "pipeline_name": name,
-        "pipeline_version": version, "state": "new", "message": None, "spec": spec | {"description": given.description},
-        "total_runs": len(items), "cancel_requested": False, "created_at": now, "updated_at": now,
+        "id": request_id,
+        "research_group": group,
+        "owner": principal.name,
+        "pipeline_name": name,
+        "pipeline_version": version,
+        "state": "new",
+        "message": None,
+        "spec": spec | {"description": given.description},
+        "total_runs": len(items),
+        "cancel_requested": False,
+        "created_at": now,
+        "updated_at": now,
     }
     async with services.db.write() as conn:
         await request_rows.insert(conn, values)
         await state_machine.record_request_creation(
-            conn, request_id, now=now, actor=principal.name, reason=f"accepted: {len(items)} run(s) of {name} {version}",
+            conn,
+            request_id,
+            now=now,
+            actor=principal.name,
+            reason=f"accepted: {len(items)} run(s) of {name} {version}",
         )
     return {"request_id": request_id, "state": "new", "total_runs": len(items)}
 
@@ -84,8 +113,13 @@ async def get_visible(services: Services, request_id: str, principal: Principal)
     return row
 
 
-async def list_page(services: Services, principal: Principal, flt: request_rows.RequestFilter,
-                    page_size: int | None, page_token: str | None) -> tuple[list[RowMapping], str]:
+async def list_page(
+    services: Services,
+    principal: Principal,
+    flt: request_rows.RequestFilter,
+    page_size: int | None,
+    page_token: str | None,
+) -> tuple[list[RowMapping], str]:
     """One page of visible requests, newest first, and the next page's token ('' at the end)."""
     groups = principal.visible_groups()
     if groups is not None:
@@ -95,8 +129,9 @@ async def list_page(services: Services, principal: Principal, flt: request_rows.
     )
 
 
-async def detail(services: Services, request_id: str, principal: Principal, page_size: int | None,
-                 page_token: str | None) -> dict[str, Any]:
+async def detail(
+    services: Services, request_id: str, principal: Principal, page_size: int | None, page_token: str | None
+) -> dict[str, Any]:
     """The request, its aggregate state, and one page of its runs in request_index order."""
     row = await get_visible(services, request_id, principal)
     size = paging.page_size(page_size, services.settings.default_page_size, services.settings.max_page_size)
@@ -108,7 +143,11 @@ async def detail(services: Services, request_id: str, principal: Principal, page
     sample_key = _sample_key(services, row)
     return {
         **view(row),
-        "aggregate": {"state": aggregate_state(row, counts).value, "runs_created": sum(counts.values()), "counts": counts},
+        "aggregate": {
+            "state": aggregate_state(row, counts).value,
+            "runs_created": sum(counts.values()),
+            "counts": counts,
+        },
         "runs": [_run_view(run, sample_key) for run in runs[:size]],
         "next_page_token": token,
     }
@@ -141,8 +180,9 @@ async def cancel(services: Services, request_id: str, principal: Principal) -> R
         now = utcnow()
         async with services.db.write() as conn:
             await request_rows.set_cancel_requested(conn, request_id, now)
-            await event_rows.add(conn, at=now, kind="cancel", request_id=request_id,
-                                 reason="cancel requested", actor=principal.name)
+            await event_rows.add(
+                conn, at=now, kind="cancel", request_id=request_id, reason="cancel requested", actor=principal.name
+            )
     await cancel_runs(services, request_id, principal.name)
     return await get_visible(services, request_id, principal)
 
@@ -155,13 +195,19 @@ async def cancel_runs(services: Services, request_id: str, actor: str) -> int:
     for start in range(0, len(ids), CANCEL_CHUNK):
         now = utcnow()
         async with services.db.write() as conn:
-            for run in await run_rows.get_many(conn, ids[start:start + CANCEL_CHUNK]):
+            for run in await run_rows.get_many(conn, ids[start : start + CANCEL_CHUNK]):
                 current = State(run["state"])
                 if current in TERMINAL or current is State.CANCELING:
                     continue
                 moved += await state_machine.transition(
-                    conn, run["id"], current, State.CANCELING, now=now, reason=f"request {request_id} canceled",
-                    actor=actor, fields={"next_check_at": now},
+                    conn,
+                    run["id"],
+                    current,
+                    State.CANCELING,
+                    now=now,
+                    reason=f"request {request_id} canceled",
+                    actor=actor,
+                    fields={"next_check_at": now},
                 )
     return moved
 
@@ -172,8 +218,14 @@ async def events(services: Services, request_id: str, principal: Principal) -> l
     async with services.db.read() as conn:
         rows = await event_rows.for_request(conn, request_id)
     return [
-        {"at": r["at"].isoformat(), "kind": r["kind"], "from_state": r["from_state"], "to_state": r["to_state"],
-         "reason": r["reason"], "actor": r["actor"]}
+        {
+            "at": r["at"].isoformat(),
+            "kind": r["kind"],
+            "from_state": r["from_state"],
+            "to_state": r["to_state"],
+            "reason": r["reason"],
+            "actor": r["actor"],
+        }
         for r in rows
     ]
 
@@ -181,20 +233,30 @@ async def events(services: Services, request_id: str, principal: Principal) -> l
 def view(row: Mapping[Any, Any]) -> dict[str, Any]:
     """A request as the API shows it."""
     return {
-        "request_id": row["id"], "state": row["state"], "message": row["message"],
-        "pipeline_name": row["pipeline_name"], "pipeline_version": row["pipeline_version"],
-        "research_group": row["research_group"], "owner": row["owner"], "total_runs": row["total_runs"],
+        "request_id": row["id"],
+        "state": row["state"],
+        "message": row["message"],
+        "pipeline_name": row["pipeline_name"],
+        "pipeline_version": row["pipeline_version"],
+        "research_group": row["research_group"],
+        "owner": row["owner"],
+        "total_runs": row["total_runs"],
         "cancel_requested": row["cancel_requested"],
-        "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
     }
 
 
 def _run_view(run: Mapping[Any, Any], sample_key: str | None) -> dict[str, Any]:
     params = run["workflow_params"] or {}
     return {
-        "run_id": run["id"], "request_index": run["request_index"], "state": run["state"],
-        "sample_id": params.get(sample_key) if sample_key else None, "dataset_id": run["dataset_id"],
-        "error_message": run["error_message"], "created_at": run["created_at"].isoformat(),
+        "run_id": run["id"],
+        "request_index": run["request_index"],
+        "state": run["state"],
+        "sample_id": params.get(sample_key) if sample_key else None,
+        "dataset_id": run["dataset_id"],
+        "error_message": run["error_message"],
+        "created_at": run["created_at"].isoformat(),
         "updated_at": run["updated_at"].isoformat(),
     }
 

@@ -77,11 +77,15 @@ def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:
     if "://" not in url:
         relative = url.removeprefix("./")
         if relative not in names:
-            raise InvalidInput(f"workflow_url {url!r} is not one of the attachments ({', '.join(sorted(names)) or 'none'})")
+            raise InvalidInput(
+                f"workflow_url {url!r} is not one of the attachments ({', '.join(sorted(names)) or 'none'})"
+            )
         return
     allowed = services.settings.allowed_workflow_url_prefixes
     if not any(url.startswith(prefix) for prefix in allowed):
-        raise InvalidInput(f"workflow_url must be a relative attachment path or start with one of: {', '.join(allowed) or 'nothing'}")
+        raise InvalidInput(
+            f"workflow_url must be a relative attachment path or start with one of: {', '.join(allowed) or 'nothing'}"
+        )
 
 
 async def _engine_check(services: Services, backend: Backend, new: NewRun) -> None:
@@ -92,7 +96,9 @@ async def _engine_check(services: Services, backend: Backend, new: NewRun) -> No
     # Asked only when pinned, off the event loop and cached: a remote engine's version costs a call.
     version = await asyncio.to_thread(services.backends.engine_version, backend.name)
     if new.workflow_engine_version != version:
-        raise InvalidInput(f"workflow_engine_version {new.workflow_engine_version!r} is not available; this service runs {version}")
+        raise InvalidInput(
+            f"workflow_engine_version {new.workflow_engine_version!r} is not available; this service runs {version}"
+        )
 
 
 async def submit(services: Services, new: NewRun, principal: Principal) -> str:
@@ -102,7 +108,9 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     backend = services.backends.choose(wf_type, new.workflow_engine)
     versions = backend.workflow_types.get(wf_type, [])
     if new.workflow_type_version not in versions:
-        raise InvalidInput(f"workflow_type_version {new.workflow_type_version!r} is not supported for {wf_type} on {backend.name}; supported: {', '.join(versions)}")
+        raise InvalidInput(
+            f"workflow_type_version {new.workflow_type_version!r} is not supported for {wf_type} on {backend.name}; supported: {', '.join(versions)}"
+        )
     await _engine_check(services, backend, new)
     check_all(new.attachments, services.settings.max_upload_bytes)
     _check_workflow_url(services, new, wf_type)
@@ -111,10 +119,17 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     folder = run_folder(services.settings.resolved_runs_dir, run_id)
     folder.write(new.attachments)
     spec = RunSpec(
-        run_id=run_id, workflow_type=wf_type, workflow_type_version=new.workflow_type_version,
-        workflow_url=new.workflow_url, workflow_params=new.workflow_params, workdir=folder.work,
-        attachments_dir=folder.attachments, engine_parameters=new.workflow_engine_parameters,
-        tags=new.tags, pipeline_target=new.pipeline_target, dataset=new.dataset,
+        run_id=run_id,
+        workflow_type=wf_type,
+        workflow_type_version=new.workflow_type_version,
+        workflow_url=new.workflow_url,
+        workflow_params=new.workflow_params,
+        workdir=folder.work,
+        attachments_dir=folder.attachments,
+        engine_parameters=new.workflow_engine_parameters,
+        tags=new.tags,
+        pipeline_target=new.pipeline_target,
+        dataset=new.dataset,
     )
     try:
         # Validation may parse the workflow (WDL takes a few hundred ms): not on the event loop.
@@ -149,9 +164,19 @@ def _strings(value: Any) -> Iterator[str]:
 def _check_storable(new: NewRun) -> None:
     """Refuse what a database would reject later (a 500, or a run no one can read back)."""
     values = [
-        new.workflow_type, new.workflow_type_version, new.workflow_url, new.workflow_params, new.tags,
-        new.workflow_engine, new.workflow_engine_version, new.workflow_engine_parameters,
-        new.research_group, new.description, new.dataset_id, new.pipeline_name, new.pipeline_version,
+        new.workflow_type,
+        new.workflow_type_version,
+        new.workflow_url,
+        new.workflow_params,
+        new.tags,
+        new.workflow_engine,
+        new.workflow_engine_version,
+        new.workflow_engine_parameters,
+        new.research_group,
+        new.description,
+        new.dataset_id,
+        new.pipeline_name,
+        new.pipeline_version,
     ]
     if any(_NUL in text for text in _strings(values)):
         raise InvalidInput("text fields and JSON values must not contain NUL characters")
@@ -161,25 +186,44 @@ def _check_storable(new: NewRun) -> None:
         raise InvalidInput(f"research_group is at most {_MAX_GROUP} characters")
 
 
-async def _insert(services: Services, new: NewRun, spec: RunSpec, backend: str, group: str | None, principal: Principal) -> None:
+async def _insert(
+    services: Services, new: NewRun, spec: RunSpec, backend: str, group: str | None, principal: Principal
+) -> None:
     now = utcnow()
     values = {
-        "id": spec.run_id, "request_id": new.request_id, "request_index": new.request_index,
-        "pipeline_name": new.pipeline_name, "pipeline_version": new.pipeline_version,
-        "dataset_id": new.dataset_id, "research_group": group, "owner": principal.name,
-        "description": new.description, "origin": new.origin,
-        "workflow_type": new.workflow_type, "workflow_type_version": new.workflow_type_version,
-        "workflow_url": new.workflow_url, "workflow_params": new.workflow_params,
-        "workflow_engine": new.workflow_engine or backend, "workflow_engine_version": new.workflow_engine_version,
-        "workflow_engine_parameters": new.workflow_engine_parameters, "tags": new.tags,
+        "id": spec.run_id,
+        "request_id": new.request_id,
+        "request_index": new.request_index,
+        "pipeline_name": new.pipeline_name,
+        "pipeline_version": new.pipeline_version,
+        "dataset_id": new.dataset_id,
+        "research_group": group,
+        "owner": principal.name,
+        "description": new.description,
+        "origin": new.origin,
+        "workflow_type": new.workflow_type,
+        "workflow_type_version": new.workflow_type_version,
+        "workflow_url": new.workflow_url,
+        "workflow_params": new.workflow_params,
+        "workflow_engine": new.workflow_engine or backend,
+        "workflow_engine_version": new.workflow_engine_version,
+        "workflow_engine_parameters": new.workflow_engine_parameters,
+        "tags": new.tags,
         "attachments": [a.name for a in new.attachments],
-        "backend": backend, "backend_data": {"pipeline_target": new.pipeline_target, "dataset": new.dataset},
-        "state": State.QUEUED.value, "system_logs": [], "created_at": now, "updated_at": now,
-        "rerun_of": new.rerun_of, "next_check_at": now,
+        "backend": backend,
+        "backend_data": {"pipeline_target": new.pipeline_target, "dataset": new.dataset},
+        "state": State.QUEUED.value,
+        "system_logs": [],
+        "created_at": now,
+        "updated_at": now,
+        "rerun_of": new.rerun_of,
+        "next_check_at": now,
     }
     async with services.db.write() as conn:
         await run_rows.insert(conn, values)
-        await state_machine.record_creation(conn, spec.run_id, now=now, actor=principal.name, reason=f"submitted through {new.origin}")
+        await state_machine.record_creation(
+            conn, spec.run_id, now=now, actor=principal.name, reason=f"submitted through {new.origin}"
+        )
 
 
 async def get_visible(services: Services, run_id: str, principal: Principal, *, state_only: bool = False) -> RowMapping:
@@ -197,8 +241,13 @@ async def get_visible(services: Services, run_id: str, principal: Principal, *, 
 
 
 async def list_page(
-    services: Services, principal: Principal, flt: run_rows.RunFilter, page_size: int | None, page_token: str | None,
-    *, summary: bool = False,
+    services: Services,
+    principal: Principal,
+    flt: run_rows.RunFilter,
+    page_size: int | None,
+    page_token: str | None,
+    *,
+    summary: bool = False,
 ) -> tuple[list[RowMapping], str]:
     """One page of visible runs, newest first, and the token of the next page ('' at the end).
 
@@ -229,8 +278,14 @@ async def cancel(services: Services, run_id: str, principal: Principal) -> RowMa
         now = utcnow()
         async with services.db.write() as conn:
             moved = await state_machine.transition(
-                conn, run_id, current, State.CANCELING, now=now, reason="cancel requested",
-                actor=principal.name, fields={"next_check_at": now},
+                conn,
+                run_id,
+                current,
+                State.CANCELING,
+                now=now,
+                reason="cancel requested",
+                actor=principal.name,
+                fields={"next_check_at": now},
             )
         if moved:
             return await get_visible(services, run_id, principal)
@@ -298,4 +353,3 @@ def loads_json(raw: str | bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-

@@ -36,8 +36,11 @@ MAX_PROBLEMS = 500
 LIST_SEPARATOR = ";"
 _TRUNCATED = Problem("/rows", f"more problems not shown: only the first {MAX_PROBLEMS} are listed", "truncated")
 _KINDS = {
-    "csv": "csv", "text/csv": "csv",
-    "tsv": "tsv", "tab": "tsv", "text/tab-separated-values": "tsv",
+    "csv": "csv",
+    "text/csv": "csv",
+    "tsv": "tsv",
+    "tab": "tsv",
+    "text/tab-separated-values": "tsv",
 }
 
 
@@ -79,8 +82,7 @@ def parse_samplesheet(
         )
     if len(body) > max_rows:
         raise PayloadTooLarge(
-            f"the sample sheet has {len(body)} rows; a request may have at most {max_rows} "
-            "(setting max_request_runs)",
+            f"the sample sheet has {len(body)} rows; a request may have at most {max_rows} (setting max_request_runs)",
             limit=max_rows,
         )
     rows = _rows(body, columns, pipeline, common)
@@ -115,10 +117,7 @@ def _format(text: str, kind: str | None) -> str:
 def _records(text: str, fmt: str) -> list[list[str]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
     try:
-        return [
-            cells for cells in reader
-            if any(c.strip() for c in cells) and not cells[0].lstrip().startswith("#")
-        ]
+        return [cells for cells in reader if any(c.strip() for c in cells) and not cells[0].lstrip().startswith("#")]
     except csv.Error as exc:
         line = reader.line_num
         raise InvalidInput(f"the sample sheet is not valid {fmt.upper()} (line {line}): {exc}") from None
@@ -136,10 +135,13 @@ def _columns(header: list[str], pipeline: Pipeline, common: dict[str, Any]) -> l
         if not cell.strip():
             problems.append(Problem(where, f"column {i + 1} has no name", "name"))
         elif not name:
-            problems.append(Problem(
-                where, f"column {cell.strip()!r} is not a parameter of {pipeline.name} "
-                f"(parameters: {', '.join(known)})", "additionalProperties",
-            ))
+            problems.append(
+                Problem(
+                    where,
+                    f"column {cell.strip()!r} is not a parameter of {pipeline.name} (parameters: {', '.join(known)})",
+                    "additionalProperties",
+                )
+            )
         elif name in columns:
             problems.append(Problem(where, f"column {name!r} appears twice", "uniqueItems"))
         elif name in common:
@@ -149,7 +151,8 @@ def _columns(header: list[str], pipeline: Pipeline, common: dict[str, Any]) -> l
     given = set(columns) | set(common) | set(pipeline.model.defaults)
     problems += [
         Problem("/columns", f"missing required column {name!r}", "required")
-        for name in pipeline.model.required if name not in given
+        for name in pipeline.model.required
+        if name not in given
     ]
     if problems:
         raise ValidationFailed(f"the sample sheet's columns do not fit {pipeline.name}", problems)
@@ -190,9 +193,7 @@ def _rows(
     return rows
 
 
-def _row_parameters(
-    cells: list[str], columns: list[str], pipeline: Pipeline, common: dict[str, Any]
-) -> dict[str, Any]:
+def _row_parameters(cells: list[str], columns: list[str], pipeline: Pipeline, common: dict[str, Any]) -> dict[str, Any]:
     params = copy.deepcopy(common)
     for name, cell in zip(columns, cells, strict=False):
         value = cell.strip()
@@ -207,7 +208,7 @@ def _row_parameters(
 
 def _common_pointer(problem: Problem, row: int, common: dict[str, Any]) -> Problem:
     """A problem in a shared parameter points at /common, not at every row."""
-    relative = problem.pointer[len(f"/rows/{row}"):]
+    relative = problem.pointer[len(f"/rows/{row}") :]
     name = relative[1:].split("/", 1)[0].replace("~1", "/").replace("~0", "~")
     if relative and name in common:
         return Problem("/common" + relative, problem.message, problem.rule)

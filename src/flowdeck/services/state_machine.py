@@ -21,6 +21,7 @@ from flowdeck.domain.states import State, can_transition, is_terminal
 
 log = logging.getLogger(__name__)
 
+
 class IllegalTransition(ValueError):
     """A caller asked for a change the table forbids: a bug, not bad input."""
 
@@ -52,8 +53,14 @@ async def transition(
     if result.rowcount != 1:
         return False
     await events.add(
-        conn, at=now, kind="state", run_id=run_id, from_state=expected.value,
-        to_state=target.value, reason=reason, actor=actor,
+        conn,
+        at=now,
+        kind="state",
+        run_id=run_id,
+        from_state=expected.value,
+        to_state=target.value,
+        reason=reason,
+        actor=actor,
     )
     log.info("run %s: %s -> %s%s", run_id, expected, target, f" ({reason})" if reason else "")
     return True
@@ -96,13 +103,21 @@ async def transition_request(
     if result.rowcount != 1:
         return False
     await events.add(
-        conn, at=now, kind="state", request_id=request_id, from_state=expected,
-        to_state=target, reason=reason, actor=actor,
+        conn,
+        at=now,
+        kind="state",
+        request_id=request_id,
+        from_state=expected,
+        to_state=target,
+        reason=reason,
+        actor=actor,
     )
     log.info("request %s: %s -> %s%s", request_id, expected, target, f" ({reason})" if reason else "")
     return True
 
 
-async def record_request_creation(conn: AsyncConnection, request_id: str, *, now: datetime, actor: str | None, reason: str) -> None:
+async def record_request_creation(
+    conn: AsyncConnection, request_id: str, *, now: datetime, actor: str | None, reason: str
+) -> None:
     """The first event of a request: it was accepted in ``new``."""
     await events.add(conn, at=now, kind="state", request_id=request_id, to_state="new", reason=reason, actor=actor)

@@ -206,7 +206,7 @@ def _s3_client(settings: Settings) -> Any:
 def s3_location(uri: str) -> tuple[str, str]:
     """Bucket and key of ``s3://bucket/key``; the key is taken literally, as the AWS CLI
     does (no percent-decoding; ``?`` and ``#`` are part of it)."""
-    bucket, _, key = uri[len("s3://"):].partition("/") if uri.lower().startswith("s3://") else ("", "", "")
+    bucket, _, key = uri[len("s3://") :].partition("/") if uri.lower().startswith("s3://") else ("", "", "")
     if not bucket or not key:
         raise InvalidInput(f"not an s3://bucket/key URI: {uri[:200]!r}")
     return bucket, key
@@ -267,6 +267,7 @@ def read_chunks(stream: BinaryIO) -> Iterator[bytes]:
 
 
 # --- local signed URLs
+
 
 def local_secret(settings: Settings) -> bytes:
     """The HMAC key: the configured one, else one generated once and kept in data_dir."""

@@ -40,22 +40,36 @@ CHECKED = sorted(ENGINE_HELD)
 WATCHDOG_CANCEL_SECONDS = 30.0
 
 
-async def check_once(
-    services: Services, owner: str, pool: BlockingPool, *, ids: list[str] | None = None
-) -> int:
+async def check_once(services: Services, owner: str, pool: BlockingPool, *, ids: list[str] | None = None) -> int:
     """One pass over the runs that are due (or exactly ``ids``); returns how many were checked."""
     due_only = ids is None
     now = utcnow()
     async with services.db.write() as conn:
         rows = await run_rows.claim(
-            conn, states=CHECKED, owner=owner, now=now, lease=timedelta(seconds=services.settings.lease_seconds),
-            limit=services.settings.sync_batch, postgres=services.db.is_postgres, due_only=due_only,
-            backends=services.backends.names(), submitted=True, ids=ids,
+            conn,
+            states=CHECKED,
+            owner=owner,
+            now=now,
+            lease=timedelta(seconds=services.settings.lease_seconds),
+            limit=services.settings.sync_batch,
+            postgres=services.db.is_postgres,
+            due_only=due_only,
+            backends=services.backends.names(),
+            submitted=True,
+            ids=ids,
         )
         # A cancel of a run the engine never got needs no engine at all.
         unsent = await run_rows.claim(
-            conn, states=[State.CANCELING], owner=owner, now=now, lease=timedelta(seconds=services.settings.lease_seconds),
-            limit=services.settings.sync_batch, postgres=services.db.is_postgres, due_only=False, submitted=False, ids=ids,
+            conn,
+            states=[State.CANCELING],
+            owner=owner,
+            now=now,
+            lease=timedelta(seconds=services.settings.lease_seconds),
+            limit=services.settings.sync_batch,
+            postgres=services.db.is_postgres,
+            due_only=False,
+            submitted=False,
+            ids=ids,
         )
     for row in unsent:
         await _finish_unsent_cancel(services, owner, row)
@@ -70,8 +84,13 @@ async def check_once(
 async def _finish_unsent_cancel(services: Services, owner: str, row: RowMapping) -> None:
     async with services.db.write() as conn:
         moved = await state_machine.transition(
-            conn, row["id"], State.CANCELING, State.CANCELED, now=utcnow(),
-            reason="canceled before it reached an engine", actor=ACTOR,
+            conn,
+            row["id"],
+            State.CANCELING,
+            State.CANCELED,
+            now=utcnow(),
+            reason="canceled before it reached an engine",
+            actor=ACTOR,
         )
         if not moved:
             await run_rows.release(conn, row["id"], owner, utcnow())
@@ -135,7 +154,9 @@ async def _release_quiet(
         await _watchdog(services, row, now, backend, pool)
 
 
-async def _sync_chunk(services: Services, pool: BlockingPool, backend: Backend, chunk: list[RunHandle]) -> list[SyncReport]:
+async def _sync_chunk(
+    services: Services, pool: BlockingPool, backend: Backend, chunk: list[RunHandle]
+) -> list[SyncReport]:
     """Reports for every handle. If the batch call fails, each run is asked alone,
     so that one run the backend chokes on cannot hold the others back."""
     try:
@@ -151,7 +172,9 @@ async def _sync_chunk(services: Services, pool: BlockingPool, backend: Backend, 
         return [SyncReport(run_id=h.run_id, transient_error=message, backend_failed=not transient) for h in chunk]
     wanted = {h.run_id for h in chunk}
     seen = {r.run_id for r in reports}
-    missing = [SyncReport(run_id=h.run_id, transient_error="the engine gave no report") for h in chunk if h.run_id not in seen]
+    missing = [
+        SyncReport(run_id=h.run_id, transient_error="the engine gave no report") for h in chunk if h.run_id not in seen
+    ]
     return [r for r in reports if r.run_id in wanted] + missing
 
 
@@ -165,11 +188,18 @@ async def _send_cancel(services: Services, owner: str, pool: BlockingPool, backe
         return
     now = utcnow()
     async with services.db.write() as conn:
-        await run_rows.update(conn, row["id"], {"backend_data": {**(row["backend_data"] or {}), "cancel_sent": now.isoformat()}})
+        await run_rows.update(
+            conn, row["id"], {"backend_data": {**(row["backend_data"] or {}), "cancel_sent": now.isoformat()}}
+        )
         if result.confirmed:
             await state_machine.transition(
-                conn, row["id"], State.CANCELING, State.CANCELED, now=now,
-                reason=result.message or "canceled by the engine", actor=ACTOR,
+                conn,
+                row["id"],
+                State.CANCELING,
+                State.CANCELED,
+                now=now,
+                reason=result.message or "canceled by the engine",
+                actor=ACTOR,
             )
 
 
@@ -197,8 +227,14 @@ async def apply_report(
         # the engine's hint is a floor: a run failing again and again still backs off further
         delay = max(report.retry_after or 0.0, backoff)
         async with services.db.write() as conn:
-            await run_rows.release(conn, run_id, owner, now + timedelta(seconds=delay),
-                                   check_failures=failures, last_check_error=report.transient_error)
+            await run_rows.release(
+                conn,
+                run_id,
+                owner,
+                now + timedelta(seconds=delay),
+                check_failures=failures,
+                last_check_error=report.transient_error,
+            )
         await _watchdog(services, row, now, backend, pool)
         return
     current = State(row["state"])
@@ -210,17 +246,25 @@ async def apply_report(
             progressed = await task_rows.sync(conn, run_id, report.tasks, now) > 0
         if target is not None and target is not current:
             reason = report.reason or f"engine reports {target.value}"
-            if await state_machine.transition(conn, run_id, current, target, now=now, reason=reason, actor=ACTOR, fields=fields):
+            if await state_machine.transition(
+                conn, run_id, current, target, now=now, reason=reason, actor=ACTOR, fields=fields
+            ):
                 started = row["last_progress_at"] or row["updated_at"]
-                services.metrics.transition_seconds.labels(current.value, target.value).observe((now - started).total_seconds())
+                services.metrics.transition_seconds.labels(current.value, target.value).observe(
+                    (now - started).total_seconds()
+                )
                 if not is_terminal(target):
-                    await run_rows.release(conn, run_id, owner, now + timedelta(seconds=services.settings.sync_min_seconds))
+                    await run_rows.release(
+                        conn, run_id, owner, now + timedelta(seconds=services.settings.sync_min_seconds)
+                    )
                 return
         if progressed or report.progressed:
             fields["last_progress_at"] = now
         if row["check_failures"]:
             fields.update(check_failures=0, last_check_error=None)
-        await run_rows.release(conn, run_id, owner, now + timedelta(seconds=next_interval(services, row, now)), **fields)
+        await run_rows.release(
+            conn, run_id, owner, now + timedelta(seconds=next_interval(services, row, now)), **fields
+        )
     await _watchdog(services, row, now, backend, pool)
 
 
@@ -270,7 +314,13 @@ async def _watchdog(services: Services, row: RowMapping, now: datetime, backend:
     message = f"no news from the engine for {silent:.0f}s (watchdog limit {services.settings.watchdog_seconds:.0f}s)"
     async with services.db.write() as conn:
         ended = await state_machine.transition(
-            conn, row["id"], current, State.SYSTEM_ERROR, now=now, reason=message, actor="watchdog",
+            conn,
+            row["id"],
+            current,
+            State.SYSTEM_ERROR,
+            now=now,
+            reason=message,
+            actor="watchdog",
             fields={"error_message": message, "system_logs": [*(row["system_logs"] or []), message]},
         )
     if ended:  # a run someone else moved meanwhile is theirs to stop, or alive
@@ -318,6 +368,12 @@ async def _end_broken(services: Services, row: RowMapping, now: datetime, error:
     message = f"the {row['backend']} backend failed on this run {failures} times in a row: {error}"
     async with services.db.write() as conn:
         await state_machine.transition(
-            conn, row["id"], State(row["state"]), State.SYSTEM_ERROR, now=now, reason=message, actor=ACTOR,
+            conn,
+            row["id"],
+            State(row["state"]),
+            State.SYSTEM_ERROR,
+            now=now,
+            reason=message,
+            actor=ACTOR,
             fields={"error_message": message, "system_logs": [*(row["system_logs"] or []), message]},
         )

@@ -34,22 +34,42 @@ async def _claim(services: Services, owner: str) -> list[RowMapping]:
     lease = timedelta(seconds=settings.lease_seconds)
     async with services.db.write() as conn:
         # A run whose dispatch was interrupted (lease expired in INITIALIZING, no engine id) comes back here.
-        claimed = list(await run_rows.claim(
-            conn, states=[State.INITIALIZING], owner=owner, now=now, lease=lease, limit=settings.dispatch_batch,
-            postgres=services.db.is_postgres, due_only=False, backends=enabled, submitted=False,
-        ))
+        claimed = list(
+            await run_rows.claim(
+                conn,
+                states=[State.INITIALIZING],
+                owner=owner,
+                now=now,
+                lease=lease,
+                limit=settings.dispatch_batch,
+                postgres=services.db.is_postgres,
+                due_only=False,
+                backends=enabled,
+                submitted=False,
+            )
+        )
         remote = [name for name in enabled if name not in local]
         claimed += await run_rows.claim(
-            conn, states=[State.QUEUED], owner=owner, now=now, lease=lease, limit=settings.dispatch_batch,
-            postgres=services.db.is_postgres, backends=remote,
+            conn,
+            states=[State.QUEUED],
+            owner=owner,
+            now=now,
+            lease=lease,
+            limit=settings.dispatch_batch,
+            postgres=services.db.is_postgres,
+            backends=remote,
         )
         if local:
             free = settings.max_local_runs - await run_rows.count_executing(conn, local)
             if free > 0:
                 claimed += await run_rows.claim(
-                    conn, states=[State.QUEUED], owner=owner, now=now, lease=lease, limit=min(free, settings.dispatch_batch),
-                    postgres=services.db.is_postgres, backends=local,
+                    conn,
+                    states=[State.QUEUED],
+                    owner=owner,
+                    now=now,
+                    lease=lease,
+                    limit=min(free, settings.dispatch_batch),
+                    postgres=services.db.is_postgres,
+                    backends=local,
                 )
     return claimed
-
-

@@ -25,8 +25,12 @@ async def expand_once(services: Services, owner: str, max_runs: int = EXPAND_RUN
     now = utcnow()
     async with services.db.write() as conn:
         claimed = await request_rows.claim(
-            conn, owner=owner, now=now, lease=timedelta(seconds=services.settings.lease_seconds),
-            limit=CLAIM_LIMIT, postgres=services.db.is_postgres,
+            conn,
+            owner=owner,
+            now=now,
+            lease=timedelta(seconds=services.settings.lease_seconds),
+            limit=CLAIM_LIMIT,
+            postgres=services.db.is_postgres,
         )
     created = 0
     for row in claimed:

@@ -73,8 +73,12 @@ class Worker:
         sync_engine = self.services.db.engine.sync_engine
 
         def executed(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-            if context is not None and context.isinsert and getattr(context.compiled, "statement", None) is not None \
-                    and getattr(context.compiled.statement, "table", None) is runs_table:
+            if (
+                context is not None
+                and context.isinsert
+                and getattr(context.compiled, "statement", None) is not None
+                and getattr(context.compiled.statement, "table", None) is runs_table
+            ):
                 conn.info["flowdeck_new_run"] = True
 
         def checked_in(dbapi_connection: Any, record: Any) -> None:
@@ -133,7 +137,9 @@ class Worker:
             return
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
         try:
-            await asyncio.wait(waits, timeout=self.services.settings.worker_poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waits, timeout=self.services.settings.worker_poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for waiting in waits:
                 waiting.cancel()

@@ -56,9 +56,7 @@ def make_spec(galaxy_settings: Settings) -> SpecMaker:
     """A RunSpec for a test workflow, on the staged fruit.tsv unless told otherwise."""
     data = galaxy_settings.data_dir
 
-    def make(
-        workflow: str, params: dict[str, Any] | None = None, run_id: str | None = None, **dataset: Any
-    ) -> RunSpec:
+    def make(workflow: str, params: dict[str, Any] | None = None, run_id: str | None = None, **dataset: Any) -> RunSpec:
         run_id = run_id or f"t-{uuid4().hex[:12]}"
         ref: dict[str, Any] = {"uri": f"file://{data / 'inputs' / 'fruit.tsv'}", "file_type": "tabular"}
         ref = dataset if {"uri", "galaxy_dataset_id"} & set(dataset) else {**ref, **dataset}

@@ -110,7 +110,9 @@ def test_polling_each_invocation_costs_one_summary_per_run_once_scheduled(tmp_pa
         first = backend.sync(handles)
         # first sight: the summary, the invocation and its jobs, for every run
         assert fake.requests == {
-            "api/invocations/{id}/jobs_summary": 120, "api/invocations/{id}": 120, "api/jobs": 120,
+            "api/invocations/{id}/jobs_summary": 120,
+            "api/invocations/{id}": 120,
+            "api/jobs": 120,
         }, fake.requests
         assert {r.state for r in first} == {State.RUNNING}
         handles = settle(handles, first)
@@ -158,25 +160,54 @@ async def galaxy_runs(services: Services, fake: FakeGalaxy) -> list[str]:
         for inv in fake.invocations:
             run_id = f"run-{inv.index:05d}"
             ids.append(run_id)
-            await run_rows.insert(conn, {
-                "id": run_id, "workflow_type": "GALAXY", "workflow_type_version": "gxformat2",
-                "workflow_url": "flowdeck_sort_upper", "workflow_params": {}, "workflow_engine_parameters": {},
-                "tags": {}, "attachments": [], "backend": "galaxy", "backend_run_id": inv.id,
-                "backend_data": {"galaxy_url": fake.url, "history_id": inv.history_id, "invocation_id": inv.id,
-                                 "invocation_state": "scheduled"},
-                "state": State.RUNNING.value, "system_logs": [], "created_at": now, "updated_at": now,
-                "start_time": now, "last_progress_at": now,
-            })
+            await run_rows.insert(
+                conn,
+                {
+                    "id": run_id,
+                    "workflow_type": "GALAXY",
+                    "workflow_type_version": "gxformat2",
+                    "workflow_url": "flowdeck_sort_upper",
+                    "workflow_params": {},
+                    "workflow_engine_parameters": {},
+                    "tags": {},
+                    "attachments": [],
+                    "backend": "galaxy",
+                    "backend_run_id": inv.id,
+                    "backend_data": {
+                        "galaxy_url": fake.url,
+                        "history_id": inv.history_id,
+                        "invocation_id": inv.id,
+                        "invocation_state": "scheduled",
+                    },
+                    "state": State.RUNNING.value,
+                    "system_logs": [],
+                    "created_at": now,
+                    "updated_at": now,
+                    "start_time": now,
+                    "last_progress_at": now,
+                },
+            )
     return ids
 
 
 async def snapshot(services: Services) -> tuple[list[Any], list[Any], int]:
     """Everything a pass may write about runs (not leases and next checks)."""
     async with services.db.read() as conn:
-        run_rows_now = (await conn.execute(sa.select(
-            runs.c.id, runs.c.state, runs.c.state_version, runs.c.backend_data, runs.c.system_logs,
-            runs.c.updated_at, runs.c.last_progress_at, runs.c.check_failures, runs.c.last_check_error,
-        ).order_by(runs.c.id))).all()
+        run_rows_now = (
+            await conn.execute(
+                sa.select(
+                    runs.c.id,
+                    runs.c.state,
+                    runs.c.state_version,
+                    runs.c.backend_data,
+                    runs.c.system_logs,
+                    runs.c.updated_at,
+                    runs.c.last_progress_at,
+                    runs.c.check_failures,
+                    runs.c.last_check_error,
+                ).order_by(runs.c.id)
+            )
+        ).all()
         task_rows = (await conn.execute(sa.select(tasks).order_by(tasks.c.id))).all()
         event_count = (await conn.execute(sa.select(sa.func.count()).select_from(events))).scalar_one()
     return list(run_rows_now), list(task_rows), int(event_count)
@@ -222,8 +253,9 @@ async def test_a_second_pass_with_no_change_writes_nothing(
         if not batch_listing:
             assert scheduled_fake.requests == {"api/invocations/{id}/jobs_summary": 60}
         async with services.db.read() as conn:
-            leased = await conn.execute(sa.select(sa.func.count()).select_from(runs).where(
-                runs.c.id.in_(ids), runs.c.lease_owner.is_not(None)))
+            leased = await conn.execute(
+                sa.select(sa.func.count()).select_from(runs).where(runs.c.id.in_(ids), runs.c.lease_owner.is_not(None))
+            )
             assert leased.scalar_one() == 0  # every lease given back
     finally:
         await services.close()

@@ -249,11 +249,16 @@ async def test_cancel_reaches_canceled_in_galaxy_and_flowdeck(stack: Stack, gala
 
 def _cron_env(settings: Settings, server: GalaxyServer) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDECK_")}
-    env.update({
-        "FLOWDECK_DATA_DIR": str(settings.data_dir), "FLOWDECK_BACKENDS": "galaxy",
-        "FLOWDECK_GALAXY_URL": server.url, "FLOWDECK_GALAXY_API_KEY": server.api_key,
-        "FLOWDECK_GALAXY_ALLOWED_WORKFLOWS": "flowdeck_sleep,flowdeck_fail", "FLOWDECK_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "FLOWDECK_DATA_DIR": str(settings.data_dir),
+            "FLOWDECK_BACKENDS": "galaxy",
+            "FLOWDECK_GALAXY_URL": server.url,
+            "FLOWDECK_GALAXY_API_KEY": server.api_key,
+            "FLOWDECK_GALAXY_ALLOWED_WORKFLOWS": "flowdeck_sleep,flowdeck_fail",
+            "FLOWDECK_LOG_LEVEL": "WARNING",
+        }
+    )
     return env
 
 
@@ -298,15 +303,22 @@ async def test_s3_datasets_reach_galaxy_through_presigned_urls(
     for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
         monkeypatch.setenv(name, value)
     storage_bucket, data_bucket = f"store-{uuid4().hex[:8]}", f"data-{uuid4().hex[:8]}"
-    settings = galaxy_settings(tmp_path, galaxy_server, storage="s3", s3_bucket=storage_bucket, s3_endpoint_url=moto_url)
+    settings = galaxy_settings(
+        tmp_path, galaxy_server, storage="s3", s3_bucket=storage_bucket, s3_endpoint_url=moto_url
+    )
     async with open_stack(settings) as stack:
         client = stack.services.storage.client  # type: ignore[union-attr]
         client.create_bucket(Bucket=storage_bucket)
         client.create_bucket(Bucket=data_bucket)
         client.put_object(Bucket=data_bucket, Key="inputs/fruit salad.tsv", Body=INPUT_TEXT.encode())
-        registered = await stack.api.post("/datasets", json={
-            "name": "fruit", "research_group": "lab", "uri": f"s3://{data_bucket}/inputs/fruit salad.tsv",
-        })
+        registered = await stack.api.post(
+            "/datasets",
+            json={
+                "name": "fruit",
+                "research_group": "lab",
+                "uri": f"s3://{data_bucket}/inputs/fruit salad.tsv",
+            },
+        )
         assert registered.status_code == 201, registered.text
         uploaded = await upload(stack.api)
 

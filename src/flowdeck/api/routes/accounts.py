@@ -31,7 +31,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=200)
-    password: str | None = Field(default=None, max_length=4096, description="omit for a user who signs in by API token only")
+    password: str | None = Field(
+        default=None, max_length=4096, description="omit for a user who signs in by API token only"
+    )
     is_admin: bool = False
     display_name: str | None = Field(default=None, max_length=200)
 
@@ -111,12 +113,14 @@ async def _group_body(services: ServicesDep, group: GroupRecord) -> dict[str, An
 @router.get("/me")
 async def me(principal: PrincipalDep) -> JSONResponse:
     """Who the service takes the caller for."""
-    return JSONResponse({
-        "name": principal.name,
-        "groups": [{"name": name, "role": role} for name, role in sorted(principal.groups.items())],
-        "is_admin": principal.sees_all,
-        "via": principal.via,
-    })
+    return JSONResponse(
+        {
+            "name": principal.name,
+            "groups": [{"name": name, "role": role} for name, role in sorted(principal.groups.items())],
+            "is_admin": principal.sees_all,
+            "via": principal.via,
+        }
+    )
 
 
 @router.post("/users", status_code=201)
@@ -124,8 +128,12 @@ async def create_user(body: NewUser, request: Request, services: ServicesDep, pr
     """A new local user (service admins)."""
     guard.require_service_admin(principal, "create users")
     user = await users.create_user(
-        services.db, body.username, body.password,
-        is_admin=body.is_admin, display_name=body.display_name, passwords=_passwords(request),
+        services.db,
+        body.username,
+        body.password,
+        is_admin=body.is_admin,
+        display_name=body.display_name,
+        passwords=_passwords(request),
     )
     return JSONResponse(_user_body(user, {}), status_code=201, headers={"Location": f"/users/{user.username}"})
 
@@ -184,7 +192,9 @@ async def create_group(body: NewGroup, services: ServicesDep, principal: Princip
     """A new research group (service admins)."""
     guard.require_service_admin(principal, "create research groups")
     group = await users.create_group(services.db, body.name, body.description)
-    return JSONResponse(await _group_body(services, group), status_code=201, headers={"Location": f"/groups/{group.name}"})
+    return JSONResponse(
+        await _group_body(services, group), status_code=201, headers={"Location": f"/groups/{group.name}"}
+    )
 
 
 @router.get("/groups")
@@ -239,7 +249,8 @@ async def create_token(body: NewApiToken, services: ServicesDep, principal: Prin
 
 @router.get("/tokens")
 async def list_tokens(
-    services: ServicesDep, principal: PrincipalDep,
+    services: ServicesDep,
+    principal: PrincipalDep,
     username: Annotated[str | None, Query(max_length=200, description="service admins: this user's tokens")] = None,
 ) -> JSONResponse:
     """Your API tokens (revoked ones too, for the record), never their secrets."""

@@ -23,8 +23,17 @@ from flowdeck.services.datasets import NewDataset
 from flowdeck.services.storage import LocalStorage, read_chunks
 
 router = APIRouter(tags=["datasets"])
-_FIELDS = {"name": str, "research_group": str, "uri": str, "galaxy_dataset_id": str, "checksum": str,
-           "size": int, "media_type": str, "upload": bool, "filename": str}
+_FIELDS = {
+    "name": str,
+    "research_group": str,
+    "uri": str,
+    "galaxy_dataset_id": str,
+    "checksum": str,
+    "size": int,
+    "media_type": str,
+    "upload": bool,
+    "filename": str,
+}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -34,10 +43,19 @@ def _iso(value: datetime | None) -> str | None:
 def dataset_view(services: Services, row: RowMapping, base: str) -> dict[str, Any]:
     extra = row["extra"] or {}
     return {
-        "id": row["id"], "name": row["name"], "research_group": row["research_group"], "owner": row["owner"],
-        "uri": row["uri"], "galaxy_dataset_id": row["galaxy_dataset_id"], "stored": row["storage_key"] is not None,
-        "pending_upload": bool(extra.get("pending_upload")), "checksum": row["checksum"], "size": row["size"],
-        "media_type": row["media_type"], "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"]),
+        "id": row["id"],
+        "name": row["name"],
+        "research_group": row["research_group"],
+        "owner": row["owner"],
+        "uri": row["uri"],
+        "galaxy_dataset_id": row["galaxy_dataset_id"],
+        "stored": row["storage_key"] is not None,
+        "pending_upload": bool(extra.get("pending_upload")),
+        "checksum": row["checksum"],
+        "size": row["size"],
+        "media_type": row["media_type"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
         "download_url": dataset_service.download_url(services, row, base),
         "links": {"self": f"{base}/datasets/{row['id']}", "jobs": f"{base}/jobs?dataset_id={row['id']}"},
     }
@@ -46,10 +64,16 @@ def dataset_view(services: Services, row: RowMapping, base: str) -> dict[str, An
 def _json_fields(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationFailed("the body must be a JSON object", [Problem("/", "must be a JSON object", "type")])
-    problems = [Problem(f"/{k}", f"is not a dataset field; fields: {', '.join(_FIELDS)}", "additionalProperties")
-                for k in body if k not in _FIELDS]
-    problems += [Problem(f"/{k}", f"must be of type {_FIELDS[k].__name__}", "type") for k, v in body.items()
-                 if k in _FIELDS and v is not None and (type(v) is not _FIELDS[k])]
+    problems = [
+        Problem(f"/{k}", f"is not a dataset field; fields: {', '.join(_FIELDS)}", "additionalProperties")
+        for k in body
+        if k not in _FIELDS
+    ]
+    problems += [
+        Problem(f"/{k}", f"must be of type {_FIELDS[k].__name__}", "type")
+        for k, v in body.items()
+        if k in _FIELDS and v is not None and (type(v) is not _FIELDS[k])
+    ]
     if not isinstance(body.get("name"), str):
         problems.append(Problem("/name", "is required", "required"))
     if problems:
@@ -58,7 +82,9 @@ def _json_fields(body: Any) -> dict[str, Any]:
 
 
 @router.post("/datasets", status_code=201)
-async def create_dataset(request: Request, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+async def create_dataset(
+    request: Request, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
+) -> JSONResponse:
     """JSON ``{name, research_group, uri | galaxy_dataset_id, checksum, size, media_type}``,
     JSON ``{name, research_group, upload: true}`` for a pre-signed upload URL, or
     multipart (``file`` plus the same fields) to upload into flowdeck's storage."""
@@ -86,21 +112,30 @@ async def _create_from_upload(request: Request, services: Services, principal: A
     async with request.form(max_files=1, max_fields=20, max_part_size=limit) as form:
         file = form.get("file")
         if not isinstance(file, UploadFile):
-            raise ValidationFailed("a multipart dataset needs a 'file' part", [Problem("/file", "is required", "required")])
+            raise ValidationFailed(
+                "a multipart dataset needs a 'file' part", [Problem("/file", "is required", "required")]
+            )
         fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
         unknown = sorted(set(fields) - {"name", "research_group", "media_type"})
         if unknown:
             raise InvalidInput(f"unknown form field {unknown[0]!r}; fields: file, name, research_group, media_type")
-        new = NewDataset(name=fields.get("name") or file.filename or "upload", research_group=fields.get("research_group"),
-                         media_type=fields.get("media_type") or file.content_type)
+        new = NewDataset(
+            name=fields.get("name") or file.filename or "upload",
+            research_group=fields.get("research_group"),
+            media_type=fields.get("media_type") or file.content_type,
+        )
         row = await dataset_service.upload(services, principal, new, file.filename or new.name, file.file)
     return JSONResponse(dataset_view(services, row, base), status_code=201)
 
 
 @router.get("/datasets")
 async def list_datasets(
-    services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep,
-    research_group: str | None = None, name: str | None = None, owner: str | None = None,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    base: BaseUrlDep,
+    research_group: str | None = None,
+    name: str | None = None,
+    owner: str | None = None,
     page_size: Annotated[int | None, Query(description="Datasets per page.")] = None,
     page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
 ) -> JSONResponse:
@@ -111,7 +146,9 @@ async def list_datasets(
 
 
 @router.get("/datasets/{dataset_id}")
-async def get_dataset(dataset_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+async def get_dataset(
+    dataset_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
+) -> JSONResponse:
     row = await dataset_service.get_visible(services, dataset_id, principal)
     return JSONResponse(dataset_view(services, row, base))
 
@@ -135,8 +172,11 @@ async def download(token: str, services: ServicesDep) -> StreamingResponse:
     """A local pre-signed download URL (the token is the credential)."""
     store = _local(services)
     key = store.verify(token, "GET")
-    return StreamingResponse(read_chunks(store.open(key)), media_type="application/octet-stream",
-                             headers={"Content-Length": str(store.size(key))})
+    return StreamingResponse(
+        read_chunks(store.open(key)),
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(store.size(key))},
+    )
 
 
 @router.put("/storage/{token}", include_in_schema=False, status_code=204)

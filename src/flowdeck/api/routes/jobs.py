@@ -64,7 +64,10 @@ async def _read_json(request: Request) -> Any:
 
 @router.post("", status_code=201)
 async def submit_job(
-    request: Request, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep,
+    request: Request,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    base: BaseUrlDep,
     dry_run: Annotated[bool, Query(description="Validate and show the resolved run without storing it.")] = False,
 ) -> JSONResponse:
     """Seed 000 ``{dataset_id, workflow_name, overwrite?, parameters?}`` or seed 002
@@ -91,8 +94,15 @@ async def dispatch_inline(services: Services, run_id: str) -> None:
     owner = f"api-{uuid.uuid4().hex[:12]}"
     async with services.db.write() as conn:
         rows = await run_rows.claim(
-            conn, states=[State.QUEUED], owner=owner, now=utcnow(), lease=timedelta(seconds=services.settings.lease_seconds),
-            limit=1, postgres=services.db.is_postgres, due_only=False, ids=[run_id],
+            conn,
+            states=[State.QUEUED],
+            owner=owner,
+            now=utcnow(),
+            lease=timedelta(seconds=services.settings.lease_seconds),
+            limit=1,
+            postgres=services.db.is_postgres,
+            due_only=False,
+            ids=[run_id],
         )
     if not rows:
         return  # a worker got there first
@@ -116,22 +126,31 @@ def _states(values: list[str] | None) -> frozenset[State] | None:
             wanted.add(State(value.upper()))
         else:
             words = ", ".join(sorted(SIMPLE_STATES))
-            raise ValidationFailed(f"unknown state {value!r}; use {words} or a WES state",
-                                   [Problem("/state", f"unknown state {value!r}", "enum")])
+            raise ValidationFailed(
+                f"unknown state {value!r}; use {words} or a WES state",
+                [Problem("/state", f"unknown state {value!r}", "enum")],
+            )
     return frozenset(wanted)
 
 
 @router.get("")
 async def list_jobs(
-    services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep,
-    dataset_id: str | None = None, pipeline_name: str | None = None, research_group: str | None = None,
-    state: Annotated[list[str] | None, Query(description="queued, in_progress, completed, failed, canceled or WES states.")] = None,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    base: BaseUrlDep,
+    dataset_id: str | None = None,
+    pipeline_name: str | None = None,
+    research_group: str | None = None,
+    state: Annotated[
+        list[str] | None, Query(description="queued, in_progress, completed, failed, canceled or WES states.")
+    ] = None,
     page_size: Annotated[int | None, Query(description="Jobs per page.")] = None,
     page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
 ) -> JSONResponse:
     """Jobs the caller may see, newest first, in keyset pages; ``total`` counts all matches."""
-    flt = run_rows.RunFilter(dataset_id=dataset_id, pipeline_name=pipeline_name, research_group=research_group,
-                             states=_states(state))
+    flt = run_rows.RunFilter(
+        dataset_id=dataset_id, pipeline_name=pipeline_name, research_group=research_group, states=_states(state)
+    )
     rows, token = await run_service.list_page(services, principal, flt, page_size, page_token or None)
     total = await job_service.total(services, principal, flt)
     return JSONResponse({"jobs": [job_view(r, base) for r in rows], "total": total, "next_page_token": token})

@@ -29,12 +29,14 @@ async def healthz(services: ServicesDep) -> JSONResponse:
         return JSONResponse({"status": "error", "database": f"unreachable: {type(exc).__name__}"}, status_code=503)
     limit = timedelta(seconds=services.settings.heartbeat_seconds * 3 + 5)
     worker_ok = beat is not None and utcnow() - beat <= limit
-    return JSONResponse({
-        "status": "ok" if worker_ok else "degraded",
-        "database": "ok",
-        "worker": "ok" if worker_ok else "no worker heartbeat",
-        "last_worker_heartbeat": beat.isoformat() if beat else None,
-    })
+    return JSONResponse(
+        {
+            "status": "ok" if worker_ok else "degraded",
+            "database": "ok",
+            "worker": "ok" if worker_ok else "no worker heartbeat",
+            "last_worker_heartbeat": beat.isoformat() if beat else None,
+        }
+    )
 
 
 @router.get("/metrics")

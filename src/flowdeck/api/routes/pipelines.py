@@ -16,9 +16,14 @@ router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 
 
 def _summary(pipeline: Pipeline, base: str, versions: list[str]) -> dict[str, Any]:
-    return {**pipeline.as_dict(), "versions": versions, "links": {
-        "self": f"{base}/pipelines/{pipeline.name}", "schema": f"{base}/pipelines/{pipeline.name}/schema",
-    }}
+    return {
+        **pipeline.as_dict(),
+        "versions": versions,
+        "links": {
+            "self": f"{base}/pipelines/{pipeline.name}",
+            "schema": f"{base}/pipelines/{pipeline.name}/schema",
+        },
+    }
 
 
 @router.get("")
@@ -26,7 +31,9 @@ async def list_pipelines(services: ServicesDep, principal: PrincipalDep, base: B
     """The newest version of every pipeline the caller may run."""
     catalog = services.catalog
     shown = [p for p in catalog.list() if may_see(p, principal)]
-    body = [_summary(p, base, [str(v.version) for v in catalog.versions(p.name) if may_see(v, principal)]) for p in shown]
+    body = [
+        _summary(p, base, [str(v.version) for v in catalog.versions(p.name) if may_see(v, principal)]) for p in shown
+    ]
     return JSONResponse({"pipelines": body, "total": len(body)})
 
 
@@ -41,6 +48,10 @@ async def get_pipeline(name: str, services: ServicesDep, principal: PrincipalDep
 
 
 @router.get("/{name}/schema")
-async def pipeline_schema(name: str, services: ServicesDep, principal: PrincipalDep, version: str | None = None) -> JSONResponse:
+async def pipeline_schema(
+    name: str, services: ServicesDep, principal: PrincipalDep, version: str | None = None
+) -> JSONResponse:
     """The parameters' JSON Schema 2020-12 (defaults included)."""
-    return JSONResponse(visible_pipeline(services, principal, name, version).schema(), media_type="application/schema+json")
+    return JSONResponse(
+        visible_pipeline(services, principal, name, version).schema(), media_type="application/schema+json"
+    )

@@ -25,8 +25,18 @@ from flowdeck.services import requests as request_service
 from flowdeck.services.request_items import RequestInput
 
 router = APIRouter(prefix="/requests", tags=["requests"])
-FORM_TEXTS = ("pipeline_name", "pipeline_version", "research_group", "description", "strict",
-              "parameters", "dataset_ids", "samples", "samplesheet", "samplesheet_type")
+FORM_TEXTS = (
+    "pipeline_name",
+    "pipeline_version",
+    "research_group",
+    "description",
+    "strict",
+    "parameters",
+    "dataset_ids",
+    "samples",
+    "samplesheet",
+    "samplesheet_type",
+)
 JSON_TEXTS = ("parameters", "dataset_ids", "samples")
 
 
@@ -47,13 +57,26 @@ class RequestBody(BaseModel):
     samplesheet_type: str | None = Field(None, description="csv or tsv (default: guessed).")
 
 
-@router.post("", status_code=202, openapi_extra={"requestBody": {"content": {
-    "application/json": {"schema": RequestBody.model_json_schema()},
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        **{name: {"type": "string"} for name in FORM_TEXTS if name != "samplesheet"},
-        "samplesheet": {"type": "string", "format": "binary"},
-    }}},
-}}})
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": RequestBody.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            **{name: {"type": "string"} for name in FORM_TEXTS if name != "samplesheet"},
+                            "samplesheet": {"type": "string", "format": "binary"},
+                        },
+                    }
+                },
+            }
+        }
+    },
+)
 async def create_request(request: Request, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
     """Validate the request and answer at once with its id (state ``new``); the worker creates its runs."""
     given, body_hash = await _read(request, services.settings.max_upload_bytes)
@@ -144,7 +167,11 @@ async def _from_form(request: Request) -> tuple[RequestInput, str]:
                     raise InvalidInput(f"form field {key!r} must be text, not a file")
                 sheet = await value.read()
                 values[key] = ""
-                if value.content_type and "samplesheet_type" not in values and value.content_type != "application/octet-stream":
+                if (
+                    value.content_type
+                    and "samplesheet_type" not in values
+                    and value.content_type != "application/octet-stream"
+                ):
                     values["samplesheet_type"] = value.content_type
             else:
                 values[key] = _form_value(key, value)
@@ -178,5 +205,7 @@ def _input(raw: Any) -> RequestInput:
         problems = [
             Problem("/" + "/".join(str(p) for p in error["loc"]), error["msg"], error["type"]) for error in exc.errors()
         ]
-        raise ValidationFailed("the request body is not valid: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems) from None
+        raise ValidationFailed(
+            "the request body is not valid: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems
+        ) from None
     return RequestInput(**body.model_dump())

@@ -26,19 +26,38 @@ from flowdeck.services.idempotency import fingerprint_run
 router = APIRouter(prefix=WES, tags=["GA4GH WES"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorResponse, "description": text}
-    for code, text in ((400, "The request is malformed."), (401, "The request is unauthorized."),
-                       (403, "The requester is not authorized to perform this action."),
-                       (404, "The requested workflow run wasn't found."), (500, "An unexpected error occurred."))
+    for code, text in (
+        (400, "The request is malformed."),
+        (401, "The request is unauthorized."),
+        (403, "The requester is not authorized to perform this action."),
+        (404, "The requested workflow run wasn't found."),
+        (500, "An unexpected error occurred."),
+    )
 }
 RUN_FORM = {
     "requestBody": {
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                **{name: {"type": "string"} for name in (
-                    "workflow_params", "workflow_type", "workflow_type_version", "tags", "workflow_engine",
-                    "workflow_engine_version", "workflow_engine_parameters", "workflow_url")},
-                "workflow_attachment": {"type": "array", "items": {"type": "string", "format": "binary"}},
-            }}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        **{
+                            name: {"type": "string"}
+                            for name in (
+                                "workflow_params",
+                                "workflow_type",
+                                "workflow_type_version",
+                                "tags",
+                                "workflow_engine",
+                                "workflow_engine_version",
+                                "workflow_engine_parameters",
+                                "workflow_url",
+                            )
+                        },
+                        "workflow_attachment": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    },
+                }
+            },
             "application/json": {"schema": schemas.RunRequest.model_json_schema()},
         },
     }
@@ -107,7 +126,9 @@ async def list_runs(
     return JSONResponse({"runs": [run_summary(row) for row in rows], "next_page_token": token})
 
 
-@router.post("/runs", response_model=schemas.RunId, responses=ERRORS, operation_id="RunWorkflow", openapi_extra=RUN_FORM)
+@router.post(
+    "/runs", response_model=schemas.RunId, responses=ERRORS, operation_id="RunWorkflow", openapi_extra=RUN_FORM
+)
 async def run_workflow(request: Request, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
     """Accept a run: validate, store, answer with its id. The worker starts it."""
     started = time.perf_counter()
@@ -159,12 +180,16 @@ async def list_tasks(
 
 
 @router.get("/runs/{run_id}/tasks/{task_id}", response_model=schemas.TaskLog, responses=ERRORS, operation_id="GetTask")
-async def get_task(run_id: str, task_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
+async def get_task(
+    run_id: str, task_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
+) -> JSONResponse:
     row = await run_service.get_task(services, run_id, task_id, principal)
     return JSONResponse(task_log(row, base))
 
 
-@router.get("/runs/{run_id}/logs/{stream}", responses=ERRORS, operation_id="GetRunLogFile", tags=["flowdeck extensions"])
+@router.get(
+    "/runs/{run_id}/logs/{stream}", responses=ERRORS, operation_id="GetRunLogFile", tags=["flowdeck extensions"]
+)
 async def run_log_file(run_id: str, stream: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
     """The run's stdout or stderr, as text."""
     row = await run_service.get_visible(services, run_id, principal)
@@ -172,9 +197,15 @@ async def run_log_file(run_id: str, stream: str, services: ServicesDep, principa
     return FileResponse(path, media_type="text/plain; charset=utf-8")
 
 
-@router.get("/runs/{run_id}/tasks/{task_id}/logs/{stream}", responses=ERRORS, operation_id="GetTaskLogFile",
-            tags=["flowdeck extensions"])
-async def task_log_file(run_id: str, task_id: str, stream: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+@router.get(
+    "/runs/{run_id}/tasks/{task_id}/logs/{stream}",
+    responses=ERRORS,
+    operation_id="GetTaskLogFile",
+    tags=["flowdeck extensions"],
+)
+async def task_log_file(
+    run_id: str, task_id: str, stream: str, services: ServicesDep, principal: PrincipalDep
+) -> FileResponse:
     """A task's stdout or stderr, as text."""
     column = _stream_column(stream)
     run = await run_service.get_visible(services, run_id, principal)
@@ -194,7 +225,9 @@ async def list_outputs(run_id: str, services: ServicesDep, principal: PrincipalD
     return JSONResponse({"run_id": run_id, "outputs": row["outputs"] or {}, "files": files})
 
 
-@router.get("/runs/{run_id}/outputs/{index}", responses=ERRORS, operation_id="GetRunOutput", tags=["flowdeck extensions"])
+@router.get(
+    "/runs/{run_id}/outputs/{index}", responses=ERRORS, operation_id="GetRunOutput", tags=["flowdeck extensions"]
+)
 async def get_output(run_id: str, index: int, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
     """Download one output file (only files inside the run's own folder are served)."""
     row = await run_service.get_visible(services, run_id, principal)
