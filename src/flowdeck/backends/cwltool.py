@@ -27,9 +27,9 @@ from typing import Any
 import yaml
 
 from flowdeck.backends.engine_options import Option, engine_args
-from flowdeck.backends.launcher import LaunchPlan, control_dir, read_json, write_json
+from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
 from flowdeck.backends.local_engine import LocalEngineBackend
-from flowdeck.backends.run_files import attachment, inside, is_url, parse_time, tail
+from flowdeck.backends.run_files import attachment, inside, is_url, tail
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput

@@ -158,7 +158,7 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
     return record
 
 
-def _time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
     """An ISO time (naive means local time) as an aware datetime, or None."""
     if not text:
         return None
@@ -222,7 +222,7 @@ def status(rundir: Path) -> ProcessStatus:
         start_error=ended.get("start_error"),
         host=host,
         argv=argv,
-        ended_at=_time(ended.get("ended_at")),
+        ended_at=parse_time(ended.get("ended_at")),
     )
 
 

@@ -107,17 +107,6 @@ def tail(path: Path, lines: int = 20) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
-def parse_time(text: str | None) -> datetime | None:
-    """An ISO time (naive means local time) as an aware datetime, or None."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.astimezone()
-
-
 def file_time(path: Path) -> datetime | None:
     """A file's modification time, or None when it is missing."""
     try:

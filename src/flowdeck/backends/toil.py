@@ -27,8 +27,8 @@ from pathlib import Path
 
 from flowdeck.backends.cwltool import REDIRECT, CwlRunnerBackend
 from flowdeck.backends.engine_options import Option, engine_args
-from flowdeck.backends.launcher import LaunchPlan, control_dir
-from flowdeck.backends.run_files import file_time, parse_time
+from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time
+from flowdeck.backends.run_files import file_time
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 
