@@ -47,7 +47,7 @@ STATES = ["COMPLETE"] * 70 + ["EXECUTOR_ERROR"] * 15 + ["CANCELED"] * 5 + ["RUNN
 BATCH = 50_000
 
 
-def _stamp(value: datetime) -> str:
+def stamp(value: datetime) -> str:
     """How SQLAlchemy stores a UTC DateTime in SQLite."""
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
@@ -79,10 +79,10 @@ def rows(count: int, seed: int = 0) -> Iterator[tuple[tuple[object, ...], list[t
             state,
             3 if ended else 1,
             "[]",
-            _stamp(created),
-            _stamp(created),
-            _stamp(started) if started else None,
-            _stamp(created + timedelta(seconds=60)) if ended else None,
+            stamp(created),
+            stamp(created),
+            stamp(started) if started else None,
+            stamp(created + timedelta(seconds=60)) if ended else None,
             0,
         )
         yield row, [(run_id, key, value) for key, value in tags.items()]

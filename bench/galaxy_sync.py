@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import BIN, ROOT, load_average
 from bench.fake_galaxy import FakeGalaxy
+from bench.fill_runs import stamp
 
 from flowdeck.db.migrate import upgrade
 from flowdeck.settings import Settings
@@ -76,11 +77,6 @@ STARTED_AGO = 4_000.0
 COMMAND = [str(BIN / "flowdeck"), "sync", "--once", "--sync-only"]
 
 
-def _stamp(value: datetime) -> str:
-    """How SQLAlchemy stores a UTC DateTime in SQLite."""
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 def fill(data_dir: Path, fake: FakeGalaxy) -> None:
     """A migrated database (flowdeck's own migrations) holding one RUNNING run per fake invocation."""
     upgrade(Settings(data_dir=data_dir))
@@ -113,10 +109,10 @@ def fill(data_dir: Path, fake: FakeGalaxy) -> None:
                 "RUNNING",
                 2,
                 "[]",
-                _stamp(started),
-                _stamp(started),
-                _stamp(started),
-                _stamp(started),
+                stamp(started),
+                stamp(started),
+                stamp(started),
+                stamp(started),
                 0,
             )
         )

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.network import free_port
+
 WES = "/ga4gh/wes/v1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def flowdeck_env(tmp_path: Path) -> dict[str, str]:

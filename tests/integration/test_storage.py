@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,22 +14,13 @@ import pytest
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services.storage import LocalStorage, S3Storage, Storage, make_token, open_storage
 from tests.conftest import make_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.network import moto_s3
 
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server_module = pytest.importorskip("moto.server")
-    port = _free_port()
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_s3() as url:
+        yield url
 
 
 @pytest.fixture(params=["local", "s3"])

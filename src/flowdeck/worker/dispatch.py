@@ -7,6 +7,7 @@ moves it to INITIALIZING and submits it outside any transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
 
 from sqlalchemy.engine import RowMapping
@@ -33,43 +34,24 @@ async def _claim(services: Services, owner: str) -> list[RowMapping]:
     enabled = services.backends.names()
     lease = timedelta(seconds=settings.lease_seconds)
     async with services.db.write() as conn:
+        claim = functools.partial(
+            run_rows.claim, conn, owner=owner, now=now, lease=lease, postgres=services.db.is_postgres
+        )
         # A run whose dispatch was interrupted (lease expired in INITIALIZING, no engine id) comes back here.
         claimed = list(
-            await run_rows.claim(
-                conn,
+            await claim(
                 states=[State.INITIALIZING],
-                owner=owner,
-                now=now,
-                lease=lease,
                 limit=settings.dispatch_batch,
-                postgres=services.db.is_postgres,
                 due_only=False,
                 backends=enabled,
                 submitted=False,
             )
         )
         remote = [name for name in enabled if name not in local]
-        claimed += await run_rows.claim(
-            conn,
-            states=[State.QUEUED],
-            owner=owner,
-            now=now,
-            lease=lease,
-            limit=settings.dispatch_batch,
-            postgres=services.db.is_postgres,
-            backends=remote,
-        )
+        claimed += await claim(states=[State.QUEUED], limit=settings.dispatch_batch, backends=remote)
         if local:
             free = settings.max_local_runs - await run_rows.count_executing(conn, local)
             if free > 0:
-                claimed += await run_rows.claim(
-                    conn,
-                    states=[State.QUEUED],
-                    owner=owner,
-                    now=now,
-                    lease=lease,
-                    limit=min(free, settings.dispatch_batch),
-                    postgres=services.db.is_postgres,
-                    backends=local,
-                )
+                limit = min(free, settings.dispatch_batch)
+                claimed += await claim(states=[State.QUEUED], limit=limit, backends=local)
     return claimed

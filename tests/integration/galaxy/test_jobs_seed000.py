@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -39,6 +38,7 @@ from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings
 from tests.integration.galaxy.conftest import INPUT_TEXT
 from tests.support.galaxy import GalaxyServer
+from tests.support.network import moto_s3
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow]
 
@@ -120,21 +120,11 @@ async def stack(galaxy_server: GalaxyServer, tmp_path: Path) -> AsyncIterator[St
         yield ready
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
     """moto's S3 server on loopback (Galaxy may fetch from 127.0.0.1: see scripts/galaxy/up.sh)."""
-    server_module = pytest.importorskip("moto.server")
-    port = _free_port()
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_s3() as url:
+        yield url
 
 
 async def upload(api: httpx.AsyncClient, text: str = INPUT_TEXT, name: str = "fruit.tsv") -> str:

@@ -15,7 +15,7 @@ from flowdeck import __version__
 from flowdeck.api import wes_schemas as schemas
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from flowdeck.api.idempotency import idempotent
-from flowdeck.api.wes_form import read_run_request
+from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import State
@@ -41,19 +41,7 @@ RUN_FORM = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        **{
-                            name: {"type": "string"}
-                            for name in (
-                                "workflow_params",
-                                "workflow_type",
-                                "workflow_type_version",
-                                "tags",
-                                "workflow_engine",
-                                "workflow_engine_version",
-                                "workflow_engine_parameters",
-                                "workflow_url",
-                            )
-                        },
+                        **{name: {"type": "string"} for name in TEXT_FIELDS},
                         "workflow_attachment": {"type": "array", "items": {"type": "string", "format": "binary"}},
                     },
                 }
