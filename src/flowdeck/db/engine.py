@@ -104,10 +104,9 @@ def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> No
     if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.execute("PRAGMA journal_mode=WAL")
-    for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
+    for pragma in ("synchronous=NORMAL", "foreign_keys=ON", f"busy_timeout={sqlite_inline.STATEMENT_BUSY_MS}"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
-    sqlite_inline.on_connect(dbapi_connection, record)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

@@ -136,10 +136,4 @@ def begin_immediate(conn: Connection, timeout: float) -> None:
         raw.execute(f"PRAGMA busy_timeout={STATEMENT_BUSY_MS}")
 
 
-def on_connect(dbapi_connection: Any, record: Any) -> None:
-    """Per-connection set-up; see ``flowdeck.db.engine`` for the shared pragmas."""
-    _ = record
-    dbapi_connection.execute(f"PRAGMA busy_timeout={STATEMENT_BUSY_MS}")
-
-
-__all__ = ["DRIVER", "SQLiteInlineDialect", "begin_deferred", "begin_immediate", "on_connect", "register"]
+__all__ = ["DRIVER", "SQLiteInlineDialect", "begin_deferred", "begin_immediate", "register"]
