@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flowdeck.backends.registry import Registry
@@ -23,6 +24,7 @@ class Services:
     # Loaded once at start; a broken pipeline file stops start-up naming the file and field.
     catalog: Catalog = field(default_factory=Catalog.load)
     storage: Storage | None = None  # None: opened on first use (services.datasets.storage_of)
+    _run_queued: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -34,6 +36,16 @@ class Services:
             catalog=Catalog.from_settings(settings),
             storage=open_storage(settings),
         )
+
+    def on_run_queued(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each run this process stores is committed; returns the unsubscribe."""
+        self._run_queued.append(listener)
+        return lambda: self._run_queued.remove(listener)
+
+    def run_queued(self) -> None:
+        """A new run is committed (services.runs calls it): tell the listeners (an idle worker)."""
+        for listener in list(self._run_queued):
+            listener()
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -224,6 +224,7 @@ async def _insert(
         await state_machine.record_creation(
             conn, spec.run_id, now=now, actor=principal.name, reason=f"submitted through {new.origin}"
         )
+    services.run_queued()  # committed: a claim now finds it
 
 
 async def get_visible(services: Services, run_id: str, principal: Principal, *, state_only: bool = False) -> RowMapping:

@@ -2,7 +2,7 @@
 
 Between iterations an idle worker sleeps ``worker_poll_seconds``, but two things
 wake it at once, so a run waits on neither poll interval: a run inserted by this
-process (``flowdeck up``: the API shares the database engine), and the end of a
+process (``flowdeck up``: the API shares the services), and the end of a
 local engine this process launched (that run is then checked out of turn, and
 the next iteration, which follows at once, gives its slot to the next queued run).
 """
@@ -18,13 +18,10 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event
-
 from flowdeck import __version__
 from flowdeck.backends.launcher import subscribe_exits
 from flowdeck.db import runs as run_rows
 from flowdeck.db import workers as worker_rows
-from flowdeck.db.tables import runs as runs_table
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
@@ -70,29 +67,11 @@ class Worker:
             loop.call_soon_threadsafe(self.run_ended, run_id)
 
         self._unsubscribe.append(subscribe_exits(engine_ended))
-        sync_engine = self.services.db.engine.sync_engine
 
-        def executed(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-            if (
-                context is not None
-                and context.isinsert
-                and getattr(context.compiled, "statement", None) is not None
-                and getattr(context.compiled.statement, "table", None) is runs_table
-            ):
-                conn.info["flowdeck_new_run"] = True
+        def run_queued() -> None:
+            loop.call_soon_threadsafe(self._wake.set)
 
-        def checked_in(dbapi_connection: Any, record: Any) -> None:
-            # Checked in, the transaction is over: a claim now sees the new run (the commit
-            # event would fire before SQLite's commit, and the claim would find nothing).
-            if record is not None and record.info.pop("flowdeck_new_run", False):
-                loop.call_soon_threadsafe(self._wake.set)
-
-        event.listen(sync_engine, "after_cursor_execute", executed)
-        event.listen(sync_engine, "checkin", checked_in)
-        self._unsubscribe += [
-            lambda: event.remove(sync_engine, "after_cursor_execute", executed),
-            lambda: event.remove(sync_engine, "checkin", checked_in),
-        ]
+        self._unsubscribe.append(self.services.on_run_queued(run_queued))
 
     def run_ended(self, run_id: str) -> None:
         """A local engine of ``run_id`` ended: check that run in the next iteration, which starts now."""
