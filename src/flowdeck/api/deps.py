@@ -23,6 +23,15 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
+async def caller(request: Request) -> tuple[Services, Principal]:
+    """The services and the caller, for a hot route to call itself.
+
+    The same functions as ``ServicesDep`` and ``PrincipalDep``; FastAPI solves each dependency
+    for ~8 µs of CPU (a third of a status poll's framework time), a direct call costs nothing.
+    """
+    return await get_services(request), await get_principal(request)
+
+
 async def base_url(request: Request) -> str:
     """Where clients reach this service (settings.public_url wins)."""
     configured = request.app.state.services.settings.public_url

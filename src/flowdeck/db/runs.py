@@ -16,6 +16,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db import leases
+from flowdeck.db.engine import PointRead
 from flowdeck.db.tables import run_tags, runs
 from flowdeck.domain.states import ENGINE_HELD, State
 
@@ -58,10 +59,10 @@ def by_id() -> sa.Select[Any]:
     return sa.select(runs).where(runs.c.id == sa.bindparam("run_id"))
 
 
-@functools.cache
-def state_by_id() -> sa.Select[Any]:
-    """Like :func:`by_id`, reading only what a status answer needs (no JSON or dates to decode)."""
-    return sa.select(runs.c.id, runs.c.state, runs.c.research_group).where(runs.c.id == sa.bindparam("run_id"))
+# What a status answer needs of one run (parameter ``run_id``): no JSON or dates to decode.
+STATE_BY_ID = PointRead(
+    sa.select(runs.c.id, runs.c.state, runs.c.research_group).where(runs.c.id == sa.bindparam("run_id"))
+)
 
 
 async def get(conn: AsyncConnection, run_id: str) -> Row | None:

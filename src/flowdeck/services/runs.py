@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import RowMapping
 
@@ -34,6 +34,7 @@ _NUL = "\x00"
 _MAX_JSON_DEPTH = 100
 _MAX_TAG_KEY = 256
 _MAX_GROUP = 128
+_Row = TypeVar("_Row", bound=Mapping[Any, Any])
 
 
 @dataclass
@@ -227,15 +228,27 @@ async def _insert(
     services.run_queued()  # committed: a claim now finds it
 
 
-async def get_visible(services: Services, run_id: str, principal: Principal, *, state_only: bool = False) -> RowMapping:
-    """The run, or NotFound if it does not exist or the caller may not see it.
+async def get_visible(services: Services, run_id: str, principal: Principal) -> RowMapping:
+    """The run, or NotFound if it does not exist or the caller may not see it."""
+    _check_run_id(run_id)
+    row = await services.db.fetch_one(run_rows.by_id(), {"run_id": run_id})
+    return _visible(row, run_id, principal)
 
-    ``state_only`` reads just id, state and research group (what a status poll needs).
-    """
+
+async def get_visible_state(services: Services, run_id: str, principal: Principal) -> Mapping[str, Any]:
+    """Like :func:`get_visible`, reading only the id, state and research group (a status poll)."""
+    _check_run_id(run_id)
+    row = await services.db.read_point(run_rows.STATE_BY_ID, {"run_id": run_id})
+    return _visible(row, run_id, principal)
+
+
+def _check_run_id(run_id: str) -> None:
     if _NUL in run_id:  # no run has one, and PostgreSQL refuses it in a query
         raise NotFound(f"run {run_id} not found")
-    statement = run_rows.state_by_id() if state_only else run_rows.by_id()
-    row = await services.db.fetch_one(statement, {"run_id": run_id})
+
+
+def _visible(row: _Row | None, run_id: str, principal: Principal) -> _Row:
+    """The one visibility rule of run reads: a run the caller may not see does not exist."""
     if row is None or not principal.can_see(row["research_group"]):
         raise NotFound(f"run {run_id} not found")
     return row
