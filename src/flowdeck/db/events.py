@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db.tables import events
 
+# One instance: SQLAlchemy memoizes its cache key (see db.runs.insert).
+_INSERT = sa.insert(events)
+
 
 async def add(
     conn: AsyncConnection,
@@ -25,7 +28,7 @@ async def add(
 ) -> None:
     # Values as parameters, not .values(): the statement stays one cached compilation.
     await conn.execute(
-        sa.insert(events),
+        _INSERT,
         {
             "run_id": run_id,
             "request_id": request_id,

@@ -39,14 +39,18 @@ class RunFilter:
     origin: str | None = None
 
 
+# One instance each, like by_id(): SQLAlchemy memoizes the cache key of a statement it has seen,
+# and building a new insert and walking its key costs ~7 µs per submit statement.
+_INSERT_RUN = sa.insert(runs)
+_INSERT_TAGS = sa.insert(run_tags)
+
+
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     """Insert one run and its tags."""
-    await conn.execute(sa.insert(runs), values)
+    await conn.execute(_INSERT_RUN, values)
     tags = values.get("tags") or {}
     if tags:
-        await conn.execute(
-            sa.insert(run_tags), [{"run_id": values["id"], "key": k, "value": v} for k, v in tags.items()]
-        )
+        await conn.execute(_INSERT_TAGS, [{"run_id": values["id"], "key": k, "value": v} for k, v in tags.items()])
 
 
 @functools.cache

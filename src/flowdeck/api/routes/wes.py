@@ -126,8 +126,9 @@ async def list_runs(
 @router.post(
     "/runs", response_model=schemas.RunId, responses=ERRORS, operation_id="RunWorkflow", openapi_extra=RUN_FORM
 )
-async def run_workflow(request: Request, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+async def run_workflow(request: Request) -> JSONResponse:
     """Accept a run: validate, store, answer with its id. The worker starts it."""
+    services, principal = await caller(request)
     started = time.perf_counter()
     new = await read_run_request(request, services.settings.max_upload_bytes)
 
