@@ -59,10 +59,10 @@ def run_processes(handle: RunHandle) -> list[int]:
     return sorted(found)
 
 
-def make_subject(name: str, tmp_path: Path) -> tuple[contract.Subject, Settings]:
+def make_subject(name: str, tmp_path: Path, **overrides: Any) -> tuple[contract.Subject, Settings]:
     cls = backend_class(name)
     folder, workflow, wf_type, version, _ = ENGINES[name]
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", **overrides)
 
     def make_spec(run_id: str, params: dict[str, Any], engine: dict[str, str]) -> RunSpec:
         return RunSpec(
@@ -97,6 +97,17 @@ def test_run_to_complete(name: str, tmp_path: Path) -> None:
     assert len(shouted) == 1
     assert Path(shouted[0].location).read_text() == "HELLO FLOWDECK\n"
     assert all(task.start_time and task.end_time and task.exit_code == 0 for task in report.tasks or [])
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_cwltool_warm_and_cold_starts(warm: bool, tmp_path: Path) -> None:
+    """Runs fork from a warm cwltool by default; with warm_starts off the command starts cold."""
+    subject, _ = make_subject("cwltool", tmp_path, warm_starts=warm)
+    report = contract.run_to_complete(subject)
+    assert [task.name for task in report.tasks or []][:2] == ["greet", "shout"]
+    launch = read_json(control_dir(tmp_path / "runs" / "ok") / "launch.json") or {}
+    assert ("warm" in launch) is warm
+    contract.cancel_long_step(subject, running_task="shout")
 
 
 @pytest.mark.parametrize("name", list(ENGINES))

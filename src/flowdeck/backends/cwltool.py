@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -256,7 +257,17 @@ class CwltoolBackend(CwlRunnerBackend):
             str(params),
         ]
         # cwltool honours SIGTERM: it waits up to 10 s for its tools, then kills them.
-        return LaunchPlan(argv, self.base_env(rundir), signal.SIGTERM, cancel_group=True, grace_seconds=30)
+        return LaunchPlan(
+            argv, self.base_env(rundir), signal.SIGTERM, cancel_group=True, grace_seconds=30, warm=self.warm_module()
+        )
+
+    def warm_module(self) -> str | None:
+        """The warm-start module when runs may fork from a warm cwltool: only for the cwltool
+        installed beside this Python, the one whose version service-info shows."""
+        command = self.executable()
+        if not self.settings.warm_starts or command is None:
+            return None
+        return "flowdeck.backends.cwltool_warm" if Path(command).parent == Path(sys.executable).parent else None
 
     def read_tasks(self, rundir: Path) -> list[TaskInfo]:
         return read_jobs(control_dir(rundir) / "stderr.txt", rundir / "logs")

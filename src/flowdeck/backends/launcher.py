@@ -64,6 +64,8 @@ class LaunchPlan:
     cancel_signal: signal.Signals = signal.SIGTERM
     cancel_group: bool = False
     grace_seconds: float = 30.0
+    # A module for warm starts (see flowdeck.backends.warm_start), or None to start the command cold.
+    warm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,49 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
     if existing is not None:
         return existing
     control.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **plan.env}
+    warm_pid = _start_warm(rundir, plan, env) if plan.warm else None
+    if warm_pid is None:
+        pid = _start_cold(rundir, plan, env, key)
+        ticks = _wait_ticks(pid)
+    else:
+        pid, ticks = warm_pid, _wait_ticks(warm_pid)
+        threading.Thread(target=_await_gone, args=(pid, ticks, key), name=f"launcher-{pid}", daemon=True).start()
+    record = {
+        "pid": pid,
+        "start_ticks": ticks,
+        "host": socket.gethostname(),
+        "argv": plan.argv,
+        "launched_at": _now(),
+        **({"warm": plan.warm} if warm_pid is not None else {}),
+    }
+    write_json(control / "launch.json", record)
+    return record
+
+
+def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str]) -> int | None:
+    """The launcher's pid, forked by the engine's warm server; None when that failed."""
+    from flowdeck.backends import warm_start  # the launcher process itself never needs it
+
+    request = {
+        "cwd": str(rundir),
+        "control": str(control_dir(rundir)),
+        "env": env,
+        "argv": plan.argv,
+        "cancel_signal": int(plan.cancel_signal),
+        "group": plan.cancel_group,
+        "grace": plan.grace_seconds,
+    }
+    try:
+        return warm_start.server_for(plan.warm or "").start_launcher(request)
+    except warm_start.WarmStartError as exc:
+        # A cold start is slower, never wrong: the run goes on.
+        sys.stderr.write(f"flowdeck: starting this run cold: {exc}\n")
+        return None
+
+
+def _start_cold(rundir: Path, plan: LaunchPlan, env: dict[str, str], key: str) -> int:
+    control = control_dir(rundir)
     launcher = [
         sys.executable,
         "-m",
@@ -131,7 +176,6 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
         "--",
         *plan.argv,
     ]
-    env = {**os.environ, **plan.env}
     with (control / "stdout.txt").open("ab") as out, (control / "stderr.txt").open("ab") as err:
         proc = subprocess.Popen(
             launcher,
@@ -147,15 +191,7 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
     # A thread per launcher reaps it (no zombie) the moment it ends and tells the listeners,
     # so a worker learns of the exit without waiting for its next poll.
     threading.Thread(target=_await_exit, args=(proc, key), name=f"launcher-{proc.pid}", daemon=True).start()
-    record = {
-        "pid": proc.pid,
-        "start_ticks": _wait_ticks(proc.pid),
-        "host": socket.gethostname(),
-        "argv": plan.argv,
-        "launched_at": _now(),
-    }
-    write_json(control / "launch.json", record)
-    return record
+    return proc.pid
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -180,6 +216,18 @@ def _wait_ticks(pid: int) -> int | None:
 
 def _await_exit(proc: subprocess.Popen[bytes], key: str) -> None:
     proc.wait()
+    _tell_exit(key)
+
+
+def _await_gone(pid: int, ticks: int | None, key: str) -> None:
+    from flowdeck.backends.warm_start import wait_gone
+
+    # A warm-started launcher is the warm server's child, not ours: followed by its pidfd.
+    wait_gone(pid, ticks)
+    _tell_exit(key)
+
+
+def _tell_exit(key: str) -> None:
     for listener in list(_EXIT_LISTENERS):
         try:
             listener(key)
@@ -305,6 +353,7 @@ class _Launcher:
                 os.kill(self.engine_pid, self.cancel_signal)
 
     def run(self, argv: list[str]) -> int:
+        """Start the engine command and follow it to its end."""
         _set_subreaper()
         # A handler, not SIG_IGN: even when our parent ignored SIGINT (a background job of a
         # shell does), exec gives the engine SIG_DFL, so it obeys the cancel (measured: cwltool
@@ -315,14 +364,29 @@ class _Launcher:
             engine = subprocess.Popen(argv)
         except OSError as exc:
             return self.finish(127, start_error=f"{argv[0]}: {exc.strerror or exc}")
-        self.engine_pid = engine.pid
+        code = self.follow(engine.pid, _wait_ticks(engine.pid), argv)
+        engine.returncode = code
+        return code
+
+    def adopt(self, engine_pid: int, engine_ticks: int | None, argv: list[str]) -> int:
+        """Follow an engine a warm server forked (already our child) to its end."""
+        _set_subreaper()
+        for signum in _RESET_SIGNALS:
+            signal.signal(signum, self.on_signal)
+        # The warm server blocked these until now: a cancel sent meanwhile is delivered here.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _RESET_SIGNALS)
+        return self.follow(engine_pid, engine_ticks, argv)
+
+    def follow(self, engine_pid: int, engine_ticks: int | None, argv: list[str]) -> int:
+        """Record the engine, forward an early cancel, wait for the end, write the exit record."""
+        self.engine_pid = engine_pid
         launcher = read_json(self.control / "launch.json") or {}
         write_json(
             self.control / "engine.json",
             {
-                "pid": engine.pid,
+                "pid": engine_pid,
                 "pgid": os.getpgid(0),
-                "start_ticks": _wait_ticks(engine.pid),
+                "start_ticks": engine_ticks,
                 "launcher": {
                     "pid": os.getpid(),
                     "start_ticks": start_ticks(os.getpid()),
@@ -334,9 +398,7 @@ class _Launcher:
         )
         if (self.control / "cancel.json").exists():  # cancelled before we were ready
             self.on_signal(signal.SIGTERM, None)
-        code = self.wait(engine.pid)
-        engine.returncode = code
-        return self.finish(code)
+        return self.finish(self.wait(engine_pid))
 
     def wait(self, pid: int) -> int:
         exited = _exit_fd(pid)
@@ -368,26 +430,34 @@ class _Launcher:
 
     def finish(self, code: int, start_error: str | None = None) -> int:
         _kill_descendants()
-        record: dict[str, Any] = {
-            "exit_code": code,
-            "ended_at": _now(),
-            "cancel_requested": self.deadline is not None,
-        }
         if start_error:
-            record["start_error"] = start_error
             sys.stderr.write(f"flowdeck launcher: could not start the engine: {start_error}\n")
-        write_json(self.control / "exit.json", record)
+        write_exit(self.control, code, cancel_requested=self.deadline is not None, start_error=start_error)
         return code if 0 <= code < 256 else 128 + abs(code) % 128
 
 
+def write_exit(control: Path, code: int, cancel_requested: bool = False, start_error: str | None = None) -> None:
+    """The run's exit record: written last, once nothing of the run is left."""
+    record: dict[str, Any] = {"exit_code": code, "ended_at": _now(), "cancel_requested": cancel_requested}
+    if start_error:
+        record["start_error"] = start_error
+    write_json(control / "exit.json", record)
+
+
 def main(args: list[str]) -> int:
-    """Launcher entry point: CONTROL_DIR SIGNAL group|pid GRACE -- ARGV..."""
-    control, signum, target, grace, separator, *argv = args
-    if separator != "--" or not argv:
-        sys.stderr.write("usage: CONTROL_DIR SIGNAL group|pid GRACE -- ARGV...\n")
+    """Launcher entry point: [--adopt PID:TICKS] CONTROL_DIR SIGNAL group|pid GRACE -- ARGV..."""
+    adopted = None
+    if args[:1] == ["--adopt"] and len(args) > 1:
+        adopted, args = args[1].partition(":"), args[2:]
+    if len(args) < 6 or args[4] != "--":
+        sys.stderr.write("usage: [--adopt PID:TICKS] CONTROL_DIR SIGNAL group|pid GRACE -- ARGV...\n")
         return 2
+    control, signum, target, grace, _, *argv = args
     launcher = _Launcher(Path(control), int(signum), target == "group", float(grace))
-    return launcher.run(argv)
+    if adopted is None:
+        return launcher.run(argv)
+    pid, _, ticks = adopted
+    return launcher.adopt(int(pid), int(ticks) if ticks else None, argv)
 
 
 if __name__ == "__main__":
