@@ -1,10 +1,11 @@
 """The watchdog ends a silent run and asks its engine to stop it; a cancel that fails or hangs
-is counted and never keeps the run from ending (worker/check.py)."""
+is counted and never keeps the run from ending (worker/check.py). A run the backend fails on
+every time is ended and stopped the same way."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from flowdeck.backends.demo import DemoBackend
 from flowdeck.db import runs as run_rows
 from flowdeck.db.tables import runs
 from flowdeck.domain.principal import LOCAL_USER
-from flowdeck.domain.runs import CancelResult, RunHandle
+from flowdeck.domain.runs import CancelResult, RunHandle, SyncReport
 from flowdeck.errors import EngineUnavailable
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
@@ -30,7 +31,13 @@ class RecordingBackend(DemoBackend):
 
     cancels: list[str] = []
     failure: Exception | None = None
+    sync_failure: Exception | None = None
     release = threading.Event()
+
+    def sync(self, handles: Sequence[RunHandle]) -> list[SyncReport]:
+        if RecordingBackend.sync_failure is not None:
+            raise RecordingBackend.sync_failure
+        return super().sync(handles)
 
     def cancel(self, handle: RunHandle) -> CancelResult:
         RecordingBackend.cancels.append(handle.run_id)
@@ -46,6 +53,7 @@ async def recording(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> A
     monkeypatch.setitem(registry.BACKENDS, "demo", f"{__name__}:RecordingBackend")
     RecordingBackend.cancels = []
     RecordingBackend.failure = None
+    RecordingBackend.sync_failure = None
     RecordingBackend.release.set()
     services = Services.create(db_settings)
     try:
@@ -79,9 +87,9 @@ async def ended(services: Services, run_id: str) -> tuple[str, str]:
     return row["state"], row["error_message"]
 
 
-def cancel_errors(services: Services) -> float:
+def cancel_errors(services: Services, kind: str = "watchdog_cancel") -> float:
     value = services.metrics.registry.get_sample_value(
-        "flowdeck_backend_errors_total", {"backend": "demo", "kind": "watchdog_cancel"}
+        "flowdeck_backend_errors_total", {"backend": "demo", "kind": kind}
     )
     return value or 0.0
 
@@ -124,3 +132,19 @@ async def test_a_hung_cancel_is_given_up_on_and_the_run_still_ends(
     assert (await ended(recording, run_id))[0] == "SYSTEM_ERROR"
     assert RecordingBackend.cancels == [run_id]
     assert cancel_errors(recording) == 1
+
+
+async def test_a_run_the_backend_always_fails_on_is_ended_and_stopped(recording: Services) -> None:
+    worker = Worker(recording)
+    run_id = await silent_run(recording, worker)
+    recording.settings.watchdog_seconds = 10**9  # not the watchdog: the failed checks end it
+    recording.settings.max_failed_checks = 1
+    RecordingBackend.sync_failure = RuntimeError("the backend chokes on this run")
+
+    await worker.sync_pass()
+
+    state, message = await ended(recording, run_id)
+    assert state == "SYSTEM_ERROR"
+    assert "failed on this run 1 times in a row" in message
+    assert RecordingBackend.cancels == [run_id]
+    assert cancel_errors(recording, "broken_cancel") == 0

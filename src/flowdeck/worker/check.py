@@ -221,7 +221,7 @@ async def apply_report(
         failures = int(row["check_failures"] or 0) + 1
         if report.backend_failed and failures >= services.settings.max_failed_checks:
             # Not the engine being away: the backend fails on this run every time.
-            await _end_broken(services, row, now, report.transient_error, failures)
+            await _end_broken(services, row, now, report.transient_error, failures, backend, pool)
             return
         backoff = min(services.settings.sync_max_seconds, services.settings.sync_min_seconds * 2**failures)
         # the engine's hint is a floor: a run failing again and again still backs off further
@@ -324,18 +324,19 @@ async def _watchdog(services: Services, row: RowMapping, now: datetime, backend:
             fields={"error_message": message, "system_logs": [*(row["system_logs"] or []), message]},
         )
     if ended:  # a run someone else moved meanwhile is theirs to stop, or alive
-        await _cancel_ended(services, row, backend, pool)
+        await _cancel_ended(services, row, backend, pool, "watchdog")
 
 
-async def _cancel_ended(services: Services, row: RowMapping, backend: Backend, pool: BlockingPool) -> None:
+async def _cancel_ended(services: Services, row: RowMapping, backend: Backend, pool: BlockingPool, why: str) -> None:
+    """Ask the engine to stop a run the worker has ended (best effort, counted as ``{why}_cancel``)."""
     handle = handle_of(row, services.settings.resolved_runs_dir)
     try:
         result: CancelResult = await asyncio.wait_for(pool.run(backend.cancel, handle), WATCHDOG_CANCEL_SECONDS)
     except Exception as exc:  # TimeoutError included: the engine is slow or away
-        services.metrics.backend_errors.labels(backend.name, "watchdog_cancel").inc()
-        log.warning("watchdog: cancel of run %s on %s failed: %r", row["id"], backend.name, exc)
+        services.metrics.backend_errors.labels(backend.name, f"{why}_cancel").inc()
+        log.warning("%s: cancel of run %s on %s failed: %r", why, row["id"], backend.name, exc)
         return
-    log.info("watchdog: asked %s to cancel run %s: %s", backend.name, row["id"], result.message or "sent")
+    log.info("%s: asked %s to cancel run %s: %s", why, backend.name, row["id"], result.message or "sent")
 
 
 async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
@@ -364,10 +365,14 @@ async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
     return total
 
 
-async def _end_broken(services: Services, row: RowMapping, now: datetime, error: str, failures: int) -> None:
+async def _end_broken(
+    services: Services, row: RowMapping, now: datetime, error: str, failures: int, backend: Backend, pool: BlockingPool
+) -> None:
+    """End a run its backend fails on every time; whatever of it the engine still runs is asked to stop,
+    as the watchdog does (the backend may fail on that too: counted as ``broken_cancel``)."""
     message = f"the {row['backend']} backend failed on this run {failures} times in a row: {error}"
     async with services.db.write() as conn:
-        await state_machine.transition(
+        ended = await state_machine.transition(
             conn,
             row["id"],
             State(row["state"]),
@@ -377,3 +382,5 @@ async def _end_broken(services: Services, row: RowMapping, now: datetime, error:
             actor=ACTOR,
             fields={"error_message": message, "system_logs": [*(row["system_logs"] or []), message]},
         )
+    if ended:
+        await _cancel_ended(services, row, backend, pool, "broken")
