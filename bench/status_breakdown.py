@@ -1,21 +1,30 @@
-"""Where the time of one GET /runs/{id}/status goes, in-process (median of 500 sequential calls each).
+"""CPU per request of GET /runs/{id}/status and POST /runs, in-process, against the bare endpoints.
 
-    .venv/bin/python bench/status_breakdown.py
+    .venv/bin/python bench/status_breakdown.py            # 3000 status calls, 300 submits each
+    .venv/bin/python bench/status_breakdown.py --profile status   # cProfile of the status calls
 
-Prints: the whole request through the app, the database part alone (Database.read() + runs.get),
-a bare connect + one raw SELECT through the same engine, and a 404 route miss (the framework alone).
+The apps are called as ASGI applications (no client, no socket), and the figure is process CPU
+time per call: on a shared machine that is steadier than wall time. The bare apps are
+bench/bare_app.py's. Also printed: the status read alone (Database.read_point) and a 404 miss.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import statistics
+import cProfile
+import pstats
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common
+from bench.bare_app import create_bare_app
 
 from flowdeck.api.app import create_app
 from flowdeck.db import runs as run_rows
@@ -23,52 +32,101 @@ from flowdeck.db.migrate import upgrade
 from flowdeck.services.context import Services
 from flowdeck.settings import Settings
 
-CALLS = 500
+STATUS_CALLS = 3000
+SUBMIT_CALLS = 300
+WARMUP = 50
+Call = Callable[[], Awaitable[Any]]
 
 
-async def _median_ms(call: Callable[[], Awaitable[object]]) -> float:
-    times = []
-    for _ in range(CALLS):
-        started = time.perf_counter()
+def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), *(headers or [])],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+def _asgi_call(app: Any, scope: dict[str, Any], body: bytes = b"", expect: int = 200) -> Call:
+    async def call() -> None:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        status: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()  # a disconnect never comes
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(dict(scope), receive, send)
+        if status != [expect]:
+            raise RuntimeError(f"{scope['method']} {scope['path']} answered {status}")
+
+    return call
+
+
+async def _cpu_us(call: Call, calls: int, profile: bool = False) -> float:
+    for _ in range(WARMUP):
         await call()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    started = time.process_time()
+    for _ in range(calls):
+        await call()
+    spent = time.process_time() - started
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    return spent / calls * 1e6
 
 
-async def breakdown(data_dir: Path) -> dict[str, float]:
+async def breakdown(data_dir: Path, profile: str | None) -> dict[str, float]:
     settings = Settings(data_dir=data_dir, backends=["demo"], log_level="WARNING")
     upgrade(settings)
     services = Services.create(settings)
-    app = create_app(settings, services)
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
-    ):
-        body = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://bench"}
-        run_id = (await client.post("/ga4gh/wes/v1/runs", json=body)).json()["run_id"]
+    app, bare = create_app(settings, services), create_bare_app()
+    content_type = common.multipart_body(data_dir / "submit.multipart")
+    body = (data_dir / "submit.multipart").read_bytes()
+    form = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    async with app.router.lifespan_context(app):
+        await _asgi_call(app, _scope("POST", common.WES + "/runs", form), body)()
+        async with services.db.read() as conn:
+            run_id = (await run_rows.page(conn, run_rows.RunFilter(), 1, None))[0]["id"]
 
-        async def database() -> None:
-            async with services.db.read() as conn:
-                await run_rows.get(conn, run_id)
+        async def status_read() -> None:
+            await services.db.read_point(run_rows.STATE_BY_ID, {"run_id": run_id})
 
-        async def raw() -> None:
-            async with services.db.engine.connect() as conn:
-                await conn.exec_driver_sql("SELECT state FROM runs WHERE id = ?", (run_id,))
-
-        calls: dict[str, Callable[[], Awaitable[object]]] = {
-            "whole status request": lambda: client.get(f"/ga4gh/wes/v1/runs/{run_id}/status"),
-            "Database.read() + runs.get": database,
-            "connect + one raw SELECT": raw,
-            "404 route miss (framework only)": lambda: client.get("/no-such-route"),
+        calls: dict[str, tuple[Call, int]] = {
+            "status": (_asgi_call(app, _scope("GET", f"{common.WES}/runs/{run_id}/status")), STATUS_CALLS),
+            "bare status": (_asgi_call(bare, _scope("GET", "/status")), STATUS_CALLS),
+            "status read alone (Database.read_point)": (status_read, STATUS_CALLS),
+            "404 route miss": (_asgi_call(app, _scope("GET", "/no-such-route"), expect=404), STATUS_CALLS),
+            "submit": (_asgi_call(app, _scope("POST", common.WES + "/runs", form), body), SUBMIT_CALLS),
+            "bare submit": (_asgi_call(bare, _scope("POST", "/runs", form), body), SUBMIT_CALLS),
         }
-        return {name: await _median_ms(call) for name, call in calls.items()}
+        return {name: await _cpu_us(call, n, profile == name) for name, (call, n) in calls.items()}
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", help="print a cProfile of one of the measured calls, e.g. status or submit")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flowdeck-status-") as tmp:
-        for name, ms in asyncio.run(breakdown(Path(tmp))).items():
-            print(f"{name}: {ms:.2f} ms")
+        for name, us in asyncio.run(breakdown(Path(tmp), args.profile)).items():
+            print(f"{name}: {us:.0f} µs CPU per call")
 
 
 if __name__ == "__main__":
