@@ -203,3 +203,23 @@ def test_the_server_ends_with_its_owner_and_the_run_goes_on(tmp_path: Path) -> N
         time.sleep(0.05)
     assert not is_alive(server, ticks)
     assert wait_end(rundir).exit_code == 0
+
+
+@pytest.mark.parametrize("warm", [PROBE, None])
+def test_the_engine_does_not_inherit_flowdeck_settings(
+    warm: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workflow's commands read what they inherit: the service's secrets stay with the service."""
+    monkeypatch.setenv("FLOWDECK_DATABASE_URL", "postgresql://flowdeck:secret@db/flowdeck")
+    monkeypatch.setenv("FLOWDECK_GALAXY_API_KEY", "secret")
+    rundir = tmp_path / ("warm" if warm else "cold")
+    show = "import json, os; print(json.dumps(sorted(n for n in os.environ if n.startswith('FLOWDECK'))))"
+    argv = ["probe"] if warm else [sys.executable, "-c", show]
+    launch(rundir, LaunchPlan(argv, {"PROBE_MARKER": "kept"}, warm=warm))
+    assert wait_end(rundir).exit_code == 0
+    if warm:
+        probe = seen(rundir)
+        assert probe["flowdeck_vars"] == []
+        assert probe["marker"] == "kept"
+    else:
+        assert json.loads((control_dir(rundir) / "stdout.txt").read_text()) == []

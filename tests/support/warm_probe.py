@@ -27,6 +27,7 @@ def run(argv: list[str]) -> int:
                 "argv": argv,
                 "state": STATE,
                 "marker": os.environ.get("PROBE_MARKER"),
+                "flowdeck_vars": sorted(name for name in os.environ if name.startswith("FLOWDECK")),
                 "tmp": tempfile.gettempdir(),
                 "cwd": os.getcwd(),
                 "pid": os.getpid(),

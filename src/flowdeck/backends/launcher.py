@@ -50,6 +50,7 @@ _SUBREAPER = 36  # PR_SET_CHILD_SUBREAPER
 _IDLE_SECONDS = 1.0
 _POLL_SECONDS = 0.1
 _RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+_OWN_PREFIX = "FLOWDECK_"
 
 # Called with a run's key when a launcher this process started has ended (from a waiter thread).
 _EXIT_LISTENERS: list[Callable[[str], None]] = []
@@ -122,7 +123,7 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
     if existing is not None:
         return existing
     control.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **plan.env}
+    env = {**engine_environ(), **plan.env}
     warm_pid = _start_warm(rundir, plan, env) if plan.warm else None
     if warm_pid is None:
         pid = _start_cold(rundir, plan, env, key)
@@ -140,6 +141,12 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
     }
     write_json(control / "launch.json", record)
     return record
+
+
+def engine_environ() -> dict[str, str]:
+    """This process's environment without flowdeck's own settings: they may hold the database
+    password, API keys and the storage secret, and a workflow's commands can read what they inherit."""
+    return {name: value for name, value in os.environ.items() if not name.upper().startswith(_OWN_PREFIX)}
 
 
 def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str]) -> int | None:
