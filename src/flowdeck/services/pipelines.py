@@ -5,24 +5,29 @@ Every ``*.yaml``/``*.yml`` file directly in the folder is one pipeline version
 :class:`~flowdeck.errors.ConfigurationError` naming the file and the field;
 every broken file is reported at once. Several versions of a pipeline may
 coexist; the newest by semantic-version order is the default.
+
+``flowdeck api`` reads the files at start (:class:`CatalogFiles`), checks them in a
+child process and parses the same text on first use: PyYAML and jsonschema (~4 MB)
+stay out of a server that never serves a pipeline.
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from flowdeck.domain.pipelines import BACKEND_TARGETS, TARGET_KINDS, SpecError, Target, Version
 from flowdeck.errors import ConfigurationError, NotFound, Problem
 from flowdeck.services.parameters import ParameterModel
 
 if TYPE_CHECKING:
+    import yaml
+
     from flowdeck.settings import Settings
 
 FIELDS = (
@@ -111,25 +116,7 @@ class Catalog:
     @classmethod
     def load(cls, directory: Path | str | None = None) -> Catalog:
         """Load and check every pipeline file in ``directory`` (default: the shipped catalog)."""
-        folder = Path(directory) if directory is not None else default_dir()
-        if not folder.is_dir():
-            raise ConfigurationError(f"pipelines_dir {folder} is not a folder", file=str(folder))
-        pipelines: list[Pipeline] = []
-        problems: list[Problem] = []
-        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-            try:
-                pipelines.append(load_file(path))
-            except SpecError as exc:
-                problems.append(Problem(str(path), f"{path}: {exc.field}: {exc.message}", exc.field))
-        if problems:
-            lines = "\n".join(p.message for p in problems)
-            raise ConfigurationError(
-                f"pipeline catalog {folder}: {len(problems)} broken file(s):\n{lines}",
-                problems=problems,
-                file=problems[0].pointer,
-                field=problems[0].rule,
-            )
-        return cls(pipelines)
+        return CatalogFiles.read(directory).load()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Catalog:
@@ -175,36 +162,102 @@ class Catalog:
         raise NotFound(f"pipeline {name!r} has no version {version!r}; versions: {listed}")
 
 
+@dataclass(frozen=True, eq=False)
+class CatalogFiles:
+    """A catalog folder's pipeline files as read at one moment, to check and parse later.
+
+    Parsing is what costs memory (PyYAML, jsonschema and the validators); reading is a few
+    kilobytes. The catalog built by :meth:`load` is the one these texts give, whenever it is
+    built: a file edited after start does not change what a server checked at start serves.
+    """
+
+    folder: Path
+    # Each file's text, or why it could not be read (reported by load as a broken file).
+    texts: dict[Path, str | SpecError]
+
+    @classmethod
+    def read(cls, directory: Path | str | None = None) -> CatalogFiles:
+        """Every pipeline file of ``directory`` (default: the shipped catalog), unparsed."""
+        folder = Path(directory) if directory is not None else default_dir()
+        if not folder.is_dir():
+            raise ConfigurationError(f"pipelines_dir {folder} is not a folder", file=str(folder))
+        texts: dict[Path, str | SpecError] = {}
+        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            try:
+                texts[path] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                texts[path] = SpecError("(file)", f"cannot be read: {exc}")
+        return cls(folder, texts)
+
+    def load(self) -> Catalog:
+        """Parse and check every file; ConfigurationError lists every broken one."""
+        pipelines: list[Pipeline] = []
+        problems: list[Problem] = []
+        for path, text in self.texts.items():
+            try:
+                if isinstance(text, SpecError):
+                    raise text
+                pipelines.append(parse_file(path, text))
+            except SpecError as exc:
+                problems.append(Problem(str(path), f"{path}: {exc.field}: {exc.message}", exc.field))
+        if problems:
+            lines = "\n".join(p.message for p in problems)
+            raise ConfigurationError(
+                f"pipeline catalog {self.folder}: {len(problems)} broken file(s):\n{lines}",
+                problems=problems,
+                file=problems[0].pointer,
+                field=problems[0].rule,
+            )
+        return Catalog(pipelines)
+
+
 # --- reading one file
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice (PyYAML keeps the last silently)."""
+@functools.cache
+def _strict_loader() -> type[yaml.SafeLoader]:
+    """SafeLoader that refuses a key given twice (PyYAML keeps the last silently).
 
+    Built on first use: importing PyYAML at module level would load it in every process that
+    imports this module for its types (the API server parses no YAML once the catalog is parsed).
+    """
+    import yaml
 
-def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise SpecError(str(key), f"given twice (line {key_node.start_mark.line + 1})")
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
+    class StrictLoader(yaml.SafeLoader):
+        pass
 
+    def no_duplicates(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SpecError(str(key), f"given twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, no_duplicates)
+    return StrictLoader
 
 
 def load_file(path: Path) -> Pipeline:
     """Read and check one pipeline file; SpecError names the field that is wrong."""
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError("(file)", f"cannot be read: {exc}") from None
+    return parse_file(path, text)
+
+
+def parse_file(path: Path, text: str) -> Pipeline:
+    """Check one pipeline file's text (read from ``path``); SpecError names the field that is wrong."""
+    import yaml  # first use; see _strict_loader
+
+    try:
+        raw = yaml.load(text, Loader=_strict_loader())  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SpecError("(yaml)", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError("(file)", f"cannot be read: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError("(top level)", "a pipeline file must be a mapping of fields")
     unknown = sorted(str(k) for k in raw if k not in FIELDS)
