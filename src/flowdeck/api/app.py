@@ -15,18 +15,22 @@ from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
 from flowdeck.api.routes import requests as request_routes
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
 from flowdeck.services.context import Services
+from flowdeck.services.pipelines import CatalogFiles
 from flowdeck.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
-    """A flowdeck API. Pass ``services`` to share them (``flowdeck up`` does, with the worker)."""
+def create_app(
+    settings: Settings, services: Services | None = None, *, catalog_files: CatalogFiles | None = None
+) -> FastAPI:
+    """A flowdeck API. Pass ``services`` to share them (``flowdeck up`` does, with the worker), or
+    ``catalog_files`` already checked to have the catalog parsed on first use (Services.create)."""
     owned = services is None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ready = services or Services.create(settings)
+        ready = services or Services.create(settings, catalog_files=catalog_files)
         app.state.services = ready
         app.state.authenticator = Authenticator(settings, ready.db)
         app.state.challenge_headers = challenge_headers(settings)

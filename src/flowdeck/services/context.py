@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from flowdeck.backends.registry import Registry
 from flowdeck.db.engine import Database
 from flowdeck.services.metrics import Metrics
-from flowdeck.services.pipelines import Catalog
+from flowdeck.services.pipelines import Catalog, CatalogFiles
 from flowdeck.services.storage import Storage, open_storage
 from flowdeck.settings import Settings
 
@@ -21,21 +21,36 @@ class Services:
     db: Database
     backends: Registry
     metrics: Metrics
-    # Loaded once at start; a broken pipeline file stops start-up naming the file and field.
-    catalog: Catalog = field(default_factory=Catalog.load)
     storage: Storage | None = None  # None: opened on first use (services.datasets.storage_of)
+    # The pipeline catalog (see the ``catalog`` property); None: the settings' folder, on first use.
+    _catalog: Catalog | CatalogFiles | None = field(default=None, repr=False)
     _run_queued: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @classmethod
-    def create(cls, settings: Settings) -> Services:
+    def create(cls, settings: Settings, *, catalog_files: CatalogFiles | None = None) -> Services:
+        """Without ``catalog_files`` the catalog is loaded here: a broken pipeline file stops
+        start-up naming the file and field. With them (read and checked at start, as
+        ``flowdeck api`` does in a child process) they are parsed on first use."""
         return cls(
             settings=settings,
             db=Database(settings),
             backends=Registry(settings),
             metrics=Metrics(),
-            catalog=Catalog.from_settings(settings),
             storage=open_storage(settings),
+            _catalog=catalog_files or Catalog.from_settings(settings),
         )
+
+    @property
+    def catalog(self) -> Catalog:
+        """The pipelines, loaded once."""
+        if not isinstance(self._catalog, Catalog):
+            files = self._catalog or CatalogFiles.read(self.settings.pipelines_dir)
+            self._catalog = files.load()
+        return self._catalog
+
+    @catalog.setter
+    def catalog(self, catalog: Catalog) -> None:
+        self._catalog = catalog
 
     def on_run_queued(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after each run this process stores is committed; returns the unsubscribe."""
