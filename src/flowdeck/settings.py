@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -38,6 +37,9 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         path = os.environ.get("FLOWDECK_CONFIG_FILE")
         if not path or not path.endswith((".yml", ".yaml")):
             return {}
+        # PyYAML (~1 MB) only when a YAML settings file is named: the API server parses no YAML.
+        import yaml
+
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: the settings file must hold a mapping")

@@ -18,7 +18,8 @@ from tests.conftest import make_settings
 
 # What `flowdeck api` must not have loaded once it serves: httpx (with the rich, pygments and
 # click of its CLI) is the client commands' only.
-NOT_LOADED = ("httpx", "rich", "pygments")
+NOT_LOADED = ("httpx", "rich", "pygments", "jsonschema", "yaml", "argon2")
+GALAXY_CLIENT = ("bioblend", "requests", "aiohttp")
 
 # Runs `flowdeck api` as the command does, up to the point where uvicorn would serve the app; the
 # app's lifespan (Services.create) has run when the modules are listed.
@@ -52,6 +53,21 @@ def test_flowdeck_api_starts_without_the_client_stack_and_an_unparsed_catalog(tm
         # As bench/run.py runs it: an engine backend's module brings its own libraries (cwltool's
         # PyYAML), which are the backends' to keep out.
         env=_flowdeck_env(tmp_path, FLOWDECK_BACKENDS="demo"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert result.stdout.strip() == "CatalogFiles []"
+
+
+def test_an_unconfigured_galaxy_backend_loads_no_galaxy_client(tmp_path: Path) -> None:
+    """The default backends: Galaxy's client stack (BioBlend, requests, aiohttp: ~17 MB) waits
+    for a Galaxy to talk to."""
+    report = _REPORT.replace(repr(NOT_LOADED), repr(GALAXY_CLIENT))
+    result = subprocess.run(
+        [sys.executable, "-c", report],
+        env=_flowdeck_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,

@@ -34,15 +34,15 @@ import copy
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
-
-from jsonschema import Draft202012Validator, ValidationError
-from jsonschema.exceptions import SchemaError
+from typing import TYPE_CHECKING, Any
 
 from flowdeck.domain.pipelines import SpecError
 from flowdeck.errors import Problem, ValidationFailed
 from flowdeck.services.parameter_rules import Rule, build_rule
 from flowdeck.services.relaxation import MAX_DEPTH, is_array, normalize_key, relax
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 __all__ = ["MAX_DEPTH", "ParameterModel", "normalize_key", "pointer", "show", "subject"]
@@ -67,6 +67,11 @@ class ParameterModel:
         self.rules = rules
         self.defaults = defaults
         self.label = label
+        # jsonschema (~3 MB) is imported where a model is built or checked, not with this module:
+        # the API server imports it for its helpers and builds no model until a request needs the
+        # pipeline catalog (services.context).
+        from jsonschema import Draft202012Validator
+
         self._validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     @classmethod
@@ -172,6 +177,9 @@ def _check_schema(raw: Any) -> dict[str, Any]:
     schema.setdefault("properties", {})
     # Strict mode rejects unknown keys unless the operator opted out explicitly.
     schema.setdefault("additionalProperties", False)
+    from jsonschema import Draft202012Validator  # first use; see ParameterModel.__init__
+    from jsonschema.exceptions import SchemaError
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -203,6 +211,8 @@ def _check_defaults(schema: dict[str, Any], raw: Any) -> dict[str, Any]:
     for name in schema.get("required", []):
         if name in defaults:
             raise SpecError(f"defaults.{name}", "a parameter with a default must not be in parameters.required")
+    from jsonschema import Draft202012Validator  # first use; see ParameterModel.__init__
+
     unrequired = {k: v for k, v in schema.items() if k != "required"}
     for error in Draft202012Validator(unrequired).iter_errors(defaults):
         for path, message, _rule in _explain(error):

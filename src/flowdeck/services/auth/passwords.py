@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 from dataclasses import dataclass
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from typing import TYPE_CHECKING
 
 from flowdeck.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # argon2 takes any length; this only bounds the work a request can ask for
@@ -50,6 +51,10 @@ class Passwords:
     """Hash and verify passwords without blocking the event loop."""
 
     def __init__(self, hasher: PasswordHasher | None = None, max_concurrent: int = 4) -> None:
+        # argon2-cffi (~0.5 MB) only once passwords are used (auth_mode basic, the users
+        # commands): the API server imports this module with its routes whatever the auth mode.
+        from argon2 import PasswordHasher
+
         self.hasher = hasher or PasswordHasher()
         self._slots = asyncio.Semaphore(max_concurrent)
         # A real hash of a random password: verifying against it for an unknown
@@ -73,6 +78,8 @@ class Passwords:
         return Verified(ok=True)
 
     def _verify(self, stored_hash: str, password: str) -> bool:
+        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
         try:
             return self.hasher.verify(stored_hash, prepare(password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
