@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
-
-import requests
-import requests.adapters
-from bioblend import ConnectionError as BioblendConnectionError
-from bioblend.galaxy import GalaxyInstance
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowdeck.errors import EngineError, EngineUnavailable
+
+if TYPE_CHECKING:
+    import requests
+
+# BioBlend and requests (with aiohttp and friends, ~17 MB) are imported where a Galaxy is
+# first talked to: every process loads this backend's module to ask whether it is configured,
+# and most deployments' API servers never call Galaxy themselves.
 
 T = TypeVar("T")
 TRANSIENT_STATUS = frozenset({408, 425, 429})
@@ -44,6 +46,8 @@ class GalaxyApi:
     every call."""
 
     def __init__(self, url: str, api_key: str, timeout: float, connections: int = 10) -> None:
+        from bioblend.galaxy import GalaxyInstance
+
         self.url = url.rstrip("/")
         self._key = api_key
         self.gi = GalaxyInstance(self.url, key=api_key)
@@ -66,6 +70,9 @@ class GalaxyApi:
     # --- error translation
     def call(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a BioBlend call, translating its failures (see module docstring)."""
+        import requests
+        from bioblend import ConnectionError as BioblendConnectionError
+
         try:
             return fn(*args, **kwargs)
         except BioblendConnectionError as exc:
@@ -77,6 +84,8 @@ class GalaxyApi:
 
     def get(self, action: str, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET ``/api/<path>`` and decode the JSON answer."""
+
+        from bioblend import ConnectionError as BioblendConnectionError
 
         def fetch() -> Any:
             response = self.gi.make_get_request(f"{self.gi.url}/{path}", params=params)
@@ -158,6 +167,9 @@ class GalaxyApi:
 def pooled_session(connections: int) -> requests.Session:
     """A session keeping up to ``connections`` connections per host alive. Never blocking
     on a full pool: callers bound their own concurrency."""
+    import requests
+    import requests.adapters
+
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, connections))
     session.mount("http://", adapter)
