@@ -195,6 +195,8 @@ def test_the_server_ends_with_its_owner_and_the_run_goes_on(tmp_path: Path) -> N
     assert owner.stdout is not None
     server = int(owner.stdout.readline())
     ticks = start_ticks(server)
+    socket_path = Path(Path(f"/proc/{server}/cmdline").read_bytes().split(b"\0")[3].decode())
+    assert socket_path.exists()
     owner.kill()  # SIGKILL: the owner can do nothing about it
     owner.wait()
     owner.stdout.close()
@@ -202,6 +204,7 @@ def test_the_server_ends_with_its_owner_and_the_run_goes_on(tmp_path: Path) -> N
     while is_alive(server, ticks) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not is_alive(server, ticks)
+    assert not socket_path.parent.exists()  # the server cleared its socket folder
     assert wait_end(rundir).exit_code == 0
 
 

@@ -216,6 +216,11 @@ def serve(path: Path, module_name: str) -> int:
                     _answer(conn, listener, module)
     finally:
         listener.close()
+        # The worker may be gone without a word (killed): the server clears its own socket.
+        with contextlib.suppress(OSError):
+            path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
 
 
 def _reap() -> None:
