@@ -7,15 +7,9 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from flowdeck.errors import ConfigurationError, FlowdeckError
 from flowdeck.settings import Settings
-
-if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-
-    from flowdeck.services.pipelines import CatalogFiles
 
 log = logging.getLogger("flowdeck")
 
@@ -75,6 +69,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from flowdeck.api.app import create_app
     from flowdeck.api.server import serve
     from flowdeck.db.migrate import upgrade_in_child
+    from flowdeck.forked import check_in_child
     from flowdeck.services.auth.bootstrap import check_bind_allowed
     from flowdeck.services.pipelines import CatalogFiles
 
@@ -84,48 +79,11 @@ def cmd_api(args: argparse.Namespace) -> int:
     if not args.no_migrate:
         upgrade_in_child(settings)
     catalog_files = CatalogFiles.read(settings.pipelines_dir)
-    _check_catalog_in_child(catalog_files)
+    # PyYAML, jsonschema and the parsed catalog (~4 MB) leave with the child; a broken file still
+    # stops start-up, and the server parses the same texts when a request first needs a pipeline.
+    check_in_child(catalog_files.load, "checking the pipeline catalog")
     asyncio.run(serve(create_app(settings, catalog_files=catalog_files), settings))
     return 0
-
-
-def _check_catalog_in_child(files: CatalogFiles) -> None:
-    """Parse and check the pipeline files in a forked child; raise its ConfigurationError here.
-
-    A broken file still stops start-up, but PyYAML, jsonschema and the parsed catalog (~4 MB)
-    that a server keeps for its whole life after one use go with the child; the server parses
-    the same texts when a request first needs a pipeline. Call before any thread or event loop
-    exists (a fork copies only the calling thread).
-    """
-    if not sys.platform.startswith("linux"):
-        files.load()
-        return
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_load_catalog_child, args=(files, sender), name="flowdeck-catalog")
-    child.start()
-    sender.close()
-    try:
-        error = receiver.recv() if receiver.poll(None) else None
-    except EOFError:  # the child died without a word (killed, or os._exit)
-        error = None
-    child.join()
-    if error is not None:
-        detail, extra = error
-        raise ConfigurationError(detail, **extra)
-    if child.exitcode != 0:
-        raise ConfigurationError(f"checking the pipeline catalog failed: exit status {child.exitcode}")
-
-
-def _load_catalog_child(files: CatalogFiles, sender: Connection) -> None:
-    try:
-        files.load()
-    except ConfigurationError as exc:  # re-raised by the parent with the same detail
-        sender.send((exc.detail, exc.extra))
-        raise SystemExit(1) from None
-    sender.send(None)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import sys
 import threading
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowdeck.errors import ConfigurationError
+from flowdeck.forked import check_in_child
 from flowdeck.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,30 +65,6 @@ def upgrade_in_child(settings: Settings) -> None:
     """``upgrade`` in a forked child, for long-running commands before they start serving.
 
     Alembic and its templating stack take ~10 MB that a server would keep for its whole life
-    after one use at start; the child takes them with it. Call before any thread or event loop
-    exists (a fork copies only the calling thread).
+    after one use at start; the child takes them with it.
     """
-    if not sys.platform.startswith("linux"):
-        upgrade(settings)
-        return
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_upgrade_child, args=(settings, sender), name="flowdeck-migrate")
-    child.start()
-    sender.close()
-    try:
-        error = receiver.recv() if receiver.poll(None) else None
-    except EOFError:  # the child died without a word (killed, or os._exit)
-        error = None
-    child.join()
-    if error is not None or child.exitcode != 0:
-        raise ConfigurationError(f"database migration failed: {error or f'exit status {child.exitcode}'}")
-
-
-def _upgrade_child(settings: Settings, sender: Connection) -> None:
-    try:
-        upgrade(settings)
-    except BaseException as exc:  # reported to the parent, which raises it
-        sender.send(f"{type(exc).__name__}: {exc}")
-        raise SystemExit(1) from None
-    sender.send(None)
+    check_in_child(lambda: upgrade(settings), "database migration")
