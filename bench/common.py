@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from flowdeck.backends.procfs import descendants
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 WES = "/ga4gh/wes/v1"
@@ -232,20 +234,8 @@ def submit_echo_cwl(url: str, message: str) -> str:
 
 def tree_rss_mb(root: int) -> float:
     """Summed VmRSS of ``root`` and all its live descendants, in MB (one /proc scan)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
+    total = 0.0
+    for pid in [root, *descendants(root)]:
         with suppress(OSError):  # ended between the scan and the read
             total += read_memory(pid).get("VmRSS", 0.0)
     return total
