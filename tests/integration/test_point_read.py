@@ -20,10 +20,8 @@ from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
 from tests.conftest import make_settings
 
+
 # Every column, so that SQLAlchemy's conversions (JSON documents, dates) are compared too.
-WHOLE_ROW = PointRead(sa.select(runs).where(runs.c.id == sa.bindparam("run_id")))
-
-
 async def _submit(services: Services, **values: Any) -> str:
     new = run_service.NewRun(
         workflow_type="DEMO",
@@ -38,10 +36,11 @@ async def _submit(services: Services, **values: Any) -> str:
 
 async def test_a_point_read_returns_what_sqlalchemy_returns(services: Services) -> None:
     run_id = await _submit(services)
-    expected = await services.db.fetch_one(run_rows.by_id(), {"run_id": run_id})
+    async with services.db.read() as conn:  # through SQLAlchemy's execution
+        expected = await run_rows.get(conn, run_id)
     assert expected is not None
     for _ in range(2):  # compiled on the first call, reused after
-        assert await services.db.read_point(WHOLE_ROW, {"run_id": run_id}) == dict(expected)
+        assert await services.db.read_point(run_rows.BY_ID, {"run_id": run_id}) == dict(expected)
         state = await services.db.read_point(run_rows.STATE_BY_ID, {"run_id": run_id})
         assert state == {"id": run_id, "state": "QUEUED", "research_group": None}
     assert await services.db.read_point(run_rows.STATE_BY_ID, {"run_id": "no-such-run"}) is None

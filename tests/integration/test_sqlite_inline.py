@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from flowdeck.db import engine as engine_module
 from flowdeck.db import runs as run_rows
-from flowdeck.db.engine import Database
+from flowdeck.db.engine import Database, PointRead
 from flowdeck.db.migrate import upgrade, upgrade_in_child
 from flowdeck.errors import ConfigurationError
 from tests.conftest import make_settings
@@ -97,8 +97,8 @@ async def test_a_point_read_works_on_a_fresh_engine(tmp_path: Path) -> None:
     db = _database(tmp_path)
     try:
         # The first read opens the pool's first connection, which needs the async context.
-        assert await db.fetch_one(run_rows.by_id(), {"run_id": "no-such-run"}) is None
-        row = await db.fetch_one(sa.select(sa.literal(7).label("seven")))
+        assert await db.read_point(run_rows.BY_ID, {"run_id": "no-such-run"}) is None
+        row = await db.read_point(PointRead(sa.select(sa.literal_column("7").label("seven"))), {})
         assert row is not None
         assert dict(row) == {"seven": 7}
     finally:

@@ -6,10 +6,9 @@ The state words come from :mod:`flowdeck.domain.states` (see docs/jobs.md):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-
-from sqlalchemy.engine import RowMapping
 
 from flowdeck.api.wes_views import WES
 from flowdeck.domain.states import State, seed_status, simple_state
@@ -19,7 +18,7 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def job_view(row: RowMapping, base: str) -> dict[str, Any]:
+def job_view(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
     state = State(row["state"])
     data = row["backend_data"] or {}
     target = data.get("pipeline_target") or {}
@@ -58,7 +57,7 @@ def job_view(row: RowMapping, base: str) -> dict[str, Any]:
     }
 
 
-def event_view(row: RowMapping) -> dict[str, Any]:
+def event_view(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "at": _iso(row["at"]),
         "kind": row["kind"],

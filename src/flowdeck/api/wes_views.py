@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy.engine import RowMapping
 
 WES = "/ga4gh/wes/v1"
 
@@ -19,7 +18,7 @@ def _compact(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def run_summary(row: RowMapping) -> dict[str, Any]:
+def run_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
     return _compact(
         {
             "run_id": row["id"],
@@ -31,7 +30,7 @@ def run_summary(row: RowMapping) -> dict[str, Any]:
     )
 
 
-def run_request(row: RowMapping) -> dict[str, Any]:
+def run_request(row: Mapping[Any, Any]) -> dict[str, Any]:
     return _compact(
         {
             "workflow_params": row["workflow_params"] or {},
@@ -46,7 +45,7 @@ def run_request(row: RowMapping) -> dict[str, Any]:
     )
 
 
-def run_log(row: RowMapping, base: str) -> dict[str, Any]:
+def run_log(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
     run_url = f"{base}{WES}/runs/{row['id']}"
     log = _compact(
         {
@@ -72,7 +71,7 @@ def run_log(row: RowMapping, base: str) -> dict[str, Any]:
     )
 
 
-def task_log(row: RowMapping, base: str) -> dict[str, Any]:
+def task_log(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
     task_url = f"{base}{WES}/runs/{row['run_id']}/tasks/{row['id']}"
     return _compact(
         {

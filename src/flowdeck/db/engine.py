@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, event
-from sqlalchemy.engine import Connection, Dialect, RowMapping
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -123,21 +123,6 @@ class Database:
         """A read-only transaction."""
         async with self.engine.connect() as conn, conn.begin():
             yield conn
-
-    async def fetch_one(self, statement: Select[Any], parameters: dict[str, Any] | None = None) -> RowMapping | None:
-        """The first row of one read statement (a point read), as a mapping.
-
-        On SQLite it runs right here on a pooled connection, without the asyncio adapter's
-        greenlet switches and shielded close: a primary-key read is a few microseconds there.
-        """
-        if self.is_sqlite:
-            return await self._inline(self._fetch_one_sync, statement, parameters)
-        async with self.read() as conn:
-            return (await conn.execute(statement, parameters)).mappings().first()
-
-    def _fetch_one_sync(self, statement: Select[Any], parameters: dict[str, Any] | None) -> RowMapping | None:
-        with self.engine.sync_engine.connect() as conn:
-            return conn.execute(statement, parameters).mappings().first()
 
     async def read_point(self, read: PointRead, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
         """The row of ``read`` with these parameters, or None.

@@ -228,10 +228,10 @@ async def _insert(
     services.run_queued()  # committed: a claim now finds it
 
 
-async def get_visible(services: Services, run_id: str, principal: Principal) -> RowMapping:
+async def get_visible(services: Services, run_id: str, principal: Principal) -> Mapping[str, Any]:
     """The run, or NotFound if it does not exist or the caller may not see it."""
     _check_run_id(run_id)
-    row = await services.db.fetch_one(run_rows.by_id(), {"run_id": run_id})
+    row = await services.db.read_point(run_rows.BY_ID, {"run_id": run_id})
     return _visible(row, run_id, principal)
 
 
@@ -279,7 +279,7 @@ async def list_page(
     )
 
 
-async def cancel(services: Services, run_id: str, principal: Principal) -> RowMapping:
+async def cancel(services: Services, run_id: str, principal: Principal) -> Mapping[str, Any]:
     """Ask for a cancel: the run moves to CANCELING and the worker carries it out.
 
     Cancelling a run that already ended changes nothing (idempotent).
@@ -329,7 +329,7 @@ async def get_task(services: Services, run_id: str, task_id: str, principal: Pri
     return row
 
 
-def log_file(services: Services, run: RowMapping, stored_path: str | None) -> Path:
+def log_file(services: Services, run: Mapping[Any, Any], stored_path: str | None) -> Path:
     """The local file behind a log or output link, only if it lies in the run's folder."""
     if not stored_path or "://" in stored_path:
         raise NotFound("this file is not available from flowdeck")
