@@ -85,11 +85,6 @@ class WarmServer:
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    def close(self) -> None:
-        """End the server (runs it started go on under their launchers)."""
-        with self._lock:
-            self._stop()
-
     def _ensure(self) -> Path:
         with self._lock:
             if self._proc is not None and self._proc.poll() is None and self._socket is not None:
@@ -147,15 +142,6 @@ def server_for(module: str) -> WarmServer:
         if module not in _SERVERS:
             _SERVERS[module] = WarmServer(module)
         return _SERVERS[module]
-
-
-def stop_all() -> None:
-    """End this process's warm servers."""
-    with _SERVERS_LOCK:
-        servers = list(_SERVERS.values())
-        _SERVERS.clear()
-    for server in servers:
-        server.close()
 
 
 def wait_gone(pid: int, ticks: int | None) -> None:
