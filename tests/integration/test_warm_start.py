@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -167,11 +168,13 @@ def test_a_dead_server_is_started_again(tmp_path: Path) -> None:
     assert wait_end(tmp_path / "after").exit_code == 0
 
 
-def test_a_server_that_cannot_start_means_a_cold_start(tmp_path: Path) -> None:
+def test_a_server_that_cannot_start_means_a_cold_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the server's socket folder goes
     rundir = tmp_path / "cold"
     plan = LaunchPlan([sys.executable, "-c", "print('started cold')"], warm="tests.support.no_such_engine")
     record = launch(rundir, plan)
     assert "warm" not in record
+    assert list(tmp_path.glob("flowdeck-warm-*")) == []  # the failed server's folder is gone
     assert wait_end(rundir).exit_code == 0
     assert (control_dir(rundir) / "stdout.txt").read_text() == "started cold\n"
 

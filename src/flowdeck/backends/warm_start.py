@@ -107,6 +107,13 @@ class WarmServer:
             if line.strip() != b"ready":
                 proc.kill()
                 proc.wait()
+                for stream in (proc.stdin, proc.stdout):
+                    if stream is not None:
+                        stream.close()
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
                 raise WarmStartError(f"warm server for {self.module} did not start (exit {proc.poll()})")
             self._proc, self._socket = proc, path
             return path
