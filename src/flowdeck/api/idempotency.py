@@ -19,19 +19,19 @@ async def idempotent(
     request: Request,
     services: Services,
     principal: Principal,
-    body_hash: str,
+    body_hash: Callable[[], str],
     create: Callable[[], Awaitable[JSONResponse]],
 ) -> JSONResponse:
     """Answer with ``create()``, or with the first answer given to the same key and body.
 
-    The key is scoped to the caller and to the route (method and path template).
+    The key is scoped to the caller and to the route (method and path template). Without the
+    header this is ``create()`` alone: the body is hashed only when a key needs it.
     """
     key = request.headers.get(idempotency.HEADER)
-    use = None
-    if key is not None:
-        endpoint = f"{request.method} {_route_path(request)}"
-        use = idempotency.Use(principal.name, endpoint, idempotency.check_key(key), body_hash)
-
+    if key is None:
+        return await create()
+    endpoint = f"{request.method} {_route_path(request)}"
+    use = idempotency.Use(principal.name, endpoint, idempotency.check_key(key), body_hash())
     created: list[JSONResponse] = []
 
     async def answer() -> idempotency.Answer:

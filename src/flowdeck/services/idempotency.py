@@ -71,10 +71,8 @@ def check_key(key: str) -> str:
     return key
 
 
-async def once(services: Services, use: Use | None, create: Callable[[], Awaitable[Answer]]) -> Answer:
-    """Call ``create`` unless ``use``'s key already has an answer; without a key, just call it."""
-    if use is None:
-        return await create()
+async def once(services: Services, use: Use, create: Callable[[], Awaitable[Answer]]) -> Answer:
+    """Call ``create`` unless ``use``'s key already has an answer."""
     stored = await _begin(services, use)
     if stored is not None:
         return stored

@@ -86,7 +86,7 @@ async def submit_job(
         status = 201 if row["backend_run_id"] else 202
         return JSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
 
-    return await idempotent(request, services, principal, fingerprint(body), create)
+    return await idempotent(request, services, principal, lambda: fingerprint(body), create)
 
 
 async def dispatch_inline(services: Services, run_id: str) -> None:

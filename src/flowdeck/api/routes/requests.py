@@ -84,7 +84,7 @@ async def create_request(request: Request, services: ServicesDep, principal: Pri
     async def create() -> JSONResponse:
         return JSONResponse(await request_service.accept(services, principal, given), status_code=202)
 
-    return await idempotent(request, services, principal, body_hash, create)
+    return await idempotent(request, services, principal, lambda: body_hash, create)
 
 
 @router.get("")

@@ -135,7 +135,7 @@ async def run_workflow(request: Request) -> JSONResponse:
     async def create() -> JSONResponse:
         return JSONResponse({"run_id": await run_service.submit(services, new, principal)})
 
-    response = await idempotent(request, services, principal, fingerprint_run(new), create)
+    response = await idempotent(request, services, principal, lambda: fingerprint_run(new), create)
     services.metrics.submit_seconds.labels("wes").observe(time.perf_counter() - started)
     return response
 
