@@ -179,9 +179,11 @@ def multipart_body(path: Path) -> str:
 
 
 def count_runs(data_dir: Path) -> int:
-    """Runs committed to the SQLite file, read by a separate connection after the server answered."""
+    """Runs committed to the SQLite file with their attachment, read by a separate connection
+    after the server answered."""
+    query = "SELECT count(*) FROM runs WHERE EXISTS (SELECT 1 FROM run_attachments a WHERE a.run_id = runs.id)"
     with sqlite3.connect(f"file:{data_dir / 'flowdeck.db'}?mode=ro", uri=True) as conn:
-        return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+        return int(conn.execute(query).fetchone()[0])
 
 
 def median(values: Sequence[float]) -> float:

@@ -121,9 +121,9 @@ def bench_submit(reps: int, report: Report, work: Path) -> str | None:
             f"| bare FastAPI, same form parsing | {common.median(bare_rps):.0f} | {_join(bare_rps)} |",
             f"| **ratio** (target ≥ 0.7) | **{ratio:.2f}** {'met' if ratio >= 0.7 else 'MISSED'} | |",
             "",
-            f"Durability: after each repetition the server was stopped and `SELECT count(*) FROM runs` on the file "
-            f"found {', '.join(str(n) for n in stored)} runs (= {WARMUP} warm-up + {SUBMIT_RUNS} measured: every "
-            f"answered submission was committed; each run's attachment folder is written before the commit).",
+            f"Durability: after each repetition the server was stopped and a count of the runs stored with their "
+            f"attachment (bench/common.py count_runs) found {', '.join(str(n) for n in stored)} runs (= {WARMUP} warm-up + {SUBMIT_RUNS} measured: every "
+            f"answered submission was committed, its attachment with it: docs/adr/0005-new-runs-in-one-commit.md).",
         ],
     )
     report.add(

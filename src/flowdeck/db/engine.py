@@ -3,16 +3,17 @@ behave the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, event
+from sqlalchemy import Select, Table, event, insert
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, MissingGreenlet
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from flowdeck.db import sqlite_inline
@@ -81,6 +82,33 @@ class _CompiledRead:
         }
 
 
+@dataclass(frozen=True)
+class _CompiledInsert:
+    """An INSERT of some columns of a table for one dialect, with SQLAlchemy's value conversions."""
+
+    sql: str
+    names: tuple[str, ...]
+    bind_processors: tuple[Processor | None, ...]
+
+    @classmethod
+    def of(cls, table: Table, columns: tuple[str, ...], dialect: Dialect) -> _CompiledInsert:
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+        names = tuple(compiled.positiontup or ())
+        if set(names) != set(columns):  # a Python-side default SQLAlchemy would have computed
+            raise ValueError(f"insert into {table.name} needs values for exactly {sorted(names)}")
+        return cls(
+            sql=compiled.string,
+            names=names,
+            bind_processors=tuple(table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names),
+        )
+
+    def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None else process(value)
+            for value, process in zip((row[n] for n in self.names), self.bind_processors, strict=True)
+        )
+
+
 class Database:
     """Owns the engine. ``read()`` and ``write()`` open one transaction each.
 
@@ -111,6 +139,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._connected_once = False
         self._point_reads: dict[PointRead, _CompiledRead] = {}
+        self._inserts: dict[tuple[Table, tuple[str, ...]], _CompiledInsert] = {}
         # The same pool, its connections tagged for the begin hook: setting the option on each
         # connection instead costs another greenlet switch and execution per write.
         self._write_engine = self.engine.execution_options(flowdeck_write=True)
@@ -168,6 +197,62 @@ class Database:
         result = await greenlet_spawn(read, *args)
         self._connected_once = True
         return result
+
+    async def insert_rows(self, rows: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]]) -> None:
+        """Insert these rows (every row of a table with the same columns) in one transaction.
+
+        For the hot write path (new runs, several at once: services.group_commit). On SQLite
+        the statements are compiled once per column set and the transaction runs on a pooled
+        connection in a worker thread: SQLite's own work (the inserts and the commit's WAL
+        writes) releases the GIL, so it overlaps the event loop's instead of adding to it,
+        and waiting for the write lock blocks that thread, never the loop. PostgreSQL runs the
+        same inserts through SQLAlchemy (its work is in the server's processes already).
+        """
+        work = [(table, list(table_rows)) for table, table_rows in rows if table_rows]
+        if not self.is_sqlite:
+            async with self.write() as conn:
+                for table, table_rows in work:
+                    await conn.execute(insert(table), table_rows)
+            return
+        pooled = await self._inline(self.engine.sync_engine.raw_connection)
+        try:
+            await asyncio.to_thread(self._insert_rows_sync, pooled, work)
+        finally:
+            pooled.close()
+
+    def _insert_rows_sync(
+        self, pooled: PoolProxiedConnection, work: list[tuple[Table, list[Mapping[str, Any]]]]
+    ) -> None:
+        dialect = self.engine.dialect
+        raw = pooled.dbapi_connection
+        assert raw is not None
+        statements = []
+        for table, table_rows in work:
+            columns = tuple(table_rows[0])
+            compiled = self._inserts.get((table, columns))
+            if compiled is None:
+                compiled = self._inserts[(table, columns)] = _CompiledInsert.of(table, columns, dialect)
+            statements.append((compiled.sql, [compiled.values(row) for row in table_rows]))
+        sql = "BEGIN IMMEDIATE"
+        try:
+            raw.execute(f"PRAGMA busy_timeout={int(SQLITE_WRITE_TIMEOUT * 1000)}")
+            try:
+                raw.execute(sql)
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={sqlite_inline.STATEMENT_BUSY_MS}")
+            try:
+                for sql, values in statements:
+                    raw.executemany(sql, values)
+                sql = "COMMIT"
+                raw.execute(sql)
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, raw, None):
+                pooled.invalidate(exc)
+            raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

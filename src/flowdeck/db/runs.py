@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db import leases
 from flowdeck.db.engine import PointRead
-from flowdeck.db.tables import run_tags, runs
+from flowdeck.db.tables import run_attachments, run_tags, runs
 from flowdeck.domain.states import ENGINE_HELD, State
 
 Row = RowMapping
@@ -42,6 +42,31 @@ class RunFilter:
 # and building a new insert and walking its key costs ~7 µs per submit statement.
 _INSERT_RUN = sa.insert(runs)
 _INSERT_TAGS = sa.insert(run_tags)
+_ATTACHMENTS_OF = (
+    sa.select(run_attachments.c.name, run_attachments.c.content)
+    .where(run_attachments.c.run_id == sa.bindparam("run_id"))
+    .order_by(run_attachments.c.name)
+)
+TableRows = tuple[sa.Table, list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class NewRunRows:
+    """What storing one new run writes: its row and its uploaded files (name, bytes)."""
+
+    values: dict[str, Any]
+    attachments: Sequence[tuple[str, bytes]] = ()
+
+
+def rows_of(new: Sequence[NewRunRows]) -> list[TableRows]:
+    """The rows that store these runs, their tags and attachments, table by table (parents first)."""
+    tags = [
+        {"run_id": r.values["id"], "key": k, "value": v} for r in new for k, v in (r.values.get("tags") or {}).items()
+    ]
+    files = [
+        {"run_id": r.values["id"], "name": name, "content": content} for r in new for name, content in r.attachments
+    ]
+    return [(runs, [r.values for r in new]), (run_tags, tags), (run_attachments, files)]
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -50,6 +75,12 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     tags = values.get("tags") or {}
     if tags:
         await conn.execute(_INSERT_TAGS, [{"run_id": values["id"], "key": k, "value": v} for k, v in tags.items()])
+
+
+async def attachments(conn: AsyncConnection, run_id: str) -> list[tuple[str, bytes]]:
+    """A run's stored attachments as (relative name, bytes), by name."""
+    result = await conn.execute(_ATTACHMENTS_OF, {"run_id": run_id})
+    return [(name, bytes(content)) for name, content in result]
 
 
 # A run by id (parameter ``run_id``), for Database.read_point: the run reads of every request.

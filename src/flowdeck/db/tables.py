@@ -201,6 +201,17 @@ run_tags = sa.Table(
     sa.Index("ix_run_tags_key_value", "key", "value"),
 )
 
+# The uploaded workflow attachments of a run, stored with the run in its own transaction: the
+# database is their record (a run's folder is written from it when the run is dispatched), so a
+# submission is one commit, and a worker that shares no filesystem with the API can run it.
+run_attachments = sa.Table(
+    "run_attachments",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("content", sa.LargeBinary(), nullable=False),
+)
+
 tasks = sa.Table(
     "tasks",
     metadata,

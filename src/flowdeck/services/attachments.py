@@ -60,8 +60,9 @@ class RunFolder:
         return self.root / "work"
 
     def write(self, attachments: list[Attachment]) -> None:
-        """Store the uploaded files. ``work/`` is made at dispatch (services.handles.spec_of):
-        submit pays every folder's syscalls on the event loop, and they are not cheap."""
+        """Write the uploaded files into ``attachments/``: at dispatch, from the database (their
+        record), and at submit when an engine's validation reads them. Existing files are
+        overwritten. ``work/`` is made at dispatch (services.handles.spec_of)."""
         if not attachments:
             return
         self.root.mkdir(parents=True, exist_ok=True)

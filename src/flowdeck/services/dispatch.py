@@ -14,15 +14,18 @@ from datetime import timedelta
 
 from sqlalchemy.engine import RowMapping
 
+from flowdeck.backends.base import Backend
 from flowdeck.db import runs as run_rows
-from flowdeck.domain.runs import Submitted
+from flowdeck.domain.runs import RunSpec, Submitted
 from flowdeck.domain.states import State
 from flowdeck.errors import EngineUnavailable, FlowdeckError
 from flowdeck.services import state_machine
+from flowdeck.services.attachments import Attachment, RunFolder, run_folder
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.handles import spec_of
+from flowdeck.services.runs import stored_attachments
 from flowdeck.services.storage import fetchable_spec
 
 log = logging.getLogger(__name__)
@@ -47,8 +50,9 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
                     await run_rows.release(conn, run_id, owner, utcnow())
                     return
         backend = services.backends.get(row["backend"])
-        spec = await fetchable_spec(services.settings, spec_of(row, services.settings.resolved_runs_dir))
-        submitted = await pool.run(backend.submit, spec)
+        files = await stored_attachments(services, row)
+        spec = await fetchable_spec(services.settings, spec_of(row, services.runs_dir))
+        submitted = await pool.run(_start, backend, spec, run_folder(services.runs_dir, run_id), files)
     except EngineUnavailable as exc:
         await _retry_later(services, owner, row, str(exc))
         return
@@ -66,6 +70,12 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         return
     await record_submission(services, owner, run_id, submitted)
     services.metrics.dispatches.labels(row["backend"], "submitted").inc()
+
+
+def _start(backend: Backend, spec: RunSpec, folder: RunFolder, files: list[Attachment]) -> Submitted:
+    """Write the run's stored attachments into its folder, then hand the run to its engine."""
+    folder.write(files)
+    return backend.submit(spec)
 
 
 async def record_submission(services: Services, owner: str, run_id: str, submitted: Submitted) -> None:

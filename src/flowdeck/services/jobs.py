@@ -21,7 +21,6 @@ from flowdeck.domain.principal import Principal
 from flowdeck.errors import Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
 from flowdeck.services import runs as run_service
-from flowdeck.services.attachments import Attachment, run_folder
 from flowdeck.services.context import Services
 from flowdeck.services.pipeline_runs import build_run, visible_pipeline
 from flowdeck.services.pipelines import Pipeline
@@ -205,10 +204,7 @@ async def submit(services: Services, planned: Planned, principal: Principal) -> 
 async def rerun(services: Services, run_id: str, principal: Principal) -> str:
     """A new run of the same workflow, parameters and dataset, linked by ``rerun_of``."""
     row = await run_service.get_visible(services, run_id, principal)
-    folder = run_folder(services.settings.resolved_runs_dir, row["id"]).attachments
-    attachments = [
-        Attachment(name, (folder / name).read_bytes()) for name in row["attachments"] or [] if (folder / name).is_file()
-    ]
+    attachments = await run_service.stored_attachments(services, row)
     data = row["backend_data"] or {}
     new = NewRun(
         workflow_type=row["workflow_type"],

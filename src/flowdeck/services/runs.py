@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DataError, IntegrityError
 
 from flowdeck.backends.base import Backend
 from flowdeck.backends.registry import canonical_type
@@ -21,10 +23,11 @@ from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services import paging, state_machine
-from flowdeck.services.attachments import Attachment, check_all, run_folder
+from flowdeck.services.attachments import Attachment, RunFolder, check_all, run_folder
 from flowdeck.services.auth.guard import group_for_new_object
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
+from flowdeck.services.group_commit import GroupCommit
 from flowdeck.services.storage import fetchable_spec
 
 # Workflow types whose workflow_url names something inside the engine, not a file.
@@ -117,8 +120,7 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     _check_workflow_url(services, new, wf_type)
     group = resolve_group(principal, new.research_group)
     run_id = str(uuid.uuid4())
-    folder = run_folder(services.settings.resolved_runs_dir, run_id)
-    folder.write(new.attachments)
+    folder = run_folder(services.runs_dir, run_id)
     spec = RunSpec(
         run_id=run_id,
         workflow_type=wf_type,
@@ -132,18 +134,29 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
         pipeline_target=new.pipeline_target,
         dataset=new.dataset,
     )
+    engine_spec = await fetchable_spec(services.settings, spec)
+    if not backend.validation_blocks:
+        backend.validate(engine_spec)
+        await _store(services, new, spec, backend.name, group, principal)
+        return run_id
+    # An engine's validation reads the workflow's files (and may parse it: WDL takes a few
+    # hundred ms), so they are written to the run's folder first, off the event loop.
+    await asyncio.to_thread(_validate_in_folder, backend, engine_spec, folder, new.attachments)
     try:
-        # Validation may parse the workflow (WDL takes a few hundred ms): not on the event loop.
-        engine_spec = await fetchable_spec(services.settings, spec)
-        if backend.validation_blocks:
-            await asyncio.to_thread(backend.validate, engine_spec)
-        else:
-            backend.validate(engine_spec)
-        await _insert(services, new, spec, backend.name, group, principal)
+        await _store(services, new, spec, backend.name, group, principal)
+    except Exception:
+        folder.remove()  # not on cancellation: the run may have been committed all the same
+        raise
+    return run_id
+
+
+def _validate_in_folder(backend: Backend, spec: RunSpec, folder: RunFolder, attachments: list[Attachment]) -> None:
+    folder.write(attachments)
+    try:
+        backend.validate(spec)
     except BaseException:
         folder.remove()
         raise
-    return run_id
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -187,9 +200,19 @@ def _check_storable(new: NewRun) -> None:
         raise InvalidInput(f"research_group is at most {_MAX_GROUP} characters")
 
 
-async def _insert(
+@dataclass(frozen=True)
+class _Accepted:
+    """A validated run on its way to the database."""
+
+    rows: run_rows.NewRunRows
+    creation: state_machine.Creation
+
+
+async def _store(
     services: Services, new: NewRun, spec: RunSpec, backend: str, group: str | None, principal: Principal
 ) -> None:
+    """Commit the run in QUEUED with its tags, attachments and first event (shared with the
+    submissions of the same moment: services.group_commit)."""
     now = utcnow()
     values = {
         "id": spec.run_id,
@@ -220,12 +243,35 @@ async def _insert(
         "rerun_of": new.rerun_of,
         "next_check_at": now,
     }
-    async with services.db.write() as conn:
-        await run_rows.insert(conn, values)
-        await state_machine.record_creation(
-            conn, spec.run_id, now=now, actor=principal.name, reason=f"submitted through {new.origin}"
-        )
-    services.run_queued()  # committed: a claim now finds it
+    files = [(a.name, a.content) for a in new.attachments]
+    creation = state_machine.Creation(spec.run_id, now, principal.name, f"submitted through {new.origin}")
+    await _intake(services).submit(_Accepted(run_rows.NewRunRows(values, files), creation))
+
+
+def _intake(services: Services) -> GroupCommit[_Accepted]:
+    if services.run_intake is None:
+        services.run_intake = GroupCommit(partial(_commit, services), isolate=(IntegrityError, DataError))
+    intake: GroupCommit[_Accepted] = services.run_intake
+    return intake
+
+
+async def _commit(services: Services, accepted: Sequence[_Accepted]) -> None:
+    rows = run_rows.rows_of([a.rows for a in accepted])
+    await services.db.insert_rows([*rows, state_machine.creation_events([a.creation for a in accepted])])
+    services.run_queued()  # committed: a claim now finds them
+
+
+async def stored_attachments(services: Services, run: Mapping[Any, Any]) -> list[Attachment]:
+    """A run's uploaded files, from the database; runs stored before revision 0002 have them
+    only in their folder."""
+    if not run["attachments"]:
+        return []
+    async with services.db.read() as conn:
+        stored = await run_rows.attachments(conn, run["id"])
+    if stored:
+        return [Attachment(name, content) for name, content in stored]
+    folder = run_folder(services.runs_dir, run["id"]).attachments
+    return [Attachment(name, (folder / name).read_bytes()) for name in run["attachments"] if (folder / name).is_file()]
 
 
 async def get_visible(services: Services, run_id: str, principal: Principal) -> Mapping[str, Any]:
@@ -333,7 +379,7 @@ def log_file(services: Services, run: Mapping[Any, Any], stored_path: str | None
     """The local file behind a log or output link, only if it lies in the run's folder."""
     if not stored_path or "://" in stored_path:
         raise NotFound("this file is not available from flowdeck")
-    folder = run_folder(services.settings.resolved_runs_dir, run["id"])
+    folder = run_folder(services.runs_dir, run["id"])
     path = Path(stored_path)
     if not path.is_absolute():
         path = folder.work / path

@@ -9,6 +9,8 @@ the same transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db import events
+from flowdeck.db.tables import events as events_table
 from flowdeck.db.tables import requests, runs
 from flowdeck.domain.states import State, can_transition, is_terminal
 
@@ -66,9 +69,31 @@ async def transition(
     return True
 
 
-async def record_creation(conn: AsyncConnection, run_id: str, *, now: datetime, actor: str | None, reason: str) -> None:
-    """The first event of a run: it was accepted in QUEUED."""
-    await events.add(conn, at=now, kind="state", run_id=run_id, to_state=State.QUEUED.value, reason=reason, actor=actor)
+@dataclass(frozen=True)
+class Creation:
+    """A run accepted in QUEUED: when, by whom, and through what."""
+
+    run_id: str
+    at: datetime
+    actor: str | None
+    reason: str
+
+
+def creation_events(created: Sequence[Creation]) -> tuple[sa.Table, list[dict[str, Any]]]:
+    """The first event of each of these runs, as rows to insert with the runs themselves."""
+    return events_table, [
+        {
+            "run_id": c.run_id,
+            "request_id": None,
+            "at": c.at,
+            "kind": "state",
+            "from_state": None,
+            "to_state": State.QUEUED.value,
+            "reason": c.reason,
+            "actor": c.actor,
+        }
+        for c in created
+    ]
 
 
 # --- requests (seed 001): new → submitted | failed, nothing after

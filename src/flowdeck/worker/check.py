@@ -98,7 +98,7 @@ async def _finish_unsent_cancel(services: Services, owner: str, row: RowMapping)
 
 async def _check_backend(services: Services, owner: str, pool: BlockingPool, name: str, rows: list[RowMapping]) -> None:
     backend = services.backends.get(name)
-    runs_dir = services.settings.resolved_runs_dir
+    runs_dir = services.runs_dir
     for row in rows:
         if row["state"] == State.CANCELING.value and not (row["backend_data"] or {}).get("cancel_sent"):
             await _send_cancel(services, owner, pool, backend, row)
@@ -179,7 +179,7 @@ async def _sync_chunk(
 
 
 async def _send_cancel(services: Services, owner: str, pool: BlockingPool, backend: Backend, row: RowMapping) -> None:
-    handle = handle_of(row, services.settings.resolved_runs_dir)
+    handle = handle_of(row, services.runs_dir)
     try:
         result = await pool.run(backend.cancel, handle)
     except Exception as exc:
@@ -329,7 +329,7 @@ async def _watchdog(services: Services, row: RowMapping, now: datetime, backend:
 
 async def _cancel_ended(services: Services, row: RowMapping, backend: Backend, pool: BlockingPool, why: str) -> None:
     """Ask the engine to stop a run the worker has ended (best effort, counted as ``{why}_cancel``)."""
-    handle = handle_of(row, services.settings.resolved_runs_dir)
+    handle = handle_of(row, services.runs_dir)
     try:
         result: CancelResult = await asyncio.wait_for(pool.run(backend.cancel, handle), WATCHDOG_CANCEL_SECONDS)
     except Exception as exc:  # TimeoutError included: the engine is slow or away

@@ -1,0 +1,45 @@
+"""The migrations make exactly the schema db.tables describes, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from flowdeck.db.migrate import downgrade, upgrade
+from flowdeck.db.tables import metadata
+from flowdeck.settings import Settings
+
+
+async def _schema(settings: Settings) -> tuple[list[Any], list[str]]:
+    """What autogenerate would change to match db.tables, and the tables there are."""
+    engine = create_async_engine(settings.resolved_database_url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: (
+                    list(compare_metadata(MigrationContext.configure(sync), metadata)),
+                    sa.inspect(sync).get_table_names(),
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_the_migrated_schema_is_the_one_the_code_uses(db_settings: Settings) -> None:
+    differences, tables = await _schema(db_settings)
+    assert differences == []
+    assert "run_attachments" in tables
+
+
+async def test_the_newest_migration_steps_back_and_forward(db_settings: Settings) -> None:
+    await asyncio.to_thread(downgrade, db_settings, "0001")  # Alembic runs its own event loop
+    differences, tables = await _schema(db_settings)
+    assert "run_attachments" not in tables
+    assert differences  # the code's schema has a table the database lacks now
+    upgrade(db_settings)
+    assert (await _schema(db_settings))[0] == []
