@@ -1,0 +1,70 @@
+"""GetRunStatus, the route clients poll, is the app's own first route, and the documentation
+routes come after the API (routes are matched in order); both answer as before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from fastapi.routing import APIRoute
+
+from flowdeck.api.app import create_app
+from flowdeck.api.routes import wes
+from flowdeck.db.migrate import upgrade
+from tests.conftest import make_settings
+from tests.support.basic_app import basic_app, basic_settings
+
+WES = "/ga4gh/wes/v1"
+STATUS = WES + "/runs/{run_id}/status"
+DOCS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+def test_the_status_route_comes_first_and_the_docs_routes_last(tmp_path: Path) -> None:
+    routes = create_app(make_settings(tmp_path)).routes
+    first = routes[0]
+    assert isinstance(first, APIRoute)  # the app's own route, not one inside an included router
+    assert (first.path, first.methods, first.endpoint) == (STATUS, {"GET"}, wes.get_run_status)
+    assert [getattr(route, "path", None) for route in routes[-len(DOCS) :]] == list(DOCS)
+
+
+async def test_the_docs_are_served_and_left_out_of_the_schema(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        schema = await client.get("/openapi.json")
+        assert schema.status_code == 200
+        assert schema.json() == app.openapi()
+        for path, needle in (("/docs", "/openapi.json"), ("/redoc", "/openapi.json"), ("/docs/oauth2-redirect", "")):
+            page = await client.get(path)
+            assert page.status_code == 200, path
+            assert page.headers["content-type"].startswith("text/html")
+            assert needle in page.text
+        assert "/docs/oauth2-redirect" in (await client.get("/docs")).text
+    assert not set(DOCS) & set(app.openapi()["paths"])
+
+
+async def test_status_answers_as_before(api: httpx.AsyncClient) -> None:
+    form = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://hello"}
+    run_id = (await api.post(f"{WES}/runs", data=form)).json()["run_id"]
+    answer = await api.get(f"{WES}/runs/{run_id}/status")
+    assert (answer.status_code, answer.json()) == (200, {"run_id": run_id, "state": "QUEUED"})
+
+    missing = await api.get(f"{WES}/runs/no-such-run/status")
+    assert (missing.status_code, missing.json()) == (404, {"msg": "run no-such-run not found", "status_code": 404})
+
+    nul = await api.get(f"{WES}/runs/a%00b/status")  # no run has one; PostgreSQL refuses it in a query
+    assert (nul.status_code, nul.json()) == (404, {"msg": "run a\x00b not found", "status_code": 404})
+
+    wrong_method = await api.post(f"{WES}/runs/{run_id}/status")
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "GET")
+    assert wrong_method.json() == {"msg": "Method Not Allowed", "status_code": 405}
+
+
+async def test_status_needs_credentials_when_auth_is_on(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    upgrade(settings)
+    async with basic_app(basic_settings(settings)) as (_, _services, client):
+        answer = await client.get(f"{WES}/runs/no-such-run/status")
+    assert answer.status_code == 401
+    assert answer.json()["status_code"] == 401
+    assert answer.headers["www-authenticate"].startswith("Basic")
