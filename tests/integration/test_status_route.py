@@ -1,13 +1,18 @@
-"""GetRunStatus, the route clients poll, is the app's own first route, and the documentation
-routes come after the API (routes are matched in order); both answer as before."""
+"""GetRunStatus, the route clients poll, is the app's own first route and reads ``run_id`` itself,
+and the documentation routes come after the API (routes are matched in order). Documented,
+answered and guarded as before: these tests hold it to what an ordinary declaration gives."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from flowdeck.api import wes_schemas as schemas
 from flowdeck.api.app import create_app
 from flowdeck.api.routes import wes
 from flowdeck.db.migrate import upgrade
@@ -17,6 +22,31 @@ from tests.support.basic_app import basic_app, basic_settings
 WES = "/ga4gh/wes/v1"
 STATUS = WES + "/runs/{run_id}/status"
 DOCS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+def _declared_operation() -> dict[str, Any]:
+    """GetRunStatus as FastAPI documents it with ``run_id: str`` declared, as it was before."""
+    reference = FastAPI()
+
+    @reference.get(
+        STATUS, response_model=schemas.RunStatus, responses=wes.ERRORS, operation_id="GetRunStatus", tags=["GA4GH WES"]
+    )
+    async def get_run_status(run_id: str) -> JSONResponse:
+        raise AssertionError("documentation only")
+
+    operation: dict[str, Any] = reference.openapi()["paths"][STATUS]["get"]
+    return operation
+
+
+def test_the_status_operation_is_documented_as_with_a_declared_path_parameter(tmp_path: Path) -> None:
+    document = create_app(make_settings(tmp_path)).openapi()
+    operation = document["paths"][STATUS]["get"]
+    assert operation == _declared_operation()
+    assert [p["name"] for p in operation["parameters"]] == ["run_id"]
+    assert operation["responses"]["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"
+    }
+    assert "HTTPValidationError" in document["components"]["schemas"]
 
 
 def test_the_status_route_comes_first_and_the_docs_routes_last(tmp_path: Path) -> None:

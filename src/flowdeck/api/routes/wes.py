@@ -58,6 +58,19 @@ PAGE_SIZE_PARAM = Query(description="Items per page: an integer from 1 to the co
 INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
+# What FastAPI writes for a declared ``run_id: str`` path parameter, its 422 entry included:
+# get_run_status reads the parameter itself and documents it the same way.
+RUN_ID_IN_PATH: dict[str, Any] = {
+    "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "title": "Run Id"}}],
+    "responses": {
+        "422": {
+            "description": "Validation Error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+        }
+    },
+}
+
+
 def include(app: FastAPI) -> None:
     """The WES operations on ``app``; call it before any other route is added.
 
@@ -73,11 +86,15 @@ def include(app: FastAPI) -> None:
         response_model=schemas.RunStatus,
         responses=ERRORS,
         operation_id="GetRunStatus",
+        openapi_extra=RUN_ID_IN_PATH,
     )
     app.include_router(router)
 
 
-async def get_run_status(run_id: str, request: Request) -> JSONResponse:
+async def get_run_status(request: Request) -> JSONResponse:
+    # run_id is not a declared parameter: FastAPI would validate that a path segment is a
+    # string, ~10 µs of a ~60 µs poll.
+    run_id: str = request.path_params["run_id"]
     services, principal = await caller(request)
     row = await run_service.get_visible_state(services, run_id, principal)
     return JSONResponse({"run_id": row["id"], "state": row["state"]})
