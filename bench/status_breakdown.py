@@ -1,11 +1,13 @@
 """CPU per request of GET /runs/{id}/status and POST /runs, in-process, against the bare endpoints.
 
-    .venv/bin/python bench/status_breakdown.py            # 3000 status calls, 300 submits each
-    .venv/bin/python bench/status_breakdown.py --profile status   # cProfile of the status calls
+    .venv/bin/python bench/status_breakdown.py            # 5 rounds of 3000 status calls, 300 submits
+    .venv/bin/python bench/status_breakdown.py --rounds 1 --profile status   # cProfile of the status calls
 
 The apps are called as ASGI applications (no client, no socket), and the figure is process CPU
-time per call: on a shared machine that is steadier than wall time. The bare apps are
-bench/bare_app.py's. Also printed: the status read alone (Database.read_point) and a 404 miss.
+time per call: on a shared machine that is steadier than wall time. Other processes still slow a
+round down (caches, a busy host), so the calls are measured in interleaved rounds and the least
+disturbed round is the figure; the median follows. The bare apps are bench/bare_app.py's. Also
+printed: the status read alone (Database.read_point) and a 404 miss.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -78,8 +81,6 @@ def _asgi_call(app: Any, scope: dict[str, Any], body: bytes = b"", expect: int =
 
 
 async def _cpu_us(call: Call, calls: int, profile: bool = False) -> float:
-    for _ in range(WARMUP):
-        await call()
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
@@ -93,7 +94,7 @@ async def _cpu_us(call: Call, calls: int, profile: bool = False) -> float:
     return spent / calls * 1e6
 
 
-async def breakdown(data_dir: Path, profile: str | None) -> dict[str, float]:
+async def breakdown(data_dir: Path, profile: str | None, rounds: int) -> dict[str, list[float]]:
     settings = Settings(data_dir=data_dir, backends=["demo"], log_level="WARNING")
     upgrade(settings)
     services = Services.create(settings)
@@ -117,16 +118,24 @@ async def breakdown(data_dir: Path, profile: str | None) -> dict[str, float]:
             "submit": (_asgi_call(app, _scope("POST", common.WES + "/runs", form), body), SUBMIT_CALLS),
             "bare submit": (_asgi_call(bare, _scope("POST", "/runs", form), body), SUBMIT_CALLS),
         }
-        return {name: await _cpu_us(call, n, profile == name) for name, (call, n) in calls.items()}
+        for call, _ in calls.values():
+            for _ in range(WARMUP):
+                await call()
+        spent: dict[str, list[float]] = {name: [] for name in calls}
+        for round_ in range(rounds):
+            for name, (call, n) in calls.items():
+                spent[name].append(await _cpu_us(call, n, profile == name and round_ == 0))
+        return spent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="print a cProfile of one of the measured calls, e.g. status or submit")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the least disturbed is reported")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flowdeck-status-") as tmp:
-        for name, us in asyncio.run(breakdown(Path(tmp), args.profile)).items():
-            print(f"{name}: {us:.0f} µs CPU per call")
+        for name, us in asyncio.run(breakdown(Path(tmp), args.profile, args.rounds)).items():
+            print(f"{name}: {min(us):.0f} µs CPU per call (median {statistics.median(us):.0f} of {len(us)} rounds)")
 
 
 if __name__ == "__main__":
