@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         description="Base URL clients reach the service at; used in log and download links. Default: taken from each request.",
     )
     cors_origins: StrList = Field(default_factory=list, description="Origins allowed by CORS.")
+    opentelemetry: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry spans, metrics and logs of HTTP requests, sent to the OpenTelemetry "
+        "SDK configured in the process (or set up by FASTAPI_OTEL_AUTO_CONFIGURE=true and the OTEL_* variables). "
+        "Off, requests skip FastAPI's check for an SDK (a few µs each); /metrics is Prometheus either way.",
+    )
     max_upload_bytes: int = Field(
         100 * 1024 * 1024, ge=1, description="Largest accepted request body (attachments, uploads)."
     )
