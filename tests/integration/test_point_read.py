@@ -83,22 +83,47 @@ def _sqlite(tmp_path: Path) -> Database:
     return Database(settings)
 
 
-async def test_sqlite_point_reads_wait_for_a_connection_when_the_pool_is_exhausted(tmp_path: Path) -> None:
+async def test_sqlite_point_reads_wait_for_their_first_connection_then_keep_it(tmp_path: Path) -> None:
     db = _sqlite(tmp_path)
     held = []
     try:
-        assert await db.read_point(run_rows.STATE_BY_ID, {"run_id": "x"}) is None  # the first connection
-        for _ in range(2 * SQLITE_POOL_SIZE):  # pool_size + max_overflow
+        for _ in range(2 * SQLITE_POOL_SIZE):  # pool_size + max_overflow: every connection in use
             held.append(await db.engine.connect())
         reader = asyncio.create_task(db.read_point(run_rows.STATE_BY_ID, {"run_id": "x"}))
         await asyncio.sleep(0.1)
         assert not reader.done()  # waiting for a connection, not failing
         await held.pop().close()
         assert await asyncio.wait_for(reader, timeout=10) is None
+        # The reads' connection is theirs now: with every other one in use they still answer.
+        assert await asyncio.wait_for(db.read_point(run_rows.STATE_BY_ID, {"run_id": "x"}), timeout=1) is None
+        assert db.engine.sync_engine.pool.checkedout() == 2 * SQLITE_POOL_SIZE  # type: ignore[attr-defined]
     finally:
         for conn in held:
             await conn.close()
         await db.dispose()
+
+
+async def test_sqlite_point_reads_from_two_threads_event_loops(tmp_path: Path) -> None:
+    """Two event loops in two threads share the reads' connection; each gets its own rows."""
+    settings = make_settings(tmp_path)
+    upgrade(settings)
+    services = Services.create(settings)
+    ids = [await _submit(services), await _submit(services)]
+    db = services.db
+
+    def reads(run_id: str) -> list[str]:
+        async def many() -> list[str]:
+            rows = [await db.read_point(run_rows.STATE_BY_ID, {"run_id": run_id}) for _ in range(300)]
+            return [str(row["id"]) if row else "" for row in rows]
+
+        return asyncio.run(many())
+
+    try:
+        results = await asyncio.gather(*(asyncio.to_thread(reads, run_id) for run_id in ids))
+        assert results == [[run_id] * 300 for run_id in ids]
+    finally:
+        await services.close()
+    assert db.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 async def test_sqlite_point_read_errors_are_sqlalchemys(tmp_path: Path) -> None:
@@ -111,6 +136,7 @@ async def test_sqlite_point_read_errors_are_sqlalchemys(tmp_path: Path) -> None:
         with pytest.raises(OperationalError, match="no such table"):
             await db.read_point(missing, {"k": 1})
         assert await db.read_point(run_rows.STATE_BY_ID, {"run_id": "x"}) is None  # the connection went back
-        assert db.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert db.engine.sync_engine.pool.checkedout() == 1  # type: ignore[attr-defined]  # the reads' own
     finally:
         await db.dispose()
+    assert db.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ behave the same on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -139,6 +140,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._connected_once = False
         self._point_reads: dict[PointRead, _CompiledRead] = {}
+        self._reader: PoolProxiedConnection | None = None  # SQLite point reads' own connection
+        self._reader_lock = threading.Lock()
         self._inserts: dict[tuple[Table, tuple[str, ...]], _CompiledInsert] = {}
         # The same pool, its connections tagged for the begin hook: setting the option on each
         # connection instead costs another greenlet switch and execution per write.
@@ -172,19 +175,38 @@ class Database:
         if compiled is None:
             compiled = self._point_reads[read] = _CompiledRead.of(read.statement, dialect)
         values = compiled.values(parameters)
-        pooled = self.engine.sync_engine.raw_connection()
-        try:
+        pooled = self._reader_connection()
+        # A read never awaits, so the lock is only ever contended by another thread's event
+        # loop (tests, upgrade() inside a running loop), for the microseconds of a read.
+        with self._reader_lock:
             raw = pooled.dbapi_connection
             assert raw is not None
-            found = raw.execute(compiled.sql, values).fetchone()
-        except dialect.loaded_dbapi.Error as exc:
-            if dialect.is_disconnect(exc, raw, None):
-                pooled.invalidate(exc)
-            # What SQLAlchemy's execution raises for a failed statement.
-            raise DBAPIError.instance(compiled.sql, values, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
-        finally:
-            pooled.close()
-        return None if found is None else compiled.row(found)
+            try:
+                # fetchall steps the statement to its end, so no read transaction stays open.
+                found = raw.execute(compiled.sql, values).fetchall()
+            except dialect.loaded_dbapi.Error as exc:
+                if dialect.is_disconnect(exc, raw, None):
+                    self._reader = None
+                    pooled.invalidate(exc)
+                    pooled.close()
+                # What SQLAlchemy's execution raises for a failed statement.
+                raise DBAPIError.instance(
+                    compiled.sql, values, exc, dialect.loaded_dbapi.Error, dialect=dialect
+                ) from exc
+        return compiled.row(found[0]) if found else None
+
+    def _reader_connection(self) -> PoolProxiedConnection:
+        """The SQLite point reads' own pooled connection, checked out once and kept: checking
+        one out and back in per read (the pool's events and its reset) cost as much as the read.
+        Checking it out may wait for a free connection (an await, in a greenlet): not under the lock."""
+        reader = self._reader
+        if reader is None:
+            fresh = self.engine.sync_engine.raw_connection()
+            with self._reader_lock:
+                reader = self._reader = self._reader or fresh
+            if reader is not fresh:
+                fresh.close()
+        return reader
 
     async def _inline(self, read: Callable[..., _T], *args: Any) -> _T:
         """Run a synchronous SQLite read in the loop's thread, in a greenlet only when it must await."""
@@ -261,6 +283,10 @@ class Database:
             yield conn
 
     async def dispose(self) -> None:
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         await self.engine.dispose()
 
 
