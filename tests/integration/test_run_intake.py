@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,10 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from flowdeck.db import runs as run_rows
+from flowdeck.db.migrate import upgrade
 from flowdeck.db.tables import events, run_attachments, run_tags, runs
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
+from tests.conftest import make_settings
 from tests.integration.test_wes_api import WES, demo_form, drive
 
 FILES = [("main.txt", b"first\x00binary\xff"), ("sub/dir/data.csv", b"a,b\n1,2\n")]
@@ -144,3 +147,35 @@ def _run(run_id: str, now: datetime) -> dict[str, object]:
         "updated_at": now,
         "next_check_at": now,
     }
+
+
+async def test_sqlite_insert_rows_waits_for_a_writer_holding_the_lock_without_blocking_the_loop(tmp_path: Path) -> None:
+    """SQLite has one write lock for the whole database (PostgreSQL writers of other rows do not wait)."""
+    settings = make_settings(tmp_path)
+    upgrade(settings)
+    services = Services.create(settings)
+    try:
+        await _insert_behind_a_slow_writer(services)
+    finally:
+        await services.close()
+
+
+async def _insert_behind_a_slow_writer(services: Services) -> None:
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_writer() -> None:
+        async with services.db.write() as conn:
+            await conn.execute(sa.update(runs).where(runs.c.id == "nobody").values(state="QUEUED"))
+            holding.set()
+            await release.wait()  # the write lock is held across a real suspension
+
+    writer = asyncio.create_task(slow_writer())
+    await asyncio.wait_for(holding.wait(), timeout=10)
+    inserting = asyncio.create_task(services.db.insert_rows([(runs, [_run("after-lock", now)])]))
+    await asyncio.sleep(0.3)  # longer than a statement's own busy timeout: still waiting, not failed
+    assert not inserting.done()
+    release.set()  # the loop ran the writer on: it was never blocked by the waiting insert
+    await asyncio.wait_for(asyncio.gather(writer, inserting), timeout=10)
+    async with services.db.read() as conn:
+        assert await run_rows.get(conn, "after-lock") is not None

@@ -44,6 +44,16 @@ class PointRead:
         self.statement = statement
 
 
+def _bound(
+    names: tuple[str, ...], processors: tuple[Processor | None, ...], values: Mapping[str, Any]
+) -> tuple[Any, ...]:
+    """The DBAPI parameters of a compiled statement: each named value through its bind processor."""
+    return tuple(
+        value if process is None else process(value)
+        for value, process in zip((values[n] for n in names), processors, strict=True)
+    )
+
+
 @dataclass(frozen=True)
 class _CompiledRead:
     """A point read's SQL for one dialect, with SQLAlchemy's own value conversions."""
@@ -70,11 +80,8 @@ class _CompiledRead:
             result_processors=tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns),
         )
 
-    def values(self, parameters: Mapping[str, Any]) -> list[Any]:
-        return [
-            value if process is None else process(value)
-            for value, process in zip((parameters[n] for n in self.names), self.bind_processors, strict=True)
-        ]
+    def values(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
+        return _bound(self.names, self.bind_processors, parameters)
 
     def row(self, values: tuple[Any, ...]) -> dict[str, Any]:
         return {
@@ -104,10 +111,7 @@ class _CompiledInsert:
         )
 
     def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None else process(value)
-            for value, process in zip((row[n] for n in self.names), self.bind_processors, strict=True)
-        )
+        return _bound(self.names, self.bind_processors, row)
 
 
 class Database:
@@ -255,13 +259,9 @@ class Database:
             if compiled is None:
                 compiled = self._inserts[(table, columns)] = _CompiledInsert.of(table, columns, dialect)
             statements.append((compiled.sql, [compiled.values(row) for row in table_rows]))
-        sql = "BEGIN IMMEDIATE"
+        sqlite_inline.begin_immediate_raw(raw, SQLITE_WRITE_TIMEOUT)  # raises SQLAlchemy's error itself
+        sql = ""
         try:
-            raw.execute(f"PRAGMA busy_timeout={int(SQLITE_WRITE_TIMEOUT * 1000)}")
-            try:
-                raw.execute(sql)
-            finally:
-                raw.execute(f"PRAGMA busy_timeout={sqlite_inline.STATEMENT_BUSY_MS}")
             try:
                 for sql, values in statements:
                     raw.executemany(sql, values)

@@ -38,10 +38,6 @@ class RunFilter:
     origin: str | None = None
 
 
-# One instance each: SQLAlchemy memoizes the cache key of a statement it has seen,
-# and building a new insert and walking its key costs ~7 µs per submit statement.
-_INSERT_RUN = sa.insert(runs)
-_INSERT_TAGS = sa.insert(run_tags)
 _ATTACHMENTS_OF = (
     sa.select(run_attachments.c.name, run_attachments.c.content)
     .where(run_attachments.c.run_id == sa.bindparam("run_id"))
@@ -70,11 +66,11 @@ def rows_of(new: Sequence[NewRunRows]) -> list[TableRows]:
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    """Insert one run and its tags."""
-    await conn.execute(_INSERT_RUN, values)
-    tags = values.get("tags") or {}
-    if tags:
-        await conn.execute(_INSERT_TAGS, [{"run_id": values["id"], "key": k, "value": v} for k, v in tags.items()])
+    """Insert one run and its tags inside ``conn``'s transaction (new runs from the API are
+    written by Database.insert_rows with :func:`rows_of`)."""
+    for table, rows in rows_of([NewRunRows(values)]):
+        if rows:
+            await conn.execute(sa.insert(table), rows)
 
 
 async def attachments(conn: AsyncConnection, run_id: str) -> list[tuple[str, bytes]]:

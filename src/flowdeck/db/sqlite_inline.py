@@ -115,6 +115,12 @@ def begin_immediate(conn: Connection, timeout: float) -> None:
     """``BEGIN IMMEDIATE``, waiting for the write lock without blocking the event loop."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
+    begin_immediate_raw(raw, timeout)
+
+
+def begin_immediate_raw(raw: Any, timeout: float) -> None:
+    """:func:`begin_immediate` on a DBAPI connection: in a greenlet the wait yields to the event
+    loop; on a thread of its own (Database.insert_rows) it sleeps there."""
     deadline = time.monotonic() + timeout
     delay = 0.0005
     raw.execute("PRAGMA busy_timeout=0")
@@ -136,4 +142,4 @@ def begin_immediate(conn: Connection, timeout: float) -> None:
         raw.execute(f"PRAGMA busy_timeout={STATEMENT_BUSY_MS}")
 
 
-__all__ = ["DRIVER", "SQLiteInlineDialect", "begin_deferred", "begin_immediate", "register"]
+__all__ = ["DRIVER", "SQLiteInlineDialect", "begin_deferred", "begin_immediate", "begin_immediate_raw", "register"]
