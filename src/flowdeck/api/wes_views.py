@@ -47,18 +47,7 @@ def run_request(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 def run_log(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
     run_url = f"{base}{WES}/runs/{row['id']}"
-    log = _compact(
-        {
-            "name": row["pipeline_name"] or row["workflow_url"],
-            "cmd": row["cmd"],
-            "start_time": iso(row["start_time"]),
-            "end_time": iso(row["end_time"]),
-            "stdout": f"{run_url}/logs/stdout" if row["stdout_path"] else None,
-            "stderr": f"{run_url}/logs/stderr" if row["stderr_path"] else None,
-            "exit_code": row["exit_code"],
-            "system_logs": list(row["system_logs"] or []),
-        }
-    )
+    log = _compact(_log(row, row["pipeline_name"] or row["workflow_url"], run_url))
     return _compact(
         {
             "run_id": row["id"],
@@ -73,16 +62,18 @@ def run_log(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
 
 def task_log(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
     task_url = f"{base}{WES}/runs/{row['run_id']}/tasks/{row['id']}"
-    return _compact(
-        {
-            "id": row["id"],
-            "name": row["name"],
-            "cmd": row["cmd"],
-            "start_time": iso(row["start_time"]),
-            "end_time": iso(row["end_time"]),
-            "stdout": f"{task_url}/logs/stdout" if row["stdout_path"] else None,
-            "stderr": f"{task_url}/logs/stderr" if row["stderr_path"] else None,
-            "exit_code": row["exit_code"],
-            "system_logs": list(row["system_logs"] or []),
-        }
-    )
+    return _compact({"id": row["id"], **_log(row, row["name"], task_url)})
+
+
+def _log(row: Mapping[Any, Any], name: str, url: str) -> dict[str, Any]:
+    """The fields of a WES Log (a run's or a task's); its stdout and stderr are served under ``url``."""
+    return {
+        "name": name,
+        "cmd": row["cmd"],
+        "start_time": iso(row["start_time"]),
+        "end_time": iso(row["end_time"]),
+        "stdout": f"{url}/logs/stdout" if row["stdout_path"] else None,
+        "stderr": f"{url}/logs/stderr" if row["stderr_path"] else None,
+        "exit_code": row["exit_code"],
+        "system_logs": list(row["system_logs"] or []),
+    }
