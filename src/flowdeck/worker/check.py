@@ -16,6 +16,7 @@ import logging
 from collections import defaultdict
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -42,35 +43,21 @@ WATCHDOG_CANCEL_SECONDS = 30.0
 
 async def check_once(services: Services, owner: str, pool: BlockingPool, *, ids: list[str] | None = None) -> int:
     """One pass over the runs that are due (or exactly ``ids``); returns how many were checked."""
-    due_only = ids is None
-    now = utcnow()
+    claim = partial(
+        run_rows.claim,
+        owner=owner,
+        now=utcnow(),
+        lease=timedelta(seconds=services.settings.lease_seconds),
+        limit=services.settings.sync_batch,
+        postgres=services.db.is_postgres,
+        ids=ids,
+    )
     async with services.db.write() as conn:
-        rows = await run_rows.claim(
-            conn,
-            states=CHECKED,
-            owner=owner,
-            now=now,
-            lease=timedelta(seconds=services.settings.lease_seconds),
-            limit=services.settings.sync_batch,
-            postgres=services.db.is_postgres,
-            due_only=due_only,
-            backends=services.backends.names(),
-            submitted=True,
-            ids=ids,
+        rows = await claim(
+            conn, states=CHECKED, due_only=ids is None, backends=services.backends.names(), submitted=True
         )
         # A cancel of a run the engine never got needs no engine at all.
-        unsent = await run_rows.claim(
-            conn,
-            states=[State.CANCELING],
-            owner=owner,
-            now=now,
-            lease=timedelta(seconds=services.settings.lease_seconds),
-            limit=services.settings.sync_batch,
-            postgres=services.db.is_postgres,
-            due_only=False,
-            submitted=False,
-            ids=ids,
-        )
+        unsent = await claim(conn, states=[State.CANCELING], due_only=False, submitted=False)
     for row in unsent:
         await _finish_unsent_cancel(services, owner, row)
     by_backend: dict[str, list[RowMapping]] = defaultdict(list)
