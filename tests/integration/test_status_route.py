@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 
 from flowdeck.api import wes_schemas as schemas
 from flowdeck.api.app import create_app
+from flowdeck.api.request_route import RequestRoute
 from flowdeck.api.routes import wes
 from flowdeck.db.migrate import upgrade
 from tests.conftest import make_settings
@@ -54,6 +55,7 @@ def test_the_status_route_comes_first_and_the_docs_routes_last(tmp_path: Path) -
     first = routes[0]
     assert isinstance(first, APIRoute)  # the app's own route, not one inside an included router
     assert (first.path, first.methods, first.endpoint) == (STATUS, {"GET"}, wes.get_run_status)
+    assert isinstance(first, RequestRoute)  # the Request goes straight to the endpoint
     assert [getattr(route, "path", None) for route in routes[-len(DOCS) :]] == list(DOCS)
 
 

@@ -15,6 +15,7 @@ from flowdeck import __version__
 from flowdeck.api import wes_schemas as schemas
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep, caller
 from flowdeck.api.idempotency import idempotent
+from flowdeck.api.request_route import RequestRoute
 from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
 from flowdeck.db import runs as run_rows
@@ -78,9 +79,10 @@ def include(app: FastAPI) -> None:
     ``router``'s: routes are matched in order, each miss costs ~1 µs, and FastAPI matches an
     included router's routes twice per request (the router as a whole, then its route).
     """
-    app.add_api_route(
+    app.router.add_api_route(
         f"{WES}/runs/{{run_id}}/status",
         get_run_status,
+        route_class_override=RequestRoute,
         methods=["GET"],
         tags=router.tags,
         response_model=schemas.RunStatus,
@@ -156,9 +158,6 @@ async def list_runs(
     return JSONResponse({"runs": [run_summary(row) for row in rows], "next_page_token": token})
 
 
-@router.post(
-    "/runs", response_model=schemas.RunId, responses=ERRORS, operation_id="RunWorkflow", openapi_extra=RUN_FORM
-)
 async def run_workflow(request: Request) -> JSONResponse:
     """Accept a run: validate, store, answer with its id. The worker starts it."""
     services, principal = await caller(request)
@@ -171,6 +170,18 @@ async def run_workflow(request: Request) -> JSONResponse:
     response = await idempotent(request, services, principal, lambda: fingerprint_run(new), create)
     services.metrics.submit_seconds.labels("wes").observe(time.perf_counter() - started)
     return response
+
+
+router.add_api_route(
+    "/runs",
+    run_workflow,
+    route_class_override=RequestRoute,
+    methods=["POST"],
+    response_model=schemas.RunId,
+    responses=ERRORS,
+    operation_id="RunWorkflow",
+    openapi_extra=RUN_FORM,
+)
 
 
 @router.get("/runs/{run_id}", response_model=schemas.RunLog, responses=ERRORS, operation_id="GetRunLog")
