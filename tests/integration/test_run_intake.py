@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -105,6 +105,33 @@ async def test_insert_rows_is_one_transaction_and_raises_sqlalchemys_errors(serv
     assert row["workflow_params"] == {"nested": [1, {"x": None}]}
     assert row["created_at"] == now
     assert row["backend_data"] == {"pipeline_target": {}, "dataset": None}
+
+
+async def test_insert_rows_stores_the_same_values_as_sqlalchemys_insert(services: Services) -> None:
+    """insert_rows converts values itself on SQLite (db/binds.py): what it stores, read back as the
+    database holds it (text, not decoded), is what SQLAlchemy's own insert of the same row stores."""
+    moment = datetime(2026, 3, 29, 1, 30, 59, 999999, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    ours, theirs = _run("stored-by-insert-rows", moment), _run("stored-by-sqlalchemy", moment)
+    for row in (ours, theirs):
+        row.update(
+            workflow_params={"é": [1.5, True, None, {"deep": "ünï\u2028"}], "": ""},
+            tags={"k": "v"},
+            backend_data={"pipeline_target": {}, "dataset": None},
+            updated_at=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
+            next_check_at=datetime(2026, 11, 21, 12, 0, 0, 1, tzinfo=UTC),
+        )
+    await services.db.insert_rows([(runs, [ours])])
+    async with services.db.write() as conn:
+        await conn.execute(sa.insert(runs), [theirs])
+    columns = ", ".join(c.name for c in runs.c if c.name != "id")
+    async with services.db.read() as conn:
+        stored = {
+            row[0]: row[1:]
+            for row in await conn.execute(
+                sa.text(f"SELECT id, {columns} FROM runs WHERE id IN ('stored-by-insert-rows', 'stored-by-sqlalchemy')")
+            )
+        }
+    assert stored["stored-by-insert-rows"] == stored["stored-by-sqlalchemy"]
 
 
 async def test_a_submission_the_database_refuses_fails_alone(api: httpx.AsyncClient, services: Services) -> None:
