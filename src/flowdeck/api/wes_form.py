@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
-from starlette.datastructures import FormData, UploadFile
 
+from flowdeck.api.multipart import FilePart, FormItem, MalformedForm, parse_form
 from flowdeck.errors import InvalidInput, PayloadTooLarge
 from flowdeck.services.attachments import MAX_ATTACHMENTS, Attachment, safe_name
 from flowdeck.services.runs import NewRun, loads_json, parse_json_object
@@ -22,6 +22,8 @@ TEXT_FIELDS = (
     "workflow_url",
 )
 EXTENSION_FIELDS = ("research_group", "description")
+# Text fields a form may have: each of the above once; more is a malformed submission.
+MAX_FIELDS = 64
 
 
 async def read_run_request(request: Request, max_bytes: int) -> NewRun:
@@ -31,15 +33,15 @@ async def read_run_request(request: Request, max_bytes: int) -> NewRun:
         raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        return _from_json(await _json_body(request))
+        return _from_json(await _json_body(request, max_bytes))
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await _from_form(request, max_bytes)
+        return await _from_form(request, content_type, max_bytes)
     raise InvalidInput("POST /runs takes multipart/form-data (as the WES spec says) or application/json")
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def _json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     try:
-        body = loads_json(await request.body())
+        body = loads_json(await _body(request, max_bytes))
     except ValueError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -64,16 +66,21 @@ def _from_json(body: dict[str, Any]) -> NewRun:
     return _new_run(values, {k: body.get(k) for k in (*TEXT_FIELDS, *EXTENSION_FIELDS)}, [])
 
 
-async def _from_form(request: Request, max_bytes: int) -> NewRun:
-    try:
-        form = await request.form(max_files=MAX_ATTACHMENTS, max_fields=64)
-    except Exception as exc:  # the multipart parser raises several kinds on malformed bodies
-        raise InvalidInput(f"malformed form body: {exc}") from None
-    try:
-        texts = _texts(form)
-        attachments = await _attachments(form, max_bytes)
-    finally:
-        await form.close()
+async def _from_form(request: Request, content_type: str, max_bytes: int) -> NewRun:
+    if content_type == "multipart/form-data":
+        try:
+            items = parse_form(
+                await _body(request, max_bytes),
+                request.headers["content-type"],
+                max_files=MAX_ATTACHMENTS,
+                max_fields=MAX_FIELDS,
+            )
+        except MalformedForm as exc:
+            raise InvalidInput(f"malformed form body: {exc}") from None
+    else:
+        items = await _urlencoded(request)
+    texts = _texts(items)
+    attachments = _attachments(items, max_bytes)
     values = {
         "workflow_params": parse_json_object(texts.get("workflow_params"), "workflow_params"),
         "tags": parse_json_object(texts.get("tags"), "tags", string_values=True),
@@ -84,14 +91,34 @@ async def _from_form(request: Request, max_bytes: int) -> NewRun:
     return _new_run(values, texts, attachments)
 
 
-def _texts(form: FormData) -> dict[str, str]:
+async def _body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refused as soon as it outgrows the limit (a chunked upload has no length)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _urlencoded(request: Request) -> list[FormItem]:
+    try:
+        form = await request.form(max_files=0, max_fields=MAX_FIELDS)
+    except Exception as exc:  # Starlette raises several kinds on malformed bodies
+        raise InvalidInput(f"malformed form body: {exc}") from None
+    return [(key, value) for key, value in form.multi_items() if isinstance(value, str)]  # all are: no files
+
+
+def _texts(items: list[FormItem]) -> dict[str, str]:
     texts: dict[str, str] = {}
-    for key, value in form.multi_items():
+    for key, value in items:
         if key == "workflow_attachment":
             continue
         if key not in TEXT_FIELDS and key not in EXTENSION_FIELDS:
             raise InvalidInput(f"unknown form field {key!r}")
-        if isinstance(value, UploadFile):
+        if isinstance(value, FilePart):
             raise InvalidInput(f"form field {key!r} must be text, not a file")
         if key in texts:
             raise InvalidInput(f"form field {key!r} given more than once")
@@ -99,17 +126,18 @@ def _texts(form: FormData) -> dict[str, str]:
     return texts
 
 
-async def _attachments(form: FormData, max_bytes: int) -> list[Attachment]:
+def _attachments(items: list[FormItem], max_bytes: int) -> list[Attachment]:
     attachments: list[Attachment] = []
     total = 0
-    for value in form.getlist("workflow_attachment"):
+    for key, value in items:
+        if key != "workflow_attachment":
+            continue
         if isinstance(value, str):
             raise InvalidInput("workflow_attachment parts must be files with a filename")
-        content = await value.read()
-        total += len(content)
+        total += len(value.content)
         if total > max_bytes:
             raise PayloadTooLarge(f"workflow attachments exceed {max_bytes} bytes")
-        attachments.append(Attachment(safe_name(value.filename), content))
+        attachments.append(Attachment(safe_name(value.filename), value.content))
     return attachments
 
 
