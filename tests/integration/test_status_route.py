@@ -50,12 +50,15 @@ def test_the_status_operation_is_documented_as_with_a_declared_path_parameter(tm
     assert "HTTPValidationError" in document["components"]["schemas"]
 
 
-def test_the_status_route_comes_first_and_the_docs_routes_last(tmp_path: Path) -> None:
+def test_the_status_and_submit_routes_come_first_and_the_docs_routes_last(tmp_path: Path) -> None:
     routes = create_app(make_settings(tmp_path)).routes
     first = routes[0]
     assert isinstance(first, APIRoute)  # the app's own route, not one inside an included router
     assert (first.path, first.methods, first.endpoint) == (STATUS, {"GET"}, wes.get_run_status)
     assert isinstance(first, RequestRoute)  # the Request goes straight to the endpoint
+    second = routes[1]
+    assert isinstance(second, RequestRoute)
+    assert (second.path, second.methods, second.endpoint) == (WES + "/runs", {"POST"}, wes.run_workflow)
     assert [getattr(route, "path", None) for route in routes[-len(DOCS) :]] == list(DOCS)
 
 

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from flowdeck.api.multipart import MAX_PART_HEADERS, FilePart, MalformedForm, parameters, parse_form
+from flowdeck.api.multipart import (
+    _PLAIN_DISPOSITION,
+    MAX_PART_HEADERS,
+    FilePart,
+    MalformedForm,
+    parameters,
+    parse_form,
+)
 
 CT = "multipart/form-data; boundary=XyZ"
 Normal = list[tuple[str, Any]]
@@ -210,3 +217,16 @@ def test_header_parameters(header: str, expected: tuple[str, dict[str, str]]) ->
 def test_a_windows_path_as_filename_keeps_its_last_part() -> None:
     body = _part('form-data; name="f"; filename="C:\\\\Users\\\\me\\\\main.cwl"', b"x") + b"--XyZ--"
     assert _parse(body) == [("f", ("main.cwl", b"x", None))]
+
+
+plain = st.text(st.characters(blacklist_characters='"\\\r\n', blacklist_categories=["Cs"]), max_size=30)
+
+
+@given(name=plain, filename=st.none() | plain)
+def test_the_plain_disposition_shortcut_reads_what_the_parameter_scanner_reads(name: str, filename: str | None) -> None:
+    disposition = f'form-data; name="{name}"' + ("" if filename is None else f'; filename="{filename}"')
+    assert _PLAIN_DISPOSITION.fullmatch(disposition)  # the shortcut is taken
+    _, scanned = parameters(disposition)
+    body = f"--XyZ\r\nContent-Disposition: {disposition}\r\n\r\nv\r\n--XyZ--".encode()
+    expected = (scanned["name"], "v" if filename is None else (scanned["filename"], b"v", None))
+    assert _parse(body) == [expected]

@@ -75,20 +75,28 @@ RUN_ID_IN_PATH: dict[str, Any] = {
 def include(app: FastAPI) -> None:
     """The WES operations on ``app``; call it before any other route is added.
 
-    GetRunStatus, the route clients poll, is the app's own first route rather than one of
-    ``router``'s: routes are matched in order, each miss costs ~1 µs, and FastAPI matches an
+    GetRunStatus, the route clients poll, and RunWorkflow are the app's own first routes rather
+    than ``router``'s: routes are matched in order, each miss costs ~1 µs, and FastAPI matches an
     included router's routes twice per request (the router as a whole, then its route).
     """
+    hot: dict[str, Any] = {"route_class_override": RequestRoute, "tags": router.tags, "responses": ERRORS}
     app.router.add_api_route(
         f"{WES}/runs/{{run_id}}/status",
         get_run_status,
-        route_class_override=RequestRoute,
         methods=["GET"],
-        tags=router.tags,
         response_model=schemas.RunStatus,
-        responses=ERRORS,
         operation_id="GetRunStatus",
         openapi_extra=RUN_ID_IN_PATH,
+        **hot,
+    )
+    app.router.add_api_route(
+        f"{WES}/runs",
+        run_workflow,
+        methods=["POST"],
+        response_model=schemas.RunId,
+        operation_id="RunWorkflow",
+        openapi_extra=RUN_FORM,
+        **hot,
     )
     app.include_router(router)
 
@@ -170,18 +178,6 @@ async def run_workflow(request: Request) -> JSONResponse:
     response = await idempotent(request, services, principal, lambda: fingerprint_run(new), create)
     services.metrics.submit_seconds.labels("wes").observe(time.perf_counter() - started)
     return response
-
-
-router.add_api_route(
-    "/runs",
-    run_workflow,
-    route_class_override=RequestRoute,
-    methods=["POST"],
-    response_model=schemas.RunId,
-    responses=ERRORS,
-    operation_id="RunWorkflow",
-    openapi_extra=RUN_FORM,
-)
 
 
 @router.get("/runs/{run_id}", response_model=schemas.RunLog, responses=ERRORS, operation_id="GetRunLog")
