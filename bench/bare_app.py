@@ -1,7 +1,10 @@
 """The baseline: bare FastAPI endpoints behind flowdeck's own uvicorn settings (flowdeck.api.server).
 
-``POST /runs`` parses the same multipart form as WES RunWorkflow (every part, attachments read)
-and answers a constant; ``GET /status`` answers a constant RunStatus. Port from FLOWDECK_PORT.
+``POST /runs`` reads the same multipart form as WES RunWorkflow the way a FastAPI app does
+(Starlette's form parser, python-multipart; every part, attachments read) and answers a
+constant. ``POST /runs/flowdeck-parser`` reads it with flowdeck's own parser instead
+(flowdeck.api.multipart), for scale: what flowdeck does beyond reading the form. ``GET /status``
+answers a constant RunStatus. Port from FLOWDECK_PORT.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
+from flowdeck.api.multipart import parse_form
 from flowdeck.api.server import serve
 from flowdeck.settings import Settings
 
@@ -30,6 +34,11 @@ def create_bare_app() -> FastAPI:
                     await value.read()
         finally:
             await form.close()
+        return JSONResponse(RUN_ID)
+
+    @app.post("/runs/flowdeck-parser")
+    async def runs_flowdeck_parser(request: Request) -> JSONResponse:
+        parse_form(await request.body(), request.headers["content-type"], max_files=200, max_fields=64)
         return JSONResponse(RUN_ID)
 
     @app.get("/status")
