@@ -24,15 +24,21 @@ def safe_name(raw: str | None) -> str:
     """A relative POSIX path with no parent references, or InvalidInput."""
     if not raw:
         raise InvalidInput("every workflow_attachment part needs a filename")
-    name = unicodedata.normalize("NFC", raw).replace("\\", "/")
-    if "\x00" in name or any(unicodedata.category(ch) == "Cc" for ch in name):
+    if raw.isascii():  # NFC leaves ASCII as it is, and its only Cc characters are what isprintable() refuses
+        name = raw.replace("\\", "/")
+        controls = not name.isprintable()
+    else:
+        name = unicodedata.normalize("NFC", raw).replace("\\", "/")
+        controls = "\x00" in name or any(unicodedata.category(ch) == "Cc" for ch in name)
+    if controls:
         raise InvalidInput("attachment filename contains control characters")
-    path = PurePosixPath(name)
-    if path.is_absolute() or any(part in ("..", "") for part in name.split("/")) or name.startswith("./"):
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or "" in parts or name.startswith("./"):
         raise InvalidInput(f"attachment filename {raw!r} must be a relative path without '..'")
     if len(name) > 512:
         raise InvalidInput("attachment filename is too long")
-    return str(path)
+    # PurePosixPath drops "." parts ("a/./b" is "a/b"); without one, the name is its own normal form.
+    return str(PurePosixPath(name)) if "." in parts else name
 
 
 def check_all(attachments: list[Attachment], max_bytes: int) -> None:
