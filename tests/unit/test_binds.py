@@ -103,27 +103,3 @@ def test_other_types_dialects_and_serializers_keep_sqlalchemys_processor() -> No
         assert fast.__qualname__ == standard.__qualname__  # SQLAlchemy's own, not one of db.binds
         value = datetime(2026, 11, 21, tzinfo=UTC) if column is runs.c.created_at else {"a": 1}
         assert repr(fast(value)) == repr(standard(value))
-
-
-def test_a_datetime_seen_last_is_not_mistaken_for_an_equal_one() -> None:
-    """The last converted datetime's text is reused for the same object only: equal datetimes
-    of one zone may be different instants (a repeated hour, told apart by fold)."""
-    from zoneinfo import ZoneInfo
-
-    paris = ZoneInfo("Europe/Paris")
-    first = datetime(2026, 10, 25, 2, 30, tzinfo=paris)  # 00:30 UTC
-    second = first.replace(fold=1)  # 01:30 UTC, and first == second
-    assert first == second
-    processors = [binds.bind_processor(c.type, SQLITE) for c in UTC_COLUMNS]
-    for value in (first, second, first, first, second, second):
-        for column, fast in zip(UTC_COLUMNS, processors, strict=True):
-            assert fast is not None
-            assert fast(value) == _standard(column, SQLITE)(value)
-
-
-def test_circular_documents_are_refused_as_json_dumps_refuses_them() -> None:
-    looped: list[Any] = []
-    looped.append(looped)
-    fast = binds.bind_processor(runs.c.workflow_params.type, SQLITE)
-    for value in (looped, {"a": looped}, ["fine"]):
-        assert _outcome(fast, value) == _outcome(_standard(runs.c.workflow_params, SQLITE), value)
