@@ -254,7 +254,7 @@ def main() -> None:
         f"(load average {load_before} before, {common.load_average()} after); the load generator runs on the "
         "same cores as the server and competes with it. Python "
         f"{platform.python_version()}; every figure is the median of {args.reps} repetitions.",
-        "What bounds the figures, and the targets missed: bench/NOTES.md (written by hand).",
+        "What bounds the figures, and what was tried: bench/NOTES.md (written by hand).",
         "",
     ]
     args.output.write_text("\n".join(header) + "\n" + "\n".join(report.sections))
