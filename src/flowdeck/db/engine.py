@@ -7,7 +7,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -46,12 +46,10 @@ class PointRead:
         self.statement = statement
 
 
-def _binder(names: tuple[str, ...], processors: tuple[Processor | None, ...]) -> Binder:
+def _binder(names: tuple[str, ...], processors: Sequence[Processor | None]) -> Binder:
     """The DBAPI parameters of a compiled statement from a mapping: each named value through its
     bind processor (KeyError for a missing one). Values are picked by one ``itemgetter`` and only
     those with a processor are converted: a generator over every column cost ~2 µs a runs row."""
-    if len(names) != len(processors):
-        raise ValueError("one bind processor (or None) per parameter")
     if not names:
         return lambda values: ()
     pick = itemgetter(*names)
@@ -75,14 +73,9 @@ class _CompiledRead:
     """A point read's SQL for one dialect, with SQLAlchemy's own value conversions."""
 
     sql: str
-    names: tuple[str, ...]  # the caller's parameter behind each positional placeholder
-    bind_processors: tuple[Processor | None, ...]
+    values: Binder  # the DBAPI parameters from the caller's named values
     keys: tuple[str, ...]
     result_processors: tuple[Processor | None, ...]
-    bind: Binder = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "bind", _binder(self.names, self.bind_processors))
 
     @classmethod
     def of(cls, statement: Select[Any], dialect: Dialect) -> _CompiledRead:
@@ -94,14 +87,10 @@ class _CompiledRead:
         columns = list(statement.selected_columns)
         return cls(
             sql=compiled.string,
-            names=names,
-            bind_processors=tuple(bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds),
+            values=_binder(names, [bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds]),
             keys=tuple(statement.selected_columns.keys()),
             result_processors=tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns),
         )
-
-    def values(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
-        return self.bind(parameters)
 
     def row(self, values: tuple[Any, ...]) -> dict[str, Any]:
         return {
@@ -116,12 +105,7 @@ class _CompiledInsert:
     (or equal, cheaper ones: db/binds.py)."""
 
     sql: str
-    names: tuple[str, ...]
-    bind_processors: tuple[Processor | None, ...]
-    bind: Binder = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "bind", _binder(self.names, self.bind_processors))
+    values: Binder  # the DBAPI parameters from a row's values
 
     @classmethod
     def of(cls, table: Table, columns: tuple[str, ...], dialect: Dialect) -> _CompiledInsert:
@@ -131,12 +115,8 @@ class _CompiledInsert:
             raise ValueError(f"insert into {table.name} needs values for exactly {sorted(names)}")
         return cls(
             sql=compiled.string,
-            names=names,
-            bind_processors=tuple(binds.bind_processor(table.c[n].type, dialect) for n in names),
+            values=_binder(names, [binds.bind_processor(table.c[n].type, dialect) for n in names]),
         )
-
-    def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return self.bind(row)
 
 
 class Database:
