@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Request
 
 from flowdeck.api.multipart import FilePart, FormItem, MalformedForm, parse_form
+from flowdeck.api.request_body import body_within
 from flowdeck.errors import InvalidInput, PayloadTooLarge
 from flowdeck.services.attachments import MAX_ATTACHMENTS, Attachment, safe_name
 from flowdeck.services.runs import NewRun, loads_json, parse_json_object
@@ -41,7 +42,7 @@ async def read_run_request(request: Request, max_bytes: int) -> NewRun:
 
 async def _json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     try:
-        body = loads_json(await _body(request, max_bytes))
+        body = loads_json(await body_within(request, max_bytes))
     except ValueError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -70,7 +71,7 @@ async def _from_form(request: Request, content_type: str, max_bytes: int) -> New
     if content_type == "multipart/form-data":
         try:
             items = parse_form(
-                await _body(request, max_bytes),
+                await body_within(request, max_bytes),
                 request.headers["content-type"],
                 max_files=MAX_ATTACHMENTS,
                 max_fields=MAX_FIELDS,
@@ -80,7 +81,7 @@ async def _from_form(request: Request, content_type: str, max_bytes: int) -> New
     else:
         items = await _urlencoded(request)
     texts = _texts(items)
-    attachments = _attachments(items, max_bytes)
+    attachments = _attachments(items)
     values = {
         "workflow_params": parse_json_object(texts.get("workflow_params"), "workflow_params"),
         "tags": parse_json_object(texts.get("tags"), "tags", string_values=True),
@@ -89,18 +90,6 @@ async def _from_form(request: Request, content_type: str, max_bytes: int) -> New
         ),
     }
     return _new_run(values, texts, attachments)
-
-
-async def _body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, refused as soon as it outgrows the limit (a chunked upload has no length)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _urlencoded(request: Request) -> list[FormItem]:
@@ -126,17 +115,14 @@ def _texts(items: list[FormItem]) -> dict[str, str]:
     return texts
 
 
-def _attachments(items: list[FormItem], max_bytes: int) -> list[Attachment]:
+def _attachments(items: list[FormItem]) -> list[Attachment]:
+    """The uploaded files (their count and total size are services.attachments.check_all's)."""
     attachments: list[Attachment] = []
-    total = 0
     for key, value in items:
         if key != "workflow_attachment":
             continue
         if isinstance(value, str):
             raise InvalidInput("workflow_attachment parts must be files with a filename")
-        total += len(value.content)
-        if total > max_bytes:
-            raise PayloadTooLarge(f"workflow attachments exceed {max_bytes} bytes")
         attachments.append(Attachment(safe_name(value.filename), value.content))
     return attachments
 

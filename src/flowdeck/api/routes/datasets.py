@@ -15,8 +15,9 @@ from sqlalchemy.engine import RowMapping
 from starlette.datastructures import UploadFile
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from flowdeck.api.request_body import chunks_within
 from flowdeck.db.datasets import DatasetFilter
-from flowdeck.errors import InvalidInput, NotFound, PayloadTooLarge, Problem, ValidationFailed
+from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
 from flowdeck.services.context import Services
 from flowdeck.services.datasets import NewDataset
@@ -183,12 +184,8 @@ async def download(token: str, services: ServicesDep) -> StreamingResponse:
 async def upload(token: str, request: Request, services: ServicesDep) -> Response:
     """A local pre-signed upload URL: the body is the file."""
     key = _local(services).verify(token, "PUT")
-    limit, size = services.settings.max_upload_bytes, 0
     with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"the upload exceeds {limit} bytes")
+        async for chunk in chunks_within(request, services.settings.max_upload_bytes):
             spool.write(chunk)
         spool.seek(0)
         await dataset_service.receive_upload(services, key, spool)  # type: ignore[arg-type]
