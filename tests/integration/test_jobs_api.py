@@ -154,15 +154,32 @@ async def test_seed_000_workflow_not_allowed_is_422_listing_allowed(api: httpx.A
     assert "flowdeck_sort_upper" in response.json()["detail"]
 
 
-async def test_seed_000_dry_run_shows_galaxy_target(api: httpx.AsyncClient) -> None:
+async def test_dry_run_answers_what_the_real_submit_would(api: httpx.AsyncClient) -> None:
+    """hello_cwl runs on cwltool, which this service has not enabled; galaxy neither."""
     dataset_id = await dataset(api)
-    body = {"dataset_id": dataset_id, "workflow_name": "flowdeck_sort_upper", "overwrite": False, "parameters": {}}
-    response = await api.post("/jobs?dry_run=true", json=body)
-    assert response.status_code == 200, response.text
-    preview = response.json()
-    assert preview["backend"] == "galaxy"
-    assert preview["target"]["workflow"] == "flowdeck_sort_upper"
-    assert preview["dataset"]["uri"] == "https://example.org/reads.tsv"
+    bodies = [
+        {"pipeline_name": "hello_cwl", "parameters": {}},
+        {"dataset_id": dataset_id, "workflow_name": "flowdeck_sort_upper", "parameters": {}},
+    ]
+    for body in bodies:
+        dry = await api.post("/jobs", params={"dry_run": "true"}, json=body)
+        real = await api.post("/jobs", json=body)
+        assert dry.status_code == real.status_code == 400, (dry.text, real.text)
+        assert dry.json()["detail"] == real.json()["detail"]
+    assert (await api.get("/jobs")).json()["total"] == 0
+
+
+async def test_dry_run_shows_no_server_path(api: httpx.AsyncClient) -> None:
+    cwl = await api.post("/jobs", params={"dry_run": "true"}, json={"pipeline_name": "hello_cwl"})
+    assert "path" not in cwl.text
+    pipelines = await api.get("/pipelines")
+    assert pipelines.status_code == 200
+    assert "/catalog/" not in pipelines.text
+    shown = {p["name"]: p["target"] for p in pipelines.json()["pipelines"]}
+    assert shown["hello_cwl"]["workflow"] == "workflows/hello_cwl/hello.cwl"
+    assert "path" not in shown["hello_cwl"]
+    one = await api.get("/pipelines/hello_cwl")
+    assert "/catalog/" not in one.text
 
 
 @pytest.fixture
@@ -189,6 +206,18 @@ async def galaxy_down_api(services: Services) -> Any:
     ):
         yield client
     await down.close()
+
+
+async def test_seed_000_dry_run_shows_galaxy_target(galaxy_down_api: httpx.AsyncClient) -> None:
+    api = galaxy_down_api
+    dataset_id = await dataset(api)
+    body = {"dataset_id": dataset_id, "workflow_name": "flowdeck_sort_upper", "overwrite": False, "parameters": {}}
+    response = await api.post("/jobs?dry_run=true", json=body)
+    assert response.status_code == 200, response.text
+    preview = response.json()
+    assert preview["backend"] == "galaxy"
+    assert preview["target"]["workflow"] == "flowdeck_sort_upper"
+    assert preview["dataset"]["uri"] == "https://example.org/reads.tsv"
 
 
 async def test_seed_000_galaxy_unreachable_is_202_queued_and_kept(galaxy_down_api: httpx.AsyncClient) -> None:
@@ -222,6 +251,10 @@ async def test_rerun_and_cancel(api: httpx.AsyncClient, services: Services) -> N
     assert canceled.status_code == 202
     final = await drive(services, api, rerun.json()["id"], {"CANCELED", "COMPLETED"})
     assert final["state"] in {"canceled", "completed"}
+    again = await api.post(f"/jobs/{rerun.json()['id']}/cancel")
+    assert again.status_code == 200
+    assert again.json()["state"] == final["state"]
+    assert again.json()["detail"].startswith("already ")
     assert (await api.get("/jobs/unknown")).status_code == 404
 
 

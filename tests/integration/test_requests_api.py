@@ -146,12 +146,28 @@ async def test_cancel_request_cancels_every_run(api: httpx.AsyncClient, services
     await worker.iterate()
     assert await count_runs(services, request_id) == 4
     response = await api.post(f"/requests/{request_id}/cancel")
-    assert response.status_code == 200
+    assert response.status_code == 202
     assert response.json()["cancel_requested"] is True
     detail = await drive_request(api, worker, request_id, {"CANCELED"})
     assert detail["aggregate"]["counts"] == {"CANCELED": 4}
     kinds = [e["kind"] for e in (await api.get(f"/requests/{request_id}/events")).json()["events"]]
     assert kinds == ["state", "state", "cancel"]
+
+
+async def test_cancelling_a_request_whose_runs_all_ended_changes_nothing(
+    api: httpx.AsyncClient, services: Services
+) -> None:
+    request_id = await post(api, body(2))
+    detail = await drive_request(api, Worker(services), request_id, {"COMPLETE"})
+    assert detail["aggregate"]["counts"] == {"COMPLETE": 2}
+    response = await api.post(f"/requests/{request_id}/cancel")
+    assert response.status_code == 200
+    assert response.json()["cancel_requested"] is False
+    assert response.json()["detail"] == "already COMPLETE: there is nothing to cancel"
+    after = (await api.get(f"/requests/{request_id}")).json()
+    assert after["aggregate"]["state"] == "COMPLETE"
+    kinds = [e["kind"] for e in (await api.get(f"/requests/{request_id}/events")).json()["events"]]
+    assert "cancel" not in kinds
 
 
 async def test_cancel_before_expansion_stops_it(api: httpx.AsyncClient, services: Services) -> None:

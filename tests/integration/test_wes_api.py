@@ -205,7 +205,11 @@ async def test_run_fails_with_executor_error(api: httpx.AsyncClient, services: S
 
 async def test_cancel_queued_and_running_runs(api: httpx.AsyncClient, services: Services) -> None:
     queued = await submit(api)
-    assert (await api.post(f"{WES}/runs/{queued}/cancel")).json() == {"run_id": queued}
+    assert (await api.post(f"{WES}/runs/{queued}/cancel")).json() == {
+        "run_id": queued,
+        "state": "CANCELING",
+        "detail": "cancel requested: the worker stops it on its engine",
+    }
     assert (await api.get(f"{WES}/runs/{queued}/status")).json()["state"] == "CANCELING"
     running = await submit(api, workflow_engine_parameters=json.dumps({"duration_seconds": "60"}))
     worker = Worker(services)
@@ -214,8 +218,14 @@ async def test_cancel_queued_and_running_runs(api: httpx.AsyncClient, services: 
     await api.post(f"{WES}/runs/{running}/cancel")
     await drive(services, queued, {"CANCELED"}, api, worker)
     await drive(services, running, {"CANCELED"}, api, worker)
-    # Terminal states never change; cancelling again is a no-op.
-    assert (await api.post(f"{WES}/runs/{running}/cancel")).status_code == 200
+    # Terminal states never change; cancelling again changes nothing, and the answer says so.
+    again = await api.post(f"{WES}/runs/{running}/cancel")
+    assert again.status_code == 200
+    assert again.json() == {
+        "run_id": running,
+        "state": "CANCELED",
+        "detail": "already CANCELED: there is nothing to cancel",
+    }
     assert (await api.get(f"{WES}/runs/{running}/status")).json()["state"] == "CANCELED"
 
 

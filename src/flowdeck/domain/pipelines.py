@@ -119,6 +119,12 @@ class Target:
             target["input"] = self.input
         return target
 
+    def public_dict(self) -> dict[str, Any]:
+        """What clients are shown: the workflow as the catalog names it, never a server path."""
+        shown = {key: value for key, value in self.as_dict().items() if key != "path"}
+        shown["workflow"] = self.value
+        return shown
+
 
 class SpecError(Exception):
     """A catalog file's field is wrong. The loader adds the file name."""

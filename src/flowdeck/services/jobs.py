@@ -73,7 +73,7 @@ class Planned:
             "dataset": new.dataset,
             "rerun_of": new.rerun_of,
             "backend": new.workflow_engine,
-            "target": new.pipeline_target,
+            "target": self.pipeline.target.public_dict() if self.pipeline else new.pipeline_target,
             "workflow_type": new.workflow_type,
             "workflow_type_version": new.workflow_type_version,
             "workflow_url": new.workflow_url,
@@ -120,7 +120,15 @@ async def plan(services: Services, body: Any, principal: Principal) -> Planned:
     """Check a POST /jobs body (either seed's) and build its run, storing nothing."""
     body = _check_shape(body)
     if "workflow_name" in body:
-        return await _plan_galaxy(services, body, principal)
+        planned = await _plan_galaxy(services, body, principal)
+    else:
+        planned = await _plan_pipeline(services, body, principal)
+    # A dry run answers what the real submit would: an engine that is not enabled is refused here too.
+    run_service.backend_for(services, planned.new)
+    return planned
+
+
+async def _plan_pipeline(services: Services, body: dict[str, Any], principal: Principal) -> Planned:
     pipeline = visible_pipeline(services, principal, body["pipeline_name"], body.get("pipeline_version"))
     group = resolve_group(principal, body.get("research_group"))
     dataset, dataset_id = None, body.get("dataset_id")

@@ -82,13 +82,13 @@ class Pipeline:
         return not self.research_groups or group in self.research_groups
 
     def as_dict(self) -> dict[str, Any]:
-        """A plain summary for listings."""
+        """A plain summary for listings (no server paths in it)."""
         return {
             "name": self.name,
             "version": str(self.version),
             "description": self.description,
             "backend": self.backend,
-            "target": self.target.as_dict(),
+            "target": self.target.public_dict(),
             "research_groups": sorted(self.research_groups),
         }
 

@@ -24,7 +24,6 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
-from flowdeck.backends.registry import canonical_type
 from flowdeck.db import events as event_rows
 from flowdeck.db import requests as request_rows
 from flowdeck.db import runs as run_rows
@@ -36,7 +35,7 @@ from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.pipeline_runs import build_run, visible_pipeline
 from flowdeck.services.request_items import Item, RequestInput, items_of
-from flowdeck.services.runs import resolve_group
+from flowdeck.services.runs import Cancel, backend_for, resolve_group
 
 CANCEL_CHUNK = 200
 _TERMINAL = sorted(s.value for s in TERMINAL)
@@ -57,7 +56,7 @@ async def accept(services: Services, principal: Principal, given: RequestInput) 
         strict=True,
         origin="requests",
     )
-    services.backends.choose(canonical_type(probe.workflow_type), probe.workflow_engine)
+    backend_for(services, probe)
     return await _store(services, principal, given, pipeline.name, str(pipeline.version), group, items)
 
 
@@ -173,10 +172,16 @@ async def state_of(services: Services, request_id: str, principal: Principal) ->
     return {"request_id": row["id"], "state": row["state"], "message": row["message"]}
 
 
-async def cancel(services: Services, request_id: str, principal: Principal) -> RowMapping:
-    """Stop expansion and cancel every run of the request (idempotent)."""
+async def cancel(services: Services, request_id: str, principal: Principal) -> Cancel:
+    """Stop expansion and cancel every run of the request (idempotent). A request that has
+    expanded and whose runs have all ended is left as it is, and the answer says so."""
     row = await get_visible(services, request_id, principal)
     if not row["cancel_requested"]:
+        async with services.db.read() as conn:
+            counts = await request_rows.run_states(conn, request_id)
+        ended = aggregate_state(row, counts)
+        if ended in TERMINAL:
+            return Cancel(row, ended.value)
         now = utcnow()
         async with services.db.write() as conn:
             await request_rows.set_cancel_requested(conn, request_id, now)
@@ -184,7 +189,7 @@ async def cancel(services: Services, request_id: str, principal: Principal) -> R
                 conn, at=now, kind="cancel", request_id=request_id, reason="cancel requested", actor=principal.name
             )
     await cancel_runs(services, request_id, principal.name)
-    return await get_visible(services, request_id, principal)
+    return Cancel(await get_visible(services, request_id, principal))
 
 
 async def cancel_runs(services: Services, request_id: str, actor: str) -> int:

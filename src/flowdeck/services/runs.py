@@ -92,6 +92,13 @@ def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:
         )
 
 
+def backend_for(services: Services, new: NewRun) -> tuple[str, Backend]:
+    """The canonical workflow type and the enabled backend that would run ``new`` (InvalidInput
+    when none is): what a submission, a dry run and a request's first item all check."""
+    wf_type = canonical_type(new.workflow_type)
+    return wf_type, services.backends.choose(wf_type, new.workflow_engine)
+
+
 async def _engine_check(services: Services, backend: Backend, new: NewRun) -> None:
     if new.workflow_engine_version and not new.workflow_engine:
         raise InvalidInput("workflow_engine is required when workflow_engine_version is given")
@@ -108,8 +115,7 @@ async def _engine_check(services: Services, backend: Backend, new: NewRun) -> No
 async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     """Validate, store attachments, and record the run in QUEUED. Returns its id."""
     _check_storable(new)
-    wf_type = canonical_type(new.workflow_type)
-    backend = services.backends.choose(wf_type, new.workflow_engine)
+    wf_type, backend = backend_for(services, new)
     versions = backend.workflow_types.get(wf_type, [])
     if new.workflow_type_version not in versions:
         raise InvalidInput(
@@ -236,7 +242,7 @@ async def _store(
         "owner": principal.name,
         "description": new.description,
         "origin": new.origin,
-        "workflow_type": new.workflow_type,
+        "workflow_type": spec.workflow_type,
         "workflow_type_version": new.workflow_type_version,
         "workflow_url": new.workflow_url,
         "workflow_params": new.workflow_params,
@@ -336,16 +342,34 @@ async def list_page(
     )
 
 
-async def cancel(services: Services, run_id: str, principal: Principal) -> Mapping[str, Any]:
+@dataclass(frozen=True)
+class Cancel:
+    """What a cancel did to a run or a request: ``ended`` is the state it had already ended in
+    (nothing changed, and every door says so), None when the cancel was taken (or already under way)."""
+
+    row: Mapping[Any, Any]
+    ended: str | None = None
+
+    @property
+    def detail(self) -> str:
+        if self.ended:
+            return f"already {self.ended}: there is nothing to cancel"
+        return "cancel requested: the worker stops it on its engine"
+
+
+async def cancel(services: Services, run_id: str, principal: Principal) -> Cancel:
     """Ask for a cancel: the run moves to CANCELING and the worker carries it out.
 
-    Cancelling a run that already ended changes nothing (idempotent).
+    A run that already ended is left as it is and the answer says so; a second cancel of a run
+    being canceled is taken again (idempotent).
     """
     for _ in range(5):
         row = await get_visible(services, run_id, principal)
         current = State(row["state"])
-        if is_terminal(current) or current is State.CANCELING:
-            return row
+        if is_terminal(current):
+            return Cancel(row, current.value)
+        if current is State.CANCELING:
+            return Cancel(row)
         now = utcnow()
         async with services.db.write() as conn:
             moved = await state_machine.transition(
@@ -359,8 +383,9 @@ async def cancel(services: Services, run_id: str, principal: Principal) -> Mappi
                 fields={"next_check_at": now},
             )
         if moved:
-            return await get_visible(services, run_id, principal)
-    return await get_visible(services, run_id, principal)
+            return Cancel(await get_visible(services, run_id, principal))
+    row = await get_visible(services, run_id, principal)
+    return Cancel(row, row["state"] if is_terminal(State(row["state"])) else None)
 
 
 async def task_page(

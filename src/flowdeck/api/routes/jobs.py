@@ -163,8 +163,11 @@ async def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep, b
 
 @router.post("/{job_id}/cancel")
 async def cancel_job(job_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
-    """Ask for a cancel (the worker carries it out); cancelling an ended job changes nothing."""
-    return JSONResponse(job_view(await run_service.cancel(services, job_id, principal), base), status_code=202)
+    """Ask for a cancel (202; the worker carries it out). An ended job is left as it is: 200, with a
+    ``detail`` saying there was nothing to cancel."""
+    outcome = await run_service.cancel(services, job_id, principal)
+    body = {**job_view(outcome.row, base), "detail": outcome.detail}
+    return JSONResponse(body, status_code=200 if outcome.ended else 202)
 
 
 @router.post("/{job_id}/rerun", status_code=201)

@@ -123,9 +123,11 @@ async def get_request_state(request_id: str, services: ServicesDep, principal: P
 
 @router.post("/{request_id}/cancel")
 async def cancel_request(request_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
-    """Stop expansion and cancel every run of the request. Idempotent."""
-    row = await request_service.cancel(services, request_id, principal)
-    return JSONResponse(request_service.view(row))
+    """Stop expansion and cancel every run of the request (202). Idempotent. A request whose runs
+    have all ended is left as it is: 200, with a ``detail`` saying there was nothing to cancel."""
+    outcome = await request_service.cancel(services, request_id, principal)
+    body = {**request_service.view(outcome.row), "detail": outcome.detail}
+    return JSONResponse(body, status_code=200 if outcome.ended else 202)
 
 
 @router.get("/{request_id}/events")

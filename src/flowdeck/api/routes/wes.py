@@ -188,9 +188,11 @@ async def get_run_log(run_id: str, services: ServicesDep, principal: PrincipalDe
 
 @router.post("/runs/{run_id}/cancel", response_model=schemas.RunId, responses=ERRORS, operation_id="CancelRun")
 async def cancel_run(run_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
-    """Ask for a cancel (the run goes to CANCELING; the worker stops it). Idempotent."""
-    row = await run_service.cancel(services, run_id, principal)
-    return JSONResponse({"run_id": row["id"]})
+    """Ask for a cancel (the run goes to CANCELING; the worker stops it). Idempotent. A run that
+    already ended is left as it is: the answer (still 200, the only success the spec documents)
+    carries its ``state`` and a ``detail`` saying there was nothing to cancel."""
+    outcome = await run_service.cancel(services, run_id, principal)
+    return JSONResponse({"run_id": outcome.row["id"], "state": outcome.row["state"], "detail": outcome.detail})
 
 
 @router.get("/runs/{run_id}/tasks", response_model=schemas.TaskListResponse, responses=ERRORS, operation_id="ListTasks")
