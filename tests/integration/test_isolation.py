@@ -58,7 +58,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/metrics"): "admin",
     ("GET", "/storage/{token}"): "capability",
     ("PUT", "/storage/{token}"): "capability",
-    ("GET", f"{WES}/service-info"): "list",
+    ("GET", f"{WES}/service-info"): "public",  # counts only the caller's runs: checked in _visible()
     ("GET", f"{WES}/runs"): "list",
     ("POST", f"{WES}/runs"): "create",
     ("GET", f"{WES}/runs/{{run_id}}"): "object",
@@ -340,7 +340,6 @@ async def _visible(world: World, who: str) -> dict[str, Any]:
 
 async def test_lists_and_counts_show_only_the_callers_groups(world: World) -> None:
     assert {key for key, kind in ROUTES.items() if kind == "list"} == {
-        ("GET", f"{WES}/service-info"),
         ("GET", f"{WES}/runs"),
         ("GET", "/jobs"),
         ("GET", "/datasets"),
@@ -443,6 +442,16 @@ async def test_public_routes_show_no_group_data(world: World) -> None:
         assert answer.status_code in (200, 503), f"{path}: {answer.status_code}"
         leaks = [i for lab in (world.a, world.b) for i in [*lab.ids(), lab.group] if i in answer.text]
         assert not leaks, f"{path} shows {leaks}"
+
+
+async def test_service_info_is_open_to_anonymous_callers_with_no_counts(world: World) -> None:
+    anonymous = await world.http.get(f"{WES}/service-info")
+    assert anonymous.status_code == 200
+    info = anonymous.json()
+    assert info["auth_instructions_url"].endswith("/auth/instructions")
+    assert set(info["system_state_counts"].values()) == {0}
+    wrong = await world.http.get(f"{WES}/service-info", headers=basic("alice", "not-her-password"))
+    assert wrong.status_code == 401, "credentials that fail are still refused"
 
 
 async def test_metrics_are_for_service_admins(world: World) -> None:

@@ -173,6 +173,8 @@ async def test_service_info_has_every_required_field(api: httpx.AsyncClient) -> 
         assert key in info, key
     assert info["type"] == {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"}
     assert info["system_state_counts"]["QUEUED"] == 1
+    # Only what a submission can use: attachments, and workflow_url schemes of the allowed prefixes.
+    assert info["supported_filesystem_protocols"] == ["https"]
     assert info["workflow_engine_versions"]["demo"] == {"workflow_engine_version": ["simulation-1"]}
     assert info["tags"]["simulated_engines"] == "demo"
     assert isinstance(info["default_workflow_engine_parameters"], list)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from flowdeck.domain.principal import Principal
+from flowdeck.domain.principal import ANONYMOUS, Principal
 from flowdeck.services.context import Services
 
 
@@ -21,6 +21,15 @@ async def get_principal(request: Request) -> Principal:
     """The caller, as the configured authenticator sees them."""
     principal: Principal = await request.app.state.authenticator.authenticate(request.headers.get("authorization"))
     return principal
+
+
+async def get_principal_or_anonymous(request: Request) -> Principal:
+    """The caller on a public route: anonymous without credentials, else as ``get_principal``
+    (credentials that fail are still a 401: the client meant to sign in)."""
+    authorization = request.headers.get("authorization")
+    if authorization is None and request.app.state.services.settings.auth_mode != "none":
+        return ANONYMOUS
+    return await get_principal(request)
 
 
 async def caller(request: Request) -> tuple[Services, Principal]:
@@ -40,4 +49,5 @@ async def base_url(request: Request) -> str:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+PublicPrincipalDep = Annotated[Principal, Depends(get_principal_or_anonymous)]
 BaseUrlDep = Annotated[str, Depends(base_url)]

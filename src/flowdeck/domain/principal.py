@@ -45,3 +45,5 @@ class Principal:
 
 LOCAL_USER = Principal(name="local", unrestricted=True, via="none")
 SYSTEM = Principal(name="system", is_admin=True, via="system")
+# A caller who sent no credentials, on the few routes open to anyone: member of no group.
+ANONYMOUS = Principal(name="anonymous", via="anonymous")

@@ -29,6 +29,7 @@ from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.group_commit import GroupCommit
 from flowdeck.services.storage import fetchable_spec
+from flowdeck.settings import Settings
 
 # Workflow types whose workflow_url names something inside the engine, not a file.
 _NAMED_TYPES = {"GALAXY", "DEMO"}
@@ -69,6 +70,14 @@ class NewRun:
 def resolve_group(principal: Principal, requested: str | None) -> str | None:
     """The research group a new object belongs to (the one rule, in the auth guard)."""
     return group_for_new_object(principal, requested)
+
+
+def remote_workflow_schemes(settings: Settings) -> list[str]:
+    """The URL schemes a WES workflow_url may use besides attachments (service-info's
+    supported_filesystem_protocols): those of the allowed prefixes, and nothing else."""
+    return sorted(
+        {prefix.split("://", 1)[0].lower() for prefix in settings.allowed_workflow_url_prefixes if "://" in prefix}
+    )
 
 
 def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from flowdeck import __version__
 from flowdeck.api import wes_schemas as schemas
-from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep, caller
+from flowdeck.api.deps import BaseUrlDep, PrincipalDep, PublicPrincipalDep, ServicesDep, caller
 from flowdeck.api.idempotency import idempotent
 from flowdeck.api.request_route import RequestRoute
 from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
@@ -111,8 +111,11 @@ async def get_run_status(request: Request) -> JSONResponse:
 
 
 @router.get("/service-info", response_model=schemas.ServiceInfo, responses=ERRORS, operation_id="GetServiceInfo")
-async def service_info(services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
-    """Service metadata, workflow types and engines of the enabled backends, and run counts."""
+async def service_info(services: ServicesDep, principal: PublicPrincipalDep, base: BaseUrlDep) -> JSONResponse:
+    """Service metadata, workflow types and engines of the enabled backends, and run counts.
+
+    Open to anyone in every auth mode: a WES client reads ``auth_instructions_url`` here before it
+    can sign in. The counts cover the runs the caller may see (none for an anonymous caller)."""
     async with services.db.read() as conn:
         counts = await run_rows.count_by_state(conn, principal.visible_groups())
     registry = services.backends
@@ -138,7 +141,7 @@ async def service_info(services: ServicesDep, principal: PrincipalDep, base: Bas
         "version": __version__,
         "workflow_type_versions": {t: {"workflow_type_version": v} for t, v in registry.workflow_types().items()},
         "supported_wes_versions": ["1.1.0"],
-        "supported_filesystem_protocols": ["file", "https", "s3"],
+        "supported_filesystem_protocols": run_service.remote_workflow_schemes(settings),
         "workflow_engine_versions": engines,
         "default_workflow_engine_parameters": parameters,
         "system_state_counts": {state.value: counts.get(state.value, 0) for state in State},
