@@ -158,6 +158,11 @@ class Settings(BaseSettings):
         default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy"],
         description="Backends to enable; ones whose engine is not installed are skipped.",
     )
+    max_tags: int = Field(64, ge=1, description="Most tags one run may carry (every door).")
+    max_tag_value_chars: int = Field(
+        1024, ge=1, description="Longest tag value, in characters (tags are shown on every run list page)."
+    )
+    max_description_chars: int = Field(4096, ge=1, description="Longest run or request description, in characters.")
     allowed_workflow_url_prefixes: StrList = Field(
         default_factory=lambda: ["https://"], description="Remote workflow_url prefixes accepted besides attachments."
     )

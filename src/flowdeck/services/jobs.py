@@ -124,7 +124,7 @@ async def plan(services: Services, body: Any, principal: Principal) -> Planned:
     else:
         planned = await _plan_pipeline(services, body, principal)
     # A dry run answers what the real submit would: an engine that is not enabled is refused here too.
-    run_service.backend_for(services, planned.new)
+    run_service.check_admissible(services, planned.new)
     return planned
 
 

@@ -35,7 +35,7 @@ from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.pipeline_runs import build_run, visible_pipeline
 from flowdeck.services.request_items import Item, RequestInput, items_of
-from flowdeck.services.runs import Cancel, backend_for, resolve_group
+from flowdeck.services.runs import Cancel, check_admissible, resolve_group
 
 CANCEL_CHUNK = 200
 _TERMINAL = sorted(s.value for s in TERMINAL)
@@ -56,7 +56,7 @@ async def accept(services: Services, principal: Principal, given: RequestInput) 
         strict=True,
         origin="requests",
     )
-    backend_for(services, probe)
+    check_admissible(services, probe)
     return await _store(services, principal, given, pipeline.name, str(pipeline.version), group, items)
 
 

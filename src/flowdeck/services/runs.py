@@ -21,7 +21,7 @@ from flowdeck.db import tasks as task_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State, is_terminal
-from flowdeck.errors import InvalidInput, NotFound
+from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services import paging, state_machine
 from flowdeck.services.attachments import Attachment, RunFolder, check_all, run_folder
 from flowdeck.services.auth.guard import group_for_new_object
@@ -101,11 +101,35 @@ def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:
         )
 
 
-def backend_for(services: Services, new: NewRun) -> tuple[str, Backend]:
-    """The canonical workflow type and the enabled backend that would run ``new`` (InvalidInput
-    when none is): what a submission, a dry run and a request's first item all check."""
+def check_admissible(services: Services, new: NewRun) -> tuple[str, Backend]:
+    """What a submission, a dry run and a request's first item all check: the sizes of tags and
+    description, and an enabled backend that runs ``new``. Returns the canonical workflow type
+    and that backend."""
+    check_text_limits(services.settings, new.tags, new.description)
     wf_type = canonical_type(new.workflow_type)
     return wf_type, services.backends.choose(wf_type, new.workflow_engine)
+
+
+def check_text_limits(settings: Settings, tags: Mapping[str, str], description: str | None) -> None:
+    """Tags and descriptions are shown on every list page: each has a size limit (settings)."""
+    problems = []
+    if len(tags) > settings.max_tags:
+        problems.append(Problem("/tags", f"at most {settings.max_tags} tags", "maxProperties"))
+    limit = settings.max_tag_value_chars
+    problems += [
+        Problem(f"/tags/{_pointer_part(key)}", f"at most {limit} characters", "maxLength")
+        for key, value in tags.items()
+        if len(value) > limit
+    ]
+    if description is not None and len(description) > settings.max_description_chars:
+        problems.append(Problem("/description", f"at most {settings.max_description_chars} characters", "maxLength"))
+    if problems:
+        raise ValidationFailed("; ".join(f"{p.pointer}: {p.message}" for p in problems), problems)
+
+
+def _pointer_part(key: str) -> str:
+    """A key as one JSON pointer segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 async def _engine_check(services: Services, backend: Backend, new: NewRun) -> None:
@@ -124,7 +148,7 @@ async def _engine_check(services: Services, backend: Backend, new: NewRun) -> No
 async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     """Validate, store attachments, and record the run in QUEUED. Returns its id."""
     _check_storable(new)
-    wf_type, backend = backend_for(services, new)
+    wf_type, backend = check_admissible(services, new)
     versions = backend.workflow_types.get(wf_type, [])
     if new.workflow_type_version not in versions:
         raise InvalidInput(
