@@ -192,6 +192,39 @@ class Settings(BaseSettings):
         description="Sync learns many invocations' states per Galaxy call (the invocation listing and multi-invocation job summaries). Off: each invocation's job summary is polled on its own (one call per run, two while Galaxy is still scheduling it), for a Galaxy whose listing misbehaves.",
     )
 
+    omics_region: str | None = Field(
+        None, description="AWS region of the HealthOmics backend. Default: the standard AWS chain's region."
+    )
+    omics_role_arn: str | None = Field(
+        None, description="IAM role HealthOmics runs assume (StartRun roleArn). Required by the omics backend."
+    )
+    omics_output_uri: str | None = Field(
+        None, description="s3:// prefix HealthOmics writes run outputs under. Required by the omics backend."
+    )
+    omics_staging_uri: str | None = Field(
+        None, description="s3:// prefix local (file://) inputs are uploaded to before a HealthOmics run starts."
+    )
+    omics_storage_type: Literal["STATIC", "DYNAMIC"] | None = Field(
+        None, description="HealthOmics run storage type (STATIC or DYNAMIC). Default: the service's."
+    )
+    omics_storage_capacity: int | None = Field(
+        None, ge=1, description="HealthOmics STATIC run storage in GiB. Default: the service's."
+    )
+    omics_run_group_id: str | None = Field(None, description="HealthOmics run group for flowdeck's runs.")
+    omics_priority: int | None = Field(None, ge=0, description="HealthOmics run priority within the run group.")
+    omics_max_attempts: int = Field(
+        6, ge=1, description="Attempts per HealthOmics, S3 or CloudWatch Logs call (botocore's retries with backoff)."
+    )
+    omics_endpoint_url: str | None = Field(
+        None, description="HealthOmics API endpoint (a VPC endpoint or the tests' fake). Default: AWS's."
+    )
+    omics_s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint the omics backend reads outputs from and stages inputs to. Default: AWS's."
+    )
+    omics_logs_endpoint_url: str | None = Field(
+        None, description="CloudWatch Logs endpoint the omics backend reads run logs from. Default: AWS's."
+    )
+
     @field_validator(
         "backends",
         "cors_origins",
