@@ -155,7 +155,7 @@ class Settings(BaseSettings):
 
     # --- workflows and engines
     backends: StrList = Field(
-        default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy"],
+        default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy", "omics"],
         description="Backends to enable; ones whose engine is not installed are skipped.",
     )
     allowed_workflow_url_prefixes: StrList = Field(

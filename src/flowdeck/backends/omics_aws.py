@@ -131,7 +131,7 @@ class AwsClients:
 
     def __init__(self, settings: Settings) -> None:
         session = boto3.session.Session(region_name=settings.omics_region)
-        retries: dict[str, Any] = {"mode": "standard", "max_attempts": settings.omics_max_attempts}
+        retries: dict[str, Any] = {"mode": "standard", "total_max_attempts": settings.omics_max_attempts}
         pool = settings.sync_concurrency + 4
         # An endpoint given by address cannot take HealthOmics' "workflows-" host prefix.
         omics_config = Config(
@@ -139,7 +139,9 @@ class AwsClients:
         )
         config = Config(retries=retries, max_pool_connections=pool)
         self.omics = session.client("omics", endpoint_url=settings.omics_endpoint_url, config=omics_config)
-        self.s3 = session.client("s3", endpoint_url=settings.omics_s3_endpoint_url, config=config)
+        # SigV4 links: the only kind every region takes
+        s3_config = config.merge(Config(signature_version="s3v4"))
+        self.s3 = session.client("s3", endpoint_url=settings.omics_s3_endpoint_url, config=s3_config)
         self.logs = session.client("logs", endpoint_url=settings.omics_logs_endpoint_url, config=config)
 
 
