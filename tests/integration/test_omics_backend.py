@@ -245,3 +245,20 @@ def test_the_fake_refuses_what_breaks_the_model(fake: OmicsFake) -> None:
 def test_registry_enables_omics_only_when_configured(fake: OmicsFake, tmp_path: Path) -> None:
     assert "omics" in Registry(Settings(**omics_settings(fake, tmp_path / "data")))
     assert "omics" not in Registry(Settings(**omics_settings(fake, tmp_path / "data", omics_role_arn=None)))
+
+
+def test_a_catalog_pipeline_runs_on_omics(fake: OmicsFake, tmp_path: Path) -> None:
+    """A pipeline file with an omics target hands the backend a target it starts (Ready2Run here)."""
+    from flowdeck.services.pipelines import parse_file
+
+    text = (
+        f'name: r2r\nversion: "1.0.0"\ndescription: A Ready2Run workflow.\nbackend: omics\ntarget:\n  omics_workflow_id: "ready2run:{READY2RUN_WORKFLOW}"\n'
+        "parameters:\n  type: object\n  properties:\n    message: {type: string}\n"
+    )
+    pipeline = parse_file(tmp_path / "r2r.yaml", text)
+    run = spec(tmp_path, "catalog", workflow="", pipeline_target=pipeline.target.as_dict())
+    backend = make(fake, tmp_path)
+    backend.validate(run)
+    assert Registry(Settings(**omics_settings(fake, tmp_path / "data"))).choose(pipeline.target.workflow_type, "omics")
+    report = contract.wait_done(backend, handle_of(run, backend.submit(run)), 30)
+    assert report.state is State.COMPLETE
