@@ -215,6 +215,11 @@ class Settings(BaseSettings):
     omics_max_attempts: int = Field(
         6, ge=1, description="Attempts per HealthOmics, S3 or CloudWatch Logs call (botocore's retries with backoff)."
     )
+    omics_task_refresh_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="While a HealthOmics run stays RUNNING, its task list is read at most this often (a sync is then one GetRun call).",
+    )
     omics_endpoint_url: str | None = Field(
         None, description="HealthOmics API endpoint (a VPC endpoint or the tests' fake). Default: AWS's."
     )

@@ -262,3 +262,20 @@ def test_a_catalog_pipeline_runs_on_omics(fake: OmicsFake, tmp_path: Path) -> No
     assert Registry(Settings(**omics_settings(fake, tmp_path / "data"))).choose(pipeline.target.workflow_type, "omics")
     report = contract.wait_done(backend, handle_of(run, backend.submit(run)), 30)
     assert report.state is State.COMPLETE
+
+
+def test_a_running_run_is_one_getrun_call_until_its_tasks_are_due(fake: OmicsFake, tmp_path: Path) -> None:
+    backend = make(fake, tmp_path, omics_task_refresh_seconds=3600)
+    run = spec(tmp_path, "quiet", workflow_params={"message": "m", "sleep_seconds": 300})
+    handle = handle_of(run, backend.submit(run))
+    first = contract.wait_for(backend, handle, 30, lambda r: r.state is State.RUNNING)
+    assert first.tasks
+    handle = RunHandle(handle.run_id, handle.backend_run_id, first.backend_data or {}, handle.workdir, State.RUNNING)
+    before = fake.state()["calls"]
+    again = backend.sync([handle])[0]
+    after = fake.state()["calls"]
+    assert again.state is State.RUNNING
+    assert again.tasks is None
+    assert after.get("ListRunTasks", 0) == before.get("ListRunTasks", 0)
+    assert after["GetRun"] == before["GetRun"] + 1
+    backend.cancel(handle)

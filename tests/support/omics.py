@@ -79,5 +79,6 @@ def omics_settings(fake: OmicsFake, data_dir: Path, **overrides: Any) -> dict[st
         "omics_s3_endpoint_url": fake.aws_url,
         "omics_logs_endpoint_url": fake.aws_url,
         "omics_max_attempts": 2,
+        "omics_task_refresh_seconds": 0,
         **overrides,
     }

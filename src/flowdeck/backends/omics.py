@@ -15,8 +15,9 @@ pre-signed download URL. Cancel calls ``CancelRun``; a later sync sees CANCELLED
 Any AWS failure during sync is a transient report: the run's state stays as it was.
 
 ``backend_run_id`` is the HealthOmics run id; ``backend_data`` holds
-``omics_status``, ``workflow_id``, ``workflow_type``, ``run_output_uri`` and
-``logged_tasks`` (task ids whose logs are copied already).
+``omics_status``, ``workflow_id``, ``workflow_type``, ``run_output_uri``,
+``logged_tasks`` (task ids whose logs are copied already) and ``tasks_listed_at``. While a
+run stays RUNNING its tasks are listed at most every ``omics_task_refresh_seconds``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -186,9 +188,10 @@ class OmicsBackend(Backend):
         status = str(run.get("status"))
         state = RUN_STATES.get(status, State.UNKNOWN)
         data = {**handle.backend_data, "omics_status": status, "run_output_uri": run.get("runOutputUri")}
-        if status in ("PENDING", "STARTING"):
+        if status in ("PENDING", "STARTING") or self._tasks_fresh(handle, status):
             return SyncReport(run_id=handle.run_id, state=state, backend_data=data)
         tasks = self._tasks(handle, data)
+        data["tasks_listed_at"] = time.time()
         report: dict[str, Any] = {"run_id": handle.run_id, "state": state, "tasks": tasks, "backend_data": data}
         if status in ENDED:
             report["stderr_path"] = self._copy_log(handle, f"run/{handle.backend_run_id}", "run.log")
@@ -197,6 +200,13 @@ class OmicsBackend(Backend):
             files = self._output_files(str(run.get("runOutputUri") or ""))
             report.update(exit_code=0, output_files=files, outputs=self._presigned(files))
         return SyncReport(**report)
+
+    def _tasks_fresh(self, handle: RunHandle, status: str) -> bool:
+        """True while a run stays RUNNING and its tasks were listed less than
+        ``omics_task_refresh_seconds`` ago: the sync is then one GetRun call."""
+        listed_at = float(handle.backend_data.get("tasks_listed_at") or 0)
+        unchanged = status == "RUNNING" and handle.backend_data.get("omics_status") == "RUNNING"
+        return unchanged and time.time() - listed_at < self.settings.omics_task_refresh_seconds
 
     def _tasks(self, handle: RunHandle, data: dict[str, Any]) -> list[TaskInfo]:
         """Every task of the run; an ended task's details and log are read once."""
