@@ -304,6 +304,7 @@ class Handler(BaseHTTPRequestHandler):
     fake: Fake
     model: OmicsModel
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -373,6 +374,7 @@ class Handler(BaseHTTPRequestHandler):
                 for _ in range(int(request.get("count", 1))):
                     fault = {"code": request.get("code", "ThrottlingException"), "after": request.get("after", False)}
                     fake.faults.setdefault(request["operation"], []).append(fault)
+                fake.latency = float(request.get("latency_seconds", fake.latency))
                 fake.expired.update(request.get("expired_keys", []))
                 fake.expired.difference_update(request.get("renewed_keys", []))
             violations = list(fake.violations)
@@ -442,6 +444,10 @@ class OmicsFake:
     def fault(self, operation: str, code: str = "ThrottlingException", count: int = 1, after: bool = False) -> None:
         """The next ``count`` calls of ``operation`` answer ``code`` (``after``: once they took effect)."""
         self._admin("faults", {"operation": operation, "code": code, "count": count, "after": after})
+
+    def set_latency(self, seconds: float) -> None:
+        """Every later call is answered ``seconds`` late (a slow service, for benchmarks)."""
+        self._admin("faults", {"operation": "-", "count": 0, "latency_seconds": seconds})
 
     def expire(self, access_key: str, expired: bool = True) -> None:
         """Calls signed with ``access_key`` answer ExpiredTokenException (or no longer do)."""
