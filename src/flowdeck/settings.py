@@ -155,7 +155,7 @@ class Settings(BaseSettings):
 
     # --- workflows and engines
     backends: StrList = Field(
-        default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy"],
+        default_factory=lambda: ["demo", "cwltool", "snakemake", "miniwdl", "toil", "galaxy", "omics"],
         description="Backends to enable; ones whose engine is not installed are skipped.",
     )
     max_tags: int = Field(64, ge=1, description="Most tags one run may carry (every door).")
@@ -195,6 +195,44 @@ class Settings(BaseSettings):
     galaxy_batch_listing: bool = Field(
         True,
         description="Sync learns many invocations' states per Galaxy call (the invocation listing and multi-invocation job summaries). Off: each invocation's job summary is polled on its own (one call per run, two while Galaxy is still scheduling it), for a Galaxy whose listing misbehaves.",
+    )
+
+    omics_region: str | None = Field(
+        None, description="AWS region of the HealthOmics backend. Default: the standard AWS chain's region."
+    )
+    omics_role_arn: str | None = Field(
+        None, description="IAM role HealthOmics runs assume (StartRun roleArn). Required by the omics backend."
+    )
+    omics_output_uri: str | None = Field(
+        None, description="s3:// prefix HealthOmics writes run outputs under. Required by the omics backend."
+    )
+    omics_staging_uri: str | None = Field(
+        None, description="s3:// prefix local (file://) inputs are uploaded to before a HealthOmics run starts."
+    )
+    omics_storage_type: Literal["STATIC", "DYNAMIC"] | None = Field(
+        None, description="HealthOmics run storage type (STATIC or DYNAMIC). Default: the service's."
+    )
+    omics_storage_capacity: int | None = Field(
+        None, ge=1, description="HealthOmics STATIC run storage in GiB. Default: the service's."
+    )
+    omics_run_group_id: str | None = Field(None, description="HealthOmics run group for flowdeck's runs.")
+    omics_priority: int | None = Field(None, ge=0, description="HealthOmics run priority within the run group.")
+    omics_max_attempts: int = Field(
+        6, ge=1, description="Attempts per HealthOmics, S3 or CloudWatch Logs call (botocore's retries with backoff)."
+    )
+    omics_task_refresh_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="While a HealthOmics run stays RUNNING, its task list is read at most this often (a sync is then one GetRun call).",
+    )
+    omics_endpoint_url: str | None = Field(
+        None, description="HealthOmics API endpoint (a VPC endpoint or the tests' fake). Default: AWS's."
+    )
+    omics_s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint the omics backend reads outputs from and stages inputs to. Default: AWS's."
+    )
+    omics_logs_endpoint_url: str | None = Field(
+        None, description="CloudWatch Logs endpoint the omics backend reads run logs from. Default: AWS's."
     )
 
     @field_validator(

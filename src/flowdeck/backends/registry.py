@@ -26,6 +26,7 @@ BACKENDS: dict[str, str] = {
     "snakemake": "flowdeck.backends.snakemake:SnakemakeBackend",
     "miniwdl": "flowdeck.backends.miniwdl:MiniwdlBackend",
     "toil": "flowdeck.backends.toil:ToilBackend",
+    "omics": "flowdeck.backends.omics:OmicsBackend",
 }
 
 # WES workflow types and their spellings clients use.
