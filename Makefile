@@ -1,6 +1,6 @@
 # flowdeck's front door.
 #
-#   make install   .venv with flowdeck[all,dev]; PostgreSQL (Debian, as root) and Galaxy if missing
+#   make install   .venv with flowdeck[all,dev]; Debian packages the tests use (as root) and Galaxy if missing
 #   make test      install, then the whole test suite (the README's test command; CI runs it)
 #   make run       install, then `flowdeck up` (SQLite file, local storage, demo backend)
 #   make lint      ruff check, ruff format --check, mypy, import-linter, shellcheck
@@ -29,12 +29,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help install postgres galaxy test run lint bench
+.PHONY: help install postgres debs galaxy test run lint bench
 
 help:
 	sed -n 's/^#   //p' Makefile
 
-install: $(STAMP) postgres galaxy
+install: $(STAMP) postgres debs galaxy
 
 # The venv and the editable install; redone only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -84,6 +84,27 @@ postgres:
 	if ! { apt-get update -qq && apt-get install -y -qq postgresql; } > "$$log" 2>&1; then
 	  tail -n 40 "$$log" >&2
 	  echo "ERROR: apt-get install postgresql failed" >&2
+	  exit 1
+	fi
+	rm -f "$$log"
+
+# Debian packages the tests run for real (command:package): nginx -t checks deploy/nginx.
+DEBS ?= nginx:nginx
+debs:
+	missing=""
+	for pair in $(DEBS); do
+	  command -v "$${pair%%:*}" > /dev/null || [ -x "/usr/sbin/$${pair%%:*}" ] || missing="$$missing $${pair#*:}"
+	done
+	[ -n "$$missing" ] || exit 0
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
+	  echo "WARNING: the tests need these Debian packages:$$missing (sudo apt-get install -y$$missing)" >&2
+	  exit 0
+	fi
+	echo "==> Debian packages missing:$$missing"
+	log="$$(mktemp)"
+	if ! { apt-get update -qq && apt-get install -y -qq $$missing; } > "$$log" 2>&1; then
+	  tail -n 40 "$$log" >&2
+	  echo "ERROR: apt-get install$$missing failed" >&2
 	  exit 1
 	fi
 	rm -f "$$log"
