@@ -278,14 +278,29 @@ async def test_other_bad_requests(api: httpx.AsyncClient, services: Services) ->
         "/requests", json={"pipeline_name": PIPELINE, "samples": [sample(0)], "dataset_ids": ["x"]}
     )
     assert "exactly one of" in (await assert_refused(api, services, response, 422))["detail"]
-    response = await api.post("/requests", json={"pipeline_name": PIPELINE, "dataset_ids": ["missing"]})
+    response = await api.post("/requests", json={"pipeline_name": "hello_galaxy", "dataset_ids": ["missing"]})
     errors = (await assert_refused(api, services, response, 422))["errors"]
-    assert [e["pointer"] for e in errors][-1] == "/dataset_ids/0"  # next to the missing required parameters
+    assert [e["pointer"] for e in errors][-1] == "/dataset_ids/0"
     response = await api.post("/requests", json={"pipeline_name": PIPELINE, "samples": [], "colour": 1})
     errors = (await assert_refused(api, services, response, 422))["errors"]
     assert [e["pointer"] for e in errors] == ["/colour"]
     response = await api.post("/requests", json={"pipeline_name": PIPELINE, "samples": []})
     await assert_refused(api, services, response, 422)
+
+
+async def test_datasets_for_a_pipeline_that_takes_none_are_refused(
+    api: httpx.AsyncClient, services: Services
+) -> None:
+    """rnaseq_deseq2 takes its reads as parameters: the datasets would be dropped silently."""
+    registered = await api.post("/datasets", json={"name": "reads", "uri": "https://example.org/r.fastq.gz"})
+    assert registered.status_code == 201, registered.text
+    payload = {"pipeline_name": PIPELINE, "parameters": SHARED, "dataset_ids": [registered.json()["id"]]}
+    problem = await assert_refused(api, services, await api.post("/requests", json=payload), 422)
+    assert [e["pointer"] for e in problem["errors"]] == ["/dataset_ids"]
+    assert "takes no dataset" in problem["detail"]
+    job = await api.post("/jobs", json={"pipeline_name": PIPELINE, "dataset_id": registered.json()["id"]})
+    assert job.status_code == 422
+    assert [e["pointer"] for e in job.json()["errors"]] == ["/dataset_id"]
 
 
 async def test_list_and_not_found(api: httpx.AsyncClient) -> None:

@@ -132,6 +132,8 @@ async def _plan_pipeline(services: Services, body: dict[str, Any], principal: Pr
     pipeline = visible_pipeline(services, principal, body["pipeline_name"], body.get("pipeline_version"))
     group = resolve_group(principal, body.get("research_group"))
     dataset, dataset_id = None, body.get("dataset_id")
+    if dataset_id is not None and not pipeline.takes_dataset:
+        raise pipeline.refuse_dataset("/dataset_id")
     if dataset_id is not None:
         row = await dataset_service.get_visible(services, dataset_id, principal)
         dataset = dataset_service.run_reference(services, row)

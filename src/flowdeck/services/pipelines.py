@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowdeck.domain.pipelines import BACKEND_TARGETS, TARGET_KINDS, SpecError, Target, Version
-from flowdeck.errors import ConfigurationError, NotFound, Problem
+from flowdeck.errors import ConfigurationError, NotFound, Problem, ValidationFailed
 from flowdeck.services.parameters import ParameterModel
 
 if TYPE_CHECKING:
@@ -76,6 +76,20 @@ class Pipeline:
     def validate(self, parameters: Any, strict: bool = True, *, prefix: str = "") -> dict[str, Any]:
         """Resolved parameters with defaults applied; ValidationFailed lists every problem."""
         return self.model.validate(parameters, strict=strict, prefix=prefix)
+
+    @property
+    def takes_dataset(self) -> bool:
+        """True when a run's dataset reaches the workflow: a Galaxy workflow's data input (named by
+        ``target.input``, or its only one). Other targets take their inputs as parameters."""
+        return self.target.workflow_type == "GALAXY" or self.target.input is not None
+
+    def refuse_dataset(self, pointer: str) -> ValidationFailed:
+        """The answer to a dataset given to a pipeline that would silently drop it."""
+        message = (
+            f"pipeline {self.name} takes no dataset: its inputs are parameters "
+            f"(see GET /pipelines/{self.name}/schema)"
+        )
+        return ValidationFailed(message, [Problem(pointer, message, "notAccepted")])
 
     def allows_group(self, group: str | None) -> bool:
         """True when runs of ``group`` may use this pipeline (no list means everyone)."""

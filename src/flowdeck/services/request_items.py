@@ -70,6 +70,8 @@ async def items_of(services: Services, principal: Principal, given: RequestInput
         _check_count(given.samples, "samples", limit)
         return [Item(p) for p in _samples(pipeline, given.parameters, given.samples, given.strict)]
     assert given.dataset_ids is not None
+    if not pipeline.takes_dataset:
+        raise pipeline.refuse_dataset("/dataset_ids")
     _check_count(given.dataset_ids, "dataset_ids", limit)
     problems: list[Problem] = []
     try:
