@@ -231,8 +231,8 @@ async def test_sheet_with_missing_columns_is_422(api: httpx.AsyncClient, service
     payload = {"pipeline_name": PIPELINE, "samplesheet": "sample_id\nA\n"}
     problem = await assert_refused(api, services, await api.post("/requests", json=payload), 422)
     pointers = {(e["pointer"], e["message"]) for e in problem["errors"]}
-    assert ("/columns", "missing required column 'reference'") in pointers
-    assert ("/columns", "missing required column 'fastq_files'") in pointers
+    assert ("/columns", "line 1: missing required column 'reference'") in pointers
+    assert ("/columns", "line 1: missing required column 'fastq_files'") in pointers
 
 
 async def test_sheet_with_duplicate_sample_ids_is_422(api: httpx.AsyncClient, services: Services) -> None:
@@ -241,7 +241,11 @@ async def test_sheet_with_duplicate_sample_ids_is_422(api: httpx.AsyncClient, se
         api, services, await api.post("/requests", json={"pipeline_name": PIPELINE, "samplesheet": sheet}), 422
     )
     assert problem["errors"] == [
-        {"pointer": "/rows/2/sample_id", "message": "sample_id 'A' is already used by /rows/0", "rule": "unique"}
+        {
+            "pointer": "/rows/2/sample_id",
+            "message": "line 4: sample_id 'A' is already used by /rows/0",
+            "rule": "unique",
+        }
     ]
 
 
@@ -288,9 +292,7 @@ async def test_other_bad_requests(api: httpx.AsyncClient, services: Services) ->
     await assert_refused(api, services, response, 422)
 
 
-async def test_datasets_for_a_pipeline_that_takes_none_are_refused(
-    api: httpx.AsyncClient, services: Services
-) -> None:
+async def test_datasets_for_a_pipeline_that_takes_none_are_refused(api: httpx.AsyncClient, services: Services) -> None:
     """rnaseq_deseq2 takes its reads as parameters: the datasets would be dropped silently."""
     registered = await api.post("/datasets", json={"name": "reads", "uri": "https://example.org/r.fastq.gz"})
     assert registered.status_code == 201, registered.text

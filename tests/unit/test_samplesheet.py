@@ -79,28 +79,32 @@ def test_missing_and_unknown_columns() -> None:
     assert failure("sample_id,fastq_r2,notes,\nS1,s3://b/S1_R2.fq,x,\n") == [
         Problem(
             "/columns/2",
-            "column 'notes' is not a parameter of gatk_variant_calling (parameters: sample_id, "
+            "line 1: column 'notes' is not a parameter of gatk_variant_calling (parameters: sample_id, "
             "reference_genome, fastq_r1, fastq_r2, caller, quality_threshold, depth_threshold, intervals, "
             "interval_padding, panel_of_normals)",
             "additionalProperties",
         ),
-        Problem("/columns/3", "column 4 has no name", "name"),
-        Problem("/columns", "missing required column 'reference_genome'", "required"),
-        Problem("/columns", "missing required column 'fastq_r1'", "required"),
+        Problem("/columns/3", "line 1: column 4 has no name", "name"),
+        Problem("/columns", "line 1: missing required column 'reference_genome'", "required"),
+        Problem("/columns", "line 1: missing required column 'fastq_r1'", "required"),
+        # The row is still checked with the columns that could be read.
+        Problem("/rows/0/fastq_r2", "line 2: fastq_r2 is given without its read-1 mate fastq_r1", "paired_end"),
     ]
 
 
 def test_duplicate_column_and_common_conflict() -> None:
     text = "sample_id,reference_genome,fastq_r1,Sample_ID\nS1,hg38,s3://b/S1_R1.fq,S1\n"
     assert failure(text, common={"reference_genome": "hg38"}) == [
-        Problem("/columns/1", "column 'reference_genome' is also given as a common parameter", "conflict"),
-        Problem("/columns/3", "column 'sample_id' appears twice", "uniqueItems"),
+        Problem("/columns/1", "line 1: column 'reference_genome' is also given as a common parameter", "conflict"),
+        Problem("/columns/3", "line 1: column 'sample_id' appears twice", "uniqueItems"),
     ]
 
 
 def test_duplicate_sample_ids() -> None:
     text = gatk_sheet(3) + "S1,hg38,s3://b/S1_R1.fq.gz,\n"
-    assert failure(text) == [Problem("/rows/3/sample_id", "sample_id 'S1' is already used by /rows/1", "unique")]
+    assert failure(text) == [
+        Problem("/rows/3/sample_id", "line 5: sample_id 'S1' is already used by /rows/1", "unique")
+    ]
 
 
 def test_row_problems_point_at_the_cell() -> None:
@@ -108,9 +112,31 @@ def test_row_problems_point_at_the_cell() -> None:
     rows.append("S7,hg38,ftp://b/S7_R1.fq,s3://b/S7_R2.fq")
     rows.append("S8,hg99,s3://b/S8_R1.fq,s3://b/S8_R2.fq,extra")
     assert failure("\n".join(rows)) == [
-        Problem("/rows/7/fastq_r1", f"fastq_r1 {FASTQ_URI} (got 'ftp://b/S7_R1.fq')", "pattern"),
-        Problem("/rows/8", "the row has 5 cells; the header has 4 columns", "columns"),
+        Problem("/rows/7/fastq_r1", f"line 9: fastq_r1 {FASTQ_URI} (got 'ftp://b/S7_R1.fq')", "pattern"),
+        Problem("/rows/8", "line 10: the row has 5 cells; the header has 4 columns", "columns"),
     ]
+
+
+def test_a_bad_column_does_not_hide_the_row_problems_and_lines_count_every_line() -> None:
+    text = (
+        "# run 42\n"
+        "sample_id,reference_genome,fastq_r1,notes\n"
+        "\n"
+        "S1,hg38,s3://b/S1_R1.fq,ok\n"
+        '"S2",hg99,s3://b/S2_R1.fq,"two\nlines"\n'
+        "S3,hg38,ftp://b/S3_R1.fq,x\n"
+    )
+    problems = failure(text)
+    assert [(p.pointer, p.message.split(":")[0]) for p in problems] == [
+        ("/columns/3", "line 2"),
+        ("/rows/1/reference_genome", "line 5"),
+        ("/rows/2/fastq_r1", "line 7"),  # the quoted cell above takes two lines
+    ]
+
+
+def test_a_missing_required_column_is_reported_once_not_per_row() -> None:
+    problems = failure("sample_id,fastq_r1\nS1,s3://b/S1_R1.fq\nS2,s3://b/S2_R1.fq\n")
+    assert problems == [Problem("/columns", "line 1: missing required column 'reference_genome'", "required")]
 
 
 def test_bad_common_parameter_is_reported_once() -> None:

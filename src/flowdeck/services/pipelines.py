@@ -86,8 +86,7 @@ class Pipeline:
     def refuse_dataset(self, pointer: str) -> ValidationFailed:
         """The answer to a dataset given to a pipeline that would silently drop it."""
         message = (
-            f"pipeline {self.name} takes no dataset: its inputs are parameters "
-            f"(see GET /pipelines/{self.name}/schema)"
+            f"pipeline {self.name} takes no dataset: its inputs are parameters (see GET /pipelines/{self.name}/schema)"
         )
         return ValidationFailed(message, [Problem(pointer, message, "notAccepted")])
 

@@ -12,7 +12,10 @@ PayloadTooLarge; undecodable text or an unreadable format is InvalidInput; an
 empty sheet, unknown, duplicate or missing required columns, duplicate sample
 ids and invalid rows are ValidationFailed, every problem with a pointer:
 ``/columns/2`` for a header cell, ``/rows/7/fastq_r1`` for a cell (rows count
-from 0, after the header), ``/common/caller`` for a shared parameter.
+from 0, after the header), ``/common/caller`` for a shared parameter. A problem
+in the file also names its line (``line 9: ...``, counting every line of the
+file from 1, as an editor does). Column problems do not hide row problems: the
+rows are checked with the columns that could be read, and both are listed.
 """
 
 from __future__ import annotations
@@ -72,23 +75,27 @@ def parse_samplesheet(
             "the sample sheet is empty",
             [Problem("", "the sample sheet is empty: it needs a header line and at least one row", "empty")],
         )
-    header, body = records[0], records[1:]
+    (header_line, header), body = records[0], records[1:]
     common = dict(common or {})
-    columns = _columns(header, pipeline, common)
+    columns, column_problems = _columns(header, header_line, pipeline, common)
     if not body:
         raise ValidationFailed(
             "the sample sheet has no rows",
-            [Problem("/rows", "the sample sheet has a header but no rows", "minItems")],
+            [*column_problems, Problem("/rows", "the sample sheet has a header but no rows", "minItems")],
         )
     if len(body) > max_rows:
         raise PayloadTooLarge(
             f"the sample sheet has {len(body)} rows; a request may have at most {max_rows} (setting max_request_runs)",
             limit=max_rows,
         )
-    rows = _rows(body, columns, pipeline, common)
+    rows, row_problems = _rows(body, columns, pipeline, common)
+    if column_problems or row_problems:
+        missing = {p.message for p in column_problems if p.rule == "required"}
+        problems = column_problems + [p for p in row_problems if not _reported_missing(p, missing)]
+        raise ValidationFailed(f"the sample sheet for {pipeline.name} has problems", problems)
     id_name = pipeline.sample_id_parameter
     ids = [str(row[id_name]) if id_name and id_name in row else None for row in rows]
-    return SampleSheet(fmt, tuple(columns), rows, ids)
+    return SampleSheet(fmt, tuple(c for c in columns if c is not None), rows, ids)
 
 
 def _decode(data: bytes | str, max_bytes: int) -> str:
@@ -114,90 +121,105 @@ def _format(text: str, kind: str | None) -> str:
     return "csv"
 
 
-def _records(text: str, fmt: str) -> list[list[str]]:
+def _records(text: str, fmt: str) -> list[tuple[int, list[str]]]:
+    """Each record with the file line it starts on (a quoted cell may span lines)."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+    records: list[tuple[int, list[str]]] = []
     try:
-        return [cells for cells in reader if any(c.strip() for c in cells) and not cells[0].lstrip().startswith("#")]
+        start = 1
+        for cells in reader:
+            if any(c.strip() for c in cells) and not cells[0].lstrip().startswith("#"):
+                records.append((start, cells))
+            start = reader.line_num + 1
     except csv.Error as exc:
-        line = reader.line_num
-        raise InvalidInput(f"the sample sheet is not valid {fmt.upper()} (line {line}): {exc}") from None
+        raise InvalidInput(f"the sample sheet is not valid {fmt.upper()} (line {reader.line_num}): {exc}") from None
+    return records
 
 
-def _columns(header: list[str], pipeline: Pipeline, common: dict[str, Any]) -> list[str]:
-    """The parameter each header cell names; ValidationFailed with every header problem."""
+def _columns(
+    header: list[str], line: int, pipeline: Pipeline, common: dict[str, Any]
+) -> tuple[list[str | None], list[Problem]]:
+    """The parameter each header cell names (None where it names none), and every header problem."""
     known = pipeline.model.properties
     index = {normalize_key(name): name for name in known}
-    columns: list[str] = []
+    columns: list[str | None] = []
     problems: list[Problem] = []
     for i, cell in enumerate(header):
         name = cell.strip() if cell.strip() in known else index.get(normalize_key(cell), "")
         where = f"/columns/{i}"
+        message = ""
         if not cell.strip():
-            problems.append(Problem(where, f"column {i + 1} has no name", "name"))
+            message, rule = f"column {i + 1} has no name", "name"
         elif not name:
-            problems.append(
-                Problem(
-                    where,
-                    f"column {cell.strip()!r} is not a parameter of {pipeline.name} (parameters: {', '.join(known)})",
-                    "additionalProperties",
-                )
-            )
+            message = f"column {cell.strip()!r} is not a parameter of {pipeline.name} (parameters: {', '.join(known)})"
+            rule = "additionalProperties"
         elif name in columns:
-            problems.append(Problem(where, f"column {name!r} appears twice", "uniqueItems"))
+            message, rule = f"column {name!r} appears twice", "uniqueItems"
         elif name in common:
-            message = f"column {name!r} is also given as a common parameter"
-            problems.append(Problem(where, message, "conflict"))
-        columns.append(name)
-    given = set(columns) | set(common) | set(pipeline.model.defaults)
+            message, rule = f"column {name!r} is also given as a common parameter", "conflict"
+        if message:
+            problems.append(Problem(where, f"line {line}: {message}", rule))
+        columns.append(None if message else name)
+    given = {c for c in columns if c} | set(common) | set(pipeline.model.defaults)
     problems += [
-        Problem("/columns", f"missing required column {name!r}", "required")
+        Problem("/columns", _missing_column(name, line), "required")
         for name in pipeline.model.required
         if name not in given
     ]
-    if problems:
-        raise ValidationFailed(f"the sample sheet's columns do not fit {pipeline.name}", problems)
-    return columns
+    return columns, problems
+
+
+def _missing_column(name: str, line: int) -> str:
+    return f"line {line}: missing required column {name!r}"
+
+
+def _reported_missing(problem: Problem, missing: set[str]) -> bool:
+    """A row's "required" problem for a column already reported missing (once is enough)."""
+    if problem.rule != "required":
+        return False
+    name = problem.pointer.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
+    return any(message.endswith(f"missing required column {name!r}") for message in missing)
 
 
 def _rows(
-    body: list[list[str]], columns: list[str], pipeline: Pipeline, common: dict[str, Any]
-) -> list[dict[str, Any]]:
+    body: list[tuple[int, list[str]]], columns: list[str | None], pipeline: Pipeline, common: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[Problem]]:
     rows: list[dict[str, Any]] = []
     found: dict[Problem, None] = {}  # ordered set: a bad common parameter is reported once
     first_use: dict[str, int] = {}
     id_name = pipeline.sample_id_parameter
-    for i, cells in enumerate(body):
+    for i, (line, cells) in enumerate(body):
         if len(found) >= MAX_PROBLEMS:
             found[_TRUNCATED] = None
             break
         if len(cells) > len(columns):
-            where, count = f"/rows/{i}", len(columns)
-            found[Problem(where, f"the row has {len(cells)} cells; the header has {count} columns", "columns")] = None
+            message = f"line {line}: the row has {len(cells)} cells; the header has {len(columns)} columns"
+            found[Problem(f"/rows/{i}", message, "columns")] = None
             continue
         params = _row_parameters(cells, columns, pipeline, common)
         try:
             row = pipeline.validate(params, strict=False, prefix=f"/rows/{i}")
         except ValidationFailed as exc:
-            found.update((_common_pointer(p, i, common), None) for p in exc.problems)
+            found.update((_located(p, i, line, common), None) for p in exc.problems)
             continue
         rows.append(row)
         if id_name and id_name in row:
             sample = str(row[id_name])
             if sample in first_use:
                 where = f"/rows/{i}" + pointer([id_name])
-                message = f"{id_name} {sample!r} is already used by /rows/{first_use[sample]}"
+                message = f"line {line}: {id_name} {sample!r} is already used by /rows/{first_use[sample]}"
                 found[Problem(where, message, "unique")] = None
             first_use.setdefault(sample, i)
-    if found:
-        raise ValidationFailed(f"the sample sheet for {pipeline.name} has problems", list(found))
-    return rows
+    return rows, list(found)
 
 
-def _row_parameters(cells: list[str], columns: list[str], pipeline: Pipeline, common: dict[str, Any]) -> dict[str, Any]:
+def _row_parameters(
+    cells: list[str], columns: list[str | None], pipeline: Pipeline, common: dict[str, Any]
+) -> dict[str, Any]:
     params = copy.deepcopy(common)
     for name, cell in zip(columns, cells, strict=False):
         value = cell.strip()
-        if not value:
+        if name is None or not value:
             continue
         if pipeline.model.is_array(name):
             params[name] = [item.strip() for item in value.split(LIST_SEPARATOR) if item.strip()]
@@ -206,10 +228,11 @@ def _row_parameters(cells: list[str], columns: list[str], pipeline: Pipeline, co
     return params
 
 
-def _common_pointer(problem: Problem, row: int, common: dict[str, Any]) -> Problem:
-    """A problem in a shared parameter points at /common, not at every row."""
+def _located(problem: Problem, row: int, line: int, common: dict[str, Any]) -> Problem:
+    """A row's problem with its file line; one in a shared parameter points at /common instead
+    (it is the same in every row, so it has no line)."""
     relative = problem.pointer[len(f"/rows/{row}") :]
     name = relative[1:].split("/", 1)[0].replace("~1", "/").replace("~0", "~")
     if relative and name in common:
         return Problem("/common" + relative, problem.message, problem.rule)
-    return problem
+    return Problem(problem.pointer, f"line {line}: {problem.message}", problem.rule)
