@@ -166,6 +166,13 @@ class Settings(BaseSettings):
     allowed_workflow_url_prefixes: StrList = Field(
         default_factory=lambda: ["https://"], description="Remote workflow_url prefixes accepted besides attachments."
     )
+    outbound_allowlist: StrList = Field(
+        default_factory=list,
+        description="Hosts or networks (CIDR) that URLs given by clients may reach although they are not public addresses (loopback, private, link-local, metadata: refused otherwise; docs/ssrf.md).",
+    )
+    remote_fetch_timeout_seconds: float = Field(
+        10.0, gt=0, description="Timeout of each request flowdeck makes to fetch a client's remote workflow_url."
+    )
     containers: bool = Field(False, description="Let engines use containers (off: no container runtime here).")
     warm_starts: bool = Field(
         True,
@@ -239,6 +246,7 @@ class Settings(BaseSettings):
         "backends",
         "cors_origins",
         "allowed_workflow_url_prefixes",
+        "outbound_allowlist",
         "galaxy_allowed_workflows",
         "oidc_algorithms",
         mode="before",

@@ -9,6 +9,7 @@ would otherwise let any client make the server read any file it can.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
@@ -21,8 +22,8 @@ from sqlalchemy.engine import RowMapping
 
 from flowdeck.db import datasets as dataset_rows
 from flowdeck.domain.principal import Principal
-from flowdeck.errors import Conflict, NotFound, PayloadTooLarge, Problem, ValidationFailed
-from flowdeck.services import paging
+from flowdeck.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Problem, ValidationFailed
+from flowdeck.services import paging, url_policy
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.runs import resolve_group
@@ -69,6 +70,12 @@ def check_reference(services: Services, new: NewDataset) -> None:
         _check_file(services, new.uri)
     elif not (new.uri.startswith(("s3://", "https://")) and urlparse(new.uri).netloc):
         raise _problem("/uri", f"unsupported URI {new.uri[:200]!r}; supported: {', '.join(SCHEMES)}", "scheme")
+    elif new.uri.startswith("https://"):
+        # Galaxy, or flowdeck's staging, fetches it on the client's behalf: the SSRF policy applies.
+        try:
+            url_policy.check_reference(services.settings, new.uri, what="uri")
+        except InvalidInput as exc:
+            raise _problem("/uri", exc.detail, "ssrf") from None
     if new.galaxy_dataset_id is not None and not _GALAXY_ID.fullmatch(new.galaxy_dataset_id):
         raise _problem("/galaxy_dataset_id", "must be a Galaxy encoded id (16 to 64 lower-case hex digits)", "pattern")
 
@@ -92,7 +99,9 @@ async def register(
     dataset_id: str | None = None,
 ) -> RowMapping:
     """Record a dataset (a reference, or one whose bytes are or will be in storage)."""
-    if storage_key is None:
+    if storage_key is None and (new.uri or "").startswith("https://"):
+        await asyncio.to_thread(check_reference, services, new)  # resolves the host
+    elif storage_key is None:
         check_reference(services, new)
     group = resolve_group(principal, new.research_group)
     now, new_id = utcnow(), dataset_id or str(uuid.uuid4())

@@ -9,6 +9,7 @@ backends' submit is idempotent per run id, so the engine never gets it twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -19,7 +20,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.domain.runs import RunSpec, Submitted
 from flowdeck.domain.states import State
 from flowdeck.errors import EngineUnavailable, FlowdeckError
-from flowdeck.services import state_machine
+from flowdeck.services import state_machine, url_policy
 from flowdeck.services.attachments import Attachment, RunFolder, run_folder
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
@@ -51,7 +52,11 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
                     return
         backend = services.backends.get(row["backend"])
         files = await stored_attachments(services, row)
-        spec = await fetchable_spec(services.settings, spec_of(row, services.runs_dir))
+        spec = spec_of(row, services.runs_dir)
+        await asyncio.to_thread(
+            url_policy.check_run_references, services.settings, [spec.dataset, *spec.workflow_params.values()]
+        )
+        spec = await fetchable_spec(services.settings, spec)
         submitted = await pool.run(_start, backend, spec, run_folder(services.runs_dir, run_id), files)
     except EngineUnavailable as exc:
         await _retry_later(services, owner, row, str(exc))

@@ -22,8 +22,8 @@ from flowdeck.domain.principal import Principal
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
-from flowdeck.services import paging, state_machine
-from flowdeck.services.attachments import Attachment, RunFolder, check_all, run_folder
+from flowdeck.services import paging, state_machine, url_policy
+from flowdeck.services.attachments import Attachment, RunFolder, check_all, run_folder, safe_name
 from flowdeck.services.auth.guard import group_for_new_object
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
@@ -65,6 +65,7 @@ class NewRun:
     request_index: int | None = None
     rerun_of: str | None = None
     origin: str = "wes"
+    workflow_source: str | None = None  # the remote workflow_url the stored workflow was fetched from
 
 
 def resolve_group(principal: Principal, requested: str | None) -> str | None:
@@ -132,6 +133,24 @@ def _pointer_part(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+def _with_fetched_workflow(settings: Settings, new: NewRun) -> NewRun:
+    """``new`` with its remote workflow fetched through the SSRF policy and kept as an attachment:
+    engines never fetch a client's URL (and run without network), and the run keeps the very
+    workflow it ran. One document is fetched; a workflow that imports neighbours is attached."""
+    url = new.workflow_url.strip()
+    content = url_policy.fetch(settings, url, what="workflow_url", max_bytes=settings.max_upload_bytes)
+    taken = {a.name for a in new.attachments}
+    try:
+        name = safe_name(url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+    except InvalidInput:
+        name = "workflow"
+    while name in taken:
+        name = f"remote-{name}"
+    return replace(
+        new, workflow_url=name, attachments=[*new.attachments, Attachment(name, content)], workflow_source=url
+    )
+
+
 async def _engine_check(services: Services, backend: Backend, new: NewRun) -> None:
     if new.workflow_engine_version and not new.workflow_engine:
         raise InvalidInput("workflow_engine is required when workflow_engine_version is given")
@@ -155,8 +174,10 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
             f"workflow_type_version {new.workflow_type_version!r} is not supported for {wf_type} on {backend.name}; supported: {', '.join(versions)}"
         )
     await _engine_check(services, backend, new)
-    check_all(new.attachments, services.settings.max_upload_bytes)
     _check_workflow_url(services, new, wf_type)
+    if wf_type not in _NAMED_TYPES and "://" in new.workflow_url:
+        new = await asyncio.to_thread(_with_fetched_workflow, services.settings, new)
+    check_all(new.attachments, services.settings.max_upload_bytes)
     group = resolve_group(principal, new.research_group)
     run_id = str(uuid.uuid4())
     folder = run_folder(services.runs_dir, run_id)
@@ -294,7 +315,10 @@ async def _store(
         "next_check_at": now,
     }
     files = [(a.name, a.content) for a in new.attachments]
-    creation = state_machine.Creation(spec.run_id, now, principal.name, f"submitted through {new.origin}")
+    reason = f"submitted through {new.origin}"
+    if new.workflow_source:
+        reason += f"; workflow fetched from {new.workflow_source}"
+    creation = state_machine.Creation(spec.run_id, now, principal.name, reason)
     await _intake(services).submit(_Accepted(run_rows.NewRunRows(values, files), creation))
 
 
