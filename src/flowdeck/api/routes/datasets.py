@@ -15,7 +15,8 @@ from sqlalchemy.engine import RowMapping
 from starlette.datastructures import UploadFile
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
-from flowdeck.api.request_body import chunks_within
+from flowdeck.api.readable_json import ReadableJSONResponse
+from flowdeck.api.request_body import chunks_within, json_within, refuse_declared_length
 from flowdeck.db.datasets import DatasetFilter
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
@@ -89,12 +90,10 @@ async def create_dataset(
     """JSON ``{name, research_group, uri | galaxy_dataset_id, checksum, size, media_type}``,
     JSON ``{name, research_group, upload: true}`` for a pre-signed upload URL, or
     multipart (``file`` plus the same fields) to upload into flowdeck's storage."""
+    refuse_declared_length(request, services.settings.max_upload_bytes)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         return await _create_from_upload(request, services, principal, base)
-    try:
-        body = _json_fields(await request.json())
-    except ValueError:
-        raise ValidationFailed("the body is not valid JSON", [Problem("/", "not valid JSON", "json")]) from None
+    body = _json_fields(await json_within(request, services.settings.max_upload_bytes))
     upload = body.pop("upload", False)
     filename = body.pop("filename", None) or body["name"]
     new = NewDataset(**body)
@@ -143,7 +142,7 @@ async def list_datasets(
     """Datasets the caller may see, newest first, in keyset pages."""
     flt = DatasetFilter(research_group=research_group, name=name, owner=owner)
     rows, token = await dataset_service.list_page(services, principal, flt, page_size, page_token or None)
-    return JSONResponse({"datasets": [dataset_view(services, r, base) for r in rows], "next_page_token": token})
+    return ReadableJSONResponse({"datasets": [dataset_view(services, r, base) for r in rows], "next_page_token": token})
 
 
 @router.get("/datasets/{dataset_id}")
@@ -151,7 +150,7 @@ async def get_dataset(
     dataset_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
 ) -> JSONResponse:
     row = await dataset_service.get_visible(services, dataset_id, principal)
-    return JSONResponse(dataset_view(services, row, base))
+    return ReadableJSONResponse(dataset_view(services, row, base))
 
 
 @router.delete("/datasets/{dataset_id}", status_code=204)
