@@ -21,6 +21,7 @@ from flowdeck.domain import json_values
 from flowdeck.services.context import Services
 from flowdeck.settings import Settings
 from tests.integration.test_isolation import app_routes
+from tests.support.basic_app import add_user, basic, basic_app, basic_settings
 
 LIMIT = 2 * 1024 * 1024
 DEEP = 200_000
@@ -128,24 +129,55 @@ async def _stored(api: httpx.AsyncClient) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.parametrize(("method", "path"), _doors(), ids=[f"{m} {p}" for m, p in _doors()])
-async def test_hostile_bodies_are_refused_and_nothing_is_stored(api: httpx.AsyncClient, method: str, path: str) -> None:
-    before = await _stored(api)
+async def _send_all(client: httpx.AsyncClient, method: str, path: str, auth: dict[str, str]) -> list[Any]:
+    """Every hostile body to one door: what answered 5xx or 2xx."""
     url = _concrete(path)
     failures = []
     for label, body, headers in _bodies(path):
-        response = await api.request(method, url, content=body, headers=headers)
+        response = await client.request(method, url, content=body, headers={**headers, **auth})
         if response.status_code >= 500 or 200 <= response.status_code < 300:
             failures.append((label, response.status_code, response.text[:200]))
-    chunked = await api.request(method, url, content=_twelve_megabytes(), headers={"content-type": JSON})
+    chunked = await client.request(method, url, content=_twelve_megabytes(), headers={"content-type": JSON, **auth})
     assert "content-length" not in chunked.request.headers
     if chunked.status_code >= 500 or 200 <= chunked.status_code < 300:
         failures.append(("12MB-chunked", chunked.status_code, chunked.text[:200]))
-    assert failures == []
-    assert await _stored(api) == before
-    for get_path in sorted({p for m, p in app_routes(api._transport.app) if m == "GET"}):  # type: ignore[attr-defined]
-        response = await api.get(_concrete(get_path))
+    return failures
+
+
+async def _read_everything(client: httpx.AsyncClient, app: Any, auth: dict[str, str]) -> None:
+    for get_path in sorted({p for m, p in app_routes(app) if m == "GET"}):
+        response = await client.get(_concrete(get_path), headers=auth)
         assert response.status_code < 500, (get_path, response.text)
+
+
+@pytest.mark.parametrize(("method", "path"), _doors(), ids=[f"{m} {p}" for m, p in _doors()])
+async def test_hostile_bodies_are_refused_and_nothing_is_stored(api: httpx.AsyncClient, method: str, path: str) -> None:
+    before = await _stored(api)
+    assert await _send_all(api, method, path, {}) == []
+    assert await _stored(api) == before
+    await _read_everything(api, api._transport.app, {})  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("method", "path"), _doors(), ids=[f"{m} {p}" for m, p in _doors()])
+async def test_hostile_bodies_from_a_signed_in_admin(db_settings: Settings, method: str, path: str) -> None:
+    """In auth mode basic, as a service admin: the accounts doors read their bodies too."""
+    settings = basic_settings(db_settings).model_copy(update={"max_upload_bytes": LIMIT})
+    async with basic_app(settings) as (app, services, client):
+        await add_user(services, "root", admin=True)
+        auth = basic("root")
+        before = await _stored_as(client, auth)
+        assert await _send_all(client, method, path, auth) == []
+        assert await _stored_as(client, auth) == before
+        await _read_everything(client, app, auth)
+
+
+async def _stored_as(client: httpx.AsyncClient, auth: dict[str, str]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for path in (WES_RUNS, "/jobs", "/requests", "/datasets", "/users", "/groups", "/tokens"):
+        response = await client.get(path, headers=auth)
+        assert response.status_code < 500, (path, response.text)
+        seen[path] = response.json()
+    return seen
 
 
 @pytest.mark.parametrize("path", ["/jobs", "/requests", "/datasets", WES_RUNS])
@@ -200,3 +232,14 @@ async def test_unknown_filter_values_are_refused(api: httpx.AsyncClient, path: s
     response = await api.get(path, params=query)
     assert response.status_code == (400 if path == WES_RUNS else 422), response.text
     assert "zzz" in response.text or path == WES_RUNS  # WES lists the states it knows
+
+
+@pytest.mark.parametrize("path", ["/users", "/groups", "/tokens"])
+async def test_an_accounts_body_past_the_limit_is_413(db_settings: Settings, path: str) -> None:
+    settings = basic_settings(db_settings).model_copy(update={"max_upload_bytes": LIMIT})
+    async with basic_app(settings) as (app, services, client):
+        await add_user(services, "root", admin=True)
+        response = await client.post(path, content=_twelve_megabytes(), headers={"content-type": JSON, **basic("root")})
+        assert response.status_code == 413, response.text
+        assert str(LIMIT) in response.text
+        assert "username" in str(app.openapi()["paths"]["/users"]["post"]["requestBody"])
