@@ -243,3 +243,21 @@ async def test_an_accounts_body_past_the_limit_is_413(db_settings: Settings, pat
         assert response.status_code == 413, response.text
         assert str(LIMIT) in response.text
         assert "username" in str(app.openapi()["paths"]["/users"]["post"]["requestBody"])
+
+
+async def test_a_chunked_dataset_upload_past_the_limit_is_413(api: httpx.AsyncClient) -> None:
+    """Refused as soon as it outgrows the limit, not once spooled whole."""
+    sent = []
+
+    async def upload() -> AsyncIterator[bytes]:
+        yield f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'.encode()
+        for _ in range(12):
+            sent.append(1)
+            yield b"x" * (1024 * 1024)
+        yield f"\r\n--{BOUNDARY}--\r\n".encode()
+
+    response = await api.post("/datasets", content=upload(), headers={"content-type": _MULTIPART})
+    assert response.status_code == 413, response.text
+    assert str(LIMIT) in response.text
+    assert (await api.get("/datasets")).json()["datasets"] == []
+    assert len(sent) <= LIMIT // (1024 * 1024) + 1

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.types import Message
 
 from flowdeck.domain import json_values
 from flowdeck.errors import InvalidInput, PayloadTooLarge, Problem
@@ -41,6 +42,25 @@ async def chunks_within(request: Request, limit: int) -> AsyncIterator[bytes]:
         if size > limit:
             raise _too_large(limit)
         yield chunk
+
+
+def bounded(request: Request, limit: int) -> Request:
+    """The same request, its body refused (PayloadTooLarge) once it outgrows ``limit`` bytes:
+    for readers that take the stream themselves (Starlette's form parser spools files)."""
+    refuse_declared_length(request, limit)
+    size = 0
+    receive = request.receive
+
+    async def bounded_receive() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise _too_large(limit)
+        return message
+
+    return Request(request.scope, bounded_receive)
 
 
 async def body_within(request: Request, limit: int) -> bytes:

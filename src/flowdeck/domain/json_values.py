@@ -38,6 +38,14 @@ class JsonRefused(ValueError):
 
 def loads(raw: bytes | str) -> Any:
     """The JSON document in ``raw``: JsonRefused if it is not JSON or holds what JSON cannot carry."""
+    value = _parse(raw)
+    check(value)
+    return value
+
+
+def _parse(raw: bytes | str) -> Any:
+    # Checked at once, not left to the caller: a deep value that json.loads took (up to the
+    # recursion limit) would fail json.dumps later, e.g. in an Idempotency-Key fingerprint.
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
     except JsonRefused:
@@ -48,7 +56,6 @@ def loads(raw: bytes | str) -> Any:
         raise JsonRefused("not UTF-8 text") from None
     except ValueError as exc:
         raise JsonRefused(f"not valid JSON ({exc})") from None
-    check(value)
     return value
 
 

@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from flowdeck.api.readable_json import ReadableJSONResponse
-from flowdeck.api.request_body import chunks_within, json_within, refuse_declared_length
+from flowdeck.api.request_body import bounded, chunks_within, json_within, refuse_declared_length
 from flowdeck.db.datasets import DatasetFilter
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
@@ -109,7 +109,7 @@ async def create_dataset(
 
 async def _create_from_upload(request: Request, services: Services, principal: Any, base: str) -> JSONResponse:
     limit = services.settings.max_upload_bytes
-    async with request.form(max_files=1, max_fields=20, max_part_size=limit) as form:
+    async with bounded(request, limit).form(max_files=1, max_fields=20, max_part_size=limit) as form:
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise ValidationFailed(
