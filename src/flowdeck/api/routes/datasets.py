@@ -11,12 +11,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import RowMapping
 from starlette.datastructures import UploadFile
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from flowdeck.api.readable_json import ReadableJSONResponse
-from flowdeck.api.request_body import bounded, chunks_within, json_within, refuse_declared_length
+from flowdeck.api.request_body import (
+    body_schema,
+    bounded,
+    chunks_within,
+    json_within,
+    refuse_declared_length,
+    validated,
+)
 from flowdeck.db.datasets import DatasetFilter
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
@@ -25,17 +33,22 @@ from flowdeck.services.datasets import NewDataset
 from flowdeck.services.storage import LocalStorage, read_chunks
 
 router = APIRouter(tags=["datasets"])
-_FIELDS = {
-    "name": str,
-    "research_group": str,
-    "uri": str,
-    "galaxy_dataset_id": str,
-    "checksum": str,
-    "size": int,
-    "media_type": str,
-    "upload": bool,
-    "filename": str,
-}
+
+
+class DatasetBody(BaseModel):
+    """``POST /datasets`` as JSON: register by URI or Galaxy id, or ask for an upload URL."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    research_group: str | None = None
+    uri: str | None = None
+    galaxy_dataset_id: str | None = None
+    checksum: str | None = None
+    size: int | None = None
+    media_type: str | None = None
+    upload: bool | None = None
+    filename: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -63,27 +76,7 @@ def dataset_view(services: Services, row: RowMapping, base: str) -> dict[str, An
     }
 
 
-def _json_fields(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object", [Problem("/", "must be a JSON object", "type")])
-    problems = [
-        Problem(f"/{k}", f"is not a dataset field; fields: {', '.join(_FIELDS)}", "additionalProperties")
-        for k in body
-        if k not in _FIELDS
-    ]
-    problems += [
-        Problem(f"/{k}", f"must be of type {_FIELDS[k].__name__}", "type")
-        for k, v in body.items()
-        if k in _FIELDS and v is not None and (type(v) is not _FIELDS[k])
-    ]
-    if not isinstance(body.get("name"), str):
-        problems.append(Problem("/name", "is required", "required"))
-    if problems:
-        raise ValidationFailed("invalid dataset: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems)
-    return body
-
-
-@router.post("/datasets", status_code=201)
+@router.post("/datasets", status_code=201, openapi_extra=body_schema(DatasetBody))
 async def create_dataset(
     request: Request, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
 ) -> JSONResponse:
@@ -93,11 +86,10 @@ async def create_dataset(
     refuse_declared_length(request, services.settings.max_upload_bytes)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         return await _create_from_upload(request, services, principal, base)
-    body = _json_fields(await json_within(request, services.settings.max_upload_bytes))
-    upload = body.pop("upload", False)
-    filename = body.pop("filename", None) or body["name"]
-    new = NewDataset(**body)
-    if upload:
+    body = validated(DatasetBody, await json_within(request, services.settings.max_upload_bytes))
+    filename = body.filename or body.name
+    new = NewDataset(**body.model_dump(exclude={"upload", "filename"}))
+    if body.upload:
         row = await dataset_service.expect_upload(services, principal, new, filename)
         view = dataset_view(services, row, base)
         view["upload_url"] = dataset_service.storage_of(services).presign(row["storage_key"], "PUT", base)

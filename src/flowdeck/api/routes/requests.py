@@ -12,13 +12,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
 from flowdeck.api.idempotency import idempotent
 from flowdeck.api.multipart import FilePart, MalformedForm, parse_form
 from flowdeck.api.readable_json import ReadableJSONResponse
-from flowdeck.api.request_body import body_within, json_within, refuse_declared_length, strict_json
+from flowdeck.api.request_body import body_within, json_within, refuse_declared_length, strict_json, validated
 from flowdeck.db.requests import RequestFilter
 from flowdeck.errors import InvalidInput, Problem, ValidationFailed
 from flowdeck.services import idempotency
@@ -202,13 +202,4 @@ def _form_value(key: str, value: str) -> Any:
 
 
 def _input(raw: Any) -> RequestInput:
-    try:
-        body = RequestBody.model_validate(raw)
-    except ValidationError as exc:
-        problems = [
-            Problem("/" + "/".join(str(p) for p in error["loc"]), error["msg"], error["type"]) for error in exc.errors()
-        ]
-        raise ValidationFailed(
-            "the request body is not valid: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems
-        ) from None
-    return RequestInput(**body.model_dump())
+    return RequestInput(**validated(RequestBody, raw).model_dump())
