@@ -261,3 +261,20 @@ async def test_a_chunked_dataset_upload_past_the_limit_is_413(api: httpx.AsyncCl
     assert str(LIMIT) in response.text
     assert (await api.get("/datasets")).json()["datasets"] == []
     assert len(sent) <= LIMIT // (1024 * 1024) + 1
+
+
+HOSTILE_IDS = ["%00", "a%00b", "x" * 5000, "%ED%A0%80", "%FF", "..%2F..%2Fetc", "%F0%9F%98%80", "-1", "1e400"]
+
+
+@pytest.mark.parametrize("hostile_id", HOSTILE_IDS)
+async def test_hostile_ids_in_every_path_are_4xx(api: httpx.AsyncClient, hostile_id: str) -> None:
+    app = api._transport.app  # type: ignore[attr-defined]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a crash is a 500 here
+    failures = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for method, path in sorted({(m, p) for m, p in app_routes(app) if "{" in p and m != "?"}):
+            url = re.sub(r"\{[^}]+\}", hostile_id, path)
+            response = await client.request(method, url)
+            if response.status_code >= 500:
+                failures.append((method, path, response.status_code))
+    assert failures == []
