@@ -311,4 +311,4 @@ async def test_arbitrary_bodies_never_500(api: httpx.AsyncClient, body: Any) -> 
 
 async def test_non_json_constants_are_refused(api: httpx.AsyncClient) -> None:
     response = await api.post("/jobs", content=b'{"pipeline_name": NaN}', headers={"content-type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 400  # not JSON: malformed (docs/errors.md)

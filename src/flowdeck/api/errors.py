@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowdeck.errors import FlowdeckError, Unauthenticated, ValidationFailed
@@ -84,6 +85,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # SQLSTATE class 22 ("data exception"): a value the database cannot hold, such as a NUL in
+    # an id PostgreSQL is asked to compare. Bad input, never a 500; logged so a bug shows.
+    assert isinstance(exc, DataError)
+    log.warning("the database refused a value on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+    detail = "a value in this request cannot be held by the database (for example a NUL character)"
+    return error_response(request, 400, "Invalid input", detail)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(request, 500, "Internal error", "an unexpected error occurred; it has been logged")
@@ -93,4 +103,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(FlowdeckError, _flowdeck_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

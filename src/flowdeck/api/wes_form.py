@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 
 from flowdeck.api.multipart import FilePart, FormItem, MalformedForm, parse_form
-from flowdeck.api.request_body import body_within
-from flowdeck.errors import InvalidInput, PayloadTooLarge
+from flowdeck.api.request_body import body_within, json_within, refuse_declared_length
+from flowdeck.errors import InvalidInput
 from flowdeck.services.attachments import MAX_ATTACHMENTS, Attachment, safe_name
-from flowdeck.services.runs import NewRun, loads_json, parse_json_object
+from flowdeck.services.runs import NewRun, parse_json_object
 
 TEXT_FIELDS = (
     "workflow_params",
@@ -29,9 +30,7 @@ MAX_FIELDS = 64
 
 async def read_run_request(request: Request, max_bytes: int) -> NewRun:
     """A :class:`NewRun` from the request, or InvalidInput saying what is wrong."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
+    refuse_declared_length(request, max_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         return _from_json(await _json_body(request, max_bytes))
@@ -41,10 +40,7 @@ async def read_run_request(request: Request, max_bytes: int) -> NewRun:
 
 
 async def _json_body(request: Request, max_bytes: int) -> dict[str, Any]:
-    try:
-        body = loads_json(await body_within(request, max_bytes))
-    except ValueError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    body = await json_within(request, max_bytes)
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     return body
@@ -79,7 +75,7 @@ async def _from_form(request: Request, content_type: str, max_bytes: int) -> New
         except MalformedForm as exc:
             raise InvalidInput(f"malformed form body: {exc}") from None
     else:
-        items = await _urlencoded(request)
+        items = await _urlencoded(request, max_bytes)
     texts = _texts(items)
     attachments = _attachments(items)
     values = {
@@ -92,12 +88,15 @@ async def _from_form(request: Request, content_type: str, max_bytes: int) -> New
     return _new_run(values, texts, attachments)
 
 
-async def _urlencoded(request: Request) -> list[FormItem]:
+async def _urlencoded(request: Request, max_bytes: int) -> list[FormItem]:
+    # Read within the limit (Starlette's form reader has none for a chunked body), then split as
+    # Starlette does: latin-1 bytes, each name and value percent-decoded as UTF-8.
+    raw = await body_within(request, max_bytes)
     try:
-        form = await request.form(max_files=0, max_fields=MAX_FIELDS)
-    except Exception as exc:  # Starlette raises several kinds on malformed bodies
+        pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError as exc:
         raise InvalidInput(f"malformed form body: {exc}") from None
-    return [(key, value) for key, value in form.multi_items() if isinstance(value, str)]  # all are: no files
+    return list(pairs)
 
 
 def _texts(items: list[FormItem]) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,6 +17,7 @@ from flowdeck.backends.base import Backend
 from flowdeck.backends.registry import canonical_type
 from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
+from flowdeck.domain import json_values
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State, is_terminal
@@ -35,7 +35,6 @@ from flowdeck.settings import Settings
 _NAMED_TYPES = {"GALAXY", "DEMO"}
 # What every database stores: PostgreSQL text holds no NUL; sizes of the runs and run_tags columns.
 _NUL = "\x00"
-_MAX_JSON_DEPTH = 100
 _MAX_TAG_KEY = 256
 _MAX_GROUP = 128
 _Row = TypeVar("_Row", bound=Mapping[Any, Any])
@@ -219,33 +218,6 @@ def _validate_in_folder(backend: Backend, spec: RunSpec, folder: RunFolder, atta
         raise
 
 
-def _has_nul(value: Any, depth: int = 0) -> bool:
-    """True when a string in this JSON-like value, keys included, holds a NUL; InvalidInput when
-    anything lies deeper than the nesting limit. The walk is depth first, last child first (a
-    stack's order): the first problem met decides the error. Recursive (at most 101 frames) and
-    strings checked in place: a third of the cost of a generator over a stack."""
-    if isinstance(value, str):
-        return _NUL in value
-    if isinstance(value, dict):
-        for key in value:
-            if _NUL in (key if isinstance(key, str) else str(key)):
-                return True
-        children: Any = value.values()
-    elif isinstance(value, list):
-        children = value
-    else:
-        return False
-    if depth >= _MAX_JSON_DEPTH and children:
-        raise InvalidInput(f"JSON values may nest at most {_MAX_JSON_DEPTH} levels deep")
-    for child in reversed(children):
-        if isinstance(child, str):
-            if _NUL in child:
-                return True
-        elif isinstance(child, (dict, list)) and _has_nul(child, depth + 1):
-            return True
-    return False
-
-
 def _check_storable(new: NewRun) -> None:
     """Refuse what a database would reject later (a 500, or a run no one can read back)."""
     values = [
@@ -263,12 +235,39 @@ def _check_storable(new: NewRun) -> None:
         new.pipeline_name,
         new.pipeline_version,
     ]
-    if _has_nul(values):
-        raise InvalidInput("text fields and JSON values must not contain NUL characters")
+    try:
+        json_values.check(values)
+    except json_values.JsonRefused as exc:
+        raise InvalidInput(f"a field holds {exc.reason}{_field_of(exc.pointer)}") from None
     if any(len(key) > _MAX_TAG_KEY for key in new.tags):
         raise InvalidInput(f"tag keys are at most {_MAX_TAG_KEY} characters")
     if new.research_group is not None and len(new.research_group) > _MAX_GROUP:
         raise InvalidInput(f"research_group is at most {_MAX_GROUP} characters")
+
+
+_STORABLE_FIELDS = (
+    "workflow_type",
+    "workflow_type_version",
+    "workflow_url",
+    "workflow_params",
+    "tags",
+    "workflow_engine",
+    "workflow_engine_version",
+    "workflow_engine_parameters",
+    "research_group",
+    "description",
+    "dataset_id",
+    "pipeline_name",
+    "pipeline_version",
+)
+
+
+def _field_of(pointer: str) -> str:
+    """`` in workflow_params/a/0`` for the pointer ``/3/a/0`` into _check_storable's list."""
+    index, _, rest = pointer.removeprefix("/").partition("/")
+    if not index.isdigit() or int(index) >= len(_STORABLE_FIELDS):
+        return ""
+    return f" in {_STORABLE_FIELDS[int(index)]}" + (f" at /{rest}" if rest else "")
 
 
 @dataclass(frozen=True)
@@ -388,8 +387,10 @@ async def list_page(
     ``summary`` reads only :data:`run_rows.SUMMARY_COLUMNS`, not the whole row.
     """
     filter_values = [flt.tags, flt.dataset_id, flt.pipeline_name, flt.research_group, flt.request_id, flt.origin]
-    if _has_nul(filter_values):
-        raise InvalidInput("filters must not contain NUL characters")
+    try:
+        json_values.check(filter_values)
+    except json_values.JsonRefused as exc:
+        raise InvalidInput(f"filters must not hold {exc.reason}") from None
     groups = principal.visible_groups()
     if groups is not None:
         flt = replace(flt, groups=groups if flt.groups is None else flt.groups & groups)
@@ -497,12 +498,5 @@ def parse_json_object(raw: str | None, field_name: str, string_values: bool = Fa
 
 
 def loads_json(raw: str | bytes) -> Any:
-    """Standard JSON only: NaN and Infinity (which no JSON reader takes back) and runaway nesting are ValueErrors."""
-    try:
-        return json.loads(raw, parse_constant=_refuse_constant)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+    """The one strict JSON loader (domain.json_values); JsonRefused is a ValueError."""
+    return json_values.loads(raw)

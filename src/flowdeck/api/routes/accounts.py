@@ -12,11 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
+from flowdeck.api.request_body import body_schema, json_model
 from flowdeck.db import accounts
 from flowdeck.db.accounts import GroupRecord, TokenRecord, UserRecord
 from flowdeck.domain.principal import Principal
@@ -123,8 +124,13 @@ async def me(principal: PrincipalDep) -> JSONResponse:
     )
 
 
-@router.post("/users", status_code=201)
-async def create_user(body: NewUser, request: Request, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+@router.post("/users", status_code=201, openapi_extra=body_schema(NewUser))
+async def create_user(
+    request: Request,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    body: Annotated[NewUser, Depends(json_model(NewUser))],
+) -> JSONResponse:
     """A new local user (service admins)."""
     guard.require_service_admin(principal, "create users")
     user = await users.create_user(
@@ -171,9 +177,13 @@ async def get_user(name: str, services: ServicesDep, principal: PrincipalDep) ->
     return JSONResponse(_user_body(user, dict(groups)))
 
 
-@router.put("/users/{name}/password", status_code=204)
+@router.put("/users/{name}/password", status_code=204, openapi_extra=body_schema(PasswordChange))
 async def set_password(
-    name: str, body: PasswordChange, request: Request, services: ServicesDep, principal: PrincipalDep
+    name: str,
+    request: Request,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    body: Annotated[PasswordChange, Depends(json_model(PasswordChange))],
 ) -> Response:
     """Set a password: service admins for anyone; users for themselves, giving the current one."""
     user = await _visible_user(services, principal, name)
@@ -187,8 +197,10 @@ async def set_password(
     return Response(status_code=204)
 
 
-@router.post("/groups", status_code=201)
-async def create_group(body: NewGroup, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+@router.post("/groups", status_code=201, openapi_extra=body_schema(NewGroup))
+async def create_group(
+    services: ServicesDep, principal: PrincipalDep, body: Annotated[NewGroup, Depends(json_model(NewGroup))]
+) -> JSONResponse:
     """A new research group (service admins)."""
     guard.require_service_admin(principal, "create research groups")
     group = await users.create_group(services.db, body.name, body.description)
@@ -214,8 +226,13 @@ def _group_name(raw: str) -> str:
         raise guard.not_found("research group", raw) from exc
 
 
-@router.post("/groups/{name}/members")
-async def add_member(name: str, body: NewMember, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+@router.post("/groups/{name}/members", openapi_extra=body_schema(NewMember))
+async def add_member(
+    name: str,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    body: Annotated[NewMember, Depends(json_model(NewMember))],
+) -> JSONResponse:
     """Add a user to a group, or change their role (service admins; the group's admins)."""
     group = _group_name(name)
     guard.require_group_admin(principal, group)
@@ -236,8 +253,10 @@ async def remove_member(name: str, username: str, services: ServicesDep, princip
     return Response(status_code=204)
 
 
-@router.post("/tokens", status_code=201)
-async def create_token(body: NewApiToken, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
+@router.post("/tokens", status_code=201, openapi_extra=body_schema(NewApiToken))
+async def create_token(
+    services: ServicesDep, principal: PrincipalDep, body: Annotated[NewApiToken, Depends(json_model(NewApiToken))]
+) -> JSONResponse:
     """A new API token. Its secret is in this answer and nowhere else, ever."""
     secret, token = await users.issue_token(
         services.db, principal, body.name, expires_at=body.expires_at, username=body.username

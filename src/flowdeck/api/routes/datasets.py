@@ -11,11 +11,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import RowMapping
 from starlette.datastructures import UploadFile
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
-from flowdeck.api.request_body import chunks_within
+from flowdeck.api.readable_json import ReadableJSONResponse
+from flowdeck.api.request_body import (
+    body_schema,
+    bounded,
+    chunks_within,
+    json_within,
+    refuse_declared_length,
+    validated,
+)
 from flowdeck.db.datasets import DatasetFilter
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
@@ -24,17 +33,22 @@ from flowdeck.services.datasets import NewDataset
 from flowdeck.services.storage import LocalStorage, read_chunks
 
 router = APIRouter(tags=["datasets"])
-_FIELDS = {
-    "name": str,
-    "research_group": str,
-    "uri": str,
-    "galaxy_dataset_id": str,
-    "checksum": str,
-    "size": int,
-    "media_type": str,
-    "upload": bool,
-    "filename": str,
-}
+
+
+class DatasetBody(BaseModel):
+    """``POST /datasets`` as JSON: register by URI or Galaxy id, or ask for an upload URL."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    research_group: str | None = None
+    uri: str | None = None
+    galaxy_dataset_id: str | None = None
+    checksum: str | None = None
+    size: int | None = None
+    media_type: str | None = None
+    upload: bool | None = None
+    filename: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -62,43 +76,20 @@ def dataset_view(services: Services, row: RowMapping, base: str) -> dict[str, An
     }
 
 
-def _json_fields(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object", [Problem("/", "must be a JSON object", "type")])
-    problems = [
-        Problem(f"/{k}", f"is not a dataset field; fields: {', '.join(_FIELDS)}", "additionalProperties")
-        for k in body
-        if k not in _FIELDS
-    ]
-    problems += [
-        Problem(f"/{k}", f"must be of type {_FIELDS[k].__name__}", "type")
-        for k, v in body.items()
-        if k in _FIELDS and v is not None and (type(v) is not _FIELDS[k])
-    ]
-    if not isinstance(body.get("name"), str):
-        problems.append(Problem("/name", "is required", "required"))
-    if problems:
-        raise ValidationFailed("invalid dataset: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems)
-    return body
-
-
-@router.post("/datasets", status_code=201)
+@router.post("/datasets", status_code=201, openapi_extra=body_schema(DatasetBody))
 async def create_dataset(
     request: Request, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
 ) -> JSONResponse:
     """JSON ``{name, research_group, uri | galaxy_dataset_id, checksum, size, media_type}``,
     JSON ``{name, research_group, upload: true}`` for a pre-signed upload URL, or
     multipart (``file`` plus the same fields) to upload into flowdeck's storage."""
+    refuse_declared_length(request, services.settings.max_upload_bytes)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         return await _create_from_upload(request, services, principal, base)
-    try:
-        body = _json_fields(await request.json())
-    except ValueError:
-        raise ValidationFailed("the body is not valid JSON", [Problem("/", "not valid JSON", "json")]) from None
-    upload = body.pop("upload", False)
-    filename = body.pop("filename", None) or body["name"]
-    new = NewDataset(**body)
-    if upload:
+    body = validated(DatasetBody, await json_within(request, services.settings.max_upload_bytes))
+    filename = body.filename or body.name
+    new = NewDataset(**body.model_dump(exclude={"upload", "filename"}))
+    if body.upload:
         row = await dataset_service.expect_upload(services, principal, new, filename)
         view = dataset_view(services, row, base)
         view["upload_url"] = dataset_service.storage_of(services).presign(row["storage_key"], "PUT", base)
@@ -110,7 +101,7 @@ async def create_dataset(
 
 async def _create_from_upload(request: Request, services: Services, principal: Any, base: str) -> JSONResponse:
     limit = services.settings.max_upload_bytes
-    async with request.form(max_files=1, max_fields=20, max_part_size=limit) as form:
+    async with bounded(request, limit).form(max_files=1, max_fields=20, max_part_size=limit) as form:
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise ValidationFailed(
@@ -143,7 +134,7 @@ async def list_datasets(
     """Datasets the caller may see, newest first, in keyset pages."""
     flt = DatasetFilter(research_group=research_group, name=name, owner=owner)
     rows, token = await dataset_service.list_page(services, principal, flt, page_size, page_token or None)
-    return JSONResponse({"datasets": [dataset_view(services, r, base) for r in rows], "next_page_token": token})
+    return ReadableJSONResponse({"datasets": [dataset_view(services, r, base) for r in rows], "next_page_token": token})
 
 
 @router.get("/datasets/{dataset_id}")
@@ -151,7 +142,7 @@ async def get_dataset(
     dataset_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
 ) -> JSONResponse:
     row = await dataset_service.get_visible(services, dataset_id, principal)
-    return JSONResponse(dataset_view(services, row, base))
+    return ReadableJSONResponse(dataset_view(services, row, base))
 
 
 @router.delete("/datasets/{dataset_id}", status_code=204)

@@ -11,10 +11,9 @@ the worker takes over when the lease expires).
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -22,9 +21,11 @@ from fastapi.responses import JSONResponse
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from flowdeck.api.idempotency import idempotent
 from flowdeck.api.job_views import event_view, job_view
+from flowdeck.api.readable_json import ReadableJSONResponse
+from flowdeck.api.request_body import json_within
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import SIMPLE_STATES, State
-from flowdeck.errors import EngineError, InvalidInput, Problem, ValidationFailed
+from flowdeck.errors import EngineError, Problem, ValidationFailed
 from flowdeck.services import jobs as job_service
 from flowdeck.services import runs as run_service
 from flowdeck.services.blocking import BlockingPool
@@ -47,21 +48,6 @@ def _blocking_pool() -> BlockingPool:
     return _pool
 
 
-def _no_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON; Python would accept them and fail when answering.
-    raise ValueError(f"{name} is not a JSON value")
-
-
-async def _read_json(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > request.app.state.services.settings.max_upload_bytes:
-        raise InvalidInput("the body is too large")
-    try:
-        return json.loads(raw or b"null", parse_constant=_no_constant)
-    except ValueError as exc:
-        raise ValidationFailed(f"the body is not valid JSON: {exc}", [Problem("/", "not valid JSON", "json")]) from None
-
-
 @router.post("", status_code=201)
 async def submit_job(
     request: Request,
@@ -72,10 +58,10 @@ async def submit_job(
 ) -> JSONResponse:
     """Seed 000 ``{dataset_id, workflow_name, overwrite?, parameters?}`` or seed 002
     ``{pipeline_name, parameters, research_group, description}``."""
-    body = await _read_json(request)
+    body = await json_within(request, services.settings.max_upload_bytes)
     planned = await job_service.plan(services, body, principal)
     if dry_run:
-        return JSONResponse(planned.preview())
+        return ReadableJSONResponse(planned.preview())
 
     async def create() -> JSONResponse:
         run_id = await job_service.submit(services, planned, principal)
@@ -84,7 +70,9 @@ async def submit_job(
         if row["state"] in _FAILED and row["backend_run_id"] is None:
             raise EngineError(f"the engine refused the job: {row['error_message']}", id=run_id, job=job_view(row, base))
         status = 201 if row["backend_run_id"] else 202
-        return JSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
+        return ReadableJSONResponse(
+            job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"}
+        )
 
     return await idempotent(request, services, principal, lambda: fingerprint(body), create)
 
@@ -153,12 +141,12 @@ async def list_jobs(
     )
     rows, token = await run_service.list_page(services, principal, flt, page_size, page_token or None)
     total = await job_service.total(services, principal, flt)
-    return JSONResponse({"jobs": [job_view(r, base) for r in rows], "total": total, "next_page_token": token})
+    return ReadableJSONResponse({"jobs": [job_view(r, base) for r in rows], "total": total, "next_page_token": token})
 
 
 @router.get("/{job_id}")
 async def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
-    return JSONResponse(job_view(await run_service.get_visible(services, job_id, principal), base))
+    return ReadableJSONResponse(job_view(await run_service.get_visible(services, job_id, principal), base))
 
 
 @router.post("/{job_id}/cancel")
@@ -167,7 +155,7 @@ async def cancel_job(job_id: str, services: ServicesDep, principal: PrincipalDep
     ``detail`` saying there was nothing to cancel."""
     outcome = await run_service.cancel(services, job_id, principal)
     body = {**job_view(outcome.row, base), "detail": outcome.detail}
-    return JSONResponse(body, status_code=200 if outcome.ended else 202)
+    return ReadableJSONResponse(body, status_code=200 if outcome.ended else 202)
 
 
 @router.post("/{job_id}/rerun", status_code=201)
@@ -177,7 +165,7 @@ async def rerun_job(job_id: str, services: ServicesDep, principal: PrincipalDep,
     await dispatch_inline(services, run_id)
     row = await run_service.get_visible(services, run_id, principal)
     status = 201 if row["backend_run_id"] or row["state"] in _FAILED else 202
-    return JSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
+    return ReadableJSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
 
 
 @router.get("/{job_id}/events")

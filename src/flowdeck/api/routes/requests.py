@@ -8,21 +8,23 @@ and text fields (``parameters``, ``samples``, ``dataset_ids`` as JSON text).
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.datastructures import UploadFile
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
 from flowdeck.api.idempotency import idempotent
+from flowdeck.api.multipart import FilePart, MalformedForm, parse_form
+from flowdeck.api.readable_json import ReadableJSONResponse
+from flowdeck.api.request_body import body_within, json_within, refuse_declared_length, strict_json, validated
 from flowdeck.db.requests import RequestFilter
-from flowdeck.errors import InvalidInput, PayloadTooLarge, Problem, ValidationFailed
+from flowdeck.errors import InvalidInput, Problem, ValidationFailed
 from flowdeck.services import idempotency
 from flowdeck.services import requests as request_service
 from flowdeck.services.request_items import RequestInput
+from flowdeck.services.state_machine import REQUEST_STATES
 
 router = APIRouter(prefix="/requests", tags=["requests"])
 FORM_TEXTS = (
@@ -98,9 +100,14 @@ async def list_requests(
     research_group: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
     """Requests the caller may see, newest first, in keyset pages."""
+    if state is not None and state not in REQUEST_STATES:
+        words = ", ".join(REQUEST_STATES)
+        raise ValidationFailed(
+            f"unknown request state {state!r}; use {words}", [Problem("/state", f"unknown state {state!r}", "enum")]
+        )
     flt = RequestFilter(state=state, pipeline_name=pipeline_name, research_group=research_group)
     rows, token = await request_service.list_page(services, principal, flt, page_size, page_token or None)
-    return JSONResponse({"requests": [request_service.view(r) for r in rows], "next_page_token": token})
+    return ReadableJSONResponse({"requests": [request_service.view(r) for r in rows], "next_page_token": token})
 
 
 @router.get("/{request_id}")
@@ -112,7 +119,9 @@ async def get_request(
     page_token: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
     """The request, its aggregate state, and a page of its runs in request order."""
-    return JSONResponse(await request_service.detail(services, request_id, principal, page_size, page_token or None))
+    return ReadableJSONResponse(
+        await request_service.detail(services, request_id, principal, page_size, page_token or None)
+    )
 
 
 @router.get("/{request_id}/state")
@@ -138,47 +147,44 @@ async def request_events(request_id: str, services: ServicesDep, principal: Prin
 
 async def _read(request: Request, max_bytes: int) -> tuple[RequestInput, str]:
     """The request input and the hash of the body (for Idempotency-Key)."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise PayloadTooLarge(f"request body exceeds {max_bytes} bytes")
+    refuse_declared_length(request, max_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        try:
-            raw = json.loads(await request.body())
-        except ValueError as exc:
-            raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+        raw = await json_within(request, max_bytes)
         return _input(raw), idempotency.fingerprint(raw)
     if content_type == "multipart/form-data":
-        return await _from_form(request)
+        return await _from_form(request, max_bytes)
     raise InvalidInput("POST /requests takes application/json or multipart/form-data")
 
 
-async def _from_form(request: Request) -> tuple[RequestInput, str]:
+async def _from_form(request: Request, max_bytes: int) -> tuple[RequestInput, str]:
     try:
-        form = await request.form(max_files=1, max_fields=len(FORM_TEXTS))
-    except Exception as exc:  # the multipart parser raises several kinds on malformed bodies
+        items = parse_form(
+            await body_within(request, max_bytes),
+            request.headers["content-type"],
+            max_files=1,
+            max_fields=len(FORM_TEXTS),
+        )
+    except MalformedForm as exc:
         raise InvalidInput(f"malformed form body: {exc}") from None
     values: dict[str, Any] = {}
     sheet: bytes | None = None
-    try:
-        for key, value in form.multi_items():
-            if key not in FORM_TEXTS or key in values:
-                raise InvalidInput(f"form field {key!r} is unknown or given twice; fields: {', '.join(FORM_TEXTS)}")
-            if isinstance(value, UploadFile):
-                if key != "samplesheet":
-                    raise InvalidInput(f"form field {key!r} must be text, not a file")
-                sheet = await value.read()
-                values[key] = ""
-                if (
-                    value.content_type
-                    and "samplesheet_type" not in values
-                    and value.content_type != "application/octet-stream"
-                ):
-                    values["samplesheet_type"] = value.content_type
-            else:
-                values[key] = _form_value(key, value)
-    finally:
-        await form.close()
+    for key, value in items:
+        if key not in FORM_TEXTS or key in values:
+            raise InvalidInput(f"form field {key!r} is unknown or given twice; fields: {', '.join(FORM_TEXTS)}")
+        if isinstance(value, FilePart):
+            if key != "samplesheet":
+                raise InvalidInput(f"form field {key!r} must be text, not a file")
+            sheet = value.content
+            values[key] = ""
+            if (
+                value.content_type
+                and "samplesheet_type" not in values
+                and value.content_type != "application/octet-stream"
+            ):
+                values["samplesheet_type"] = value.content_type
+        else:
+            values[key] = _form_value(key, value)
     digest = hashlib.sha256(sheet).hexdigest() if sheet is not None else None
     body_hash = idempotency.fingerprint({"fields": values, "samplesheet": digest})
     given = _input({k: v for k, v in values.items() if k != "samplesheet" or sheet is None})
@@ -189,10 +195,7 @@ async def _from_form(request: Request) -> tuple[RequestInput, str]:
 
 def _form_value(key: str, value: str) -> Any:
     if key in JSON_TEXTS:
-        try:
-            return json.loads(value)
-        except ValueError as exc:
-            raise InvalidInput(f"form field {key} is not valid JSON: {exc}") from None
+        return strict_json(value, f"form field {key}")
     if key == "strict":
         if value.strip().lower() not in ("true", "false", "1", "0"):
             raise InvalidInput("form field strict is true or false")
@@ -201,13 +204,4 @@ def _form_value(key: str, value: str) -> Any:
 
 
 def _input(raw: Any) -> RequestInput:
-    try:
-        body = RequestBody.model_validate(raw)
-    except ValidationError as exc:
-        problems = [
-            Problem("/" + "/".join(str(p) for p in error["loc"]), error["msg"], error["type"]) for error in exc.errors()
-        ]
-        raise ValidationFailed(
-            "the request body is not valid: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems), problems
-        ) from None
-    return RequestInput(**body.model_dump())
+    return RequestInput(**validated(RequestBody, raw).model_dump())

@@ -15,6 +15,7 @@ from flowdeck import __version__
 from flowdeck.api import wes_schemas as schemas
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, PublicPrincipalDep, ServicesDep, caller
 from flowdeck.api.idempotency import idempotent
+from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.api.request_route import RequestRoute
 from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
@@ -166,7 +167,7 @@ async def list_runs(
     flt = run_rows.RunFilter(states=_states(state), tags=_tags(tag))
     size = _page_size(page_size)
     rows, token = await run_service.list_page(services, principal, flt, size, page_token or None, summary=True)
-    return JSONResponse({"runs": [run_summary(row) for row in rows], "next_page_token": token})
+    return ReadableJSONResponse({"runs": [run_summary(row) for row in rows], "next_page_token": token})
 
 
 async def run_workflow(request: Request) -> JSONResponse:
@@ -186,7 +187,7 @@ async def run_workflow(request: Request) -> JSONResponse:
 @router.get("/runs/{run_id}", response_model=schemas.RunLog, responses=ERRORS, operation_id="GetRunLog")
 async def get_run_log(run_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
     row = await run_service.get_visible(services, run_id, principal)
-    return JSONResponse(run_log(row, base))
+    return ReadableJSONResponse(run_log(row, base))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=schemas.RunId, responses=ERRORS, operation_id="CancelRun")
@@ -259,7 +260,7 @@ async def list_outputs(run_id: str, services: ServicesDep, principal: PrincipalD
         entry = {k: item.get(k) for k in ("name", "size", "checksum") if item.get(k) is not None}
         entry["url"] = f"{base}{WES}/runs/{run_id}/outputs/{index}"
         files.append(entry)
-    return JSONResponse({"run_id": run_id, "outputs": row["outputs"] or {}, "files": files})
+    return ReadableJSONResponse({"run_id": run_id, "outputs": row["outputs"] or {}, "files": files})
 
 
 @router.get(
