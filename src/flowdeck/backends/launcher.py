@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowdeck.backends.procfs import descendants, is_alive, start_ticks
+from flowdeck.backends.procfs import child_start_ticks, descendants, is_alive, start_ticks
 
 CONTROL_DIR = ".flowdeck"
 _SUBREAPER = 36  # PR_SET_CHILD_SUBREAPER
@@ -213,6 +213,7 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def _wait_ticks(pid: int) -> int | None:
+    """A launcher's start time: it lives as long as its engine, so it is read once it shows."""
     for _ in range(50):
         ticks = start_ticks(pid)
         if ticks is not None:
@@ -371,7 +372,7 @@ class _Launcher:
             engine = subprocess.Popen(argv)
         except OSError as exc:
             return self.finish(127, start_error=f"{argv[0]}: {exc.strerror or exc}")
-        code = self.follow(engine.pid, _wait_ticks(engine.pid), argv)
+        code = self.follow(engine.pid, child_start_ticks(engine.pid), argv)
         engine.returncode = code
         return code
 

@@ -10,15 +10,31 @@ from pathlib import Path
 
 def start_ticks(pid: int) -> int | None:
     """The process start time (clock ticks since boot), or None if gone or a zombie."""
+    fields = _stat(pid)
+    if fields is None or fields[0] in {"Z", "X"}:
+        return None
+    return int(fields[19])
+
+
+def child_start_ticks(pid: int) -> int | None:
+    """The start time of our own child, read right after it was started, zombie or not.
+
+    A quick engine may have exited before its parent reads this: until the parent reaps it, its
+    pid cannot be reused and /proc still holds its start time, which the run's records (crash
+    re-attachment) need. Only None when the pid is not there at all.
+    """
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None if gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # The command name may hold spaces or parentheses: split after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in {"Z", "X"}:
-        return None
-    return int(fields[19])
+    return stat[stat.rindex(")") + 2 :].split()
 
 
 def is_alive(pid: int | None, ticks: int | None) -> bool:

@@ -43,7 +43,7 @@ from types import ModuleType
 from typing import Any
 
 from flowdeck.backends.launcher import write_exit
-from flowdeck.backends.procfs import is_alive, start_ticks
+from flowdeck.backends.procfs import child_start_ticks, is_alive
 
 _REQUEST_LIMIT = 4 * 1024 * 1024
 _REAP_SECONDS = 0.5
@@ -273,7 +273,7 @@ def _become_launcher(request: dict[str, Any], module: ModuleType) -> None:
         "-m",
         "flowdeck.backends.launcher",
         "--adopt",
-        f"{engine}:{start_ticks(engine) or ''}",
+        f"{engine}:{child_start_ticks(engine) or ''}",
         str(control),
         str(int(request["cancel_signal"])),
         "group" if request["group"] else "pid",
