@@ -93,7 +93,9 @@ async def test_an_expired_lease_is_taken_over(services: Services) -> None:
 
 async def test_one_broken_run_does_not_stop_the_others(services: Services) -> None:
     good = await new_run(services, duration_seconds="0.1")
-    broken = await new_run(services, duration_seconds="0.1")
+    # Long enough that it cannot complete before its record is corrupted, on a loaded machine too
+    # (with 0.1 s it was sometimes COMPLETE after the first iteration): it must end by failed checks.
+    broken = await new_run(services, duration_seconds="30")
     worker = Worker(services)
     await worker.iterate()  # both dispatched
     async with services.db.write() as conn:  # corrupt one run's engine record
