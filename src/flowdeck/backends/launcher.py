@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowdeck.backends import sandbox
 from flowdeck.backends.procfs import child_start_ticks, descendants, is_alive, start_ticks
 
 CONTROL_DIR = ".flowdeck"
@@ -67,6 +68,8 @@ class LaunchPlan:
     grace_seconds: float = 30.0
     # A module for warm starts (see flowdeck.backends.warm_start), or None to start the command cold.
     warm: str | None = None
+    # A sandbox plan (flowdeck.backends.sandbox), or None to run the engine unconfined.
+    sandbox: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class ProcessStatus:
     host: str | None = None
     argv: list[str] = field(default_factory=list)
     ended_at: datetime | None = None
+    limit: str | None = None
 
 
 def control_dir(rundir: Path) -> Path:
@@ -123,6 +127,8 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
     if existing is not None:
         return existing
     control.mkdir(parents=True, exist_ok=True)
+    if plan.sandbox is not None:
+        write_json(control / sandbox.PLAN_FILE, plan.sandbox)
     env = {**engine_environ(), **plan.env}
     warm_pid = _start_warm(rundir, plan, env) if plan.warm else None
     if warm_pid is None:
@@ -161,6 +167,7 @@ def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str]) -> int | No
         "cancel_signal": int(plan.cancel_signal),
         "group": plan.cancel_group,
         "grace": plan.grace_seconds,
+        "sandbox": plan.sandbox,
     }
     try:
         return warm_start.server_for(plan.warm or "").start_launcher(request)
@@ -279,6 +286,7 @@ def status(rundir: Path) -> ProcessStatus:
         host=host,
         argv=argv,
         ended_at=parse_time(ended.get("ended_at")),
+        limit=ended.get("limit"),
     )
 
 
@@ -348,6 +356,8 @@ class _Launcher:
         self.control, self.cancel_signal, self.group, self.grace = control, cancel_signal, group, grace
         self.deadline: float | None = None
         self.engine_pid = 0
+        self.sandbox = read_json(control / sandbox.PLAN_FILE)
+        self.limit: str | None = None
 
     def on_signal(self, signum: int, frame: object) -> None:
         # The launcher survives its own group signal; it forwards once and arms the grace timer.
@@ -369,12 +379,23 @@ class _Launcher:
         for signum in _RESET_SIGNALS:
             signal.signal(signum, self.on_signal)
         try:
-            engine = subprocess.Popen(argv)
+            engine = self.start(argv)
         except OSError as exc:
             return self.finish(127, start_error=f"{argv[0]}: {exc.strerror or exc}")
         code = self.follow(engine.pid, child_start_ticks(engine.pid), argv)
         engine.returncode = code
         return code
+
+    def start(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        """The engine command, inside the run's sandbox when it has one."""
+        plan = self.sandbox
+        if plan is None:
+            return subprocess.Popen(argv)
+        sandbox.join_cgroup(plan)
+        # Safe here: the launcher has one thread.
+        return subprocess.Popen(
+            sandbox.wrap(plan, argv, os.geteuid() == 0), preexec_fn=lambda: sandbox.prepare_child(plan)
+        )
 
     def adopt(self, engine_pid: int, engine_ticks: int | None, argv: list[str]) -> int:
         """Follow an engine a warm server forked (already our child) to its end."""
@@ -421,10 +442,17 @@ class _Launcher:
                 if done == 0:
                     if self.deadline is not None and time.monotonic() > self.deadline:
                         _kill_descendants()
+                    self.check_limits()
                     self.pause(exited)
         finally:
             if exited is not None:
                 os.close(exited)
+
+    def check_limits(self) -> None:
+        """End the run once it reached its process ceiling: a fork bomb never ends by itself."""
+        if self.sandbox is not None and self.limit is None and sandbox.processes_limit_hit(self.sandbox):
+            self.limit = "processes"
+            _kill_descendants()
 
     def pause(self, exited: int | None) -> None:
         """Sleep until the engine ends, the grace deadline passes, or the next sweep of orphans."""
@@ -440,15 +468,23 @@ class _Launcher:
         _kill_descendants()
         if start_error:
             sys.stderr.write(f"flowdeck launcher: could not start the engine: {start_error}\n")
-        write_exit(self.control, code, cancel_requested=self.deadline is not None, start_error=start_error)
+        if self.sandbox is not None:
+            sandbox.leave_cgroup(self.sandbox)
+        write_exit(
+            self.control, code, cancel_requested=self.deadline is not None, start_error=start_error, limit=self.limit
+        )
         return code if 0 <= code < 256 else 128 + abs(code) % 128
 
 
-def write_exit(control: Path, code: int, cancel_requested: bool = False, start_error: str | None = None) -> None:
+def write_exit(
+    control: Path, code: int, cancel_requested: bool = False, start_error: str | None = None, limit: str | None = None
+) -> None:
     """The run's exit record: written last, once nothing of the run is left."""
     record: dict[str, Any] = {"exit_code": code, "ended_at": _now(), "cancel_requested": cancel_requested}
     if start_error:
         record["start_error"] = start_error
+    if limit:
+        record["limit"] = limit  # the sandbox ended the run at this limit
     write_json(control / "exit.json", record)
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from flowdeck.backends import sandbox
 from flowdeck.backends.launcher import write_exit
 from flowdeck.backends.procfs import child_start_ticks, is_alive
 
@@ -265,9 +266,12 @@ def _become_launcher(request: dict[str, Any], module: ModuleType) -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_SUBREAPER, 1, 0, 0, 0)
     argv = [str(arg) for arg in request["argv"]]
+    plan = request.get("sandbox")
+    if plan is not None:
+        sandbox.join_cgroup(plan)
     engine = os.fork()
     if engine == 0:
-        os._exit(_run_engine(module, argv))
+        os._exit(_run_engine(module, argv, plan))
     launcher = [
         sys.executable,
         "-m",
@@ -297,8 +301,14 @@ def _redirect(fd: int, path: str, flags: int) -> None:
     os.close(opened)
 
 
-def _run_engine(module: ModuleType, argv: list[str]) -> int:
-    """In the engine's process: the engine's own signal dispositions, then its command."""
+def _run_engine(module: ModuleType, argv: list[str], plan: dict[str, Any] | None = None) -> int:
+    """In the engine's process: its sandbox, the engine's own signal dispositions, then its command."""
+    if plan is not None:
+        try:
+            sandbox.enter(plan)  # returns in the sandboxed engine; this process waits for it
+        except BaseException as exc:
+            sys.stderr.write(f"flowdeck: the run's sandbox could not be set up: {exc}\n")
+            return 126
     for signum in _CANCEL_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     # Python's own start-up gives SIGINT this handler; a cold engine would have it too.
