@@ -7,11 +7,19 @@ signal, SIGKILLs whatever is left once the engine ends (or after a grace
 period), and only then writes the exit record. Its records live in
 ``RUNDIR/.flowdeck/``:
 
+    launch.lock   held (flock) from before the engine starts until the launcher ends
     launch.json   pid + /proc start time of the launcher, argv, host (written at submit)
     engine.json   the same for the engine process (written by the launcher)
     cancel.json   a cancel was requested, and when
     exit.json     exit code, end time, whether a cancel preceded the exit
     stdout.txt    the engine's stdout    stderr.txt   its stderr
+
+Starting is crash-exact: the starter takes ``launch.lock`` before anything starts and
+hands the lock to the launcher, which holds it for the engine's life. A worker that
+finds no ``launch.json`` (its predecessor died in between) tells "started, record not
+yet written" (the lock is held, or the launcher's own ``engine.json`` exists) from
+"never started" (the lock is free and no launcher left a record), and never starts a
+run twice in the same folder.
 
 A process is identified by pid *and* start time, so a recycled pid is never
 mistaken for the run. A worker that restarts reads these files and knows whether
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import select
@@ -50,6 +59,8 @@ _SUBREAPER = 36  # PR_SET_CHILD_SUBREAPER
 # launcher at once (pidfd), or after _POLL_SECONDS where pidfd_open is missing.
 _IDLE_SECONDS = 1.0
 _POLL_SECONDS = 0.1
+# How long a worker waits for the record of a start another process is making.
+_START_WAIT_SECONDS = 30.0
 _RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 _OWN_PREFIX = "FLOWDECK_"
 
@@ -127,12 +138,64 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
     if existing is not None:
         return existing
     control.mkdir(parents=True, exist_ok=True)
+    lock = claim_start(control)
+    if lock is None:  # an earlier starter (or its launcher) holds the lock: started
+        return _await_record(control)
+    try:
+        earlier = _launcher_record(control)
+        if earlier is not None:  # a launcher ran here and ended; only launch.json was lost
+            write_json(control / "launch.json", earlier)
+            return earlier
+        return _start(rundir, plan, key, lock)
+    finally:
+        os.close(lock)
+
+
+def claim_start(control: Path) -> int | None:
+    """The run's start lock (an open descriptor holding it), or None when another holds it."""
+    fd = os.open(control / "launch.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _launcher_record(control: Path) -> dict[str, Any] | None:
+    """The launch record a launcher left in engine.json, if one ran in this folder."""
+    launcher = (read_json(control / "engine.json") or {}).get("launcher")
+    return dict(launcher) if isinstance(launcher, dict) and "pid" in launcher else None
+
+
+def _await_record(control: Path, timeout: float = _START_WAIT_SECONDS) -> dict[str, Any]:
+    """The record of a start another process made: its launch.json, or its launcher's own."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = read_json(control / "launch.json")
+        if record is not None:
+            return record
+        record = _launcher_record(control)
+        if record is not None:  # its starter died before writing it: written now, the same facts
+            write_json(control / "launch.json", record)
+            return record
+        if time.monotonic() > deadline:
+            raise StartInProgress(f"{control.parent}: another process is starting this run")
+        time.sleep(0.05)
+
+
+class StartInProgress(RuntimeError):
+    """Another process holds the run's start lock and has not recorded the start yet."""
+
+
+def _start(rundir: Path, plan: LaunchPlan, key: str, lock: int) -> dict[str, Any]:
+    control = control_dir(rundir)
     if plan.sandbox is not None:
         write_json(control / sandbox.PLAN_FILE, plan.sandbox)
     env = {**engine_environ(), **plan.env}
-    warm_pid = _start_warm(rundir, plan, env) if plan.warm else None
+    warm_pid = _start_warm(rundir, plan, env, lock) if plan.warm else None
     if warm_pid is None:
-        pid = _start_cold(rundir, plan, env, key)
+        pid = _start_cold(rundir, plan, env, key, lock)
         ticks = _wait_ticks(pid)
     else:
         pid, ticks = warm_pid, _wait_ticks(warm_pid)
@@ -155,7 +218,7 @@ def engine_environ() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if not name.upper().startswith(_OWN_PREFIX)}
 
 
-def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str]) -> int | None:
+def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str], lock: int) -> int | None:
     """The launcher's pid, forked by the engine's warm server; None when that failed."""
     from flowdeck.backends import warm_start  # the launcher process itself never needs it
 
@@ -170,14 +233,14 @@ def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str]) -> int | No
         "sandbox": plan.sandbox,
     }
     try:
-        return warm_start.server_for(plan.warm or "").start_launcher(request)
+        return warm_start.server_for(plan.warm or "").start_launcher(request, lock)
     except warm_start.WarmStartError as exc:
         # A cold start is slower, never wrong: the run goes on.
         sys.stderr.write(f"flowdeck: starting this run cold: {exc}\n")
         return None
 
 
-def _start_cold(rundir: Path, plan: LaunchPlan, env: dict[str, str], key: str) -> int:
+def _start_cold(rundir: Path, plan: LaunchPlan, env: dict[str, str], key: str, lock: int) -> int:
     control = control_dir(rundir)
     launcher = [
         sys.executable,
@@ -201,6 +264,8 @@ def _start_cold(rundir: Path, plan: LaunchPlan, env: dict[str, str], key: str) -
             # No preexec_fn (unsafe in a threaded worker): the launcher sets its own handlers
             # for SIGINT/SIGTERM/SIGQUIT, and exec resets handled signals to SIG_DFL in the engine.
             start_new_session=True,
+            # The launcher holds the start lock for its life (the engine does not inherit it).
+            pass_fds=(lock,),
         )
     # A thread per launcher reaps it (no zombie) the moment it ends and tells the listeners,
     # so a worker learns of the exit without waiting for its next poll.

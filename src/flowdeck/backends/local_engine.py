@@ -20,11 +20,20 @@ from typing import Any, ClassVar
 from flowdeck.backends import sandbox
 from flowdeck.backends.base import Backend
 from flowdeck.backends.engine_options import Option, engine_args
-from flowdeck.backends.launcher import LaunchPlan, ProcessStatus, control_dir, launch, read_json, request_cancel, status
+from flowdeck.backends.launcher import (
+    LaunchPlan,
+    ProcessStatus,
+    StartInProgress,
+    control_dir,
+    launch,
+    read_json,
+    request_cancel,
+    status,
+)
 from flowdeck.backends.run_files import named_paths, output_files, resolve_workflow, tail
 from flowdeck.domain.runs import CancelResult, OutputFile, RunHandle, RunSpec, Submitted, SyncReport, TaskInfo
 from flowdeck.domain.states import State, is_terminal
-from flowdeck.errors import EngineError, InvalidInput
+from flowdeck.errors import EngineError, EngineUnavailable, InvalidInput
 
 
 class LocalEngineBackend(Backend):
@@ -118,7 +127,10 @@ class LocalEngineBackend(Backend):
                 raise EngineError(exc.detail) from exc
             except sandbox.SandboxError as exc:
                 raise EngineError(str(exc)) from exc
-            record = launch(rundir, plan, key=spec.run_id)
+            try:
+                record = launch(rundir, plan, key=spec.run_id)
+            except StartInProgress as exc:  # transient: the next attempt finds the record
+                raise EngineUnavailable(str(exc)) from exc
         data = {key: record.get(key) for key in ("pid", "start_ticks", "host")}
         return Submitted(backend_run_id=f"{record['host']}:{record['pid']}", backend_data=data)
 
