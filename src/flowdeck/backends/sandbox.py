@@ -9,8 +9,10 @@ ways, with the same result:
 - a cold start wraps the engine command in ``bwrap`` (bubblewrap), started by the
   launcher as the sandbox user with the limits set (:func:`wrap`, :func:`prepare_child`);
 - a warm start (a fork of a warm server, which has no command to wrap) enters the
-  same namespaces and mounts itself, in the forked child (:func:`enter`); this needs
-  root, so an unprivileged service starts sandboxed runs cold.
+  same namespaces and mounts itself: the launcher's process unshares the PID namespace
+  for its children (:func:`new_pid_namespace`), and the forked child, pid 1 there, does
+  the rest (:func:`enter`); this needs root, so an unprivileged service starts
+  sandboxed runs cold.
 
 Either way the engine is the child of a process that ignores cancel signals, which is
 what the launcher follows (the *engine pid* of its records), and runs as pid 2 of a PID
@@ -274,23 +276,26 @@ def leave_cgroup(plan: dict[str, Any]) -> None:
 # --- entering the sandbox from a forked process (warm starts, root only) --------------
 
 
-def enter(plan: dict[str, Any]) -> None:
-    """Make the calling (forked, single-threaded, root) process's child the sandboxed engine.
+def new_pid_namespace() -> None:
+    """Make the next child of this (root) process pid 1 of a new PID namespace (warm starts)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    _check(libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
 
-    Returns only in the engine process: pid 2 of a new PID namespace, inside the run's
-    mounts, as the sandbox user, under the run's limits. The caller's own process becomes
-    the one that waits for it (ignoring cancel signals) and exits with its status.
+
+def enter(plan: dict[str, Any]) -> None:
+    """Make this process (pid 1 of the PID namespace :func:`new_pid_namespace` made, root)
+    the sandbox's init, and its child the sandboxed engine.
+
+    Returns only in the engine process: pid 2, inside the run's mounts, as the sandbox user,
+    under the run's limits. This process ignores cancel signals (as pid 1 it would anyway),
+    reaps, and exits with the engine's status: the launcher follows it.
     """
     libc = ctypes.CDLL(None, use_errno=True)
-    flags = _CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS
+    flags = _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS
     _check(libc.unshare(flags | (0 if plan["network"] else _CLONE_NEWNET)), "unshare")
     for signum in CANCEL_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CANCEL_SIGNALS)
-    first = os.fork()
-    if first:
-        os._exit(_wait_exit(first))
-    # pid 1 of the new namespace: build the run's root, then fork the engine and reap.
     _build_root(libc, plan)
     set_limits(plan["limits"])
     os.setgroups([])

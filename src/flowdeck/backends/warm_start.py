@@ -291,6 +291,11 @@ def _become_launcher(request: dict[str, Any], module: ModuleType) -> None:
     plan = request.get("sandbox")
     if plan is not None:
         sandbox.join_cgroup(plan)
+        try:
+            sandbox.new_pid_namespace()
+        except sandbox.SandboxError as exc:
+            write_exit(control, 126, start_error=f"the run's sandbox could not be set up: {exc}")
+            raise
     engine = os.fork()
     if engine == 0:
         os._exit(_run_engine(module, argv, plan))
@@ -327,7 +332,7 @@ def _run_engine(module: ModuleType, argv: list[str], plan: dict[str, Any] | None
     """In the engine's process: its sandbox, the engine's own signal dispositions, then its command."""
     if plan is not None:
         try:
-            sandbox.enter(plan)  # returns in the sandboxed engine; this process waits for it
+            sandbox.enter(plan)  # returns in the sandboxed engine; this process is its init
         except BaseException as exc:
             sys.stderr.write(f"flowdeck: the run's sandbox could not be set up: {exc}\n")
             return 126
