@@ -88,8 +88,9 @@ postgres:
 	fi
 	rm -f "$$log"
 
-# Debian packages the tests run for real (command:package): nginx -t checks deploy/nginx.
-DEBS ?= nginx:nginx
+# Debian packages the tests run for real (command:package): nginx -t checks deploy/nginx;
+# bwrap and setpriv sandbox every local engine run (on by default, docs/adr/0010).
+DEBS ?= nginx:nginx bwrap:bubblewrap setpriv:util-linux
 debs:
 	missing=""
 	for pair in $(DEBS); do

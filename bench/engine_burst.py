@@ -77,10 +77,10 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return own, engines
 
 
-def one_burst(work: Path, runs: int) -> tuple[float, float, int, float, float]:
+def one_burst(work: Path, runs: int, extra_env: dict[str, str] | None = None) -> tuple[float, float, int, float, float]:
     """Seconds from the first submit to the last COMPLETE, peak tree RSS in MB, RSS samples taken,
     CPU seconds of the service itself and of its engines (launchers and all below them)."""
-    with common.flowdeck_up(work / "data") as server:
+    with common.flowdeck_up(work / "data", extra_env=extra_env) as server:
         warm = common.submit_echo_cwl(server.url, "warm-up")
         if wait_terminal(server.url, warm) != "COMPLETE":
             raise RuntimeError(f"warm-up run {warm} did not complete")

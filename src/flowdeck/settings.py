@@ -179,6 +179,34 @@ class Settings(BaseSettings):
         description="Start cwltool runs as forks of a process that has imported cwltool and parsed the CWL schemas once (~0.03 s instead of ~0.9 s of CPU a run). Off: every run starts the cwltool command.",
     )
     runs_dir: Path | None = Field(None, description="Folder of per-run working folders. Default: data_dir/runs.")
+    sandbox: bool = Field(
+        True,
+        description="Run every local engine (cwltool, Snakemake, miniwdl, Toil) in a bubblewrap sandbox per run: only its own folder, inputs and the engines' installation in view, an unprivileged user, its own PID/IPC namespaces, no network, the limits below. Off only when set explicitly (service-info says which isolation is in force).",
+    )
+    sandbox_user: str = Field(
+        "nobody", description="User (name or uid) sandboxed runs execute as when the service runs as root."
+    )
+    sandbox_network: bool = Field(
+        False, description="Give every sandboxed run the network (a pipeline may ask for it with network: true)."
+    )
+    sandbox_memory_mb: int = Field(
+        8192, ge=0, description="Address space of each process of a run, in MiB (RLIMIT_AS; 0: no limit)."
+    )
+    sandbox_cpu_seconds: int = Field(
+        86400, ge=0, description="CPU time of each process of a run, in seconds (RLIMIT_CPU; 0: no limit)."
+    )
+    sandbox_max_processes: int = Field(
+        1024,
+        ge=16,
+        description="Processes and threads a run may have at once (a pids cgroup, else RLIMIT_NPROC of the sandbox user); a run that reaches it is ended.",
+    )
+    sandbox_max_file_mb: int = Field(
+        102400, ge=0, description="Largest file a run may write, in MiB (RLIMIT_FSIZE; 0: no limit)."
+    )
+    sandbox_read_only_paths: list[Path] = Field(
+        default_factory=list,
+        description="Folders every sandboxed run may read (registered references, shared indexes), JSON list.",
+    )
     toil_batch_system: str = Field(
         "single_machine",
         description="Toil --batchSystem: single_machine here; slurm, kubernetes, aws_batch, … to run past one machine.",

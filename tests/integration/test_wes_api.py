@@ -177,6 +177,7 @@ async def test_service_info_has_every_required_field(api: httpx.AsyncClient) -> 
     assert info["supported_filesystem_protocols"] == ["https"]
     assert info["workflow_engine_versions"]["demo"] == {"workflow_engine_version": ["simulation-1"]}
     assert info["tags"]["simulated_engines"] == "demo"
+    assert info["tags"]["isolation"] == "bubblewrap sandbox per run"
     assert isinstance(info["default_workflow_engine_parameters"], list)
     page = await api.get(info["auth_instructions_url"].replace("http://testserver", ""))
     assert page.status_code == 200

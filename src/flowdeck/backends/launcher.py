@@ -7,11 +7,19 @@ signal, SIGKILLs whatever is left once the engine ends (or after a grace
 period), and only then writes the exit record. Its records live in
 ``RUNDIR/.flowdeck/``:
 
+    launch.lock   held (flock) from before the engine starts until the launcher ends
     launch.json   pid + /proc start time of the launcher, argv, host (written at submit)
     engine.json   the same for the engine process (written by the launcher)
     cancel.json   a cancel was requested, and when
     exit.json     exit code, end time, whether a cancel preceded the exit
     stdout.txt    the engine's stdout    stderr.txt   its stderr
+
+Starting is crash-exact: the starter takes ``launch.lock`` before anything starts and
+hands the lock to the launcher, which holds it for the engine's life. A worker that
+finds no ``launch.json`` (its predecessor died in between) tells "started, record not
+yet written" (the lock is held, or the launcher's own ``engine.json`` exists) from
+"never started" (the lock is free and no launcher left a record), and never starts a
+run twice in the same folder.
 
 A process is identified by pid *and* start time, so a recycled pid is never
 mistaken for the run. A worker that restarts reads these files and knows whether
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import select
@@ -41,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowdeck.backends import sandbox
 from flowdeck.backends.procfs import child_start_ticks, descendants, is_alive, start_ticks
 
 CONTROL_DIR = ".flowdeck"
@@ -49,6 +59,8 @@ _SUBREAPER = 36  # PR_SET_CHILD_SUBREAPER
 # launcher at once (pidfd), or after _POLL_SECONDS where pidfd_open is missing.
 _IDLE_SECONDS = 1.0
 _POLL_SECONDS = 0.1
+# How long a worker waits for the record of a start another process is making.
+_START_WAIT_SECONDS = 30.0
 _RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 _OWN_PREFIX = "FLOWDECK_"
 
@@ -67,6 +79,8 @@ class LaunchPlan:
     grace_seconds: float = 30.0
     # A module for warm starts (see flowdeck.backends.warm_start), or None to start the command cold.
     warm: str | None = None
+    # A sandbox plan (flowdeck.backends.sandbox), or None to run the engine unconfined.
+    sandbox: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,7 @@ class ProcessStatus:
     host: str | None = None
     argv: list[str] = field(default_factory=list)
     ended_at: datetime | None = None
+    limit: str | None = None
 
 
 def control_dir(rundir: Path) -> Path:
@@ -123,10 +138,64 @@ def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
     if existing is not None:
         return existing
     control.mkdir(parents=True, exist_ok=True)
+    lock = claim_start(control)
+    if lock is None:  # an earlier starter (or its launcher) holds the lock: started
+        return _await_record(control)
+    try:
+        earlier = _launcher_record(control)
+        if earlier is not None:  # a launcher ran here and ended; only launch.json was lost
+            write_json(control / "launch.json", earlier)
+            return earlier
+        return _start(rundir, plan, key, lock)
+    finally:
+        os.close(lock)
+
+
+def claim_start(control: Path) -> int | None:
+    """The run's start lock (an open descriptor holding it), or None when another holds it."""
+    fd = os.open(control / "launch.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _launcher_record(control: Path) -> dict[str, Any] | None:
+    """The launch record a launcher left in engine.json, if one ran in this folder."""
+    launcher = (read_json(control / "engine.json") or {}).get("launcher")
+    return dict(launcher) if isinstance(launcher, dict) and "pid" in launcher else None
+
+
+def _await_record(control: Path, timeout: float = _START_WAIT_SECONDS) -> dict[str, Any]:
+    """The record of a start another process made: its launch.json, or its launcher's own."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = read_json(control / "launch.json")
+        if record is not None:
+            return record
+        record = _launcher_record(control)
+        if record is not None:  # its starter died before writing it: written now, the same facts
+            write_json(control / "launch.json", record)
+            return record
+        if time.monotonic() > deadline:
+            raise StartInProgress(f"{control.parent}: another process is starting this run")
+        time.sleep(0.05)
+
+
+class StartInProgress(RuntimeError):
+    """Another process holds the run's start lock and has not recorded the start yet."""
+
+
+def _start(rundir: Path, plan: LaunchPlan, key: str, lock: int) -> dict[str, Any]:
+    control = control_dir(rundir)
+    if plan.sandbox is not None:
+        write_json(control / sandbox.PLAN_FILE, plan.sandbox)
     env = {**engine_environ(), **plan.env}
-    warm_pid = _start_warm(rundir, plan, env) if plan.warm else None
+    warm_pid = _start_warm(rundir, plan, env, lock) if plan.warm else None
     if warm_pid is None:
-        pid = _start_cold(rundir, plan, env, key)
+        pid = _start_cold(rundir, plan, env, key, lock)
         ticks = _wait_ticks(pid)
     else:
         pid, ticks = warm_pid, _wait_ticks(warm_pid)
@@ -149,7 +218,7 @@ def engine_environ() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if not name.upper().startswith(_OWN_PREFIX)}
 
 
-def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str]) -> int | None:
+def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str], lock: int) -> int | None:
     """The launcher's pid, forked by the engine's warm server; None when that failed."""
     from flowdeck.backends import warm_start  # the launcher process itself never needs it
 
@@ -161,16 +230,17 @@ def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str]) -> int | No
         "cancel_signal": int(plan.cancel_signal),
         "group": plan.cancel_group,
         "grace": plan.grace_seconds,
+        "sandbox": plan.sandbox,
     }
     try:
-        return warm_start.server_for(plan.warm or "").start_launcher(request)
+        return warm_start.server_for(plan.warm or "").start_launcher(request, lock)
     except warm_start.WarmStartError as exc:
         # A cold start is slower, never wrong: the run goes on.
         sys.stderr.write(f"flowdeck: starting this run cold: {exc}\n")
         return None
 
 
-def _start_cold(rundir: Path, plan: LaunchPlan, env: dict[str, str], key: str) -> int:
+def _start_cold(rundir: Path, plan: LaunchPlan, env: dict[str, str], key: str, lock: int) -> int:
     control = control_dir(rundir)
     launcher = [
         sys.executable,
@@ -194,6 +264,8 @@ def _start_cold(rundir: Path, plan: LaunchPlan, env: dict[str, str], key: str) -
             # No preexec_fn (unsafe in a threaded worker): the launcher sets its own handlers
             # for SIGINT/SIGTERM/SIGQUIT, and exec resets handled signals to SIG_DFL in the engine.
             start_new_session=True,
+            # The launcher holds the start lock for its life (the engine does not inherit it).
+            pass_fds=(lock,),
         )
     # A thread per launcher reaps it (no zombie) the moment it ends and tells the listeners,
     # so a worker learns of the exit without waiting for its next poll.
@@ -279,6 +351,7 @@ def status(rundir: Path) -> ProcessStatus:
         host=host,
         argv=argv,
         ended_at=parse_time(ended.get("ended_at")),
+        limit=ended.get("limit"),
     )
 
 
@@ -348,6 +421,8 @@ class _Launcher:
         self.control, self.cancel_signal, self.group, self.grace = control, cancel_signal, group, grace
         self.deadline: float | None = None
         self.engine_pid = 0
+        self.sandbox = read_json(control / sandbox.PLAN_FILE)
+        self.limit: str | None = None
 
     def on_signal(self, signum: int, frame: object) -> None:
         # The launcher survives its own group signal; it forwards once and arms the grace timer.
@@ -369,12 +444,23 @@ class _Launcher:
         for signum in _RESET_SIGNALS:
             signal.signal(signum, self.on_signal)
         try:
-            engine = subprocess.Popen(argv)
+            engine = self.start(argv)
         except OSError as exc:
             return self.finish(127, start_error=f"{argv[0]}: {exc.strerror or exc}")
         code = self.follow(engine.pid, child_start_ticks(engine.pid), argv)
         engine.returncode = code
         return code
+
+    def start(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        """The engine command, inside the run's sandbox when it has one."""
+        plan = self.sandbox
+        if plan is None:
+            return subprocess.Popen(argv)
+        sandbox.join_cgroup(plan)
+        # Safe here: the launcher has one thread.
+        return subprocess.Popen(
+            sandbox.wrap(plan, argv, os.geteuid() == 0), preexec_fn=lambda: sandbox.prepare_child(plan)
+        )
 
     def adopt(self, engine_pid: int, engine_ticks: int | None, argv: list[str]) -> int:
         """Follow an engine a warm server forked (already our child) to its end."""
@@ -421,10 +507,17 @@ class _Launcher:
                 if done == 0:
                     if self.deadline is not None and time.monotonic() > self.deadline:
                         _kill_descendants()
+                    self.check_limits()
                     self.pause(exited)
         finally:
             if exited is not None:
                 os.close(exited)
+
+    def check_limits(self) -> None:
+        """End the run once it reached its process ceiling: a fork bomb never ends by itself."""
+        if self.sandbox is not None and self.limit is None and sandbox.processes_limit_hit(self.sandbox):
+            self.limit = "processes"
+            _kill_descendants()
 
     def pause(self, exited: int | None) -> None:
         """Sleep until the engine ends, the grace deadline passes, or the next sweep of orphans."""
@@ -440,15 +533,23 @@ class _Launcher:
         _kill_descendants()
         if start_error:
             sys.stderr.write(f"flowdeck launcher: could not start the engine: {start_error}\n")
-        write_exit(self.control, code, cancel_requested=self.deadline is not None, start_error=start_error)
+        if self.sandbox is not None:
+            sandbox.leave_cgroup(self.sandbox)
+        write_exit(
+            self.control, code, cancel_requested=self.deadline is not None, start_error=start_error, limit=self.limit
+        )
         return code if 0 <= code < 256 else 128 + abs(code) % 128
 
 
-def write_exit(control: Path, code: int, cancel_requested: bool = False, start_error: str | None = None) -> None:
+def write_exit(
+    control: Path, code: int, cancel_requested: bool = False, start_error: str | None = None, limit: str | None = None
+) -> None:
     """The run's exit record: written last, once nothing of the run is left."""
     record: dict[str, Any] = {"exit_code": code, "ended_at": _now(), "cancel_requested": cancel_requested}
     if start_error:
         record["start_error"] = start_error
+    if limit:
+        record["limit"] = limit  # the sandbox ended the run at this limit
     write_json(control / "exit.json", record)
 
 

@@ -17,13 +17,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from flowdeck.backends import sandbox
 from flowdeck.backends.base import Backend
 from flowdeck.backends.engine_options import Option, engine_args
-from flowdeck.backends.launcher import LaunchPlan, ProcessStatus, control_dir, launch, read_json, request_cancel, status
+from flowdeck.backends.launcher import (
+    LaunchPlan,
+    ProcessStatus,
+    StartInProgress,
+    control_dir,
+    launch,
+    read_json,
+    request_cancel,
+    status,
+)
 from flowdeck.backends.run_files import named_paths, output_files, resolve_workflow, tail
 from flowdeck.domain.runs import CancelResult, OutputFile, RunHandle, RunSpec, Submitted, SyncReport, TaskInfo
 from flowdeck.domain.states import State, is_terminal
-from flowdeck.errors import EngineError, InvalidInput
+from flowdeck.errors import EngineError, EngineUnavailable, InvalidInput
 
 
 class LocalEngineBackend(Backend):
@@ -39,6 +49,10 @@ class LocalEngineBackend(Backend):
     package_name: ClassVar[str]
     module_name: ClassVar[str]
     options: ClassVar[dict[str, Option]] = {}
+    # Files of the control folder the engine itself writes (the rest is read-only in a sandbox).
+    sandbox_writable: ClassVar[tuple[str, ...]] = ()
+    # Folders of flowdeck the engine loads code from (plugins), read-only in a sandbox.
+    sandbox_code: ClassVar[tuple[Path, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -107,11 +121,61 @@ class LocalEngineBackend(Backend):
                 workflow = resolve_workflow(spec, self.settings.allowed_workflow_url_prefixes)
                 control_dir(rundir).mkdir(parents=True, exist_ok=True)
                 plan = self.plan(spec, workflow, rundir)
+                if self.settings.sandbox:
+                    plan = self.sandboxed(plan, spec, rundir)
             except InvalidInput as exc:
                 raise EngineError(exc.detail) from exc
-            record = launch(rundir, plan, key=spec.run_id)
+            except sandbox.SandboxError as exc:
+                raise EngineError(str(exc)) from exc
+            try:
+                record = launch(rundir, plan, key=spec.run_id)
+            except StartInProgress as exc:  # transient: the next attempt finds the record
+                raise EngineUnavailable(str(exc)) from exc
         data = {key: record.get(key) for key in ("pid", "start_ticks", "host")}
         return Submitted(backend_run_id=f"{record['host']}:{record['pid']}", backend_data=data)
+
+    def sandboxed(self, plan: LaunchPlan, spec: RunSpec, rundir: Path) -> LaunchPlan:
+        """The plan run in a sandbox of its own, its folder private to the sandbox user."""
+        if shutil.which("bwrap") is None:
+            raise sandbox.SandboxError(
+                "the sandbox is on (FLOWDECK_SANDBOX) but bubblewrap (bwrap) is not installed on this worker"
+            )
+        settings = self.settings
+        as_root = os.geteuid() == 0
+        uid, gid = sandbox.user_ids(settings.sandbox_user) if as_root else (os.getuid(), os.getgid())
+        control = control_dir(rundir)
+        writable = [control / name for name in self.sandbox_writable]
+        for path in writable:
+            path.touch()
+        sandbox.write_identity(control, uid, gid)
+        network = settings.sandbox_network or spec.pipeline_target.get("network") is True
+        limits = {
+            "memory_mb": settings.sandbox_memory_mb,
+            "cpu_seconds": settings.sandbox_cpu_seconds,
+            "file_mb": settings.sandbox_max_file_mb,
+            "processes": settings.sandbox_max_processes,
+        }
+        cgroups = sandbox.cgroup_root()
+        if cgroups is None:  # the per-user rlimit is the fallback: shared by the user's runs
+            limits["nproc"] = settings.sandbox_max_processes
+        read_only = [spec.attachments_dir, *self.installation(), *settings.sandbox_read_only_paths]
+        box = sandbox.make_plan(rundir, read_only, writable, (uid, gid), network, limits)
+        if cgroups is not None:
+            box |= {"cgroup": str(cgroups), "cgroup_name": f"run-{spec.run_id}"}
+        if as_root:
+            _make_private(rundir, control, writable, uid, gid)
+        env = {**plan.env, "HOME": sandbox.PRIVATE_TMP, "USER": "run", "LOGNAME": "run"}
+        # In-process sandboxes need root; an unprivileged service starts its runs cold in bwrap.
+        warm = plan.warm if as_root else None
+        return replace(plan, env=env, sandbox=box, cancel_group=True, warm=warm)
+
+    def installation(self) -> list[Path]:
+        """What the engine needs to read: this Python's installation and the engine's command."""
+        found = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent, *self.sandbox_code]
+        command = self.executable()
+        if command is not None:
+            found.append(Path(command).resolve().parent)
+        return found
 
     def sync(self, handles: Sequence[RunHandle]) -> list[SyncReport]:
         return [self.report(handle) for handle in handles]
@@ -143,6 +207,10 @@ class LocalEngineBackend(Backend):
         if proc.running:
             return SyncReport(run_id=handle.run_id, state=State.RUNNING, tasks=tasks, system_logs=notes, **logs)
         state, reason = self._ending(rundir, proc)
+        if state is not State.COMPLETE and state is not State.CANCELED:
+            hit = limits_hit(rundir, proc)
+            notes += hit
+            reason = "; ".join([*([reason] if reason else []), *hit]) or None
         outputs: dict[str, Any] | None = None
         files: list[OutputFile] | None = None
         if state is State.COMPLETE:
@@ -182,6 +250,29 @@ class LocalEngineBackend(Backend):
         except Exception as exc:
             notes.append(f"could not read {self.name} task records: {exc}")
             return []
+
+
+def limits_hit(rundir: Path, proc: ProcessStatus) -> list[str]:
+    """The sandbox limits a failed run ran into, from its exit record and its logs."""
+    plan = read_json(control_dir(rundir) / sandbox.PLAN_FILE)
+    if plan is None:
+        return []
+    logs = [control_dir(rundir) / "stderr.txt", *sorted((rundir / "logs").rglob("*"))[:50]]
+    texts = ["\n".join(tail(path, 200)) for path in logs if path.is_file()]
+    return sandbox.limit_notes(texts, plan.get("limits", {}), ended_by=proc.limit)
+
+
+def _make_private(rundir: Path, control: Path, writable: list[Path], uid: int, gid: int) -> None:
+    """The run folder belongs to the sandbox user, closed to others; the launcher's records
+    (the control folder) stay the service's, readable but not writable by the run."""
+    os.chown(rundir, uid, gid)
+    rundir.chmod(0o700)
+    for entry in rundir.iterdir():
+        if entry != control:
+            for path in [entry, *(entry.rglob("*") if entry.is_dir() and not entry.is_symlink() else [])]:
+                os.chown(path, uid, gid, follow_symlinks=False)
+    for path in writable:
+        os.chown(path, uid, gid)
 
 
 def _close_tasks(tasks: list[TaskInfo], state: State, ended_at: datetime | None) -> list[TaskInfo]:

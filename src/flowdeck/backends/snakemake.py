@@ -100,6 +100,9 @@ def read_jobs(events: list[dict[str, Any]]) -> dict[int, _Job]:
 class SnakemakeBackend(LocalEngineBackend):
     """Snakefiles on Snakemake 9, config from the run's parameters."""
 
+    sandbox_writable = ("events.jsonl",)
+    sandbox_code = (PLUGIN_PATH,)
+
     name = "snakemake"
     workflow_types = {"SMK": ["9"]}
     command_name = "snakemake"

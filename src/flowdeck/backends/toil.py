@@ -108,6 +108,8 @@ def _task(job_id: str, job: _Job, rundir: Path) -> TaskInfo:
 class ToilBackend(CwlRunnerBackend):
     """CWL on Toil: local single-machine batch system by default."""
 
+    sandbox_writable = ("messages.tsv", "toil.log")
+
     name = "toil"
     command_name = "toil-cwl-runner"
     package_name = "toil"

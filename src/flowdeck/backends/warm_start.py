@@ -42,6 +42,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from flowdeck.backends import sandbox
 from flowdeck.backends.launcher import write_exit
 from flowdeck.backends.procfs import child_start_ticks, is_alive
 
@@ -65,14 +66,16 @@ class WarmServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._socket: Path | None = None
 
-    def start_launcher(self, request: dict[str, Any]) -> int:
-        """Fork a launcher for one run; its pid. Raises WarmStartError."""
+    def start_launcher(self, request: dict[str, Any], lock: int) -> int:
+        """Fork a launcher for one run, handing it the run's start lock; its pid. Raises WarmStartError."""
         path = self._ensure()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(_START_TIMEOUT)
                 conn.connect(str(path))
-                conn.sendall(json.dumps(request).encode() + b"\n")
+                # The lock travels with the request (SCM_RIGHTS): from here on the server's
+                # copy, then the launcher's, holds it even if this worker dies.
+                socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [lock])
                 answer = json.loads(_read_line(conn) or b"{}")
         except (OSError, ValueError) as exc:
             raise WarmStartError(f"warm server for {self.module}: {exc}") from exc
@@ -169,6 +172,14 @@ def wait_gone(pid: int, ticks: int | None) -> None:
             os.close(fd)
 
 
+def _read_request(conn: socket.socket) -> tuple[bytes, list[int]]:
+    """The request line and the descriptors sent with its first bytes."""
+    first, fds, _, _ = socket.recv_fds(conn, 65536, 4)
+    if b"\n" in first or not first:
+        return first.split(b"\n", 1)[0], fds
+    return first + _read_line(conn), fds
+
+
 def _read_line(conn: socket.socket) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -224,25 +235,37 @@ def _reap() -> None:
 
 def _answer(conn: socket.socket, listener: socket.socket, module: ModuleType) -> None:
     conn.settimeout(10)
+    fds: list[int] = []
     try:
-        request = json.loads(_read_line(conn))
+        line, fds = _read_request(conn)
+        request = json.loads(line)
         pid = os.fork()
     except (OSError, ValueError) as exc:
         with contextlib.suppress(OSError):
             conn.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
+        _close_all(fds)
         return
     if pid == 0:
         code = 127
         try:
             listener.close()
             conn.close()
+            for fd in fds:  # the start lock: the launcher keeps it across its exec
+                os.set_inheritable(fd, True)
             _become_launcher(request, module)
         except BaseException:  # nothing of the server's loop may run on in a child
             traceback.print_exc()
         finally:
             os._exit(code)
+    _close_all(fds)
     with contextlib.suppress(OSError):
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _become_launcher(request: dict[str, Any], module: ModuleType) -> None:
@@ -265,9 +288,17 @@ def _become_launcher(request: dict[str, Any], module: ModuleType) -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_SUBREAPER, 1, 0, 0, 0)
     argv = [str(arg) for arg in request["argv"]]
+    plan = request.get("sandbox")
+    if plan is not None:
+        sandbox.join_cgroup(plan)
+        try:
+            sandbox.new_pid_namespace()
+        except sandbox.SandboxError as exc:
+            write_exit(control, 126, start_error=f"the run's sandbox could not be set up: {exc}")
+            raise
     engine = os.fork()
     if engine == 0:
-        os._exit(_run_engine(module, argv))
+        os._exit(_run_engine(module, argv, plan))
     launcher = [
         sys.executable,
         "-m",
@@ -297,8 +328,14 @@ def _redirect(fd: int, path: str, flags: int) -> None:
     os.close(opened)
 
 
-def _run_engine(module: ModuleType, argv: list[str]) -> int:
-    """In the engine's process: the engine's own signal dispositions, then its command."""
+def _run_engine(module: ModuleType, argv: list[str], plan: dict[str, Any] | None = None) -> int:
+    """In the engine's process: its sandbox, the engine's own signal dispositions, then its command."""
+    if plan is not None:
+        try:
+            sandbox.enter(plan)  # returns in the sandboxed engine; this process is its init
+        except BaseException as exc:
+            sys.stderr.write(f"flowdeck: the run's sandbox could not be set up: {exc}\n")
+            return 126
     for signum in _CANCEL_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     # Python's own start-up gives SIGINT this handler; a cold engine would have it too.

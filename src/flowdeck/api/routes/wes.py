@@ -147,7 +147,12 @@ async def service_info(services: ServicesDep, principal: PublicPrincipalDep, bas
         "default_workflow_engine_parameters": parameters,
         "system_state_counts": {state.value: counts.get(state.value, 0) for state in State},
         "auth_instructions_url": f"{base}/auth/instructions",
-        "tags": {"auth_mode": settings.auth_mode, "simulated_engines": ",".join(simulated)},
+        "tags": {
+            "auth_mode": settings.auth_mode,
+            "simulated_engines": ",".join(simulated),
+            # Which isolation local engine runs have (docs/adr/0010).
+            "isolation": "bubblewrap sandbox per run" if settings.sandbox else "none (FLOWDECK_SANDBOX=false)",
+        },
     }
     if settings.contact_url:
         body["contactUrl"] = settings.contact_url
