@@ -28,6 +28,7 @@ from flowdeck.services.auth.guard import group_for_new_object
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.group_commit import GroupCommit
+from flowdeck.services.parameters import pointer
 from flowdeck.services.storage import fetchable_spec
 from flowdeck.settings import Settings
 
@@ -117,7 +118,7 @@ def check_text_limits(settings: Settings, tags: Mapping[str, str], description: 
         problems.append(Problem("/tags", f"at most {settings.max_tags} tags", "maxProperties"))
     limit = settings.max_tag_value_chars
     problems += [
-        Problem(f"/tags/{_pointer_part(key)}", f"at most {limit} characters", "maxLength")
+        Problem(pointer(["tags", key]), f"at most {limit} characters", "maxLength")
         for key, value in tags.items()
         if len(value) > limit
     ]
@@ -125,11 +126,6 @@ def check_text_limits(settings: Settings, tags: Mapping[str, str], description: 
         problems.append(Problem("/description", f"at most {settings.max_description_chars} characters", "maxLength"))
     if problems:
         raise ValidationFailed("; ".join(f"{p.pointer}: {p.message}" for p in problems), problems)
-
-
-def _pointer_part(key: str) -> str:
-    """A key as one JSON pointer segment (RFC 6901)."""
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _with_fetched_workflow(settings: Settings, new: NewRun) -> NewRun:
@@ -220,21 +216,7 @@ def _validate_in_folder(backend: Backend, spec: RunSpec, folder: RunFolder, atta
 
 def _check_storable(new: NewRun) -> None:
     """Refuse what a database would reject later (a 500, or a run no one can read back)."""
-    values = [
-        new.workflow_type,
-        new.workflow_type_version,
-        new.workflow_url,
-        new.workflow_params,
-        new.tags,
-        new.workflow_engine,
-        new.workflow_engine_version,
-        new.workflow_engine_parameters,
-        new.research_group,
-        new.description,
-        new.dataset_id,
-        new.pipeline_name,
-        new.pipeline_version,
-    ]
+    values = [getattr(new, name) for name in _STORABLE_FIELDS]
     try:
         json_values.check(values)
     except json_values.JsonRefused as exc:
@@ -262,9 +244,9 @@ _STORABLE_FIELDS = (
 )
 
 
-def _field_of(pointer: str) -> str:
-    """`` in workflow_params/a/0`` for the pointer ``/3/a/0`` into _check_storable's list."""
-    index, _, rest = pointer.removeprefix("/").partition("/")
+def _field_of(at: str) -> str:
+    """`` in workflow_params at /a/0`` for the pointer ``/3/a/0`` into _check_storable's list."""
+    index, _, rest = at.removeprefix("/").partition("/")
     if not index.isdigit() or int(index) >= len(_STORABLE_FIELDS):
         return ""
     return f" in {_STORABLE_FIELDS[int(index)]}" + (f" at /{rest}" if rest else "")

@@ -90,7 +90,7 @@ def parse_samplesheet(
         )
     rows, row_problems = _rows(body, columns, pipeline, common)
     if column_problems or row_problems:
-        missing = {p.message for p in column_problems if p.rule == "required"}
+        missing = _missing_columns(columns, pipeline, common)
         problems = column_problems + [p for p in row_problems if not _reported_missing(p, missing)]
         raise ValidationFailed(f"the sample sheet for {pipeline.name} has problems", problems)
     id_name = pipeline.sample_id_parameter
@@ -160,25 +160,23 @@ def _columns(
         if message:
             problems.append(Problem(where, f"line {line}: {message}", rule))
         columns.append(None if message else name)
-    given = {c for c in columns if c} | set(common) | set(pipeline.model.defaults)
     problems += [
-        Problem("/columns", _missing_column(name, line), "required")
-        for name in pipeline.model.required
-        if name not in given
+        Problem("/columns", f"line {line}: missing required column {name!r}", "required")
+        for name in _missing_columns(columns, pipeline, common)
     ]
     return columns, problems
 
 
-def _missing_column(name: str, line: int) -> str:
-    return f"line {line}: missing required column {name!r}"
+def _missing_columns(columns: list[str | None], pipeline: Pipeline, common: dict[str, Any]) -> list[str]:
+    """Required parameters that no column, common parameter or default gives."""
+    given = {c for c in columns if c} | set(common) | set(pipeline.model.defaults)
+    return [name for name in pipeline.model.required if name not in given]
 
 
-def _reported_missing(problem: Problem, missing: set[str]) -> bool:
+def _reported_missing(problem: Problem, missing: list[str]) -> bool:
     """A row's "required" problem for a column already reported missing (once is enough)."""
-    if problem.rule != "required":
-        return False
     name = problem.pointer.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
-    return any(message.endswith(f"missing required column {name!r}") for message in missing)
+    return problem.rule == "required" and name in missing
 
 
 def _rows(
