@@ -53,9 +53,9 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         backend = services.backends.get(row["backend"])
         files = await stored_attachments(services, row)
         spec = spec_of(row, services.runs_dir)
-        await asyncio.to_thread(
-            url_policy.check_run_references, services.settings, [spec.dataset, *spec.workflow_params.values()]
-        )
+        remote = url_policy.remote_references([spec.dataset, *spec.workflow_params.values()])
+        if remote:  # most runs have none: no thread hop for them
+            await asyncio.to_thread(url_policy.check_run_references, services.settings, remote)
         spec = await fetchable_spec(services.settings, spec)
         submitted = await pool.run(_start, backend, spec, run_folder(services.runs_dir, run_id), files)
     except EngineUnavailable as exc:

@@ -64,16 +64,22 @@ def check_reference(settings: Settings, url: str, *, what: str) -> None:
     _checked(settings, url, what, allow_unresolved=True)
 
 
-def check_run_references(settings: Settings, references: Iterable[object]) -> None:
-    """Every ``{"uri": "http(s)://…"}`` reference a run hands its engine, checked again at
-    dispatch: a name that resolved to a public address at registration may not any more."""
-    for ref in references:
-        if (
-            isinstance(ref, dict)
-            and isinstance(ref.get("uri"), str)
-            and ref["uri"].lower().startswith(("http:", "https:"))
-        ):
-            check_reference(settings, ref["uri"], what="input")
+def remote_references(references: Iterable[object]) -> list[str]:
+    """The ``http(s)://`` URIs among ``{"uri": …}`` references a run hands its engine."""
+    return [
+        ref["uri"]
+        for ref in references
+        if isinstance(ref, dict)
+        and isinstance(ref.get("uri"), str)
+        and ref["uri"].lower().startswith(("http:", "https:"))
+    ]
+
+
+def check_run_references(settings: Settings, uris: Iterable[str]) -> None:
+    """Each input URI checked again at dispatch: a name that resolved to a public address at
+    registration may not any more. Blocking (it resolves): call it off the event loop."""
+    for uri in uris:
+        check_reference(settings, uri, what="input")
 
 
 def _checked(settings: Settings, url: str, what: str, *, allow_unresolved: bool) -> Target | None:
