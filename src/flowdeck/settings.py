@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     max_page_size: int = Field(1000, ge=1, description="Largest page size a list endpoint accepts.")
     default_page_size: int = Field(50, ge=1, description="Page size when the client gives none.")
     log_level: str = Field("INFO", description="Python logging level.")
+    access_log: bool = Field(
+        False,
+        description="Log one line per HTTP request (logger flowdeck.access): method, path without the query, "
+        "status, duration and the caller's name; never headers, credentials or query strings.",
+    )
     service_name: str = Field("flowdeck", description="Name in service-info.")
     organization_name: str = Field("flowdeck", description="Organization in service-info.")
     organization_url: str = Field("https://example.org", description="Organization URL in service-info.")
