@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL. Default: a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db",
     )
     database_pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL).")
+    database_connect_timeout_seconds: int = Field(
+        5, ge=1, description="PostgreSQL: how long opening a connection may take before the call fails (503)."
+    )
+    database_statement_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="PostgreSQL: the server cancels a statement running longer than this; a transaction that has "
+        "no answer after the connect and statement timeouts plus one second (a hung server) is abandoned "
+        "client-side. Either way the call answers 503 with Retry-After.",
+    )
     pipelines_dir: Path | None = Field(
         None, description="Folder of pipeline YAML files. Default: the catalog shipped with flowdeck."
     )
