@@ -57,6 +57,10 @@ def service(tmp_path: Path, pg: PostgresServer) -> Iterator[tuple[str, subproces
             "FLOWDECK_DATABASE_URL": pg.create_database(),
             "FLOWDECK_BACKENDS": "demo",
             "FLOWDECK_WORKER_POLL_SECONDS": "0.2",
+            "FLOWDECK_SYNC_MIN_SECONDS": "0.2",
+            "FLOWDECK_DEMO_MIN_SECONDS": "2",
+            "FLOWDECK_DEMO_MAX_SECONDS": "2",
+            "FLOWDECK_DEMO_SUCCESS_RATE": "1",
             **TIMEOUTS,
         }
     )
@@ -73,6 +77,10 @@ def service(tmp_path: Path, pg: PostgresServer) -> Iterator[tuple[str, subproces
         except httpx.TransportError:
             time.sleep(0.2)
     worker = start(tmp_path, "worker", env)
+    while httpx.get(f"{url}/healthz", timeout=2).json().get("worker") != "ok":  # the outage finds it working
+        assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+        assert time.monotonic() < deadline + 60, "the worker did not start"
+        time.sleep(0.2)
     try:
         yield url, worker
     finally:
@@ -148,4 +156,10 @@ def test_a_stopped_then_frozen_database_answers_503_on_the_same_connection(
             assert time.monotonic() < deadline, "the service did not recover"
             time.sleep(0.2)
         assert {a.status_code for a in calls(client, url, run_id).values()} == {200}
+        # The worker lived through it and failed nothing: the run submitted before it completes.
+        deadline = time.monotonic() + 90
+        while (state := client.get(f"{url}{WES}/runs/{run_id}/status").json()["state"]) != "COMPLETE":
+            assert state in ("QUEUED", "INITIALIZING", "RUNNING"), state
+            assert time.monotonic() < deadline, "the run did not complete after the outage"
+            time.sleep(0.5)
     assert worker.poll() is None, "the worker ended during the outage"
