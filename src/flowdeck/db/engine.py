@@ -176,25 +176,10 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
 
-    @asynccontextmanager
-    async def _reachable(self) -> AsyncIterator[None]:
+    def _reachable(self) -> _Reachable:
         """The one place where the driver failing to reach the database, or a database that does
-        not answer in time, becomes :class:`DatabaseUnavailable`."""
-        try:
-            if self._deadline is None:
-                yield
-            else:
-                async with _give_up_after(self._deadline):
-                    yield
-        except _Hung as exc:
-            raise DatabaseUnavailable(
-                f"the database is unreachable: no answer within {self._deadline:g} s", headers=_RETRY
-            ) from exc
-        except DBAPIError as exc:
-            if not self._is_outage(exc):
-                raise
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise DatabaseUnavailable(f"the database is unreachable: {reason}", headers=_RETRY) from exc
+        not answer in time, becomes :class:`DatabaseUnavailable` (around every transaction)."""
+        return _Reachable(self)
 
     def _is_outage(self, exc: DBAPIError) -> bool:
         if exc.connection_invalidated:
@@ -343,39 +328,48 @@ class Database:
         await self.engine.dispose()
 
 
-class _Hung(Exception):
-    """The database gave no answer before the deadline."""
+class _Reachable:
+    """See :meth:`Database._reachable`. A class, not a generator: it wraps every transaction,
+    and ``asynccontextmanager`` costs several times as much per use."""
 
+    __slots__ = ("_db", "_fired", "_handle", "_task")
 
-@asynccontextmanager
-async def _give_up_after(seconds: float) -> AsyncIterator[None]:
-    """Cancel the block after ``seconds``, and again shortly after: psycopg answers a first
-    cancellation by asking the server to cancel the query and waiting up to 10 s for it (a frozen
-    server never answers); a second one makes it close the connection at once."""
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    fired = 0
-    handle: asyncio.TimerHandle
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._fired = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
 
-    def fire() -> None:
-        nonlocal fired, handle
-        fired += 1
-        task.cancel()
-        if fired < 3:
-            handle = loop.call_later(0.2, fire)
+    async def __aenter__(self) -> None:
+        if self._db._deadline is not None:
+            self._task = asyncio.current_task()
+            self._handle = asyncio.get_running_loop().call_later(self._db._deadline, self._give_up)
 
-    handle = loop.call_later(seconds, fire)
-    try:
-        yield
-    except asyncio.CancelledError:
-        if not fired:
-            raise
-        for _ in range(fired):
-            task.uncancel()
-        raise _Hung() from None
-    finally:
-        handle.cancel()
+    def _give_up(self) -> None:
+        # psycopg answers a first cancellation by asking the server to cancel the query and
+        # waiting up to 10 s for it (a frozen server never answers); a second one makes it close
+        # the connection at once.
+        assert self._task is not None
+        self._fired += 1
+        self._task.cancel()
+        if self._fired < 3:
+            self._handle = asyncio.get_running_loop().call_later(0.2, self._give_up)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if exc is None:
+            return
+        if isinstance(exc, asyncio.CancelledError) and self._fired:
+            assert self._task is not None
+            for _ in range(self._fired):
+                self._task.uncancel()
+            raise DatabaseUnavailable(
+                f"the database is unreachable: no answer within {self._db._deadline:g} s", headers=_RETRY
+            ) from None
+        if isinstance(exc, DBAPIError) and self._db._is_outage(exc):
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise DatabaseUnavailable(f"the database is unreachable: {reason}", headers=_RETRY) from exc
 
 
 def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
