@@ -10,6 +10,7 @@ FlowdeckError                 500 unless a subclass says otherwise
 ├── PayloadTooLarge           413
 ├── EngineError               502 the engine refused or failed
 │   └── EngineUnavailable     503 the engine could not be reached (transient)
+├── DatabaseUnavailable       503 the database could not be reached or did not answer in time (transient)
 └── ConfigurationError        raised at start-up: a setting or catalog file is wrong
 """
 
@@ -90,6 +91,15 @@ class EngineError(FlowdeckError):
 class EngineUnavailable(EngineError):
     status_code = 503
     title = "Engine unavailable"
+
+
+class DatabaseUnavailable(FlowdeckError):
+    """The database refused the connection, dropped it, or did not answer within its timeouts
+    (raised in one place: flowdeck.db.engine). Transient: answered 503 with Retry-After."""
+
+    status_code = 503
+    title = "Database unavailable"
+    retry_after_seconds = 5
 
 
 class ConfigurationError(FlowdeckError):

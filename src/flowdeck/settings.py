@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL. Default: a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db",
     )
     database_pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL).")
+    database_connect_timeout_seconds: int = Field(
+        5, ge=1, description="PostgreSQL: how long opening a connection may take before the call fails (503)."
+    )
+    database_statement_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="PostgreSQL: the server cancels a statement running longer than this; a transaction that has "
+        "no answer after the connect and statement timeouts plus one second (a hung server) is abandoned "
+        "client-side. Either way the call answers 503 with Retry-After.",
+    )
     pipelines_dir: Path | None = Field(
         None, description="Folder of pipeline YAML files. Default: the catalog shipped with flowdeck."
     )
@@ -94,6 +104,11 @@ class Settings(BaseSettings):
     max_page_size: int = Field(1000, ge=1, description="Largest page size a list endpoint accepts.")
     default_page_size: int = Field(50, ge=1, description="Page size when the client gives none.")
     log_level: str = Field("INFO", description="Python logging level.")
+    access_log: bool = Field(
+        False,
+        description="Log one line per HTTP request (logger flowdeck.access): method, path without the query, "
+        "status, duration and the caller's name; never headers, credentials or query strings.",
+    )
     service_name: str = Field("flowdeck", description="Name in service-info.")
     organization_name: str = Field("flowdeck", description="Organization in service-info.")
     organization_url: str = Field("https://example.org", description="Organization URL in service-info.")

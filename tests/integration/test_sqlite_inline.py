@@ -17,7 +17,7 @@ from flowdeck.db import engine as engine_module
 from flowdeck.db import runs as run_rows
 from flowdeck.db.engine import Database, PointRead
 from flowdeck.db.migrate import upgrade, upgrade_in_child
-from flowdeck.errors import ConfigurationError
+from flowdeck.errors import ConfigurationError, DatabaseUnavailable
 from tests.conftest import make_settings
 
 
@@ -83,8 +83,9 @@ async def test_a_writer_gives_up_after_the_write_timeout(tmp_path: Path, monkeyp
     monkeypatch.setattr(engine_module, "SQLITE_WRITE_TIMEOUT", 0.2)
     try:
         other.execute("BEGIN IMMEDIATE")
-        with pytest.raises(OperationalError, match="locked"):
+        with pytest.raises(DatabaseUnavailable, match="locked") as raised:  # answered 503 with Retry-After
             await asyncio.wait_for(_add_event(db, "never"), timeout=10)
+        assert isinstance(raised.value.__cause__, OperationalError)
         other.execute("ROLLBACK")
         await _add_event(db, "after")  # the pooled connection is usable again
         assert await _count_events(db) == 1

@@ -216,6 +216,29 @@ class PostgresServer:
     ) -> None:
         self.stop()
 
+    def halt(self) -> None:
+        """Stop the server (fast shutdown), keeping its files for :meth:`resume_after_halt`."""
+        with self._lock:
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
+            if self._proc is not None:
+                self._shutdown(self._proc)
+                self._proc = None
+
+    def resume_after_halt(self) -> None:
+        """Start the halted server again on the same port and data."""
+        with self._lock:
+            if not self._start_postmaster():
+                raise PostgresStartError(f"postgres did not restart; its log:\n{self._log_tail()}")
+
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the postmaster and every backend: a hung server that still
+        accepts TCP connections in the kernel but answers nothing."""
+        assert self._proc is not None
+        for pid in _process_tree(self._postmaster_pid(self._proc)):
+            os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
     def _admin_connection(self) -> psycopg.Connection[Any]:
         if not self.running:
             raise RuntimeError("the PostgreSQL server is not running")
@@ -318,6 +341,25 @@ class PostgresServer:
         except (FileNotFoundError, RuntimeError):
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _process_tree(root: int) -> list[int]:
+    """``root`` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
 
 
 def _ident(name: str) -> str:

@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
+from starlette.types import ASGIApp
 
 from flowdeck import __version__
 from flowdeck.api import errors
+from flowdeck.api.access_log import OuterLayer
 from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
 from flowdeck.api.routes import requests as request_routes
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
@@ -20,6 +22,16 @@ from flowdeck.services.pipelines import CatalogFiles
 from flowdeck.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _App(FastAPI):
+    """FastAPI with :class:`OuterLayer` outside Starlette's error middleware, where it sees every
+    answer's status (a 500 included) and ends an exception its handler already logged."""
+
+    access_log = False
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return OuterLayer(super().build_middleware_stack(), access_log=self.access_log)
 
 
 def create_app(
@@ -42,7 +54,7 @@ def create_app(
             if owned:
                 await ready.close()
 
-    app = FastAPI(
+    app = _App(
         title="flowdeck",
         version=__version__,
         description="Workflow runs for bioinformatics groups: GA4GH WES 1.1.0, a jobs API, pipelines, datasets.",
@@ -53,6 +65,7 @@ def create_app(
         redoc_url=None,
         telemetry=_telemetry(settings.opentelemetry),
     )
+    app.access_log = settings.access_log
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from flowdeck.api.access_log import PRINCIPAL_KEY
 from flowdeck.domain.principal import ANONYMOUS, Principal
 from flowdeck.services.context import Services
 
@@ -20,6 +21,7 @@ async def get_services(request: Request) -> Services:
 async def get_principal(request: Request) -> Principal:
     """The caller, as the configured authenticator sees them."""
     principal: Principal = await request.app.state.authenticator.authenticate(request.headers.get("authorization"))
+    request.scope[PRINCIPAL_KEY] = principal.name  # for the access log
     return principal
 
 

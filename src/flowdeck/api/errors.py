@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from flowdeck.api.access_log import LOGGED_KEY
 from flowdeck.errors import FlowdeckError, Unauthenticated, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    request.scope[LOGGED_KEY] = True  # the server would log the same traceback again (api/access_log.py)
     return error_response(request, 500, "Internal error", "an unexpected error occurred; it has been logged")
 
 

@@ -8,8 +8,11 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from flowdeck.api.deps import base_url
+from flowdeck.api.job_views import job_view
 from flowdeck.domain.principal import Principal
 from flowdeck.services import idempotency
+from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
 
 REPLAYED = "Idempotent-Replayed"
@@ -41,7 +44,21 @@ async def idempotent(
     result = await idempotency.once(services, use, answer)
     if not result.replayed:
         return created[0]
+    if result.created_run is not None:
+        return await _run_answer(request, services, principal, result.created_run)
     return JSONResponse(result.body, status_code=result.status_code, headers={REPLAYED: "true"})
+
+
+async def _run_answer(request: Request, services: Services, principal: Principal, run_id: str) -> JSONResponse:
+    """The answer for a run the key created whose own answer was never stored (its process
+    died after the commit): the run as the route would have shown it."""
+    headers = {REPLAYED: "true"}
+    if not request.url.path.startswith("/jobs"):
+        return JSONResponse({"run_id": run_id}, headers=headers)  # WES RunWorkflow
+    row = await run_service.get_visible(services, run_id, principal)
+    base = await base_url(request)
+    headers["Location"] = f"{base}/jobs/{run_id}"
+    return JSONResponse(job_view(row, base), status_code=201 if row["backend_run_id"] else 202, headers=headers)
 
 
 def _route_path(request: Request) -> str:

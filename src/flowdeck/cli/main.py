@@ -8,6 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from flowdeck.errors import ConfigurationError, FlowdeckError
 from flowdeck.settings import Settings
 
@@ -33,7 +35,7 @@ def _logging(settings: Settings) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     """API and worker in one process on the embedded default."""
     from flowdeck.api.app import create_app
-    from flowdeck.api.server import serve
+    from flowdeck.api.server import bind, serve
     from flowdeck.db.migrate import upgrade_in_child
     from flowdeck.services.auth.bootstrap import check_bind_allowed
     from flowdeck.services.context import Services
@@ -42,6 +44,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _logging(settings)
     check_bind_allowed(settings)
+    sock = bind(settings)
     upgrade_in_child(settings)
 
     async def main() -> None:
@@ -56,7 +59,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             services.db.engine.url.render_as_string(),
         )
         try:
-            await asyncio.gather(serve(app, settings, stop), worker.run(stop))
+            await asyncio.gather(serve(app, settings, stop, sock), worker.run(stop))
         finally:
             await services.close()
 
@@ -67,7 +70,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     """The HTTP service alone."""
     from flowdeck.api.app import create_app
-    from flowdeck.api.server import serve
+    from flowdeck.api.server import bind, serve
     from flowdeck.db.migrate import upgrade_in_child
     from flowdeck.forked import check_in_child
     from flowdeck.services.auth.bootstrap import check_bind_allowed
@@ -76,13 +79,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _logging(settings)
     check_bind_allowed(settings)
+    sock = bind(settings)
     if not args.no_migrate:
         upgrade_in_child(settings)
     catalog_files = CatalogFiles.read(settings.pipelines_dir)
     # PyYAML, jsonschema and the parsed catalog (~4 MB) leave with the child; a broken file still
     # stops start-up, and the server parses the same texts when a request first needs a pipeline.
     check_in_child(catalog_files.load, "checking the pipeline catalog")
-    asyncio.run(serve(create_app(settings, catalog_files=catalog_files), settings))
+    asyncio.run(serve(create_app(settings, catalog_files=catalog_files), settings, sock=sock))
     return 0
 
 
@@ -175,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bad_setting(exc: ValidationError) -> str:
+    """One line naming the environment variable of the first bad setting."""
+    error = exc.errors()[0]
+    name = "FLOWDECK_" + "__".join(str(part) for part in error["loc"]).upper()
+    return f"bad setting {name}: {error['msg']}" + (
+        f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -186,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (ConfigurationError, FlowdeckError) as exc:
         print(f"flowdeck: {exc.detail}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        print(f"flowdeck: {_bad_setting(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select, Table, event, insert
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError, MissingGreenlet
+from sqlalchemy.exc import DBAPIError, MissingGreenlet, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from flowdeck.db import binds, sqlite_inline
+from flowdeck.errors import DatabaseUnavailable
 from flowdeck.settings import Settings
 
 # How long a writer waits for SQLite's write lock before the request fails.
@@ -28,6 +29,7 @@ SQLITE_WRITE_TIMEOUT = 30.0
 # flight would open and close a SQLite connection per request. They are cheap to keep.
 SQLITE_POOL_SIZE = 32
 _T = TypeVar("_T")
+_RETRY = {"Retry-After": str(DatabaseUnavailable.retry_after_seconds)}
 Processor = Callable[[Any], Any]
 Binder = Callable[[Mapping[str, Any]], tuple[Any, ...]]
 
@@ -143,9 +145,24 @@ class Database:
                 connect_args={"check_same_thread": False}, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE
             )
         else:
+            statement_ms = int(settings.database_statement_timeout_seconds * 1000)
             kwargs.update(
-                pool_size=settings.database_pool_size, max_overflow=settings.database_pool_size, pool_pre_ping=True
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_pool_size,
+                pool_pre_ping=True,
+                pool_timeout=settings.database_connect_timeout_seconds,
+                connect_args={
+                    "connect_timeout": settings.database_connect_timeout_seconds,
+                    "options": f"-c statement_timeout={statement_ms}",
+                },
             )
+        # A hung server (frozen, or a network that drops packets) answers nothing at all, and a
+        # server-side timeout cannot fire: the client gives the whole transaction up after this.
+        self._deadline = (
+            None
+            if self.is_sqlite
+            else settings.database_connect_timeout_seconds + settings.database_statement_timeout_seconds + 1
+        )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._connected_once = False
         self._point_reads: dict[PointRead, _CompiledRead] = {}
@@ -159,10 +176,25 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
 
+    def _reachable(self) -> _Reachable:
+        """The one place where the driver failing to reach the database, or a database that does
+        not answer in time, becomes :class:`DatabaseUnavailable` (around every transaction)."""
+        return _Reachable(self)
+
+    def _is_outage(self, exc: DBAPIError) -> bool:
+        if exc.connection_invalidated:
+            return True
+        if not isinstance(exc, OperationalError):
+            return False
+        # SQLite's OperationalError is also a bad statement or a read-only file; only a lock
+        # held past the busy timeout is the database being unavailable. PostgreSQL's is a failed
+        # connection, a lost one, or a statement cancelled by statement_timeout.
+        return not self.is_sqlite or "locked" in str(exc.orig)
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction."""
-        async with self.engine.connect() as conn, conn.begin():
+        async with self._reachable(), self.engine.connect() as conn, conn.begin():
             yield conn
 
     async def read_point(self, read: PointRead, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -245,11 +277,12 @@ class Database:
                 for table, table_rows in work:
                     await conn.execute(insert(table), table_rows)
             return
-        pooled = await self._inline(self.engine.sync_engine.raw_connection)
-        try:
-            await asyncio.to_thread(self._insert_rows_sync, pooled, work)
-        finally:
-            pooled.close()
+        async with self._reachable():
+            pooled = await self._inline(self.engine.sync_engine.raw_connection)
+            try:
+                await asyncio.to_thread(self._insert_rows_sync, pooled, work)
+            finally:
+                pooled.close()
 
     def _insert_rows_sync(
         self, pooled: PoolProxiedConnection, work: list[tuple[Table, list[Mapping[str, Any]]]]
@@ -284,7 +317,7 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A read-write transaction, committed when the block ends without error."""
-        async with self._write_engine.connect() as conn, conn.begin():
+        async with self._reachable(), self._write_engine.connect() as conn, conn.begin():
             yield conn
 
     async def dispose(self) -> None:
@@ -293,6 +326,50 @@ class Database:
                 self._reader.close()
                 self._reader = None
         await self.engine.dispose()
+
+
+class _Reachable:
+    """See :meth:`Database._reachable`. A class, not a generator: it wraps every transaction,
+    and ``asynccontextmanager`` costs several times as much per use."""
+
+    __slots__ = ("_db", "_fired", "_handle", "_task")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._fired = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    async def __aenter__(self) -> None:
+        if self._db._deadline is not None:
+            self._task = asyncio.current_task()
+            self._handle = asyncio.get_running_loop().call_later(self._db._deadline, self._give_up)
+
+    def _give_up(self) -> None:
+        # psycopg answers a first cancellation by asking the server to cancel the query and
+        # waiting up to 10 s for it (a frozen server never answers); a second one makes it close
+        # the connection at once.
+        assert self._task is not None
+        self._fired += 1
+        self._task.cancel()
+        if self._fired < 3:
+            self._handle = asyncio.get_running_loop().call_later(0.2, self._give_up)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if exc is None:
+            return
+        if isinstance(exc, asyncio.CancelledError) and self._fired:
+            assert self._task is not None
+            for _ in range(self._fired):
+                self._task.uncancel()
+            raise DatabaseUnavailable(
+                f"the database is unreachable: no answer within {self._db._deadline:g} s", headers=_RETRY
+            ) from None
+        if isinstance(exc, DBAPIError) and self._db._is_outage(exc):
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise DatabaseUnavailable(f"the database is unreachable: {reason}", headers=_RETRY) from exc
 
 
 def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

@@ -269,3 +269,13 @@ idempotency_keys = sa.Table(
     sa.Column("response", JSONType, nullable=True),
     _created(),
 )
+
+# The run an Idempotency-Key created, committed with the run itself (revision 0004).
+idempotency_runs = sa.Table(
+    "idempotency_runs",
+    metadata,
+    sa.Column("scope", sa.String(128), primary_key=True),
+    sa.Column("endpoint", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -15,8 +16,10 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from flowdeck.backends.base import Backend
 from flowdeck.backends.registry import canonical_type
+from flowdeck.db import idempotency as key_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
+from flowdeck.db.idempotency import KeyRef
 from flowdeck.domain import json_values
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.runs import RunSpec
@@ -252,12 +255,18 @@ def _field_of(at: str) -> str:
     return f" in {_STORABLE_FIELDS[int(index)]}" + (f" at /{rest}" if rest else "")
 
 
+# The Idempotency-Key of the submission under way in this task (services.idempotency sets it):
+# the first run it stores is linked to the key in the run's own commit.
+IDEMPOTENCY_KEY: ContextVar[KeyRef | None] = ContextVar("IDEMPOTENCY_KEY", default=None)
+
+
 @dataclass(frozen=True)
 class _Accepted:
     """A validated run on its way to the database."""
 
     rows: run_rows.NewRunRows
     creation: state_machine.Creation
+    key: KeyRef | None = None
 
 
 async def _store(
@@ -300,7 +309,9 @@ async def _store(
     if new.workflow_source:
         reason += f"; workflow fetched from {new.workflow_source}"
     creation = state_machine.Creation(spec.run_id, now, principal.name, reason)
-    await _intake(services).submit(_Accepted(run_rows.NewRunRows(values, files), creation))
+    key = IDEMPOTENCY_KEY.get()
+    IDEMPOTENCY_KEY.set(None)  # one key, one run
+    await _intake(services).submit(_Accepted(run_rows.NewRunRows(values, files), creation, key))
 
 
 def _intake(services: Services) -> GroupCommit[_Accepted]:
@@ -312,7 +323,8 @@ def _intake(services: Services) -> GroupCommit[_Accepted]:
 
 async def _commit(services: Services, accepted: Sequence[_Accepted]) -> None:
     rows = run_rows.rows_of([a.rows for a in accepted])
-    await services.db.insert_rows([*rows, state_machine.creation_events([a.creation for a in accepted])])
+    links = key_rows.run_link_rows([(a.key, a.creation.run_id) for a in accepted if a.key is not None])
+    await services.db.insert_rows([*rows, state_machine.creation_events([a.creation for a in accepted]), links])
     services.run_queued()  # committed: a claim now finds them
 
 

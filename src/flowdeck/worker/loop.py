@@ -22,6 +22,7 @@ from flowdeck import __version__
 from flowdeck.backends.launcher import subscribe_exits
 from flowdeck.db import runs as run_rows
 from flowdeck.db import workers as worker_rows
+from flowdeck.errors import DatabaseUnavailable
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
@@ -30,6 +31,28 @@ from flowdeck.worker.dispatch import dispatch_once
 from flowdeck.worker.expand import expand_once
 
 log = logging.getLogger(__name__)
+
+
+OUTAGE_MAX_WAIT = 30.0
+
+
+class Backoff:
+    """Waits during a database outage: 0.5 s, doubling up to ``OUTAGE_MAX_WAIT``; one log line
+    when it starts, one per wait after, one when it ends. Runs are left as they are: the
+    database is their record, and nothing can be recorded about them until it is back."""
+
+    def __init__(self) -> None:
+        self.wait = 0.0
+
+    def next(self, exc: DatabaseUnavailable) -> float:
+        self.wait = min(OUTAGE_MAX_WAIT, self.wait * 2 if self.wait else 0.5)
+        log.warning("worker waits %.1f s: %s", self.wait, exc.detail)
+        return self.wait
+
+    def ended(self) -> None:
+        if self.wait:
+            log.warning("worker: the database answers again")
+        self.wait = 0.0
 
 
 class Worker:
@@ -95,12 +118,19 @@ class Worker:
         return await sync_all(self.services, self.id, self.pool)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Iterate until ``stop`` is set; an error in one round never ends the loop."""
-        await self.start()
+        """Iterate until ``stop`` is set; an error in one round never ends the loop, and while the
+        database is unavailable the worker waits longer and longer (up to ``OUTAGE_MAX_WAIT``)."""
+        if not await self._start_when_reachable(stop):
+            return
+        outage = Backoff()
         try:
             while not stop.is_set():
                 try:
                     done = await self.iterate()
+                    outage.ended()
+                except DatabaseUnavailable as exc:
+                    await self._sleep(stop, outage.next(exc))
+                    continue
                 except Exception:
                     log.exception("worker iteration failed; continuing")
                     done = 0
@@ -108,6 +138,22 @@ class Worker:
                     await self._idle(stop)
         finally:
             await self.stop()
+
+    async def _start_when_reachable(self, stop: asyncio.Event) -> bool:
+        """Register this worker, waiting for the database; False when stopped first."""
+        outage = Backoff()
+        while not stop.is_set():
+            try:
+                await self.start()
+                outage.ended()
+                return True
+            except DatabaseUnavailable as exc:
+                await self._sleep(stop, outage.next(exc))
+        return False
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Sleep ``worker_poll_seconds``, or less when stopped or woken."""

@@ -1,0 +1,61 @@
+"""The outermost layer of the app: an optional access log, and a 500 logged once.
+
+Starlette's error middleware calls our handler for an unexpected exception (which logs it
+with its traceback and answers 500) and then raises it again for the server, which logs the
+same traceback a second time. This layer ends it there, and logs only what no handler saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("flowdeck.access")
+errors_log = logging.getLogger("flowdeck.api.errors")
+
+PRINCIPAL_KEY = "flowdeck.principal"
+LOGGED_KEY = "flowdeck.error_logged"
+
+
+class OuterLayer:
+    """Wraps an ASGI app: one access line per HTTP request when ``access_log`` is on."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: list[int] = [0]
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        except Exception:
+            if not scope.get(LOGGED_KEY):
+                errors_log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            status[0] = status[0] or 500
+        finally:
+            if self.access_log:
+                _log_access(scope, status[0], time.perf_counter() - started)
+
+
+def _log_access(scope: Scope, status: int, seconds: float) -> None:
+    # The path only: a query string may carry a token, and headers are never logged.
+    log.info(
+        "%s %s %d %.1fms principal=%s",
+        scope.get("method"),
+        scope.get("path"),
+        status,
+        seconds * 1000,
+        scope.get(PRINCIPAL_KEY, "-"),
+    )
