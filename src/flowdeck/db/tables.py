@@ -270,7 +270,7 @@ idempotency_keys = sa.Table(
     _created(),
 )
 
-# The run an Idempotency-Key created, committed with the run itself (revision 0004).
+# The run an Idempotency-Key created, committed with the run itself (revision 0003).
 idempotency_runs = sa.Table(
     "idempotency_runs",
     metadata,
