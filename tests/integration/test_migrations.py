@@ -43,3 +43,31 @@ async def test_the_newest_migration_steps_back_and_forward(db_settings: Settings
     assert differences  # the code's schema has a table the database lacks now
     upgrade(db_settings)
     assert (await _schema(db_settings))[0] == []
+
+
+async def test_0004_counts_the_runs_and_dates_the_tags_already_stored(db_settings: Settings) -> None:
+    from flowdeck.db.tables import run_tags, runs
+    from flowdeck.services.context import Services
+    from tests.integration.test_run_state_counts import _submit, _truth
+
+    services = Services.create(db_settings)
+    try:
+        for group in ("g1", "g1", "g2", None):
+            await _submit(services, group, {"project": "p"})
+        await asyncio.to_thread(downgrade, db_settings, "0003")
+        await services.db.dispose()  # SQLite connections cache the dropped schema
+        async with services.db.write() as conn:  # a run stored while no trigger counts it
+            await conn.execute(sa.update(runs).where(runs.c.research_group == "g1").values(research_group="g2"))
+        await asyncio.to_thread(upgrade, db_settings)
+        await services.db.dispose()
+        counted, kept = await _truth(services)
+        assert counted == kept == {("g2", "QUEUED"): 3, ("", "QUEUED"): 1}
+        async with services.db.read() as conn:
+            dated = await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(run_tags.join(runs, runs.c.id == run_tags.c.run_id))
+                .where(run_tags.c.created_at == runs.c.created_at)
+            )
+            assert dated.scalar_one() == 4
+    finally:
+        await services.close()

@@ -4,8 +4,9 @@ behave the same on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from operator import itemgetter
@@ -28,6 +29,9 @@ SQLITE_WRITE_TIMEOUT = 30.0
 # checked out a moment after its block ends; a pool smaller than the number of requests in
 # flight would open and close a SQLite connection per request. They are cheap to keep.
 SQLITE_POOL_SIZE = 32
+# SQLite reads that may scan (Database.read_aside) run on this many loops of their own: a flood
+# of slow lists queues there instead of taking every core from the loop that answers polls.
+ASIDE_THREADS = 2
 _T = TypeVar("_T")
 _RETRY = {"Retry-After": str(DatabaseUnavailable.retry_after_seconds)}
 Processor = Callable[[Any], Any]
@@ -169,6 +173,7 @@ class Database:
         self._reader: PoolProxiedConnection | None = None  # SQLite point reads' own connection
         self._reader_lock = threading.Lock()
         self._inserts: dict[tuple[Table, tuple[str, ...]], _CompiledInsert] = {}
+        self._aside: _AsideLoops | None = None  # SQLite's list reads, off the caller's loop
         # The same pool, its connections tagged for the begin hook: setting the option on each
         # connection instead costs another greenlet switch and execution per write.
         self._write_engine = self.engine.execution_options(flowdeck_write=True)
@@ -314,6 +319,31 @@ class Database:
                 pooled.invalidate(exc)
             raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
 
+    async def read_aside(self, read: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """``read`` in a read transaction that cannot stall the caller's event loop: for reads
+        that may walk an index (lists, totals).
+
+        SQLite statements run in the calling thread (db/sqlite_inline.py), right for point
+        reads of microseconds, not for a list. On SQLite ``read`` runs on one of this handle's
+        own event loops, each in a thread of its own (SQLite releases the GIL while it steps);
+        a flood of lists queues there. PostgreSQL's driver already waits without blocking the
+        loop, so it reads in place.
+        """
+
+        async def transaction() -> _T:
+            async with self.read() as conn:
+                return await read(conn)
+
+        if not self.is_sqlite:
+            return await transaction()
+        return await self._aside_loops().run(transaction())
+
+    def _aside_loops(self) -> _AsideLoops:
+        with self._reader_lock:
+            if self._aside is None:
+                self._aside = _AsideLoops(ASIDE_THREADS)
+            return self._aside
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A read-write transaction, committed when the block ends without error."""
@@ -325,7 +355,34 @@ class Database:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
+            aside, self._aside = self._aside, None
+        if aside is not None:
+            await asyncio.to_thread(aside.close)
         await self.engine.dispose()
+
+
+class _AsideLoops:
+    """Event loops in threads of their own, taking coroutines in turn (Database.read_aside)."""
+
+    def __init__(self, count: int) -> None:
+        self._loops = [asyncio.new_event_loop() for _ in range(count)]
+        self._threads = [
+            threading.Thread(target=loop.run_forever, name=f"flowdeck-read-aside-{i}", daemon=True)
+            for i, loop in enumerate(self._loops)
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._turn = itertools.cycle(self._loops)
+
+    async def run(self, work: Coroutine[Any, Any, _T]) -> _T:
+        # Cancelling the caller cancels the work in its loop (wrap_future chains cancellation).
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, next(self._turn)))
+
+    def close(self) -> None:
+        for loop, thread in zip(self._loops, self._threads, strict=True):
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
 
 
 class _Reachable:

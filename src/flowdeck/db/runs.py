@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowdeck.db import leases
+from flowdeck.db import leases, run_counts
 from flowdeck.db.engine import PointRead
 from flowdeck.db.tables import run_attachments, run_tags, runs
 from flowdeck.domain.states import ENGINE_HELD, State
@@ -57,7 +57,9 @@ class NewRunRows:
 def rows_of(new: Sequence[NewRunRows]) -> list[TableRows]:
     """The rows that store these runs, their tags and attachments, table by table (parents first)."""
     tags = [
-        {"run_id": r.values["id"], "key": k, "value": v} for r in new for k, v in (r.values.get("tags") or {}).items()
+        {"run_id": r.values["id"], "key": k, "value": v, "created_at": r.values["created_at"]}
+        for r in new
+        for k, v in (r.values.get("tags") or {}).items()
     ]
     files = [
         {"run_id": r.values["id"], "name": name, "content": content} for r in new for name, content in r.attachments
@@ -106,7 +108,7 @@ async def update(conn: AsyncConnection, run_id: str, values: dict[str, Any]) -> 
     await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(**values))
 
 
-def _where(flt: RunFilter) -> list[sa.ColumnElement[bool]]:
+def _where(flt: RunFilter, *, tags: bool = True) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = []
     if flt.groups is not None:
         clauses.append(runs.c.research_group.in_(sorted(flt.groups)))
@@ -121,12 +123,16 @@ def _where(flt: RunFilter) -> list[sa.ColumnElement[bool]]:
     ):
         if value is not None:
             clauses.append(column == value)
-    for key, value in (flt.tags or {}).items():
-        tagged = sa.select(run_tags.c.run_id).where(
-            run_tags.c.run_id == runs.c.id, run_tags.c.key == key, run_tags.c.value == value
-        )
-        clauses.append(sa.exists(tagged))
+    if tags:
+        for key, value in (flt.tags or {}).items():
+            clauses.append(runs.c.id.in_(_tagged(key, value)))
     return clauses
+
+
+def _tagged(key: str, value: str) -> sa.Select[tuple[str]]:
+    # Uncorrelated, so the tag index drives it: a tag nothing carries ends at once (a correlated
+    # EXISTS walked every run newest first: 1.9 s at a million runs).
+    return sa.select(run_tags.c.run_id).where(run_tags.c.key == key, run_tags.c.value == value)
 
 
 async def page(
@@ -136,30 +142,38 @@ async def page(
     after: tuple[datetime, str] | None,
     columns: Iterable[sa.ColumnElement[Any]] | None = None,
 ) -> list[Row]:
-    """Newest first; ``after`` is the (created_at, id) of the last row already seen."""
-    query = sa.select(*(columns or runs.c)).where(*_where(flt))
+    """Newest first; ``after`` is the (created_at, id) of the last row already seen.
+
+    With a tag filter the first tag's index (key, value, created_at, run_id) drives the page, so
+    a page costs its own rows whether the tag is rare or on every run."""
+    query = sa.select(*(columns or runs.c))
+    created, run_id = runs.c.created_at, runs.c.id
+    tags = list((flt.tags or {}).items())
+    if tags:
+        (key, value), rest = tags[0], tags[1:]
+        query = query.select_from(run_tags.join(runs, runs.c.id == run_tags.c.run_id)).where(
+            run_tags.c.key == key, run_tags.c.value == value, *(runs.c.id.in_(_tagged(k, v)) for k, v in rest)
+        )
+        created, run_id = run_tags.c.created_at, run_tags.c.run_id
+    query = query.where(*_where(flt, tags=False))
     if after is not None:
-        created, run_id = after
-        # "<= created AND (...)" gives SQLite an index range to seek; a bare OR of the two cases
+        at, last = after
+        # "<= at AND (...)" gives SQLite an index range to seek; a bare OR of the two cases
         # makes its planner scan the index from the top (60 ms at a million runs, not 0.1).
-        query = query.where(runs.c.created_at <= created, sa.or_(runs.c.created_at < created, runs.c.id < run_id))
-    query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        query = query.where(created <= at, sa.or_(created < at, run_id < last))
+    query = query.order_by(created.desc(), run_id.desc()).limit(limit)
     result = await conn.execute(query)
     return list(result.mappings())
 
 
 async def count(conn: AsyncConnection, flt: RunFilter) -> int:
+    """How many runs match; from the kept counts when only groups and states filter."""
+    if flt == RunFilter(groups=flt.groups, states=flt.states):
+        by_state = await run_counts.by_state(conn, flt.groups)
+        wanted = {State(s).value for s in flt.states or ()}
+        return sum(n for state, n in by_state.items() if not wanted or state in wanted)
     result = await conn.execute(sa.select(sa.func.count()).select_from(runs).where(*_where(flt)))
     return int(result.scalar_one())
-
-
-async def count_by_state(conn: AsyncConnection, groups: frozenset[str] | None) -> dict[str, int]:
-    """Runs per state, over the visible groups."""
-    query = sa.select(runs.c.state, sa.func.count()).group_by(runs.c.state)
-    if groups is not None:
-        query = query.where(runs.c.research_group.in_(sorted(groups)))
-    result = await conn.execute(query)
-    return {state: int(n) for state, n in result.all()}
 
 
 async def claim(

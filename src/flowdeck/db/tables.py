@@ -190,6 +190,24 @@ runs = sa.Table(
     sa.Index("ix_runs_group_created_at_id", "research_group", "created_at", "id"),
     sa.Index("ix_runs_state_next_check_at", "state", "next_check_at"),
     sa.Index("ix_runs_backend_backend_run_id", "backend", "backend_run_id"),
+    # One per list filter, newest first: a filter that matches nothing ends at once (migration 0004).
+    sa.Index("ix_runs_state_created_at_id", "state", "created_at", "id"),
+    sa.Index("ix_runs_pipeline_name_created_at_id", "pipeline_name", "created_at", "id"),
+    sa.Index("ix_runs_dataset_id_created_at_id", "dataset_id", "created_at", "id"),
+    sa.Index("ix_runs_request_id_created_at_id", "request_id", "created_at", "id"),
+)
+
+# Signed deltas of runs per (research group, state; '' for no group), appended by triggers on
+# ``runs`` in the writing transaction (migration 0004) and folded by db.run_counts.compact: the
+# aggregates sum this, never count the runs table. Appending, unlike updating one counter row,
+# takes no lock another writer can wait for, so concurrent writers never deadlock on it.
+run_state_counts = sa.Table(
+    "run_state_counts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("research_group", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("n", sa.BigInteger(), nullable=False),
 )
 
 run_tags = sa.Table(
@@ -198,7 +216,9 @@ run_tags = sa.Table(
     sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("key", sa.String(256), primary_key=True),
     sa.Column("value", sa.Text(), nullable=False),
-    sa.Index("ix_run_tags_key_value", "key", "value"),
+    # The run's, so that a tag filter pages newest first from its own index.
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_run_tags_key_value_created_at_run_id", "key", "value", "created_at", "run_id"),
 )
 
 # The uploaded workflow attachments of a run, stored with the run in its own transaction: the

@@ -250,5 +250,4 @@ async def total(services: Services, principal: Principal, flt: run_rows.RunFilte
     groups = principal.visible_groups()
     if groups is not None:
         flt = run_rows.RunFilter(**{**flt.__dict__, "groups": groups if flt.groups is None else flt.groups & groups})
-    async with services.db.read() as conn:
-        return await run_rows.count(conn, flt)
+    return await services.db.read_aside(lambda conn: run_rows.count(conn, flt))

@@ -81,7 +81,6 @@ async def newest_first(
     """One keyset page of rows ordered by (created_at, id) descending, and the next page's token ('' at the end)."""
     size = page_size(requested_size, services.settings.default_page_size, services.settings.max_page_size)
     after = decode_run_position(token) if token else None
-    async with services.db.read() as conn:
-        rows = await fetch(conn, size + 1, after)
+    rows = await services.db.read_aside(lambda conn: fetch(conn, size + 1, after))
     following = encode_run_position(rows[size - 1]["created_at"], rows[size - 1]["id"]) if len(rows) > size else ""
     return rows[:size], following

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from flowdeck.backends.launcher import subscribe_exits
 from flowdeck.db import runs as run_rows
 from flowdeck.db import workers as worker_rows
 from flowdeck.errors import DatabaseUnavailable
+from flowdeck.services import run_counts
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 
 
 OUTAGE_MAX_WAIT = 30.0
+# How often a worker folds the run-count deltas (db.run_counts): a read sums the rows appended
+# since, two or three per run that changed state in the meantime.
+COMPACT_COUNTS_SECONDS = 30.0
 
 
 class Backoff:
@@ -63,6 +68,7 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pool = BlockingPool(max(4, services.settings.sync_concurrency))
         self._last_beat = utcnow() - timedelta(days=1)
+        self._last_compaction = -COMPACT_COUNTS_SECONDS
         self._wake = asyncio.Event()
         self._ended: set[str] = set()
         self._unsubscribe: list[Any] = []
@@ -104,6 +110,7 @@ class Worker:
     async def iterate(self) -> int:
         """One round: heartbeat, dispatch, check. Returns how much work was done."""
         await self._heartbeat()
+        await self._compact_counts()
         done = await expand_once(self.services, self.id)
         done += await dispatch_once(self.services, self.id, self.pool)
         if self._ended:
@@ -169,6 +176,13 @@ class Worker:
             for waiting in waits:
                 waiting.cancel()
         self._wake.clear()
+
+    async def _compact_counts(self) -> None:
+        now = time.monotonic()
+        if now - self._last_compaction < COMPACT_COUNTS_SECONDS:
+            return
+        await run_counts.compact(self.services)
+        self._last_compaction = now
 
     async def _heartbeat(self) -> None:
         now = utcnow()

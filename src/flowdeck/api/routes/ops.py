@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
-from flowdeck.db import runs as run_rows
 from flowdeck.db import workers as worker_rows
 from flowdeck.domain.states import State
+from flowdeck.services import run_counts
 from flowdeck.services.auth.guard import require_service_admin
 from flowdeck.services.auth.instructions import render_html
 from flowdeck.services.clock import utcnow
@@ -44,8 +44,7 @@ async def metrics(services: ServicesDep, principal: PrincipalDep) -> Response:
     """Prometheus metrics; run counts come from the database. They count every
     group's runs, so with auth on only service admins may read them (docs/auth.md)."""
     require_service_admin(principal, "read the metrics")
-    async with services.db.read() as conn:
-        counts = await run_rows.count_by_state(conn, None)
+    counts = await run_counts.by_state(services, None)
     for state in State:
         services.metrics.runs_by_state.labels(state.value).set(counts.get(state.value, 0))
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -22,6 +22,7 @@ from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, NotFound
+from flowdeck.services import run_counts
 from flowdeck.services import runs as run_service
 from flowdeck.services.idempotency import fingerprint_run
 
@@ -117,8 +118,7 @@ async def service_info(services: ServicesDep, principal: PublicPrincipalDep, bas
 
     Open to anyone in every auth mode: a WES client reads ``auth_instructions_url`` here before it
     can sign in. The counts cover the runs the caller may see (none for an anonymous caller)."""
-    async with services.db.read() as conn:
-        counts = await run_rows.count_by_state(conn, principal.visible_groups())
+    counts = await run_counts.by_state(services, principal)
     registry = services.backends
     names = registry.names()
     versions = await asyncio.gather(*(asyncio.to_thread(registry.engine_version, name) for name in names))

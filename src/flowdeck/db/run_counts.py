@@ -1,0 +1,60 @@
+"""Runs per (research group, state), read from the deltas the triggers on ``runs`` append
+(migration 0004), never by counting the runs table."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowdeck.db.tables import run_state_counts
+
+_counts = run_state_counts.c
+# Two workers' compactions would only wait on each other's row locks: one at a time is enough.
+_COMPACT_LOCK = 0x666C6F77636E74  # "flowcnt"
+# PostgreSQL: one statement, so exactly the deltas it deletes are the ones it sums (a delta
+# committed meanwhile is neither deleted nor summed, and is folded next time).
+_COMPACT_POSTGRES = sa.text(
+    "WITH gone AS (DELETE FROM run_state_counts RETURNING research_group, state, n) "
+    "INSERT INTO run_state_counts (research_group, state, n) "
+    "SELECT research_group, state, sum(n) FROM gone GROUP BY research_group, state HAVING sum(n) <> 0"
+)
+
+
+async def by_state(conn: AsyncConnection, groups: frozenset[str] | None) -> dict[str, int]:
+    """Runs per state over these groups (None: every group); states with no runs are left out."""
+    query = sa.select(_counts.state, sa.func.sum(_counts.n)).group_by(_counts.state)
+    if groups is not None:
+        query = query.where(_counts.research_group.in_(sorted(groups)))
+    result = await conn.execute(query)
+    return {state: int(n) for state, n in result.all() if n}
+
+
+async def rows(conn: AsyncConnection) -> int:
+    """How many delta rows are stored (what a read sums)."""
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(run_state_counts))).scalar_one())
+
+
+async def compact(conn: AsyncConnection, *, postgres: bool) -> bool:
+    """Fold the deltas into one row per (group, state), inside ``conn``'s write transaction.
+    False when another compaction holds the lock (PostgreSQL)."""
+    if postgres:
+        locked = await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(_COMPACT_LOCK)))
+        if not locked.scalar_one():
+            return False
+        await conn.execute(_COMPACT_POSTGRES)
+        return True
+    # SQLite: the write transaction holds the database's one write lock, so nothing is appended
+    # between the sum and the delete.
+    sums = (
+        await conn.execute(
+            sa.select(_counts.research_group, _counts.state, sa.func.sum(_counts.n).label("n"))
+            .group_by(_counts.research_group, _counts.state)
+            .having(sa.func.sum(_counts.n) != 0)
+        )
+    ).all()
+    await conn.execute(sa.delete(run_state_counts))
+    if sums:
+        await conn.execute(
+            sa.insert(run_state_counts), [{"research_group": g, "state": s, "n": int(n)} for g, s, n in sums]
+        )
+    return True
