@@ -3,7 +3,8 @@
     .venv/bin/python bench/fill_runs.py DATA_DIR 1000000
 
 Runs are WES-shaped demo runs spread over the last year (newest first is the list order), in a mix
-of states, a quarter of them tagged. One transaction per 50,000 rows.
+of states, a quarter of them tagged, over 20 pipelines;
+one run is PAUSED, tagged project:one, of pipeline 'one' (the filters' one-match case). One transaction per 50,000 rows.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ COLUMNS = (
     "start_time",
     "end_time",
     "check_failures",
+    "pipeline_name",
+    "research_group",
 )
 STATES = ["COMPLETE"] * 70 + ["EXECUTOR_ERROR"] * 15 + ["CANCELED"] * 5 + ["RUNNING"] * 6 + ["QUEUED"] * 4
 BATCH = 50_000
@@ -52,7 +55,7 @@ def stamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def rows(count: int, seed: int = 0) -> Iterator[tuple[tuple[object, ...], list[tuple[str, str, str]]]]:
+def rows(count: int, seed: int = 0) -> Iterator[tuple[tuple[object, ...], list[tuple[str, str, str, str]]]]:
     rng = random.Random(seed)
     now = datetime.now(UTC)
     params = json.dumps({"sample": "S1", "threads": 4})
@@ -62,6 +65,8 @@ def rows(count: int, seed: int = 0) -> Iterator[tuple[tuple[object, ...], list[t
         state = rng.choice(STATES)
         ended = state in ("COMPLETE", "EXECUTOR_ERROR", "CANCELED")
         tags = {"project": f"p{i % 40}"} if i % 4 == 0 else {}
+        if i == count // 2:  # one run of its own, for the filters' one-match case
+            tags, state = {"project": "one"}, "PAUSED"
         started = created + timedelta(seconds=5) if state != "QUEUED" else None
         row = (
             run_id,
@@ -84,8 +89,10 @@ def rows(count: int, seed: int = 0) -> Iterator[tuple[tuple[object, ...], list[t
             stamp(started) if started else None,
             stamp(created + timedelta(seconds=60)) if ended else None,
             0,
+            "one" if i == count // 2 else f"pipe{i % 20}",
+            None,  # every group's runs: the local user sees them all
         )
-        yield row, [(run_id, key, value) for key, value in tags.items()]
+        yield row, [(run_id, key, value, stamp(created)) for key, value in tags.items()]
 
 
 def fill(data_dir: Path, count: int) -> float:
@@ -98,13 +105,21 @@ def fill(data_dir: Path, count: int) -> float:
     conn.execute("PRAGMA synchronous=OFF")
     insert_run = f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     batch: list[tuple[object, ...]] = []
-    tags: list[tuple[str, str, str]] = []
+    tags: list[tuple[str, ...]] = []
+    # Tags carry their run's created_at from migration 0004 on; the same script fills older schemas
+    # (a baseline checkout) too.
+    dated = any(column[1] == "created_at" for column in conn.execute("PRAGMA table_info(run_tags)"))
+    insert_tag = f"INSERT INTO run_tags (run_id, key, value{', created_at' if dated else ''}) VALUES (?, ?, ?{', ?' if dated else ''})"
     for row, row_tags in rows(count):
+        if not dated:
+            row_tags = [tag[:3] for tag in row_tags]
         batch.append(row)
         tags.extend(row_tags)
         if len(batch) == BATCH:
-            _flush(conn, insert_run, batch, tags)
-    _flush(conn, insert_run, batch, tags)
+            _flush(conn, insert_run, insert_tag, batch, tags)
+    _flush(conn, insert_run, insert_tag, batch, tags)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_state_counts'").fetchone():
+        _compact_counts(conn)
     conn.execute("ANALYZE")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -112,11 +127,15 @@ def fill(data_dir: Path, count: int) -> float:
 
 
 def _flush(
-    conn: sqlite3.Connection, insert_run: str, batch: list[tuple[object, ...]], tags: list[tuple[str, str, str]]
+    conn: sqlite3.Connection,
+    insert_run: str,
+    insert_tag: str,
+    batch: list[tuple[object, ...]],
+    tags: list[tuple[str, ...]],
 ) -> None:
     conn.execute("BEGIN")
     conn.executemany(insert_run, batch)
-    conn.executemany("INSERT INTO run_tags (run_id, key, value) VALUES (?, ?, ?)", tags)
+    conn.executemany(insert_tag, tags)
     conn.execute("COMMIT")
     batch.clear()
     tags.clear()
@@ -133,3 +152,14 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _compact_counts(conn: sqlite3.Connection) -> None:
+    """Fold the count deltas the triggers appended (one per run) as a worker would (db.run_counts)."""
+    conn.execute("BEGIN IMMEDIATE")
+    sums = conn.execute(
+        "SELECT research_group, state, sum(n) FROM run_state_counts GROUP BY research_group, state"
+    ).fetchall()
+    conn.execute("DELETE FROM run_state_counts")
+    conn.executemany("INSERT INTO run_state_counts (research_group, state, n) VALUES (?, ?, ?)", sums)
+    conn.execute("COMMIT")

@@ -1,0 +1,113 @@
+"""Issue 13's scale benchmark: aggregates, every list filter, and a status poll's p99 under a list
+flood, against a real ``flowdeck api`` on a database filled by bench/fill_runs.py.
+
+    .venv/bin/python bench/fill_runs.py /tmp/fill 1000000
+    .venv/bin/python bench/scale.py /tmp/fill
+    # side by side with a baseline checkout filled by the same script:
+    .venv/bin/python bench/scale.py /tmp/fill --baseline-src /tmp/base/src --baseline-data /tmp/fill_base
+
+Each figure is hey's median (p50) over sequential requests (``-c 1``), so it is one request's
+server time plus the loopback round trip. The status p99 is measured alone, then while one hey
+per list filter loops over it; the two servers are measured one after the other in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common
+
+WES = "/ga4gh/wes/v1"
+AGGREGATES = [f"{WES}/service-info", "/healthz", "/metrics"]
+# zero, one and many matches each (bench/fill_runs.py's data: one PAUSED run of pipeline 'one'
+# tagged project:one; project:p1 on 1/160 of the runs; 20 pipelines).
+FILTERS = [
+    f"{WES}/runs?tag=project:none",
+    f"{WES}/runs?tag=project:one",
+    f"{WES}/runs?tag=project:p1",
+    f"{WES}/runs?state=PAUSED",
+    f"{WES}/runs?state=RUNNING",
+    f"{WES}/runs?state=COMPLETE",
+    "/jobs?pipeline_name=nonexistent",
+    "/jobs?pipeline_name=one",
+    "/jobs?pipeline_name=pipe3",
+    "/jobs?research_group=nobody",
+    "/jobs?dataset_id=none",
+    "/requests?state=COMPLETE",
+]
+SEQUENTIAL = 60
+STATUS = 4000
+STATUS_CONCURRENCY = 8
+
+
+@contextmanager
+def _server(data_dir: Path, src: Path | None) -> Iterator[common.Server]:
+    saved = os.environ.get("PYTHONPATH")
+    if src is not None:
+        os.environ["PYTHONPATH"] = str(src)
+    try:
+        with common.flowdeck_server(data_dir) as server:
+            yield server
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def _run_id(base: str) -> str:
+    import httpx
+
+    return str(httpx.get(f"{base}{WES}/runs", params={"page_size": 1}).json()["runs"][0]["run_id"])
+
+
+def measure(data_dir: Path, src: Path | None) -> dict[str, float]:
+    """p50 of each aggregate and filter, and the status p99 alone and under a list flood (ms)."""
+    figures: dict[str, float] = {}
+    with _server(data_dir, src) as server:
+        base = server.url
+        for path in AGGREGATES + FILTERS:
+            common.hey(base + path, 6, 1)  # warm
+            figures[path] = common.hey(base + path, SEQUENTIAL, 1).p50_ms
+        status = f"{base}{WES}/runs/{_run_id(base)}/status"
+        common.hey(status, 400, STATUS_CONCURRENCY)
+        figures["status p99 alone"] = common.hey(status, STATUS, STATUS_CONCURRENCY).p99_ms
+        flood = [
+            subprocess.Popen(["hey", "-z", "600s", "-c", "1", base + path], stdout=subprocess.DEVNULL)
+            for path in FILTERS
+        ]
+        try:
+            figures["status p99 under a list flood"] = common.hey(status, STATUS, STATUS_CONCURRENCY).p99_ms
+        finally:
+            for process in flood:
+                process.terminate()
+                process.wait()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--baseline-src", type=Path, help="a baseline checkout's src/ (run with its code)")
+    parser.add_argument("--baseline-data", type=Path, help="the baseline's database, filled by the same script")
+    args = parser.parse_args()
+    print(f"runs: {common.count_runs(args.data_dir):,}; load average {common.load_average()}", flush=True)
+    this = measure(args.data_dir, None)
+    baseline = measure(args.baseline_data, args.baseline_src) if args.baseline_data else {}
+    print("| request | this tree | baseline |\n|---|---|---|")
+    for name, value in this.items():
+        other = f"{baseline[name]:.2f} ms" if name in baseline else "-"
+        print(f"| {name} | {value:.2f} ms | {other} |")
+    print(f"load average after: {common.load_average()}")
+
+
+if __name__ == "__main__":
+    main()
