@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ FILTERS = [
     "/jobs?dataset_id=none",
     "/requests?state=COMPLETE",
 ]
-SEQUENTIAL = 60
+SEQUENTIAL = 20
 STATUS = 4000
 STATUS_CONCURRENCY = 8
 
@@ -75,11 +76,13 @@ def measure(data_dir: Path, src: Path | None) -> dict[str, float]:
     with _server(data_dir, src) as server:
         base = server.url
         for path in AGGREGATES + FILTERS:
-            common.hey(base + path, 6, 1)  # warm
+            common.hey(base + path, 2, 1)  # warm
             figures[path] = common.hey(base + path, SEQUENTIAL, 1).p50_ms
+            print(f"{path}: {figures[path]:.2f} ms", flush=True)
         status = f"{base}{WES}/runs/{_run_id(base)}/status"
         common.hey(status, 400, STATUS_CONCURRENCY)
         figures["status p99 alone"] = common.hey(status, STATUS, STATUS_CONCURRENCY).p99_ms
+        print(f"status p99 alone: {figures['status p99 alone']:.2f} ms", flush=True)
         flood = [
             subprocess.Popen(["hey", "-z", "600s", "-c", "1", base + path], stdout=subprocess.DEVNULL)
             for path in FILTERS
@@ -93,13 +96,18 @@ def measure(data_dir: Path, src: Path | None) -> dict[str, float]:
     return figures
 
 
+def _count(data_dir: Path) -> int:
+    with sqlite3.connect(f"file:{data_dir / 'flowdeck.db'}?mode=ro", uri=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--baseline-src", type=Path, help="a baseline checkout's src/ (run with its code)")
     parser.add_argument("--baseline-data", type=Path, help="the baseline's database, filled by the same script")
     args = parser.parse_args()
-    print(f"runs: {common.count_runs(args.data_dir):,}; load average {common.load_average()}", flush=True)
+    print(f"runs: {_count(args.data_dir):,}; load average {common.load_average()}", flush=True)
     this = measure(args.data_dir, None)
     baseline = measure(args.baseline_data, args.baseline_src) if args.baseline_data else {}
     print("| request | this tree | baseline |\n|---|---|---|")

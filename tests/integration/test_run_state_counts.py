@@ -47,7 +47,7 @@ async def _delete(services: Services, run_id: str) -> None:
 
 
 async def _truth(services: Services) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    """(COUNT(*) of runs per group and state, the sums of the kept deltas)."""
+    """(COUNT(*) of runs per group and state, the sums of the kept deltas), over every pipeline."""
     async with services.db.read() as conn:
         group = sa.func.coalesce(runs.c.research_group, sa.literal_column("''")).label("g")
         counted = await conn.execute(sa.select(group, runs.c.state, sa.func.count()).group_by(group, runs.c.state))
@@ -103,17 +103,28 @@ async def test_counts_by_state_cover_only_the_visible_groups(services: Services)
 async def test_a_total_from_the_kept_counts_equals_the_counted_one(services: Services) -> None:
     ids = [await _submit(services, group) for group in ("g1", "g1", "g2", None)]
     await _advance(services, ids[0], 3)
+    async with services.db.write() as conn:  # pipelines as the jobs door sets them
+        await conn.execute(sa.update(runs).where(runs.c.id.in_(ids[:3])).values(pipeline_name="p1"))
+    await run_count_service.compact(services)
     async with services.db.read() as conn:
-        for groups, states in itertools.product(
-            (None, frozenset({"g1"}), frozenset({"g1", "g2"})), (None, frozenset({State.QUEUED, State.COMPLETE}))
+        for groups, states, pipeline, group in itertools.product(
+            (None, frozenset({"g1"}), frozenset({"g1", "g2"})),
+            (None, frozenset({State.QUEUED, State.COMPLETE})),
+            (None, "p1", "p2"),
+            (None, "g1", "g3"),
         ):
-            kept = await run_rows.count(conn, run_rows.RunFilter(groups=groups, states=states))
+            flt = run_rows.RunFilter(groups=groups, states=states, pipeline_name=pipeline, research_group=group)
+            kept = await run_rows.count(conn, flt)
             query = sa.select(sa.func.count()).select_from(runs)
             if groups is not None:
                 query = query.where(runs.c.research_group.in_(sorted(groups)))
             if states is not None:
                 query = query.where(runs.c.state.in_(sorted(states)))
-            assert kept == (await conn.execute(query)).scalar_one(), (groups, states)
+            if pipeline is not None:
+                query = query.where(runs.c.pipeline_name == pipeline)
+            if group is not None:
+                query = query.where(runs.c.research_group == group)
+            assert kept == (await conn.execute(query)).scalar_one(), flt
 
 
 async def test_every_list_filter_pages_exactly_its_matches_newest_first(services: Services) -> None:

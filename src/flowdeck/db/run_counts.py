@@ -1,4 +1,4 @@
-"""Runs per (research group, state), read from the deltas the triggers on ``runs`` append
+"""Runs per (research group, pipeline, state), read from the deltas the triggers on ``runs`` append
 (migration 0004), never by counting the runs table."""
 
 from __future__ import annotations
@@ -14,17 +14,23 @@ _COMPACT_LOCK = 0x666C6F77636E74  # "flowcnt"
 # PostgreSQL: one statement, so exactly the deltas it deletes are the ones it sums (a delta
 # committed meanwhile is neither deleted nor summed, and is folded next time).
 _COMPACT_POSTGRES = sa.text(
-    "WITH gone AS (DELETE FROM run_state_counts RETURNING research_group, state, n) "
-    "INSERT INTO run_state_counts (research_group, state, n) "
-    "SELECT research_group, state, sum(n) FROM gone GROUP BY research_group, state HAVING sum(n) <> 0"
+    "WITH gone AS (DELETE FROM run_state_counts RETURNING research_group, pipeline_name, state, n) "
+    "INSERT INTO run_state_counts (research_group, pipeline_name, state, n) "
+    "SELECT research_group, pipeline_name, state, sum(n) FROM gone "
+    "GROUP BY research_group, pipeline_name, state HAVING sum(n) <> 0"
 )
 
 
-async def by_state(conn: AsyncConnection, groups: frozenset[str] | None) -> dict[str, int]:
-    """Runs per state over these groups (None: every group); states with no runs are left out."""
+async def by_state(
+    conn: AsyncConnection, groups: frozenset[str] | None, pipeline_name: str | None = None
+) -> dict[str, int]:
+    """Runs per state over these groups (None: every group), of one pipeline if named; states
+    with no runs are left out."""
     query = sa.select(_counts.state, sa.func.sum(_counts.n)).group_by(_counts.state)
     if groups is not None:
         query = query.where(_counts.research_group.in_(sorted(groups)))
+    if pipeline_name is not None:
+        query = query.where(_counts.pipeline_name == pipeline_name)
     result = await conn.execute(query)
     return {state: int(n) for state, n in result.all() if n}
 
@@ -35,7 +41,7 @@ async def rows(conn: AsyncConnection) -> int:
 
 
 async def compact(conn: AsyncConnection, *, postgres: bool) -> bool:
-    """Fold the deltas into one row per (group, state), inside ``conn``'s write transaction.
+    """Fold the deltas into one row per (group, pipeline, state), inside ``conn``'s write transaction.
     False when another compaction holds the lock (PostgreSQL)."""
     if postgres:
         locked = await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(_COMPACT_LOCK)))
@@ -45,16 +51,13 @@ async def compact(conn: AsyncConnection, *, postgres: bool) -> bool:
         return True
     # SQLite: the write transaction holds the database's one write lock, so nothing is appended
     # between the sum and the delete.
+    key = (_counts.research_group, _counts.pipeline_name, _counts.state)
     sums = (
         await conn.execute(
-            sa.select(_counts.research_group, _counts.state, sa.func.sum(_counts.n).label("n"))
-            .group_by(_counts.research_group, _counts.state)
-            .having(sa.func.sum(_counts.n) != 0)
+            sa.select(*key, sa.func.sum(_counts.n).label("n")).group_by(*key).having(sa.func.sum(_counts.n) != 0)
         )
     ).all()
     await conn.execute(sa.delete(run_state_counts))
     if sums:
-        await conn.execute(
-            sa.insert(run_state_counts), [{"research_group": g, "state": s, "n": int(n)} for g, s, n in sums]
-        )
+        await conn.execute(sa.insert(run_state_counts), [dict(row._mapping) for row in sums])
     return True

@@ -167,9 +167,15 @@ async def page(
 
 
 async def count(conn: AsyncConnection, flt: RunFilter) -> int:
-    """How many runs match; from the kept counts when only groups and states filter."""
-    if flt == RunFilter(groups=flt.groups, states=flt.states):
-        by_state = await run_counts.by_state(conn, flt.groups)
+    """How many runs match; from the kept counts when only groups, states and a pipeline filter."""
+    # '' is how the counts key a run without a group or pipeline, so it is not a name to look up.
+    if "" not in (flt.pipeline_name, flt.research_group) and flt == RunFilter(
+        groups=flt.groups, states=flt.states, pipeline_name=flt.pipeline_name, research_group=flt.research_group
+    ):
+        groups = flt.groups
+        if flt.research_group is not None:
+            groups = frozenset({flt.research_group}) & (flt.groups if flt.groups is not None else {flt.research_group})
+        by_state = await run_counts.by_state(conn, groups, flt.pipeline_name)
         wanted = {State(s).value for s in flt.states or ()}
         return sum(n for state, n in by_state.items() if not wanted or state in wanted)
     result = await conn.execute(sa.select(sa.func.count()).select_from(runs).where(*_where(flt)))

@@ -140,9 +140,9 @@ runs = sa.Table(
     _id(),
     sa.Column("request_id", sa.String(64), sa.ForeignKey("requests.id"), nullable=True),
     sa.Column("request_index", sa.Integer(), nullable=True),
-    sa.Column("pipeline_name", sa.String(128), nullable=True, index=True),
+    sa.Column("pipeline_name", sa.String(128), nullable=True),
     sa.Column("pipeline_version", sa.String(64), nullable=True),
-    sa.Column("dataset_id", sa.String(64), sa.ForeignKey("datasets.id"), nullable=True, index=True),
+    sa.Column("dataset_id", sa.String(64), sa.ForeignKey("datasets.id"), nullable=True),
     sa.Column("research_group", sa.String(128), nullable=True),
     sa.Column("owner", sa.String(128), nullable=True),
     sa.Column("description", sa.Text(), nullable=True),
@@ -197,7 +197,7 @@ runs = sa.Table(
     sa.Index("ix_runs_request_id_created_at_id", "request_id", "created_at", "id"),
 )
 
-# Signed deltas of runs per (research group, state; '' for no group), appended by triggers on
+# Signed deltas of runs per (research group, pipeline, state; '' for none), appended by triggers on
 # ``runs`` in the writing transaction (migration 0004) and folded by db.run_counts.compact: the
 # aggregates sum this, never count the runs table. Appending, unlike updating one counter row,
 # takes no lock another writer can wait for, so concurrent writers never deadlock on it.
@@ -206,6 +206,7 @@ run_state_counts = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("research_group", sa.String(128), nullable=False),
+    sa.Column("pipeline_name", sa.String(128), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("n", sa.BigInteger(), nullable=False),
 )

@@ -1,4 +1,4 @@
-"""runs per (group, state) kept as appended deltas; an index for every list filter
+"""runs per (group, pipeline, state) kept as appended deltas; an index for every list filter
 
 Revision ID: 0004
 Revises: 0003
@@ -11,7 +11,7 @@ on ``runs`` append one row per insert, state change and delete in the writing tr
 whichever code path writes. Appending takes no lock another writer waits for, so no two
 transactions can deadlock on a shared counter row; the worker folds the deltas into one row per
 key now and then (db.run_counts.compact). Existing runs are counted once here. A run without a
-group is counted under ''. ``run_tags`` gets its run's ``created_at`` so a tag filter pages
+group (or pipeline) is counted under ''. ``run_tags`` gets its run's ``created_at`` so a tag filter pages
 newest first from its own index. See docs/adr/0012-counts-and-filters-off-the-hot-path.md.
 """
 
@@ -25,11 +25,15 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-_APPEND = "INSERT INTO run_state_counts (research_group, state, n) VALUES (coalesce({row}.research_group, ''), {row}.state, {n})"
+_APPEND = (
+    "INSERT INTO run_state_counts (research_group, pipeline_name, state, n) "
+    "VALUES (coalesce({row}.research_group, ''), coalesce({row}.pipeline_name, ''), {row}.state, {n})"
+)
 _SQLITE_TRIGGERS = (
     f"CREATE TRIGGER runs_count_insert AFTER INSERT ON runs BEGIN {_APPEND.format(row='NEW', n=1)}; END",
-    "CREATE TRIGGER runs_count_update AFTER UPDATE OF state, research_group ON runs "
-    "WHEN OLD.state IS NOT NEW.state OR OLD.research_group IS NOT NEW.research_group BEGIN "
+    "CREATE TRIGGER runs_count_update AFTER UPDATE OF state, research_group, pipeline_name ON runs "
+    "WHEN OLD.state IS NOT NEW.state OR OLD.research_group IS NOT NEW.research_group "
+    "OR OLD.pipeline_name IS NOT NEW.pipeline_name BEGIN "
     f"{_APPEND.format(row='OLD', n=-1)}; {_APPEND.format(row='NEW', n=1)}; END",
     f"CREATE TRIGGER runs_count_delete AFTER DELETE ON runs BEGIN {_APPEND.format(row='OLD', n=-1)}; END",
 )
@@ -41,8 +45,9 @@ _POSTGRES_FUNCTION = (
 )
 _POSTGRES_TRIGGERS = (
     "CREATE TRIGGER runs_count_insert_delete AFTER INSERT OR DELETE ON runs FOR EACH ROW EXECUTE FUNCTION runs_count()",
-    "CREATE TRIGGER runs_count_update AFTER UPDATE OF state, research_group ON runs FOR EACH ROW "
-    "WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.research_group IS DISTINCT FROM NEW.research_group) "
+    "CREATE TRIGGER runs_count_update AFTER UPDATE OF state, research_group, pipeline_name ON runs FOR EACH ROW "
+    "WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.research_group IS DISTINCT FROM NEW.research_group "
+    "OR OLD.pipeline_name IS DISTINCT FROM NEW.pipeline_name) "
     "EXECUTE FUNCTION runs_count()",
 )
 # Each list filter walks its own index newest first, so a filter that matches nothing ends at once.
@@ -53,12 +58,15 @@ _INDEXES = {
     "ix_runs_request_id_created_at_id": ("request_id", "created_at", "id"),
 }
 
+_SUPERSEDED = ("pipeline_name", "dataset_id")
+
 
 def upgrade() -> None:
     op.create_table(
         "run_state_counts",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("research_group", sa.String(length=128), nullable=False),
+        sa.Column("pipeline_name", sa.String(length=128), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_state_counts")),
@@ -67,13 +75,16 @@ def upgrade() -> None:
     if postgres:
         op.execute("LOCK TABLE runs IN SHARE MODE")  # no run changes between the backfill and the triggers
     op.execute(
-        "INSERT INTO run_state_counts (research_group, state, n) SELECT coalesce(research_group, ''), state, "
-        "count(*) FROM runs GROUP BY coalesce(research_group, ''), state"
+        "INSERT INTO run_state_counts (research_group, pipeline_name, state, n) SELECT coalesce(research_group, ''), "
+        "coalesce(pipeline_name, ''), state, count(*) FROM runs "
+        "GROUP BY coalesce(research_group, ''), coalesce(pipeline_name, ''), state"
     )
     for statement in (_POSTGRES_FUNCTION, *_POSTGRES_TRIGGERS) if postgres else _SQLITE_TRIGGERS:
         op.execute(statement)
     for name, columns in _INDEXES.items():
         op.create_index(name, "runs", list(columns))
+    for column in _SUPERSEDED:  # each the first column of one of _INDEXES
+        op.drop_index(f"ix_runs_{column}", table_name="runs")
     op.add_column("run_tags", sa.Column("created_at", sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE run_tags SET created_at = (SELECT runs.created_at FROM runs WHERE runs.id = run_tags.run_id)")
     with op.batch_alter_table("run_tags") as batch:
@@ -87,6 +98,8 @@ def downgrade() -> None:
     op.drop_index("ix_run_tags_key_value_created_at_run_id", table_name="run_tags")
     with op.batch_alter_table("run_tags") as batch:
         batch.drop_column("created_at")
+    for column in _SUPERSEDED:
+        op.create_index(f"ix_runs_{column}", "runs", [column])
     for name in _INDEXES:
         op.drop_index(name, table_name="runs")
     if op.get_bind().dialect.name == "postgresql":
