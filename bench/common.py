@@ -131,14 +131,21 @@ class Load:
 
 
 def hey(
-    url: str, requests: int, concurrency: int, *, body: Path | None = None, content_type: str | None = None
+    url: str,
+    requests: int,
+    concurrency: int,
+    *,
+    body: Path | None = None,
+    content_type: str | None = None,
+    timeout: int = 20,
 ) -> Load:
-    """One bounded run of ``hey`` (``requests`` requests, ``concurrency`` workers)."""
+    """One bounded run of ``hey`` (``requests`` requests, ``concurrency`` workers, ``timeout``
+    seconds for each request)."""
     if requests % concurrency:
         raise ValueError("hey drops the remainder of requests / concurrency: use a multiple")
     if shutil.which("hey") is None:
         raise RuntimeError("the load generator 'hey' is missing: apt-get install -y hey")
-    command = ["hey", "-n", str(requests), "-c", str(concurrency)]
+    command = ["hey", "-n", str(requests), "-c", str(concurrency), "-t", str(timeout)]
     if body is not None:
         command += ["-m", "POST", "-D", str(body), "-T", content_type or "application/octet-stream"]
     command.append(url)

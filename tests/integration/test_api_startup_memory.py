@@ -28,7 +28,7 @@ import sys
 import flowdeck.api.server
 
 
-async def report(app, settings, stop=None):
+async def report(app, settings, stop=None, sock=None):
     async with app.router.lifespan_context(app):
         catalog = type(app.state.services._catalog).__name__
         print(catalog, sorted(m for m in {NOT_LOADED!r} if m in sys.modules))
