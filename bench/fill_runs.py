@@ -141,6 +141,18 @@ def _flush(
     tags.clear()
 
 
+def _compact_counts(conn: sqlite3.Connection) -> None:
+    """Fold the count deltas the triggers appended (one per run) as a worker would (db.run_counts)."""
+    conn.execute("BEGIN IMMEDIATE")
+    sums = conn.execute(
+        "SELECT research_group, pipeline_name, state, sum(n) FROM run_state_counts "
+        "GROUP BY research_group, pipeline_name, state"
+    ).fetchall()
+    conn.execute("DELETE FROM run_state_counts")
+    conn.executemany("INSERT INTO run_state_counts (research_group, pipeline_name, state, n) VALUES (?, ?, ?, ?)", sums)
+    conn.execute("COMMIT")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
@@ -152,14 +164,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _compact_counts(conn: sqlite3.Connection) -> None:
-    """Fold the count deltas the triggers appended (one per run) as a worker would (db.run_counts)."""
-    conn.execute("BEGIN IMMEDIATE")
-    sums = conn.execute(
-        "SELECT research_group, state, sum(n) FROM run_state_counts GROUP BY research_group, state"
-    ).fetchall()
-    conn.execute("DELETE FROM run_state_counts")
-    conn.executemany("INSERT INTO run_state_counts (research_group, state, n) VALUES (?, ?, ?)", sums)
-    conn.execute("COMMIT")
