@@ -45,7 +45,7 @@ FILTERS = [
     "/jobs?pipeline_name=pipe3",
     "/jobs?research_group=nobody",
     "/jobs?dataset_id=none",
-    "/requests?state=COMPLETE",
+    "/requests?state=failed",
 ]
 SEQUENTIAL = 20
 STATUS = 4000
