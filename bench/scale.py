@@ -32,11 +32,11 @@ from bench import common
 WES = "/ga4gh/wes/v1"
 AGGREGATES = [f"{WES}/service-info", "/healthz", "/metrics"]
 # zero, one and many matches each (bench/fill_runs.py's data: one PAUSED run of pipeline 'one'
-# tagged project:one; project:p1 on 1/160 of the runs; 20 pipelines).
+# tagged project:one; project:p4 on 1/40 of the runs; 20 pipelines).
 FILTERS = [
     f"{WES}/runs?tag=project:none",
     f"{WES}/runs?tag=project:one",
-    f"{WES}/runs?tag=project:p1",
+    f"{WES}/runs?tag=project:p4",
     f"{WES}/runs?state=PAUSED",
     f"{WES}/runs?state=RUNNING",
     f"{WES}/runs?state=COMPLETE",
