@@ -153,7 +153,9 @@ async def service_info(services: ServicesDep, principal: PublicPrincipalDep, bas
             # Which isolation local engine runs have (docs/adr/0010).
             "isolation": "bubblewrap sandbox per run" if settings.sandbox else "none (FLOWDECK_SANDBOX=false)",
             # Whether steps that ask for a container get one (docs/adr/0012).
-            "containers": "podman (CWL DockerRequirement)" if settings.containers else "off (FLOWDECK_CONTAINERS=false)",
+            "containers": "podman (CWL DockerRequirement)"
+            if settings.containers
+            else "off (FLOWDECK_CONTAINERS=false)",
         },
     }
     if settings.contact_url:
