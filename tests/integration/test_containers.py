@@ -154,6 +154,19 @@ def test_images_import_then_list(
         containers.podman(Settings(data_dir=tmp_path / "data"), "rmi", "--force", name)
 
 
+def test_an_image_archive_is_loaded_under_the_name_given(tmp_path: Path, test_image: str) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    archive = tmp_path / "image.tar"
+    saved = containers.podman(settings, "save", "--output", str(archive), test_image, timeout=300)
+    assert saved.returncode == 0, saved.stderr
+    name = f"localhost/flowdeck-load-test:{uuid.uuid4().hex[:8]}"
+    try:
+        assert containers.import_image(settings, archive, name) == name
+        assert name in [image["name"] for image in containers.list_images(settings)]
+    finally:
+        containers.podman(settings, "rmi", "--force", name)
+
+
 def test_a_root_file_system_needs_a_name(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="give it a --name"):
         containers.import_image(Settings(data_dir=tmp_path / "data"), rootfs(), None)

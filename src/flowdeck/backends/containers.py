@@ -103,7 +103,8 @@ def import_image(settings: Settings, archive: Path, name: str | None) -> str:
     if _is_image_archive(archive):
         done = podman(settings, "load", "--input", str(archive), timeout=_TIMEOUT)
         if done.returncode == 0 and name:
-            loaded = done.stdout.strip().rsplit(":", 1)[0].split("Loaded image: ")[-1].strip()
+            # "Loaded image: NAME" (or "Loaded image(s): NAME,..."): the first one gets the name.
+            loaded = done.stdout.strip().splitlines()[-1].split(": ", 1)[-1].split(",")[0].strip()
             done = podman(settings, "tag", loaded, name)
     else:
         if not name:
