@@ -188,7 +188,18 @@ class Settings(BaseSettings):
     remote_fetch_timeout_seconds: float = Field(
         10.0, gt=0, description="Timeout of each request flowdeck makes to fetch a client's remote workflow_url."
     )
-    containers: bool = Field(False, description="Let engines use containers (off: no container runtime here).")
+    containers: bool = Field(
+        False,
+        description="Run the CWL steps that declare a DockerRequirement through podman (cwltool; docs/adr/0013); off: a DockerRequirement under requirements is refused at submit.",
+    )
+    container_registry: str | None = Field(
+        None,
+        description="Registry (or mirror) images are pulled from on first use, named in the message when an image is missing; untested here (no registry reachable).",
+    )
+    podman_options: str = Field(
+        "--runtime /usr/sbin/runc --cgroup-manager cgroupfs",
+        description="Options flowdeck gives every podman command (these machines need runc and cgroupfs).",
+    )
     warm_starts: bool = Field(
         True,
         description="Start cwltool runs as forks of a process that has imported cwltool and parsed the CWL schemas once (~0.03 s instead of ~0.9 s of CPU a run). Off: every run starts the cwltool command.",

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from flowdeck.backends.containers import check_images, podman_env
 from flowdeck.backends.engine_options import Option, engine_args
 from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
 from flowdeck.backends.local_engine import LocalEngineBackend
@@ -53,11 +54,12 @@ def load_cwl(path: Path) -> dict[str, Any]:
     return document
 
 
-def check_cwl(path: Path, spec: RunSpec, containers: bool) -> None:
+def check_cwl(path: Path, spec: RunSpec, containers: bool) -> set[str]:
     """Parse the workflow and the tool files it references among the attachments.
 
     Refuses a version we do not run, a referenced file outside the attachments,
-    and (containers off) a DockerRequirement under ``requirements``.
+    and (containers off) a DockerRequirement under ``requirements``. Returns the
+    container images the documents name (``dockerPull``/``dockerImageId``).
     """
     root = load_cwl(path)
     version = root.get("cwlVersion")
@@ -65,8 +67,10 @@ def check_cwl(path: Path, spec: RunSpec, containers: bool) -> None:
         raise InvalidInput(f"cwlVersion {version!r} is not supported; supported: {', '.join(CWL_VERSIONS)}")
     seen: set[Path] = {path}
     todo: list[tuple[Path, Any]] = [(path, root)]
+    images: set[str] = set()
     while todo:
         source, node = todo.pop()
+        images |= docker_images(node)
         for reference in _walk(node, source.name, containers):
             target = inside(source.parent / reference, spec.attachments_dir)
             if target is None or not target.is_file():
@@ -74,6 +78,19 @@ def check_cwl(path: Path, spec: RunSpec, containers: bool) -> None:
             if target not in seen and len(seen) < _MAX_DOCUMENTS:
                 seen.add(target)
                 todo.append((target, load_cwl(target)))
+    return images
+
+
+def docker_images(node: Any) -> set[str]:
+    """The images DockerRequirements name anywhere in ``node`` (requirements or hints)."""
+    if isinstance(node, list):
+        return set().union(*(docker_images(item) for item in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found = set().union(*(docker_images(value) for value in node.values())) if node else set()
+    if node.get("class") == "DockerRequirement" or "dockerPull" in node or "dockerImageId" in node:
+        found |= {v for k in ("dockerPull", "dockerImageId") if isinstance(v := node.get(k), str)}
+    return found
 
 
 def _walk(node: Any, where: str, containers: bool) -> list[str]:
@@ -203,7 +220,9 @@ class CwlRunnerBackend(LocalEngineBackend):
 
     def check_workflow(self, workflow: str, spec: RunSpec) -> None:
         if not is_url(workflow):
-            check_cwl(Path(workflow), spec, self.settings.containers)
+            images = check_cwl(Path(workflow), spec, self.settings.containers)
+            if images and self.settings.containers:
+                check_images(self.settings, images)
         cwl_params(spec.workflow_params, spec)
 
     def write_params(self, spec: RunSpec, rundir: Path, folders: tuple[str, ...]) -> Path:
@@ -250,16 +269,24 @@ class CwltoolBackend(CwlRunnerBackend):
             f"{rundir / 'tmp'}/",
             "--tmp-outdir-prefix",
             f"{rundir / 'tmp'}/",
-            *([] if self.settings.containers else ["--no-container"]),
+            *(["--podman"] if self.settings.containers else ["--no-container"]),
             *engine_args(spec.engine_parameters, self.options),
             "--",
             workflow,
             str(params),
         ]
+        env, warm = self.base_env(rundir), self.warm_module()
+        if self.uses_containers(spec):
+            env, warm = podman_env(self.settings, env), None  # a warm fork would not see the wrapper on PATH
         # cwltool honours SIGTERM: it waits up to 10 s for its tools, then kills them.
-        return LaunchPlan(
-            argv, self.base_env(rundir), signal.SIGTERM, cancel_group=True, grace_seconds=30, warm=self.warm_module()
-        )
+        return LaunchPlan(argv, env, signal.SIGTERM, cancel_group=True, grace_seconds=30, warm=warm)
+
+    def uses_containers(self, spec: RunSpec) -> bool:
+        """Containers on and the run's CWL names an image: podman runs its steps (ADR 0013)."""
+        if not self.settings.containers or is_url(spec.workflow_url):
+            return False
+        workflow = inside(spec.attachments_dir / spec.workflow_url, spec.attachments_dir)
+        return workflow is not None and workflow.is_file() and bool(check_cwl(workflow, spec, True))
 
     def warm_module(self) -> str | None:
         """The warm-start module when runs may fork from a warm cwltool: only for the cwltool

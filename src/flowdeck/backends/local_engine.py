@@ -105,6 +105,11 @@ class LocalEngineBackend(Backend):
         last = tail(control_dir(rundir) / "stderr.txt", 3)
         return f"{self.name} exited with code {exit_code}" + (f": {' | '.join(last)}" if last else "")
 
+    def uses_containers(self, spec: RunSpec) -> bool:
+        """Whether podman runs this run's steps: then their isolation is the container's, not
+        bubblewrap's (podman cannot run inside bwrap's namespaces; docs/adr/0013)."""
+        return False
+
     def base_env(self, rundir: Path) -> dict[str, str]:
         """Engine environment: the venv's bin first on PATH, temp files inside the run dir."""
         tmp = rundir / "tmp"
@@ -121,7 +126,7 @@ class LocalEngineBackend(Backend):
                 workflow = resolve_workflow(spec, self.settings.allowed_workflow_url_prefixes)
                 control_dir(rundir).mkdir(parents=True, exist_ok=True)
                 plan = self.plan(spec, workflow, rundir)
-                if self.settings.sandbox:
+                if self.settings.sandbox and not self.uses_containers(spec):
                     plan = self.sandboxed(plan, spec, rundir)
             except InvalidInput as exc:
                 raise EngineError(exc.detail) from exc

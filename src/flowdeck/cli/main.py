@@ -172,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("db_command", choices=["upgrade", "downgrade"])
     db.add_argument("revision", nargs="?", default="head")
     db.set_defaults(func=cmd_db)
-    from flowdeck.cli import admin, client
+    from flowdeck.cli import admin, client, images
 
     client.register(sub)
     admin.register(sub)
+    images.register(sub)
     return parser
 
 

@@ -152,6 +152,10 @@ async def service_info(services: ServicesDep, principal: PublicPrincipalDep, bas
             "simulated_engines": ",".join(simulated),
             # Which isolation local engine runs have (docs/adr/0010).
             "isolation": "bubblewrap sandbox per run" if settings.sandbox else "none (FLOWDECK_SANDBOX=false)",
+            # Whether steps that ask for a container get one (docs/adr/0013).
+            "containers": "podman (CWL DockerRequirement)"
+            if settings.containers
+            else "off (FLOWDECK_CONTAINERS=false)",
         },
     }
     if settings.contact_url:

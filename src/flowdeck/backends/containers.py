@@ -1,0 +1,132 @@
+"""Containers through podman: the one place flowdeck runs ``podman`` (docs/adr/0013).
+
+Podman on these machines needs a runtime and cgroup manager of its own
+(``settings.podman_options``) and a ``containers.conf`` without default ulimits (the
+service may not raise them). flowdeck writes that file into its data folder and points
+podman at it with ``CONTAINERS_CONF``; /etc is never edited. Engines find podman as
+``podman`` on their PATH: :func:`podman_env` puts a small wrapper first on it that adds
+those options, so cwltool's ``--podman`` (and any engine calling ``podman``) gets them.
+
+Images are named as a workflow names them (``dockerPull``/``dockerImageId``); one that is
+neither present locally (``podman image exists``) nor reachable is refused at submit.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+from flowdeck.errors import ConfigurationError, InvalidInput, ValidationFailed
+from flowdeck.settings import Settings
+
+CONF_TEXT = (
+    "[containers]\n# The service may not raise rlimits here: no ulimits added to containers.\ndefault_ulimits = []\n"
+)
+_TIMEOUT = 600  # seconds for an import; podman commands that only ask are quick
+
+
+def podman_path() -> str:
+    """The podman executable, or ConfigurationError when it is not installed."""
+    found = shutil.which("podman")
+    if found is None:
+        raise ConfigurationError("containers are on (FLOWDECK_CONTAINERS) but podman is not installed on this worker")
+    return found
+
+
+def conf_dir(settings: Settings) -> Path:
+    """``data_dir/containers``: containers.conf and the podman wrapper, written when missing."""
+    folder = settings.data_dir / "containers"
+    conf = folder / "containers.conf"
+    wrapper = folder / "bin" / "podman"
+    if not conf.is_file() or not wrapper.is_file():
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(CONF_TEXT, encoding="utf-8")
+        options = " ".join(shlex.quote(o) for o in shlex.split(settings.podman_options))
+        script = (
+            "#!/bin/sh\n"
+            "# cwltool asks for --userns=keep-id, which rootful podman refuses; as root it changes nothing.\n"
+            'for a; do shift; [ "$a" = --userns=keep-id ] && [ "$(id -u)" = 0 ] || set -- "$@" "$a"; done\n'
+            f'CONTAINERS_CONF={shlex.quote(str(conf))} exec {shlex.quote(podman_path())} {options} "$@"\n'
+        )
+        wrapper.write_text(script, encoding="utf-8")
+        wrapper.chmod(0o755)
+    return folder
+
+
+def podman_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the podman wrapper first on PATH and CONTAINERS_CONF set."""
+    folder = conf_dir(settings)
+    path = os.pathsep.join([str(folder / "bin"), env.get("PATH", os.environ.get("PATH", ""))])
+    return {**env, "PATH": path, "CONTAINERS_CONF": str(folder / "containers.conf")}
+
+
+def podman(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``podman ARGS`` through the wrapper; output captured, never raises on exit code."""
+    wrapper = conf_dir(settings) / "bin" / "podman"
+    env = podman_env(settings, dict(os.environ))
+    return subprocess.run([str(wrapper), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def image_exists(settings: Settings, image: str) -> bool:
+    """Whether podman has ``image`` locally."""
+    return podman(settings, "image", "exists", image).returncode == 0
+
+
+def check_images(settings: Settings, images: set[str]) -> None:
+    """ValidationFailed (422) naming each image podman does not have, and how to get it."""
+    missing = sorted(image for image in images if not image_exists(settings, image))
+    if not missing:
+        return
+    where = (
+        f"the registry {settings.container_registry} may hold it, but images are not pulled at submit"
+        if settings.container_registry
+        else "no container registry is configured (FLOWDECK_CONTAINER_REGISTRY)"
+    )
+    raise ValidationFailed(
+        f"container image {', '.join(missing)} is not available on this service ({where}); "
+        "an operator can add it with `flowdeck images import FILE --name NAME`"
+    )
+
+
+def import_image(settings: Settings, archive: Path, name: str | None) -> str:
+    """Load an image archive (``podman load``) or import a root file system tar (``podman import``).
+
+    An image archive (``podman save``/``docker save``) has a ``manifest.json`` or
+    ``index.json`` at its top; anything else is taken as a root file system and needs
+    ``name``. Returns podman's answer (the image's name or id)."""
+    if not archive.is_file():
+        raise InvalidInput(f"{archive} is not a file")
+    if _is_image_archive(archive):
+        done = podman(settings, "load", "--input", str(archive), timeout=_TIMEOUT)
+        if done.returncode == 0 and name:
+            # "Loaded image: NAME" (or "Loaded image(s): NAME,..."): the first one gets the name.
+            loaded = done.stdout.strip().splitlines()[-1].split(": ", 1)[-1].split(",")[0].strip()
+            done = podman(settings, "tag", loaded, name)
+    else:
+        if not name:
+            raise InvalidInput(f"{archive.name} is a root file system, not an image archive: give it a --name")
+        done = podman(settings, "import", str(archive), name, timeout=_TIMEOUT)
+    if done.returncode != 0:
+        raise InvalidInput(f"podman could not import {archive.name}: {done.stderr.strip()[-500:]}")
+    return name or done.stdout.strip()
+
+
+def _is_image_archive(archive: Path) -> bool:
+    try:
+        with tarfile.open(archive) as tar:
+            return any(n.lstrip("./") in {"manifest.json", "index.json"} for n in tar.getnames()[:200])
+    except tarfile.TarError as exc:
+        raise InvalidInput(f"{archive.name} is not a tar archive: {exc}") from None
+
+
+def list_images(settings: Settings) -> list[dict[str, str]]:
+    """The images podman has: name (repository:tag), id and size."""
+    done = podman(settings, "images", "--format", "{{.Repository}}:{{.Tag}}\t{{.ID}}\t{{.Size}}")
+    if done.returncode != 0:
+        raise ConfigurationError(f"podman images failed: {done.stderr.strip()[-500:]}")
+    rows = [line.split("\t") for line in done.stdout.splitlines() if line.strip()]
+    return [{"name": row[0], "id": row[1], "size": row[2]} for row in rows if len(row) == 3]
