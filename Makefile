@@ -90,7 +90,7 @@ postgres:
 
 # Debian packages the tests run for real (command:package): nginx -t checks deploy/nginx;
 # bwrap and setpriv sandbox every local engine run (on by default, docs/adr/0010).
-DEBS ?= nginx:nginx bwrap:bubblewrap setpriv:util-linux
+DEBS ?= nginx:nginx bwrap:bubblewrap setpriv:util-linux mariadbd:mariadb-server
 debs:
 	missing=""
 	for pair in $(DEBS); do

@@ -137,6 +137,7 @@ class Database:
         self.url = settings.resolved_database_url
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgresql")
+        self.is_mysql = self.url.startswith(("mysql", "mariadb"))
         kwargs: dict[str, Any] = {}
         url = self.url
         if self.is_sqlite:
@@ -149,17 +150,16 @@ class Database:
                 connect_args={"check_same_thread": False}, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE
             )
         else:
-            statement_ms = int(settings.database_statement_timeout_seconds * 1000)
             kwargs.update(
                 pool_size=settings.database_pool_size,
                 max_overflow=settings.database_pool_size,
                 pool_pre_ping=True,
                 pool_timeout=settings.database_connect_timeout_seconds,
-                connect_args={
-                    "connect_timeout": settings.database_connect_timeout_seconds,
-                    "options": f"-c statement_timeout={statement_ms}",
-                },
+                connect_args=_server_connect_args(settings, mysql=self.is_mysql),
             )
+            if self.is_mysql:
+                # PostgreSQL's default: no gap locks, so a claim or a compaction never blocks an append.
+                kwargs.update(isolation_level="READ COMMITTED")
         # A hung server (frozen, or a network that drops packets) answers nothing at all, and a
         # server-side timeout cannot fire: the client gives the whole transaction up after this.
         self._deadline = (
@@ -359,6 +359,19 @@ class Database:
         if aside is not None:
             await asyncio.to_thread(aside.close)
         await self.engine.dispose()
+
+
+def _server_connect_args(settings: Settings, *, mysql: bool) -> dict[str, Any]:
+    """The driver's connect arguments for a database server: a connect and a statement timeout."""
+    if not mysql:
+        statement_ms = int(settings.database_statement_timeout_seconds * 1000)
+        return {
+            "connect_timeout": settings.database_connect_timeout_seconds,
+            "options": f"-c statement_timeout={statement_ms}",
+        }
+    # MariaDB's max_statement_time (seconds); UTC sessions, so the server's NOW() agrees with ours.
+    init = f"SET time_zone = '+00:00', max_statement_time = {settings.database_statement_timeout_seconds:g}"
+    return {"connect_timeout": settings.database_connect_timeout_seconds, "charset": "utf8mb4", "init_command": init}
 
 
 class _AsideLoops:
