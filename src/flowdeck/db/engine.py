@@ -32,6 +32,10 @@ SQLITE_POOL_SIZE = 32
 # SQLite reads that may scan (Database.read_aside) run on this many loops of their own: a flood
 # of slow lists queues there instead of taking every core from the loop that answers polls.
 ASIDE_THREADS = 2
+# MySQL/MariaDB errors that mean the server is out of reach or too busy: cannot connect (2002,
+# 2003), connection lost (2006, 2013, 2055), too many connections (1040), a lock held past
+# innodb_lock_wait_timeout (1205), a statement past max_statement_time (1969).
+_MYSQL_OUTAGES = frozenset({2002, 2003, 2006, 2013, 2055, 1040, 1205, 1969})
 _T = TypeVar("_T")
 _RETRY = {"Retry-After": str(DatabaseUnavailable.retry_after_seconds)}
 Processor = Callable[[Any], Any]
@@ -194,6 +198,9 @@ class Database:
         # SQLite's OperationalError is also a bad statement or a read-only file; only a lock
         # held past the busy timeout is the database being unavailable. PostgreSQL's is a failed
         # connection, a lost one, or a statement cancelled by statement_timeout.
+        if self.is_mysql:  # its OperationalError is also a failed CHECK, or a deadlock
+            code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+            return code in _MYSQL_OUTAGES
         return not self.is_sqlite or "locked" in str(exc.orig)
 
     @asynccontextmanager
