@@ -89,8 +89,10 @@ postgres:
 	rm -f "$$log"
 
 # Debian packages the tests run for real (command:package): nginx -t checks deploy/nginx;
-# bwrap and setpriv sandbox every local engine run (on by default, docs/adr/0010).
-DEBS ?= nginx:nginx bwrap:bubblewrap setpriv:util-linux podman:podman runc:runc mmdebstrap:mmdebstrap
+# bwrap and setpriv sandbox every local engine run (on by default, docs/adr/0010); podman, runc and
+# mmdebstrap run and build the container tests' image (docs/adr/0013); mariadbd is the third database.
+DEBS ?= nginx:nginx bwrap:bubblewrap setpriv:util-linux podman:podman runc:runc mmdebstrap:mmdebstrap \
+	mariadbd:mariadb-server
 debs:
 	missing=""
 	for pair in $(DEBS); do

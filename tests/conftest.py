@@ -1,8 +1,9 @@
 """Fixtures shared by the whole suite.
 
-``db_settings`` is parametrised over SQLite and PostgreSQL: every test that uses
-it (directly or through ``services``/``api``) runs on both. The PostgreSQL
-server is started once per session by tests/support/postgres.py.
+``db_settings`` is parametrised over SQLite, PostgreSQL and MariaDB: every test
+that uses it (directly or through ``services``/``api``) runs on all three. The
+servers are started once per session by tests/support/postgres.py and
+tests/support/mariadb.py.
 """
 
 from __future__ import annotations
@@ -54,13 +55,36 @@ def migrated_template(postgres_server: Any) -> str:
     return "flowdeck_migrated"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="session")
+def mariadb_server() -> Any:
+    from tests.support.mariadb import shared_server
+
+    return shared_server()  # stopped at interpreter exit
+
+
+@pytest.fixture(scope="session")
+def mariadb_template(mariadb_server: Any) -> str:
+    mariadb_server.create_template("flowdeck_migrated", setup=lambda url: upgrade(Settings(database_url=url)))
+    return "flowdeck_migrated"
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
 def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings on a fresh, migrated database of each kind."""
     if request.param == "sqlite":
         settings = make_settings(tmp_path)
         upgrade(settings)
         return settings
+    if request.param == "mariadb":
+        server = request.getfixturevalue("mariadb_server")
+        template = request.getfixturevalue("mariadb_template")
+        return make_settings(tmp_path, database_url=server.create_database(template=template))
     server = request.getfixturevalue("postgres_server")
     template = request.getfixturevalue("migrated_template")
     return make_settings(tmp_path, database_url=server.create_database(template=template))

@@ -61,16 +61,17 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         None,
-        description="SQLAlchemy URL. Default: a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db",
+        description="SQLAlchemy URL. Default: a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db; "
+        "MariaDB (>= 10.6): mysql+asyncmy://user:pw@host/db (mysql:// and mariadb:// mean the same)",
     )
-    database_pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL).")
+    database_pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL, MariaDB).")
     database_connect_timeout_seconds: int = Field(
-        5, ge=1, description="PostgreSQL: how long opening a connection may take before the call fails (503)."
+        5, ge=1, description="PostgreSQL, MariaDB: how long opening a connection may take before the call fails (503)."
     )
     database_statement_timeout_seconds: float = Field(
         30.0,
         gt=0,
-        description="PostgreSQL: the server cancels a statement running longer than this; a transaction that has "
+        description="PostgreSQL, MariaDB: the server cancels a statement running longer than this; a transaction that has "
         "no answer after the connect and statement timeouts plus one second (a hung server) is abandoned "
         "client-side. Either way the call answers 503 with Retry-After.",
     )
@@ -335,6 +336,9 @@ class Settings(BaseSettings):
             ("sqlite://", "sqlite+aiosqlite://"),
             ("postgresql://", "postgresql+psycopg://"),
             ("postgres://", "postgresql+psycopg://"),
+            ("mysql://", "mysql+asyncmy://"),
+            ("mariadb://", "mysql+asyncmy://"),
+            ("mariadb+asyncmy://", "mysql+asyncmy://"),  # one dialect name ("mysql") for the code to test
         ):
             if url.startswith(plain):
                 return driver + url[len(plain) :]

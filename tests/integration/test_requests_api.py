@@ -67,18 +67,10 @@ async def test_fifty_samples_expand_to_fifty_runs_despite_a_crash(api: httpx.Asy
     request_id = await post(api, body(50))
     assert await count_runs(services) == 0  # nothing but the request until a worker expands it
     # Worker A claims the request, creates 20 runs, and "dies" holding its lease.
-    async with services.db.write() as conn:
-        claimed = (
-            (
-                await conn.execute(
-                    sa.update(requests_table)
-                    .values(lease_owner="A", lease_expires_at=utcnow() + timedelta(minutes=5))
-                    .returning(*requests_table.c)
-                )
-            )
-            .mappings()
-            .one()
-        )
+    async with services.db.write() as conn:  # no UPDATE … RETURNING: MariaDB has none
+        lease = {"lease_owner": "A", "lease_expires_at": utcnow() + timedelta(minutes=5)}
+        await conn.execute(sa.update(requests_table).values(lease))
+        claimed = (await conn.execute(sa.select(requests_table))).mappings().one()
     pipeline = services.catalog.get(PIPELINE)
     for index in range(20):
         await create_run(services, pipeline, claimed, index, claimed["spec"]["items"][index])

@@ -32,6 +32,10 @@ SQLITE_POOL_SIZE = 32
 # SQLite reads that may scan (Database.read_aside) run on this many loops of their own: a flood
 # of slow lists queues there instead of taking every core from the loop that answers polls.
 ASIDE_THREADS = 2
+# MySQL/MariaDB errors that mean the server is out of reach or too busy: cannot connect (2002,
+# 2003), connection lost (2006, 2013, 2055), too many connections (1040), a lock held past
+# innodb_lock_wait_timeout (1205), a statement past max_statement_time (1969).
+_MYSQL_OUTAGES = frozenset({2002, 2003, 2006, 2013, 2055, 1040, 1205, 1969})
 _T = TypeVar("_T")
 _RETRY = {"Retry-After": str(DatabaseUnavailable.retry_after_seconds)}
 Processor = Callable[[Any], Any]
@@ -137,6 +141,7 @@ class Database:
         self.url = settings.resolved_database_url
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgresql")
+        self.is_mysql = self.url.startswith(("mysql", "mariadb"))
         kwargs: dict[str, Any] = {}
         url = self.url
         if self.is_sqlite:
@@ -149,17 +154,16 @@ class Database:
                 connect_args={"check_same_thread": False}, pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE
             )
         else:
-            statement_ms = int(settings.database_statement_timeout_seconds * 1000)
             kwargs.update(
                 pool_size=settings.database_pool_size,
                 max_overflow=settings.database_pool_size,
                 pool_pre_ping=True,
                 pool_timeout=settings.database_connect_timeout_seconds,
-                connect_args={
-                    "connect_timeout": settings.database_connect_timeout_seconds,
-                    "options": f"-c statement_timeout={statement_ms}",
-                },
+                connect_args=_server_connect_args(settings, mysql=self.is_mysql),
             )
+            if self.is_mysql:
+                # PostgreSQL's default: no gap locks, so a claim or a compaction never blocks an append.
+                kwargs.update(isolation_level="READ COMMITTED")
         # A hung server (frozen, or a network that drops packets) answers nothing at all, and a
         # server-side timeout cannot fire: the client gives the whole transaction up after this.
         self._deadline = (
@@ -194,6 +198,9 @@ class Database:
         # SQLite's OperationalError is also a bad statement or a read-only file; only a lock
         # held past the busy timeout is the database being unavailable. PostgreSQL's is a failed
         # connection, a lost one, or a statement cancelled by statement_timeout.
+        if self.is_mysql:  # its OperationalError is also a failed CHECK, or a deadlock
+            code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+            return code in _MYSQL_OUTAGES
         return not self.is_sqlite or "locked" in str(exc.orig)
 
     @asynccontextmanager
@@ -359,6 +366,19 @@ class Database:
         if aside is not None:
             await asyncio.to_thread(aside.close)
         await self.engine.dispose()
+
+
+def _server_connect_args(settings: Settings, *, mysql: bool) -> dict[str, Any]:
+    """The driver's connect arguments for a database server: a connect and a statement timeout."""
+    if not mysql:
+        statement_ms = int(settings.database_statement_timeout_seconds * 1000)
+        return {
+            "connect_timeout": settings.database_connect_timeout_seconds,
+            "options": f"-c statement_timeout={statement_ms}",
+        }
+    # MariaDB's max_statement_time (seconds); UTC sessions, so the server's NOW() agrees with ours.
+    init = f"SET time_zone = '+00:00', max_statement_time = {settings.database_statement_timeout_seconds:g}"
+    return {"connect_timeout": settings.database_connect_timeout_seconds, "charset": "utf8mb4", "init_command": init}
 
 
 class _AsideLoops:

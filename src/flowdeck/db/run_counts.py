@@ -43,6 +43,8 @@ async def rows(conn: AsyncConnection) -> int:
 async def compact(conn: AsyncConnection, *, postgres: bool) -> bool:
     """Fold the deltas into one row per (group, pipeline, state), inside ``conn``'s write transaction.
     False when another compaction holds the lock (PostgreSQL)."""
+    if conn.dialect.name == "mysql":
+        return await _compact_mysql(conn)
     if postgres:
         locked = await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(_COMPACT_LOCK)))
         if not locked.scalar_one():
@@ -60,4 +62,22 @@ async def compact(conn: AsyncConnection, *, postgres: bool) -> bool:
     await conn.execute(sa.delete(run_state_counts))
     if sums:
         await conn.execute(sa.insert(run_state_counts), [dict(row._mapping) for row in sums])
+    return True
+
+
+async def _compact_mysql(conn: AsyncConnection) -> bool:
+    """MariaDB: lock the deltas there are (FOR UPDATE; under READ COMMITTED no gap lock, so appends
+    go on), sum them and delete exactly those ids. A delta appended meanwhile is folded next time;
+    a second compaction waits for the first's locks and then sees only what is left."""
+    locked = sa.select(_counts.id, _counts.research_group, _counts.pipeline_name, _counts.state, _counts.n)
+    found = (await conn.execute(locked.order_by(_counts.id).with_for_update())).all()
+    sums: dict[tuple[str, str, str], int] = {}
+    for _id, group, pipeline, state, n in found:
+        sums[(group, pipeline, state)] = sums.get((group, pipeline, state), 0) + n
+    ids = [row.id for row in found]
+    for start in range(0, len(ids), 1000):
+        await conn.execute(sa.delete(run_state_counts).where(_counts.id.in_(ids[start : start + 1000])))
+    folded = [{"research_group": g, "pipeline_name": p, "state": s, "n": n} for (g, p, s), n in sums.items() if n != 0]
+    if folded:
+        await conn.execute(sa.insert(run_state_counts), folded)
     return True

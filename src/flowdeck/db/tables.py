@@ -9,6 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import TypeCompiler
+
+# MySQL and MariaDB: the dialect names SQLAlchemy gives them (mysql+… and mariadb+… URLs).
+MYSQL_DIALECTS = frozenset({"mysql", "mariadb"})
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -23,12 +28,21 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        # SQLite and MySQL's DATETIME keep no zone: the naive UTC time is stored.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" or dialect.name in MYSQL_DIALECTS else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@compiles(sa.DateTime, "mysql")
+@compiles(sa.DateTime, "mariadb")
+def _mysql_datetime(type_: sa.DateTime, compiler: TypeCompiler, **kw: Any) -> str:
+    """MySQL's DATETIME keeps whole seconds unless told otherwise: every datetime keeps microseconds,
+    in migrations too (they import this module through env.py)."""
+    return "DATETIME(6)"
 
 
 JSONType: Any = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -219,7 +233,9 @@ run_tags = sa.Table(
     sa.Column("value", sa.Text(), nullable=False),
     # The run's, so that a tag filter pages newest first from its own index.
     sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Index("ix_run_tags_key_value_created_at_run_id", "key", "value", "created_at", "run_id"),
+    sa.Index(
+        "ix_run_tags_key_value_created_at_run_id", "key", "value", "created_at", "run_id", mysql_length={"value": 255}
+    ),
 )
 
 # The uploaded workflow attachments of a run, stored with the run in its own transaction: the

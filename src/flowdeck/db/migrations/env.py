@@ -30,6 +30,10 @@ async def _main() -> None:
         if connection.dialect.name == "sqlite":
             # WAL from the start: the service never has to take the file to itself to switch.
             await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        elif connection.dialect.name == "mysql":
+            # Tables made from here on keep any text (4-byte emoji too) and compare it byte for
+            # byte, as SQLite and PostgreSQL do (MariaDB's default collations ignore case).
+            await connection.exec_driver_sql("ALTER DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
         await connection.run_sync(_run)
         await connection.commit()
     await engine.dispose()

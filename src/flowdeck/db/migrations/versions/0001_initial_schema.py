@@ -261,7 +261,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_run_tags")),
     )
     with op.batch_alter_table("run_tags", schema=None) as batch_op:
-        batch_op.create_index("ix_run_tags_key_value", ["key", "value"], unique=False)
+        # MySQL indexes a TEXT column by a prefix only.
+        batch_op.create_index("ix_run_tags_key_value", ["key", "value"], unique=False, mysql_length={"value": 255})
 
     op.create_table(
         "tasks",

@@ -50,6 +50,15 @@ _POSTGRES_TRIGGERS = (
     "OR OLD.pipeline_name IS DISTINCT FROM NEW.pipeline_name) "
     "EXECUTE FUNCTION runs_count()",
 )
+# MySQL/MariaDB: one trigger per event; the update's condition inside it (<=> is null-safe equality).
+_MYSQL_TRIGGERS = (
+    f"CREATE TRIGGER runs_count_insert AFTER INSERT ON runs FOR EACH ROW {_APPEND.format(row='NEW', n=1)}",
+    "CREATE TRIGGER runs_count_update AFTER UPDATE ON runs FOR EACH ROW BEGIN "
+    "IF NOT (OLD.state <=> NEW.state AND OLD.research_group <=> NEW.research_group "
+    "AND OLD.pipeline_name <=> NEW.pipeline_name) THEN "
+    f"{_APPEND.format(row='OLD', n=-1)}; {_APPEND.format(row='NEW', n=1)}; END IF; END",
+    f"CREATE TRIGGER runs_count_delete AFTER DELETE ON runs FOR EACH ROW {_APPEND.format(row='OLD', n=-1)}",
+)
 # Each list filter walks its own index newest first, so a filter that matches nothing ends at once.
 _INDEXES = {
     "ix_runs_state_created_at_id": ("state", "created_at", "id"),
@@ -71,7 +80,8 @@ def upgrade() -> None:
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_state_counts")),
     )
-    postgres = op.get_bind().dialect.name == "postgresql"
+    dialect = op.get_bind().dialect.name
+    postgres = dialect == "postgresql"
     if postgres:
         op.execute("LOCK TABLE runs IN SHARE MODE")  # no run changes between the backfill and the triggers
     op.execute(
@@ -79,7 +89,8 @@ def upgrade() -> None:
         "coalesce(pipeline_name, ''), state, count(*) FROM runs "
         "GROUP BY coalesce(research_group, ''), coalesce(pipeline_name, ''), state"
     )
-    for statement in (_POSTGRES_FUNCTION, *_POSTGRES_TRIGGERS) if postgres else _SQLITE_TRIGGERS:
+    triggers = {"postgresql": (_POSTGRES_FUNCTION, *_POSTGRES_TRIGGERS), "mysql": _MYSQL_TRIGGERS}
+    for statement in triggers.get(dialect, _SQLITE_TRIGGERS):
         op.execute(statement)
     for name, columns in _INDEXES.items():
         op.create_index(name, "runs", list(columns))
@@ -89,12 +100,17 @@ def upgrade() -> None:
     op.execute("UPDATE run_tags SET created_at = (SELECT runs.created_at FROM runs WHERE runs.id = run_tags.run_id)")
     with op.batch_alter_table("run_tags") as batch:
         batch.alter_column("created_at", existing_type=sa.DateTime(timezone=True), nullable=False)
-    op.create_index("ix_run_tags_key_value_created_at_run_id", "run_tags", ["key", "value", "created_at", "run_id"])
+    op.create_index(
+        "ix_run_tags_key_value_created_at_run_id",
+        "run_tags",
+        ["key", "value", "created_at", "run_id"],
+        mysql_length={"value": 255},  # MySQL indexes a TEXT column by a prefix only
+    )
     op.drop_index("ix_run_tags_key_value", table_name="run_tags")
 
 
 def downgrade() -> None:
-    op.create_index("ix_run_tags_key_value", "run_tags", ["key", "value"])
+    op.create_index("ix_run_tags_key_value", "run_tags", ["key", "value"], mysql_length={"value": 255})
     op.drop_index("ix_run_tags_key_value_created_at_run_id", table_name="run_tags")
     with op.batch_alter_table("run_tags") as batch:
         batch.drop_column("created_at")
