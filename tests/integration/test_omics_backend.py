@@ -279,3 +279,47 @@ def test_a_running_run_is_one_getrun_call_until_its_tasks_are_due(fake: OmicsFak
     assert after.get("ListRunTasks", 0) == before.get("ListRunTasks", 0)
     assert after["GetRun"] == before["GetRun"] + 1
     backend.cancel(handle)
+
+
+def test_many_steady_runs_are_read_from_listruns_pages_and_a_changed_one_by_getrun(
+    fake: OmicsFake, tmp_path: Path
+) -> None:
+    backend = make(fake, tmp_path, omics_task_refresh_seconds=3600)
+    runs = [spec(tmp_path, f"r{i}", workflow_params={"message": "m", "sleep_seconds": 300}) for i in range(25)]
+    handles = [handle_of(run, backend.submit(run)) for run in runs]
+    first = [contract.wait_for(backend, h, 30, lambda r: r.state is State.RUNNING) for h in handles]
+    handles = [
+        RunHandle(h.run_id, h.backend_run_id, r.backend_data or {}, h.workdir, State.RUNNING)
+        for h, r in zip(handles, first, strict=True)
+    ]
+    backend.cancel(handles[3])  # ends between two syncs: the listing no longer shows it RUNNING
+    contract.wait_for(backend, handles[3], 30, lambda r: r.state is State.CANCELED)
+    before = fake.state()["calls"]
+    reports = backend.sync(handles)
+    after = fake.state()["calls"]
+    assert [r.run_id for r in reports] == [h.run_id for h in handles]
+    assert reports[3].state is State.CANCELED
+    assert all(r.state is State.RUNNING for i, r in enumerate(reports) if i != 3)
+    assert after["GetRun"] - before.get("GetRun", 0) == 1  # only the one that changed
+    assert after["ListRuns"] - before.get("ListRuns", 0) >= 1
+    for handle in handles:
+        backend.cancel(handle)
+
+
+def test_listruns_failing_falls_back_to_one_getrun_a_run(fake: OmicsFake, tmp_path: Path) -> None:
+    backend = make(fake, tmp_path, omics_task_refresh_seconds=3600, omics_max_attempts=1)
+    runs = [spec(tmp_path, f"f{i}", workflow_params={"message": "m", "sleep_seconds": 300}) for i in range(20)]
+    handles = [handle_of(run, backend.submit(run)) for run in runs]
+    first = [contract.wait_for(backend, h, 30, lambda r: r.state is State.RUNNING) for h in handles]
+    handles = [
+        RunHandle(h.run_id, h.backend_run_id, r.backend_data or {}, h.workdir, State.RUNNING)
+        for h, r in zip(handles, first, strict=True)
+    ]
+    fake.fault("ListRuns", "ThrottlingException", count=1)
+    before = fake.state()["calls"]
+    reports = backend.sync(handles)
+    after = fake.state()["calls"]
+    assert all(r.state is State.RUNNING for r in reports)
+    assert after["GetRun"] - before.get("GetRun", 0) == 20
+    for handle in handles:
+        backend.cancel(handle)

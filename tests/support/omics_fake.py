@@ -158,7 +158,15 @@ class Fake:
 
     def list_runs(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
-            found = [r for r in self.runs.values() if params.get("name") in (None, r.request.get("name"))]
+            found = [
+                r
+                for r in self.runs.values()
+                if params.get("name") in (None, r.request.get("name")) and params.get("status") in (None, r.status)
+            ]
+        start = int(params.get("startingToken") or 0)
+        size = int(params.get("maxResults") or 100)
+        more = start + size < len(found)
+        found = found[start : start + size]
         items = [
             {
                 "arn": self._arn(r),
@@ -169,7 +177,10 @@ class Fake:
             }
             for r in found
         ]
-        return {"items": [{k: v for k, v in item.items() if v is not None} for item in items]}
+        answer: dict[str, Any] = {"items": [{k: v for k, v in item.items() if v is not None} for item in items]}
+        if more:
+            answer["nextToken"] = str(start + size)
+        return answer
 
     def list_run_tasks(self, params: dict[str, Any]) -> dict[str, Any]:
         run = self._run(params["id"])
