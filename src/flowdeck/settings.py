@@ -285,7 +285,7 @@ class Settings(BaseSettings):
     omics_task_refresh_seconds: float = Field(
         30.0,
         ge=0,
-        description="While a HealthOmics run stays RUNNING, its task list is read at most this often (a sync is then one GetRun call).",
+        description="While a HealthOmics run stays RUNNING, its task list is read at most this often (a sync is then one GetRun call, or its share of a ListRuns page when 20 or more such runs are synced together).",
     )
     omics_endpoint_url: str | None = Field(
         None, description="HealthOmics API endpoint (a VPC endpoint or the tests' fake). Default: AWS's."
