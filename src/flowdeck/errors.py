@@ -17,7 +17,12 @@ FlowdeckError                 500 unless a subclass says otherwise
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+# What a run fails into when this error stops its dispatch (mapped to a state by
+# flowdeck.domain.run_policy): the caller's input or the engine's refusal is the run's fault
+# ("executor"), flowdeck's own trouble is not ("system"), and an unreachable engine is tried again.
+RunFailure = Literal["executor", "system", "retry"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class FlowdeckError(Exception):
 
     status_code = 500
     title = "Internal error"
+    run_failure: ClassVar[RunFailure] = "system"
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -47,6 +53,7 @@ class FlowdeckError(Exception):
 class InvalidInput(FlowdeckError):
     status_code = 400
     title = "Bad request"
+    run_failure: ClassVar[RunFailure] = "executor"
 
 
 class ValidationFailed(InvalidInput):
@@ -61,36 +68,43 @@ class ValidationFailed(InvalidInput):
 class Unauthenticated(FlowdeckError):
     status_code = 401
     title = "Unauthenticated"
+    run_failure: ClassVar[RunFailure] = "executor"
 
 
 class Forbidden(FlowdeckError):
     status_code = 403
     title = "Forbidden"
+    run_failure: ClassVar[RunFailure] = "executor"
 
 
 class NotFound(FlowdeckError):
     status_code = 404
     title = "Not found"
+    run_failure: ClassVar[RunFailure] = "executor"
 
 
 class Conflict(FlowdeckError):
     status_code = 409
     title = "Conflict"
+    run_failure: ClassVar[RunFailure] = "executor"
 
 
 class PayloadTooLarge(FlowdeckError):
     status_code = 413
     title = "Payload too large"
+    run_failure: ClassVar[RunFailure] = "executor"
 
 
 class EngineError(FlowdeckError):
     status_code = 502
     title = "Engine error"
+    run_failure: ClassVar[RunFailure] = "executor"
 
 
 class EngineUnavailable(EngineError):
     status_code = 503
     title = "Engine unavailable"
+    run_failure: ClassVar[RunFailure] = "retry"
 
 
 class DatabaseUnavailable(FlowdeckError):
@@ -99,6 +113,7 @@ class DatabaseUnavailable(FlowdeckError):
 
     status_code = 503
     title = "Database unavailable"
+    run_failure: ClassVar[RunFailure] = "system"
     retry_after_seconds = 5
 
 

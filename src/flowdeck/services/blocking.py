@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -23,3 +23,32 @@ class BlockingPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class TrackedPool:
+    """A :class:`BlockingPool` made on first use, with the tasks started on it kept until they end
+    (so the loop does not collect them) and drained by :meth:`aclose`."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._pool: BlockingPool | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Callable[[BlockingPool], Awaitable[None]]) -> asyncio.Task[None]:
+        """Run ``work(pool)`` as a task held until it ends."""
+        if self._pool is None:
+            self._pool = BlockingPool(self._size)
+        task = asyncio.ensure_future(work(self._pool))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return task
+
+    async def aclose(self, wait_seconds: float) -> None:
+        """Wait up to ``wait_seconds`` for the running tasks, cancel the rest, stop the threads."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=wait_seconds)
+        for task in list(self._pending):
+            task.cancel()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None

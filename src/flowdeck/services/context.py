@@ -10,6 +10,7 @@ from typing import Any
 
 from flowdeck.backends.registry import Registry
 from flowdeck.db.engine import Database
+from flowdeck.services.blocking import TrackedPool
 from flowdeck.services.group_commit import GroupCommit
 from flowdeck.services.metrics import Metrics
 from flowdeck.services.pipelines import Catalog, CatalogFiles
@@ -31,6 +32,8 @@ class Services:
     _run_queued: list[Callable[[], None]] = field(default_factory=list, repr=False)
     # New runs' group commit (services.runs builds it on first use; services.group_commit).
     run_intake: GroupCommit[Any] | None = field(default=None, repr=False)
+    # Engine calls of the API's dispatch-now (services.dispatch_now); threads made on first use.
+    inline_engine_calls: TrackedPool = field(default_factory=lambda: TrackedPool(4), repr=False)
 
     @classmethod
     def create(cls, settings: Settings, *, catalog_files: CatalogFiles | None = None) -> Services:
@@ -74,4 +77,6 @@ class Services:
             listener()
 
     async def close(self) -> None:
+        """Drain dispatch-now (a dispatch cut short stays leased: a worker takes it over), then the database."""
+        await self.inline_engine_calls.aclose(self.settings.dispatch_timeout_seconds)
         await self.db.dispose()

@@ -17,9 +17,10 @@ from sqlalchemy.engine import RowMapping
 
 from flowdeck.backends.base import Backend
 from flowdeck.db import runs as run_rows
+from flowdeck.domain.run_policy import dispatch_failure_state
 from flowdeck.domain.runs import RunSpec, Submitted
 from flowdeck.domain.states import State
-from flowdeck.errors import EngineUnavailable, FlowdeckError
+from flowdeck.errors import FlowdeckError
 from flowdeck.services import state_machine, url_policy
 from flowdeck.services.attachments import Attachment, RunFolder, run_folder
 from flowdeck.services.blocking import BlockingPool
@@ -58,16 +59,12 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
             await asyncio.to_thread(url_policy.check_run_references, services.settings, remote)
         spec = await fetchable_spec(services.settings, spec)
         submitted = await pool.run(_start, backend, spec, run_folder(services.runs_dir, run_id), files)
-    except EngineUnavailable as exc:
-        await _retry_later(services, owner, row, str(exc))
-        return
     except FlowdeckError as exc:
-        await _fail(
-            services,
-            row,
-            State.EXECUTOR_ERROR if exc.status_code < 500 or exc.status_code == 502 else State.SYSTEM_ERROR,
-            exc.detail,
-        )
+        target = dispatch_failure_state(exc.run_failure)
+        if target is None:
+            await _retry_later(services, owner, row, str(exc))
+        else:
+            await _fail(services, row, target, exc.detail)
         return
     except Exception as exc:
         log.exception("dispatch of run %s failed", run_id)

@@ -10,9 +10,6 @@ the worker takes over when the lease expires).
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -28,24 +25,11 @@ from flowdeck.domain.states import SIMPLE_STATES, State
 from flowdeck.errors import EngineError, Problem, ValidationFailed
 from flowdeck.services import jobs as job_service
 from flowdeck.services import runs as run_service
-from flowdeck.services.blocking import BlockingPool
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.dispatch import dispatch_run
+from flowdeck.services.dispatch_now import dispatch_now
 from flowdeck.services.idempotency import fingerprint
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 _FAILED = {State.EXECUTOR_ERROR.value, State.SYSTEM_ERROR.value}
-# Inline dispatches that outlived their wait keep running; holding them stops garbage collection.
-_pending: set[asyncio.Task[None]] = set()
-_pool: BlockingPool | None = None
-
-
-def _blocking_pool() -> BlockingPool:
-    global _pool  # one small pool per API process, made on first use
-    if _pool is None:
-        _pool = BlockingPool(4)
-    return _pool
 
 
 @router.post("", status_code=201)
@@ -65,7 +49,7 @@ async def submit_job(
 
     async def create() -> JSONResponse:
         run_id = await job_service.submit(services, planned, principal)
-        await dispatch_inline(services, run_id)
+        await dispatch_now(services, run_id)
         row = await run_service.get_visible(services, run_id, principal)
         if row["state"] in _FAILED and row["backend_run_id"] is None:
             raise EngineError(f"the engine refused the job: {row['error_message']}", id=run_id, job=job_view(row, base))
@@ -75,32 +59,6 @@ async def submit_job(
         )
 
     return await idempotent(request, services, principal, lambda: fingerprint(body), create)
-
-
-async def dispatch_inline(services: Services, run_id: str) -> None:
-    """Claim the new run and submit it, waiting at most dispatch_timeout_seconds."""
-    owner = f"api-{uuid.uuid4().hex[:12]}"
-    async with services.db.write() as conn:
-        rows = await run_rows.claim(
-            conn,
-            states=[State.QUEUED],
-            owner=owner,
-            now=utcnow(),
-            lease=timedelta(seconds=services.settings.lease_seconds),
-            limit=1,
-            postgres=services.db.is_postgres,
-            due_only=False,
-            ids=[run_id],
-        )
-    if not rows:
-        return  # a worker got there first
-    task = asyncio.create_task(dispatch_run(services, owner, _blocking_pool(), rows[0]))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
-    try:
-        await asyncio.wait_for(asyncio.shield(task), services.settings.dispatch_timeout_seconds)
-    except TimeoutError:
-        return
 
 
 def _states(values: list[str] | None) -> frozenset[State] | None:
@@ -162,7 +120,7 @@ async def cancel_job(job_id: str, services: ServicesDep, principal: PrincipalDep
 async def rerun_job(job_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
     """A new job running the same thing, linked by ``rerun_of``."""
     run_id = await job_service.rerun(services, job_id, principal)
-    await dispatch_inline(services, run_id)
+    await dispatch_now(services, run_id)
     row = await run_service.get_visible(services, run_id, principal)
     status = 201 if row["backend_run_id"] or row["state"] in _FAILED else 202
     return ReadableJSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
