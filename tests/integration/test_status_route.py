@@ -103,3 +103,19 @@ async def test_status_needs_credentials_when_auth_is_on(tmp_path: Path) -> None:
     assert answer.status_code == 401
     assert answer.json()["status_code"] == 401
     assert answer.headers["www-authenticate"].startswith("Basic")
+
+
+async def test_seed_003_names_for_the_health_check_and_the_api_pages(api: Any) -> None:
+    health = await api.get("/healthcheck")
+    assert health.status_code == 200
+    assert health.json().keys() == (await api.get("/healthz")).json().keys()
+    swagger = await api.get("/ga4gh/wes/v1/docs")
+    assert swagger.status_code == 200
+    assert "swagger-ui" in swagger.text
+    assert "/openapi.json" in swagger.text
+    redoc = await api.get("/ga4gh/wes/v1/redoc")
+    assert redoc.status_code == 200
+    assert "redoc" in redoc.text
+    assert "/openapi.json" in redoc.text
+    paths = (await api.get("/openapi.json")).json()["paths"]
+    assert not {"/healthcheck", "/ga4gh/wes/v1/docs", "/ga4gh/wes/v1/redoc"} & set(paths)

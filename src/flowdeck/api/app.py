@@ -8,12 +8,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.telemetry import TelemetryConfig
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp
 
 from flowdeck import __version__
 from flowdeck.api import errors
 from flowdeck.api.access_log import OuterLayer
+from flowdeck.api.errors import WES_PREFIX
 from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
 from flowdeck.api.routes import requests as request_routes
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
@@ -95,5 +99,16 @@ def _add_docs(app: FastAPI) -> None:
     API route: each request would try them first (~1 µs each). FastAPI's own ``setup`` adds
     them here, after the API routes, unchanged.
     """
-    app.openapi_url, app.docs_url, app.redoc_url = "/openapi.json", "/docs", "/redoc"
+    # Seed 003's names for the same pages, under the WES prefix.
+    openapi_url = "/openapi.json"
+
+    async def wes_docs(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=openapi_url, title=f"{app.title} - Swagger UI")
+
+    async def wes_redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(openapi_url=openapi_url, title=f"{app.title} - ReDoc")
+
+    app.add_route(f"{WES_PREFIX}/docs", wes_docs, include_in_schema=False)
+    app.add_route(f"{WES_PREFIX}/redoc", wes_redoc, include_in_schema=False)
+    app.openapi_url, app.docs_url, app.redoc_url = openapi_url, "/docs", "/redoc"
     app.setup()

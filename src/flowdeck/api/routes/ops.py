@@ -19,6 +19,8 @@ from flowdeck.services.clock import utcnow
 router = APIRouter(tags=["operations"])
 
 
+# /healthcheck is seed 003's name for the same check.
+@router.get("/healthcheck", include_in_schema=False)
 @router.get("/healthz")
 async def healthz(services: ServicesDep) -> JSONResponse:
     """200 when the database answers; says whether a worker has beaten its heart lately."""
