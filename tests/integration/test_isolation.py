@@ -56,6 +56,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/auth/instructions"): "public",
     ("GET", "/healthz"): "public",
     ("GET", "/metrics"): "admin",
+    ("GET", "/events"): "stream",  # its own isolation test: tests/integration/test_events_stream.py
     ("GET", "/storage/{token}"): "capability",
     ("PUT", "/storage/{token}"): "capability",
     ("GET", f"{WES}/service-info"): "public",  # counts only the caller's runs: checked in _visible()
