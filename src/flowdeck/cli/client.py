@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,22 +108,10 @@ def runs_cancel(args: argparse.Namespace) -> int:
 
 
 def runs_watch(args: argparse.Namespace) -> int:
-    """Follow a run live: its state and its tasks, until it ends."""
-    last = ""
-    with _client(args) as client:
-        while True:
-            state = _check(client.get(f"{WES}/runs/{args.run_id}/status"))["state"]
-            tasks = _check(client.get(f"{WES}/runs/{args.run_id}/tasks"))["task_logs"]
-            done = sum(1 for t in tasks if t.get("end_time"))
-            line = f"{args.run_id}  {state:<14} tasks {done}/{len(tasks)}  " + " ".join(
-                f"[{t['name']}{'✓' if t.get('exit_code') == 0 else '✗' if t.get('end_time') else '…'}]" for t in tasks
-            )
-            if line != last:
-                print(line, flush=True)
-                last = line
-            if state in TERMINAL:
-                return 0 if state == "COMPLETE" else 1
-            time.sleep(args.interval)
+    """Follow a run live through the server's event stream, until it ends."""
+    from flowdeck.cli.client_events import watch_run
+
+    return watch_run(args, args.run_id)
 
 
 def register(sub: Any) -> None:
@@ -154,6 +141,9 @@ def register(sub: Any) -> None:
     p.add_argument("--watch", action="store_true", help="follow the run until it ends")
     p.add_argument("--interval", type=float, default=2.0)
     p.set_defaults(func=runs_submit)
+    from flowdeck.cli import client_events
+
+    client_events.register(sub, common)
 
 
 def run(args: argparse.Namespace) -> int:
