@@ -4,6 +4,7 @@ and on PostgreSQL two API processes both stream what a worker in a third process
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -202,3 +203,41 @@ def test_two_api_processes_both_stream_what_a_worker_did(db_settings: Settings, 
         seen_second = s2.until_done(run_id, limit=20)
     _in_order(seen_first)
     assert seen_second == seen_first
+
+
+async def test_a_slow_stream_holds_a_bounded_queue_and_is_caught_up_from_the_database(
+    db_settings: Settings,
+) -> None:
+    from flowdeck.db import events as event_rows
+    from flowdeck.domain.principal import LOCAL_USER
+    from flowdeck.services.clock import utcnow
+    from flowdeck.services.events import EventHub, Heartbeat, make_filter
+
+    settings = db_settings.model_copy(
+        update={"events_queue_size": 3, "events_poll_seconds": 0.05, "events_heartbeat_seconds": 2}
+    )
+    services = Services.create(settings)
+    hub = EventHub(services)
+    try:
+        sub = await hub.subscribe(make_filter(LOCAL_USER), None)
+        for n in range(20):  # one transaction each: 20 wake-ups while the stream reads nothing
+            async with services.db.write() as conn:
+                await event_rows.add(conn, at=utcnow(), kind="cancel", reason=f"n{n}")
+            hub.wake()
+        for _ in range(100):
+            if sub.lagging:
+                break
+            await asyncio.sleep(0.05)
+        assert sub.lagging, "the queue never overflowed"
+        assert sub.queue.qsize() <= 3
+        got: list[str] = []
+        async for item in hub.stream(sub):
+            if isinstance(item, Heartbeat):
+                break
+            got.append(item["reason"])
+            if len(got) == 20:
+                break
+        assert got == [f"n{n}" for n in range(20)]
+    finally:
+        await hub.aclose()
+        await services.close()

@@ -168,7 +168,8 @@ class EventHub:
                     yield event
                 continue
             try:
-                event = await asyncio.wait_for(sub.queue.get(), beat)
+                async with asyncio.timeout(beat):
+                    event = await sub.queue.get()
             except TimeoutError:
                 yield Heartbeat()
                 continue
@@ -196,14 +197,17 @@ class EventHub:
         if db.is_postgres:
             self._listener = asyncio.create_task(self._listen())
             with contextlib.suppress(TimeoutError):  # if LISTEN cannot start, polling carries on
-                await asyncio.wait_for(self._listen_ready.wait(), 10)
+                async with asyncio.timeout(10):
+                    await self._listen_ready.wait()
         async with db.read() as conn:
             self._floor = await event_rows.latest_id(conn)
         self._ready.set()
         while True:
             poll = self._services.settings.events_poll_seconds
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (aclose would hang)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll if not self._listening or self._gaps else 30)
+                async with asyncio.timeout(poll if not self._listening or self._gaps else 30):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._read_new()
