@@ -59,3 +59,25 @@ def test_watch_follows_the_stream_and_fails_with_the_run(server: str, tmp_path: 
     assert missing.returncode == 1
     assert "404" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_attachments_keep_their_relative_paths_and_a_missing_file_is_one_line(
+    server: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "echo.txt").write_text("hello")
+    submit = [*CLI, "runs", "submit", "--type", "DEMO", "--type-version", "1.0", "--url", "demo://attach"]
+    done = subprocess.run(
+        [*submit, "--attach", "tools/echo.txt", "--watch"],
+        env=_env(server), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = done.stdout.splitlines()[0]
+    stored = tmp_path / "data" / "runs" / run_id / "attachments" / "tools" / "echo.txt"
+    assert stored.read_text() == "hello"
+    missing = subprocess.run(
+        [*submit, "--attach", "tools/nope.cwl"], env=_env(server), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "flowdeck: No such file or directory: tools/nope.cwl"

@@ -90,7 +90,8 @@ def runs_submit(args: argparse.Namespace) -> int:
         form["workflow_engine"] = args.engine
     if args.tag:
         form["tags"] = json.dumps(dict(t.split("=", 1) for t in args.tag))
-    files = [("workflow_attachment", (Path(p).name, Path(p).read_bytes())) for p in args.attach]
+    # A relative path is the attachment's name (tools/echo.cwl stays tools/echo.cwl for the workflow's imports).
+    files = [("workflow_attachment", (_attachment_name(p), Path(p).read_bytes())) for p in args.attach]
     with _client(args) as client:
         body = _check(client.post(f"{WES}/runs", data=form, files=files or None))
     print(body["run_id"])
@@ -98,6 +99,11 @@ def runs_submit(args: argparse.Namespace) -> int:
         args.run_id = body["run_id"]
         return runs_watch(args)
     return 0
+
+
+def _attachment_name(path: str) -> str:
+    given = Path(path)
+    return given.name if given.is_absolute() or ".." in given.parts else given.as_posix()
 
 
 def runs_cancel(args: argparse.Namespace) -> int:
@@ -156,4 +162,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except httpx.TransportError as exc:
         print(f"flowdeck: cannot reach the server: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file named on the command line: one line, no traceback
+        print(f"flowdeck: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 1
