@@ -81,3 +81,21 @@ def test_attachments_keep_their_relative_paths_and_a_missing_file_is_one_line(
     )
     assert missing.returncode == 1
     assert missing.stderr.strip() == "flowdeck: No such file or directory: tools/nope.cwl"
+
+
+def test_jobs_get_watch_list_and_a_missing_job(server: str, tmp_path: Path) -> None:  # noqa: F811
+    run_id = httpx.post(f"{server}{WES}/runs", data=FORM).json()["run_id"]
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, "jobs", *argv], env=_env(server), cwd=tmp_path, capture_output=True, text=True)
+
+    watched = cli("get", run_id, "--watch")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert watched.stdout.splitlines()[-1].split()[1] == "COMPLETE"
+    listed = cli("list", "-o", "json")
+    assert run_id in [job["id"] for job in json.loads(listed.stdout)["jobs"]]
+    assert run_id in cli("list").stdout
+    missing = cli("get", "nope")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("flowdeck: 404")
+    assert "Traceback" not in missing.stderr

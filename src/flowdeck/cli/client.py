@@ -150,6 +150,9 @@ def register(sub: Any) -> None:
     from flowdeck.cli import client_events
 
     client_events.register(sub, common)
+    from flowdeck.cli import client_jobs
+
+    client_jobs.register(sub, common)
 
 
 def run(args: argparse.Namespace) -> int:
