@@ -148,6 +148,20 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=1, description="How long a worker's claim on a run lasts without renewal.")
     heartbeat_seconds: float = Field(10.0, gt=0, description="How often a worker records that it lives.")
     dispatch_batch: int = Field(8, ge=1, description="Runs a worker claims for dispatch per iteration.")
+    events_heartbeat_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="GET /events sends a comment line after this long without an event (keeps proxies open).",
+    )
+    events_queue_size: int = Field(
+        1000, ge=1, description="Events held per open stream; a client further behind is caught up from the database."
+    )
+    events_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="How often the API looks for new events without a wake-up (SQLite: a worker in another process; "
+        "PostgreSQL: only while its LISTEN connection is down).",
+    )
     sync_batch: int = Field(500, ge=1, description="Runs a worker claims for one sync pass.")
     sync_concurrency: int = Field(16, ge=1, description="Parallel engine calls during a sync pass.")
     sync_min_seconds: float = Field(2.0, gt=0, description="Poll interval for a run that just started.")

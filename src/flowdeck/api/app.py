@@ -19,9 +19,11 @@ from flowdeck.api import errors
 from flowdeck.api.access_log import OuterLayer
 from flowdeck.api.errors import WES_PREFIX
 from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
+from flowdeck.api.routes import events as event_routes
 from flowdeck.api.routes import requests as request_routes
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
 from flowdeck.services.context import Services
+from flowdeck.services.events import EventHub
 from flowdeck.services.pipelines import CatalogFiles
 from flowdeck.settings import Settings
 
@@ -51,9 +53,11 @@ def create_app(
         app.state.services = ready
         app.state.authenticator = Authenticator(settings, ready.db)
         app.state.challenge_headers = challenge_headers(settings)
+        app.state.event_hub = EventHub(ready)
         try:
             yield
         finally:
+            await app.state.event_hub.aclose()
             await app.state.authenticator.aclose()
             if owned:
                 await ready.close()
@@ -82,6 +86,7 @@ def create_app(
     app.include_router(datasets.router)
     app.include_router(pipelines.router)
     app.include_router(accounts.router)
+    app.include_router(event_routes.router)
     _add_docs(app)
     return app
 

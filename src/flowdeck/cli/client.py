@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +90,8 @@ def runs_submit(args: argparse.Namespace) -> int:
         form["workflow_engine"] = args.engine
     if args.tag:
         form["tags"] = json.dumps(dict(t.split("=", 1) for t in args.tag))
-    files = [("workflow_attachment", (Path(p).name, Path(p).read_bytes())) for p in args.attach]
+    # A relative path is the attachment's name (tools/echo.cwl stays tools/echo.cwl for the workflow's imports).
+    files = [("workflow_attachment", (_attachment_name(p), Path(p).read_bytes())) for p in args.attach]
     with _client(args) as client:
         body = _check(client.post(f"{WES}/runs", data=form, files=files or None))
     print(body["run_id"])
@@ -99,6 +99,11 @@ def runs_submit(args: argparse.Namespace) -> int:
         args.run_id = body["run_id"]
         return runs_watch(args)
     return 0
+
+
+def _attachment_name(path: str) -> str:
+    given = Path(path)
+    return given.name if given.is_absolute() or ".." in given.parts else given.as_posix()
 
 
 def runs_cancel(args: argparse.Namespace) -> int:
@@ -109,22 +114,10 @@ def runs_cancel(args: argparse.Namespace) -> int:
 
 
 def runs_watch(args: argparse.Namespace) -> int:
-    """Follow a run live: its state and its tasks, until it ends."""
-    last = ""
-    with _client(args) as client:
-        while True:
-            state = _check(client.get(f"{WES}/runs/{args.run_id}/status"))["state"]
-            tasks = _check(client.get(f"{WES}/runs/{args.run_id}/tasks"))["task_logs"]
-            done = sum(1 for t in tasks if t.get("end_time"))
-            line = f"{args.run_id}  {state:<14} tasks {done}/{len(tasks)}  " + " ".join(
-                f"[{t['name']}{'✓' if t.get('exit_code') == 0 else '✗' if t.get('end_time') else '…'}]" for t in tasks
-            )
-            if line != last:
-                print(line, flush=True)
-                last = line
-            if state in TERMINAL:
-                return 0 if state == "COMPLETE" else 1
-            time.sleep(args.interval)
+    """Follow a run live through the server's event stream, until it ends."""
+    from flowdeck.cli.client_events import watch_run
+
+    return watch_run(args, args.run_id)
 
 
 def register(sub: Any) -> None:
@@ -154,6 +147,12 @@ def register(sub: Any) -> None:
     p.add_argument("--watch", action="store_true", help="follow the run until it ends")
     p.add_argument("--interval", type=float, default=2.0)
     p.set_defaults(func=runs_submit)
+    from flowdeck.cli import client_events
+
+    client_events.register(sub, common)
+    from flowdeck.cli import client_jobs
+
+    client_jobs.register(sub, common)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,4 +165,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except httpx.TransportError as exc:
         print(f"flowdeck: cannot reach the server: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file named on the command line: one line, no traceback
+        print(f"flowdeck: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 1

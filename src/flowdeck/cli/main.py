@@ -192,7 +192,7 @@ def _bad_setting(exc: ValidationError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.func.__module__ == "flowdeck.cli.client":
+    if args.func.__module__.startswith("flowdeck.cli.client"):  # client, client_events
         from flowdeck.cli import client
 
         return client.run(args)

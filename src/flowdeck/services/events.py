@@ -1,0 +1,262 @@
+"""The live event stream: one fan-out per API process (docs/events.md).
+
+An :class:`EventHub` reads new events once per wake-up (a PostgreSQL NOTIFY sent by the
+transaction that wrote them, an in-process new run, or a short poll) and hands each to every
+open stream that asked for it and may see it. A stream holds at most
+``settings.events_queue_size`` events; one that falls behind is caught up from the database by
+id, so a slow client costs no memory beyond its queue.
+
+Event ids come from a sequence: on PostgreSQL a transaction can commit after a later id did.
+The hub therefore keeps the ids it skipped over ("gaps") open for ``_GAP_SECONDS`` and reads
+from below the oldest of them, delivering a late event when it commits (rolled back inserts leave
+gaps forever; they are given up after that time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowdeck.db import events as event_rows
+from flowdeck.db.events import EventFilter
+from flowdeck.domain.principal import Principal
+from flowdeck.errors import ValidationFailed
+from flowdeck.services.context import Services
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+_GAP_SECONDS = 10.0
+KINDS = ("state", "cancel")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Nothing happened for a while (the route sends a comment line)."""
+
+
+Event = dict[str, Any]
+
+
+def event_body(row: Mapping[Any, Any]) -> Event:
+    """An event as a client sees it."""
+    return {
+        "id": row["id"],
+        "type": row["kind"],
+        "at": row["at"].isoformat(),
+        "run_id": row["run_id"],
+        "request_id": row["owning_request_id"],
+        "from_state": row["from_state"],
+        "to_state": row["to_state"],
+        "reason": row["reason"],
+        "actor": row["actor"],
+        "pipeline_name": row["pipeline_name"],
+        "research_group": row["research_group"],
+    }
+
+
+def make_filter(
+    principal: Principal,
+    *,
+    run_id: str | None = None,
+    request_id: str | None = None,
+    pipeline: str | None = None,
+    research_group: str | None = None,
+    event_type: str | None = None,
+) -> EventFilter:
+    """The caller's filter, limited to the groups they may see (the list rule: visible_groups)."""
+    if event_type is not None and event_type not in KINDS:
+        raise ValidationFailed(f"type must be one of {', '.join(KINDS)}")
+    for name, value in (("run", run_id), ("request", request_id), ("pipeline", pipeline), ("group", research_group)):
+        if value is not None and (not value or "\x00" in value or len(value) > 128):
+            raise ValidationFailed(f"{name} must be 1 to 128 characters without NUL")
+    return EventFilter(run_id, request_id, pipeline, research_group, event_type, principal.visible_groups())
+
+
+def _matches(flt: EventFilter, event: Event) -> bool:
+    """The in-memory twin of db.events' conditions (the hub reads every event once)."""
+    group = event["research_group"]
+    return (
+        (flt.run_id is None or event["run_id"] == flt.run_id)
+        and (flt.request_id is None or event["request_id"] == flt.request_id)
+        and (flt.pipeline_name is None or event["pipeline_name"] == flt.pipeline_name)
+        and (flt.research_group is None or group == flt.research_group)
+        and (flt.kind is None or event["type"] == flt.kind)
+        and (flt.groups is None or group in flt.groups)
+    )
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open stream: its filter, its bounded queue, and where it stands."""
+
+    flt: EventFilter
+    after: int
+    queue: asyncio.Queue[Event]
+    lagging: bool = False
+    _sent: deque[int] = field(default_factory=deque)
+    _sent_set: set[int] = field(default_factory=set)
+
+    def offer(self, event: Event) -> None:
+        if self.lagging or not _matches(self.flt, event):
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.lagging = True  # the stream drops its queue and reads the database from `after`
+
+    def first_time(self, event: Event) -> bool:
+        """True once per event id (catch-up and the live queue may both carry one)."""
+        ident = int(event["id"])
+        if ident in self._sent_set:
+            return False
+        self._sent.append(ident)
+        self._sent_set.add(ident)
+        if len(self._sent) > 2 * self.queue.maxsize + _BATCH:
+            self._sent_set.discard(self._sent.popleft())
+        self.after = max(self.after, ident)
+        return True
+
+
+class EventHub:
+    """Reads new events once per wake-up and fans them out to this process's streams."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._subs: set[Subscription] = set()
+        self._wake = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = False
+        self._listen_ready = asyncio.Event()
+        self._floor = 0  # every id up to here was read
+        self._seen: set[int] = set()  # ids above the floor already read
+        self._gaps: dict[int, float] = {}  # ids above the floor not seen yet: when first missed
+        self._unsubscribe = services.on_run_queued(self.wake)
+
+    def wake(self) -> None:
+        """Something was committed in this process: read now instead of at the next poll."""
+        self._wake.set()
+
+    async def subscribe(self, flt: EventFilter, last_event_id: int | None) -> Subscription:
+        """A new stream; with ``last_event_id`` it first reads what it missed from the database."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        await self._ready.wait()
+        queue: asyncio.Queue[Event] = asyncio.Queue(self._services.settings.events_queue_size)
+        start = self._floor if last_event_id is None else last_event_id
+        sub = Subscription(flt, start, queue, lagging=last_event_id is not None)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    async def stream(self, sub: Subscription) -> AsyncIterator[Event | Heartbeat]:
+        """The subscription's events in the order read, with a heartbeat after each quiet spell."""
+        beat = self._services.settings.events_heartbeat_seconds
+        while True:
+            if sub.lagging:
+                async for event in self._catch_up(sub):
+                    yield event
+                continue
+            try:
+                async with asyncio.timeout(beat):
+                    event = await sub.queue.get()
+            except TimeoutError:
+                yield Heartbeat()
+                continue
+            if sub.first_time(event):
+                yield event
+
+    async def _catch_up(self, sub: Subscription) -> AsyncIterator[Event]:
+        """Drop the queue and read from the database after the last id sent, page by page;
+        what the hub offers meanwhile queues up again (and is skipped if already sent)."""
+        while not sub.queue.empty():
+            sub.queue.get_nowait()
+        sub.lagging = False
+        while True:
+            async with self._services.db.read() as conn:
+                rows = await event_rows.after(conn, sub.after, _BATCH, sub.flt)
+            for row in rows:
+                event = event_body(row)
+                if sub.first_time(event):
+                    yield event
+            if len(rows) < _BATCH:
+                return
+
+    async def _run(self) -> None:
+        db = self._services.db
+        if db.is_postgres:
+            self._listener = asyncio.create_task(self._listen())
+            with contextlib.suppress(TimeoutError):  # if LISTEN cannot start, polling carries on
+                async with asyncio.timeout(10):
+                    await self._listen_ready.wait()
+        async with db.read() as conn:
+            self._floor = await event_rows.latest_id(conn)
+        self._ready.set()
+        while True:
+            poll = self._services.settings.events_poll_seconds
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (aclose would hang)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll if not self._listening or self._gaps else 30):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._read_new()
+            except Exception:  # the database away: the next wake-up or poll tries again
+                log.warning("event stream: reading new events failed", exc_info=True)
+
+    async def _listen(self) -> None:
+        """Set the wake-up on every NOTIFY; reconnect (and read once) when the connection drops."""
+        while True:
+            try:
+                async for _ in event_rows.notifications(self._services.db.url):
+                    self._listening = True
+                    self._listen_ready.set()
+                    self._wake.set()
+            except Exception:
+                log.warning("event stream: LISTEN connection lost; polling until it is back", exc_info=True)
+            self._listening = False
+            await asyncio.sleep(1)
+
+    async def _read_new(self) -> None:
+        cursor = self._floor  # below it only gaps are read again; above it, page by page
+        while True:
+            async with self._services.db.read() as conn:
+                rows = await event_rows.after(conn, cursor, _BATCH)
+            cursor = rows[-1]["id"] if rows else cursor
+            for row in rows:
+                if row["id"] not in self._seen:
+                    self._seen.add(row["id"])
+                    event = event_body(row)
+                    for sub in list(self._subs):
+                        sub.offer(event)
+            self._advance_floor()
+            if len(rows) < _BATCH:
+                return
+
+    def _advance_floor(self) -> None:
+        top = max(self._seen, default=self._floor)
+        now = time.monotonic()
+        for ident in range(self._floor + 1, top):
+            if ident not in self._seen:
+                self._gaps.setdefault(ident, now)
+        self._gaps = {i: t for i, t in self._gaps.items() if i not in self._seen and now - t < _GAP_SECONDS}
+        self._floor = min(self._gaps) - 1 if self._gaps else top
+        self._seen = {i for i in self._seen if i > self._floor}
+
+    async def aclose(self) -> None:
+        self._unsubscribe()
+        for task in (self._listener, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -1,0 +1,243 @@
+"""GET /events against real ``flowdeck api`` and ``flowdeck worker`` processes: a client follows
+a run from submit to completion, resumes with Last-Event-ID, sees only its own groups' events,
+and on PostgreSQL two API processes both stream what a worker in a third process did."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flowdeck.services.context import Services
+from flowdeck.settings import Settings
+from tests.support.basic_app import add_user, basic
+from tests.support.network import free_port
+
+WES = "/ga4gh/wes/v1"
+FORM = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://events"}
+
+
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDECK_")}
+    env.update(
+        {
+            "FLOWDECK_DATA_DIR": str(settings.data_dir),
+            "FLOWDECK_DATABASE_URL": settings.resolved_database_url,
+            "FLOWDECK_BACKENDS": "demo",
+            "FLOWDECK_WORKER_POLL_SECONDS": "0.1",
+            "FLOWDECK_SYNC_MIN_SECONDS": "0.1",
+            "FLOWDECK_DEMO_MIN_SECONDS": "0.5",
+            "FLOWDECK_DEMO_MAX_SECONDS": "0.5",
+            "FLOWDECK_DEMO_SUCCESS_RATE": "1",
+            "FLOWDECK_EVENTS_HEARTBEAT_SECONDS": "0.5",
+            "FLOWDECK_EVENTS_POLL_SECONDS": "0.2",
+            **extra,
+        }
+    )
+    return env
+
+
+def _start(tmp_path: Path, env: dict[str, str], name: str, *argv: str) -> subprocess.Popen[str]:
+    log = (tmp_path / f"{name}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowdeck.cli.main", *argv],
+        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+@contextmanager
+def _processes(tmp_path: Path, env: dict[str, str], apis: int = 1) -> Iterator[list[str]]:
+    """``apis`` flowdeck api processes and one flowdeck worker; yields the APIs' URLs."""
+    procs, urls = [], []
+    try:
+        for n in range(apis):
+            port = free_port()
+            procs.append(_start(tmp_path, env, f"api{n}", "api", "--port", str(port)))
+            urls.append(f"http://127.0.0.1:{port}")
+        procs.append(_start(tmp_path, env, "worker", "worker"))
+        deadline = time.monotonic() + 60
+        for n, url in enumerate(urls):
+            while True:
+                assert procs[n].poll() is None, (tmp_path / f"api{n}.log").read_text()
+                assert time.monotonic() < deadline, "the API did not start"
+                try:
+                    httpx.get(f"{url}/healthz", timeout=2)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Stream:
+    """A GET /events response read as server-sent events."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        self._lines = response.iter_lines()
+        assert next(self._lines).startswith(":")  # the stream is open: what commits now is seen
+
+    def next(self) -> dict[str, Any] | None:
+        """The next event, or None for a heartbeat."""
+        fields: dict[str, str] = {}
+        for line in self._lines:
+            if line.startswith(":"):
+                return None
+            if not line and not fields:
+                continue  # the blank line after a comment
+            if not line:
+                assert json.loads(fields["data"])["id"] == int(fields["id"])
+                data: dict[str, Any] = json.loads(fields["data"])
+                return data
+            key, _, value = line.partition(": ")
+            fields[key] = value
+        raise AssertionError("the stream ended")
+
+    def until_done(self, run_id: str, limit: float = 60) -> list[dict[str, Any]]:
+        """This run's events until it reaches COMPLETE."""
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + limit
+        while not seen or seen[-1]["to_state"] != "COMPLETE":
+            assert time.monotonic() < deadline, seen
+            event = self.next()
+            if event is not None and event["run_id"] == run_id:
+                seen.append(event)
+        return seen
+
+
+def _in_order(events: list[dict[str, Any]]) -> None:
+    """Every state from QUEUED to COMPLETE, each change following the one before."""
+    assert events[0]["to_state"] == "QUEUED", events
+    assert events[-1]["to_state"] == "COMPLETE", events
+    for before, after in itertools.pairwise(events):
+        assert after["from_state"] == before["to_state"], events
+        assert after["id"] > before["id"], events
+
+
+def test_a_client_follows_a_run_then_resumes_missing_nothing(db_settings: Settings, tmp_path: Path) -> None:
+    with _processes(tmp_path, _env(db_settings)) as [url], httpx.Client(base_url=url, timeout=30) as http:
+        with http.stream("GET", "/events") as response:
+            stream = Stream(response)
+            run_id = http.post(f"{WES}/runs", data=FORM).json()["run_id"]
+            live = stream.until_done(run_id)
+        _in_order(live)
+        assert {e["type"] for e in live} == {"state"}
+        assert live[0]["pipeline_name"] is None
+        # a client that saw only the first two events resumes from there: the rest, in order
+        with http.stream("GET", f"/events?run={run_id}", headers={"Last-Event-ID": str(live[1]["id"])}) as response:
+            resumed = Stream(response).until_done(run_id)
+        assert resumed == live[2:]
+        # from the start, by query parameter
+        with http.stream("GET", f"/events?run={run_id}&last_event_id=0") as response:
+            assert Stream(response).until_done(run_id) == live
+        bad = http.get("/events", headers={"Last-Event-ID": "yesterday"})
+        assert bad.status_code == 422
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert http.get("/events?type=nope").status_code == 422
+
+
+async def test_a_member_of_another_group_sees_nothing(db_settings: Settings, tmp_path: Path) -> None:
+    services = Services.create(db_settings)
+    await add_user(services, "alice", groups={"lab-a": "member"})
+    await add_user(services, "bob", groups={"lab-b": "member"})
+    await services.close()
+    env = _env(db_settings, FLOWDECK_AUTH_MODE="basic")
+    with _processes(tmp_path, env) as [url], httpx.Client(base_url=url, timeout=30) as http:
+        alice, bob = basic("alice"), basic("bob")
+        with (
+            http.stream("GET", "/events", headers=alice) as a_response,
+            http.stream("GET", "/events", headers=bob) as b_response,
+        ):
+            a_stream, b_stream = Stream(a_response), Stream(b_response)
+            form = {**FORM, "research_group": "lab-a"}
+            run_id = http.post(f"{WES}/runs", data=form, headers=alice).json()["run_id"]
+            _in_order(a_stream.until_done(run_id))
+            # the hub offered every event to both streams before alice's got the last one; bob's
+            # stream carries heartbeats only (read for a while: earlier heartbeats were buffered)
+            done = time.monotonic()
+            while time.monotonic() < done + 2:
+                assert b_stream.next() is None, "bob's stream carried an event of lab-a"
+        with http.stream("GET", "/events?last_event_id=0", headers=bob) as response:
+            assert Stream(response).next() is None, "bob's catch-up carried an event of lab-a"
+        with http.stream("GET", f"/events?run={run_id}&last_event_id=0", headers=bob) as response:
+            assert Stream(response).next() is None
+        with http.stream("GET", "/events?group=lab-a&last_event_id=0", headers=alice) as response:
+            assert Stream(response).next() is not None
+        assert http.get("/events").status_code == 401
+
+
+@pytest.mark.postgres
+def test_two_api_processes_both_stream_what_a_worker_did(db_settings: Settings, tmp_path: Path) -> None:
+    if not db_settings.resolved_database_url.startswith("postgresql"):
+        pytest.skip("several API processes share a database on PostgreSQL")
+    with (
+        _processes(tmp_path, _env(db_settings, FLOWDECK_EVENTS_POLL_SECONDS="30"), apis=2) as [one, two],
+        httpx.Client(base_url=one, timeout=30) as first,
+        httpx.Client(base_url=two, timeout=30) as second,
+        first.stream("GET", "/events") as r1,
+        second.stream("GET", "/events") as r2,
+    ):
+        s1, s2 = Stream(r1), Stream(r2)
+        run_id = first.post(f"{WES}/runs", data=FORM).json()["run_id"]
+        seen_first = s1.until_done(run_id, limit=20)
+        seen_second = s2.until_done(run_id, limit=20)
+    _in_order(seen_first)
+    assert seen_second == seen_first
+
+
+async def test_a_slow_stream_holds_a_bounded_queue_and_is_caught_up_from_the_database(
+    db_settings: Settings,
+) -> None:
+    from flowdeck.db import events as event_rows
+    from flowdeck.domain.principal import LOCAL_USER
+    from flowdeck.services.clock import utcnow
+    from flowdeck.services.events import EventHub, Heartbeat, make_filter
+
+    settings = db_settings.model_copy(
+        update={"events_queue_size": 3, "events_poll_seconds": 0.05, "events_heartbeat_seconds": 2}
+    )
+    services = Services.create(settings)
+    hub = EventHub(services)
+    try:
+        sub = await hub.subscribe(make_filter(LOCAL_USER), None)
+        for n in range(20):  # one transaction each: 20 wake-ups while the stream reads nothing
+            async with services.db.write() as conn:
+                await event_rows.add(conn, at=utcnow(), kind="cancel", reason=f"n{n}")
+            hub.wake()
+        for _ in range(100):
+            if sub.lagging:
+                break
+            await asyncio.sleep(0.05)
+        assert sub.lagging, "the queue never overflowed"
+        assert sub.queue.qsize() <= 3
+        got: list[str] = []
+        async for item in hub.stream(sub):
+            if isinstance(item, Heartbeat):
+                break
+            got.append(item["reason"])
+            if len(got) == 20:
+                break
+        assert got == [f"n{n}" for n in range(20)]
+    finally:
+        await hub.aclose()
+        await services.close()
