@@ -25,7 +25,7 @@ pytestmark = pytest.mark.postgres
 WES = "/ga4gh/wes/v1"
 FORM = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://outage"}
 TIMEOUTS = {"FLOWDECK_DATABASE_CONNECT_TIMEOUT_SECONDS": "1", "FLOWDECK_DATABASE_STATEMENT_TIMEOUT_SECONDS": "1"}
-BOUND = 1 + 1 + 1 + 2  # connect + statement + 1 s, and slack for a loaded machine
+BOUND = 1 + 1 + 1 + 5  # connect + statement + 1 s, and slack for a loaded machine (a CI run with Galaxy up)
 
 
 @pytest.fixture
