@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -53,18 +55,19 @@ STATUS_CONCURRENCY = 8
 
 
 @contextmanager
-def _server(data_dir: Path, src: Path | None) -> Iterator[common.Server]:
-    saved = os.environ.get("PYTHONPATH")
-    if src is not None:
-        os.environ["PYTHONPATH"] = str(src)
+def _server(data_dir: Path, src: Path | None, env: dict[str, str]) -> Iterator[common.Server]:
+    changes = {**env, **({"PYTHONPATH": str(src)} if src is not None else {})}
+    saved = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
     try:
         with common.flowdeck_server(data_dir) as server:
             yield server
     finally:
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _sequential_p50(client: httpx.Client, path: str) -> float:
@@ -85,13 +88,14 @@ def _run_id(base: str) -> str:
     return str(httpx.get(f"{base}{WES}/runs", params={"page_size": 1}).json()["runs"][0]["run_id"])
 
 
-def measure(data_dir: Path, src: Path | None) -> dict[str, float]:
-    """p50 of each aggregate and filter, and the status p99 alone and under a list flood (ms)."""
+def measure(data_dir: Path, src: Path | None, env: dict[str, str], *, flood_only: bool) -> dict[str, float]:
+    """p50 of each aggregate and filter (unless ``flood_only``), the status p99 alone and under a
+    list flood (ms), and the flood's own lists per second."""
     figures: dict[str, float] = {}
-    with _server(data_dir, src) as server:
+    with _server(data_dir, src, env) as server:
         base = server.url
         with httpx.Client(base_url=base, timeout=300) as client:
-            for path in AGGREGATES + FILTERS:
+            for path in [] if flood_only else AGGREGATES + FILTERS:
                 figures[path] = _sequential_p50(client, path)
                 print(f"{path}: {figures[path]:.2f} ms", flush=True)
         status = f"{base}{WES}/runs/{_run_id(base)}/status"
@@ -99,7 +103,7 @@ def measure(data_dir: Path, src: Path | None) -> dict[str, float]:
         figures["status p99 alone"] = common.hey(status, STATUS, STATUS_CONCURRENCY, timeout=120).p99_ms
         print(f"status p99 alone: {figures['status p99 alone']:.2f} ms", flush=True)
         flood = [
-            subprocess.Popen(["hey", "-z", "600s", "-c", "1", base + path], stdout=subprocess.DEVNULL)
+            subprocess.Popen(["hey", "-z", "600s", "-c", "1", base + path], stdout=subprocess.PIPE, text=True)
             for path in FILTERS
         ]
         try:
@@ -107,10 +111,17 @@ def measure(data_dir: Path, src: Path | None) -> dict[str, float]:
                 status, STATUS, STATUS_CONCURRENCY, timeout=120
             ).p99_ms
         finally:
-            for process in flood:
-                process.terminate()
-                process.wait()
+            figures["lists/s of the flood (not ms)"] = sum(_stop(process) for process in flood)
+        print(f"status p99 under a list flood: {figures['status p99 under a list flood']:.2f} ms", flush=True)
     return figures
+
+
+def _stop(process: subprocess.Popen[str]) -> float:
+    """Requests per second of a ``hey -z`` stopped early (it prints its summary on SIGINT)."""
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    return float(match.group(1)) if match else 0.0
 
 
 def _count(data_dir: Path) -> int:
@@ -123,14 +134,24 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--baseline-src", type=Path, help="a baseline checkout's src/ (run with its code)")
     parser.add_argument("--baseline-data", type=Path, help="the baseline's database, filled by the same script")
+    parser.add_argument(
+        "--list-concurrency", type=int, nargs="*", default=[], help="measure this tree once per value given"
+    )
+    parser.add_argument("--flood-only", action="store_true", help="only the status p99 alone and under the flood")
     args = parser.parse_args()
     print(f"runs: {_count(args.data_dir):,}; load average {common.load_average()}", flush=True)
-    this = measure(args.data_dir, None)
-    baseline = measure(args.baseline_data, args.baseline_src) if args.baseline_data else {}
-    print("| request | this tree | baseline |\n|---|---|---|")
-    for name, value in this.items():
-        other = f"{baseline[name]:.2f} ms" if name in baseline else "-"
-        print(f"| {name} | {value:.2f} ms | {other} |")
+    columns: dict[str, dict[str, float]] = {}
+    for value in args.list_concurrency or [None]:
+        env = {} if value is None else {"FLOWDECK_LIST_CONCURRENCY": str(value)}
+        name = "this tree" if value is None else f"this tree, list_concurrency={value}"
+        columns[name] = measure(args.data_dir, None, env, flood_only=args.flood_only)
+    if args.baseline_data:
+        columns["baseline"] = measure(args.baseline_data, args.baseline_src, {}, flood_only=args.flood_only)
+    print("| request | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for row in next(iter(columns.values())):
+        cells = [f"{column[row]:.2f}" if row in column else "-" for column in columns.values()]
+        print(f"| {row} | " + " | ".join(cells) + " |")
     print(f"load average after: {common.load_average()}")
 
 

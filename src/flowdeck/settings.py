@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     )
     max_page_size: int = Field(1000, ge=1, description="Largest page size a list endpoint accepts.")
     default_page_size: int = Field(50, ge=1, description="Page size when the client gives none.")
+    list_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Paged list reads one API process works on at once; the rest wait their turn, so a flood of "
+        "lists slows lists but never status polls or submissions.",
+    )
     log_level: str = Field("INFO", description="Python logging level.")
     access_log: bool = Field(
         False,

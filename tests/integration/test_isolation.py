@@ -35,6 +35,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from flowdeck.api.admission import served_routes
 from flowdeck.services.context import Services
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
@@ -127,18 +128,9 @@ REQUEST = {
 
 def app_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
     """(method, path) of every route the app serves, included routers flattened."""
-
-    def walk(routes: list[Any], prefix: str) -> Iterator[tuple[str, str]]:
-        for route in routes:
-            if hasattr(route, "original_router"):  # FastAPI's lazily included router
-                yield from walk(route.original_router.routes, prefix + route.include_context.prefix)
-            elif getattr(route, "routes", None) is not None and not getattr(route, "methods", None):
-                yield from walk(route.routes, prefix + getattr(route, "path", ""))
-            else:
-                for method in sorted(set(getattr(route, "methods", None) or {"?"}) - {"HEAD"}):
-                    yield method, prefix + route.path
-
-    yield from walk(list(app.routes), "")
+    for route, path in served_routes(app.routes):
+        for method in sorted(set(getattr(route, "methods", None) or {"?"}) - {"HEAD"}):
+            yield method, path
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The outermost layer of the app: an optional access log, and a 500 logged once.
+"""The outermost layer of the app: an optional access log, a 500 logged once, and list reads
+taking turns (api/admission.py).
 
 Starlette's error middleware calls our handler for an unexpected exception (which logs it
 with its traceback and answers 500) and then raises it again for the server, which logs the
@@ -12,6 +13,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flowdeck.api.admission import ListTurns
+
 log = logging.getLogger("flowdeck.access")
 errors_log = logging.getLogger("flowdeck.api.errors")
 
@@ -20,11 +23,13 @@ LOGGED_KEY = "flowdeck.error_logged"
 
 
 class OuterLayer:
-    """Wraps an ASGI app: one access line per HTTP request when ``access_log`` is on."""
+    """Wraps an ASGI app: one access line per HTTP request when ``access_log`` is on; paged list
+    reads admitted by ``list_turns``."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: bool, list_turns: ListTurns) -> None:
         self.app = app
         self.access_log = access_log
+        self.list_turns = list_turns
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,7 +44,10 @@ class OuterLayer:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_status)
+            if self.list_turns.admits(scope):
+                await self.list_turns.run(self.app, scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
         except Exception:
             if not scope.get(LOGGED_KEY):
                 errors_log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))

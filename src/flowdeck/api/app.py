@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from flowdeck import __version__
 from flowdeck.api import errors
 from flowdeck.api.access_log import OuterLayer
+from flowdeck.api.admission import ListTurns
 from flowdeck.api.errors import WES_PREFIX
 from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
 from flowdeck.api.routes import events as event_routes
@@ -35,9 +36,12 @@ class _App(FastAPI):
     answer's status (a 500 included) and ends an exception its handler already logged."""
 
     access_log = False
+    list_concurrency = 1
 
     def build_middleware_stack(self) -> ASGIApp:
-        return OuterLayer(super().build_middleware_stack(), access_log=self.access_log)
+        # Built on the first request, when every route is in place.
+        turns = ListTurns(self.routes, self.list_concurrency)
+        return OuterLayer(super().build_middleware_stack(), access_log=self.access_log, list_turns=turns)
 
 
 def create_app(
@@ -74,6 +78,7 @@ def create_app(
         telemetry=_telemetry(settings.opentelemetry),
     )
     app.access_log = settings.access_log
+    app.list_concurrency = settings.list_concurrency
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
