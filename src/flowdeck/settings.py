@@ -163,10 +163,10 @@ class Settings(BaseSettings):
         1000, ge=1, description="Events held per open stream; a client further behind is caught up from the database."
     )
     events_poll_seconds: float = Field(
-        0.5,
+        0.1,
         gt=0,
         description="How often the API looks for new events without a wake-up (SQLite: a worker in another process; "
-        "PostgreSQL: only while its LISTEN connection is down).",
+        "PostgreSQL: only while its LISTEN connection is down), while any stream is open.",
     )
     sync_batch: int = Field(500, ge=1, description="Runs a worker claims for one sync pass.")
     sync_concurrency: int = Field(16, ge=1, description="Parallel engine calls during a sync pass.")

@@ -241,3 +241,55 @@ async def test_a_slow_stream_holds_a_bounded_queue_and_is_caught_up_from_the_dat
     finally:
         await hub.aclose()
         await services.close()
+
+
+async def test_a_commit_in_this_process_wakes_the_hub_at_once(db_settings: Settings) -> None:
+    """`flowdeck up`: the worker's state changes commit in the API's process and reach a stream
+    without waiting for the poll (set to a minute here)."""
+    from flowdeck.db import events as event_rows
+    from flowdeck.domain.principal import LOCAL_USER
+    from flowdeck.services.clock import utcnow
+    from flowdeck.services.events import EventHub, make_filter
+
+    services = Services.create(db_settings.model_copy(update={"events_poll_seconds": 60}))
+    hub = EventHub(services)
+    try:
+        sub = await hub.subscribe(make_filter(LOCAL_USER), None)
+        async with services.db.write() as conn:  # no hub.wake(): the commit itself wakes it
+            await event_rows.add(conn, at=utcnow(), kind="cancel", reason="woken")
+        event = await asyncio.wait_for(sub.queue.get(), timeout=10)
+        assert event["reason"] == "woken"
+    finally:
+        await hub.aclose()
+        await services.close()
+
+
+async def test_the_hub_stops_with_its_last_stream_and_starts_again_with_the_next(db_settings: Settings) -> None:
+    from flowdeck.db import events as event_rows
+    from flowdeck.domain.principal import LOCAL_USER
+    from flowdeck.services.clock import utcnow
+    from flowdeck.services.events import EventHub, make_filter
+
+    services = Services.create(db_settings.model_copy(update={"events_poll_seconds": 0.05}))
+    hub = EventHub(services)
+    try:
+        first = await hub.subscribe(make_filter(LOCAL_USER), None)
+        second = await hub.subscribe(make_filter(LOCAL_USER), None)
+        running = hub._task
+        assert running is not None
+        hub.unsubscribe(first)
+        assert hub._task is running, "a stream is still open"
+        hub.unsubscribe(second)
+        assert hub._task is None
+        await asyncio.wait([running], timeout=10)
+        assert running.cancelled(), "no stream open, and the hub still polls"
+        async with services.db.write() as conn:  # committed while nobody listens: not offered
+            await event_rows.add(conn, at=utcnow(), kind="cancel", reason="before")
+        third = await hub.subscribe(make_filter(LOCAL_USER), None)
+        async with services.db.write() as conn:
+            await event_rows.add(conn, at=utcnow(), kind="cancel", reason="after")
+        event = await asyncio.wait_for(third.queue.get(), timeout=10)
+        assert event["reason"] == "after"
+    finally:
+        await hub.aclose()
+        await services.close()

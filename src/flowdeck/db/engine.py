@@ -178,6 +178,7 @@ class Database:
         self._reader_lock = threading.Lock()
         self._inserts: dict[tuple[Table, tuple[str, ...]], _CompiledInsert] = {}
         self._aside: _AsideLoops | None = None  # SQLite's list reads, off the caller's loop
+        self._commit_listeners: list[Callable[[], None]] = []
         # The same pool, its connections tagged for the begin hook: setting the option on each
         # connection instead costs another greenlet switch and execution per write.
         self._write_engine = self.engine.execution_options(flowdeck_write=True)
@@ -295,6 +296,7 @@ class Database:
                 await asyncio.to_thread(self._insert_rows_sync, pooled, work)
             finally:
                 pooled.close()
+        self._committed()
 
     def _insert_rows_sync(
         self, pooled: PoolProxiedConnection, work: list[tuple[Table, list[Mapping[str, Any]]]]
@@ -356,6 +358,17 @@ class Database:
         """A read-write transaction, committed when the block ends without error."""
         async with self._reachable(), self._write_engine.connect() as conn, conn.begin():
             yield conn
+        self._committed()
+
+    def on_commit(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each write transaction of this handle commits (it must be
+        quick and must not raise); returns the unsubscribe."""
+        self._commit_listeners.append(listener)
+        return lambda: self._commit_listeners.remove(listener)
+
+    def _committed(self) -> None:
+        for listener in self._commit_listeners:
+            listener()
 
     async def dispose(self) -> None:
         with self._reader_lock:

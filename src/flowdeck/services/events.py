@@ -139,17 +139,34 @@ class EventHub:
         self._floor = 0  # every id up to here was read
         self._seen: set[int] = set()  # ids above the floor already read
         self._gaps: dict[int, float] = {}  # ids above the floor not seen yet: when first missed
-        self._unsubscribe = services.on_run_queued(self.wake)
+        self._joining = 0  # subscribers waiting for the hub to be ready
+        # Every write this process commits (a submit, or the worker's state changes in `flowdeck up`).
+        self._unsubscribe = services.db.on_commit(self.wake)
 
     def wake(self) -> None:
         """Something was committed in this process: read now instead of at the next poll."""
-        self._wake.set()
+        task = self._task
+        if task is None:
+            return
+        loop = task.get_loop()
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._wake.set()
+        else:  # a commit made on another thread's loop
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def subscribe(self, flt: EventFilter, last_event_id: int | None) -> Subscription:
         """A new stream; with ``last_event_id`` it first reads what it missed from the database."""
         if self._task is None:
             self._task = asyncio.create_task(self._run())
-        await self._ready.wait()
+        self._joining += 1
+        try:
+            await self._ready.wait()
+        finally:
+            self._joining -= 1
         queue: asyncio.Queue[Event] = asyncio.Queue(self._services.settings.events_queue_size)
         start = self._floor if last_event_id is None else last_event_id
         sub = Subscription(flt, start, queue, lagging=last_event_id is not None)
@@ -157,7 +174,22 @@ class EventHub:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """The stream has ended; the last one to go stops the hub (no polling for nobody)."""
         self._subs.discard(sub)
+        if not self._subs and not self._joining:
+            self._stop()
+
+    def _stop(self) -> None:
+        for task in (self._listener, self._task):
+            if task is not None:
+                task.cancel()
+        self._task = self._listener = None
+        self._ready.clear()
+        self._listen_ready.clear()
+        self._wake.clear()
+        self._listening = False
+        self._seen.clear()
+        self._gaps.clear()
 
     async def stream(self, sub: Subscription) -> AsyncIterator[Event | Heartbeat]:
         """The subscription's events in the order read, with a heartbeat after each quiet spell."""
@@ -255,8 +287,8 @@ class EventHub:
 
     async def aclose(self) -> None:
         self._unsubscribe()
-        for task in (self._listener, self._task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [task for task in (self._listener, self._task) if task is not None]
+        self._stop()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
