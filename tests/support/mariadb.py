@@ -16,23 +16,16 @@ TCP as ``flowdeck``.
 
 from __future__ import annotations
 
-import atexit
-import itertools
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Self
 
-from tests.support.postgres import HOST, _free_port
+from tests.support.db_server import HOST, Shared, ThrowawayServer, free_port
 
 USER, PASSWORD = "flowdeck", "flowdeck"
 START_TIMEOUT = 60.0
@@ -73,64 +66,23 @@ def _binary(name: str) -> str:
     return found
 
 
-class MariaDBServer:
+class MariaDBServer(ThrowawayServer):
     """One MariaDB server in a temporary folder, for tests; see the module docstring."""
 
+    prefix = "flowdeck-mariadb-"
+    log_name = "mysqld.log"
+
     def __init__(self) -> None:
-        self.port = 0
-        self._base: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__("mysql")
         self._templates: dict[str, list[str]] = {}
-        self._names = itertools.count(1)
-        self._lock = threading.RLock()
-        self._run_as = "mysql" if os.geteuid() == 0 else None
         self._admin_user = "root" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
-
-    @property
-    def base_dir(self) -> Path:
-        if self._base is None:
-            raise RuntimeError("the MariaDB server is not started")
-        return self._base
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def url(self, database: str) -> str:
         return f"mysql+asyncmy://{USER}:{PASSWORD}@{HOST}:{self.port}/{database}"
 
-    def start(self) -> Self:
-        """Install the system tables, start the server, create the test user (idempotent)."""
-        with self._lock:
-            if self._proc is not None:
-                return self
-            atexit.register(self.stop)
-            try:
-                self._base = Path(tempfile.mkdtemp(prefix="flowdeck-mariadb-"))
-                self._install()
-                self._launch()
-                grant = f"'{USER}'@'{HOST}' IDENTIFIED BY '{PASSWORD}'"
-                self.execute(f"CREATE USER {grant}; GRANT ALL ON *.* TO '{USER}'@'{HOST}'")
-            except BaseException:
-                self.stop()
-                raise
-            return self
-
-    def stop(self) -> None:
-        """Shut the server down (SIGTERM), wait, remove every file (idempotent)."""
-        with self._lock:
-            atexit.unregister(self.stop)
-            if self._proc is not None:
-                _shutdown(self._proc)
-                self._proc = None
-            if self._base is not None:
-                shutil.rmtree(self._base, ignore_errors=True)
-                self._base = None
-            self._templates.clear()
-
     def create_database(self, name: str | None = None, template: str | None = None) -> str:
         """Create a fresh database (with ``template``'s schema) and return its SQLAlchemy URL."""
-        name = name or f"db_{next(self._names)}_{secrets.token_hex(3)}"
+        name = name or self._new_name()
         statements = [f"CREATE DATABASE {_ident(name)}", f"USE {_ident(name)}"]
         if template is not None:
             statements += self._templates[template]
@@ -175,11 +127,11 @@ class MariaDBServer:
             statements.append(f"INSERT INTO alembic_version VALUES ('{version}')")
         return [*statements, "SET FOREIGN_KEY_CHECKS = 1"]
 
-    def _as_owner(self, argv: list[str]) -> list[str]:
-        if self._run_as is None:
-            return argv
-        runuser = shutil.which("runuser") or "/usr/sbin/runuser"
-        return [runuser, "-u", self._run_as, "--", *argv]
+    def _disconnect(self) -> None:
+        """Administration runs the ``mariadb`` client per call: no connection to close."""
+
+    def _forget_templates(self) -> None:
+        self._templates.clear()
 
     def _install(self) -> None:
         if self._run_as is not None:
@@ -193,12 +145,14 @@ class MariaDBServer:
 
     def _launch(self) -> None:
         for _attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             argv = [_binary("mariadbd"), "--no-defaults", f"--datadir={self.base_dir / 'data'}"]
             argv += [f"--port={self.port}", f"--socket={self.base_dir / 'mysqld.sock'}"]
             argv += [f"--pid-file={self.base_dir / 'mysqld.pid'}", f"--log-error={self.base_dir / 'mysqld.log'}"]
             self._proc = subprocess.Popen(self._as_owner([*argv, *SETTINGS]), stdin=subprocess.DEVNULL)
             if self._wait_ready():
+                grant = f"'{USER}'@'{HOST}' IDENTIFIED BY '{PASSWORD}'"
+                self.execute(f"CREATE USER {grant}; GRANT ALL ON *.* TO '{USER}'@'{HOST}'")
                 return
             self._proc = None
         raise MariaDBStartError(f"mariadbd did not start; its log:\n{self._log_tail()}")
@@ -218,25 +172,17 @@ class MariaDBServer:
             time.sleep(0.05)
         raise MariaDBStartError(f"mariadbd not ready after {START_TIMEOUT:.0f}s; its log:\n{self._log_tail()}")
 
-    def _log_tail(self, lines: int = 40) -> str:
-        try:
-            text = (self.base_dir / "mysqld.log").read_text(errors="replace")
-        except (FileNotFoundError, RuntimeError):
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def _shutdown(proc: subprocess.Popen[bytes]) -> None:
-    # runuser passes SIGTERM on to mariadbd, which shuts down cleanly.
-    for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 10.0)):
-        if proc.poll() is not None:
-            return
-        try:
-            proc.send_signal(sig)
-            proc.wait(timeout)
-            return
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            continue
+    def _shutdown(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM (runuser passes it on to mariadbd, which shuts down cleanly), then SIGKILL."""
+        for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 10.0)):
+            if proc.poll() is not None:
+                return
+            try:
+                proc.send_signal(sig)
+                proc.wait(timeout)
+                return
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
 
 
 def _ident(name: str) -> str:
@@ -245,14 +191,9 @@ def _ident(name: str) -> str:
     return f"`{name}`"
 
 
-_shared: MariaDBServer | None = None
-_shared_lock = threading.Lock()
+_shared = Shared(MariaDBServer)
 
 
 def shared_server() -> MariaDBServer:
     """The process-wide server, started on first use and stopped at interpreter exit."""
-    global _shared
-    with _shared_lock:
-        if _shared is None or not _shared.running:
-            _shared = MariaDBServer().start()
-        return _shared
+    return _shared.get()

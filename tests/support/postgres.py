@@ -13,29 +13,23 @@ postmaster (fast shutdown), waits, and removes every file; it also runs at inter
 
 from __future__ import annotations
 
-import atexit
-import itertools
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
+
+from tests.support.db_server import HOST, Shared, ThrowawayServer, free_port
 
 if TYPE_CHECKING:
     import psycopg
 
 SUPERUSER = "postgres"
-HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 INSTALL_HINT = (
@@ -100,78 +94,27 @@ def _major(version: str) -> float:
         return 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+class PostgresServer(ThrowawayServer):
+    """One PostgreSQL cluster in a temporary folder (``data/``, ``sockets/``, ``postgres.log``),
+    for tests; see the module docstring."""
 
-
-class PostgresServer:
-    """One PostgreSQL cluster in a temporary folder, for tests; see the module docstring."""
+    prefix = "flowdeck-pg-"
+    log_name = "postgres.log"
 
     def __init__(self, parent_dir: str | Path | None = None) -> None:
         self.bindir = find_bindir()
-        self.port = 0
-        self._parent = parent_dir
-        self._base: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(SUPERUSER, parent_dir)
         self._admin: psycopg.Connection[Any] | None = None
         self._templates: set[str] = set()
-        self._names = itertools.count(1)
-        self._lock = threading.RLock()
-        self._run_as = SUPERUSER if os.geteuid() == 0 else None
-
-    @property
-    def base_dir(self) -> Path:
-        """The temporary folder holding ``data/``, ``sockets/`` and ``postgres.log``."""
-        if self._base is None:
-            raise RuntimeError("the PostgreSQL server is not started")
-        return self._base
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def url(self, database: str, driver: str = "psycopg") -> str:
         """SQLAlchemy URL of ``database``; ``driver=""`` gives a plain libpq URL."""
         scheme = f"postgresql+{driver}" if driver else "postgresql"
         return f"{scheme}://{SUPERUSER}@{HOST}:{self.port}/{database}"
 
-    def start(self) -> Self:
-        """initdb, start the server and wait until it accepts connections (idempotent)."""
-        with self._lock:
-            if self._proc is not None:
-                return self
-            atexit.register(self.stop)
-            try:
-                self._base = Path(tempfile.mkdtemp(prefix="flowdeck-pg-", dir=self._parent))
-                self._prepare_dirs()
-                self._initdb()
-                self._launch()
-            except BaseException:
-                self.stop()
-                raise
-            return self
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT to the postmaster), wait, remove every file (idempotent)."""
-        with self._lock:
-            atexit.unregister(self.stop)
-            if self._admin is not None:
-                self._admin.close()
-                self._admin = None
-            if self._proc is not None:
-                self._shutdown(self._proc)
-                self._proc = None
-            if self._base is not None:
-                shutil.rmtree(self._base, ignore_errors=True)
-                self._base = None
-            self._templates.clear()
-
     def create_database(self, name: str | None = None, template: str = "template1") -> str:
         """Create a fresh database (a copy of ``template``) and return its SQLAlchemy URL."""
-        name = name or f"db_{next(self._names)}_{secrets.token_hex(3)}"
+        name = name or self._new_name()
         copy = f"TEMPLATE {_ident(template)} STRATEGY FILE_COPY"
         self.execute(f"CREATE DATABASE {_ident(name)} {copy}")
         return self.url(name)
@@ -205,23 +148,10 @@ class PostgresServer:
             cursor = self._admin_connection().execute(statement.encode(), params or None)
             return cursor.fetchall() if cursor.description else []
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def halt(self) -> None:
         """Stop the server (fast shutdown), keeping its files for :meth:`resume_after_halt`."""
         with self._lock:
-            if self._admin is not None:
-                self._admin.close()
-                self._admin = None
+            self._disconnect()
             if self._proc is not None:
                 self._shutdown(self._proc)
                 self._proc = None
@@ -249,11 +179,17 @@ class PostgresServer:
             self._admin = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         return self._admin
 
-    def _as_owner(self, argv: list[str]) -> list[str]:
-        if self._run_as is None:
-            return argv
-        runuser = shutil.which("runuser") or "/usr/sbin/runuser"
-        return [runuser, "-u", self._run_as, "--", *argv]
+    def _disconnect(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+
+    def _forget_templates(self) -> None:
+        self._templates.clear()
+
+    def _install(self) -> None:
+        self._prepare_dirs()
+        self._initdb()
 
     def _prepare_dirs(self) -> None:
         (self.base_dir / "sockets").mkdir()
@@ -277,7 +213,7 @@ class PostgresServer:
 
     def _launch(self) -> None:
         for _attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             if self._start_postmaster():
                 return
             if not _BIND_FAILURE.search(self._log_tail()):
@@ -323,6 +259,7 @@ class PostgresServer:
         return int(lines[0]) if lines and lines[0].isdigit() else proc.pid
 
     def _shutdown(self, proc: subprocess.Popen[bytes]) -> None:
+        """Fast shutdown (SIGINT to the postmaster), then SIGQUIT, then kill."""
         for sig, timeout in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGQUIT, 10.0)):
             if proc.poll() is not None:
                 return
@@ -334,13 +271,6 @@ class PostgresServer:
                 continue
         proc.kill()
         proc.wait()
-
-    def _log_tail(self, lines: int = 40) -> str:
-        try:
-            text = (self.base_dir / "postgres.log").read_text(errors="replace")
-        except (FileNotFoundError, RuntimeError):
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def _process_tree(root: int) -> list[int]:
@@ -368,14 +298,9 @@ def _ident(name: str) -> str:
     return f'"{name}"'
 
 
-_shared: PostgresServer | None = None
-_shared_lock = threading.Lock()
+_shared = Shared(PostgresServer)
 
 
 def shared_server() -> PostgresServer:
     """The process-wide server, started on first use and stopped at interpreter exit."""
-    global _shared
-    with _shared_lock:
-        if _shared is None or not _shared.running:
-            _shared = PostgresServer().start()
-        return _shared
+    return _shared.get()
