@@ -11,8 +11,8 @@ from flowdeck.api.ui import web
 from flowdeck.errors import NotFound
 
 HTMX = "htmx-2.0.11.min.js"
-_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-SERVED = (HTMX, "ui.css")
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+SERVED = (HTMX, "ui.css", "favicon.svg")
 router = APIRouter(prefix=f"{web.PREFIX}/static", route_class=web.UIRoute, include_in_schema=False)
 
 
