@@ -270,3 +270,35 @@ async def test_auth_mode_none_needs_no_sign_in(tmp_path: Path) -> None:
         assert page.status_code == 200
         assert run in page.text
         assert "Sign out" not in page.text
+
+
+@pytest.mark.engine
+async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.AsyncClient, services: Services) -> None:
+    """A CWL run through cwltool (auth mode none): the page lists each output with its size and
+    checksum, and its download, run log and task log links answer with the files."""
+    from flowdeck.backends.registry import Registry, load_class
+    from flowdeck.worker.loop import Worker
+    from tests.integration.test_engine_runs import TERMINAL, follow
+    from tests.integration.test_engine_runs import submit as submit_cwl
+
+    if not load_class("cwltool").available():
+        pytest.skip("cwltool is not installed")
+    services.settings.backends = ["demo", "cwltool"]
+    services.backends = Registry(services.settings)
+    run_id = await submit_cwl(api)
+    assert await follow(api, Worker(services), run_id, TERMINAL) == "COMPLETE"
+    page = (await api.get(f"/ui/runs/{run_id}")).text
+    shouted = re.search(
+        rf'<a href="(/ui/runs/{run_id}/outputs/\d+)" download>([^<]*shouted[^<]*)</a></td><td>(.*?)</td>', page
+    )
+    assert shouted, page
+    assert shouted.group(3) == "15 bytes"
+    assert "sha256:" in page
+    assert (await api.get(shouted.group(1))).text == "HELLO FLOWDECK\n"
+    task_logs = re.findall(rf'href="(/ui/runs/{run_id}/tasks/[^/"]+/logs/std(?:out|err))"', page)
+    assert task_logs, page
+    for url in task_logs:
+        answer = await api.get(url)
+        assert answer.status_code == 200, url
+        assert answer.headers["content-type"].startswith("text/plain")
+    assert (await api.get(f"/ui/runs/{run_id}/outputs/99")).status_code == 404
