@@ -47,7 +47,10 @@ class SignInNeeded(Exception):
 
 def templates() -> Environment:
     """The UI's Jinja2 environment (autoescaping on), made once per app by :func:`include`."""
-    env = Environment(loader=PackageLoader("flowdeck.api.ui", "templates"), autoescape=select_autoescape())
+    # auto_reload off: templates ship in the package, and checking them costs a stat per page.
+    env = Environment(
+        loader=PackageLoader("flowdeck.api.ui", "templates"), autoescape=select_autoescape(), auto_reload=False
+    )
     env.globals["prefix"] = PREFIX
     return env
 
@@ -109,8 +112,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 async def form(request: Request) -> dict[str, str]:
     """A POSTed urlencoded form (one value per field), after the CSRF check; 403 if it fails."""
-    origin = request.headers.get("origin")
-    if origin is not None and urllib.parse.urlsplit(origin).netloc != request.headers.get("host"):
+    if not _same_host(request):
         raise Forbidden("this form was sent from another site")
     raw = await body_within(request, MAX_FORM_BYTES)
     try:
@@ -121,6 +123,19 @@ async def form(request: Request) -> dict[str, str]:
     if not sessions.csrf_ok(keys(request), request.cookies.get(CSRF_COOKIE), fields.get(CSRF_FIELD)):
         raise Forbidden("this form has expired or was not sent from this site: reload the page and try again")
     return fields
+
+
+def _same_host(request: Request) -> bool:
+    """True unless the browser says the form came from another host. Ports are not compared: a
+    proxy's ``Host`` (nginx ``$host``) drops the port the browser's ``Origin`` keeps."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    try:
+        host = urllib.parse.urlsplit(f"//{request.headers.get('host', '')}").hostname
+        return urllib.parse.urlsplit(origin).hostname == host
+    except ValueError:
+        return False
 
 
 def is_https(request: Request) -> bool:
