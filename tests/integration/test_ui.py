@@ -303,3 +303,29 @@ async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.Async
         assert answer.status_code == 200, url
         assert answer.headers["content-type"].startswith("text/plain")
     assert (await api.get(f"/ui/runs/{run_id}/outputs/99")).status_code == 404
+
+
+async def test_filters_and_keyset_pages(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+    _, http, runs = lab
+    made = {runs["alice"]} | {await submit(http, "alice", "lab-a", f"batch {n}") for n in range(55)}
+    await sign_in(http, "alice")
+    seen: list[str] = []
+    url = "/ui/?group=lab-a"
+    while url:
+        page = (await http.get(url)).text
+        seen += re.findall(r'<a href="/ui/runs/([^"]+)">', page)
+        older = re.search(r'<a rel="next" href="([^"]+)"', page)
+        url = older.group(1).replace("&amp;", "&") if older else ""
+    assert len(seen) == len(made)
+    assert set(seen) == made  # every run once, newest first across two pages
+    assert "group=lab-a" in (await http.get("/ui/?group=lab-a")).text  # the filter is kept in the link
+    newest = seen[0]
+    assert len(re.findall(r'<a href="/ui/runs/', (await http.get("/ui/?tag=project:p1")).text)) == 50
+    assert newest not in (await http.get("/ui/?tag=project:other")).text
+    assert newest not in (await http.get("/ui/?state=completed")).text
+    assert newest in (await http.get("/ui/?state=queued")).text
+    assert runs["bob"] not in (await http.get("/ui/?group=lab-b")).text
+    bad = await http.get("/ui/?state=sleeping")
+    assert bad.status_code == 400
+    assert "state must be one of" in bad.text
+    assert (await http.get("/ui/?tag=no-colon")).status_code == 400
