@@ -1,0 +1,172 @@
+"""The runs pages: every run the caller may see (jobs and WES runs alike), and one run.
+
+Each route calls the service functions the API routes call (``services.runs``, ``services.jobs``):
+the same visibility rule, the same keyset pages, the same cancel and rerun.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, RedirectResponse
+
+from flowdeck.api.ui import views, web
+from flowdeck.db import runs as run_rows
+from flowdeck.domain.states import SIMPLE_STATES, State, is_terminal
+from flowdeck.errors import InvalidInput, NotFound
+from flowdeck.services import jobs as job_service
+from flowdeck.services import runs as run_service
+from flowdeck.services.dispatch_now import dispatch_now
+
+router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
+PAGE_SIZE = 50
+TASKS_SHOWN = 200
+FILTERS = ("state", "pipeline", "group", "dataset", "tag", "request")
+
+
+def _filters(request: Request) -> dict[str, str]:
+    return {name: value for name in FILTERS if (value := request.query_params.get(name, "").strip())}
+
+
+def _run_filter(chosen: dict[str, str]) -> run_rows.RunFilter:
+    """The API's RunFilter for the list's form fields (a state is one of the jobs API's words)."""
+    states = None
+    if "state" in chosen:
+        if chosen["state"] not in SIMPLE_STATES:
+            raise InvalidInput(f"state must be one of {', '.join(sorted(SIMPLE_STATES))}")
+        states = SIMPLE_STATES[chosen["state"]]
+    tags = None
+    if "tag" in chosen:
+        key, colon, value = chosen["tag"].partition(":")
+        if not colon or not key:
+            raise InvalidInput("a tag filter is key:value")
+        tags = {key: value}
+    return run_rows.RunFilter(
+        states=states,
+        tags=tags,
+        pipeline_name=chosen.get("pipeline"),
+        research_group=chosen.get("group"),
+        dataset_id=chosen.get("dataset"),
+        request_id=chosen.get("request"),
+    )
+
+
+async def _page(request: Request) -> dict[str, Any]:
+    user = await web.require_user(request)
+    chosen = _filters(request)
+    token = request.query_params.get("page_token") or None
+    services = web.services_of(request)
+    rows, next_token = await run_service.list_page(services, user, _run_filter(chosen), PAGE_SIZE, token)
+    return {
+        "runs": [views.run_row(row) for row in rows],
+        "filters": chosen,
+        "page_token": token or "",
+        "next_token": next_token,
+        "states": sorted(SIMPLE_STATES),
+        "groups": sorted(user.groups),
+    }
+
+
+@router.get("/")
+async def runs_page(request: Request) -> Response:
+    return web.render(request, "runs.html", **await _page(request))
+
+
+@router.get("/rows")
+async def runs_rows(request: Request) -> Response:
+    """The list's rows alone, for htmx to swap in every few seconds."""
+    return web.render(request, "_rows.html", **await _page(request))
+
+
+@router.get("/runs/{run_id}")
+async def run_page(run_id: str, request: Request) -> Response:
+    user = await web.require_user(request)
+    services = web.services_of(request)
+    row = await run_service.get_visible(services, run_id, user)
+    events = await job_service.events(services, run_id, user)
+    tasks, more_tasks = await run_service.task_page(services, run_id, user, TASKS_SHOWN, None)
+    return web.render(
+        request,
+        "run.html",
+        run=views.run_detail(row),
+        timeline=[views.event(e) for e in events],
+        tasks=[views.task(t) for t in tasks],
+        more_tasks=bool(more_tasks),
+    )
+
+
+@router.get("/runs/{run_id}/state")
+async def run_state(run_id: str, request: Request, shown: str = "") -> Response:
+    """The run's state badge for htmx to poll; once the run ends, the page reloads to show outputs."""
+    user = await web.require_user(request)
+    row = await run_service.get_visible_state(web.services_of(request), run_id, user)
+    answer = web.render(request, "_state.html", run=views.state_of(row))
+    if shown and shown != row["state"] and is_terminal(State(row["state"])):
+        answer.headers["HX-Refresh"] = "true"
+    return answer
+
+
+@router.get("/runs/{run_id}/{action}")
+async def confirm(run_id: str, action: str, request: Request) -> Response:
+    """The confirmation page of a cancel or a rerun (a plain form: no script needed)."""
+    if action not in ("cancel", "rerun"):
+        raise NotFound("no such page")
+    user = await web.require_user(request)
+    row = await run_service.get_visible(web.services_of(request), run_id, user)
+    return web.render(request, "confirm.html", run=views.run_detail(row), action=action)
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel(run_id: str, request: Request) -> Response:
+    await web.form(request)
+    user = await web.require_user(request)
+    await run_service.cancel(web.services_of(request), run_id, user)
+    return RedirectResponse(f"{web.PREFIX}/runs/{run_id}", status_code=303)
+
+
+@router.post("/runs/{run_id}/rerun")
+async def rerun(run_id: str, request: Request) -> Response:
+    await web.form(request)
+    user = await web.require_user(request)
+    services = web.services_of(request)
+    new_id = await job_service.rerun(services, run_id, user)
+    await dispatch_now(services, new_id)
+    return RedirectResponse(f"{web.PREFIX}/runs/{new_id}", status_code=303)
+
+
+@router.get("/runs/{run_id}/logs/{stream}")
+async def run_log(run_id: str, stream: str, request: Request) -> Response:
+    user = await web.require_user(request)
+    services = web.services_of(request)
+    row = await run_service.get_visible(services, run_id, user)
+    path = run_service.log_file(services, row, row[views.stream_column(stream)])
+    return FileResponse(path, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/runs/{run_id}/tasks/{task_id}/logs/{stream}")
+async def task_log(run_id: str, task_id: str, stream: str, request: Request) -> Response:
+    user = await web.require_user(request)
+    services = web.services_of(request)
+    row = await run_service.get_visible(services, run_id, user)
+    task = await run_service.get_task(services, run_id, task_id, user)
+    path = run_service.log_file(services, row, task[views.stream_column(stream)])
+    return FileResponse(path, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/runs/{run_id}/outputs/{index}")
+async def output(run_id: str, index: str, request: Request) -> Response:
+    user = await web.require_user(request)
+    services = web.services_of(request)
+    row = await run_service.get_visible(services, run_id, user)
+    files = row["output_files"] or []
+    if not index.isdigit() or int(index) >= len(files):
+        raise NotFound(f"run {run_id} has no output {index}")
+    path = run_service.log_file(services, row, files[int(index)].get("location"))
+    return FileResponse(path, filename=path.name)
+
+
+@router.get("/{rest:path}")
+async def no_such_page(rest: str) -> Response:
+    """Any other path under /ui/: the UI's 404 page, not the API's problem document."""
+    raise NotFound("there is no such page")

@@ -1,0 +1,218 @@
+"""The web UI in a real browser: Debian's chromium driven by Playwright for Python.
+
+A real ``flowdeck api`` and ``flowdeck worker`` run on 127.0.0.1 (auth mode basic, SQLite, demo
+runs). Playwright's own browser download needs the internet, so the browser is Debian's
+``chromium`` (installed by ``make debs``); these tests skip only when it is absent. Each page's
+screenshot is written to ``build/browser-screenshots/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flowdeck.db.migrate import upgrade
+from flowdeck.services.context import Services
+from flowdeck.settings import Settings
+from tests.support.basic_app import PASSWORD, add_user, basic
+from tests.support.network import free_port
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = next(
+    (p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and os.path.exists(p)), None
+)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make debs)")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "browser-screenshots"
+WES = "/ga4gh/wes/v1"
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDECK_")}
+    return env | {
+        "FLOWDECK_DATA_DIR": str(data_dir),
+        "FLOWDECK_AUTH_MODE": "basic",
+        "FLOWDECK_BACKENDS": "demo",
+        "FLOWDECK_WORKER_POLL_SECONDS": "0.1",
+        "FLOWDECK_SYNC_MIN_SECONDS": "0.1",
+        "FLOWDECK_SYNC_MAX_SECONDS": "0.5",
+        "FLOWDECK_DEMO_MIN_SECONDS": "4",
+        "FLOWDECK_DEMO_MAX_SECONDS": "4",
+        "FLOWDECK_DEMO_SUCCESS_RATE": "1",
+    }
+
+
+async def _accounts(settings: Settings) -> None:
+    services = Services.create(settings)
+    try:
+        await add_user(services, "alice", groups={"lab-a": "member"})
+        await add_user(services, "bob", groups={"lab-b": "member"})
+    finally:
+        await services.close()
+
+
+@dataclass
+class Server:
+    url: str
+    runs: dict[str, str] = field(default_factory=dict)
+
+    def submit(self, who: str, group: str, description: str, seconds: float) -> str:
+        form = {
+            "workflow_type": "DEMO",
+            "workflow_type_version": "1.0",
+            "workflow_url": "demo://browser",
+            "research_group": group,
+            "description": description,
+            "workflow_engine_parameters": f'{{"duration_seconds": "{seconds}"}}',
+        }
+        answer = httpx.post(f"{self.url}{WES}/runs", data=form, headers=basic(who), timeout=30)
+        assert answer.status_code == 200, answer.text
+        run_id: str = answer.json()["run_id"]
+        return run_id
+
+
+def _start(tmp: Path, env: dict[str, str], name: str, *argv: str) -> subprocess.Popen[str]:
+    log = (tmp / f"{name}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowdeck.cli.main", *argv],
+        env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("ui-server")
+    settings = Settings(data_dir=tmp / "data", auth_mode="basic")
+    upgrade(settings)
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API may already run a loop here
+        pool.submit(asyncio.run, _accounts(settings)).result()
+    port = free_port()
+    env = _env(settings.data_dir)
+    procs = [_start(tmp, env, "api", "api", "--port", str(port)), _start(tmp, env, "worker", "worker")]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert procs[0].poll() is None, (tmp / "api.log").read_text()
+            assert time.monotonic() < deadline, "the API did not start"
+            try:
+                httpx.get(f"{url}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield Server(url)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, chromium_sandbox=False)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Watched:
+    """A page with everything it asked for and everything its console said."""
+
+    page: Any
+    requests: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    def shot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def tab(browser: Any) -> Iterator[Watched]:
+    context = browser.new_context()
+    page = context.new_page()
+    watched = Watched(page)
+    page.on("request", lambda request: watched.requests.append(request.url))
+    page.on("console", lambda message: watched.console.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: watched.console.append(f"pageerror: {error}"))
+    page.set_default_timeout(20_000)
+    yield watched
+    context.close()
+
+
+def sign_in(tab: Watched, server: Server, username: str) -> None:
+    tab.page.goto(f"{server.url}/ui/")
+    assert "/ui/sign-in" in tab.page.url
+    tab.page.get_by_label("Username", exact=True).fill(username)
+    tab.page.get_by_label("Password", exact=True).fill(PASSWORD)
+    tab.page.get_by_role("button", name="Sign in", exact=True).click()
+    tab.page.wait_for_url(f"{server.url}/ui/")
+
+
+def test_sign_in_watch_a_run_complete_live_then_cancel_another(tab: Watched, server: Server) -> None:
+    quick = server.submit("alice", "lab-a", "a quick one", 3)
+    slow = server.submit("alice", "lab-a", "a slow one", 600)
+    tab.page.goto(f"{server.url}/ui/")
+    tab.shot("sign-in")
+    sign_in(tab, server, "alice")
+    tab.page.evaluate("window.notReloaded = true")
+    row = tab.page.locator("tr", has=tab.page.locator(f"a:text-is('{quick}')"))
+    row.locator("[data-state='COMPLETE']").wait_for(timeout=60_000)
+    assert tab.page.evaluate("window.notReloaded") is True  # htmx swapped the rows in place
+    tab.shot("runs")
+
+    tab.page.get_by_role("link", name=slow).click()
+    tab.page.wait_for_url(f"{server.url}/ui/runs/{slow}")
+    assert tab.page.get_by_text("a slow one").is_visible()
+    tab.page.locator("#state-" + slow + "[data-state='RUNNING']").wait_for(timeout=30_000)
+    tab.shot("run")
+    tab.page.get_by_role("link", name="Cancel this run…").click()
+    tab.page.wait_for_url(f"{server.url}/ui/runs/{slow}/cancel")
+    tab.shot("confirm-cancel")
+    tab.page.get_by_role("button", name="Yes, cancel it").click()
+    tab.page.wait_for_url(f"{server.url}/ui/runs/{slow}")
+    tab.page.locator("#state-" + slow + "[data-state='CANCELED']").wait_for(timeout=30_000)
+    assert tab.page.get_by_text("cancel requested").is_visible()  # the timeline's audit event
+    tab.shot("run-canceled")
+    server.runs.update(quick=quick, slow=slow)
+    _stayed_home(tab, server)
+
+
+def test_another_group_sees_none_of_it(tab: Watched, server: Server) -> None:
+    mine = server.submit("alice", "lab-a", "alice's private run", 600)
+    sign_in(tab, server, "bob")
+    assert mine not in tab.page.content()
+    assert "alice" not in tab.page.locator("main").inner_text()
+    tab.page.goto(f"{server.url}/ui/runs/{mine}")
+    assert tab.page.get_by_role("heading", name="Not found").is_visible()
+    assert "lab-a" not in tab.page.content()
+    tab.shot("another-groups-run")
+    _stayed_home(tab, server, allow_404=True)
+
+
+def _stayed_home(tab: Watched, server: Server, *, allow_404: bool = False) -> None:
+    """No request left 127.0.0.1 and the console reported no CSP violation nor any error."""
+    away = [url for url in tab.requests if not url.startswith(f"{server.url}/")]
+    assert away == [], away
+    errors = [line for line in tab.console if line.startswith(("error", "pageerror"))]
+    if allow_404:  # chromium logs the 404 page's own status as a console error
+        errors = [line for line in errors if "status of 404" not in line]
+    assert errors == [], errors
+    assert not any("Content Security Policy" in line for line in tab.console), tab.console
