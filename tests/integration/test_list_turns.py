@@ -23,6 +23,8 @@ LISTS = {
     "/requests",
     "/requests/abc",
     "/datasets",
+    "/ui/",
+    "/ui/rows",
 }
 NOT_LISTS = {
     "/ga4gh/wes/v1/runs/abc",
@@ -34,6 +36,8 @@ NOT_LISTS = {
     "/healthz",
     "/metrics",
     "/requests/abc/extra",
+    "/ui/runs/abc",
+    "/ui/runs/abc/state",
 }
 
 

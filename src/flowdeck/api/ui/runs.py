@@ -6,9 +6,9 @@ the same visibility rule, the same keyset pages, the same cancel and rerun.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from flowdeck.api.ui import views, web
@@ -52,10 +52,10 @@ def _run_filter(chosen: dict[str, str]) -> run_rows.RunFilter:
     )
 
 
-async def _page(request: Request) -> dict[str, Any]:
+async def _page(request: Request, page_token: str | None) -> dict[str, Any]:
     user = await web.require_user(request)
     chosen = _filters(request)
-    token = request.query_params.get("page_token") or None
+    token = page_token or None
     services = web.services_of(request)
     rows, next_token = await run_service.list_page(services, user, _run_filter(chosen), PAGE_SIZE, token)
     return {
@@ -68,15 +68,16 @@ async def _page(request: Request) -> dict[str, Any]:
     }
 
 
+# A declared page_token also makes these pages take turns with the API's lists (api/admission.py).
 @router.get("/")
-async def runs_page(request: Request) -> Response:
-    return web.render(request, "runs.html", **await _page(request))
+async def runs_page(request: Request, page_token: Annotated[str | None, Query()] = None) -> Response:
+    return web.render(request, "runs.html", **await _page(request, page_token))
 
 
 @router.get("/rows")
-async def runs_rows(request: Request) -> Response:
+async def runs_rows(request: Request, page_token: Annotated[str | None, Query()] = None) -> Response:
     """The list's rows alone, for htmx to swap in every few seconds."""
-    return web.render(request, "_rows.html", **await _page(request))
+    return web.render(request, "_rows.html", **await _page(request, page_token))
 
 
 @router.get("/runs/{run_id}")
