@@ -19,6 +19,7 @@ from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, ValidationFailed
 from flowdeck.services.context import Services
+from flowdeck.services.pipelines import Catalog
 from flowdeck.settings import Settings
 from tests.contract import contract
 from tests.integration.test_containers import IMAGE, test_image  # noqa: F401 (the fixture)
@@ -136,3 +137,26 @@ async def test_a_missing_image_is_refused_at_submit(wdl_services: Services, api:
     assert "flowdeck images import" in message
     assert "registry.example.org/mirror" in message
     assert (await api.get(f"{WES}/runs")).json()["runs"] == []
+
+
+async def test_the_jobs_api_refuses_a_missing_image_with_422(
+    wdl_services: Services, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The same refusal through a catalogued pipeline: /jobs answers problem details, 422."""
+    catalog = Path(__file__).resolve().parents[2] / "src" / "flowdeck" / "catalog"
+    folder = tmp_path / "catalog"
+    (folder / "workflows" / "hello_wdl").mkdir(parents=True)
+    (folder / "hello_wdl.yaml").write_text((catalog / "hello_wdl.yaml").read_text())
+    missing = f"localhost/flowdeck-missing:{uuid.uuid4().hex[:8]}"
+    wdl = (catalog / "workflows" / "hello_wdl" / "hello.wdl").read_text()
+    boxed = wdl.replace("task greet {", f'task greet {{\n  runtime {{ docker: "{missing}" }}', 1)
+    assert boxed != wdl
+    (folder / "workflows" / "hello_wdl" / "hello.wdl").write_text(boxed)
+    wdl_services.catalog = Catalog.load(folder)
+    body = {"pipeline_name": "hello_wdl", "parameters": {"message": "x", "times": 1}, "research_group": "lab"}
+    response = await api.post("/jobs", json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert missing in response.json()["detail"]
+    assert "flowdeck images import" in response.json()["detail"]
+    assert (await api.get("/jobs")).json()["total"] == 0
