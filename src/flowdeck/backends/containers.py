@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 from flowdeck.errors import ConfigurationError, InvalidInput, ValidationFailed
@@ -71,7 +72,7 @@ def _write_if_changed(path: Path, text: str, mode: int) -> None:
             return
     except OSError:
         path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")  # one per writer
     partial.write_text(text, encoding="utf-8")
     partial.chmod(mode)
     partial.replace(path)  # atomic: a run starting meanwhile sees the old file or the new one
