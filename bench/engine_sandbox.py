@@ -8,6 +8,10 @@ one with ``FLOWDECK_SANDBOX=true`` (the default) and one with ``FLOWDECK_SANDBOX
 repetitions alternate between them so drifting load on the shared machine hits both alike.
 Burst: 20 tiny CWL runs at once, first submit to last COMPLETE (bench/engine_burst.py).
 Single run: submit to the server's COMPLETE event with the worker idle (bench/engine_single.py).
+CPU: seconds of the service's own processes and of its engines (warm servers, launchers and
+all they reaped) during each burst, from bench/engine_burst.py; steadier than wall time when
+others load the machine (kernel work done outside these processes, such as freeing a run's
+network namespace, is not in it).
 Engine start: the cwltool backend called directly (no server, no polling): ``submit`` of the tiny
 echo tool until the launcher's exit record, warm and cold, the two modes alternating; this is the
 sandbox's own cost without the server's noise.
@@ -100,12 +104,15 @@ def main() -> None:
     bursts, singles = (1, 3) if args.quick else (args.bursts, args.singles)
     load_before = common.load_average()
     burst: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpu: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
     single: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory(prefix="flowdeck-bench-sandbox-") as tmp:
         for rep in range(bursts):
             for mode in list(MODES)[:: 1 if rep % 2 == 0 else -1]:
-                burst[mode].append(one_burst(Path(tmp) / f"burst-{mode}-{rep}", RUNS, MODES[mode])[0])
-                print(f"burst {rep + 1} {mode}: {burst[mode][-1]:.2f} s", file=sys.stderr)
+                took, _, _, own, engines = one_burst(Path(tmp) / f"burst-{mode}-{rep}", RUNS, MODES[mode])
+                burst[mode].append(took)
+                cpu[mode].append((own, engines))
+                print(f"burst {rep + 1} {mode}: {took:.2f} s, CPU {own:.2f} + {engines:.2f} s", file=sys.stderr)
         for mode in MODES:
             single[mode] = single_runs(Path(tmp) / f"single-{mode}", singles, MODES[mode])
             print(f"single {mode}: {_join(single[mode])}", file=sys.stderr)
@@ -130,11 +137,27 @@ def main() -> None:
                 f"| one run, submit → COMPLETE, s | {s_on:.3f} ({_join(single['sandboxed'])}) "
                 f"| {s_off:.3f} ({_join(single['unsandboxed'])}) | **{s_cost * 1000:+.0f} ms** (target ≤ "
                 f"{TARGET_SINGLE * 1000:.0f} ms: {'met' if s_cost <= TARGET_SINGLE else 'MISSED'}) |",
+                _cpu_row(
+                    "service (API + worker)",
+                    [own for own, _ in cpu["sandboxed"]],
+                    [own for own, _ in cpu["unsandboxed"]],
+                ),
+                _cpu_row(
+                    "engines (launchers, sandboxes, cwltool)",
+                    [e for _, e in cpu["sandboxed"]],
+                    [e for _, e in cpu["unsandboxed"]],
+                ),
                 *(_start_row(kind, starts[warm]) for warm, kind in ((True, "warm"), (False, "cold"))),
                 "",
             ]
         )
     )
+
+
+def _cpu_row(what: str, on: list[float], off: list[float]) -> str:
+    """CPU seconds of one burst: less sensitive than wall time to the other work on the machine."""
+    a, b = common.median(on), common.median(off)
+    return f"| CPU of a burst, {what}, s | {a:.2f} ({_join(on)}) | {b:.2f} ({_join(off)}) | {a / b - 1:+.1%} |"
 
 
 def _start_row(kind: str, found: dict[str, list[float]]) -> str:

@@ -211,7 +211,7 @@ class Settings(BaseSettings):
     )
     containers: bool = Field(
         False,
-        description="Run the CWL steps that declare a DockerRequirement through podman (cwltool; docs/adr/0013); off: a DockerRequirement under requirements is refused at submit.",
+        description="Run the CWL steps that declare a DockerRequirement (cwltool) and the WDL tasks of a document naming a runtime container (miniwdl) through podman (docs/adr/0013); off: a DockerRequirement under requirements is refused at submit, a WDL runtime image is ignored (tasks run on the host, sandboxed).",
     )
     container_registry: str | None = Field(
         None,

@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 from flowdeck.errors import ConfigurationError, InvalidInput, ValidationFailed
@@ -38,23 +39,43 @@ def podman_path() -> str:
 
 
 def conf_dir(settings: Settings) -> Path:
-    """``data_dir/containers``: containers.conf and the podman wrapper, written when missing."""
+    """``data_dir/containers``: containers.conf and the podman wrapper, (re)written when they differ."""
     folder = settings.data_dir / "containers"
     conf = folder / "containers.conf"
     wrapper = folder / "bin" / "podman"
-    if not conf.is_file() or not wrapper.is_file():
-        wrapper.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text(CONF_TEXT, encoding="utf-8")
-        options = " ".join(shlex.quote(o) for o in shlex.split(settings.podman_options))
-        script = (
-            "#!/bin/sh\n"
-            "# cwltool asks for --userns=keep-id, which rootful podman refuses; as root it changes nothing.\n"
-            'for a; do shift; [ "$a" = --userns=keep-id ] && [ "$(id -u)" = 0 ] || set -- "$@" "$a"; done\n'
-            f'CONTAINERS_CONF={shlex.quote(str(conf))} exec {shlex.quote(podman_path())} {options} "$@"\n'
-        )
-        wrapper.write_text(script, encoding="utf-8")
-        wrapper.chmod(0o755)
+    _write_if_changed(conf, CONF_TEXT, 0o644)
+    _write_if_changed(wrapper, _wrapper_text(settings, conf), 0o755)
     return folder
+
+
+def _wrapper_text(settings: Settings, conf: Path) -> str:
+    options = " ".join(shlex.quote(o) for o in shlex.split(settings.podman_options))
+    podman = f"{shlex.quote(podman_path())} {options}"
+    return (
+        "#!/bin/sh\n"
+        "# cwltool asks for --userns=keep-id, which rootful podman refuses; as root it changes nothing.\n"
+        'for a; do shift; [ "$a" = --userns=keep-id ] && [ "$(id -u)" = 0 ] || set -- "$@" "$a"; done\n'
+        f"export CONTAINERS_CONF={shlex.quote(str(conf))}\n"
+        "# miniwdl pulls before every task: an image podman has (imported) is not pulled again.\n"
+        f'[ "$1" = pull ] && [ $# = 2 ] && {podman} image exists "$2" && exit 0\n'
+        "# FLOWDECK_PODMAN_NETWORK (miniwdl runs: none) is the network of the containers it runs.\n"
+        'if [ "$1" = run ] && [ -n "$FLOWDECK_PODMAN_NETWORK" ]; then\n'
+        '  shift; set -- run --network="$FLOWDECK_PODMAN_NETWORK" "$@"\n'
+        "fi\n"
+        f'exec {podman} "$@"\n'
+    )
+
+
+def _write_if_changed(path: Path, text: str, mode: int) -> None:
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")  # one per writer
+    partial.write_text(text, encoding="utf-8")
+    partial.chmod(mode)
+    partial.replace(path)  # atomic: a run starting meanwhile sees the old file or the new one
 
 
 def podman_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
@@ -76,18 +97,21 @@ def image_exists(settings: Settings, image: str) -> bool:
     return podman(settings, "image", "exists", image).returncode == 0
 
 
-def check_images(settings: Settings, images: set[str]) -> None:
-    """ValidationFailed (422) naming each image podman does not have, and how to get it."""
+def check_images(settings: Settings, images: set[str], notes: dict[str, str] | None = None) -> None:
+    """ValidationFailed (422) naming each image podman does not have, and how to get it.
+
+    ``notes`` may say why an image is needed (for one the workflow does not name itself)."""
     missing = sorted(image for image in images if not image_exists(settings, image))
     if not missing:
         return
+    named = [f"{image} ({notes[image]})" if notes and image in notes else image for image in missing]
     where = (
         f"the registry {settings.container_registry} may hold it, but images are not pulled at submit"
         if settings.container_registry
         else "no container registry is configured (FLOWDECK_CONTAINER_REGISTRY)"
     )
     raise ValidationFailed(
-        f"container image {', '.join(missing)} is not available on this service ({where}); "
+        f"container image {', '.join(named)} is not available on this service ({where}); "
         "an operator can add it with `flowdeck images import FILE --name NAME`"
     )
 

@@ -6,6 +6,13 @@ miniwdl runs in ``RUNDIR/run/`` (``--dir RUNDIR/run/.``: exactly that folder):
 ``outputs.json`` or ``error.json``). Inputs are written to
 ``.flowdeck/inputs.json``.
 
+Containers (docs/adr/0013): with ``settings.containers`` off, miniwdl's bare backend
+runs every task on the host (in the run's sandbox) and a ``runtime`` image is ignored.
+With it on, a document whose tasks name an image (``runtime { docker: … }`` or
+``container:``) runs on miniwdl's podman backend through flowdeck's podman wrapper, every
+task in a container (one without an image in :data:`DEFAULT_IMAGE`), without network
+unless allowed; the images, read with miniwdl's parser, are checked at submit.
+
 At submit the document is loaded with miniwdl's own parser (about 0.3 s),
 reading imports only from the attachments; inputs are checked against the
 workflow's declared inputs (unknown names, missing required ones), and every
@@ -15,10 +22,12 @@ off (``MINIWDL__SCHEDULER__CONTAINER_BACKEND=bare``) unless ``settings.container
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowdeck.backends.containers import check_images, podman_env
 from flowdeck.backends.engine_options import Option, engine_args
 from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
 from flowdeck.backends.local_engine import LocalEngineBackend
@@ -31,6 +40,9 @@ if TYPE_CHECKING:  # miniwdl is an optional extra: imported only when used
     import WDL
 
 WDL_VERSIONS = ("1.0", "1.1")
+# The image of a task without one in a containerised run (set for the run, so the check at
+# submit and the run agree whatever an operator's miniwdl.cfg says; miniwdl's own default).
+DEFAULT_IMAGE = "ubuntu:22.04"
 
 
 def load_wdl(path: Path, attachments: Path) -> WDL.Tree.Document:
@@ -56,6 +68,46 @@ def load_wdl(path: Path, attachments: Path) -> WDL.Tree.Document:
         raise InvalidInput(f"workflow {path.name} is not valid WDL: {exc}") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"workflow {path.name} could not be read as WDL: {exc}") from None
+
+
+def task_images(document: WDL.Tree.Document) -> tuple[set[str], bool]:
+    """The images the tasks of ``document`` and its imports name, and whether a task names none.
+
+    A ``container`` (WDL 1.1) wins over ``docker`` and of a list the first is used, as in
+    miniwdl. An image must be a literal string to be checked at submit: one computed from
+    inputs is refused (InvalidInput), as are ``inlineDockerfile`` and ``privileged``."""
+    images: set[str] = set()
+    bare = False
+    for task in _all_tasks(document):
+        runtime = task.runtime
+        for key in ("inlineDockerfile", "privileged"):
+            if key in runtime:
+                raise InvalidInput(f"task {task.name}: runtime.{key} is not allowed on this service")
+        expr = runtime.get("container", runtime.get("docker"))
+        if expr is None:
+            bare = True
+            continue
+        images.add(_literal_image(task.name, expr))
+    return images, bare
+
+
+def _all_tasks(document: WDL.Tree.Document) -> list[WDL.Tree.Task]:
+    imported = [task for item in document.imports if item.doc is not None for task in _all_tasks(item.doc)]
+    return [*document.tasks, *imported]
+
+
+def _literal_image(task: str, expr: WDL.Expr.Base) -> str:
+    import WDL
+
+    value = expr.literal
+    if isinstance(value, WDL.Value.Array) and value.value:
+        value = value.value[0]
+    if not isinstance(value, WDL.Value.String):
+        raise InvalidInput(
+            f"task {task}: the container image must be a literal string (it is checked at submit), "
+            f"not an expression ({expr})"
+        )
+    return str(value.value)
 
 
 def check_inputs(document: WDL.Tree.Document, params: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
@@ -135,6 +187,7 @@ class MiniwdlBackend(LocalEngineBackend):
         "--no-cache": Option("--no-cache", "flag", default="false"),
         "--as-me": Option("--as-me", "flag", default="false"),
     }
+    _loaded: tuple[tuple[str, int], WDL.Tree.Document] | None = None
 
     @classmethod
     def available(cls) -> bool:
@@ -142,12 +195,41 @@ class MiniwdlBackend(LocalEngineBackend):
 
     def check_workflow(self, workflow: str, spec: RunSpec) -> None:
         if not is_url(workflow):
-            check_inputs(load_wdl(Path(workflow), spec.attachments_dir), spec.workflow_params, spec)
+            document = self._load(Path(workflow), spec)
+            check_inputs(document, spec.workflow_params, spec)
+            self.check_images(document)
+
+    def check_images(self, document: WDL.Tree.Document) -> None:
+        """Containers on: every image the tasks need is one podman has (else ValidationFailed)."""
+        if not self.settings.containers:
+            return
+        images, bare = task_images(document)
+        if images and bare:
+            images.add(DEFAULT_IMAGE)
+        notes = {DEFAULT_IMAGE: "the image of the tasks that name none"} if bare else None
+        check_images(self.settings, images, notes)
+
+    def uses_containers(self, spec: RunSpec) -> bool:
+        """Containers on and a task of the run's (attached) WDL names an image."""
+        if not self.settings.containers or is_url(spec.workflow_url):
+            return False
+        workflow = inside(spec.attachments_dir / spec.workflow_url, spec.attachments_dir)
+        if workflow is None or not workflow.is_file():
+            return False
+        return bool(task_images(self._load(workflow, spec))[0])
+
+    def _load(self, workflow: Path, spec: RunSpec) -> WDL.Tree.Document:
+        """The document, parsed once per submit (validate, plan and the sandbox choice ask)."""
+        key = (str(workflow), workflow.stat().st_mtime_ns)
+        loaded = self._loaded
+        if loaded is None or loaded[0] != key:
+            loaded = self._loaded = (key, load_wdl(workflow, spec.attachments_dir))
+        return loaded[1]
 
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         inputs = spec.workflow_params
         if not is_url(workflow):
-            inputs = check_inputs(load_wdl(Path(workflow), spec.attachments_dir), inputs, spec)
+            inputs = check_inputs(self._load(Path(workflow), spec), inputs, spec)
         path = control_dir(rundir) / "inputs.json"
         write_json(path, inputs)
         argv = [
@@ -162,10 +244,27 @@ class MiniwdlBackend(LocalEngineBackend):
             *engine_args(spec.engine_parameters, self.options),
         ]
         env = self.base_env(rundir)
-        if not self.settings.containers:
+        if self.uses_containers(spec):
+            env = self.podman_env(env, spec)
+        else:  # tasks on the host, in the run's sandbox; a runtime image is ignored
             env["MINIWDL__SCHEDULER__CONTAINER_BACKEND"] = "bare"
         # Measured: SIGTERM to the PID alone orphans the task's processes; to the group, none left.
         return LaunchPlan(argv, env, signal.SIGTERM, cancel_group=True, grace_seconds=30)
+
+    def podman_env(self, env: dict[str, str], spec: RunSpec) -> dict[str, str]:
+        """miniwdl's podman backend through flowdeck's wrapper (docs/adr/0013)."""
+        env = podman_env(self.settings, env)
+        wrapper = str(self.settings.data_dir / "containers" / "bin" / "podman")
+        network = self.settings.sandbox_network or spec.pipeline_target.get("network") is True
+        return {
+            **env,
+            "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "podman",
+            "MINIWDL__PODMAN__EXE": json.dumps([wrapper]),
+            "MINIWDL__TASK_RUNTIME__DEFAULTS": json.dumps({"docker": DEFAULT_IMAGE}),
+            # As root there is nothing to give back; otherwise miniwdl would chown in an alpine image.
+            "MINIWDL__FILE_IO__CHOWN": "false",
+            **({} if network else {"FLOWDECK_PODMAN_NETWORK": "none"}),
+        }
 
     def read_tasks(self, rundir: Path) -> list[TaskInfo]:
         return read_calls(rundir / "run")

@@ -15,14 +15,23 @@ finished jobs declared as ``output:``; ``output_files`` lists those that exist
 inside the run dir. A Snakefile is Python: it is not parsed at submit (that
 would run user code in the service); a broken one fails the run with
 Snakemake's message.
+
+Containers (docs/adr/0013): Snakemake runs ``container:`` only through
+apptainer/singularity, which Debian 12 does not package (podman is no deployment
+method of Snakemake 9). With containers on, a Snakefile (or an attached ``*.smk``)
+holding a ``container:``/``containerized:`` directive is refused at submit rather than
+run on the host; the scan reads Python tokens, not the Snakefile's code. Off, the
+directive is ignored, as Snakemake does without ``--software-deployment-method``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
+import tokenize
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +47,35 @@ from flowdeck.errors import InvalidInput
 
 PLUGIN_PATH = Path(__file__).with_name("snakemake_plugin")
 _EXIT_STATUS = re.compile(r"non-zero exit status (\d+)")
+_CONTAINER_KEYWORDS = frozenset({"container", "containerized"})
+_LINE_ENDS = frozenset({tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT})
+
+
+def container_lines(text: str) -> list[int]:
+    """Lines of ``container:``/``containerized:`` directives: the keyword first on a logical
+    line (outside brackets) and followed by ``:``, as Snakemake's own tokenizer-based parser
+    reads them; strings, comments and dict keys do not count. ValueError when the text does not
+    tokenize (Snakemake could not read it either)."""
+    found: list[int] = []
+    depth, at_start, pending = 0, True, 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if pending and token.type == tokenize.OP and token.string == ":":
+                found.append(pending)
+            pending = (
+                token.start[0]
+                if at_start and token.type == tokenize.NAME and token.string in _CONTAINER_KEYWORDS
+                else 0
+            )
+            if token.type == tokenize.OP and token.string in "([{":
+                depth += 1
+            elif token.type == tokenize.OP and token.string in ")]}":
+                depth = max(depth - 1, 0)
+            at_start = token.type in _LINE_ENDS or (token.type in {tokenize.NL, tokenize.COMMENT} and at_start)
+            at_start = at_start or (token.type == tokenize.NL and depth == 0)
+    except (tokenize.TokenError, SyntaxError) as exc:
+        raise ValueError(str(exc)) from None
+    return found
 
 
 @dataclass
@@ -97,6 +135,24 @@ def read_jobs(events: list[dict[str, Any]]) -> dict[int, _Job]:
     return jobs
 
 
+def refuse_containers(workflow: Path, spec: RunSpec) -> None:
+    """InvalidInput when the Snakefile or an attached ``Snakefile*``/``*.smk`` (what ``include:``
+    usually names) asks for a container: Snakemake cannot run it on podman (docs/adr/0013)."""
+    files = {workflow, *spec.attachments_dir.rglob("*.smk"), *spec.attachments_dir.rglob("Snakefile*")}
+    for path in sorted(f for f in files if f.is_file()):
+        name = path.relative_to(spec.attachments_dir) if path.is_relative_to(spec.attachments_dir) else path.name
+        try:
+            lines = container_lines(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidInput(f"{name} could not be read for container directives: {exc}") from None
+        if lines:
+            raise InvalidInput(
+                f"{name} line {lines[0]}: a container: directive, but Snakemake runs containers only "
+                "through apptainer/singularity, which this service does not have (podman runs the "
+                "containers of CWL and WDL here); remove the directive to run the rule on the host"
+            )
+
+
 class SnakemakeBackend(LocalEngineBackend):
     """Snakefiles on Snakemake 9, config from the run's parameters."""
 
@@ -126,6 +182,8 @@ class SnakemakeBackend(LocalEngineBackend):
             raise InvalidInput("the Snakefile is not UTF-8 text") from None
         if not text.strip():
             raise InvalidInput("the Snakefile is empty")
+        if self.settings.containers:
+            refuse_containers(Path(workflow), spec)
 
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         control = control_dir(rundir)
@@ -145,7 +203,6 @@ class SnakemakeBackend(LocalEngineBackend):
             "flowdeck",
             "--nocolor",
             "--rerun-incomplete",
-            *(["--software-deployment-method", "apptainer"] if self.settings.containers else []),
             *engine_args(params, self.options),
         ]
         env = self.base_env(rundir)

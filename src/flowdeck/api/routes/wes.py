@@ -153,7 +153,7 @@ async def service_info(services: ServicesDep, principal: PublicPrincipalDep, bas
             # Which isolation local engine runs have (docs/adr/0010).
             "isolation": "bubblewrap sandbox per run" if settings.sandbox else "none (FLOWDECK_SANDBOX=false)",
             # Whether steps that ask for a container get one (docs/adr/0013).
-            "containers": "podman (CWL DockerRequirement)"
+            "containers": "podman (CWL DockerRequirement, WDL runtime container)"
             if settings.containers
             else "off (FLOWDECK_CONTAINERS=false)",
         },
