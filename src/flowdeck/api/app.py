@@ -21,6 +21,7 @@ from flowdeck.api.errors import WES_PREFIX
 from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
 from flowdeck.api.routes import events as event_routes
 from flowdeck.api.routes import requests as request_routes
+from flowdeck.api.routes import webhooks as webhook_routes
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
 from flowdeck.services.context import Services
 from flowdeck.services.events import EventHub
@@ -87,6 +88,7 @@ def create_app(
     app.include_router(pipelines.router)
     app.include_router(accounts.router)
     app.include_router(event_routes.router)
+    app.include_router(webhook_routes.router)
     _add_docs(app)
     return app
 
