@@ -39,6 +39,9 @@ class NewWebhook:
     description: str | None = None
 
 
+_FILTERS = (("pipeline", "pipeline_name"), ("run", "run_id"), ("request", "request_id"))
+
+
 def view(row: Mapping[Any, Any]) -> dict[str, Any]:
     """An endpoint as the API shows it (never its secret)."""
     return {
@@ -46,7 +49,7 @@ def view(row: Mapping[Any, Any]) -> dict[str, Any]:
         "url": row["url"],
         "event_types": list(row["event_types"]),
         "research_group": row["research_group"],
-        "filters": {k: row[k] for k in ("pipeline_name", "run_id", "request_id") if row[k] is not None},
+        "filters": {k: row[c] for k, c in _FILTERS if row[c] is not None},
         "description": row["description"],
         "owner": row["owner"],
         "created_at": row["created_at"].isoformat(),
