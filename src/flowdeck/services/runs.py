@@ -324,8 +324,7 @@ def _intake(services: Services) -> GroupCommit[_Accepted]:
 async def _commit(services: Services, accepted: Sequence[_Accepted]) -> None:
     rows = run_rows.rows_of([a.rows for a in accepted])
     links = key_rows.run_link_rows([(a.key, a.creation.run_id) for a in accepted if a.key is not None])
-    async with services.db.read() as conn:
-        outbox = await state_machine.creation_deliveries(conn, [(a.rows.values, a.creation) for a in accepted])
+    outbox = await state_machine.creation_deliveries(services.db, [(a.rows.values, a.creation) for a in accepted])
     await services.db.insert_rows([*rows, state_machine.creation_events([a.creation for a in accepted]), links, outbox])
     services.run_queued()  # committed: a claim now finds them
 

@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db import events
+from flowdeck.db import webhooks as webhook_rows
+from flowdeck.db.engine import Database
 from flowdeck.db.tables import deliveries, requests, runs
 from flowdeck.db.tables import events as events_table
 from flowdeck.domain.states import State, can_transition, is_terminal
@@ -97,15 +99,18 @@ def creation_events(created: Sequence[Creation]) -> tuple[sa.Table, list[dict[st
 
 
 async def creation_deliveries(
-    conn: AsyncConnection, created: Sequence[tuple[dict[str, Any], Creation]]
+    db: Database, created: Sequence[tuple[dict[str, Any], Creation]]
 ) -> tuple[sa.Table, list[dict[str, Any]]]:
-    """The outbox rows of these runs' first events, to insert with them (one read when no
-    webhook endpoint exists)."""
+    """The outbox rows of these runs' first events, to insert with them. Without any webhook
+    endpoint (the usual case) this is one point read."""
+    if ((await db.read_point(webhook_rows.ANY, {})) or {}).get("id") is None:
+        return deliveries, []
     fields = [
         (run, c.at, {"run_id": c.run_id, "to_state": State.QUEUED.value, "reason": c.reason, "actor": c.actor})
         for run, c in created
     ]
-    return deliveries, await outbox.new_run_deliveries(conn, fields)
+    async with db.read() as conn:
+        return deliveries, await outbox.new_run_deliveries(conn, fields)
 
 
 # --- requests (seed 001): new → submitted | failed, nothing after
