@@ -43,7 +43,7 @@ class Counter:
 
 def receiver(counter: Counter) -> tuple[ThreadingHTTPServer, int]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
             now = time.time()
             with counter.lock:
@@ -78,8 +78,8 @@ async def submit(url: str, runs: int, concurrency: int) -> tuple[float, list[str
         return runs / (time.perf_counter() - start), ids
 
 
-async def until_done(url: str, ids: list[str], timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
+async def until_done(url: str, ids: list[str], limit_seconds: float = 600) -> None:
+    deadline = time.monotonic() + limit_seconds
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         for run_id in ids:
             while (await client.get(f"{WES}/runs/{run_id}/status")).json()["state"] != "COMPLETE":
@@ -101,7 +101,9 @@ async def run(url: str, port: int, counter: Counter, runs: int, concurrency: int
         hook = (await client.post("/webhooks", json={"url": f"http://127.0.0.1:{port}/hook"})).json()
     hooked, second = await submit(url, runs, concurrency)
     await until_done(url, second)
-    while await pending(url, hook["id"]):
+    for _ in range(3000):  # 10 minutes at most
+        if not await pending(url, hook["id"]):
+            break
         await asyncio.sleep(0.2)
     return {"submit_plain": plain, "submit_hooked": hooked}
 
