@@ -36,6 +36,14 @@ async def get(conn: AsyncConnection, webhook_id: str) -> RowMapping | None:
     return (await conn.execute(sa.select(webhooks).where(webhooks.c.id == webhook_id))).mappings().first()
 
 
+async def by_ids(conn: AsyncConnection, ids: set[str]) -> dict[str, RowMapping]:
+    """These endpoints (those that still exist), by id."""
+    if not ids:
+        return {}
+    rows = (await conn.execute(sa.select(webhooks).where(webhooks.c.id.in_(sorted(ids))))).mappings()
+    return {row["id"]: row for row in rows}
+
+
 async def listed(conn: AsyncConnection, groups: frozenset[str] | None, limit: int = 1000) -> list[RowMapping]:
     """Endpoints of these groups (None: all, service-wide ones included), oldest first."""
     query = sa.select(webhooks).order_by(webhooks.c.created_at, webhooks.c.id).limit(limit)

@@ -60,10 +60,18 @@ class Deliverer:
         self._round: asyncio.Task[int] | None = None
 
     def kick(self) -> None:
-        """Start a round unless one is under way."""
+        """Start delivering unless it is under way."""
         if self._round is None or self._round.done():
-            self._round = asyncio.get_running_loop().create_task(deliver_once(self.services, self.pool, self.http))
+            self._round = asyncio.get_running_loop().create_task(self._drain())
             self._round.add_done_callback(_log_failure)
+
+    async def _drain(self) -> int:
+        """Rounds until none finds a due delivery: a run's next event is due as soon as the one
+        before it was delivered, without waiting for the worker's next iteration."""
+        sent = 0
+        while done := await deliver_once(self.services, self.pool, self.http):
+            sent += done
+        return sent
 
     async def close(self) -> None:
         if self._round is not None and not self._round.done():
@@ -87,7 +95,15 @@ async def deliver_once(services: Services, pool: BlockingPool, http: httpx.Clien
     if not heads:
         return 0
     claimed = await _claim(services, heads, now)
-    outcomes = await asyncio.gather(*(_attempt(services, pool, row, http) for row in claimed))
+    async with services.db.read() as conn:  # one read for the whole round
+        endpoints = await webhook_rows.by_ids(conn, {row["webhook_id"] for row in claimed if row["webhook_id"]})
+        payloads = [await _with_event_id(conn, row["payload"]) for row in claimed]
+    outcomes = await asyncio.gather(
+        *(
+            _attempt(services, pool, row, payload, endpoints.get(row["webhook_id"]), http)
+            for row, payload in zip(claimed, payloads, strict=True)
+        )
+    )
     async with services.db.write() as conn:
         for row, outcome in zip(claimed, outcomes, strict=True):
             await delivery_rows.record(conn, row["id"], after_attempt(services.settings, row, outcome, utcnow()))
@@ -118,34 +134,41 @@ def after_attempt(settings: Settings, row: Mapping[Any, Any], outcome: Outcome, 
 
 
 async def _attempt(
-    services: Services, pool: BlockingPool, row: Mapping[Any, Any], http: httpx.Client | None
+    services: Services,
+    pool: BlockingPool,
+    row: Mapping[Any, Any],
+    payload: dict[str, Any],
+    endpoint: Mapping[Any, Any] | None,
+    http: httpx.Client | None,
 ) -> Outcome:
     try:
         if row["channel"] == "email":
             return await _email(services.settings, pool, row)
-        return await _webhook(services, pool, row, http)
+        if endpoint is None:
+            return Outcome(error="the endpoint was deleted")
+        return await _webhook(services.settings, pool, row["message_id"], payload, endpoint, http)
     except Exception as exc:  # a receiver's failure is a retry, never a broken iteration
         return Outcome(error=f"{type(exc).__name__}: {str(exc)[:300]}")
 
 
 async def _webhook(
-    services: Services, pool: BlockingPool, row: Mapping[Any, Any], http: httpx.Client | None
+    settings: Settings,
+    pool: BlockingPool,
+    message_id: str,
+    payload: dict[str, Any],
+    endpoint: Mapping[Any, Any],
+    http: httpx.Client | None,
 ) -> Outcome:
-    async with services.db.read() as conn:
-        endpoint = await webhook_rows.get(conn, row["webhook_id"])
-        payload = await _with_event_id(conn, row["payload"])
-    if endpoint is None:
-        return Outcome(error="the endpoint was deleted")
     body = json.dumps(payload, separators=(",", ":")).encode()
-    sent = headers(endpoint["secret"], row["message_id"], int(time.time()), body)
+    sent = headers(endpoint["secret"], message_id, int(time.time()), body)
     status = await pool.run(
         url_policy.post,
-        services.settings,
+        settings,
         endpoint["url"],
         what="webhook url",
         body=body,
         headers=sent,
-        timeout=services.settings.webhook_timeout_seconds,
+        timeout=settings.webhook_timeout_seconds,
         client=http,
     )
     return Outcome(status, None if 200 <= status < 300 else f"the receiver answered {status}")
@@ -153,8 +176,8 @@ async def _webhook(
 
 async def _with_event_id(conn: Any, payload: dict[str, Any]) -> dict[str, Any]:
     """A new run's first event was written in a batch, before its id was known: look it up."""
-    data = payload["data"]
-    if data.get("id") is not None or data.get("run_id") is None:
+    data = payload.get("data")  # an e-mail's payload has none
+    if not isinstance(data, dict) or data.get("id") is not None or data.get("run_id") is None:
         return payload
     return payload | {"data": data | {"id": await delivery_rows.creation_event_id(conn, data["run_id"])}}
 
