@@ -56,12 +56,14 @@ class Deliverer:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.pool = BlockingPool(min(16, services.settings.delivery_batch))
-        self.http = httpx.Client(follow_redirects=False, trust_env=False)  # one CA bundle load, kept connections
+        self.http: httpx.Client | None = None  # built at the first kick: it loads the CA bundle (~0.2 s)
         self._round: asyncio.Task[int] | None = None
 
     def kick(self) -> None:
         """Start delivering unless it is under way."""
         if self._round is None or self._round.done():
+            if self.http is None:
+                self.http = httpx.Client(follow_redirects=False, trust_env=False)
             self._round = asyncio.get_running_loop().create_task(self._drain())
             self._round.add_done_callback(_log_failure)
 
@@ -79,7 +81,8 @@ class Deliverer:
             with contextlib.suppress(BaseException):
                 await self._round
         self.pool.close()
-        self.http.close()
+        if self.http is not None:
+            self.http.close()
 
 
 def _log_failure(task: asyncio.Task[int]) -> None:
