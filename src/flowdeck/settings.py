@@ -168,6 +168,25 @@ class Settings(BaseSettings):
         description="How often the API looks for new events without a wake-up (SQLite: a worker in another process; "
         "PostgreSQL: only while its LISTEN connection is down), while any stream is open.",
     )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="Timeout of one webhook delivery (docs/webhooks.md)."
+    )
+    webhook_retry_seconds: float = Field(
+        5.0, gt=0, description="Wait before a failed delivery's first retry; it doubles with each attempt."
+    )
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0, description="Longest wait between two delivery attempts.")
+    webhook_max_attempts: int = Field(
+        12, ge=1, description="Attempts per delivery (webhook or e-mail) before it is marked failed."
+    )
+    delivery_batch: int = Field(50, ge=1, description="Deliveries a worker sends per iteration, in parallel.")
+    smtp_host: str | None = Field(None, description="SMTP server for e-mail notifications; unset: no e-mail is sent.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP server port.")
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="SMTP transport security: STARTTLS, TLS from the start (SMTPS), or none."
+    )
+    smtp_user: str | None = Field(None, description="SMTP user name (none: no login).")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (never logged).")
+    smtp_from: str = Field("flowdeck@localhost", description="From address of notification e-mails.")
     sync_batch: int = Field(500, ge=1, description="Runs a worker claims for one sync pass.")
     sync_concurrency: int = Field(16, ge=1, description="Parallel engine calls during a sync pass.")
     sync_min_seconds: float = Field(2.0, gt=0, description="Poll interval for a run that just started.")

@@ -175,4 +175,6 @@ def test_a_root_file_system_needs_a_name(tmp_path: Path) -> None:
 async def test_service_info_says_whether_containers_are_on(services: Services, api: httpx.AsyncClient) -> None:
     assert (await api.get(f"{WES}/service-info")).json()["tags"]["containers"] == "off (FLOWDECK_CONTAINERS=false)"
     services.settings.containers = True
-    assert (await api.get(f"{WES}/service-info")).json()["tags"]["containers"] == "podman (CWL DockerRequirement, WDL runtime container)"
+    assert (await api.get(f"{WES}/service-info")).json()["tags"][
+        "containers"
+    ] == "podman (CWL DockerRequirement, WDL runtime container)"

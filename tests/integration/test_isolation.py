@@ -125,6 +125,16 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/runs/{run_id}/logs/{stream}"): "ui",
     ("GET", "/ui/runs/{run_id}/tasks/{task_id}/logs/{stream}"): "ui",
     ("GET", "/ui/runs/{run_id}/outputs/{index}"): "ui",
+    # webhooks: their own isolation test (tests/integration/test_webhooks.py)
+    ("GET", "/webhooks"): "webhooks",
+    ("POST", "/webhooks"): "webhooks",
+    ("GET", "/webhooks/{webhook_id}"): "webhooks",
+    ("DELETE", "/webhooks/{webhook_id}"): "webhooks",
+    ("GET", "/webhooks/{webhook_id}/deliveries"): "webhooks",
+    ("POST", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): "webhooks",
+    ("GET", "/notifications/preferences"): "account",
+    ("PUT", "/notifications/preferences"): "account",
+    ("DELETE", "/notifications/preferences"): "account",
 }
 JOB = {
     "pipeline_name": "gatk_variant_calling",
@@ -239,6 +249,8 @@ def _fill_path(path: str, lab: Lab) -> str:
         "task_id": lab.task,
         "stream": "stdout",
         "index": "0",
+        "webhook_id": "x",
+        "delivery_id": "1",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 

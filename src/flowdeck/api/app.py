@@ -22,6 +22,7 @@ from flowdeck.api.errors import WES_PREFIX
 from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
 from flowdeck.api.routes import events as event_routes
 from flowdeck.api.routes import requests as request_routes
+from flowdeck.api.routes import webhooks as webhook_routes
 from flowdeck.api.ui import include as include_ui
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
 from flowdeck.services.context import Services
@@ -94,6 +95,7 @@ def create_app(
     app.include_router(accounts.router)
     app.include_router(event_routes.router)
     include_ui(app)
+    app.include_router(webhook_routes.router)
     _add_docs(app)
     return app
 

@@ -27,9 +27,10 @@ async def add(
     to_state: str | None = None,
     reason: str | None = None,
     actor: str | None = None,
-) -> None:
+) -> int:
+    """Write one event; its id."""
     # Values as parameters, not .values(): the statement stays one cached compilation.
-    await conn.execute(
+    result = await conn.execute(
         _INSERT,
         {
             "run_id": run_id,
@@ -42,6 +43,9 @@ async def add(
             "actor": actor,
         },
     )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 async def for_run(conn: AsyncConnection, run_id: str, limit: int = 1000) -> list[RowMapping]:

@@ -316,3 +316,57 @@ idempotency_runs = sa.Table(
     sa.Column("key", sa.String(256), primary_key=True),
     sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
 )
+
+# Webhook endpoints (revision 0006): a research group's, or service-wide (research_group NULL).
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    _id(),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("event_types", JSONType, nullable=False),
+    sa.Column("research_group", sa.String(128), nullable=True, index=True),
+    sa.Column("pipeline_name", sa.String(128), nullable=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("owner", sa.String(128), nullable=True),
+    _created(),
+)
+
+# Per-user e-mail notifications (revision 0006), keyed by the principal's name.
+notification_preferences = sa.Table(
+    "notification_preferences",
+    metadata,
+    sa.Column("username", sa.String(128), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("on_completion", sa.Boolean(), nullable=False),
+    sa.Column("on_failure", sa.Boolean(), nullable=False),
+    sa.Column("request_summary", sa.Boolean(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# The outbox (revision 0006): one row per (webhook endpoint or e-mail, event), written in the
+# transaction that writes the event. ``queue`` orders delivery: rows of one queue go out in id order.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("webhook_id", sa.String(64), sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("recipient", sa.String(320), nullable=True),
+    sa.Column("queue", sa.String(160), nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("last_status", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    _created(),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_deliveries_state_queue_id", "state", "queue", "id"),
+    sa.Index("ix_deliveries_webhook_id_id", "webhook_id", "id"),
+)

@@ -38,6 +38,7 @@ class RequestInput:
     samples: list[dict[str, Any]] | None = None
     samplesheet: bytes | str | None = None
     samplesheet_type: str | None = None
+    send_email_notification: bool = False
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ async def _store(
         "strict": given.strict,
         "parameters": given.parameters,
         "items": [item.as_dict() for item in items],
+        "send_email_notification": given.send_email_notification,
     }
     values = {
         "id": request_id,
@@ -185,8 +186,8 @@ async def cancel(services: Services, request_id: str, principal: Principal) -> C
         now = utcnow()
         async with services.db.write() as conn:
             await request_rows.set_cancel_requested(conn, request_id, now)
-            await event_rows.add(
-                conn, at=now, kind="cancel", request_id=request_id, reason="cancel requested", actor=principal.name
+            await state_machine.record_request_event(
+                conn, request_id, "cancel", now=now, actor=principal.name, reason="cancel requested"
             )
     await cancel_runs(services, request_id, principal.name)
     return Cancel(await get_visible(services, request_id, principal))

@@ -324,7 +324,8 @@ def _intake(services: Services) -> GroupCommit[_Accepted]:
 async def _commit(services: Services, accepted: Sequence[_Accepted]) -> None:
     rows = run_rows.rows_of([a.rows for a in accepted])
     links = key_rows.run_link_rows([(a.key, a.creation.run_id) for a in accepted if a.key is not None])
-    await services.db.insert_rows([*rows, state_machine.creation_events([a.creation for a in accepted]), links])
+    outbox = await state_machine.creation_deliveries(services.db, [(a.rows.values, a.creation) for a in accepted])
+    await services.db.insert_rows([*rows, state_machine.creation_events([a.creation for a in accepted]), links, outbox])
     services.run_queued()  # committed: a claim now finds them
 
 

@@ -18,9 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db import events
+from flowdeck.db import webhooks as webhook_rows
+from flowdeck.db.engine import Database
+from flowdeck.db.tables import deliveries, requests, runs
 from flowdeck.db.tables import events as events_table
-from flowdeck.db.tables import requests, runs
 from flowdeck.domain.states import State, can_transition, is_terminal
+from flowdeck.services import outbox
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +58,15 @@ async def transition(
     )
     if result.rowcount != 1:
         return False
-    await events.add(
-        conn,
-        at=now,
-        kind="state",
-        run_id=run_id,
-        from_state=expected.value,
-        to_state=target.value,
-        reason=reason,
-        actor=actor,
-    )
+    fields = {
+        "run_id": run_id,
+        "from_state": expected.value,
+        "to_state": target.value,
+        "reason": reason,
+        "actor": actor,
+    }
+    event_id = await events.add(conn, at=now, kind="state", **fields)
+    await outbox.run_event(conn, event_id, now, fields)
     log.info("run %s: %s -> %s%s", run_id, expected, target, f" ({reason})" if reason else "")
     return True
 
@@ -94,6 +96,21 @@ def creation_events(created: Sequence[Creation]) -> tuple[sa.Table, list[dict[st
         }
         for c in created
     ]
+
+
+async def creation_deliveries(
+    db: Database, created: Sequence[tuple[dict[str, Any], Creation]]
+) -> tuple[sa.Table, list[dict[str, Any]]]:
+    """The outbox rows of these runs' first events, to insert with them. Without any webhook
+    endpoint (the usual case) this is one point read."""
+    if ((await db.read_point(webhook_rows.ANY, {})) or {}).get("id") is None:
+        return deliveries, []
+    fields = [
+        (run, c.at, {"run_id": c.run_id, "to_state": State.QUEUED.value, "reason": c.reason, "actor": c.actor})
+        for run, c in created
+    ]
+    async with db.read() as conn:
+        return deliveries, await outbox.new_run_deliveries(conn, fields)
 
 
 # --- requests (seed 001): new → submitted | failed, nothing after
@@ -127,16 +144,9 @@ async def transition_request(
     )
     if result.rowcount != 1:
         return False
-    await events.add(
-        conn,
-        at=now,
-        kind="state",
-        request_id=request_id,
-        from_state=expected,
-        to_state=target,
-        reason=reason,
-        actor=actor,
-    )
+    fields = {"request_id": request_id, "from_state": expected, "to_state": target, "reason": reason, "actor": actor}
+    event_id = await events.add(conn, at=now, kind="state", **fields)
+    await outbox.request_event(conn, event_id, "state", now, fields)
     log.info("request %s: %s -> %s%s", request_id, expected, target, f" ({reason})" if reason else "")
     return True
 
@@ -145,4 +155,20 @@ async def record_request_creation(
     conn: AsyncConnection, request_id: str, *, now: datetime, actor: str | None, reason: str
 ) -> None:
     """The first event of a request: it was accepted in ``new``."""
-    await events.add(conn, at=now, kind="state", request_id=request_id, to_state="new", reason=reason, actor=actor)
+    await record_request_event(conn, request_id, "state", now=now, actor=actor, reason=reason, to_state="new")
+
+
+async def record_request_event(
+    conn: AsyncConnection,
+    request_id: str,
+    kind: str,
+    *,
+    now: datetime,
+    actor: str | None,
+    reason: str,
+    to_state: str | None = None,
+) -> None:
+    """A request's event that changes no state column here (its creation, a cancel), with its deliveries."""
+    fields = {"request_id": request_id, "to_state": to_state, "reason": reason, "actor": actor}
+    event_id = await events.add(conn, at=now, kind=kind, **fields)
+    await outbox.request_event(conn, event_id, kind, now, fields)

@@ -12,15 +12,20 @@ it), with TLS still verified against the host name.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from flowdeck.domain.addresses import Address, forbidden_reason
 from flowdeck.errors import InvalidInput
 from flowdeck.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_REDIRECTS = 5
 SCHEMES = {"http": 80, "https": 443}
@@ -158,6 +163,37 @@ def fetch(settings: Settings, url: str, *, what: str, max_bytes: int) -> bytes:
             except httpx.HTTPError as exc:
                 raise InvalidInput(f"{what} {url[:200]!r} could not be fetched: {type(exc).__name__}") from None
     raise InvalidInput(f"{what} {url[:200]!r}: more than {MAX_REDIRECTS} redirects")
+
+
+def post(
+    settings: Settings,
+    url: str,
+    *,
+    what: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    client: httpx.Client | None = None,
+) -> int:
+    """POST ``body`` to ``url`` once, after :func:`check_url`, to the very address checked; the
+    answer's status code (a redirect is not followed). ``client``: one to reuse (building one
+    loads the CA bundle). Blocking: call it off the event loop. Raises InvalidInput when the
+    policy refuses the URL, httpx's errors when the request fails."""
+    import httpx
+
+    target = check_url(settings, url, what=what)
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(httpx.Client(follow_redirects=False, trust_env=False))
+        response = client.post(
+            _pinned(target),
+            content=body,
+            headers={**headers, "Host": _host_header(target)},
+            extensions={"sni_hostname": target.host},
+            timeout=timeout,
+            follow_redirects=False,
+        )
+    return response.status_code
 
 
 def _pinned(target: Target) -> str:

@@ -29,6 +29,7 @@ from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.worker.check import check_once, sync_all
+from flowdeck.worker.deliveries import Deliverer
 from flowdeck.worker.dispatch import dispatch_once
 from flowdeck.worker.expand import expand_once
 
@@ -72,6 +73,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._ended: set[str] = set()
         self._unsubscribe: list[Any] = []
+        self.deliverer = Deliverer(services)
 
     async def start(self) -> None:
         async with self.services.db.write() as conn:
@@ -83,6 +85,7 @@ class Worker:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+        await self.deliverer.close()
         with contextlib.suppress(Exception):
             async with self.services.db.write() as conn:
                 await worker_rows.unregister(conn, self.id)
@@ -111,6 +114,7 @@ class Worker:
         """One round: heartbeat, dispatch, check. Returns how much work was done."""
         await self._heartbeat()
         await self._compact_counts()
+        self.deliverer.kick()  # webhooks and e-mail, beside the loop (worker.deliveries)
         done = await expand_once(self.services, self.id)
         done += await dispatch_once(self.services, self.id, self.pool)
         if self._ended:

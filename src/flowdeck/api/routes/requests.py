@@ -38,6 +38,7 @@ FORM_TEXTS = (
     "samples",
     "samplesheet",
     "samplesheet_type",
+    "send_email_notification",
 )
 JSON_TEXTS = ("parameters", "dataset_ids", "samples")
 
@@ -57,6 +58,9 @@ class RequestBody(BaseModel):
     samples: list[Any] | None = None
     samplesheet: str | None = Field(None, description="Sample sheet text (CSV or TSV).")
     samplesheet_type: str | None = Field(None, description="csv or tsv (default: guessed).")
+    send_email_notification: bool = Field(
+        False, description="Seed 001: mail the owner once the request as a whole has ended (docs/webhooks.md)."
+    )
 
 
 @router.post(
@@ -196,9 +200,9 @@ async def _from_form(request: Request, max_bytes: int) -> tuple[RequestInput, st
 def _form_value(key: str, value: str) -> Any:
     if key in JSON_TEXTS:
         return strict_json(value, f"form field {key}")
-    if key == "strict":
+    if key in ("strict", "send_email_notification"):
         if value.strip().lower() not in ("true", "false", "1", "0"):
-            raise InvalidInput("form field strict is true or false")
+            raise InvalidInput(f"form field {key} is true or false")
         return value.strip().lower() in ("true", "1")
     return value
 
