@@ -45,10 +45,11 @@ def words(parser: argparse.ArgumentParser, path: str = "") -> dict[str, list[str
     """Completion words by command path (``"jobs list"``), and choices by ``"path|--option"``."""
     children = _subcommands(parser)
     options = [o for a in parser._actions for o in a.option_strings if a.help != argparse.SUPPRESS]
-    positional = [str(c) for a in parser._actions if a.choices and not a.option_strings for c in a.choices]
-    found = {path: [*children, *dict.fromkeys(positional), *options]}
-    for action in parser._actions:
-        if action.choices and action.option_strings and not isinstance(action, argparse._SubParsersAction):
+    chosen = [a for a in parser._actions if a.choices and not isinstance(a, argparse._SubParsersAction)]
+    positional = [str(c) for a in chosen if not a.option_strings for c in a.choices or ()]
+    found = {path: [*children, *positional, *options]}
+    for action in chosen:
+        if action.choices and action.option_strings:
             for option in action.option_strings:
                 found[f"{path}|{option}"] = [str(c) for c in action.choices]
     for name, child in children.items():

@@ -75,6 +75,9 @@ def emit(
     """Print ``body`` as asked: whole for json/yaml; for table, ``rows`` in ``columns`` (or, with
     ``detail``, ``body`` as a listing) and a paging hint when ``more`` is a next page token."""
     fmt = getattr(args, "output", "table")
+    if fmt == "json" and getattr(args, "watch", False):
+        print(json.dumps(body), flush=True)  # events follow, one a line: all of it is JSON Lines
+        return
     if fmt != "table":
         print(dumps(body, fmt), flush=True)
         return
