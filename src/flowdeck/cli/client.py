@@ -237,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
     except httpx.TransportError as exc:
         print(f"flowdeck: cannot reach {server_url(args)}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `flowdeck jobs list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as exc:  # a file named on the command line: one line, no traceback
         print(f"flowdeck: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 2

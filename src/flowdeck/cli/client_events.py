@@ -122,7 +122,9 @@ def watch_run(args: argparse.Namespace, run_id: str) -> int:
             state = event["to_state"] if event else state
             if state is None:
                 continue
-            tasks = _check(client.get(f"{WES}/runs/{run_id}/tasks"))["task_logs"]
+            # A run has no tasks before it runs; and a replayed QUEUED must not show today's tasks.
+            waiting = state in ("QUEUED", "INITIALIZING")
+            tasks = [] if waiting else _check(client.get(f"{WES}/runs/{run_id}/tasks"))["task_logs"]
             live.show(_run_line(run_id, state, tasks), [_task_line(t) for t in tasks], event)
             if event and state in TERMINAL:
                 return 0 if state == "COMPLETE" else 1
