@@ -47,6 +47,7 @@ class Cli:
         return json.loads(done.stdout)
 
 
+@pytest.mark.engine  # cwltool runs hello_cwl for real
 def test_jobs_submit_watch_logs_outputs_download_and_rerun(cli: Cli) -> None:
     submitted = cli("jobs", "submit", "--pipeline", "hello_cwl", "--set", 'lines=["a b", "c"]', "--watch")
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
