@@ -262,3 +262,12 @@ def test_login_saves_a_token_not_the_password_and_later_commands_use_it(tmp_path
         assert client("logout").returncode == 0
         assert "token" not in config.read_text()
         assert client("jobs", "list").returncode == 1
+
+
+def test_start_up_prints_the_migrations_but_not_alembics_plugin_lines(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*CLI, "db", "upgrade"], env=server_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Running upgrade" in done.stderr
+    assert "setup plugin" not in done.stderr
