@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import socket
 import sys
 from typing import Any
@@ -45,7 +46,7 @@ def _whoami(server: str, token: str | None) -> dict[str, Any]:
 
 def login(args: argparse.Namespace) -> int:
     """Save the server and a token after checking them with ``GET /me``."""
-    server = (args.server or DEFAULT_SERVER).rstrip("/")
+    server = (args.server or os.environ.get("FLOWDECK_SERVER") or DEFAULT_SERVER).rstrip("/")
     if sum(map(bool, (args.token, args.user, args.no_auth))) != 1:
         raise UsageError("give one of --token, --user or --no-auth")
     if args.token == _FROM_STDIN:
@@ -70,7 +71,7 @@ def logout(args: argparse.Namespace) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``flowdeck login`` and ``flowdeck logout``."""
     p = sub.add_parser("login", help="save a server and credentials for the client commands")
-    p.add_argument("--server", help=f"server URL (default {DEFAULT_SERVER})")
+    p.add_argument("--server", help=f"server URL (default $FLOWDECK_SERVER or {DEFAULT_SERVER})")
     p.add_argument("--token", help="an API token (fd_…; - reads it from stdin)")
     p.add_argument("--user", help="sign in with this user's password to make an API token")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
