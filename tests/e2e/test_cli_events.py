@@ -79,7 +79,7 @@ def test_attachments_keep_their_relative_paths_and_a_missing_file_is_one_line(
     missing = subprocess.run(
         [*submit, "--attach", "tools/nope.cwl"], env=_env(server), cwd=tmp_path, capture_output=True, text=True
     )
-    assert missing.returncode == 1
+    assert missing.returncode == 2  # a bad argument, not a server's refusal
     assert missing.stderr.strip() == "flowdeck: No such file or directory: tools/nope.cwl"
 
 

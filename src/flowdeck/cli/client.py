@@ -1,13 +1,16 @@
-"""The client side of the CLI: talks HTTP to a flowdeck server.
+"""The client side of the CLI: talks HTTP to a flowdeck server (docs/cli.md).
 
+    flowdeck login
     flowdeck runs list|get|submit|cancel|watch …
-    flowdeck jobs list|get|cancel …
-    flowdeck pipelines list|get|schema …
-    flowdeck datasets list|get …
+    flowdeck jobs submit|list|get|cancel|rerun|logs|outputs|download …
+    flowdeck pipelines list|show|schema …
+    flowdeck requests submit|list|get|cancel …
+    flowdeck datasets upload|register|list|get …
+    flowdeck events …
 
-The server is ``--server`` or ``FLOWDECK_SERVER`` (default http://127.0.0.1:8000);
-credentials come from ``FLOWDECK_TOKEN`` (an API token) or ``FLOWDECK_USER`` and
-``FLOWDECK_PASSWORD`` (Basic).
+The server is ``--server``, else ``FLOWDECK_SERVER``, else the one ``flowdeck login`` saved, else
+http://127.0.0.1:8000. Credentials: ``FLOWDECK_TOKEN`` (an API token), else ``FLOWDECK_USER`` and
+``FLOWDECK_PASSWORD`` (Basic), else the token ``flowdeck login`` saved for that same server.
 """
 
 from __future__ import annotations
@@ -19,30 +22,54 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowdeck.cli.client_config import load_config
+from flowdeck.cli.output import add_output, emit, table
+
 if TYPE_CHECKING:
     # At run time httpx is imported by the client commands only: ``build_parser`` imports this
     # module for every command, and httpx (with the click, rich and pygments of its own CLI) would
     # stay in the API server's memory for nothing (~5 MB).
     import httpx
 
+__all__ = ["ClientError", "UsageError", "table"]
+
 WES = "/ga4gh/wes/v1"
 TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+_RUN_COLUMNS = ["run_id", "state", "start_time", "end_time"]
 
 
 class ClientError(Exception):
-    """The server answered with an error; the message is its own."""
+    """The server answered with an error; the message is its own (exit 1)."""
+
+
+class UsageError(Exception):
+    """A bad argument or an unreadable file named on the command line (exit 2)."""
+
+
+def server_url(args: argparse.Namespace) -> str:
+    """``--server``, ``FLOWDECK_SERVER``, the saved login's server, or the local default."""
+    given = getattr(args, "server", None) or os.environ.get("FLOWDECK_SERVER")
+    return str(given or load_config().get("server") or DEFAULT_SERVER).rstrip("/")
+
+
+def _credentials(server: str) -> tuple[dict[str, str], tuple[str, str] | None]:
+    if token := os.environ.get("FLOWDECK_TOKEN"):
+        return {"Authorization": f"Bearer {token}"}, None
+    if user := os.environ.get("FLOWDECK_USER"):
+        return {}, (user, os.environ.get("FLOWDECK_PASSWORD", ""))
+    saved = load_config()
+    # The saved token goes only to the server it was made for, never to one named by --server.
+    if saved.get("token") and str(saved.get("server", "")).rstrip("/") == server:
+        return {"Authorization": f"Bearer {saved['token']}"}, None
+    return {}, None
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
     import httpx
 
-    headers = {}
-    auth: tuple[str, str] | None = None
-    if token := os.environ.get("FLOWDECK_TOKEN"):
-        headers["Authorization"] = f"Bearer {token}"
-    elif user := os.environ.get("FLOWDECK_USER"):
-        auth = (user, os.environ.get("FLOWDECK_PASSWORD", ""))
-    server = args.server or os.environ.get("FLOWDECK_SERVER", "http://127.0.0.1:8000")
+    server = server_url(args)
+    headers, auth = _credentials(server)
     return httpx.Client(base_url=server, headers=headers, auth=auth, timeout=30)
 
 
@@ -57,48 +84,65 @@ def _check(response: httpx.Response) -> Any:
     return response.json()
 
 
-def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """Rows as an aligned text table."""
-    cells = [[str(row.get(c, "") if row.get(c) is not None else "") for c in columns] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
+def json_argument(text: str, what: str) -> Any:
+    """``text`` as JSON, or the JSON in the file it names (a bad one is a UsageError)."""
+    path = Path(text)
+    source = path.read_text() if not text.lstrip().startswith(("{", "[")) and path.is_file() else text
+    try:
+        return json.loads(source)
+    except ValueError as exc:
+        raise UsageError(f"{what} is neither JSON nor a JSON file: {exc}") from None
 
 
 def runs_list(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"page_size": args.limit}
     if args.state:
         params["state"] = args.state
+    if args.page_token:
+        params["page_token"] = args.page_token
     with _client(args) as client:
         body = _check(client.get(f"{WES}/runs", params=params))
-    print(table(body["runs"], ["run_id", "state", "start_time", "end_time"]))
+    emit(args, body, body["runs"], _RUN_COLUMNS, more=body.get("next_page_token"))
     return 0
 
 
 def runs_get(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        print(json.dumps(_check(client.get(f"{WES}/runs/{args.run_id}")), indent=2))
+        body = _check(client.get(f"{WES}/runs/{args.run_id}"))
+    row = {"run_id": body["run_id"], "state": body["state"], **(body.get("run_log") or {})}
+    emit(args, body, [row], _RUN_COLUMNS, detail=True)
     return 0
 
 
 def runs_submit(args: argparse.Namespace) -> int:
     form = {"workflow_type": args.type, "workflow_type_version": args.type_version, "workflow_url": args.url}
     if args.params:
-        form["workflow_params"] = Path(args.params).read_text() if Path(args.params).is_file() else args.params
+        form["workflow_params"] = json.dumps(json_argument(args.params, "--params"))
     if args.engine:
         form["workflow_engine"] = args.engine
+    if args.engine_params:
+        form["workflow_engine_parameters"] = json.dumps(json_argument(args.engine_params, "--engine-params"))
     if args.tag:
-        form["tags"] = json.dumps(dict(t.split("=", 1) for t in args.tag))
+        form["tags"] = json.dumps(dict(_pair(t, "--tag") for t in args.tag))
     # A relative path is the attachment's name (tools/echo.cwl stays tools/echo.cwl for the workflow's imports).
     files = [("workflow_attachment", (_attachment_name(p), Path(p).read_bytes())) for p in args.attach]
     with _client(args) as client:
         body = _check(client.post(f"{WES}/runs", data=form, files=files or None))
-    print(body["run_id"])
+    if args.output == "table":
+        print(body["run_id"], flush=True)
+    else:
+        emit(args, body, [], [])
     if args.watch:
         args.run_id = body["run_id"]
         return runs_watch(args)
     return 0
+
+
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"{flag} takes key=value, not {text!r}")
+    return key, value
 
 
 def _attachment_name(path: str) -> str:
@@ -120,21 +164,29 @@ def runs_watch(args: argparse.Namespace) -> int:
     return watch_run(args, args.run_id)
 
 
-def register(sub: Any) -> None:
-    """Add the client commands to the top-level parser."""
+def common_options() -> argparse.ArgumentParser:
+    """The options every client command takes: ``--server`` and ``-o``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--server", help="server URL (default $FLOWDECK_SERVER, the saved login, or " + DEFAULT_SERVER + ")"
+    )
+    add_output(common)
+    return common
+
+
+def _register_runs(sub: Any, common: argparse.ArgumentParser) -> None:
     runs = sub.add_parser("runs", help="WES runs on a flowdeck server").add_subparsers(
         dest="runs_command", required=True
     )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", help="server URL (default $FLOWDECK_SERVER or http://127.0.0.1:8000)")
     p = runs.add_parser("list", parents=[common], help="list runs")
     p.add_argument("--state")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="runs per page")
+    p.add_argument("--page-token", help="the next page (as printed after 'more:')")
     p.set_defaults(func=runs_list)
     for name, fn in (("get", runs_get), ("cancel", runs_cancel), ("watch", runs_watch)):
-        p = runs.add_parser(name, parents=[common])
+        p = runs.add_parser(name, parents=[common], help=f"{name} a run")
         p.add_argument("run_id")
-        p.add_argument("--interval", type=float, default=2.0)
+        p.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
         p.set_defaults(func=fn)
     p = runs.add_parser("submit", parents=[common], help="submit a run (attach local files with --attach)")
     p.add_argument("--type", required=True, help="CWL, WDL, SMK, GALAXY, DEMO")
@@ -142,20 +194,36 @@ def register(sub: Any) -> None:
     p.add_argument("--url", required=True, help="workflow_url: an attachment's name or an allowed URL")
     p.add_argument("--params", help="workflow_params: JSON text or a JSON file")
     p.add_argument("--engine")
+    p.add_argument("--engine-params", help="workflow_engine_parameters: JSON text or a JSON file")
     p.add_argument("--tag", action="append", default=[], help="key=value")
-    p.add_argument("--attach", action="append", default=[], help="a file to attach (repeat)")
-    p.add_argument("--watch", action="store_true", help="follow the run until it ends")
-    p.add_argument("--interval", type=float, default=2.0)
+    p.add_argument("--attach", action="append", default=[], help="a file to attach (repeat; relative paths kept)")
+    p.add_argument("--watch", action="store_true", help="follow the run until it ends (exit 1 if it fails)")
+    p.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=runs_submit)
-    from flowdeck.cli import client_events
 
-    client_events.register(sub, common)
-    from flowdeck.cli import client_jobs
 
-    client_jobs.register(sub, common)
+def register(sub: Any) -> None:
+    """Add the client commands to the top-level parser."""
+    from flowdeck.cli import (
+        client_completion,
+        client_datasets,
+        client_events,
+        client_jobs,
+        client_login,
+        client_pipelines,
+        client_requests,
+    )
+
+    common = common_options()
+    client_login.register(sub, common)
+    _register_runs(sub, common)
+    for module in (client_jobs, client_pipelines, client_requests, client_datasets, client_events):
+        module.register(sub, common)
+    client_completion.register(sub)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run a client command: a server's error is one line and exit 1, a bad argument exit 2."""
     import httpx
 
     try:
@@ -163,9 +231,17 @@ def run(args: argparse.Namespace) -> int:
     except ClientError as exc:
         print(f"flowdeck: {exc}", file=sys.stderr)
         return 1
+    except UsageError as exc:
+        print(f"flowdeck: {exc}", file=sys.stderr)
+        return 2
     except httpx.TransportError as exc:
-        print(f"flowdeck: cannot reach the server: {exc}", file=sys.stderr)
+        print(f"flowdeck: cannot reach {server_url(args)}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `flowdeck jobs list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as exc:  # a file named on the command line: one line, no traceback
         print(f"flowdeck: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return 1
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -12,15 +12,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from flowdeck.cli.client import TERMINAL, WES, ClientError, _check, _client
+from flowdeck.cli.output import Live, dumps
 
 _RETRIES = 5
 
 
-def sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """The events of a ``text/event-stream`` body (comment lines skipped)."""
+def sse(lines: Iterator[str], heartbeats: bool = False) -> Iterator[dict[str, Any]]:
+    """The events of a ``text/event-stream`` body; a comment line (the server's keep-alive) is an
+    empty dict when ``heartbeats``, else skipped."""
     data: list[str] = []
     for line in lines:
         if line.startswith(":"):
+            if heartbeats:
+                yield {}
             continue
         if not line:
             if data:
@@ -30,8 +34,11 @@ def sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             data.append(line[5:].lstrip())
 
 
-def follow(args: argparse.Namespace, params: dict[str, Any], after: int | None = None) -> Iterator[dict[str, Any]]:
-    """Events matching ``params`` from after ``after`` (None: from now), reconnecting as needed."""
+def follow(
+    args: argparse.Namespace, params: dict[str, Any], after: int | None = None, heartbeats: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Events matching ``params`` from after ``after`` (None: from now), reconnecting as needed
+    (``heartbeats``: an empty dict for each keep-alive, to refresh a live view)."""
     import httpx
 
     failures = 0
@@ -43,9 +50,10 @@ def follow(args: argparse.Namespace, params: dict[str, Any], after: int | None =
                     if response.status_code >= 400:
                         response.read()
                         _check(response)
-                    for event in sse(response.iter_lines()):
+                    for event in sse(response.iter_lines(), heartbeats):
                         failures = 0
-                        after = int(event["id"])
+                        if event:
+                            after = int(event["id"])
                         yield event
             except httpx.TransportError:
                 failures += 1
@@ -61,8 +69,15 @@ def _line(event: dict[str, Any]) -> str:
     return f"{event['at']}  #{event['id']}  {subject}  {change}{reason}"
 
 
+def _event_text(event: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(event)  # one object a line (JSON Lines), for a pipe into jq
+    return "---\n" + dumps(event, "yaml") if fmt == "yaml" else _line(event)
+
+
 def events(args: argparse.Namespace) -> int:
-    """Print events as they happen (``-o json``: one JSON object a line) until interrupted."""
+    """Print events as they happen (``-o json``: one JSON object a line; ``-o yaml``: one document
+    each) until interrupted."""
     params = {
         key: value
         for key, value in (
@@ -76,24 +91,43 @@ def events(args: argparse.Namespace) -> int:
     }
     try:
         for event in follow(args, params, args.since):
-            print(json.dumps(event) if args.output == "json" else _line(event), flush=True)
+            print(_event_text(event, args.output), flush=True)
     except KeyboardInterrupt:
         return 0
     return 0
 
 
+def _task_line(task: dict[str, Any]) -> str:
+    if task.get("end_time"):
+        state = "done" if task.get("exit_code") in (0, None) else f"failed (exit {task['exit_code']})"
+    else:
+        state = "running" if task.get("start_time") else "waiting"
+    return f"  {task.get('name') or task['id']:<32} {state}"
+
+
+def _run_line(run_id: str, state: str, tasks: list[dict[str, Any]]) -> str:
+    done = sum(1 for t in tasks if t.get("end_time"))
+    return f"{run_id}  {state:<14} tasks {done}/{len(tasks)}"
+
+
 def watch_run(args: argparse.Namespace, run_id: str) -> int:
-    """Follow one run from its first event until it ends: 0 when it completed, 1 otherwise."""
+    """Follow one run from its first event until it ends, task by task: 0 when it completed, 1 otherwise."""
+    live = Live(getattr(args, "output", "table"))
+    state: str | None = None
     with _client(args) as client:
         _check(client.get(f"{WES}/runs/{run_id}/status"))  # a missing run is a 404 now, not a silent wait
-        for event in follow(args, {"run": run_id}, 0):
-            if event["to_state"] is None:
+        for event in follow(args, {"run": run_id}, 0, heartbeats=live.tty):
+            if event and event["to_state"] is None:
                 continue
-            tasks = _check(client.get(f"{WES}/runs/{run_id}/tasks"))["task_logs"]
-            done = sum(1 for t in tasks if t.get("end_time"))
-            print(f"{run_id}  {event['to_state']:<14} tasks {done}/{len(tasks)}", flush=True)
-            if event["to_state"] in TERMINAL:
-                return 0 if event["to_state"] == "COMPLETE" else 1
+            state = event["to_state"] if event else state
+            if state is None:
+                continue
+            # A run has no tasks before it runs; and a replayed QUEUED must not show today's tasks.
+            waiting = state in ("QUEUED", "INITIALIZING")
+            tasks = [] if waiting else _check(client.get(f"{WES}/runs/{run_id}/tasks"))["task_logs"]
+            live.show(_run_line(run_id, state, tasks), [_task_line(t) for t in tasks], event)
+            if event and state in TERMINAL:
+                return 0 if state == "COMPLETE" else 1
     raise ClientError("the event stream ended before the run did")
 
 
@@ -106,5 +140,4 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--group", help="research group")
     p.add_argument("--type", choices=["state", "cancel"])
     p.add_argument("--since", type=int, help="start after this event id (0: from the first)")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(func=events)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pydantic import ValidationError
 
@@ -30,6 +31,8 @@ def _logging(settings: Settings) -> None:
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_redaction()
+    # Alembic 1.16+ logs one INFO line per built-in plugin on every upgrade: noise at start-up.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -153,8 +156,15 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (``flowdeck jobs get: error: …``) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowdeck", description="Workflow runs for bioinformatics groups.")
+    parser = Parser(prog="flowdeck", description="Workflow runs for bioinformatics groups.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, text in (("up", cmd_up, "API and worker in one process"), ("api", cmd_api, "the HTTP service")):
         p = sub.add_parser(name, help=text)
@@ -192,7 +202,7 @@ def _bad_setting(exc: ValidationError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.func.__module__.startswith("flowdeck.cli.client"):  # client, client_events
+    if args.func.__module__.startswith("flowdeck.cli.client"):  # client, client_jobs, client_events …
         from flowdeck.cli import client
 
         return client.run(args)

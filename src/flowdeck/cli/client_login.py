@@ -1,0 +1,80 @@
+"""``flowdeck login``: check a server and credentials, then save them for later commands.
+
+With ``--token`` the API token is saved as given. With ``--user`` the password (asked for, or read
+from stdin with ``--password-stdin``) signs in once to make an API token, and only that token is
+saved: the password is never written to disk. ``--no-auth`` saves just the server (auth_mode=none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import socket
+import sys
+from typing import Any
+
+from flowdeck.cli.client import DEFAULT_SERVER, UsageError, _check
+from flowdeck.cli.client_config import config_path, save_config
+
+_FROM_STDIN = "-"  # --token - reads the token from stdin
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password on; use --password-stdin")
+    return getpass.getpass(f"Password for {args.user}: ")
+
+
+def _token_from_password(server: str, args: argparse.Namespace) -> str:
+    import httpx
+
+    name = f"flowdeck-cli@{socket.gethostname()}"
+    with httpx.Client(base_url=server, auth=(args.user, _password(args)), timeout=30) as client:
+        return str(_check(client.post("/tokens", json={"name": name}))["token"])
+
+
+def _whoami(server: str, token: str | None) -> dict[str, Any]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=server, headers=headers, timeout=30) as client:
+        return dict(_check(client.get("/me")))
+
+
+def login(args: argparse.Namespace) -> int:
+    """Save the server and a token after checking them with ``GET /me``."""
+    server = (args.server or os.environ.get("FLOWDECK_SERVER") or DEFAULT_SERVER).rstrip("/")
+    if sum(map(bool, (args.token, args.user, args.no_auth))) != 1:
+        raise UsageError("give one of --token, --user or --no-auth")
+    if args.token == _FROM_STDIN:
+        args.token = sys.stdin.readline().strip()
+    token = args.token or (_token_from_password(server, args) if args.user else None)
+    me = _whoami(server, token)
+    path = save_config({"server": server, **({"token": token} if token else {})})
+    print(f"logged in to {server} as {me['name']} (saved in {path})")
+    return 0
+
+
+def logout(args: argparse.Namespace) -> int:
+    """Forget the saved token (the server URL stays)."""
+    from flowdeck.cli.client_config import load_config
+
+    saved = {k: str(v) for k, v in load_config().items() if k != "token"}
+    save_config(saved)
+    print(f"token removed from {config_path()}")
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``flowdeck login`` and ``flowdeck logout``."""
+    p = sub.add_parser("login", help="save a server and credentials for the client commands")
+    p.add_argument("--server", help=f"server URL (default $FLOWDECK_SERVER or {DEFAULT_SERVER})")
+    p.add_argument("--token", help="an API token (fd_…; - reads it from stdin)")
+    p.add_argument("--user", help="sign in with this user's password to make an API token")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--no-auth", action="store_true", help="the server needs no credentials (auth_mode=none)")
+    p.set_defaults(func=login)
+    sub.add_parser("logout", help="forget the saved token").set_defaults(func=logout)
