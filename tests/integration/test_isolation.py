@@ -92,6 +92,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/requests/{request_id}/state"): "object",
     ("POST", "/requests/{request_id}/cancel"): "object",
     ("GET", "/requests/{request_id}/events"): "object",
+    ("GET", "/requests/{request_id}/ro-crate"): "object",
     ("GET", "/pipelines"): "catalog",
     ("GET", "/pipelines/{name}"): "catalog",
     ("GET", "/pipelines/{name}/schema"): "catalog",

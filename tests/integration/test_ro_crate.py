@@ -26,6 +26,7 @@ from flowdeck.backends.registry import Registry, load_class
 from flowdeck.services.context import Services
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
+from tests.integration.test_requests_api import drive_request
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 ENGINES = {
@@ -167,3 +168,24 @@ async def test_a_run_that_has_not_ended_is_409_and_a_missing_one_404(api: httpx.
     assert problem.status_code == 409
     assert problem.headers["content-type"] == "application/problem+json"
     assert (await api.get(f"{WES}/runs/nope/ro-crate")).status_code == 404
+
+
+async def test_a_request_is_one_crate_with_each_run(api: httpx.AsyncClient, services: Services, tmp_path: Path) -> None:
+    samples = [{"sample_id": f"S{i}", "fastq_files": [f"s3://lab/reads/S{i}_R1.fastq.gz"]} for i in range(2)]
+    payload = {"pipeline_name": "rnaseq_deseq2", "parameters": {"reference": "gencode_v44"}, "samples": samples}
+    request_id = (await api.post("/requests", json=payload)).json()["request_id"]
+    early = await api.get(f"/requests/{request_id}/ro-crate")
+    assert early.status_code == 409, early.text
+    detail = await drive_request(api, Worker(services), request_id, {"COMPLETE"})
+    run_ids = {run["run_id"] for run in detail["runs"]}
+    folder = await _crate(api, f"/requests/{request_id}/ro-crate", tmp_path / "request")
+    crate = ROCrate(folder)
+    workflow = crate.mainEntity
+    actions = [a for a in crate.get_by_type("CreateAction") if a["instrument"] is workflow]
+    assert {a.id for a in actions} == {f"#run-{run_id}" for run_id in run_ids}
+    slots = _ids(workflow["input"])
+    assert len(slots) == len(set(slots))  # one slot per parameter, shared by the runs
+    samples_seen = {v["value"] for a in actions for v in a["object"] if v["name"] == "sample_id"}
+    assert samples_seen == {"S0", "S1"}
+    for run_id in run_ids:
+        assert json.loads((folder / "events" / f"{run_id}.json").read_text())["run_id"] == run_id

@@ -16,16 +16,20 @@ from typing import Any
 
 from flowdeck.db import datasets as dataset_rows
 from flowdeck.db import events as event_rows
+from flowdeck.db import requests as request_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import Conflict, NotFound
+from flowdeck.services import requests as request_service
 from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
 from flowdeck.services.ro_crate_entities import OutputFile, RunRecord, build_crate
 
 # Tasks and events read for one crate: far above what one run records, and a bound all the same.
 _MAX_ROWS = 100_000
+# Runs of one request in one crate (a request of more is refused rather than cut short).
+_MAX_RUNS = 10_000
 
 
 async def export_run(services: Services, run_id: str, principal: Principal) -> Path:
@@ -34,15 +38,41 @@ async def export_run(services: Services, run_id: str, principal: Principal) -> P
     NotFound for a run the caller may not see; Conflict for a run that has not ended yet.
     """
     row = await run_service.get_visible(services, run_id, principal)
-    if not is_terminal(State(row["state"])):
-        raise Conflict(f"run {run_id} is {row['state']}: its RO-Crate can be exported once it has ended")
+    _check_ended(row)
     record = await _record(services, row)
-    return await asyncio.to_thread(_write_zip, record)
+    description = row["description"] or f"Run {run_id} of {row['workflow_url']} ({row['workflow_type']})"
+    return await asyncio.to_thread(_write_zip, [record], f"flowdeck run {run_id}", description)
 
 
-def crate_filename(run_id: str) -> str:
-    """The name a downloaded crate is saved under."""
-    return f"run-{run_id}-ro-crate.zip"
+async def export_request(services: Services, request_id: str, principal: Principal) -> Path:
+    """One crate of a request and all its runs (each its own CreateAction of the shared workflow).
+
+    NotFound for a request the caller may not see; Conflict until it has runs and all have ended.
+    """
+    request = await request_service.get_visible(services, request_id, principal)
+    async with services.db.read() as conn:
+        members = await request_rows.run_page(conn, request_id, None, _MAX_RUNS)
+    if len(members) >= _MAX_RUNS:
+        raise Conflict(f"request {request_id} has more than {_MAX_RUNS - 1} runs: export them one by one")
+    if not members:
+        raise Conflict(f"request {request_id} has no runs yet: its RO-Crate can be exported once they have ended")
+    rows = [await run_service.get_visible(services, m["id"], principal) for m in members]
+    for row in rows:
+        _check_ended(row)
+    records = [await _record(services, row) for row in rows]
+    name = f"flowdeck request {request_id}: {request['pipeline_name']} {request['pipeline_version'] or ''}".strip()
+    description = f"{len(rows)} run(s) of {request['pipeline_name']}, with their provenance"
+    return await asyncio.to_thread(_write_zip, records, name, description)
+
+
+def crate_filename(kind: str, object_id: str) -> str:
+    """The name a downloaded crate is saved under: ``run-<id>-ro-crate.zip``, ``request-…``."""
+    return f"{kind}-{object_id}-ro-crate.zip"
+
+
+def _check_ended(row: Mapping[str, Any]) -> None:
+    if not is_terminal(State(row["state"])):
+        raise Conflict(f"run {row['id']} is {row['state']}: its RO-Crate can be exported once it has ended")
 
 
 async def _record(services: Services, row: Mapping[str, Any]) -> RunRecord:
@@ -75,12 +105,12 @@ def _output(services: Services, row: Mapping[str, Any], item: Mapping[str, Any])
     return OutputFile(name=str(item.get("name") or item.get("location")), location=item.get("location"), path=path)
 
 
-def _write_zip(record: RunRecord) -> Path:
-    handle, name = tempfile.mkstemp(prefix="flowdeck-crate-", suffix=".zip")
+def _write_zip(records: list[RunRecord], name: str, description: str) -> Path:
+    handle, target = tempfile.mkstemp(prefix="flowdeck-crate-", suffix=".zip")
     os.close(handle)
     try:
-        build_crate(record).write_zip(name)
+        build_crate(records, name, description).write_zip(target)
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        Path(target).unlink(missing_ok=True)
         raise
-    return Path(name)
+    return Path(target)

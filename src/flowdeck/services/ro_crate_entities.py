@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from rocrate.model import ComputerLanguage, ContextEntity, Person
 from rocrate.rocrate import ROCrate
+from rocrate.utils import as_list
 
 from flowdeck.backends.checksums import file_checksum
 from flowdeck.services.attachments import Attachment
@@ -62,25 +63,31 @@ class RunRecord:
     engine_version: str | None
 
 
-def build_crate(record: RunRecord) -> ROCrate:
-    """The crate of one run (not yet written)."""
-    run = record.run
+def build_crate(records: Sequence[RunRecord], name: str, description: str) -> ROCrate:
+    """The crate of one run, or of several runs of one workflow (a request), not yet written.
+
+    Several runs share the workflow, parameter slots, steps and engine; each has its own action,
+    values, ``outputs/<run id>/`` and ``events/<run id>.json``.
+    """
     crate = ROCrate()
     crate.metadata.extra_contexts.append(WFRUN_CONTEXT)
-    crate.name = f"flowdeck run {run['id']}"
-    crate.description = run["description"] or f"Run {run['id']} of {run['workflow_url']} ({run['workflow_type']})"
-    workflow = _workflow(crate, record)
-    action = crate.add_action(workflow, identifier=f"#run-{run['id']}", properties=_action_properties(run))
-    action["agent"] = _agent(crate, run)
-    action["object"] = _inputs(crate, workflow, record)
-    action["result"] = _outputs(crate, record)
-    _events(crate, record, action)
-    engine = _engine(crate, record)
-    profiles = ["process", "workflow"]
-    if record.tasks:
-        profiles.append("provenance")
-        _provenance(crate, record, workflow, engine, action)
-    _conforms(crate, profiles)
+    crate.name, crate.description = name, description
+    workflow = _workflow(crate, records[0])
+    folder = len(records) > 1
+    for record in records:
+        run = record.run
+        prefix = f"{run['id']}/" if folder else ""
+        action = crate.add_action(workflow, identifier=f"#run-{run['id']}", properties=_action_properties(run))
+        action["agent"] = _agent(crate, run)
+        action["object"] = _inputs(crate, workflow, record)
+        action["result"] = _outputs(crate, record, f"outputs/{prefix}")
+        _events(crate, record, action, f"events/{run['id']}.json" if folder else "events.json")
+        if record.tasks:
+            _provenance(crate, record, workflow, _engine(crate, record), action)
+        else:
+            _engine(crate, record)
+    provenance = ["provenance"] if any(r.tasks for r in records) else []
+    _conforms(crate, ["process", "workflow", *provenance])
     return crate
 
 
@@ -171,9 +178,11 @@ def _inputs(crate: ROCrate, workflow: Any, record: RunRecord) -> list[Any]:
     reference, or a PropertyValue); the run's dataset by reference with its checksum."""
     values = []
     for name, value in (record.run["workflow_params"] or {}).items():
-        slot = crate.add_formal_parameter(name, _kind(value), identifier=f"#param-{quote(str(name))}")
-        workflow.append_to("input", slot)
-        values.append(_value(crate, str(name), value, slot))
+        slot = crate.get(f"#param-{quote(str(name))}")
+        if slot is None:
+            slot = crate.add_formal_parameter(name, _kind(value), identifier=f"#param-{quote(str(name))}")
+            workflow.append_to("input", slot)
+        values.append(_value(crate, record.run["id"], str(name), value, slot))
     if record.dataset is not None:
         values.append(_dataset(crate, record.dataset))
     return values
@@ -197,7 +206,7 @@ def _kind(value: Any) -> str:
     return kinds.get(type(value), "PropertyValue")
 
 
-def _value(crate: ROCrate, name: str, value: Any, slot: Any) -> Any:
+def _value(crate: ROCrate, run_id: str, name: str, value: Any, slot: Any) -> Any:
     uri = _reference(value)
     if uri is not None:
         entity = crate.add(ContextEntity(crate, uri, properties={"@type": "File", "name": name}))
@@ -206,7 +215,7 @@ def _value(crate: ROCrate, name: str, value: Any, slot: Any) -> Any:
     else:
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         props = {"@type": "PropertyValue", "name": name, "value": text}
-        entity = crate.add(ContextEntity(crate, f"#pv-{quote(name)}", properties=props))
+        entity = crate.add(ContextEntity(crate, f"#pv-{quote(run_id)}-{quote(name)}", properties=props))
     entity["exampleOfWork"] = slot
     return entity
 
@@ -223,8 +232,8 @@ def _dataset(crate: ROCrate, row: Mapping[str, Any]) -> Any:
     return crate.add(ContextEntity(crate, uri, properties=props))
 
 
-def _outputs(crate: ROCrate, record: RunRecord) -> list[Any]:
-    """Output files, copied into ``outputs/`` with their SHA-256 and size measured now (the bytes
+def _outputs(crate: ROCrate, record: RunRecord, folder: str) -> list[Any]:
+    """Output files, copied into ``folder`` with their SHA-256 and size measured now (the bytes
     the crate holds); those outside the run's folder by reference only."""
     results = []
     for output in record.outputs:
@@ -235,11 +244,11 @@ def _outputs(crate: ROCrate, record: RunRecord) -> list[Any]:
             continue
         props["sha256"] = file_checksum(output.path).removeprefix("sha256:")
         props["contentSize"] = str(output.path.stat().st_size)
-        results.append(crate.add_file(output.path, dest_path=f"outputs/{output.name}", properties=props))
+        results.append(crate.add_file(output.path, dest_path=f"{folder}{output.name}", properties=props))
     return results
 
 
-def _events(crate: ROCrate, record: RunRecord, action: Any) -> None:
+def _events(crate: ROCrate, record: RunRecord, action: Any, path: str) -> None:
     rows = [
         {k: (_time(v) if isinstance(v, datetime) else v) for k, v in dict(row).items() if k != "request_id"}
         for row in record.events
@@ -251,17 +260,15 @@ def _events(crate: ROCrate, record: RunRecord, action: Any) -> None:
         "encodingFormat": "application/json",
         "about": {"@id": action.id},
     }
-    crate.add_file(io.BytesIO(text.encode()), dest_path="events.json", properties=props)
+    crate.add_file(io.BytesIO(text.encode()), dest_path=path, properties=props)
 
 
 def _provenance(crate: ROCrate, record: RunRecord, workflow: Any, engine: Any, action: Any) -> None:
     """Provenance Run Crate: a tool and a step per task name, each task a CreateAction of its tool
     ordered by a ControlAction of its step, all organised by the engine."""
     controls = []
-    steps: dict[str, tuple[Any, Any]] = {}
     for task in record.tasks:
-        tool, step = steps.get(task["name"]) or _step(crate, workflow, task["name"], len(steps))
-        steps[task["name"]] = (tool, step)
+        tool, step = _step(crate, workflow, task["name"])
         props: dict[str, Any] = {"@type": "CreateAction", "name": task["name"]}
         for key, column in (("startTime", "start_time"), ("endTime", "end_time")):
             if task[column]:
@@ -283,7 +290,12 @@ def _provenance(crate: ROCrate, record: RunRecord, workflow: Any, engine: Any, a
     crate.add(organize)
 
 
-def _step(crate: ROCrate, workflow: Any, name: str, position: int) -> tuple[Any, Any]:
+def _step(crate: ROCrate, workflow: Any, name: str) -> tuple[Any, Any]:
+    """The tool and step of a task name, made on first use (the runs of a request share them)."""
+    known = crate.get(f"#step-{quote(name)}")
+    if known is not None:
+        return known["workExample"], known
+    position = len(as_list(workflow.get("step") or []))
     tool = crate.add(
         ContextEntity(crate, f"#tool-{quote(name)}", properties={"@type": "SoftwareApplication", "name": name})
     )

@@ -139,5 +139,5 @@ async def job_events(job_id: str, services: ServicesDep, principal: PrincipalDep
 async def job_ro_crate(job_id: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
     """The ended job as a Workflow Run RO-Crate, zipped (docs/ro-crate.md); 409 until it has ended."""
     path = await ro_crate.export_run(services, job_id, principal)
-    filename = ro_crate.crate_filename(job_id)
+    filename = ro_crate.crate_filename("run", job_id)
     return FileResponse(path, media_type="application/zip", filename=filename, background=BackgroundTask(path.unlink))

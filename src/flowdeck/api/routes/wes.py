@@ -296,7 +296,7 @@ async def get_output(run_id: str, index: int, services: ServicesDep, principal: 
 async def run_ro_crate(run_id: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
     """The ended run as a Workflow Run RO-Crate, zipped (docs/ro-crate.md); 409 until it has ended."""
     path = await ro_crate.export_run(services, run_id, principal)
-    filename = ro_crate.crate_filename(run_id)
+    filename = ro_crate.crate_filename("run", run_id)
     return FileResponse(path, media_type="application/zip", filename=filename, background=BackgroundTask(path.unlink))
 
 
