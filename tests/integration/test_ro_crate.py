@@ -189,3 +189,16 @@ async def test_a_request_is_one_crate_with_each_run(api: httpx.AsyncClient, serv
     assert samples_seen == {"S0", "S1"}
     for run_id in run_ids:
         assert json.loads((folder / "events" / f"{run_id}.json").read_text())["run_id"] == run_id
+
+
+async def test_a_workflow_url_naming_a_local_file_is_never_read(
+    api: httpx.AsyncClient, services: Services, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the crate\n")
+    form = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": str(secret)}
+    run_id = (await api.post(f"{WES}/runs", data=form)).json()["run_id"]
+    assert await follow(api, Worker(services), run_id, TERMINAL) == "COMPLETE"
+    folder = await _crate(api, f"{WES}/runs/{run_id}/ro-crate", tmp_path / "crate")
+    assert not any("not for the crate" in p.read_text() for p in folder.rglob("*") if p.is_file())
+    assert not (folder / "workflow").exists()

@@ -132,8 +132,9 @@ def _language(crate: ROCrate, run: Mapping[str, Any]) -> ComputerLanguage | str:
 
 
 def _workflow(crate: ROCrate, record: RunRecord) -> Any:
-    """The main workflow (the attachment workflow_url names, a local file, or a reference) and the
-    other attachments beside it."""
+    """The main workflow (the attachment workflow_url names, else a reference: never a local file
+    read by its name, which a DEMO or GALAXY workflow_url could point anywhere) and the other
+    attachments beside it."""
     run = record.run
     url = run["workflow_url"]
     files = {a.name: a for a in record.attachments}
@@ -143,10 +144,9 @@ def _workflow(crate: ROCrate, record: RunRecord) -> Any:
     if main is not None:
         source: Any = io.BytesIO(main.content)
         dest: str | None = f"workflow/{main.name}"
-    elif url.startswith("/") and Path(url).is_file():
-        source, dest = url, f"workflow/{Path(url).name}"
     else:
-        source, dest = url if "://" in url else f"#workflow-{quote(url)}", None
+        # A URI rocrate lists without fetching; a bare name becomes one.
+        source, dest = url if "://" in url else f"urn:flowdeck:workflow:{quote(url, safe='')}", None
     workflow = crate.add_workflow(source=source, dest_path=dest, main=True, lang=lang, properties=props)
     for attachment in files.values():
         part = crate.add_file(io.BytesIO(attachment.content), dest_path=f"workflow/{attachment.name}")
@@ -168,7 +168,7 @@ def _agent(crate: ROCrate, run: Mapping[str, Any]) -> Any:
 def _engine(crate: ROCrate, record: RunRecord) -> Any:
     run = record.run
     props = {"@type": "SoftwareApplication", "name": run["workflow_engine"] or run["backend"]}
-    if record.engine_version:
+    if record.engine_version and record.engine_version != "unknown":
         props["softwareVersion"] = record.engine_version
     return crate.add(ContextEntity(crate, f"#engine-{quote(run['backend'])}", properties=props))
 
