@@ -24,6 +24,7 @@ from rocrate.rocrate import ROCrate
 
 from flowdeck.backends.registry import Registry, load_class
 from flowdeck.services.context import Services
+from flowdeck.services.ro_crate_entities import _member
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
 from tests.integration.test_requests_api import drive_request
@@ -202,3 +203,18 @@ async def test_a_workflow_url_naming_a_local_file_is_never_read(
     folder = await _crate(api, f"{WES}/runs/{run_id}/ro-crate", tmp_path / "crate")
     assert not any("not for the crate" in p.read_text() for p in folder.rglob("*") if p.is_file())
     assert not (folder / "workflow").exists()
+
+
+def test_output_names_become_safe_distinct_zip_members() -> None:
+    taken: set[str] = set()
+    names = ["../../etc/x", "/abs/y", "a/./b", "a/b", "a/b", "..", "c\\d"]
+    members = [_member("outputs/", name, taken) for name in names]
+    assert members == [
+        "outputs/etc/x",
+        "outputs/abs/y",
+        "outputs/a/b",
+        "outputs/a/b.2",
+        "outputs/a/b.3",
+        "outputs/output",
+        "outputs/c/d",
+    ]

@@ -236,6 +236,7 @@ def _outputs(crate: ROCrate, record: RunRecord, folder: str) -> list[Any]:
     """Output files, copied into ``folder`` with their SHA-256 and size measured now (the bytes
     the crate holds); those outside the run's folder by reference only."""
     results = []
+    taken: set[str] = set()
     for output in record.outputs:
         props: dict[str, Any] = {"name": output.name}
         if output.path is None:
@@ -244,8 +245,22 @@ def _outputs(crate: ROCrate, record: RunRecord, folder: str) -> list[Any]:
             continue
         props["sha256"] = file_checksum(output.path).removeprefix("sha256:")
         props["contentSize"] = str(output.path.stat().st_size)
-        results.append(crate.add_file(output.path, dest_path=f"{folder}{output.name}", properties=props))
+        dest = _member(folder, output.name, taken)
+        results.append(crate.add_file(output.path, dest_path=dest, properties=props))
     return results
+
+
+def _member(folder: str, name: str, taken: set[str]) -> str:
+    """A zip member name inside ``folder`` for an output name (no '..', no absolute path, no
+    two alike: an engine names outputs, and Galaxy datasets are named by their users)."""
+    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".", "..")]
+    base = folder + ("/".join(parts) or "output")
+    member, n = base, 1
+    while member in taken:
+        n += 1
+        member = f"{base}.{n}"
+    taken.add(member)
+    return member
 
 
 def _events(crate: ROCrate, record: RunRecord, action: Any, path: str) -> None:
