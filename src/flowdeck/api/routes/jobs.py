@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.background import BackgroundTask
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from flowdeck.api.idempotency import idempotent
@@ -24,6 +25,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import SIMPLE_STATES, State
 from flowdeck.errors import EngineError, Problem, ValidationFailed
 from flowdeck.services import jobs as job_service
+from flowdeck.services import ro_crate
 from flowdeck.services import runs as run_service
 from flowdeck.services.dispatch_now import dispatch_now
 from flowdeck.services.idempotency import fingerprint
@@ -131,3 +133,11 @@ async def job_events(job_id: str, services: ServicesDep, principal: PrincipalDep
     """The job's audit trail: every state change with time, reason and actor."""
     rows = await job_service.events(services, job_id, principal)
     return JSONResponse({"id": job_id, "events": [event_view(r) for r in rows]})
+
+
+@router.get("/{job_id}/ro-crate", response_class=FileResponse)
+async def job_ro_crate(job_id: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+    """The ended job as a Workflow Run RO-Crate, zipped (docs/ro-crate.md); 409 until it has ended."""
+    path = await ro_crate.export_run(services, job_id, principal)
+    filename = ro_crate.crate_filename("run", job_id)
+    return FileResponse(path, media_type="application/zip", filename=filename, background=BackgroundTask(path.unlink))

@@ -11,8 +11,9 @@ import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
 from flowdeck.api.idempotency import idempotent
@@ -21,7 +22,7 @@ from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.api.request_body import body_within, json_within, refuse_declared_length, strict_json, validated
 from flowdeck.db.requests import RequestFilter
 from flowdeck.errors import InvalidInput, Problem, ValidationFailed
-from flowdeck.services import idempotency
+from flowdeck.services import idempotency, ro_crate
 from flowdeck.services import requests as request_service
 from flowdeck.services.request_items import RequestInput
 from flowdeck.services.state_machine import REQUEST_STATES
@@ -141,6 +142,15 @@ async def cancel_request(request_id: str, services: ServicesDep, principal: Prin
     outcome = await request_service.cancel(services, request_id, principal)
     body = {**request_service.view(outcome.row), "detail": outcome.detail}
     return JSONResponse(body, status_code=200 if outcome.ended else 202)
+
+
+@router.get("/{request_id}/ro-crate", response_class=FileResponse)
+async def request_ro_crate(request_id: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+    """The request and all its runs as one Workflow Run RO-Crate, zipped (docs/ro-crate.md); 409
+    until every run has ended."""
+    path = await ro_crate.export_request(services, request_id, principal)
+    filename = ro_crate.crate_filename("request", request_id)
+    return FileResponse(path, media_type="application/zip", filename=filename, background=BackgroundTask(path.unlink))
 
 
 @router.get("/{request_id}/events")

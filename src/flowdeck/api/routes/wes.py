@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.background import BackgroundTask
 
 from flowdeck import __version__
 from flowdeck.api import wes_schemas as schemas
@@ -22,7 +23,7 @@ from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, NotFound
-from flowdeck.services import run_counts
+from flowdeck.services import ro_crate, run_counts
 from flowdeck.services import runs as run_service
 from flowdeck.services.idempotency import fingerprint_run
 
@@ -283,6 +284,20 @@ async def get_output(run_id: str, index: int, services: ServicesDep, principal: 
         raise NotFound(f"run {run_id} has no output {index}")
     path = run_service.log_file(services, row, files[index].get("location"))
     return FileResponse(path, filename=Path(path).name)
+
+
+@router.get(
+    "/runs/{run_id}/ro-crate",
+    responses={**ERRORS, 409: {"model": schemas.ErrorResponse, "description": "The run has not ended yet."}},
+    response_class=FileResponse,
+    operation_id="GetRunROCrate",
+    tags=["flowdeck extensions"],
+)
+async def run_ro_crate(run_id: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+    """The ended run as a Workflow Run RO-Crate, zipped (docs/ro-crate.md); 409 until it has ended."""
+    path = await ro_crate.export_run(services, run_id, principal)
+    filename = ro_crate.crate_filename("run", run_id)
+    return FileResponse(path, media_type="application/zip", filename=filename, background=BackgroundTask(path.unlink))
 
 
 def _stream_column(stream: str) -> str:
