@@ -28,7 +28,7 @@ from flowdeck.services import run_counts
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
-from flowdeck.worker.check import check_once, sync_all
+from flowdeck.services.sync import check_once, sync_all
 from flowdeck.worker.dispatch import dispatch_once
 from flowdeck.worker.expand import expand_once
 
