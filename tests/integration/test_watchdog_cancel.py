@@ -1,5 +1,5 @@
 """The watchdog ends a silent run and asks its engine to stop it; a cancel that fails or hangs
-is counted and never keeps the run from ending (worker/check.py). A run the backend fails on
+is counted and never keeps the run from ending (services/watchdog.py). A run the backend fails on
 every time is ended and stopped the same way."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from flowdeck.db.tables import runs
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.runs import CancelResult, RunHandle, SyncReport
 from flowdeck.errors import EngineUnavailable
+from flowdeck.services import watchdog
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.runs import NewRun, submit
 from flowdeck.settings import Settings
-from flowdeck.worker import check
 from flowdeck.worker.loop import Worker
 
 
@@ -124,7 +124,7 @@ async def test_a_hung_cancel_is_given_up_on_and_the_run_still_ends(
 ) -> None:
     worker = Worker(recording)
     run_id = await silent_run(recording, worker)
-    monkeypatch.setattr(check, "WATCHDOG_CANCEL_SECONDS", 0.05)
+    monkeypatch.setattr(watchdog, "WATCHDOG_CANCEL_SECONDS", 0.05)
     RecordingBackend.release.clear()
 
     await worker.sync_pass()

@@ -26,10 +26,10 @@ from flowdeck.services import webhooks as webhook_service
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
+from flowdeck.services.deliveries import deliver_once
 from flowdeck.services.runs import NewRun, submit
 from flowdeck.services.webhooks import NewWebhook
 from flowdeck.settings import Settings
-from flowdeck.worker.deliveries import deliver_once
 from flowdeck.worker.loop import Worker
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings
 from tests.support.webhook_receiver import Receiver

@@ -18,12 +18,12 @@ from flowdeck import __version__
 from flowdeck.api import errors
 from flowdeck.api.access_log import OuterLayer
 from flowdeck.api.admission import ListTurns
-from flowdeck.api.errors import WES_PREFIX
 from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
 from flowdeck.api.routes import events as event_routes
 from flowdeck.api.routes import requests as request_routes
 from flowdeck.api.routes import webhooks as webhook_routes
 from flowdeck.api.ui import include as include_ui
+from flowdeck.api.wes_views import WES
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
 from flowdeck.services.context import Services
 from flowdeck.services.events import EventHub
@@ -122,7 +122,7 @@ def _add_docs(app: FastAPI) -> None:
     async def wes_redoc(request: Request) -> HTMLResponse:
         return get_redoc_html(openapi_url=openapi_url, title=f"{app.title} - ReDoc")
 
-    app.add_route(f"{WES_PREFIX}/docs", wes_docs, include_in_schema=False)
-    app.add_route(f"{WES_PREFIX}/redoc", wes_redoc, include_in_schema=False)
+    app.add_route(f"{WES}/docs", wes_docs, include_in_schema=False)
+    app.add_route(f"{WES}/redoc", wes_redoc, include_in_schema=False)
     app.openapi_url, app.docs_url, app.redoc_url = openapi_url, "/docs", "/redoc"
     app.setup()

@@ -17,15 +17,15 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowdeck.api.access_log import LOGGED_KEY
+from flowdeck.api.wes_views import WES
 from flowdeck.errors import FlowdeckError, Unauthenticated, ValidationFailed
 
 log = logging.getLogger(__name__)
-WES_PREFIX = "/ga4gh/wes/v1"
 PROBLEM = "application/problem+json"
 
 
 def _is_wes(request: Request) -> bool:
-    return request.url.path.startswith(WES_PREFIX)
+    return request.url.path.startswith(WES)
 
 
 def error_response(

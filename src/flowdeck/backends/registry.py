@@ -21,7 +21,7 @@ VERSION_RETRY_SECONDS = 30.0
 # name -> "module:Class". Adding a backend is one module plus one line here.
 BACKENDS: dict[str, str] = {
     "demo": "flowdeck.backends.demo:DemoBackend",
-    "galaxy": "flowdeck.backends.galaxy:GalaxyBackend",
+    "galaxy": "flowdeck.backends.galaxy.backend:GalaxyBackend",
     "cwltool": "flowdeck.backends.cwltool:CwltoolBackend",
     "snakemake": "flowdeck.backends.snakemake:SnakemakeBackend",
     "miniwdl": "flowdeck.backends.miniwdl:MiniwdlBackend",

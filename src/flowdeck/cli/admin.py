@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flowdeck.db import accounts
-from flowdeck.db.engine import Database
 from flowdeck.domain.principal import SYSTEM
 from flowdeck.errors import InvalidInput
+from flowdeck.services.auth import directory as accounts
+from flowdeck.services.database import Database, open_database, upgrade
 from flowdeck.settings import Settings
 
 Action = Callable[[Database, argparse.Namespace], Awaitable[int]]
@@ -30,7 +30,6 @@ def _run(action: Action, args: argparse.Namespace) -> int:
     """Migrate, open the database, run ``action``, close."""
     import logging
 
-    from flowdeck.db.migrate import upgrade
     from flowdeck.services.auth.redact import install_redaction
 
     settings = Settings()
@@ -39,7 +38,7 @@ def _run(action: Action, args: argparse.Namespace) -> int:
     upgrade(settings)
 
     async def main() -> int:
-        db = Database(settings)
+        db = open_database(settings)
         try:
             return await action(db, args)
         finally:
@@ -76,16 +75,14 @@ async def users_create(db: Database, args: argparse.Namespace) -> int:
 async def users_passwd(db: Database, args: argparse.Namespace) -> int:
     from flowdeck.services.auth.users import set_password
 
-    async with db.read() as conn:
-        user = await accounts.require_user(conn, args.name)
+    user = await accounts.require_user(db, args.name)
     await set_password(db, user.username, read_password(args.password_stdin, f"New password for {user.username}"))
     print(f"password of '{user.username}' changed")
     return 0
 
 
 async def users_list(db: Database, args: argparse.Namespace) -> int:
-    async with db.read() as conn:
-        rows = [(u, await accounts.user_groups(conn, u.id)) for u in await accounts.list_users(conn)]
+    rows = await accounts.users_with_groups(db)
     _table(
         ["USER", "ADMIN", "SOURCE", "DISABLED", "GROUPS"],
         [
@@ -111,9 +108,7 @@ async def groups_create(db: Database, args: argparse.Namespace) -> int:
 
 
 async def groups_list(db: Database, args: argparse.Namespace) -> int:
-    async with db.read() as conn:
-        groups = await accounts.list_groups(conn)
-        rows = [(g, await accounts.group_members(conn, g.id)) for g in groups]
+    rows = await accounts.groups_with_members(db)
     _table(
         ["GROUP", "MEMBERS", "DESCRIPTION"],
         [

@@ -39,9 +39,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     """API and worker in one process on the embedded default."""
     from flowdeck.api.app import create_app
     from flowdeck.api.server import bind, serve
-    from flowdeck.db.migrate import upgrade_in_child
     from flowdeck.services.auth.bootstrap import check_bind_allowed
     from flowdeck.services.context import Services
+    from flowdeck.services.database import upgrade_in_child
     from flowdeck.worker.loop import Worker
 
     settings = _settings(args)
@@ -74,9 +74,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     """The HTTP service alone."""
     from flowdeck.api.app import create_app
     from flowdeck.api.server import bind, serve
-    from flowdeck.db.migrate import upgrade_in_child
     from flowdeck.forked import check_in_child
     from flowdeck.services.auth.bootstrap import check_bind_allowed
+    from flowdeck.services.database import upgrade_in_child
     from flowdeck.services.pipelines import CatalogFiles
 
     settings = _settings(args)
@@ -145,7 +145,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from flowdeck.db.migrate import downgrade, upgrade
+    from flowdeck.services.database import downgrade, upgrade
 
     settings = _settings(args)
     _logging(settings)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import RowMapping
 
 from flowdeck.backends.base import Backend
 from flowdeck.db import runs as run_rows
-from flowdeck.domain.run_policy import dispatch_failure_state
+from flowdeck.domain.run_policy import dispatch_failure_state, failed_dispatch_end
 from flowdeck.domain.runs import RunSpec, Submitted
 from flowdeck.domain.states import State
 from flowdeck.errors import FlowdeckError
@@ -121,18 +121,15 @@ async def _fail(services: Services, row: RowMapping, target: State, message: str
         if current is None:
             return
         state = State(current["state"])
-        if state is State.CANCELING:
-            target = State.CANCELED
-        if state not in (State.INITIALIZING, State.CANCELING, State.QUEUED):
+        end = failed_dispatch_end(state, target)
+        if end is None:
             return
-        if state is State.QUEUED:
-            target = State.SYSTEM_ERROR
         logs = [*(current["system_logs"] or []), message]
         await state_machine.transition(
             conn,
             row["id"],
             state,
-            target,
+            end,
             now=now,
             reason=message,
             actor=ACTOR,

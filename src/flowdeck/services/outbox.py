@@ -4,7 +4,7 @@
 after it writes an event, on the same connection, so a delivery row exists for each committed
 event and for none that rolled back. With no webhook endpoint this costs one read of the (empty)
 ``webhooks`` table; e-mail adds one read when a run or request ends. The worker sends the rows
-(:mod:`flowdeck.worker.deliveries`).
+(:mod:`flowdeck.services.deliveries`, run by the worker).
 """
 
 from __future__ import annotations

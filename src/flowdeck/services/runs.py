@@ -22,6 +22,7 @@ from flowdeck.db import tasks as task_rows
 from flowdeck.db.idempotency import KeyRef
 from flowdeck.domain import json_values
 from flowdeck.domain.principal import Principal
+from flowdeck.domain.run_policy import cancel_request
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
@@ -419,9 +420,10 @@ async def cancel(services: Services, run_id: str, principal: Principal) -> Cance
     for _ in range(5):
         row = await get_visible(services, run_id, principal)
         current = State(row["state"])
-        if is_terminal(current):
+        answer = cancel_request(current)
+        if answer == "ended":
             return Cancel(row, current.value)
-        if current is State.CANCELING:
+        if answer == "under_way":
             return Cancel(row)
         now = utcnow()
         async with services.db.write() as conn:

@@ -8,10 +8,8 @@ leaves its lease to expire and the next worker completes the expansion.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
-from flowdeck.db import requests as request_rows
-from flowdeck.services.clock import utcnow
+from flowdeck.services.claims import claim_requests, release_request
 from flowdeck.services.context import Services
 from flowdeck.services.request_expansion import expand
 
@@ -22,16 +20,7 @@ EXPAND_RUNS = 200
 
 async def expand_once(services: Services, owner: str, max_runs: int = EXPAND_RUNS) -> int:
     """Claim new requests and create up to ``max_runs`` runs of each; returns runs created."""
-    now = utcnow()
-    async with services.db.write() as conn:
-        claimed = await request_rows.claim(
-            conn,
-            owner=owner,
-            now=now,
-            lease=timedelta(seconds=services.settings.lease_seconds),
-            limit=CLAIM_LIMIT,
-            postgres=services.db.is_postgres,
-        )
+    claimed = await claim_requests(services, owner, CLAIM_LIMIT)
     created = 0
     for row in claimed:
         try:
@@ -41,6 +30,5 @@ async def expand_once(services: Services, owner: str, max_runs: int = EXPAND_RUN
             progress = None
         created += progress.created if progress else 0
         if progress is None or not progress.settled:
-            async with services.db.write() as conn:
-                await request_rows.release(conn, row["id"], owner)
+            await release_request(services, row["id"], owner)
     return created + len(claimed)

@@ -19,16 +19,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from flowdeck import __version__
 from flowdeck.backends.launcher import subscribe_exits
-from flowdeck.db import runs as run_rows
-from flowdeck.db import workers as worker_rows
 from flowdeck.errors import DatabaseUnavailable
-from flowdeck.services import run_counts
+from flowdeck.services import run_counts, workers
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
-from flowdeck.worker.check import check_once, sync_all
+from flowdeck.services.sync import check_once, sync_all
 from flowdeck.worker.deliveries import Deliverer
 from flowdeck.worker.dispatch import dispatch_once
 from flowdeck.worker.expand import expand_once
@@ -76,8 +73,7 @@ class Worker:
         self.deliverer = Deliverer(services)
 
     async def start(self) -> None:
-        async with self.services.db.write() as conn:
-            await worker_rows.register(conn, self.id, socket.gethostname(), os.getpid(), __version__, utcnow())
+        await workers.register(self.services, self.id)
         self._listen()
         log.info("worker %s started", self.id)
 
@@ -87,8 +83,7 @@ class Worker:
         self._unsubscribe.clear()
         await self.deliverer.close()
         with contextlib.suppress(Exception):
-            async with self.services.db.write() as conn:
-                await worker_rows.unregister(conn, self.id)
+            await workers.unregister(self.services, self.id)
         self.pool.close()
         log.info("worker %s stopped", self.id)
 
@@ -192,7 +187,5 @@ class Worker:
         now = utcnow()
         if (now - self._last_beat).total_seconds() < self.services.settings.heartbeat_seconds:
             return
-        async with self.services.db.write() as conn:
-            await worker_rows.heartbeat(conn, self.id, now)
-            await run_rows.renew_leases(conn, self.id, now + timedelta(seconds=self.services.settings.lease_seconds))
+        await workers.heartbeat(self.services, self.id, now)
         self._last_beat = now

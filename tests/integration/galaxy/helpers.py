@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flowdeck.backends.galaxy import GalaxyBackend
+from flowdeck.backends.galaxy.backend import GalaxyBackend
 from flowdeck.domain.runs import RunHandle, RunSpec, SyncReport
 from flowdeck.domain.states import State, is_terminal
 

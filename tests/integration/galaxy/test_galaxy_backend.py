@@ -15,8 +15,8 @@ import yaml
 from bioblend.galaxy import GalaxyInstance
 from pydantic import SecretStr
 
-from flowdeck.backends import galaxy as galaxy_backend
-from flowdeck.backends.galaxy import GalaxyBackend, history_name
+from flowdeck.backends.galaxy import backend as galaxy_backend
+from flowdeck.backends.galaxy.backend import GalaxyBackend, history_name
 from flowdeck.domain.runs import RunHandle
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import EngineError, InvalidInput

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from flowdeck.backends.galaxy import GalaxyBackend
+from flowdeck.backends.galaxy.backend import GalaxyBackend
 from flowdeck.domain.runs import RunSpec
 from flowdeck.settings import Settings
 from tests.contract import contract

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from bench.fake_galaxy import FakeGalaxy
 from pydantic import SecretStr
 
-from flowdeck.backends.galaxy import GalaxyBackend
-from flowdeck.backends.galaxy_state import run_state
+from flowdeck.backends.galaxy.backend import GalaxyBackend
+from flowdeck.backends.galaxy.state import run_state
 from flowdeck.db import runs as run_rows
 from flowdeck.db.migrate import upgrade
 from flowdeck.db.tables import events, runs, tasks

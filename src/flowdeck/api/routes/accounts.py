@@ -9,6 +9,7 @@ token's secret, once, in the answer that creates it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,11 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
 from flowdeck.api.request_body import body_schema, json_model
-from flowdeck.db import accounts
-from flowdeck.db.accounts import GroupRecord, TokenRecord, UserRecord
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import Conflict, Forbidden, InvalidInput, NotFound
-from flowdeck.services.auth import guard, users
+from flowdeck.services.auth import directory, guard, users
+from flowdeck.services.auth.directory import GroupRecord, MembershipRecord, TokenRecord, UserRecord
 from flowdeck.services.auth.passwords import Passwords
 
 router = APIRouter(tags=["accounts"])
@@ -70,7 +70,7 @@ def _passwords(request: Request) -> Passwords:
     return passwords
 
 
-def _user_body(user: UserRecord, groups: dict[str, str]) -> dict[str, Any]:
+def _user_body(user: UserRecord, groups: Mapping[str, str]) -> dict[str, Any]:
     return {
         "username": user.username,
         "display_name": user.display_name,
@@ -100,9 +100,7 @@ def _token_body(token: TokenRecord, username: str) -> dict[str, Any]:
     }
 
 
-async def _group_body(services: ServicesDep, group: GroupRecord) -> dict[str, Any]:
-    async with services.db.read() as conn:
-        members = await accounts.group_members(conn, group.id)
+def _group_body(group: GroupRecord, members: list[MembershipRecord]) -> dict[str, Any]:
     return {
         "name": group.name,
         "description": group.description,
@@ -148,21 +146,18 @@ async def create_user(
 async def list_users(services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
     """Every user (service admins)."""
     guard.require_service_admin(principal, "list users")
-    async with services.db.read() as conn:
-        found = await accounts.list_users(conn)
-        body = [_user_body(u, dict(await accounts.user_groups(conn, u.id))) for u in found]
+    body = [_user_body(u, groups) for u, groups in await directory.users_with_groups(services.db)]
     return JSONResponse({"users": body, "total": len(body)})
 
 
 async def _visible_user(services: ServicesDep, principal: Principal, name: str) -> UserRecord:
     """The named user if the caller is them or a service admin; otherwise a 404, as for nobody."""
     try:
-        username = accounts.normalize_username(name)
+        username = directory.normalize_username(name)
     except InvalidInput as exc:
         raise guard.not_found("user", name) from exc
     guard.require_self_or_admin(principal, username)
-    async with services.db.read() as conn:
-        user = await accounts.get_user(conn, username)
+    user = await directory.get_user(services.db, username)
     if user is None:
         raise guard.not_found("user", username)
     return user
@@ -172,9 +167,7 @@ async def _visible_user(services: ServicesDep, principal: Principal, name: str) 
 async def get_user(name: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
     """A user: yourself, or anyone for a service admin."""
     user = await _visible_user(services, principal, name)
-    async with services.db.read() as conn:
-        groups = await accounts.user_groups(conn, user.id)
-    return JSONResponse(_user_body(user, dict(groups)))
+    return JSONResponse(_user_body(user, await directory.user_groups(services.db, user.id)))
 
 
 @router.put("/users/{name}/password", status_code=204, openapi_extra=body_schema(PasswordChange))
@@ -205,7 +198,9 @@ async def create_group(
     guard.require_service_admin(principal, "create research groups")
     group = await users.create_group(services.db, body.name, body.description)
     return JSONResponse(
-        await _group_body(services, group), status_code=201, headers={"Location": f"/groups/{group.name}"}
+        _group_body(*await directory.group_with_members(services.db, group)),
+        status_code=201,
+        headers={"Location": f"/groups/{group.name}"},
     )
 
 
@@ -213,15 +208,13 @@ async def create_group(
 async def list_groups(services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
     """Research groups with their members: all for service admins, your own for everyone else."""
     names = guard.visible_groups(principal)
-    async with services.db.read() as conn:
-        found = await accounts.list_groups(conn, names)
-    body = [await _group_body(services, g) for g in found]
+    body = [_group_body(g, members) for g, members in await directory.groups_with_members(services.db, names)]
     return JSONResponse({"groups": body, "total": len(body)})
 
 
 def _group_name(raw: str) -> str:
     try:
-        return accounts.normalize_group_name(raw)
+        return directory.normalize_group_name(raw)
     except InvalidInput as exc:
         raise guard.not_found("research group", raw) from exc
 
@@ -237,7 +230,7 @@ async def add_member(
     group = _group_name(name)
     guard.require_group_admin(principal, group)
     await users.add_member(services.db, body.username, group, body.role)
-    return JSONResponse({"group": group, "username": accounts.normalize_username(body.username), "role": body.role})
+    return JSONResponse({"group": group, "username": directory.normalize_username(body.username), "role": body.role})
 
 
 @router.delete("/groups/{name}/members/{username}", status_code=204)
@@ -246,7 +239,7 @@ async def remove_member(name: str, username: str, services: ServicesDep, princip
     group = _group_name(name)
     guard.require_group_admin(principal, group)
     try:
-        canonical = accounts.normalize_username(username)
+        canonical = directory.normalize_username(username)
     except InvalidInput as exc:
         raise NotFound(f"'{username}' is not a member of research group '{group}'") from exc
     await users.remove_member(services.db, canonical, group)
@@ -261,7 +254,7 @@ async def create_token(
     secret, token = await users.issue_token(
         services.db, principal, body.name, expires_at=body.expires_at, username=body.username
     )
-    owner = accounts.normalize_username(body.username or principal.name)
+    owner = directory.normalize_username(body.username or principal.name)
     answer = {**_token_body(token, owner), "token": secret}
     return JSONResponse(answer, status_code=201, headers=NO_STORE)
 
@@ -274,7 +267,7 @@ async def list_tokens(
 ) -> JSONResponse:
     """Your API tokens (revoked ones too, for the record), never their secrets."""
     found = await users.list_tokens(services.db, principal, username)
-    owner = accounts.normalize_username(username or principal.name)
+    owner = directory.normalize_username(username or principal.name)
     body = [_token_body(t, owner) for t in found]
     return JSONResponse({"tokens": body, "total": len(body)})
 
@@ -283,6 +276,5 @@ async def list_tokens(
 async def revoke_token(token_id: str, services: ServicesDep, principal: PrincipalDep) -> JSONResponse:
     """Revoke one of your API tokens (any, for a service admin); it stays listed as revoked."""
     token = await users.revoke_token(services.db, principal, token_id[:200])
-    async with services.db.read() as conn:
-        owner = await accounts.get_user_by_id(conn, token.user_id)
+    owner = await directory.user_by_id(services.db, token.user_id)
     return JSONResponse(_token_body(token, owner.username if owner else ""))

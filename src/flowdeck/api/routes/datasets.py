@@ -25,11 +25,11 @@ from flowdeck.api.request_body import (
     refuse_declared_length,
     validated,
 )
-from flowdeck.db.datasets import DatasetFilter
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
 from flowdeck.services.context import Services
 from flowdeck.services.datasets import NewDataset
+from flowdeck.services.filters import DatasetFilter
 from flowdeck.services.storage import LocalStorage, read_chunks
 
 router = APIRouter(tags=["datasets"])

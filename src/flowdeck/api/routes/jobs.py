@@ -21,13 +21,13 @@ from flowdeck.api.idempotency import idempotent
 from flowdeck.api.job_views import event_view, job_view
 from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.api.request_body import json_within
-from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import SIMPLE_STATES, State
 from flowdeck.errors import EngineError, Problem, ValidationFailed
 from flowdeck.services import jobs as job_service
 from flowdeck.services import ro_crate
 from flowdeck.services import runs as run_service
 from flowdeck.services.dispatch_now import dispatch_now
+from flowdeck.services.filters import RunFilter
 from flowdeck.services.idempotency import fingerprint
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -96,7 +96,7 @@ async def list_jobs(
     page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
 ) -> JSONResponse:
     """Jobs the caller may see, newest first, in keyset pages; ``total`` counts all matches."""
-    flt = run_rows.RunFilter(
+    flt = RunFilter(
         dataset_id=dataset_id, pipeline_name=pipeline_name, research_group=research_group, states=_states(state)
     )
     rows, token = await run_service.list_page(services, principal, flt, page_size, page_token or None)

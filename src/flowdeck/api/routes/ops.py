@@ -9,9 +9,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
-from flowdeck.db import workers as worker_rows
 from flowdeck.domain.states import State
-from flowdeck.services import run_counts
+from flowdeck.services import run_counts, workers
 from flowdeck.services.auth.guard import require_service_admin
 from flowdeck.services.auth.instructions import render_html
 from flowdeck.services.clock import utcnow
@@ -25,8 +24,7 @@ router = APIRouter(tags=["operations"])
 async def healthz(services: ServicesDep) -> JSONResponse:
     """200 when the database answers; says whether a worker has beaten its heart lately."""
     try:
-        async with services.db.read() as conn:
-            beat = await worker_rows.latest_heartbeat(conn)
+        beat = await workers.latest_heartbeat(services)
     except Exception as exc:
         return JSONResponse({"status": "error", "database": f"unreachable: {type(exc).__name__}"}, status_code=503)
     limit = timedelta(seconds=services.settings.heartbeat_seconds * 3 + 5)

@@ -20,11 +20,11 @@ from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.api.request_route import RequestRoute
 from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
-from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services import ro_crate, run_counts
 from flowdeck.services import runs as run_service
+from flowdeck.services.filters import RunFilter
 from flowdeck.services.idempotency import fingerprint_run
 
 router = APIRouter(prefix=WES, tags=["GA4GH WES"])
@@ -174,7 +174,7 @@ async def list_runs(
     tag: Annotated[list[str] | None, TAG_PARAM] = None,
 ) -> JSONResponse:
     """Runs the caller may see, newest first, in stable keyset pages."""
-    flt = run_rows.RunFilter(states=_states(state), tags=_tags(tag))
+    flt = RunFilter(states=_states(state), tags=_tags(tag))
     size = _page_size(page_size)
     rows, token = await run_service.list_page(services, principal, flt, size, page_token or None, summary=True)
     return ReadableJSONResponse({"runs": [run_summary(row) for row in rows], "next_page_token": token})

@@ -12,12 +12,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from flowdeck.api.ui import views, web
-from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import SIMPLE_STATES, State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services import jobs as job_service
 from flowdeck.services import runs as run_service
 from flowdeck.services.dispatch_now import dispatch_now
+from flowdeck.services.filters import RunFilter
 
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 PAGE_SIZE = 50
@@ -29,7 +29,7 @@ def _filters(request: Request) -> dict[str, str]:
     return {name: value for name in FILTERS if (value := request.query_params.get(name, "").strip())}
 
 
-def _run_filter(chosen: dict[str, str]) -> run_rows.RunFilter:
+def _run_filter(chosen: dict[str, str]) -> RunFilter:
     """The API's RunFilter for the list's form fields (a state is one of the jobs API's words)."""
     states = None
     if "state" in chosen:
@@ -42,7 +42,7 @@ def _run_filter(chosen: dict[str, str]) -> run_rows.RunFilter:
         if not colon or not key:
             raise InvalidInput("a tag filter is key:value")
         tags = {key: value}
-    return run_rows.RunFilter(
+    return RunFilter(
         states=states,
         tags=tags,
         pipeline_name=chosen.get("pipeline"),

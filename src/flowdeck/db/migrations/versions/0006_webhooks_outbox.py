@@ -6,7 +6,7 @@ Create Date: 2026-12-05 19:30:00
 
 A delivery row is written in the transaction that writes the event it announces
 (services.outbox), so a delivery exists exactly for each committed event; the worker sends
-it (worker.deliveries). See docs/webhooks.md and docs/adr/0015-webhook-outbox.md.
+it (services.deliveries). See docs/webhooks.md and docs/adr/0015-webhook-outbox.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""Keeping runs in step with their engines: sync, cancel, watchdog.
+"""Sync: keeping runs in step with their engines (engine report → run state), and carrying out cancels.
 
 One pass claims the runs that are due, asks each backend about its runs in
 batches (bounded parallelism), and writes only what changed: the runs an engine
 reports unchanged only give back their lease, all in one statement. Transient
 engine errors never change a run's state: the run is retried later with backoff.
-Polling is adaptive: a young run is checked often, an old one less. The
-watchdog ends a run that has been silent too long, and asks its engine to stop
-it, so that no engine process outlives its run.
+Polling is adaptive: a young run is checked often, an old one less. Which state a
+report leads to, and when a run is looked at again, is decided in
+:mod:`flowdeck.domain.run_policy`; the watchdog and broken-run ending are in
+:mod:`flowdeck.services.watchdog`.
 """
 
 from __future__ import annotations
@@ -20,25 +21,25 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.backends.base import Backend
 from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
-from flowdeck.domain.runs import CancelResult, RunHandle, SyncReport
-from flowdeck.domain.states import ENGINE_HELD, State, can_transition, is_terminal
+from flowdeck.domain import run_policy
+from flowdeck.domain.runs import RunHandle, SyncReport
+from flowdeck.domain.states import ENGINE_HELD, State, is_terminal
 from flowdeck.errors import EngineUnavailable
 from flowdeck.services import state_machine
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.handles import handle_of
+from flowdeck.services.watchdog import end_broken, watchdog
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
 CHECKED = sorted(ENGINE_HELD)
-# How long the watchdog waits for an engine to take a cancel; the run has ended already,
-# so a hung engine must not hold the pass for longer.
-WATCHDOG_CANCEL_SECONDS = 30.0
 
 
 async def check_once(services: Services, owner: str, pool: BlockingPool, *, ids: list[str] | None = None) -> int:
@@ -68,6 +69,32 @@ async def check_once(services: Services, owner: str, pool: BlockingPool, *, ids:
     return len(rows) + len(unsent)
 
 
+async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
+    """Check every non-terminal run the engines hold, once (``flowdeck sync --once``).
+
+    Runs are taken a page (``sync_batch``) at a time, and the next page is already with the
+    engines while the previous one's reports are written: neither the engines nor the
+    database waits for the other. Backends keep their own bound on parallel engine calls."""
+    total, after = 0, None
+    in_flight: list[asyncio.Task[int]] = []
+    try:
+        while True:
+            async with services.db.read() as conn:
+                ids = await run_rows.active_ids(conn, CHECKED, after, services.settings.sync_batch)
+            if not ids:
+                break
+            in_flight.append(asyncio.create_task(check_once(services, owner, pool, ids=ids)))
+            after = ids[-1]
+            if len(in_flight) == 2:
+                total += await in_flight.pop(0)
+        while in_flight:
+            total += await in_flight.pop(0)
+    finally:
+        for task in in_flight:  # only after a failure: the pass ends, and so does its other page
+            task.cancel()
+    return total
+
+
 async def _finish_unsent_cancel(services: Services, owner: str, row: RowMapping) -> None:
     async with services.db.write() as conn:
         moved = await state_machine.transition(
@@ -85,11 +112,10 @@ async def _finish_unsent_cancel(services: Services, owner: str, row: RowMapping)
 
 async def _check_backend(services: Services, owner: str, pool: BlockingPool, name: str, rows: list[RowMapping]) -> None:
     backend = services.backends.get(name)
-    runs_dir = services.runs_dir
     for row in rows:
-        if row["state"] == State.CANCELING.value and not (row["backend_data"] or {}).get("cancel_sent"):
-            await _send_cancel(services, owner, pool, backend, row)
-    handles = [handle_of(row, runs_dir) for row in rows]
+        if run_policy.needs_engine_cancel(State(row["state"]), bool((row["backend_data"] or {}).get("cancel_sent"))):
+            await _send_cancel(services, pool, backend, row)
+    handles = [handle_of(row, services.runs_dir) for row in rows]
     if backend.parallel_sync:
         # Split, it would repeat its batched calls per part and multiply its own bound.
         chunks = [handles]
@@ -121,7 +147,7 @@ def _nothing_to_write(row: RowMapping, report: SyncReport) -> bool:
         and report.tasks is None
         and not report.progressed
         and not row["check_failures"]
-        and _target(State(row["state"]), report.state) is None
+        and run_policy.sync_target(State(row["state"]), report.state) is None
         and not _changed_fields(row, report)
     )
 
@@ -138,7 +164,7 @@ async def _release_quiet(
     async with services.db.write() as conn:
         await run_rows.release_many(conn, owner, due)
     for row in rows:
-        await _watchdog(services, row, now, backend, pool)
+        await watchdog(services, row, now, backend, pool)
 
 
 async def _sync_chunk(
@@ -165,7 +191,7 @@ async def _sync_chunk(
     return [r for r in reports if r.run_id in wanted] + missing
 
 
-async def _send_cancel(services: Services, owner: str, pool: BlockingPool, backend: Backend, row: RowMapping) -> None:
+async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend, row: RowMapping) -> None:
     handle = handle_of(row, services.runs_dir)
     try:
         result = await pool.run(backend.cancel, handle)
@@ -191,10 +217,12 @@ async def _send_cancel(services: Services, owner: str, pool: BlockingPool, backe
 
 
 def next_interval(services: Services, row: RowMapping, now: datetime) -> float:
-    """Young runs are polled often, old ones less: a tenth of their age, within bounds."""
+    """Seconds until the run is polled again (:func:`~flowdeck.domain.run_policy.poll_interval`)."""
     started: datetime = row["start_time"] or row["created_at"]
-    age = max(0.0, (now - started).total_seconds())
-    return min(services.settings.sync_max_seconds, max(services.settings.sync_min_seconds, age / 10))
+    settings = services.settings
+    return run_policy.poll_interval(
+        (now - started).total_seconds(), settings.sync_min_seconds, settings.sync_max_seconds
+    )
 
 
 async def apply_report(
@@ -202,67 +230,80 @@ async def apply_report(
 ) -> None:
     """Write what a report says, only what changed, and release the lease."""
     now = utcnow()
-    run_id = row["id"]
     if report.transient_error is not None:
-        services.metrics.backend_errors.labels(backend.name, "run_check").inc()
-        failures = int(row["check_failures"] or 0) + 1
-        if report.backend_failed and failures >= services.settings.max_failed_checks:
-            # Not the engine being away: the backend fails on this run every time.
-            await _end_broken(services, row, now, report.transient_error, failures, backend, pool)
-            return
-        backoff = min(services.settings.sync_max_seconds, services.settings.sync_min_seconds * 2**failures)
-        # the engine's hint is a floor: a run failing again and again still backs off further
-        delay = max(report.retry_after or 0.0, backoff)
-        async with services.db.write() as conn:
-            await run_rows.release(
-                conn,
-                run_id,
-                owner,
-                now + timedelta(seconds=delay),
-                check_failures=failures,
-                last_check_error=report.transient_error,
-            )
-        await _watchdog(services, row, now, backend, pool)
+        await _apply_failed_check(services, owner, row, report, now, backend, pool)
         return
     current = State(row["state"])
-    target = _target(current, report.state)
+    target = run_policy.sync_target(current, report.state)
     fields = _changed_fields(row, report)
     async with services.db.write() as conn:
         progressed = False
         if report.tasks is not None:
-            progressed = await task_rows.sync(conn, run_id, report.tasks, now) > 0
-        if target is not None and target is not current:
-            reason = report.reason or f"engine reports {target.value}"
-            if await state_machine.transition(
-                conn, run_id, current, target, now=now, reason=reason, actor=ACTOR, fields=fields
-            ):
-                started = row["last_progress_at"] or row["updated_at"]
-                services.metrics.transition_seconds.labels(current.value, target.value).observe(
-                    (now - started).total_seconds()
-                )
-                if not is_terminal(target):
-                    await run_rows.release(
-                        conn, run_id, owner, now + timedelta(seconds=services.settings.sync_min_seconds)
-                    )
-                return
+            progressed = await task_rows.sync(conn, row["id"], report.tasks, now) > 0
+        if target is not None and await _move(services, conn, owner, row, report, target, fields, now):
+            return
         if progressed or report.progressed:
             fields["last_progress_at"] = now
         if row["check_failures"]:
             fields.update(check_failures=0, last_check_error=None)
         await run_rows.release(
-            conn, run_id, owner, now + timedelta(seconds=next_interval(services, row, now)), **fields
+            conn, row["id"], owner, now + timedelta(seconds=next_interval(services, row, now)), **fields
         )
-    await _watchdog(services, row, now, backend, pool)
+    await watchdog(services, row, now, backend, pool)
 
 
-def _target(current: State, reported: State | None) -> State | None:
-    if reported is None or reported is current:
-        return None
-    if current is State.CANCELING and reported in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR):
-        return State.CANCELED  # the engine stopped because we asked it to
-    if current is State.CANCELING and reported in (State.RUNNING, State.PAUSED, State.INITIALIZING, State.UNKNOWN):
-        return None  # still stopping
-    return reported if can_transition(current, reported) else None
+async def _move(
+    services: Services,
+    conn: AsyncConnection,
+    owner: str,
+    row: RowMapping,
+    report: SyncReport,
+    target: State,
+    fields: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Move the run to ``target`` as its engine reports; False if another process moved it first."""
+    current = State(row["state"])
+    reason = report.reason or f"engine reports {target.value}"
+    if not await state_machine.transition(
+        conn, row["id"], current, target, now=now, reason=reason, actor=ACTOR, fields=fields
+    ):
+        return False
+    started = row["last_progress_at"] or row["updated_at"]
+    services.metrics.transition_seconds.labels(current.value, target.value).observe((now - started).total_seconds())
+    if not is_terminal(target):
+        await run_rows.release(conn, row["id"], owner, now + timedelta(seconds=services.settings.sync_min_seconds))
+    return True
+
+
+async def _apply_failed_check(
+    services: Services,
+    owner: str,
+    row: RowMapping,
+    report: SyncReport,
+    now: datetime,
+    backend: Backend,
+    pool: BlockingPool,
+) -> None:
+    """A check that failed never changes the run's state (unless the run is broken): it backs off."""
+    assert report.transient_error is not None
+    services.metrics.backend_errors.labels(backend.name, "run_check").inc()
+    failures = int(row["check_failures"] or 0) + 1
+    settings = services.settings
+    if run_policy.is_broken(report.backend_failed, failures, settings.max_failed_checks):
+        await end_broken(services, row, now, report.transient_error, failures, backend, pool)
+        return
+    delay = run_policy.check_backoff(failures, settings.sync_min_seconds, settings.sync_max_seconds, report.retry_after)
+    async with services.db.write() as conn:
+        await run_rows.release(
+            conn,
+            row["id"],
+            owner,
+            now + timedelta(seconds=delay),
+            check_failures=failures,
+            last_check_error=report.transient_error,
+        )
+    await watchdog(services, row, now, backend, pool)
 
 
 def _changed_fields(row: RowMapping, report: SyncReport) -> dict[str, Any]:
@@ -284,90 +325,3 @@ def _changed_fields(row: RowMapping, report: SyncReport) -> dict[str, Any]:
     if report.state in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR) and report.reason:
         wanted["error_message"] = report.reason
     return {key: value for key, value in wanted.items() if row[key] != value}
-
-
-async def _watchdog(services: Services, row: RowMapping, now: datetime, backend: Backend, pool: BlockingPool) -> None:
-    """End a run whose engine has said nothing new for too long: no run stays RUNNING forever.
-
-    Once the run has ended, its engine is asked to cancel it (best effort): an engine process
-    living on after its run would hold a slot and compute for nothing. The state changes
-    first, so a cancel that fails or hangs never keeps the run from ending; it is logged
-    and counted in ``flowdeck_backend_errors{kind="watchdog_cancel"}``."""
-    last = row["last_progress_at"] or row["updated_at"]
-    silent = (now - last).total_seconds()
-    if silent < services.settings.watchdog_seconds:
-        return
-    current = State(row["state"])
-    message = f"no news from the engine for {silent:.0f}s (watchdog limit {services.settings.watchdog_seconds:.0f}s)"
-    async with services.db.write() as conn:
-        ended = await state_machine.transition(
-            conn,
-            row["id"],
-            current,
-            State.SYSTEM_ERROR,
-            now=now,
-            reason=message,
-            actor="watchdog",
-            fields={"error_message": message, "system_logs": [*(row["system_logs"] or []), message]},
-        )
-    if ended:  # a run someone else moved meanwhile is theirs to stop, or alive
-        await _cancel_ended(services, row, backend, pool, "watchdog")
-
-
-async def _cancel_ended(services: Services, row: RowMapping, backend: Backend, pool: BlockingPool, why: str) -> None:
-    """Ask the engine to stop a run the worker has ended (best effort, counted as ``{why}_cancel``)."""
-    handle = handle_of(row, services.runs_dir)
-    try:
-        result: CancelResult = await asyncio.wait_for(pool.run(backend.cancel, handle), WATCHDOG_CANCEL_SECONDS)
-    except Exception as exc:  # TimeoutError included: the engine is slow or away
-        services.metrics.backend_errors.labels(backend.name, f"{why}_cancel").inc()
-        log.warning("%s: cancel of run %s on %s failed: %r", why, row["id"], backend.name, exc)
-        return
-    log.info("%s: asked %s to cancel run %s: %s", why, backend.name, row["id"], result.message or "sent")
-
-
-async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
-    """Check every non-terminal run the engines hold, once (``flowdeck sync --once``).
-
-    Runs are taken a page (``sync_batch``) at a time, and the next page is already with the
-    engines while the previous one's reports are written: neither the engines nor the
-    database waits for the other. Backends keep their own bound on parallel engine calls."""
-    total, after = 0, None
-    in_flight: list[asyncio.Task[int]] = []
-    try:
-        while True:
-            async with services.db.read() as conn:
-                ids = await run_rows.active_ids(conn, CHECKED, after, services.settings.sync_batch)
-            if not ids:
-                break
-            in_flight.append(asyncio.create_task(check_once(services, owner, pool, ids=ids)))
-            after = ids[-1]
-            if len(in_flight) == 2:
-                total += await in_flight.pop(0)
-        while in_flight:
-            total += await in_flight.pop(0)
-    finally:
-        for task in in_flight:  # only after a failure: the pass ends, and so does its other page
-            task.cancel()
-    return total
-
-
-async def _end_broken(
-    services: Services, row: RowMapping, now: datetime, error: str, failures: int, backend: Backend, pool: BlockingPool
-) -> None:
-    """End a run its backend fails on every time; whatever of it the engine still runs is asked to stop,
-    as the watchdog does (the backend may fail on that too: counted as ``broken_cancel``)."""
-    message = f"the {row['backend']} backend failed on this run {failures} times in a row: {error}"
-    async with services.db.write() as conn:
-        ended = await state_machine.transition(
-            conn,
-            row["id"],
-            State(row["state"]),
-            State.SYSTEM_ERROR,
-            now=now,
-            reason=message,
-            actor=ACTOR,
-            fields={"error_message": message, "system_logs": [*(row["system_logs"] or []), message]},
-        )
-    if ended:
-        await _cancel_ended(services, row, backend, pool, "broken")

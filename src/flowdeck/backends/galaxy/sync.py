@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from flowdeck.backends.checksums import file_checksum
-from flowdeck.backends.galaxy_client import GalaxyApi
-from flowdeck.backends.galaxy_state import (
+from flowdeck.backends.galaxy.client import GalaxyApi
+from flowdeck.backends.galaxy.state import (
     ACTIVE_JOB_STATES,
     fingerprint,
     parse_time,

@@ -1,6 +1,6 @@
 """The ``galaxy`` backend: workflows stored in a Galaxy server, run through BioBlend.
 
-A run names a Galaxy workflow (by name or id, see :mod:`galaxy_inputs`). Submit
+A run names a Galaxy workflow (by name or id, see :mod:`inputs`). Submit
 puts each run in its own history, named ``flowdeck run <run id>`` and tagged
 ``flowdeck_run:<run id>``, stages the inputs into it and invokes the workflow
 there. A retried submit (after a crash between invoking and recording) finds
@@ -11,7 +11,7 @@ that history and its invocation and returns it instead of invoking again.
 syncs, ``invocation_state`` and ``fingerprint`` (what the last detailed read saw).
 
 Sync is batched, or polls each invocation when ``galaxy_batch_listing`` is off
-(see :mod:`galaxy_sync`). Its Galaxy calls run on one thread pool per backend of
+(see :mod:`sync`). Its Galaxy calls run on one thread pool per backend of
 ``sync_concurrency`` threads, whatever the number of runs or of sync calls in
 flight, so that bound is the most requests Galaxy sees from a worker's sync. Any
 Galaxy failure during sync is a transient report that never changes a run's
@@ -29,8 +29,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from flowdeck.backends.base import Backend
-from flowdeck.backends.galaxy_client import GalaxyApi, chunks
-from flowdeck.backends.galaxy_inputs import (
+from flowdeck.backends.galaxy.client import GalaxyApi, chunks
+from flowdeck.backends.galaxy.inputs import (
     FETCHED_SCHEMES,
     InvocationPlan,
     WorkflowInfo,
@@ -40,7 +40,7 @@ from flowdeck.backends.galaxy_inputs import (
     validate_spec,
     workflow_target,
 )
-from flowdeck.backends.galaxy_sync import InvocationReader, current_fingerprint
+from flowdeck.backends.galaxy.sync import InvocationReader, current_fingerprint
 from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, Submitted, SyncReport
 from flowdeck.domain.states import State
 from flowdeck.errors import ConfigurationError, EngineError, EngineUnavailable
