@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowdeck.db import datasets as dataset_rows
 from flowdeck.db import events as event_rows
@@ -24,7 +24,9 @@ from flowdeck.errors import Conflict, NotFound
 from flowdeck.services import requests as request_service
 from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
-from flowdeck.services.ro_crate_entities import OutputFile, RunRecord, build_crate
+
+if TYPE_CHECKING:
+    from flowdeck.services.ro_crate_entities import OutputFile, RunRecord
 
 # Tasks and events read for one crate: far above what one run records, and a bound all the same.
 _MAX_ROWS = 100_000
@@ -84,6 +86,10 @@ async def _record(services: Services, row: Mapping[str, Any]) -> RunRecord:
     engine_version = row["workflow_engine_version"] or await asyncio.to_thread(
         services.backends.engine_version, row["backend"]
     )
+    # Imported on first export, like every use below: rocrate brings requests and arcp, which an
+    # API process should not hold until someone asks for a crate (test_api_startup_memory.py).
+    from flowdeck.services.ro_crate_entities import RunRecord
+
     return RunRecord(
         run=row,
         attachments=attachments,
@@ -102,6 +108,8 @@ def _output(services: Services, row: Mapping[str, Any], item: Mapping[str, Any])
         path: Path | None = run_service.log_file(services, row, item.get("location"))
     except NotFound:
         path = None
+    from flowdeck.services.ro_crate_entities import OutputFile
+
     return OutputFile(name=str(item.get("name") or item.get("location")), location=item.get("location"), path=path)
 
 
@@ -109,6 +117,8 @@ def _write_zip(records: list[RunRecord], name: str, description: str) -> Path:
     handle, target = tempfile.mkstemp(prefix="flowdeck-crate-", suffix=".zip")
     os.close(handle)
     try:
+        from flowdeck.services.ro_crate_entities import build_crate
+
         build_crate(records, name, description).write_zip(target)
     except BaseException:
         Path(target).unlink(missing_ok=True)
