@@ -5,8 +5,8 @@ milliseconds of work (routing, rows into views, JSON), a status poll a fraction 
 dozen clients loop over lists, a poll waits in the loop's queue behind a dozen page renders
 (bench/scale.py measured the p99 going from ~6 ms to 65-140 ms). Here the list reads of one
 process are admitted ``list_concurrency`` at a time: the others wait, costing the loop nothing,
-and a poll or a submission waits behind at most that many renders. The list flood's own
-throughput is unchanged, because the loop was its bottleneck already (figures in bench/NOTES.md).
+and a poll or a submission waits behind at most that many renders. The price is the flood's own
+rate, which drops by about a third (figures in bench/NOTES.md): under a flood, lists wait, polls do not.
 
 A turn ends when the answer's head is sent, not when its body is: a client that never reads its
 page must not keep every other list waiting.
