@@ -179,6 +179,12 @@ class Settings(BaseSettings):
         12, ge=1, description="Attempts per delivery (webhook or e-mail) before it is marked failed."
     )
     delivery_batch: int = Field(50, ge=1, description="Deliveries a worker sends per iteration, in parallel.")
+    delivery_retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="Delivered and failed deliveries older than this are deleted by the worker (hourly); "
+        "0 keeps them forever.",
+    )
     smtp_host: str | None = Field(None, description="SMTP server for e-mail notifications; unset: no e-mail is sent.")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP server port.")
     smtp_tls: Literal["starttls", "tls", "none"] = Field(

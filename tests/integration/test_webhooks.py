@@ -5,9 +5,11 @@ research-group isolation, and mail to a real SMTP server (aiosmtpd) on 127.0.0.1
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.deliveries import deliver_once
+from flowdeck.services.deliveries import prune as prune_deliveries
 from flowdeck.services.runs import NewRun, submit
 from flowdeck.services.webhooks import NewWebhook
 from flowdeck.settings import Settings
@@ -325,3 +328,30 @@ async def test_mail_on_completion_and_for_a_request_as_a_whole(
     subjects = sorted(content.split("Subject: ", 1)[1].split("\n", 1)[0].strip() for _, content in inbox.mails)
     assert subjects == sorted([f"flowdeck: run {done} COMPLETE", f"flowdeck: request {request_id} completed"])
     assert all(to == ["ada@example.org"] for to, _ in inbox.mails)
+
+
+async def test_old_finished_deliveries_are_pruned_and_nothing_else(
+    services: Services, pool: BlockingPool, receiver: Receiver
+) -> None:
+    await register(services, receiver)
+    receiver.start()
+    for _ in range(3):
+        await new_run(services)
+    await deliver_all(services, pool)
+    receiver.stop()
+    await new_run(services)  # its delivery stays pending: nobody sends it
+    rows = await outbox(services)
+    done = [row["id"] for row in rows if row["state"] == "delivered"]
+    pending = [row["id"] for row in rows if row["state"] == "pending"]
+    assert len(done) == 3 and len(pending) == 1
+    old, recent = done[:2], done[2:]
+    long_ago = utcnow() - timedelta(days=40)
+    async with services.db.write() as conn:
+        await conn.execute(sa.update(deliveries).where(deliveries.c.id.in_(old + pending)).values(created_at=long_ago))
+        await conn.execute(sa.update(deliveries).where(deliveries.c.id == old[1]).values(state="failed"))
+
+    kept = services.settings.model_copy(update={"delivery_retention_days": 0})
+    assert await prune_deliveries(dataclasses.replace(services, settings=kept)) == 0
+    assert await prune_deliveries(services) == 2
+    assert sorted(row["id"] for row in await outbox(services)) == sorted(recent + pending)
+    assert await prune_deliveries(services) == 0

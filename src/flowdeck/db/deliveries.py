@@ -84,6 +84,18 @@ async def redeliver(conn: AsyncConnection, delivery_id: int, now: datetime) -> N
     )
 
 
+async def prune(conn: AsyncConnection, created_before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` finished rows (delivered or failed) created before ``created_before``,
+    oldest first; how many went. Ids are read first and deleted by id: MariaDB refuses a LIMIT in an
+    ``IN`` subquery, and walking the primary key from the oldest row stops after ``limit`` matches."""
+    done = deliveries.c.state.in_(("delivered", "failed"))
+    query = sa.select(deliveries.c.id).where(done, deliveries.c.created_at < created_before)
+    ids = list((await conn.execute(query.order_by(deliveries.c.id).limit(limit))).scalars())
+    if ids:
+        await conn.execute(sa.delete(deliveries).where(deliveries.c.id.in_(ids), done))
+    return len(ids)
+
+
 async def creation_event_id(conn: AsyncConnection, run_id: str) -> int | None:
     """The id of a run's first event (written with the run in a batch, so unknown when queued)."""
     query = sa.select(sa.func.min(events.c.id)).where(events.c.run_id == run_id, events.c.from_state.is_(None))

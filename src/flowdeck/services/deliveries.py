@@ -71,6 +71,25 @@ async def deliver_once(services: Services, pool: BlockingPool, http: httpx.Clien
     return len(claimed)
 
 
+PRUNE_BATCH = 1000
+
+
+async def prune(services: Services, now: datetime | None = None) -> int:
+    """Delete delivered and failed deliveries older than ``delivery_retention_days`` (none when it
+    is 0), a batch per transaction so a large backlog never holds a long lock; how many went."""
+    days = services.settings.delivery_retention_days
+    if days <= 0:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    gone = 0
+    while True:
+        async with services.db.write() as conn:
+            batch = await delivery_rows.prune(conn, cutoff, PRUNE_BATCH)
+        gone += batch
+        if batch < PRUNE_BATCH:
+            return gone
+
+
 async def _claim(services: Services, heads: list[Any], now: datetime) -> list[Mapping[Any, Any]]:
     until = now + timedelta(seconds=services.settings.webhook_timeout_seconds * 2 + 30)
     claimed = []

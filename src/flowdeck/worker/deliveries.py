@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import httpx
 
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.context import Services
-from flowdeck.services.deliveries import deliver_once
+from flowdeck.services.deliveries import deliver_once, prune
+
+PRUNE_EVERY_SECONDS = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,7 @@ class Deliverer:
         self.pool = BlockingPool(min(16, services.settings.delivery_batch))
         self.http: httpx.Client | None = None  # built at the first kick: it loads the CA bundle (~0.2 s)
         self._round: asyncio.Task[int] | None = None
+        self._pruned_at = -PRUNE_EVERY_SECONDS  # the first kick prunes: a restarted worker catches up
 
     def kick(self) -> None:
         """Start delivering unless it is under way."""
@@ -35,7 +39,12 @@ class Deliverer:
 
     async def _drain(self) -> int:
         """Rounds until none finds a due delivery: a run's next event is due as soon as the one
-        before it was delivered, without waiting for the worker's next iteration."""
+        before it was delivered, without waiting for the worker's next iteration. Old finished
+        deliveries are pruned in the same task, at most hourly, so the outbox stays bounded."""
+        if time.monotonic() - self._pruned_at >= PRUNE_EVERY_SECONDS:
+            self._pruned_at = time.monotonic()
+            if gone := await prune(self.services):
+                log.info("pruned %d finished deliveries", gone)
         sent = 0
         while done := await deliver_once(self.services, self.pool, self.http):
             sent += done
