@@ -343,7 +343,8 @@ async def test_old_finished_deliveries_are_pruned_and_nothing_else(
     rows = await outbox(services)
     done = [row["id"] for row in rows if row["state"] == "delivered"]
     pending = [row["id"] for row in rows if row["state"] == "pending"]
-    assert len(done) == 3 and len(pending) == 1
+    assert len(done) == 3
+    assert len(pending) == 1
     old, recent = done[:2], done[2:]
     long_ago = utcnow() - timedelta(days=40)
     async with services.db.write() as conn:
