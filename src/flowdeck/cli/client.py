@@ -7,6 +7,8 @@
     flowdeck requests submit|list|get|cancel …
     flowdeck datasets upload|register|list|get …
     flowdeck events …
+    flowdeck webhooks add|list|get|delete|deliveries|redeliver …
+    flowdeck notifications show|set|off …
 
 The server is ``--server``, else ``FLOWDECK_SERVER``, else the one ``flowdeck login`` saved, else
 http://127.0.0.1:8000. Credentials: ``FLOWDECK_TOKEN`` (an API token), else ``FLOWDECK_USER`` and
@@ -212,12 +214,13 @@ def register(sub: Any) -> None:
         client_login,
         client_pipelines,
         client_requests,
+        client_webhooks,
     )
 
     common = common_options()
     client_login.register(sub, common)
     _register_runs(sub, common)
-    for module in (client_jobs, client_pipelines, client_requests, client_datasets, client_events):
+    for module in (client_jobs, client_pipelines, client_requests, client_datasets, client_events, client_webhooks):
         module.register(sub, common)
     client_completion.register(sub)
 
