@@ -83,7 +83,29 @@ def _check(response: httpx.Response) -> Any:
         except ValueError:
             message = response.text
         raise ClientError(f"{response.status_code}: {message}")
-    return response.json()
+    return None if response.status_code == 204 else response.json()
+
+
+def call(args: argparse.Namespace, method: str, path: str, **request: Any) -> Any:
+    """One request to the server; its answer's JSON (None for 204; an error is a ClientError)."""
+    with _client(args) as client:
+        return _check(client.request(method, path, **request))
+
+
+def show_page(args: argparse.Namespace, path: str, key: str, columns: list[str], **params: Any) -> int:
+    """A list command: one page of ``path`` (``--limit`` rows; the filters given), its ``key`` rows
+    in ``columns``, and the hint for the next page."""
+    given = {k: v for k, v in params.items() if v is not None}
+    body = call(args, "GET", path, params={**given, "page_size": args.limit})
+    emit(args, body, body[key], columns, more=body.get("next_page_token"))
+    return 0
+
+
+def show_one(args: argparse.Namespace, method: str, path: str, columns: list[str], **request: Any) -> Any:
+    """A command about one object: the answer as a listing (or whole for json/yaml); returned."""
+    body = call(args, method, path, **request)
+    emit(args, body, [body], columns, detail=True)
+    return body
 
 
 def json_argument(text: str, what: str) -> Any:
@@ -97,20 +119,11 @@ def json_argument(text: str, what: str) -> Any:
 
 
 def runs_list(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"page_size": args.limit}
-    if args.state:
-        params["state"] = args.state
-    if args.page_token:
-        params["page_token"] = args.page_token
-    with _client(args) as client:
-        body = _check(client.get(f"{WES}/runs", params=params))
-    emit(args, body, body["runs"], _RUN_COLUMNS, more=body.get("next_page_token"))
-    return 0
+    return show_page(args, f"{WES}/runs", "runs", _RUN_COLUMNS, state=args.state or None, page_token=args.page_token)
 
 
 def runs_get(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.get(f"{WES}/runs/{args.run_id}"))
+    body = call(args, "GET", f"{WES}/runs/{args.run_id}")
     row = {"run_id": body["run_id"], "state": body["state"], **(body.get("run_log") or {})}
     emit(args, body, [row], _RUN_COLUMNS, detail=True)
     return 0
@@ -153,8 +166,7 @@ def _attachment_name(path: str) -> str:
 
 
 def runs_cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        _check(client.post(f"{WES}/runs/{args.run_id}/cancel"))
+    call(args, "POST", f"{WES}/runs/{args.run_id}/cancel")
     print(f"cancel requested for {args.run_id}")
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from flowdeck.cli.client import UsageError, _check, _client
+from flowdeck.cli.client import UsageError, _check, _client, show_one, show_page
 from flowdeck.cli.output import emit
 
 _COLUMNS = ["id", "name", "research_group", "size", "uri", "created_at"]
@@ -32,26 +32,17 @@ def datasets_register(args: argparse.Namespace) -> int:
     wanted = (("research_group", args.group), ("uri", args.uri), ("galaxy_dataset_id", args.galaxy_id),
               ("checksum", args.checksum), ("size", args.size), ("media_type", args.media_type))  # fmt: skip
     body = {"name": args.name, **{k: v for k, v in wanted if v is not None}}
-    with _client(args) as client:
-        answer = _check(client.post("/datasets", json=body))
-    emit(args, answer, [answer], _COLUMNS, detail=True)
+    show_one(args, "POST", "/datasets", _COLUMNS, json=body)
     return 0
 
 
 def datasets_list(args: argparse.Namespace) -> int:
-    wanted = (("research_group", args.group), ("name", args.name), ("owner", args.owner),
-              ("page_token", args.page_token))  # fmt: skip
-    params = {k: v for k, v in wanted if v is not None}
-    with _client(args) as client:
-        body = _check(client.get("/datasets", params={**params, "page_size": args.limit}))
-    emit(args, body, body["datasets"], _COLUMNS, more=body.get("next_page_token"))
-    return 0
+    filters = {"research_group": args.group, "name": args.name, "owner": args.owner, "page_token": args.page_token}
+    return show_page(args, "/datasets", "datasets", _COLUMNS, **filters)
 
 
 def datasets_get(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.get(f"/datasets/{args.dataset_id}"))
-    emit(args, body, [body], _COLUMNS, detail=True)
+    show_one(args, "GET", f"/datasets/{args.dataset_id}", _COLUMNS)
     return 0
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flowdeck.cli.client import WES, ClientError, UsageError, _check, _client, json_argument
+from flowdeck.cli.client import WES, ClientError, UsageError, _check, _client, call, json_argument, show_page
 from flowdeck.cli.output import emit
 
 _COLUMNS = ["id", "state", "pipeline_name", "research_group", "created_at"]
@@ -67,18 +67,13 @@ def jobs_submit(args: argparse.Namespace) -> int:
 
 
 def jobs_list(args: argparse.Namespace) -> int:
-    wanted = (("state", args.state), ("pipeline_name", args.pipeline), ("dataset_id", args.dataset),
-              ("research_group", args.group), ("page_token", args.page_token))  # fmt: skip
-    params = {k: v for k, v in wanted if v is not None}
-    with _client(args) as client:
-        body = _check(client.get("/jobs", params={**params, "page_size": args.limit}))
-    emit(args, body, body["jobs"], _COLUMNS, more=body.get("next_page_token"))
-    return 0
+    filters = {"state": args.state, "pipeline_name": args.pipeline, "dataset_id": args.dataset,
+               "research_group": args.group, "page_token": args.page_token}  # fmt: skip
+    return show_page(args, "/jobs", "jobs", _COLUMNS, **filters)
 
 
 def jobs_get(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.get(f"/jobs/{args.job_id}"))
+    body = call(args, "GET", f"/jobs/{args.job_id}")
     _show(args, body)
     return _watch(args, args.job_id) if args.watch else 0
 
@@ -90,15 +85,13 @@ def _watch(args: argparse.Namespace, job_id: str) -> int:
 
 
 def jobs_cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.post(f"/jobs/{args.job_id}/cancel"))
+    body = call(args, "POST", f"/jobs/{args.job_id}/cancel")
     _show(args, body)
     return 0
 
 
 def jobs_rerun(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.post(f"/jobs/{args.job_id}/rerun"))
+    body = call(args, "POST", f"/jobs/{args.job_id}/rerun")
     _show(args, body)
     return _watch(args, body["id"]) if args.watch else 0
 
@@ -115,8 +108,7 @@ def jobs_logs(args: argparse.Namespace) -> int:
 
 
 def _outputs(args: argparse.Namespace) -> dict[str, Any]:
-    with _client(args) as client:
-        body: dict[str, Any] = _check(client.get(f"{WES}/runs/{args.job_id}/outputs"))
+    body: dict[str, Any] = call(args, "GET", f"{WES}/runs/{args.job_id}/outputs")
     for index, item in enumerate(body["files"]):
         item.setdefault("index", index)
     return body

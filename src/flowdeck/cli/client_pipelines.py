@@ -5,22 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowdeck.cli.client import _check, _client
+from flowdeck.cli.client import call
 from flowdeck.cli.output import dumps, emit
 
 _COLUMNS = ["name", "version", "backend", "description"]
 
 
 def pipelines_list(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.get("/pipelines"))
+    body = call(args, "GET", "/pipelines")
     emit(args, body, body["pipelines"], _COLUMNS)
     return 0
 
 
 def pipelines_show(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.get(f"/pipelines/{args.name}"))
+    body = call(args, "GET", f"/pipelines/{args.name}")
     shown = {k: v for k, v in body.items() if k not in ("all_versions", "links")}
     emit(args, shown if args.output == "table" else body, [], [], detail=True)
     return 0
@@ -29,8 +27,7 @@ def pipelines_show(args: argparse.Namespace) -> int:
 def pipelines_schema(args: argparse.Namespace) -> int:
     """The parameters' JSON Schema (JSON unless ``-o yaml``: a schema is no table)."""
     params = {"version": args.version} if args.version else None
-    with _client(args) as client:
-        body = _check(client.get(f"/pipelines/{args.name}/schema", params=params))
+    body = call(args, "GET", f"/pipelines/{args.name}/schema", params=params)
     print(dumps(body, "yaml" if args.output == "yaml" else "json"))
     return 0
 

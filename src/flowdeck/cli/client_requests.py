@@ -12,7 +12,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from flowdeck.cli.client import TERMINAL, ClientError, UsageError, _check, _client, json_argument
+from flowdeck.cli.client import (
+    TERMINAL,
+    ClientError,
+    UsageError,
+    _check,
+    _client,
+    call,
+    json_argument,
+    show_one,
+    show_page,
+)
 from flowdeck.cli.output import Live, emit
 
 _COLUMNS = ["request_id", "state", "pipeline_name", "total_runs", "research_group", "created_at"]
@@ -43,19 +53,14 @@ def requests_submit(args: argparse.Namespace) -> int:
 
 
 def requests_list(args: argparse.Namespace) -> int:
-    wanted = (("state", args.state), ("pipeline_name", args.pipeline), ("research_group", args.group),
-              ("page_token", args.page_token))  # fmt: skip
-    params = {k: v for k, v in wanted if v is not None}
-    with _client(args) as client:
-        body = _check(client.get("/requests", params={**params, "page_size": args.limit}))
-    emit(args, body, body["requests"], _COLUMNS, more=body.get("next_page_token"))
-    return 0
+    filters = {"state": args.state, "pipeline_name": args.pipeline, "research_group": args.group,
+               "page_token": args.page_token}  # fmt: skip
+    return show_page(args, "/requests", "requests", _COLUMNS, **filters)
 
 
 def requests_get(args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("page_size", args.limit), ("page_token", args.page_token)) if v is not None}
-    with _client(args) as client:
-        body = _check(client.get(f"/requests/{args.request_id}", params=params))
+    body = call(args, "GET", f"/requests/{args.request_id}", params=params)
     if args.output != "table":
         emit(args, body, [], [])
         return watch_request(args, args.request_id) if args.watch else 0
@@ -67,9 +72,7 @@ def requests_get(args: argparse.Namespace) -> int:
 
 
 def requests_cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.post(f"/requests/{args.request_id}/cancel"))
-    emit(args, body, [body], _COLUMNS, detail=True)
+    show_one(args, "POST", f"/requests/{args.request_id}/cancel", _COLUMNS)
     return 0
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from flowdeck.cli.client import _check, _client
+from flowdeck.cli.client import call, show_one
 from flowdeck.cli.output import emit
 
 _HOOK_COLUMNS = ["id", "url", "research_group", "event_types", "description"]
@@ -22,58 +22,45 @@ def webhooks_add(args: argparse.Namespace) -> int:
     for key, value in (("event_types", args.event), ("research_group", args.group), ("description", args.description)):
         if value:
             body[key] = value
-    with _client(args) as client:
-        answer = _check(client.post("/webhooks", json=body))
-    emit(args, answer, [answer], _HOOK_COLUMNS, detail=True)
+    show_one(args, "POST", "/webhooks", _HOOK_COLUMNS, json=body)
     return 0
 
 
 def webhooks_list(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.get("/webhooks"))
+    body = call(args, "GET", "/webhooks")
     emit(args, body, body["webhooks"], _HOOK_COLUMNS)
     return 0
 
 
 def webhooks_get(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.get(f"/webhooks/{args.webhook_id}"))
-    emit(args, body, [body], _HOOK_COLUMNS, detail=True)
+    show_one(args, "GET", f"/webhooks/{args.webhook_id}", _HOOK_COLUMNS)
     return 0
 
 
 def webhooks_delete(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        _check_empty(client.delete(f"/webhooks/{args.webhook_id}"))
+    call(args, "DELETE", f"/webhooks/{args.webhook_id}")
     print(f"deleted {args.webhook_id}")
     return 0
 
 
 def webhooks_deliveries(args: argparse.Namespace) -> int:
     """An endpoint's delivery log, newest first (``--before`` pages on)."""
-    params: dict[str, Any] = {"page_size": args.limit}
-    if args.before is not None:
-        params["before"] = args.before
-    with _client(args) as client:
-        body = _check(client.get(f"/webhooks/{args.webhook_id}/deliveries", params=params))
-    more = body.get("next_before")
+    params = {"page_size": args.limit, **({} if args.before is None else {"before": args.before})}
+    body = call(args, "GET", f"/webhooks/{args.webhook_id}/deliveries", params=params)
     emit(args, body, body["deliveries"], _DELIVERY_COLUMNS)
-    if more is not None and getattr(args, "output", "table") == "table":
-        print(f"more: --before {more}", file=sys.stderr)
+    if body.get("next_before") is not None and args.output == "table":
+        print(f"more: --before {body['next_before']}", file=sys.stderr)
     return 0
 
 
 def webhooks_redeliver(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.post(f"/webhooks/{args.webhook_id}/deliveries/{args.delivery_id}/redeliver"))
-    emit(args, body, [body], _DELIVERY_COLUMNS, detail=True)
+    path = f"/webhooks/{args.webhook_id}/deliveries/{args.delivery_id}/redeliver"
+    show_one(args, "POST", path, _DELIVERY_COLUMNS)
     return 0
 
 
 def notifications_show(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        body = _check(client.get("/notifications/preferences"))
-    emit(args, body, [body], _PREFERENCE_COLUMNS, detail=True)
+    show_one(args, "GET", "/notifications/preferences", _PREFERENCE_COLUMNS)
     return 0
 
 
@@ -83,23 +70,14 @@ def notifications_set(args: argparse.Namespace) -> int:
     for key in ("on_completion", "on_failure", "request_summary"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
-    with _client(args) as client:
-        answer = _check(client.put("/notifications/preferences", json=body))
-    emit(args, answer, [answer], _PREFERENCE_COLUMNS, detail=True)
+    show_one(args, "PUT", "/notifications/preferences", _PREFERENCE_COLUMNS, json=body)
     return 0
 
 
 def notifications_off(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        _check_empty(client.delete("/notifications/preferences"))
+    call(args, "DELETE", "/notifications/preferences")
     print("no more notification e-mails")
     return 0
-
-
-def _check_empty(response: Any) -> None:
-    """A 204 has no body to read; an error still is the server's one line."""
-    if response.status_code >= 400:
-        _check(response)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
