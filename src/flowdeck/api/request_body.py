@@ -97,17 +97,22 @@ def validated(model: type[Model], raw: Any) -> Model:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
 
 
-def json_model(model: type[Model]) -> Callable[[Request], Awaitable[Model]]:
+def json_model(model: type[Model], optional: bool = False) -> Callable[[Request], Awaitable[Model]]:
     """A dependency: the body read by the one reader, validated as ``model`` (instead of a
-    FastAPI body parameter, whose read has no limit). Pair it with :func:`body_schema`."""
+    FastAPI body parameter, whose read has no limit). Pair it with :func:`body_schema`. With
+    ``optional``, no body at all means the model's defaults."""
 
     async def read(request: Request) -> Model:
-        return validated(model, await json_within(request, request.app.state.services.settings.max_upload_bytes))
+        limit = request.app.state.services.settings.max_upload_bytes
+        if optional:
+            raw = await body_within(request, limit)
+            return validated(model, strict_json(raw) if raw.strip() else {})
+        return validated(model, await json_within(request, limit))
 
     return read
 
 
-def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+def body_schema(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
     """``openapi_extra`` documenting a :func:`json_model` body as a declared body would be."""
     schema = {"application/json": {"schema": model.model_json_schema()}}
-    return {"requestBody": {"required": True, "content": schema}}
+    return {"requestBody": {"required": required, "content": schema}}

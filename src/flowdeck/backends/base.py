@@ -41,6 +41,8 @@ class Backend(ABC):
     # False when validate() only checks fields: submit then calls it on the event loop instead
     # of a thread (parsing a workflow, which engines do, can take hundreds of milliseconds).
     validation_blocks: ClassVar[bool] = True
+    # True when a rerun can re-use the finished steps of an ended run (RunSpec.resume_from).
+    resumes: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

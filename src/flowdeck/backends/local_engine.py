@@ -100,6 +100,11 @@ class LocalEngineBackend(Backend):
         """The files the output object names."""
         return named_paths(outputs)
 
+    def seed(self, old: Path, rundir: Path) -> None:
+        """Put the finished steps of the ended run in ``old`` into ``rundir`` before the engine
+        starts, so that it re-uses them (backends with ``resumes``)."""
+        raise NotImplementedError
+
     def failure_reason(self, rundir: Path, exit_code: int) -> str:
         """A readable reason for a failed run; by default the end of the engine's stderr."""
         last = tail(control_dir(rundir) / "stderr.txt", 3)
@@ -125,6 +130,8 @@ class LocalEngineBackend(Backend):
                 self.validate(spec)
                 workflow = resolve_workflow(spec, self.settings.allowed_workflow_url_prefixes)
                 control_dir(rundir).mkdir(parents=True, exist_ok=True)
+                if spec.resume_from is not None and self.resumes:
+                    self.seed(spec.resume_from.resolve(), rundir)
                 plan = self.plan(spec, workflow, rundir)
                 if self.settings.sandbox and not self.uses_containers(spec):
                     plan = self.sandboxed(plan, spec, rundir)

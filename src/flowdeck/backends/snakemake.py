@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowdeck.backends import snakemake_resume
 from flowdeck.backends.engine_options import Option, engine_args
 from flowdeck.backends.launcher import LaunchPlan, control_dir, write_json
 from flowdeck.backends.local_engine import LocalEngineBackend
@@ -158,6 +159,7 @@ class SnakemakeBackend(LocalEngineBackend):
 
     sandbox_writable = ("events.jsonl",)
     sandbox_code = (PLUGIN_PATH,)
+    resumes = True
 
     name = "snakemake"
     workflow_types = {"SMK": ["9"]}
@@ -214,8 +216,12 @@ class SnakemakeBackend(LocalEngineBackend):
     def _jobs(self, rundir: Path) -> dict[int, _Job]:
         return read_jobs(read_events(control_dir(rundir) / "events.jsonl"))
 
+    def seed(self, old: Path, rundir: Path) -> None:
+        snakemake_resume.seed(old, rundir, self.read_outputs(old) or {})
+
     def read_tasks(self, rundir: Path) -> list[TaskInfo]:
-        return [self._task(job, rundir) for job in self._jobs(rundir).values()]
+        ran = [self._task(job, rundir) for job in self._jobs(rundir).values()]
+        return snakemake_resume.reused_tasks(rundir) + ran
 
     def _task(self, job: _Job, rundir: Path) -> TaskInfo:
         label = ",".join(f"{key}={value}" for key, value in job.wildcards.items())
@@ -234,11 +240,11 @@ class SnakemakeBackend(LocalEngineBackend):
         )
 
     def read_outputs(self, rundir: Path) -> dict[str, Any] | None:
-        outputs: dict[str, list[str]] = {}
+        outputs: dict[str, list[str]] = snakemake_resume.reused(rundir)
         for job in self._jobs(rundir).values():
             if job.state is State.COMPLETE and job.outputs:
                 outputs.setdefault(job.rule, []).extend(job.outputs)
-        return outputs
+        return {rule: list(dict.fromkeys(paths)) for rule, paths in outputs.items()}
 
     def output_paths(self, rundir: Path, outputs: dict[str, Any]) -> list[str]:
         return [path for paths in outputs.values() for path in paths]

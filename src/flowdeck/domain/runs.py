@@ -26,6 +26,8 @@ class RunSpec:
     tags: dict[str, str] = field(default_factory=dict)
     pipeline_target: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] | None = None
+    # The work folder of an ended run whose finished steps this run re-uses (a resumed rerun).
+    resume_from: Path | None = None
 
 
 @dataclass(frozen=True)

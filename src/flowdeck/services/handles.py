@@ -28,6 +28,7 @@ def spec_of(row: RowMapping, runs_dir: Path) -> RunSpec:
         tags=row["tags"] or {},
         pipeline_target=data.get("pipeline_target") or {},
         dataset=data.get("dataset"),
+        resume_from=run_folder(runs_dir, data["resume_from"]).work if data.get("resume_from") else None,
     )
 
 

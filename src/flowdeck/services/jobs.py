@@ -8,6 +8,7 @@ whenever a catalog pipeline is involved. Dispatch is the API's business.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +19,8 @@ from flowdeck.db import datasets as dataset_rows
 from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.principal import Principal
-from flowdeck.errors import Problem, ValidationFailed
+from flowdeck.domain.states import State, is_terminal
+from flowdeck.errors import Conflict, Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
 from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
@@ -211,9 +213,12 @@ async def submit(services: Services, planned: Planned, principal: Principal) -> 
     return await run_service.submit(services, planned.new, principal)
 
 
-async def rerun(services: Services, run_id: str, principal: Principal) -> str:
-    """A new run of the same workflow, parameters and dataset, linked by ``rerun_of``."""
+async def rerun(services: Services, run_id: str, principal: Principal, resume: bool = False) -> str:
+    """A new run of the same workflow, parameters and dataset, linked by ``rerun_of``; with
+    ``resume``, one that re-uses the old run's finished steps (docs/jobs.md)."""
     row = await run_service.get_visible(services, run_id, principal)
+    if resume:
+        _check_resumable(services, row)
     attachments = await run_service.stored_attachments(services, row)
     data = row["backend_data"] or {}
     new = NewRun(
@@ -234,9 +239,23 @@ async def rerun(services: Services, run_id: str, principal: Principal) -> str:
         pipeline_version=row["pipeline_version"],
         pipeline_target=data.get("pipeline_target") or {},
         rerun_of=row["id"],
+        resume_from=row["id"] if resume else None,
         origin="jobs",
     )
     return await run_service.submit(services, new, principal)
+
+
+def _check_resumable(services: Services, row: Mapping[str, Any]) -> None:
+    """Resume needs an ended run (its steps no longer change) on an engine that can re-use steps."""
+    if not is_terminal(State(row["state"])):
+        raise Conflict(f"run {row['id']} is {row['state']}; only an ended run can be resumed (cancel it first)")
+    backend = services.backends.get(row["backend"])
+    if not backend.resumes:
+        able = sorted(b.name for b in services.backends.all() if b.resumes)
+        detail = f"{row['backend']} cannot re-use the finished steps of a run; rerun it without resume" + (
+            f" (engines that can: {', '.join(able)})" if able else ""
+        )
+        raise ValidationFailed(detail, [Problem("/resume", detail, "resumable")])
 
 
 async def events(services: Services, run_id: str, principal: Principal) -> list[RowMapping]:

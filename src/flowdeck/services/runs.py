@@ -68,6 +68,7 @@ class NewRun:
     request_id: str | None = None
     request_index: int | None = None
     rerun_of: str | None = None
+    resume_from: str | None = None  # an ended run whose finished steps are re-used (jobs.rerun)
     origin: str = "wes"
     workflow_source: str | None = None  # the remote workflow_url the stored workflow was fetched from
 
@@ -297,7 +298,8 @@ async def _store(
         "tags": new.tags,
         "attachments": [a.name for a in new.attachments],
         "backend": backend,
-        "backend_data": {"pipeline_target": new.pipeline_target, "dataset": new.dataset},
+        "backend_data": {"pipeline_target": new.pipeline_target, "dataset": new.dataset}
+        | ({"resume_from": new.resume_from} if new.resume_from else {}),
         "state": State.QUEUED.value,
         "system_logs": [],
         "created_at": now,
@@ -309,6 +311,8 @@ async def _store(
     reason = f"submitted through {new.origin}"
     if new.workflow_source:
         reason += f"; workflow fetched from {new.workflow_source}"
+    if new.resume_from:
+        reason += f"; resumes run {new.resume_from}, re-using its finished steps"
     creation = state_machine.Creation(spec.run_id, now, principal.name, reason)
     key = IDEMPOTENCY_KEY.get()
     IDEMPOTENCY_KEY.set(None)  # one key, one run

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from flowdeck.api.idempotency import idempotent
 from flowdeck.api.job_views import event_view, job_view
 from flowdeck.api.readable_json import ReadableJSONResponse
-from flowdeck.api.request_body import json_within
+from flowdeck.api.request_body import body_schema, json_model, json_within
 from flowdeck.domain.states import SIMPLE_STATES, State
 from flowdeck.errors import EngineError, Problem, ValidationFailed
 from flowdeck.services import jobs as job_service
@@ -118,10 +119,27 @@ async def cancel_job(job_id: str, services: ServicesDep, principal: PrincipalDep
     return ReadableJSONResponse(body, status_code=200 if outcome.ended else 202)
 
 
-@router.post("/{job_id}/rerun", status_code=201)
-async def rerun_job(job_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
-    """A new job running the same thing, linked by ``rerun_of``."""
-    run_id = await job_service.rerun(services, job_id, principal)
+class RerunBody(BaseModel):
+    """``POST /jobs/{id}/rerun`` (the body is optional)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    resume: bool = Field(
+        False, description="Re-use the finished steps of the ended job (Snakemake); the job's tasks say which."
+    )
+
+
+@router.post("/{job_id}/rerun", status_code=201, openapi_extra=body_schema(RerunBody, required=False))
+async def rerun_job(
+    job_id: str,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    base: BaseUrlDep,
+    body: Annotated[RerunBody, Depends(json_model(RerunBody, optional=True))],
+) -> JSONResponse:
+    """A new job running the same thing, linked by ``rerun_of``; with ``resume``, re-using the
+    finished steps of this one."""
+    run_id = await job_service.rerun(services, job_id, principal, resume=body.resume)
     await dispatch_now(services, run_id)
     row = await run_service.get_visible(services, run_id, principal)
     status = 201 if row["backend_run_id"] or row["state"] in _FAILED else 202
