@@ -97,6 +97,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/pipelines"): "catalog",
     ("GET", "/pipelines/{name}"): "catalog",
     ("GET", "/pipelines/{name}/schema"): "catalog",
+    ("GET", "/references"): "catalog",
+    ("GET", "/references/{name}"): "account",  # a signed-in caller; names a site reference, no group data
     ("GET", "/me"): "account",
     ("GET", "/users"): "account",
     ("POST", "/users"): "account",

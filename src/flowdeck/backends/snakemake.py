@@ -188,7 +188,9 @@ class SnakemakeBackend(LocalEngineBackend):
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         control = control_dir(rundir)
         config = control / "config.json"
-        write_json(config, spec.workflow_params)
+        references = spec.pipeline_target.get("references")
+        # Registered references reach the Snakefile as config["flowdeck_references"][parameter].
+        write_json(config, spec.workflow_params | ({"flowdeck_references": references} if references else {}))
         params = dict(spec.engine_parameters)
         params.setdefault("--cores", "1")
         argv = [
