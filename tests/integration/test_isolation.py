@@ -143,6 +143,7 @@ ROUTES: dict[tuple[str, str], str] = {
 }
 JOB = {
     "pipeline_name": "gatk_variant_calling",
+    "pipeline_version": "1.0.0",  # the simulation: 2.0.0 runs real tools and needs a registered reference
     "parameters": {
         "sample_id": "WGS_001",
         "reference_genome": "hg38",

@@ -80,7 +80,7 @@ async def test_listed_unindexed_then_indexed_by_the_cli(
     monkeypatch.setenv("FLOWDECK_REFERENCES_DIR", str(registry_dir))
     assert main(["references", "index", "tiny"]) == 0
     assert main(["references", "index", "tx", "--threads", "1"]) == 0
-    for name, tools in (("tiny", {"bwa", "faidx"}), ("tx", {"salmon", "kallisto"})):
+    for name, tools in (("tiny", {"bwa", "faidx", "dict"}), ("tx", {"salmon", "kallisto"})):
         body = (await api.get(f"/references/{name}")).json()
         assert body["indexed"] is True
         assert set(body["indexes"]) == tools
@@ -105,7 +105,7 @@ async def test_reference_parameter_is_checked_at_submit(api: httpx.AsyncClient, 
     assert "no genome named 'hg38'" in problem["message"]
     assert "indexed genomes here: none" in problem["message"]
     unindexed = (await submit("tiny")).json()["errors"][0]["message"]
-    assert "not indexed yet (missing: bwa, faidx)" in unindexed
+    assert "not indexed yet (missing: bwa, faidx, dict)" in unindexed
     assert "flowdeck references index tiny" in unindexed
     assert "is a transcriptome, not a genome" in (await submit("tx")).json()["errors"][0]["message"]
     references.build_indexes(references.load_registry(ref_services.settings).get("tiny"))

@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
         dest="references_command", required=True
     )
     group.add_parser("list", help="registered references and their index status").set_defaults(func=references_list)
-    p = group.add_parser("index", help="build a reference's missing indexes (bwa/faidx, salmon/kallisto)")
+    p = group.add_parser("index", help="build a reference's missing indexes (bwa/faidx/dict, salmon/kallisto)")
     p.add_argument("name")
     p.add_argument("--rebuild", action="store_true", help="build every index again")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for salmon (default: all)")

@@ -19,6 +19,7 @@ from flowdeck.services.context import Services
 from flowdeck.services.pipelines import Pipeline
 from flowdeck.services.references import resolve_references
 from flowdeck.services.runs import NewRun
+from flowdeck.services.site_tools import tool_problems
 
 
 def visible_pipeline(services: Services, principal: Principal, name: str, version: str | None = None) -> Pipeline:
@@ -57,6 +58,7 @@ def build_run(
     """
     resolved = pipeline.validate(parameters if parameters is not None else {}, strict)
     references, problems = resolve_references(services.settings, pipeline, resolved)
+    problems += tool_problems(services.settings, pipeline, resolved)
     if problems:
         raise ValidationFailed(f"pipeline {pipeline.name}: {problems[0].message}", problems)
     if research_group is not None and not pipeline.allows_group(research_group):

@@ -3,7 +3,7 @@
 An operator describes each reference in a YAML file under ``references_dir``
 (docs/references.md): name, kind (``genome`` or ``transcriptome``), FASTA,
 optional annotation, and where its indexes live. ``flowdeck references index
-NAME`` builds the indexes once (bwa + samtools faidx for a genome; salmon and
+NAME`` builds the indexes once (bwa, samtools faidx and dict for a genome; salmon and
 kallisto for a transcriptome); runs only read them.
 
 A pipeline marks a parameter that names a reference with
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from flowdeck.settings import Settings
 
 MARK = "x-flowdeck-reference"
-KINDS: dict[str, tuple[str, ...]] = {"genome": ("bwa", "faidx"), "transcriptome": ("salmon", "kallisto")}
+KINDS: dict[str, tuple[str, ...]] = {"genome": ("bwa", "faidx", "dict"), "transcriptome": ("salmon", "kallisto")}
 # Where each index lives by default, beside the FASTA, and the files that show it is complete.
 _DEFAULT_SUFFIX = {"bwa": "", "faidx": ".fai", "salmon": ".salmon_index", "kallisto": ".kallisto_index"}
 _BWA_FILES = (".amb", ".ann", ".bwt", ".pac", ".sa")
@@ -176,11 +176,17 @@ def parse_reference(path: Path) -> Reference:
     if not isinstance(given, dict) or any(tool not in KINDS[kind] for tool in given):
         raise ValueError(f"indexes: a mapping of {' and/or '.join(KINDS[kind])} to paths (kind {kind})")
     indexes = tuple(
-        Index(tool, _file(path, str(given[tool])) if tool in given else Path(f"{fasta}{_DEFAULT_SUFFIX[tool]}"))
+        Index(tool, _file(path, str(given[tool])) if tool in given else _default_index(fasta, tool))
         for tool in KINDS[kind]
     )
     description = str(raw.get("description") or "").strip()
     return Reference(name, kind, fasta, path, description, annotation, indexes)
+
+
+def _default_index(fasta: Path, tool: str) -> Path:
+    if tool == "dict":  # GATK looks for ref.dict beside ref.fa
+        return fasta.with_suffix(".dict")
+    return Path(f"{fasta}{_DEFAULT_SUFFIX[tool]}")
 
 
 def _text(raw: dict[str, Any], field: str) -> str:
@@ -287,6 +293,11 @@ def _faidx(fasta: Path, target: Path, tmp: Path, threads: int) -> None:
     os.replace(tmp / "idx.fai", target)
 
 
+def _dict(fasta: Path, target: Path, tmp: Path, threads: int) -> None:
+    _run(["samtools", "dict", "-o", str(tmp / "idx.dict"), str(fasta)])
+    os.replace(tmp / "idx.dict", target)
+
+
 def _salmon(fasta: Path, target: Path, tmp: Path, threads: int) -> None:
     _run(["salmon", "index", "-t", str(fasta), "-i", str(tmp / "idx"), "-p", str(threads)])
     if target.exists():
@@ -299,4 +310,4 @@ def _kallisto(fasta: Path, target: Path, tmp: Path, threads: int) -> None:
     os.replace(tmp / "idx", target)
 
 
-_BUILDERS = {"bwa": _bwa, "faidx": _faidx, "salmon": _salmon, "kallisto": _kallisto}
+_BUILDERS = {"bwa": _bwa, "faidx": _faidx, "dict": _dict, "salmon": _salmon, "kallisto": _kallisto}
