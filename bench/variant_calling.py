@@ -43,7 +43,8 @@ def make_data(folder: Path) -> dict[str, str]:
     synth.write_fasta(refs / "synth.fa", genome.contigs.items())
     (refs / "synth.yaml").write_text("name: synth\nkind: genome\nfasta: synth.fa\n")
     env = {**os.environ, "FLOWDECK_REFERENCES_DIR": str(refs)}
-    subprocess.run([str(common.BIN / "flowdeck"), "references", "index", "synth"], env=env, check=True)
+    index = [str(common.BIN / "flowdeck"), "references", "index", "synth"]
+    subprocess.run(index, env=env, stdout=sys.stderr, check=True)
     r1, r2 = synth.write_sample(genome, folder)
     return {"sample_id": "S1", "reference_genome": "synth", "fastq_r1": r1.as_uri(), "fastq_r2": r2.as_uri()}
 
