@@ -68,7 +68,11 @@ def ref_services(services: Services, registry_dir: Path, tmp_path: Path) -> Serv
 
 
 async def test_listed_unindexed_then_indexed_by_the_cli(
-    api: httpx.AsyncClient, ref_services: Services, registry_dir: Path, monkeypatch: pytest.MonkeyPatch
+    api: httpx.AsyncClient,
+    ref_services: Services,
+    registry_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     listed = (await api.get("/references")).json()
     assert [r["name"] for r in listed["references"]] == ["tiny", "tx"]
@@ -78,6 +82,10 @@ async def test_listed_unindexed_then_indexed_by_the_cli(
     assert tiny["fasta"] == "tiny.fa"
     assert str(registry_dir) not in str(listed)  # no server path is shown
     monkeypatch.setenv("FLOWDECK_REFERENCES_DIR", str(registry_dir))
+    assert main(["references", "list"]) == 0
+    listed_out = capsys.readouterr().out
+    assert "tiny\tgenome\t" in listed_out
+    assert "not indexed (missing: bwa, faidx, dict)" in listed_out
     assert main(["references", "index", "tiny"]) == 0
     assert main(["references", "index", "tx", "--threads", "1"]) == 0
     for name, tools in (("tiny", {"bwa", "faidx", "dict"}), ("tx", {"salmon", "kallisto"})):

@@ -183,6 +183,12 @@ async def test_an_unindexed_reference_is_refused(vc: tuple[httpx.AsyncClient, Se
     message = answer.json()["errors"][0]["message"]
     assert "genome 'raw' is not indexed yet" in message
     assert "indexed genomes here: hg38, synth" in message
+    # The same rule at the request door: every run of a request is built the same way.
+    sample = job(data)["parameters"] | {"reference_genome": "raw"}
+    request = {"pipeline_name": "gatk_variant_calling", "samples": [sample], "research_group": "genomics"}
+    answer = await client.post("/requests", json=request)
+    assert answer.status_code == 422, answer.text
+    assert "genome 'raw' is not indexed yet" in answer.text
 
 
 async def test_bad_reads_fail_the_run_saying_why(vc: tuple[httpx.AsyncClient, Services], data: Data) -> None:
