@@ -148,6 +148,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Folders whose files POST /datasets may register as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.",
     )
+    # Input staging (services/staging.py, docs/staging.md)
+    staging_s3_prefixes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='s3:// prefixes each research group may stage run inputs from (JSON object: group -> list of prefixes; the key "*" grants every group). Empty: s3:// inputs are refused.',
+    )
+    staging_max_https_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1, description="Largest https:// input a run may stage (bytes)."
+    )
 
     # --- worker
     worker_poll_seconds: float = Field(1.0, gt=0, description="Sleep between worker iterations when idle.")
