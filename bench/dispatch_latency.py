@@ -1,0 +1,119 @@
+"""POST /runs → dispatched, with the worker in another process (issue 17, benchmark 1).
+
+A throwaway PostgreSQL, then ``flowdeck api`` and ``flowdeck worker`` as separate processes
+(demo backend, the worker's default 1 s poll) for each source tree given: this tree's ``src``
+and, with ``--baseline-src``, another checkout's (the previous main, which polls). Runs are
+submitted one at a time, a random 0.2-0.6 s apart, so each finds the worker idle. Latency: from
+just before the POST to the ``at`` of the run's QUEUED → INITIALIZING event (written by the
+worker in its claim's transaction; same clock).
+
+    PYTHONPATH=src .venv/bin/python bench/dispatch_latency.py --runs 50 --baseline-src /tmp/main/src
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import ROOT, WES, flowdeck_env, free_port, load_average, serve
+from tests.support.postgres import PostgresServer
+
+FORM = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://dispatch"}
+
+
+def measure(src: Path, database_url: str, data_dir: Path, runs: int) -> list[float]:
+    """Dispatch latencies (seconds) of ``runs`` runs with flowdeck from ``src``."""
+    port = free_port()
+    env = {
+        **flowdeck_env(data_dir, port),
+        "PYTHONPATH": str(src),
+        "FLOWDECK_DATABASE_URL": database_url,
+        "FLOWDECK_DEMO_MIN_SECONDS": "0.1",
+        "FLOWDECK_DEMO_MAX_SECONDS": "0.2",
+    }
+    api = [sys.executable, "-m", "flowdeck.cli.main", "api"]
+    with serve(api, env, port, WES + "/service-info") as server:
+        worker = subprocess.Popen([sys.executable, "-m", "flowdeck.cli.main", "worker"], env=env, cwd=ROOT)
+        try:
+            _wait_for_worker(database_url)
+            time.sleep(1)  # past its first round: idle
+            submitted = _submit(server.url, runs)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    created, dispatched = _event_times(database_url, "QUEUED"), _event_times(database_url, "INITIALIZING")
+    if os.environ.get("BENCH_DEBUG"):
+        for run_id, at in submitted.items():
+            print(f"  commit {created[run_id] - at:.3f} s, dispatch {dispatched[run_id] - created[run_id]:.3f} s")
+    return [dispatched[run_id] - at for run_id, at in submitted.items()]
+
+
+def _submit(url: str, runs: int) -> dict[str, float]:
+    submitted: dict[str, float] = {}
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(runs):
+            time.sleep(random.uniform(0.2, 0.6))
+            started = time.time()
+            answer = client.post(f"{WES}/runs", data=FORM)
+            answer.raise_for_status()
+            submitted[answer.json()["run_id"]] = started
+        time.sleep(3)  # the last ones dispatched
+    return submitted
+
+
+def _wait_for_worker(database_url: str) -> None:
+    engine = sa.create_engine(database_url)
+    deadline = time.monotonic() + 120
+    with engine.connect() as conn:
+        while not conn.execute(sa.text("SELECT count(*) FROM workers")).scalar_one():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not start")
+            conn.rollback()
+            time.sleep(0.1)
+    engine.dispose()
+
+
+def _event_times(database_url: str, state: str) -> dict[str, float]:
+    engine = sa.create_engine(database_url)
+    query = sa.text("SELECT run_id, at FROM events WHERE to_state = :state")
+    with engine.connect() as conn:
+        rows = conn.execute(query, {"state": state}).all()
+    engine.dispose()
+    return {row.run_id: row.at.timestamp() for row in rows}
+
+
+def report(name: str, latencies: list[float]) -> str:
+    ms = sorted(value * 1000 for value in latencies)
+    p90 = ms[int(len(ms) * 0.9) - 1]
+    return f"{name}: runs={len(ms)} p50={statistics.median(ms):.1f} ms p90={p90:.1f} ms max={ms[-1]:.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--baseline-src", type=Path, help="another checkout's src/ (the previous main)")
+    args = parser.parse_args()
+    trees = [("this tree", ROOT / "src")]
+    if args.baseline_src:
+        trees.append(("baseline", args.baseline_src.resolve()))
+    print(f"load average before: {load_average()}")
+    with PostgresServer() as pg:
+        for name, src in trees:
+            with tempfile.TemporaryDirectory(prefix="dispatch-bench-") as data_dir:
+                print(report(name, measure(src, pg.create_database(), Path(data_dir), args.runs)), flush=True)
+    print(f"load average after: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
