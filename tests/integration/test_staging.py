@@ -186,3 +186,12 @@ def test_what_is_staged_for_each_workflow_type(tmp_path: Path) -> None:
     assert snakemake.workflow_params["reads"][0] == "https://h/x/r1.fq.gz"  # the stored spec is untouched
     with pytest.raises(ValidationFailed, match="Directory inputs are not staged"):
         staging.find(spec("CWL", {"d": {"class": "Directory", "location": "s3://b/dir/"}}, tmp_path))
+
+
+async def test_service_info_advertises_what_is_staged(api: httpx.AsyncClient, staging_services: Services) -> None:
+    info = (await api.get(f"{WES}/service-info")).json()
+    assert info["supported_filesystem_protocols"] == ["file", "https", "s3"]
+    staging_services.settings.staging_s3_prefixes = {}
+    staging_services.settings.dataset_file_roots = []
+    info = (await api.get(f"{WES}/service-info")).json()
+    assert info["supported_filesystem_protocols"] == ["https"]

@@ -74,6 +74,17 @@ class Staged:
         )
 
 
+def schemes(settings: Settings) -> list[str]:
+    """The input schemes runs on local engines may use here (service-info says these): https
+    always (the SSRF policy decides which hosts), s3 once a prefix is granted, file once roots
+    are configured."""
+    return [
+        "https",
+        *(["s3"] if settings.staging_s3_prefixes else []),
+        *(["file"] if settings.dataset_file_roots else []),
+    ]
+
+
 def find(spec: RunSpec) -> list[Input]:
     """The inputs of ``spec`` to stage, in parameter order."""
     found = _cwl(spec.workflow_params, ()) if spec.workflow_type == "CWL" else _strings(spec.workflow_params, ())
