@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     )
     dataset_file_roots: list[Path] = Field(
         default_factory=list,
-        description="Folders whose files POST /datasets may register as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.",
+        description="Folders whose files POST /datasets may register, and runs may name as inputs (docs/staging.md), as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.",
     )
     # Input staging (services/staging.py, docs/staging.md)
     staging_s3_prefixes: dict[str, list[str]] = Field(
