@@ -5,8 +5,8 @@ A throwaway PostgreSQL, then ``flowdeck api`` and ``flowdeck worker`` as separat
 worker is idle between submissions) for each source tree given: this tree's ``src``
 and, with ``--baseline-src``, another checkout's (the previous main, which polls). Runs are
 submitted one at a time, a random 0.2-0.6 s apart, so each finds the worker idle. Latency: from
-just before the POST to the ``at`` of the run's QUEUED → INITIALIZING event (written by the
-worker in its claim's transaction; same clock).
+just before the POST (and from its answer) to the ``at`` of the run's QUEUED → INITIALIZING event
+(written by the worker in its claim's transaction; same clock).
 
     PYTHONPATH=src .venv/bin/python bench/dispatch_latency.py --runs 50 --baseline-src /tmp/main/src
 """
@@ -14,7 +14,6 @@ worker in its claim's transaction; same clock).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import subprocess
@@ -33,8 +32,8 @@ from tests.support.postgres import PostgresServer
 FORM = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://dispatch"}
 
 
-def measure(src: Path, database_url: str, data_dir: Path, runs: int) -> list[float]:
-    """Dispatch latencies (seconds) of ``runs`` runs with flowdeck from ``src``."""
+def measure(src: Path, database_url: str, data_dir: Path, runs: int) -> tuple[list[float], list[float]]:
+    """Seconds from each POST's start, and from its answer, to the run's claim (flowdeck from ``src``)."""
     port = free_port()
     env = {
         **flowdeck_env(data_dir, port),
@@ -56,22 +55,22 @@ def measure(src: Path, database_url: str, data_dir: Path, runs: int) -> list[flo
         finally:
             worker.terminate()
             worker.wait(timeout=30)
-    created, dispatched = _event_times(database_url, "QUEUED"), _event_times(database_url, "INITIALIZING")
-    if os.environ.get("BENCH_DEBUG"):
-        for run_id, at in submitted.items():
-            print(f"  commit {created[run_id] - at:.3f} s, dispatch {dispatched[run_id] - created[run_id]:.3f} s")
-    return [dispatched[run_id] - at for run_id, at in submitted.items()]
+    dispatched = _event_times(database_url, "INITIALIZING")
+    return (
+        [dispatched[run_id] - started for run_id, (started, _) in submitted.items()],
+        [dispatched[run_id] - answered for run_id, (_, answered) in submitted.items()],
+    )
 
 
-def _submit(url: str, runs: int) -> dict[str, float]:
-    submitted: dict[str, float] = {}
+def _submit(url: str, runs: int) -> dict[str, tuple[float, float]]:
+    submitted: dict[str, tuple[float, float]] = {}
     with httpx.Client(base_url=url, timeout=30) as client:
         for _ in range(runs):
             time.sleep(random.uniform(0.2, 0.6))
             started = time.time()
             answer = client.post(f"{WES}/runs", data=FORM)
             answer.raise_for_status()
-            submitted[answer.json()["run_id"]] = started
+            submitted[answer.json()["run_id"]] = (started, time.time())
         time.sleep(3)  # the last ones dispatched
     return submitted
 
@@ -97,10 +96,27 @@ def _event_times(database_url: str, state: str) -> dict[str, float]:
     return {row.run_id: row.at.timestamp() for row in rows}
 
 
-def report(name: str, latencies: list[float]) -> str:
-    ms = sorted(value * 1000 for value in latencies)
-    p90 = ms[int(len(ms) * 0.9) - 1]
-    return f"{name}: runs={len(ms)} p50={statistics.median(ms):.1f} ms p90={p90:.1f} ms max={ms[-1]:.1f} ms"
+def roundtrip_ms(database_url: str, count: int = 200) -> float:
+    """Median time of ``SELECT 1`` from here: what one database round trip costs on the machine now."""
+    engine = sa.create_engine(database_url)
+    times = []
+    with engine.connect() as conn:
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.execute(sa.text("SELECT 1")).scalar_one()
+            times.append(time.perf_counter() - started)
+            time.sleep(0.005)
+    engine.dispose()
+    return statistics.median(times) * 1000
+
+
+def report(name: str, latencies: tuple[list[float], list[float]]) -> str:
+    lines = []
+    for what, values in zip(("POST sent", "POST answered"), latencies, strict=True):
+        ms = sorted(value * 1000 for value in values)
+        p90 = ms[int(len(ms) * 0.9) - 1]
+        lines.append(f"from {what}: p50={statistics.median(ms):.1f} ms p90={p90:.1f} ms max={ms[-1]:.1f} ms")
+    return f"{name}: runs={len(latencies[0])}; " + "; ".join(lines)
 
 
 def main() -> None:
@@ -115,7 +131,9 @@ def main() -> None:
     with PostgresServer() as pg:
         for name, src in trees:
             with tempfile.TemporaryDirectory(prefix="dispatch-bench-") as data_dir:
-                print(report(name, measure(src, pg.create_database(), Path(data_dir), args.runs)), flush=True)
+                url = pg.create_database()
+                print(report(name, measure(src, url, Path(data_dir), args.runs)), flush=True)
+                print(f"  SELECT 1 round trip p50: {roundtrip_ms(url):.2f} ms", flush=True)
     print(f"load average after: {load_average()}")
 
 

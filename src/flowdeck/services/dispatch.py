@@ -62,7 +62,7 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         inputs = staging.find(spec) if backend.runs_locally else []
         folder = run_folder(services.runs_dir, run_id)
         if inputs:  # before the engine starts: it reads local copies (services.staging)
-            staged = await pool.run(_stage, services, spec, folder, files, inputs, row["research_group"])
+            staged = await pool.run(staging.fetch, services.settings, spec, inputs, row["research_group"])
             spec = staging.localized(spec, inputs)
             await _record_staged(services, run_id, staged)
         submitted = await pool.run(_start, backend, spec, folder, files)
@@ -79,18 +79,6 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         return
     await record_submission(services, owner, run_id, submitted)
     services.metrics.dispatches.labels(row["backend"], "submitted").inc()
-
-
-def _stage(
-    services: Services,
-    spec: RunSpec,
-    folder: RunFolder,
-    files: list[Attachment],
-    inputs: list[staging.Input],
-    group: str | None,
-) -> list[staging.Staged]:
-    folder.write(files)
-    return staging.fetch(services.settings, spec, inputs, group)
 
 
 async def _record_staged(services: Services, run_id: str, staged: list[staging.Staged]) -> None:
