@@ -83,7 +83,10 @@ async def submit(api: httpx.AsyncClient, location: str, group: str = "alpha") ->
 async def run_to_end(api: httpx.AsyncClient, services: Services, location: str) -> dict[str, Any]:
     answer = await submit(api, location)
     assert answer.status_code == 200, answer.text
-    run_id = answer.json()["run_id"]
+    return await follow(api, services, answer.json()["run_id"])
+
+
+async def follow(api: httpx.AsyncClient, services: Services, run_id: str) -> dict[str, Any]:
     worker, loop = Worker(services), asyncio.get_running_loop()
     deadline = loop.time() + 90
     while loop.time() < deadline:
@@ -195,3 +198,39 @@ async def test_service_info_advertises_what_is_staged(api: httpx.AsyncClient, st
     staging_services.settings.dataset_file_roots = []
     info = (await api.get(f"{WES}/service-info")).json()
     assert info["supported_filesystem_protocols"] == ["https"]
+
+
+SNAKEFILE = """rule all:
+    input:
+        "results/upper.txt",
+
+
+rule upper:
+    input:
+        config["reads"][0],
+    output:
+        "results/upper.txt",
+    shell:
+        "tr a-z A-Z < {input} > {output}"
+"""
+
+
+@pytest.mark.engine
+@pytest.mark.skipif(not load_class("snakemake").available(), reason="snakemake is not installed")
+@pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)  # the database side is the CWL test's
+async def test_snakemake_config_values_are_staged(api: httpx.AsyncClient, staging_services: Services) -> None:
+    staging_services.settings.backends = ["demo", "snakemake"]
+    staging_services.backends = Registry(staging_services.settings)
+    form = {
+        "workflow_type": "SMK",
+        "workflow_type_version": "9",
+        "workflow_url": "Snakefile",
+        "workflow_params": json.dumps({"reads": [f"s3://{BUCKET}/alpha/in.txt"]}),
+        "research_group": "alpha",
+    }
+    answer = await api.post(f"{WES}/runs", data=form, files={"workflow_attachment": ("Snakefile", SNAKEFILE.encode())})
+    assert answer.status_code == 200, answer.text
+    run = await follow(api, staging_services, answer.json()["run_id"])
+    assert run["state"] == "COMPLETE", run["run_log"]
+    assert await output_text(api, run["run_id"]) == CONTENT.decode().upper()
+    assert len(await staged_events(staging_services, run["run_id"])) == 1
