@@ -234,3 +234,39 @@ async def test_snakemake_config_values_are_staged(api: httpx.AsyncClient, stagin
     assert run["state"] == "COMPLETE", run["run_log"]
     assert await output_text(api, run["run_id"]) == CONTENT.decode().upper()
     assert len(await staged_events(staging_services, run["run_id"])) == 1
+
+
+UPPER_WDL = """version 1.0
+
+task upper {
+  input {
+    File text
+  }
+  command <<<
+    tr a-z A-Z < '~{text}' > upper.txt
+  >>>
+  output {
+    File out = "upper.txt"
+  }
+}
+"""
+
+
+@pytest.mark.engine
+@pytest.mark.skipif(not load_class("miniwdl").available(), reason="miniwdl is not installed")
+@pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)  # the database side is the CWL test's
+async def test_wdl_file_inputs_are_staged(api: httpx.AsyncClient, staging_services: Services) -> None:
+    staging_services.settings.backends = ["demo", "miniwdl"]
+    staging_services.backends = Registry(staging_services.settings)
+    form = {
+        "workflow_type": "WDL",
+        "workflow_type_version": "1.0",
+        "workflow_url": "upper.wdl",
+        "workflow_params": json.dumps({"upper.text": f"s3://{BUCKET}/alpha/in.txt"}),
+        "research_group": "alpha",
+    }
+    answer = await api.post(f"{WES}/runs", data=form, files={"workflow_attachment": ("upper.wdl", UPPER_WDL.encode())})
+    assert answer.status_code == 200, answer.text
+    run = await follow(api, staging_services, answer.json()["run_id"])
+    assert run["state"] == "COMPLETE", run["run_log"]
+    assert await output_text(api, run["run_id"]) == CONTENT.decode().upper()
