@@ -4,9 +4,12 @@ before cwltool starts, against moto's S3 server on loopback."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import pytest
 
 from flowdeck.backends.registry import Registry, load_class
 from flowdeck.db import events as event_rows
+from flowdeck.db import runs as run_rows
 from flowdeck.domain.runs import RunSpec
 from flowdeck.errors import ValidationFailed
 from flowdeck.services import staging
@@ -270,3 +274,34 @@ async def test_wdl_file_inputs_are_staged(api: httpx.AsyncClient, staging_servic
     run = await follow(api, staging_services, answer.json()["run_id"])
     assert run["state"] == "COMPLETE", run["run_log"]
     assert await output_text(api, run["run_id"]) == CONTENT.decode().upper()
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)
+async def test_a_long_staging_keeps_the_runs_lease(
+    api: httpx.AsyncClient, staging_services: Services, tmp_path: Path
+) -> None:
+    """A download longer than the lease: the run stays the worker's (no other worker takes it
+    over to stage the same files at once). The input is a FIFO the test writes when it is ready."""
+    staging_services.settings.lease_seconds = 1.5
+    (tmp_path / "roots").mkdir()
+    fifo = tmp_path / "roots" / "slow.txt"
+    os.mkfifo(fifo)
+    answer = await submit(api, fifo.as_uri())
+    assert answer.status_code == 200, answer.text
+    run_id = answer.json()["run_id"]
+    dispatching = asyncio.create_task(Worker(staging_services).iterate())
+    try:
+        await asyncio.sleep(3 * staging_services.settings.lease_seconds)
+        async with staging_services.db.read() as conn:
+            row = await run_rows.get(conn, run_id)
+        assert row is not None
+        assert row["lease_expires_at"].replace(tzinfo=UTC) > datetime.now(UTC)
+        await asyncio.to_thread(fifo.write_bytes, b"slowly\n")
+    finally:
+        with contextlib.suppress(OSError):  # ENXIO: no reader (any more)
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # a blocked reader sees the end
+        await dispatching
+    run = await follow(api, staging_services, run_id)
+    assert run["state"] == "COMPLETE", run["run_log"]
+    assert await output_text(api, run_id) == "SLOWLY\n"

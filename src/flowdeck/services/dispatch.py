@@ -10,8 +10,11 @@ backends' submit is idempotent per run id, so the engine never gets it twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlalchemy.engine import RowMapping
 
@@ -32,6 +35,7 @@ from flowdeck.services.runs import stored_attachments
 from flowdeck.services.storage import fetchable_spec
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 ACTOR = "worker"
 
 
@@ -62,7 +66,9 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         inputs = staging.find(spec) if backend.runs_locally else []
         folder = run_folder(services.runs_dir, run_id)
         if inputs:  # before the engine starts: it reads local copies (services.staging)
-            staged = await pool.run(staging.fetch, services.settings, spec, inputs, row["research_group"])
+            staged = await _holding_lease(
+                services, owner, pool.run(staging.fetch, services.settings, spec, inputs, row["research_group"])
+            )
             spec = staging.localized(spec, inputs)
             await _record_staged(services, run_id, staged)
         submitted = await pool.run(_start, backend, spec, folder, files)
@@ -79,6 +85,26 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         return
     await record_submission(services, owner, run_id, submitted)
     services.metrics.dispatches.labels(row["backend"], "submitted").inc()
+
+
+async def _holding_lease(services: Services, owner: str, work: Awaitable[_T]) -> _T:
+    """``work``'s result, the owner's leases renewed meanwhile: a download may outlast a lease,
+    and the loop's heartbeat (which renews them otherwise) waits for this dispatch to end."""
+    lease = services.settings.lease_seconds
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(lease / 3)
+            async with services.db.write() as conn:
+                await run_rows.renew_leases(conn, owner, utcnow() + timedelta(seconds=lease))
+
+    keeper = asyncio.create_task(renew())
+    try:
+        return await work
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await keeper
 
 
 async def _record_staged(services: Services, run_id: str, staged: list[staging.Staged]) -> None:
