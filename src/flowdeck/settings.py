@@ -157,7 +157,15 @@ class Settings(BaseSettings):
     )
     dataset_file_roots: list[Path] = Field(
         default_factory=list,
-        description="Folders whose files POST /datasets may register as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.",
+        description="Folders whose files POST /datasets may register, and runs may name as inputs (docs/staging.md), as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.",
+    )
+    # Input staging (services/staging.py, docs/staging.md)
+    staging_s3_prefixes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='s3:// prefixes each research group may stage run inputs from (JSON object: group -> list of prefixes; the key "*" grants every group). Empty: s3:// inputs are refused.',
+    )
+    staging_max_https_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1, description="Largest https:// input a run may stage (bytes)."
     )
 
     # --- worker

@@ -10,18 +10,22 @@ backends' submit is idempotent per run id, so the engine never gets it twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlalchemy.engine import RowMapping
 
 from flowdeck.backends.base import Backend
+from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.run_policy import dispatch_failure_state, failed_dispatch_end
 from flowdeck.domain.runs import RunSpec, Submitted
 from flowdeck.domain.states import State
 from flowdeck.errors import FlowdeckError
-from flowdeck.services import state_machine, url_policy
+from flowdeck.services import staging, state_machine, url_policy
 from flowdeck.services.attachments import Attachment, RunFolder, run_folder
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
@@ -31,6 +35,7 @@ from flowdeck.services.runs import stored_attachments
 from flowdeck.services.storage import fetchable_spec
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 ACTOR = "worker"
 
 
@@ -58,7 +63,15 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         if remote:  # most runs have none: no thread hop for them
             await asyncio.to_thread(url_policy.check_run_references, services.settings, remote)
         spec = await fetchable_spec(services.settings, spec)
-        submitted = await pool.run(_start, backend, spec, run_folder(services.runs_dir, run_id), files)
+        inputs = staging.find(spec) if backend.runs_locally else []
+        folder = run_folder(services.runs_dir, run_id)
+        if inputs:  # before the engine starts: it reads local copies (services.staging)
+            staged = await _holding_lease(
+                services, owner, pool.run(staging.fetch, services.settings, spec, inputs, row["research_group"])
+            )
+            spec = staging.localized(spec, inputs)
+            await _record_staged(services, run_id, staged)
+        submitted = await pool.run(_start, backend, spec, folder, files)
     except FlowdeckError as exc:
         target = dispatch_failure_state(exc.run_failure)
         if target is None:
@@ -72,6 +85,36 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         return
     await record_submission(services, owner, run_id, submitted)
     services.metrics.dispatches.labels(row["backend"], "submitted").inc()
+
+
+async def _holding_lease(services: Services, owner: str, work: Awaitable[_T]) -> _T:
+    """``work``'s result, the owner's leases renewed meanwhile: a download may outlast a lease,
+    and the loop's heartbeat (which renews them otherwise) waits for this dispatch to end."""
+    lease = services.settings.lease_seconds
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(lease / 3)
+            async with services.db.write() as conn:
+                await run_rows.renew_leases(conn, owner, utcnow() + timedelta(seconds=lease))
+
+    keeper = asyncio.create_task(renew())
+    try:
+        return await work
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await keeper
+
+
+async def _record_staged(services: Services, run_id: str, staged: list[staging.Staged]) -> None:
+    """One ``input_staged`` event per file: what was fetched, its size and SHA-256."""
+    now = utcnow()
+    async with services.db.write() as conn:
+        for item in staged:
+            await event_rows.add(
+                conn, at=now, kind=staging.EVENT_KIND, run_id=run_id, reason=item.describe(), actor=ACTOR
+            )
 
 
 def _start(backend: Backend, spec: RunSpec, folder: RunFolder, files: list[Attachment]) -> Submitted:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,23 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500
 _GAP_SECONDS = 10.0
-KINDS = ("state", "cancel")
+KINDS = ("state", "cancel", "input_staged")
+
+
+async def listen_for_commits(
+    services: Services, notified: Callable[[], None], lost: Callable[[], None] = lambda: None, *, what: str
+) -> None:
+    """Call ``notified`` once LISTEN is in place and after every commit that wrote events (on
+    PostgreSQL: a run's creation, a cancel, every state change), on a connection of its own;
+    ``lost`` when that connection drops, reconnecting a second later. Runs until cancelled."""
+    while True:
+        try:
+            async for _ in event_rows.notifications(services.db.url):
+                notified()
+        except Exception:
+            log.warning("%s: LISTEN connection lost; polling until it is back", what, exc_info=True)
+        lost()
+        await asyncio.sleep(1)
 
 
 @dataclass(frozen=True)
@@ -248,16 +264,16 @@ class EventHub:
 
     async def _listen(self) -> None:
         """Set the wake-up on every NOTIFY; reconnect (and read once) when the connection drops."""
-        while True:
-            try:
-                async for _ in event_rows.notifications(self._services.db.url):
-                    self._listening = True
-                    self._listen_ready.set()
-                    self._wake.set()
-            except Exception:
-                log.warning("event stream: LISTEN connection lost; polling until it is back", exc_info=True)
+
+        def notified() -> None:
+            self._listening = True
+            self._listen_ready.set()
+            self._wake.set()
+
+        def lost() -> None:
             self._listening = False
-            await asyncio.sleep(1)
+
+        await listen_for_commits(self._services, notified, lost, what="event stream")
 
     async def _read_new(self) -> None:
         cursor = self._floor  # below it only gaps are read again; above it, page by page

@@ -26,7 +26,7 @@ from flowdeck.domain.run_policy import cancel_request
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
-from flowdeck.services import paging, state_machine, url_policy
+from flowdeck.services import paging, staging, state_machine, url_policy
 from flowdeck.services.attachments import Attachment, RunFolder, check_all, run_folder, safe_name
 from flowdeck.services.auth.guard import group_for_new_object
 from flowdeck.services.clock import utcnow
@@ -195,13 +195,15 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
         dataset=new.dataset,
     )
     engine_spec = await fetchable_spec(services.settings, spec)
+    inputs = await _inputs_to_stage(services, backend, spec, group)
+    engine_spec = staging.localized(engine_spec, inputs) if inputs else engine_spec
     if not backend.validation_blocks:
         backend.validate(engine_spec)
         await _store(services, new, spec, backend.name, group, principal)
         return run_id
     # An engine's validation reads the workflow's files (and may parse it: WDL takes a few
     # hundred ms), so they are written to the run's folder first, off the event loop.
-    await asyncio.to_thread(_validate_in_folder, backend, engine_spec, folder, new.attachments)
+    await asyncio.to_thread(_validate_in_folder, backend, engine_spec, folder, new.attachments, inputs)
     try:
         await _store(services, new, spec, backend.name, group, principal)
     except Exception:
@@ -210,13 +212,29 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     return run_id
 
 
-def _validate_in_folder(backend: Backend, spec: RunSpec, folder: RunFolder, attachments: list[Attachment]) -> None:
+async def _inputs_to_stage(
+    services: Services, backend: Backend, spec: RunSpec, group: str | None
+) -> list[staging.Input]:
+    """The inputs the worker will stage for a local engine, refused now where that is knowable."""
+    inputs = staging.find(spec) if backend.runs_locally else []
+    if inputs:
+        await asyncio.to_thread(staging.check, services.settings, inputs, group)  # resolves https hosts
+    return inputs
+
+
+def _validate_in_folder(
+    backend: Backend, spec: RunSpec, folder: RunFolder, attachments: list[Attachment], inputs: list[staging.Input]
+) -> None:
     folder.write(attachments)
+    staging.placeholders(spec, inputs)
     try:
         backend.validate(spec)
     except BaseException:
         folder.remove()
         raise
+    finally:
+        if inputs:
+            staging.remove_placeholders(spec)
 
 
 def _check_storable(new: NewRun) -> None:

@@ -1,10 +1,13 @@
 """The worker daemon: each iteration is a plain function call tests can make.
 
-Between iterations an idle worker sleeps ``worker_poll_seconds``, but two things
-wake it at once, so a run waits on neither poll interval: a run inserted by this
-process (``flowdeck up``: the API shares the services), and the end of a
+Between iterations an idle worker sleeps ``worker_poll_seconds``, but three things
+wake it at once, so a run waits on no poll interval: a run inserted by this
+process (``flowdeck up``: the API shares the services); on PostgreSQL, any commit
+that wrote events in any process (a new run, a cancel: the NOTIFY of migration 0005,
+LISTENed to on a connection of the worker's own); and the end of a
 local engine this process launched (that run is then checked out of turn, and
 the next iteration, which follows at once, gives its slot to the next queued run).
+Polling stays the fallback: on SQLite and MariaDB, and while the LISTEN connection is down.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from flowdeck.services import run_counts, workers
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
+from flowdeck.services.events import listen_for_commits
 from flowdeck.services.sync import check_once, sync_all
 from flowdeck.worker.deliveries import Deliverer
 from flowdeck.worker.dispatch import dispatch_once
@@ -70,6 +74,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._ended: set[str] = set()
         self._unsubscribe: list[Any] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = False
         self.deliverer = Deliverer(services)
 
     async def start(self) -> None:
@@ -81,6 +87,11 @@ class Worker:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         await self.deliverer.close()
         with contextlib.suppress(Exception):
             await workers.unregister(self.services, self.id)
@@ -99,6 +110,20 @@ class Worker:
             loop.call_soon_threadsafe(self._wake.set)
 
         self._unsubscribe.append(self.services.on_run_queued(run_queued))
+        if self.services.db.is_postgres and self._listener is None:
+            # Other processes' new runs and cancels: a NOTIFY wakes the idle loop at once.
+            self._listener = asyncio.create_task(
+                listen_for_commits(self.services, self._notified, self._lost, what="worker")
+            )
+
+    def _notified(self) -> None:
+        # The first call of each connection only says LISTEN is in place: nothing to do yet.
+        if self._listening:
+            self._wake.set()
+        self._listening = True
+
+    def _lost(self) -> None:
+        self._listening = False
 
     def run_ended(self, run_id: str) -> None:
         """A local engine of ``run_id`` ended: check that run in the next iteration, which starts now."""

@@ -22,7 +22,7 @@ from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, NotFound
-from flowdeck.services import ro_crate, run_counts
+from flowdeck.services import ro_crate, run_counts, staging
 from flowdeck.services import runs as run_service
 from flowdeck.services.filters import RunFilter
 from flowdeck.services.idempotency import fingerprint_run
@@ -145,7 +145,10 @@ async def service_info(services: ServicesDep, principal: PublicPrincipalDep, bas
         "version": __version__,
         "workflow_type_versions": {t: {"workflow_type_version": v} for t, v in registry.workflow_types().items()},
         "supported_wes_versions": ["1.1.0"],
-        "supported_filesystem_protocols": run_service.remote_workflow_schemes(settings),
+        # Where a workflow may come from, and what inputs are staged from (services.staging).
+        "supported_filesystem_protocols": sorted(
+            {*run_service.remote_workflow_schemes(settings), *staging.schemes(settings)}
+        ),
         "workflow_engine_versions": engines,
         "default_workflow_engine_parameters": parameters,
         "system_state_counts": {state.value: counts.get(state.value, 0) for state in State},
