@@ -127,6 +127,21 @@ async def test_an_api_token_signs_in(lab: tuple[Services, httpx.AsyncClient, dic
     assert revoked.status_code == 401
 
 
+async def test_a_session_made_from_a_token_ends_when_the_token_is_revoked(
+    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+) -> None:
+    _, http, runs = lab
+    made = (await http.post("/tokens", json={"name": "browser"}, headers=basic("bob"))).json()
+    page = await http.get("/ui/sign-in")
+    await http.post("/ui/sign-in", data={"csrf": csrf_of(page.text), "token": made["token"]})
+    assert runs["bob"] in (await http.get("/ui/")).text
+    assert (await http.delete(f"/tokens/{made['id']}", headers=basic("bob"))).status_code == 200
+    gone = await http.get("/ui/")
+    assert gone.status_code == 303
+    assert gone.headers["location"].startswith("/ui/sign-in")
+    assert (await http.get(f"/ui/runs/{runs['bob']}")).status_code == 303
+
+
 async def test_forms_without_the_right_csrf_token_are_refused(
     lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
 ) -> None:

@@ -53,10 +53,15 @@ async def sign_in(request: Request) -> Response:
         found = await request.app.state.authenticator.authenticate(_authorization(fields))
     except (Unauthenticated, InvalidInput) as exc:
         return web.render(request, "sign_in.html", status_code=401, next=target, error=exc.detail)
+    token_id = (
+        await sessions.token_id_of(web.services_of(request).db, fields["token"].strip())
+        if found.via == "token"
+        else None
+    )
     answer = RedirectResponse(target, status_code=303)
     answer.set_cookie(
         web.SESSION_COOKIE,
-        sessions.issue(web.keys(request), found.name, found.via),
+        sessions.issue(web.keys(request), found.name, found.via, token_id=token_id),
         max_age=sessions.LIFETIME_SECONDS,
         httponly=True,
         samesite="lax",
