@@ -20,6 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from flowdeck.db import accounts
 from flowdeck.db.accounts import TokenRecord, UserRecord
@@ -41,11 +42,16 @@ class Keys:
 
     session: bytes
     csrf: bytes
+    oidc: bytes
 
     @classmethod
     def of(cls, settings: Settings) -> Keys:
         root = local_secret(settings)
-        return cls(session=_derive(root, b"flowdeck ui session v1"), csrf=_derive(root, b"flowdeck ui csrf v1"))
+        return cls(
+            session=_derive(root, b"flowdeck ui session v1"),
+            csrf=_derive(root, b"flowdeck ui csrf v1"),
+            oidc=_derive(root, b"flowdeck ui oidc sign-in v1"),
+        )
 
 
 def _derive(root: bytes, label: bytes) -> bytes:
@@ -71,30 +77,46 @@ def _sign(key: bytes, text: str) -> str:
     return _b64(hmac.new(key, text.encode("ascii"), hashlib.sha256).digest())
 
 
+def seal(key: bytes, claims: dict[str, str | int]) -> str:
+    """``claims`` as a signed cookie value (readable by the browser, not changeable)."""
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{payload}.{_sign(key, payload)}"
+
+
+def unseal(key: bytes, value: str | None) -> dict[str, Any] | None:
+    """The claims of a value :func:`seal` made with ``key``, or None if missing, forged or malformed."""
+    if not value or len(value) > _MAX_VALUE or not value.isascii():
+        return None
+    payload, _, signature = value.partition(".")
+    if not hmac.compare_digest(_sign(key, payload), signature):
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
 def issue(keys: Keys, username: str, via: str, *, token_id: str | None = None, now: float | None = None) -> str:
     """A new session value for ``username`` (``token_id``: the API token it was made from)."""
     expires = int((now or time.time()) + LIFETIME_SECONDS)
     claims: dict[str, str | int] = {"u": username, "v": via, "e": expires, "n": secrets.token_hex(8)}
     if token_id is not None:
         claims["t"] = token_id
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{payload}.{_sign(keys.session, payload)}"
+    return seal(keys.session, claims)
 
 
 def read(keys: Keys, value: str | None, *, now: float | None = None) -> Session | None:
     """The session a cookie value carries, or None if it is missing, forged, malformed or expired."""
-    if not value or len(value) > _MAX_VALUE or not value.isascii():
-        return None
-    payload, _, signature = value.partition(".")
-    if not hmac.compare_digest(_sign(keys.session, payload), signature):
+    claims = unseal(keys.session, value)
+    if claims is None:
         return None
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         token_id = claims.get("t")
         session = Session(
             str(claims["u"]), str(claims["v"]), int(claims["e"]), None if token_id is None else str(token_id)
         )
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError):
         return None
     return session if session.expires > (now or time.time()) else None
 
