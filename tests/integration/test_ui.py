@@ -276,6 +276,31 @@ def test_the_vendored_htmx_is_the_pinned_release_with_its_licence() -> None:
     assert HTMX_SHA256 in static.joinpath("VENDORED.md").read_text()
 
 
+VENDORED_DOCS = {
+    "swagger-ui-bundle-5.35.0.js": "e6a898692f2d768e807c3ba4626068a69a2c5dd960dd6c76f3e4d3a3de180af2",
+    "swagger-ui-5.35.0.css": "5ed08757e53da3e026d6cbecc61fe5d43585c9560b302d534ad56692519a273d",
+    "redoc.standalone-3.0.1.js": "8c70c2de83d33e33a75b225e573d6d9fe851f066f824b44b1637d831d52d7543",
+}
+
+
+async def test_the_api_pages_load_only_files_flowdeck_serves(tmp_path: Path) -> None:
+    async with basic_app(basic_settings(make_settings(tmp_path))) as (_, _services, http):
+        for page in ("/docs", "/redoc", f"{WES}/docs", f"{WES}/redoc"):
+            html = (await http.get(page)).text
+            linked = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+            assert linked, page
+            assert all(link.startswith("/") for link in linked), (page, linked)
+            assert "http" not in html, page
+            for link in linked:
+                if link.startswith("/ui/static/"):
+                    assert (await http.get(link)).status_code == 200, link
+    for name, sha256 in VENDORED_DOCS.items():
+        body = files("flowdeck.api.ui").joinpath("static", name).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == sha256, name
+    licences = ("swagger-ui-5.35.0.LICENSE", "swagger-ui-5.35.0.NOTICE", "redoc-3.0.1.LICENSE")
+    assert all(files("flowdeck.api.ui").joinpath("static", name).is_file() for name in licences)
+
+
 async def test_auth_mode_none_needs_no_sign_in(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     upgrade(settings)
