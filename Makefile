@@ -1,6 +1,6 @@
 # flowdeck's front door.
 #
-#   make install   .venv with flowdeck[all,dev]; Debian packages the tests use (as root) and Galaxy if missing
+#   make install   .venv with flowdeck[all,dev]; Debian packages the tests use (as root), Galaxy and the test OIDC provider (npm ci) if missing
 #   make test      install, then the whole test suite (the README's test command; CI runs it)
 #   make run       install, then `flowdeck up` (SQLite file, local storage, demo backend)
 #   make lint      ruff check, ruff format --check, mypy, import-linter, shellcheck
