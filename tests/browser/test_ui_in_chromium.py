@@ -209,6 +209,19 @@ def test_another_group_sees_none_of_it(tab: Watched, server: Server) -> None:
     _stayed_home(tab, server, allow_404=True)
 
 
+def test_search_the_descriptions(tab: Watched, server: Server) -> None:
+    wanted = server.submit("alice", "lab-a", "Zebrafish RNA-seq, batch 7", 600)
+    other = server.submit("alice", "lab-a", "mouse exome", 600)
+    sign_in(tab, server, "alice")
+    tab.page.get_by_label("Description contains").fill("zebrafish")
+    tab.page.get_by_role("button", name="Filter").click()
+    tab.page.wait_for_url(f"{server.url}/ui/?**text=zebrafish**")
+    tab.page.get_by_role("link", name=wanted).wait_for()
+    assert tab.page.get_by_role("link", name=other).count() == 0
+    tab.shot("runs-search")
+    _stayed_home(tab, server)
+
+
 def test_the_api_pages_work_offline(tab: Watched, server: Server) -> None:
     answered: list[str] = []
     tab.page.on("response", lambda response: answered.append(response.url))

@@ -345,6 +345,23 @@ async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.Async
     assert (await api.get(f"/ui/runs/{run_id}/outputs/99")).status_code == 404
 
 
+async def test_text_in_descriptions_narrows_the_list(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+    _, http, runs = lab
+    other = await submit(http, "alice", "lab-a", "a 100% PILOT_run")
+    await sign_in(http, "alice")
+    found = (await http.get("/ui/", params={"text": "Secret"})).text
+    assert runs["alice"] in found
+    assert other not in found
+    literal = (await http.get("/ui/", params={"text": "100% pilot_"})).text  # % and _ are not wildcards
+    assert other in literal
+    assert runs["alice"] not in literal
+    percent = (await http.get("/ui/", params={"text": "%"})).text
+    assert other in percent
+    assert runs["alice"] not in percent
+    assert runs["bob"] not in (await http.get("/ui/", params={"text": "pilot"})).text  # bob's group stays hidden
+    assert (await http.get("/ui/", params={"text": "x" * 201})).status_code == 400
+
+
 async def test_filters_and_keyset_pages(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, runs = lab
     made = {runs["alice"]} | {await submit(http, "alice", "lab-a", f"batch {n}") for n in range(55)}
