@@ -345,6 +345,13 @@ async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.Async
     assert (await api.get(f"/ui/runs/{run_id}/outputs/99")).status_code == 404
 
 
+async def test_oidc_sign_in_is_off_unless_configured(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+    _, http, _ = lab
+    assert "/ui/sign-in/oidc" not in (await http.get("/ui/sign-in")).text
+    assert (await http.get("/ui/sign-in/oidc")).status_code == 404
+    assert (await http.get("/ui/oidc/callback", params={"code": "c", "state": "s"})).status_code == 404
+
+
 async def test_text_in_descriptions_narrows_the_list(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, runs = lab
     other = await submit(http, "alice", "lab-a", "a 100% PILOT_run")
