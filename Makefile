@@ -1,6 +1,6 @@
 # flowdeck's front door.
 #
-#   make install   .venv with flowdeck[all,dev]; Debian packages the tests use (as root) and Galaxy if missing
+#   make install   .venv with flowdeck[all,dev]; Debian packages the tests use (as root), Galaxy and the test OIDC provider (npm ci) if missing
 #   make test      install, then the whole test suite (the README's test command; CI runs it)
 #   make run       install, then `flowdeck up` (SQLite file, local storage, demo backend)
 #   make lint      ruff check, ruff format --check, mypy, import-linter, shellcheck
@@ -29,12 +29,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help install postgres debs galaxy test run lint bench
+.PHONY: help install postgres debs galaxy node test run lint bench
 
 help:
 	sed -n 's/^#   //p' Makefile
 
-install: $(STAMP) postgres debs galaxy
+install: $(STAMP) postgres debs galaxy node
 
 # The venv and the editable install; redone only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -119,6 +119,20 @@ galaxy:
 	if [ -f scripts/galaxy/install.sh ]; then
 	  bash scripts/galaxy/install.sh
 	fi
+
+# The OIDC provider the browser tests sign in at (npm's oidc-provider, pinned with its whole tree by
+# tests/support/oidc_provider/package-lock.json); npm ci again only when the lock file changed.
+OIDC_PROVIDER := tests/support/oidc_provider
+node:
+	if ! command -v npm > /dev/null; then
+	  echo "WARNING: no npm: the OIDC browser test will skip (Debian: apt-get install nodejs npm)" >&2
+	  exit 0
+	fi
+	if [ "$(OIDC_PROVIDER)/node_modules/.package-lock.json" -nt "$(OIDC_PROVIDER)/package-lock.json" ]; then
+	  exit 0
+	fi
+	echo "==> npm ci in $(OIDC_PROVIDER)"
+	npm ci --prefix "$(OIDC_PROVIDER)" --no-audit --no-fund --ignore-scripts --loglevel=error
 
 test: install
 	echo "==> $(BIN)/pytest $(PYTEST_ARGS)"

@@ -143,6 +143,18 @@ class Settings(BaseSettings):
     oidc_groups_claim: str = Field("groups", description="Claim that lists the user's research groups.")
     oidc_admin_group: str | None = Field(None, description="Group whose members are service admins.")
     oidc_username_claim: str = Field("preferred_username", description="Claim that names the user.")
+    oidc_ui_client_id: str | None = Field(
+        None,
+        description="The web UI's client id at the issuer: turns on OIDC sign-in in the browser (authorization code "
+        "+ PKCE, redirect URI <public URL>/ui/oidc/callback). Unset: the UI takes API tokens in mode oidc.",
+    )
+    oidc_ui_client_secret: SecretStr | None = Field(
+        None,
+        description="The web UI's client secret (a confidential client); unset for a public client (never logged).",
+    )
+    oidc_ui_scopes: str = Field(
+        "openid profile", description="Scopes the web UI asks for; add the one that releases the groups claim."
+    )
 
     # --- storage
     storage: StorageKind = Field("local", description="local or s3.")

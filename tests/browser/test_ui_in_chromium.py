@@ -9,6 +9,7 @@ screenshot is written to ``build/browser-screenshots/``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from flowdeck.db import accounts as db_accounts
 from flowdeck.db.migrate import upgrade
 from flowdeck.services.context import Services
 from flowdeck.settings import Settings
@@ -207,6 +209,39 @@ def test_another_group_sees_none_of_it(tab: Watched, server: Server) -> None:
     _stayed_home(tab, server, allow_404=True)
 
 
+def test_search_the_descriptions(tab: Watched, server: Server) -> None:
+    wanted = server.submit("alice", "lab-a", "Zebrafish RNA-seq, batch 7", 600)
+    other = server.submit("alice", "lab-a", "mouse exome", 600)
+    sign_in(tab, server, "alice")
+    tab.page.get_by_label("Description contains").fill("zebrafish")
+    tab.page.get_by_role("button", name="Filter").click()
+    tab.page.wait_for_url(f"{server.url}/ui/?**text=zebrafish**")
+    tab.page.get_by_role("link", name=wanted).wait_for()
+    assert tab.page.get_by_role("link", name=other).count() == 0
+    tab.shot("runs-search")
+    _stayed_home(tab, server)
+
+
+def test_the_api_pages_work_offline(tab: Watched, server: Server) -> None:
+    answered: list[str] = []
+    tab.page.on("response", lambda response: answered.append(response.url))
+    tab.page.goto(f"{server.url}/docs")
+    tab.page.locator("#swagger-ui .info .title", has_text="flowdeck").wait_for()
+    tab.page.locator("#swagger-ui .opblock").first.wait_for()  # the operations, read from /openapi.json
+    tab.shot("docs-swagger")
+    tab.page.goto(f"{server.url}/ga4gh/wes/v1/redoc")
+    tab.page.get_by_role("heading", name="flowdeck", exact=False).first.wait_for()
+    tab.page.locator("[data-section-id]").first.wait_for()
+    tab.shot("docs-redoc")
+    # ReDoc's own "powered by" logo from cdn.redoc.ly is refused by the page's CSP, by design:
+    # chromium reports the attempt, but nothing was answered from outside.
+    assert [url for url in answered if not url.startswith(f"{server.url}/")] == []
+    assert any("cdn.redoc.ly" in line and "Content Security Policy" in line for line in tab.console), tab.console
+    tab.console[:] = [line for line in tab.console if "cdn.redoc.ly" not in line]
+    tab.requests[:] = [url for url in tab.requests if not url.startswith("https://cdn.redoc.ly/")]
+    _stayed_home(tab, server)
+
+
 def _stayed_home(tab: Watched, server: Server, *, allow_404: bool = False) -> None:
     """No request left 127.0.0.1 and the console reported no CSP violation nor any error."""
     away = [url for url in tab.requests if not url.startswith(f"{server.url}/")]
@@ -216,3 +251,108 @@ def _stayed_home(tab: Watched, server: Server, *, allow_404: bool = False) -> No
         errors = [line for line in errors if "status of 404" not in line]
     assert errors == [], errors
     assert not any("Content Security Policy" in line for line in tab.console), tab.console
+
+
+OIDC_PROVIDER = Path(__file__).resolve().parents[1] / "support" / "oidc_provider"
+OIDC_SECRET = "browser-test-client-secret"
+
+
+def _wait_for(url: str, proc: subprocess.Popen[str], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"{url} did not answer"
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def oidc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real OIDC provider (npm's oidc-provider under node) and a flowdeck API in mode oidc."""
+    node = shutil.which("node")
+    if node is None or not (OIDC_PROVIDER / "node_modules" / "oidc-provider").is_dir():
+        pytest.skip("node or npm's oidc-provider is missing (make install runs npm ci)")
+    tmp = tmp_path_factory.mktemp("ui-oidc")
+    settings = Settings(data_dir=tmp / "data")
+    upgrade(settings)
+    idp_port, port = free_port(), free_port()
+    issuer, url = f"http://127.0.0.1:{idp_port}", f"http://127.0.0.1:{port}"
+    accounts = json.dumps({"carol": ["lab-c"]})
+    idp_argv = [node, "server.mjs", str(idp_port), f"{url}/ui/oidc/callback", OIDC_SECRET, accounts]
+    env = _env(settings.data_dir) | {
+        "FLOWDECK_AUTH_MODE": "oidc",
+        "FLOWDECK_OIDC_ISSUER": issuer,
+        "FLOWDECK_OIDC_AUDIENCE": "flowdeck-api",
+        "FLOWDECK_OIDC_UI_CLIENT_ID": "flowdeck-ui",
+        "FLOWDECK_OIDC_UI_CLIENT_SECRET": OIDC_SECRET,
+        "FLOWDECK_OIDC_UI_SCOPES": "openid profile groups",
+    }
+    idp_log = (tmp / "idp.log").open("w")
+    procs = [
+        subprocess.Popen(idp_argv, cwd=OIDC_PROVIDER, stdout=idp_log, stderr=subprocess.STDOUT, text=True),
+        _start(tmp, env, "api", "api", "--port", str(port)),
+    ]
+    try:
+        _wait_for(f"{issuer}/.well-known/openid-configuration", procs[0], tmp / "idp.log")
+        _wait_for(f"{url}/healthz", procs[1], tmp / "api.log")
+        yield Server(url, runs={"issuer": issuer, "data_dir": str(settings.data_dir)})
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _groups_of(data_dir: Path, username: str) -> dict[str, str]:
+    services = Services.create(Settings(data_dir=data_dir))
+    try:
+        async with services.db.read() as conn:
+            user = await db_accounts.get_user(conn, username)
+            assert user is not None
+            return {name: str(role) for name, role in (await db_accounts.user_groups(conn, user.id)).items()}
+    finally:
+        await services.close()
+
+
+def test_oidc_sign_in_with_code_and_pkce_at_a_real_provider(tab: Watched, oidc_server: Server) -> None:
+    issuer = oidc_server.runs["issuer"]
+    # The provider's own development pages @import a web font: the browser stays on loopback.
+    tab.page.context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+        ("http://127.0.0.1:", "data:")) else route.abort())  # fmt: skip
+    tab.page.goto(f"{oidc_server.url}/ui/?state=completed")
+    assert "/ui/sign-in" in tab.page.url
+    tab.shot("sign-in-oidc")
+    tab.page.get_by_role("link", name="Sign in with your organisation").click()
+    tab.page.wait_for_url(f"{issuer}/**")
+    authorize = next(u for u in tab.requests if u.startswith(f"{issuer}/auth?"))
+    assert "code_challenge_method=S256" in authorize
+    assert "code_challenge=" in authorize
+    tab.page.locator("input[name=login]").fill("carol")
+    tab.page.locator("input[name=password]").fill("anything")
+    tab.page.get_by_role("button", name="Sign-in").click()
+    tab.page.get_by_role("button", name="Continue").click()  # the provider's consent page
+    tab.page.wait_for_url(f"{oidc_server.url}/ui/**")
+    assert tab.page.url.endswith("/ui/?state=completed")  # back where the sign-in began
+    assert tab.page.get_by_text("Signed in as carol (lab-c)").is_visible()
+    tab.shot("signed-in-oidc")
+    with ThreadPoolExecutor(1) as pool:
+        groups = pool.submit(asyncio.run, _groups_of(Path(oidc_server.runs["data_dir"]), "carol")).result()
+    assert groups == {"lab-c": "member"}
+    home = [u for u in tab.requests if u.startswith(f"{oidc_server.url}/")]
+    assert home  # and everything else went to the provider only (the font was refused above)
+    away = [u for u in tab.requests if not u.startswith((f"{oidc_server.url}/", f"{issuer}/"))]
+    assert all("fonts.googleapis.com" in u for u in away), away
+    assert not any("Content Security Policy" in line for line in tab.console), tab.console
+
+
+def test_an_oidc_answer_without_this_browsers_sign_in_is_refused(oidc_server: Server) -> None:
+    answer = httpx.get(f"{oidc_server.url}/ui/oidc/callback", params={"code": "c", "state": "s"}, timeout=10)
+    assert answer.status_code == 401
+    assert "was not started in this browser" in answer.text
+    assert "fd_session" not in answer.headers.get("set-cookie", "")

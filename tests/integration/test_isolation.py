@@ -120,6 +120,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/sign-in"): "ui",
     ("POST", "/ui/sign-in"): "ui",
     ("POST", "/ui/sign-out"): "ui",
+    ("GET", "/ui/sign-in/oidc"): "ui",
+    ("GET", "/ui/oidc/callback"): "ui",
     ("GET", "/ui/static/{name}"): "ui",
     ("GET", "/ui/{rest:path}"): "ui",
     ("GET", "/ui/runs/{run_id}"): "ui",

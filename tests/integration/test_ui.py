@@ -127,6 +127,21 @@ async def test_an_api_token_signs_in(lab: tuple[Services, httpx.AsyncClient, dic
     assert revoked.status_code == 401
 
 
+async def test_a_session_made_from_a_token_ends_when_the_token_is_revoked(
+    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+) -> None:
+    _, http, runs = lab
+    made = (await http.post("/tokens", json={"name": "browser"}, headers=basic("bob"))).json()
+    page = await http.get("/ui/sign-in")
+    await http.post("/ui/sign-in", data={"csrf": csrf_of(page.text), "token": made["token"]})
+    assert runs["bob"] in (await http.get("/ui/")).text
+    assert (await http.delete(f"/tokens/{made['id']}", headers=basic("bob"))).status_code == 200
+    gone = await http.get("/ui/")
+    assert gone.status_code == 303
+    assert gone.headers["location"].startswith("/ui/sign-in")
+    assert (await http.get(f"/ui/runs/{runs['bob']}")).status_code == 303
+
+
 async def test_forms_without_the_right_csrf_token_are_refused(
     lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
 ) -> None:
@@ -261,6 +276,31 @@ def test_the_vendored_htmx_is_the_pinned_release_with_its_licence() -> None:
     assert HTMX_SHA256 in static.joinpath("VENDORED.md").read_text()
 
 
+VENDORED_DOCS = {
+    "swagger-ui-bundle-5.35.0.js": "e6a898692f2d768e807c3ba4626068a69a2c5dd960dd6c76f3e4d3a3de180af2",
+    "swagger-ui-5.35.0.css": "5ed08757e53da3e026d6cbecc61fe5d43585c9560b302d534ad56692519a273d",
+    "redoc.standalone-3.0.1.js": "8c70c2de83d33e33a75b225e573d6d9fe851f066f824b44b1637d831d52d7543",
+}
+
+
+async def test_the_api_pages_load_only_files_flowdeck_serves(tmp_path: Path) -> None:
+    async with basic_app(basic_settings(make_settings(tmp_path))) as (_, _services, http):
+        for page in ("/docs", "/redoc", f"{WES}/docs", f"{WES}/redoc"):
+            html = (await http.get(page)).text
+            linked = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+            assert linked, page
+            assert all(link.startswith("/") for link in linked), (page, linked)
+            assert "http" not in html, page
+            for link in linked:
+                if link.startswith("/ui/static/"):
+                    assert (await http.get(link)).status_code == 200, link
+    for name, sha256 in VENDORED_DOCS.items():
+        body = files("flowdeck.api.ui").joinpath("static", name).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == sha256, name
+    licences = ("swagger-ui-5.35.0.LICENSE", "swagger-ui-5.35.0.NOTICE", "redoc-3.0.1.LICENSE")
+    assert all(files("flowdeck.api.ui").joinpath("static", name).is_file() for name in licences)
+
+
 async def test_auth_mode_none_needs_no_sign_in(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     upgrade(settings)
@@ -303,6 +343,30 @@ async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.Async
         assert answer.status_code == 200, url
         assert answer.headers["content-type"].startswith("text/plain")
     assert (await api.get(f"/ui/runs/{run_id}/outputs/99")).status_code == 404
+
+
+async def test_oidc_sign_in_is_off_unless_configured(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+    _, http, _ = lab
+    assert "/ui/sign-in/oidc" not in (await http.get("/ui/sign-in")).text
+    assert (await http.get("/ui/sign-in/oidc")).status_code == 404
+    assert (await http.get("/ui/oidc/callback", params={"code": "c", "state": "s"})).status_code == 404
+
+
+async def test_text_in_descriptions_narrows_the_list(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+    _, http, runs = lab
+    other = await submit(http, "alice", "lab-a", "a 100% PILOT_run")
+    await sign_in(http, "alice")
+    found = (await http.get("/ui/", params={"text": "Secret"})).text
+    assert runs["alice"] in found
+    assert other not in found
+    literal = (await http.get("/ui/", params={"text": "100% pilot_"})).text  # % and _ are not wildcards
+    assert other in literal
+    assert runs["alice"] not in literal
+    percent = (await http.get("/ui/", params={"text": "%"})).text
+    assert other in percent
+    assert runs["alice"] not in percent
+    assert runs["bob"] not in (await http.get("/ui/", params={"text": "pilot"})).text  # bob's group stays hidden
+    assert (await http.get("/ui/", params={"text": "x" * 201})).status_code == 400
 
 
 async def test_filters_and_keyset_pages(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_oauth2_redirect_html
 from fastapi.telemetry import TelemetryConfig
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -22,6 +22,7 @@ from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, refere
 from flowdeck.api.routes import events as event_routes
 from flowdeck.api.routes import requests as request_routes
 from flowdeck.api.routes import webhooks as webhook_routes
+from flowdeck.api.ui import docs as ui_docs
 from flowdeck.api.ui import include as include_ui
 from flowdeck.api.wes_views import WES
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
@@ -108,22 +109,30 @@ def _telemetry(enabled: bool) -> TelemetryConfig:
 
 
 def _add_docs(app: FastAPI) -> None:
-    """/openapi.json, /docs, /docs/oauth2-redirect and /redoc, as FastAPI serves them.
+    """/openapi.json, /docs, /docs/oauth2-redirect and /redoc, with their assets served by flowdeck.
 
     Routes are matched in order, and FastAPI adds these four when the app is made, before every
     API route: each request would try them first (~1 µs each). FastAPI's own ``setup`` adds
-    them here, after the API routes, unchanged.
+    /openapi.json here, after the API routes; the pages follow it, loading Swagger UI and ReDoc
+    from the package instead of a CDN (docs/adr/0025).
     """
-    # Seed 003's names for the same pages, under the WES prefix.
     openapi_url = "/openapi.json"
 
-    async def wes_docs(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=openapi_url, title=f"{app.title} - Swagger UI")
+    async def swagger(request: Request) -> HTMLResponse:
+        return ui_docs.swagger_page(openapi_url, f"{app.title} - Swagger UI")
 
-    async def wes_redoc(request: Request) -> HTMLResponse:
-        return get_redoc_html(openapi_url=openapi_url, title=f"{app.title} - ReDoc")
+    async def redoc(request: Request) -> HTMLResponse:
+        return ui_docs.redoc_page(openapi_url, f"{app.title} - ReDoc")
 
-    app.add_route(f"{WES}/docs", wes_docs, include_in_schema=False)
-    app.add_route(f"{WES}/redoc", wes_redoc, include_in_schema=False)
-    app.openapi_url, app.docs_url, app.redoc_url = openapi_url, "/docs", "/redoc"
+    async def oauth2_redirect(request: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    # Seed 003's names for the same pages, under the WES prefix.
+    app.add_route(f"{WES}/docs", swagger, include_in_schema=False)
+    app.add_route(f"{WES}/redoc", redoc, include_in_schema=False)
+    app.openapi_url, app.docs_url, app.redoc_url = openapi_url, None, None
     app.setup()
+    app.add_route("/docs", swagger, include_in_schema=False)
+    app.add_route(ui_docs.OAUTH2_REDIRECT, oauth2_redirect, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)
+    app.docs_url, app.redoc_url = "/docs", "/redoc"

@@ -36,6 +36,7 @@ class RunFilter:
     research_group: str | None = None
     request_id: str | None = None
     origin: str | None = None
+    description_contains: str | None = None  # case-insensitive; no index helps: it narrows a page's scan
 
 
 _ATTACHMENTS_OF = (
@@ -123,6 +124,8 @@ def _where(flt: RunFilter, *, tags: bool = True) -> list[sa.ColumnElement[bool]]
     ):
         if value is not None:
             clauses.append(column == value)
+    if flt.description_contains:
+        clauses.append(runs.c.description.icontains(flt.description_contains, autoescape=True))
     if tags:
         for key, value in (flt.tags or {}).items():
             clauses.append(runs.c.id.in_(_tagged(key, value)))

@@ -22,7 +22,8 @@ from flowdeck.services.filters import RunFilter
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 PAGE_SIZE = 50
 TASKS_SHOWN = 200
-FILTERS = ("state", "pipeline", "group", "dataset", "tag", "request")
+FILTERS = ("state", "pipeline", "group", "dataset", "tag", "request", "text")
+MAX_TEXT = 200
 
 
 def _filters(request: Request) -> dict[str, str]:
@@ -42,7 +43,10 @@ def _run_filter(chosen: dict[str, str]) -> RunFilter:
         if not colon or not key:
             raise InvalidInput("a tag filter is key:value")
         tags = {key: value}
+    if len(chosen.get("text", "")) > MAX_TEXT:
+        raise InvalidInput(f"search for at most {MAX_TEXT} characters of a description")
     return RunFilter(
+        description_contains=chosen.get("text"),
         states=states,
         tags=tags,
         pipeline_name=chosen.get("pipeline"),

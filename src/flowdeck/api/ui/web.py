@@ -105,7 +105,9 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     """A page (or an htmx fragment) rendered for this browser, with the CSRF token its forms carry."""
     env: Environment = request.app.state.ui_templates
     context.setdefault("user", getattr(request.state, "ui_user", None))
-    context.setdefault("auth_mode", services_of(request).settings.auth_mode)
+    settings = services_of(request).settings
+    context.setdefault("auth_mode", settings.auth_mode)
+    context.setdefault("oidc_sign_in", settings.auth_mode == "oidc" and bool(settings.oidc_ui_client_id))
     html = env.get_template(template).render(csrf=sessions.csrf_token(keys(request), csrf_seed(request)), **context)
     return HTMLResponse(html, status_code=status_code)
 
