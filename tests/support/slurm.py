@@ -41,12 +41,11 @@ class SlurmCluster:
         """Ids of the jobs squeue still lists (pending, running, completing)."""
         return self.command("squeue", "-h", "-o", "%i").split()
 
-    def finished(self) -> dict[str, str]:
-        """Job id -> name of every job that ended, from the job completion log (jobcomp/filetxt)."""
+    def finished(self) -> list[dict[str, str]]:
+        """Every job that ended (JobId, Name, JobState, WorkDir...), from the job completion log."""
         path = self.root / "log" / "jobcomp.txt"
         lines = path.read_text().splitlines() if path.exists() else []
-        fields = (dict(f.split("=", 1) for f in line.split() if "=" in f) for line in lines)
-        return {f["JobId"]: f.get("Name", "") for f in fields}
+        return [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in lines]
 
 
 def _script(name: str, env: dict[str, str]) -> None:
