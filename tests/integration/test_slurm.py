@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from flowdeck.backends import slurm
 from flowdeck.backends.toil import ToilBackend
 from flowdeck.domain.runs import RunHandle, RunSpec
 from flowdeck.domain.states import State
@@ -151,3 +152,12 @@ def test_a_worker_killed_mid_run_is_followed_to_the_true_end(cluster: SlurmClust
     assert (rundir / "outputs" / "shouted.txt").read_text() == "STILL HERE\n"
     steps_ran_on_slurm(cluster, rundir)
     assert cluster.queued() == []
+
+
+def test_a_slurm_that_does_not_answer_leaves_the_sweep_undone_without_failing(tmp_path: Path) -> None:
+    broken = tmp_path / "slurm.conf"
+    broken.write_text("NotAKey=1\n")  # squeue really fails at once (a missing file retries for 60 s)
+    settings = Settings(data_dir=tmp_path, slurm_conf=broken)
+    with pytest.raises(subprocess.CalledProcessError):
+        slurm.run_jobs(settings, tmp_path)
+    assert slurm.cancel_jobs(settings, tmp_path) == []

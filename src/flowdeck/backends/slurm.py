@@ -47,8 +47,14 @@ def run_jobs(settings: Settings, rundir: Path) -> list[str]:
 
 
 def cancel_jobs(settings: Settings, rundir: Path) -> list[str]:
-    """``scancel`` the run's Slurm jobs; returns the ids that were still there."""
-    jobs = run_jobs(settings, rundir)
+    """``scancel`` the run's Slurm jobs; returns the ids that were still there.
+
+    A Slurm that does not answer leaves the sweep undone (the engine's own cancel stands):
+    a sync or a cancel never fails on it."""
+    try:
+        jobs = run_jobs(settings, rundir)
+    except (OSError, subprocess.SubprocessError):
+        return []
     if jobs:
         subprocess.run(
             ["scancel", *jobs], env=_client_env(settings), capture_output=True, timeout=_TIMEOUT_SECONDS, check=False
