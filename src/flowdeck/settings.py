@@ -318,6 +318,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra toil-cwl-runner arguments set by the operator (JSON list), e.g. batch system options or a shared --workDir.",
     )
+    slurm_conf: Path | None = Field(
+        None,
+        description="Slurm's slurm.conf for engines that submit Slurm jobs (toil_batch_system=slurm), passed as SLURM_CONF; unset: Slurm's default (/etc/slurm/slurm.conf). See docs/cluster.md.",
+    )
 
     demo_min_seconds: float = Field(10.0, ge=0, description="Shortest simulated run (demo backend).")
     demo_max_seconds: float = Field(30.0, ge=0, description="Longest simulated run (demo backend).")

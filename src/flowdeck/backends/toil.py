@@ -25,11 +25,12 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flowdeck.backends import slurm
 from flowdeck.backends.cwltool import REDIRECT, CwlRunnerBackend
 from flowdeck.backends.engine_options import Option, engine_args
 from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time
 from flowdeck.backends.run_files import file_time
-from flowdeck.domain.runs import RunSpec, TaskInfo
+from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, SyncReport, TaskInfo
 from flowdeck.domain.states import State
 
 _STAMP = re.compile(r"\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4})\]")
@@ -164,9 +165,28 @@ class ToilBackend(CwlRunnerBackend):
             str(params),
         ]
         env = {**self.base_env(rundir), "HOME": str(rundir / "home"), "TOIL_HISTORY": "False"}
+        env.update(slurm.slurm_env(self.settings) if self.on_slurm else {})
         # Measured: SIGTERM to the leader stops its workers (in their own groups) in 3-4 s.
         return LaunchPlan(argv, env, signal.SIGTERM, cancel_group=False, grace_seconds=30)
 
     def read_tasks(self, rundir: Path) -> list[TaskInfo]:
         jobs = read_messages(control_dir(rundir) / "messages.tsv")
         return [_task(job_id, job, rundir) for job_id, job in jobs.items()]
+
+    @property
+    def on_slurm(self) -> bool:
+        """Whether this site runs Toil's steps as Slurm jobs (docs/cluster.md)."""
+        return self.settings.toil_batch_system == "slurm"
+
+    def cancel(self, handle: RunHandle) -> CancelResult:
+        result = super().cancel(handle)
+        if self.on_slurm:  # the leader scancels its jobs as it stops; this also covers a dead leader
+            slurm.cancel_jobs(self.settings, handle.workdir)
+        return result
+
+    def report(self, handle: RunHandle) -> SyncReport:
+        found = super().report(handle)
+        if self.on_slurm and found.state is not None and found.state not in (State.RUNNING, State.COMPLETE):
+            # A run that ended any other way leaves no Slurm job behind it.
+            slurm.cancel_jobs(self.settings, handle.workdir)
+        return found

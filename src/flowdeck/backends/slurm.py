@@ -1,0 +1,62 @@
+"""Slurm jobs of a run: the environment the engine's Slurm commands need, and a last sweep.
+
+Toil (``--batchSystem slurm``) submits a run's steps with ``sbatch`` from the run folder, so
+every Slurm job of a run has its working directory in that folder. Toil cancels its own jobs
+when it stops; :func:`cancel_jobs` is the backstop after a cancel: whatever is still queued
+with its working directory inside the run folder is ``scancel``-ed, so nothing is left in
+``squeue`` even when the engine died before it could clean up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from flowdeck.settings import Settings
+
+_TIMEOUT_SECONDS = 30
+
+
+def slurm_env(settings: Settings) -> dict[str, str]:
+    """``SLURM_CONF`` for the engine's ``sbatch``/``squeue``/``scancel`` when the site sets one."""
+    return {"SLURM_CONF": str(settings.slurm_conf)} if settings.slurm_conf else {}
+
+
+def _client_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **slurm_env(settings)}
+
+
+def run_jobs(settings: Settings, rundir: Path) -> list[str]:
+    """Ids of the queued or running Slurm jobs whose working directory is in ``rundir``."""
+    result = subprocess.run(
+        ["squeue", "-h", "-o", "%i\t%Z"],
+        env=_client_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=_TIMEOUT_SECONDS,
+        check=True,
+    )
+    root = rundir.resolve()
+    found = []
+    for line in result.stdout.splitlines():
+        job_id, _, workdir = line.partition("\t")
+        if workdir and (Path(workdir) == root or root in Path(workdir).parents):
+            found.append(job_id.strip())
+    return found
+
+
+def cancel_jobs(settings: Settings, rundir: Path) -> list[str]:
+    """``scancel`` the run's Slurm jobs; returns the ids that were still there.
+
+    A Slurm that does not answer leaves the sweep undone (the engine's own cancel stands):
+    a sync or a cancel never fails on it."""
+    try:
+        jobs = run_jobs(settings, rundir)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if jobs:
+        subprocess.run(
+            ["scancel", *jobs], env=_client_env(settings), capture_output=True, timeout=_TIMEOUT_SECONDS, check=False
+        )
+    return jobs
