@@ -1,7 +1,11 @@
-"""What fair-share dispatch reads: the dispatch lock, executing runs per (group, backend) and the
-groups with queued runs. A run with no research group counts as the group ``''``."""
+"""What fair-share dispatch reads: the dispatch lock, the groups with queued runs and their
+executing runs (from the kept counts), and the executing runs of a few engines per group (from an
+index). A run with no research group counts as the group ``''``."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -10,6 +14,15 @@ from flowdeck.db.tables import dispatch_locks, run_state_counts, runs
 from flowdeck.domain.states import ENGINE_HELD, State
 
 _LOCK = sa.select(dispatch_locks.c.name).where(dispatch_locks.c.name == "dispatch").with_for_update()
+_HELD = sorted(s.value for s in ENGINE_HELD)
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Groups with queued runs (by name), and runs holding an engine slot per group, all engines."""
+
+    waiting: list[str]
+    executing: dict[str, int]
 
 
 async def lock(conn: AsyncConnection) -> None:
@@ -19,24 +32,31 @@ async def lock(conn: AsyncConnection) -> None:
         await conn.execute(_LOCK)
 
 
-async def executing(conn: AsyncConnection) -> dict[tuple[str, str], int]:
-    """Runs holding an engine slot, per (research group, backend); read from an index only."""
-    group = sa.func.coalesce(runs.c.research_group, "")
-    query = (
-        sa.select(group, runs.c.backend, sa.func.count())
-        .where(runs.c.state.in_(sorted(s.value for s in ENGINE_HELD)))
-        .group_by(group, runs.c.backend)
-    )
-    return {(g, backend): int(n) for g, backend, n in (await conn.execute(query)).all()}
-
-
-async def waiting_groups(conn: AsyncConnection) -> list[str]:
-    """Groups with queued runs, from the kept counts (migration 0004), never the runs table."""
+async def groups(conn: AsyncConnection) -> Groups:
+    """Read from the kept counts (migration 0004), never the runs table."""
     counts = run_state_counts.c
     query = (
-        sa.select(counts.research_group)
-        .where(counts.state == State.QUEUED.value)
-        .group_by(counts.research_group)
-        .having(sa.func.sum(counts.n) > 0)
+        sa.select(counts.research_group, counts.state, sa.func.sum(counts.n))
+        .where(counts.state.in_([State.QUEUED.value, *_HELD]))
+        .group_by(counts.research_group, counts.state)
     )
-    return sorted((await conn.execute(query)).scalars())
+    waiting: set[str] = set()
+    executing: dict[str, int] = {}
+    for group, state, n in (await conn.execute(query)).all():
+        if n and state == State.QUEUED.value:
+            waiting.add(group)
+        elif n:
+            executing[group] = executing.get(group, 0) + int(n)
+    return Groups(sorted(waiting), executing)
+
+
+async def executing_on(conn: AsyncConnection, backends: Sequence[str]) -> dict[str, int]:
+    """Runs holding a slot of these engines, per group, read from an index only (the local
+    engines' few, not every remote engine's)."""
+    group = sa.func.coalesce(runs.c.research_group, "")
+    query = (
+        sa.select(group, sa.func.count())
+        .where(runs.c.state.in_(_HELD), runs.c.backend.in_(list(backends)))
+        .group_by(group)
+    )
+    return {g: int(n) for g, n in (await conn.execute(query)).all()}

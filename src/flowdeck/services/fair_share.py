@@ -33,35 +33,25 @@ async def claim_queued(
     local slots), each group its fair share and never past its limit; returns them INITIALIZING."""
     settings = services.settings
     await dispatch_slots.lock(conn)
-    waiting = await dispatch_slots.waiting_groups(conn)
-    if not waiting:
+    groups = await dispatch_slots.groups(conn)
+    if not groups.waiting:
         return []
-    held = await dispatch_slots.executing(conn)
-    room = room_left(settings.group_max_running, held)
+    room = room_left(settings.group_max_running, groups.executing)
     claimed: list[RowMapping] = []
     if remote:
-        claimed += await _fill(services, claim, remote, _in_pool(held, remote), room, waiting, settings.dispatch_batch)
+        # Remote engines have no slots: a batch, shared by each group's executing runs on all engines.
+        in_pool = dict(groups.executing)
+        claimed += await _fill(services, claim, remote, in_pool, room, groups.waiting, settings.dispatch_batch)
     if local:
-        in_pool = _in_pool(held, local)
+        in_pool = await dispatch_slots.executing_on(conn, local)
         free = min(settings.max_local_runs - sum(in_pool.values()), settings.dispatch_batch)
-        claimed += await _fill(services, claim, local, in_pool, room, waiting, free)
+        claimed += await _fill(services, claim, local, in_pool, room, groups.waiting, free)
     return await _start(conn, claimed)
 
 
-def room_left(limits: Mapping[str, int], held: Mapping[tuple[str, str], int]) -> dict[str, int]:
+def room_left(limits: Mapping[str, int], executing: Mapping[str, int]) -> dict[str, int]:
     """How many more runs each group with a limit may have executing, on any engine."""
-    running: dict[str, int] = {}
-    for (group, _backend), n in held.items():
-        running[group] = running.get(group, 0) + n
-    return {group: max(0, limit - running.get(group, 0)) for group, limit in limits.items()}
-
-
-def _in_pool(held: Mapping[tuple[str, str], int], backends: Sequence[str]) -> dict[str, int]:
-    pool: dict[str, int] = {}
-    for (group, backend), n in held.items():
-        if backend in backends:
-            pool[group] = pool.get(group, 0) + n
-    return pool
+    return {group: max(0, limit - executing.get(group, 0)) for group, limit in limits.items()}
 
 
 async def _fill(
