@@ -108,3 +108,34 @@ async def end(services: Services, worker: Worker, run_ids: list[str]) -> None:
         assert loop.time() < deadline, "a canceled run never ended"
         await worker.iterate()
         await asyncio.sleep(0.2)
+
+
+async def submit_demo(services: Services, group: str, seconds: float) -> str:
+    new = run_service.NewRun(
+        workflow_type="DEMO",
+        workflow_type_version="1.0",
+        workflow_url="demo",
+        workflow_engine_parameters={"duration_seconds": str(seconds), "outcome": "success"},
+        research_group=group,
+    )
+    return await run_service.submit(services, new, ANYONE)
+
+
+async def test_a_group_at_its_limit_waits_until_its_runs_end(services: Services) -> None:
+    services.settings.group_max_running = {"a": 2}
+    services.settings.sync_min_seconds = services.settings.sync_max_seconds = 0.2
+    a_runs = [await submit_demo(services, "a", seconds=1) for _ in range(5)]
+    b_runs = [await submit_demo(services, "b", seconds=60) for _ in range(3)]
+    workers = Worker(services), Worker(services)
+    held = await both_iterate(*workers)
+    assert len(held["a"]) == 2  # held back at its limit
+    assert held["b"] == sorted(b_runs)  # b has no limit of its own
+    loop = asyncio.get_running_loop()
+    deadline, started = loop.time() + 60, set(held["a"])
+    while len(started) < len(a_runs):
+        assert loop.time() < deadline, f"a's runs stopped starting: {started}"
+        held = await both_iterate(*workers)
+        assert len(held.get("a", [])) <= 2
+        started |= set(held.get("a", []))
+        await asyncio.sleep(0.2)
+    await end(services, workers[0], b_runs)
