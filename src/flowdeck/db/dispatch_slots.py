@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db.tables import dispatch_locks, run_state_counts, runs
@@ -28,7 +29,16 @@ class Groups:
 async def lock(conn: AsyncConnection) -> None:
     """Hold the dispatch lock until ``conn``'s transaction ends: one worker at a time counts the
     executing runs and claims. SQLite needs none (its write transaction is the one writer)."""
-    if conn.dialect.name != "sqlite":
+    if conn.dialect.name == "sqlite":
+        return
+    if (await conn.execute(_LOCK)).first() is None:
+        # Migration 0008 writes the row; a schema copied without rows (a MariaDB test template, a
+        # schema-only restore) gets it here. Under READ COMMITTED a missing row locks nothing.
+        row = {"name": "dispatch"}
+        if conn.dialect.name == "postgresql":
+            await conn.execute(postgresql.insert(dispatch_locks).values(row).on_conflict_do_nothing())
+        else:
+            await conn.execute(sa.insert(dispatch_locks).values(row).prefix_with("IGNORE"))
         await conn.execute(_LOCK)
 
 
