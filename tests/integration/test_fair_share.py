@@ -16,7 +16,9 @@ from flowdeck.domain.states import ENGINE_HELD
 from flowdeck.services import runs as run_service
 from flowdeck.services.attachments import Attachment
 from flowdeck.services.context import Services
+from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
+from tests.support.basic_app import add_user, basic, basic_app, basic_settings
 
 CWL = Path(__file__).resolve().parents[1] / "workflows" / "cwl" / "two_step.cwl"
 HELD = sorted(s.value for s in ENGINE_HELD)
@@ -139,3 +141,28 @@ async def test_a_group_at_its_limit_waits_until_its_runs_end(services: Services)
         started |= set(held.get("a", []))
         await asyncio.sleep(0.2)
     await end(services, workers[0], b_runs)
+
+
+async def test_a_groups_usage_is_for_its_members_and_admins(db_settings: Settings) -> None:
+    settings = basic_settings(db_settings).model_copy(
+        update={"group_weights": {"a": 2.0}, "group_max_running": {"a": 3}}
+    )
+    async with basic_app(settings) as (_app, services, http):
+        await add_user(services, "alice", groups={"a": "member"})
+        await add_user(services, "bob", groups={"b": "member"})
+        await add_user(services, "root", admin=True)
+        await submit_demo(services, "a", seconds=60)
+        await submit_demo(services, "a", seconds=60)
+        for caller in ("alice", "root"):
+            response = await http.get("/groups/a/usage", headers=basic(caller))
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert (body["queued"], body["executing"], body["weight"], body["max_running"]) == (2, 0, 2.0, 3)
+        hidden = await http.get("/groups/a/usage", headers=basic("bob"))
+        missing = await http.get("/groups/nosuch/usage", headers=basic("bob"))
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json()["detail"] == "no research group 'a'"
+        assert hidden.headers["content-type"] == "application/problem+json"
+        assert (await http.get("/groups/a/usage")).status_code == 401
+        own = (await http.get("/groups/b/usage", headers=basic("bob"))).json()
+        assert (own["queued"], own["weight"], own["max_running"]) == (0, 1.0, None)
