@@ -66,10 +66,14 @@ async def both_iterate(first: Worker, second: Worker) -> dict[str, list[str]]:
 
 async def test_a_small_group_is_not_starved_by_a_flood(cwl_services: Services) -> None:
     services = cwl_services
+    if services.db.is_mysql:
+        # ~35 s of real cwltool runs per database: the issue asks for SQLite and PostgreSQL, and
+        # MariaDB's concurrent claims are checked by the limit test below.
+        pytest.skip("the flood runs on SQLite and PostgreSQL")
     services.settings.max_local_runs = 2
     short, long = await submit(services, "a", sleep_seconds=1), await submit(services, "a", sleep_seconds=300)
-    for _ in range(198):
-        await submit(services, "a")
+    for _ in range(9):  # a's flood, 22 at a time (each validated by cwltool, stored in one commit)
+        await asyncio.gather(*(submit(services, "a") for _ in range(22)))
     workers = Worker(services), Worker(services)
     assert await both_iterate(*workers) == {"a": sorted([short, long])}
     smalls = [await submit(services, "b") for _ in range(5)]
