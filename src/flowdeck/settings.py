@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -232,6 +232,16 @@ class Settings(BaseSettings):
         default_factory=lambda: max(1, os.cpu_count() or 1),
         ge=1,
         description="Runs executing at once on local engines (default: the core count).",
+    )
+    group_weights: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description='Share of the execution slots per research group, as JSON (e.g. {"a": 2}); '
+        'a group not named weighs 1, runs of no group count as the group "" (docs/quotas.md).',
+    )
+    group_max_running: dict[str, NonNegativeInt] = Field(
+        default_factory=dict,
+        description='Runs a research group may have executing at once on all engines, as JSON (e.g. {"a": 10}); '
+        "a group not named has no limit of its own.",
     )
     watchdog_seconds: float = Field(
         7 * 24 * 3600.0, gt=0, description="A run whose engine reports nothing new for this long ends SYSTEM_ERROR."

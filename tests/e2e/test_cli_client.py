@@ -271,3 +271,16 @@ def test_start_up_prints_the_migrations_but_not_alembics_plugin_lines(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert "Running upgrade" in done.stderr
     assert "setup plugin" not in done.stderr
+
+
+def test_usage_of_a_group_in_json_and_as_a_table(cli: Cli) -> None:
+    usage = cli.json("usage", "lab-z")
+    assert usage == {
+        "research_group": "lab-z",
+        "executing": 0,
+        "queued": 0,
+        "runs_by_state": {},
+        "weight": 1.0,
+        "max_running": None,
+    }
+    assert "research_group" in cli("usage", "lab-z").stdout

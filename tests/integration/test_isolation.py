@@ -61,6 +61,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ga4gh/wes/v1/redoc"): "public",
     ("GET", "/metrics"): "admin",
     ("GET", "/events"): "stream",  # its own isolation test: tests/integration/test_events_stream.py
+    ("GET", "/groups/{name}/usage"): "group",  # its own isolation test: tests/integration/test_fair_share.py
     ("GET", "/storage/{token}"): "capability",
     ("PUT", "/storage/{token}"): "capability",
     ("GET", f"{WES}/service-info"): "public",  # counts only the caller's runs: checked in _visible()

@@ -20,6 +20,7 @@ from flowdeck.api.access_log import OuterLayer
 from flowdeck.api.admission import ListTurns
 from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, references, wes
 from flowdeck.api.routes import events as event_routes
+from flowdeck.api.routes import groups as group_routes
 from flowdeck.api.routes import requests as request_routes
 from flowdeck.api.routes import webhooks as webhook_routes
 from flowdeck.api.ui import docs as ui_docs
@@ -96,6 +97,7 @@ def create_app(
     app.include_router(references.router)
     app.include_router(accounts.router)
     app.include_router(event_routes.router)
+    app.include_router(group_routes.router)
     include_ui(app)
     app.include_router(webhook_routes.router)
     _add_docs(app)

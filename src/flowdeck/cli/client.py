@@ -222,6 +222,7 @@ def register(sub: Any) -> None:
         client_completion,
         client_datasets,
         client_events,
+        client_groups,
         client_jobs,
         client_login,
         client_pipelines,
@@ -232,7 +233,15 @@ def register(sub: Any) -> None:
     common = common_options()
     client_login.register(sub, common)
     _register_runs(sub, common)
-    for module in (client_jobs, client_pipelines, client_requests, client_datasets, client_events, client_webhooks):
+    for module in (
+        client_jobs,
+        client_pipelines,
+        client_requests,
+        client_datasets,
+        client_events,
+        client_groups,
+        client_webhooks,
+    ):
         module.register(sub, common)
     client_completion.register(sub)
 

@@ -198,8 +198,10 @@ async def claim(
     backends: Sequence[str] | None = None,
     submitted: bool | None = None,
     ids: Sequence[str] | None = None,
+    group: str | None = None,
 ) -> list[Row]:
-    """Take a lease on up to ``limit`` runs in ``states`` that no live lease holds (see db/leases.py)."""
+    """Take a lease on up to ``limit`` runs in ``states`` that no live lease holds (see db/leases.py),
+    of research group ``group`` if given (``''``: runs of no group)."""
     conditions: list[sa.ColumnElement[bool]] = [runs.c.state.in_([s.value for s in states])]
     if due_only:
         conditions.append(sa.or_(runs.c.next_check_at.is_(None), runs.c.next_check_at <= now))
@@ -210,6 +212,8 @@ async def claim(
     if submitted is not None:
         has_id = runs.c.backend_run_id.is_not(None)
         conditions.append(has_id if submitted else sa.not_(has_id))
+    if group is not None:
+        conditions.append(runs.c.research_group.is_(None) if group == "" else runs.c.research_group == group)
     return await leases.claim(
         conn,
         runs,

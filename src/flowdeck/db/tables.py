@@ -209,6 +209,10 @@ runs = sa.Table(
     sa.Index("ix_runs_pipeline_name_created_at_id", "pipeline_name", "created_at", "id"),
     sa.Index("ix_runs_dataset_id_created_at_id", "dataset_id", "created_at", "id"),
     sa.Index("ix_runs_request_id_created_at_id", "request_id", "created_at", "id"),
+    # Fair-share dispatch (migration 0008): a group's next queued runs, and executing runs per
+    # (backend, group) read from the index alone.
+    sa.Index("ix_runs_state_group_next_check_at", "state", "research_group", "next_check_at", "created_at"),
+    sa.Index("ix_runs_state_backend_group", "state", "backend", "research_group"),
 )
 
 # Signed deltas of runs per (research group, pipeline, state; '' for none), appended by triggers on
@@ -369,4 +373,12 @@ deliveries = sa.Table(
     sa.Column("delivered_at", UTCDateTime(), nullable=True),
     sa.Index("ix_deliveries_state_queue_id", "state", "queue", "id"),
     sa.Index("ix_deliveries_webhook_id_id", "webhook_id", "id"),
+)
+
+# One row per lock name (migration 0008): a worker locks ``dispatch`` (SELECT ... FOR UPDATE) while it
+# counts executing runs and claims queued ones, so two workers never both fill the same free slot.
+dispatch_locks = sa.Table(
+    "dispatch_locks",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
 )

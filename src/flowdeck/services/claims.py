@@ -1,4 +1,5 @@
-"""What a worker takes on: queued runs to dispatch (within the local admission limit) and new
+"""What a worker takes on: queued runs to dispatch (within the local admission limit and each
+group's fair share) and new
 requests to expand, each claimed with a lease so that two workers never take the same one."""
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from sqlalchemy.engine import RowMapping
 from flowdeck.db import requests as request_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.states import State
+from flowdeck.services import fair_share
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 
 
 async def claim_dispatchable(services: Services, owner: str) -> list[RowMapping]:
     """Runs to dispatch now: interrupted dispatches, queued runs of remote engines, and queued runs
-    of local engines up to ``max_local_runs`` executing at once."""
+    of local engines up to ``max_local_runs`` executing at once, shared fairly among research
+    groups (services.fair_share)."""
     settings = services.settings
     local = [b.name for b in services.backends.all() if b.runs_locally]
     enabled = services.backends.names()
@@ -37,11 +40,7 @@ async def claim_dispatchable(services: Services, owner: str) -> list[RowMapping]
             )
         )
         remote = [name for name in enabled if name not in local]
-        claimed += await claim(states=[State.QUEUED], limit=settings.dispatch_batch, backends=remote)
-        if local:
-            free = settings.max_local_runs - await run_rows.count_executing(conn, local)
-            if free > 0:
-                claimed += await claim(states=[State.QUEUED], limit=min(free, settings.dispatch_batch), backends=local)
+        claimed += await fair_share.claim_queued(services, conn, claim, local=local, remote=remote)
     return claimed
 
 

@@ -114,3 +114,8 @@ def _workflow(pipeline: Pipeline) -> tuple[str, list[Attachment]]:
         raise InvalidInput(f"pipeline {pipeline.name}'s workflow folder holds more than {MAX_ATTACHMENTS} files")
     attachments = [Attachment(p.relative_to(main.parent).as_posix(), p.read_bytes()) for p in files]
     return main.name, attachments
+
+
+def visible_pipelines(services: Services, principal: Principal) -> list[Pipeline]:
+    """The newest version of every pipeline the caller may run (the catalog's listing)."""
+    return [p for p in services.catalog.list() if may_see(p, principal)]
