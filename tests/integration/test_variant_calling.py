@@ -95,6 +95,7 @@ async def vc(tmp_path: Path, data: Data) -> AsyncIterator[tuple[httpx.AsyncClien
         backends=["demo", "snakemake"],
         references_dir=data.folder / "refs",
         sandbox_read_only_paths=[data.folder],
+        dataset_file_roots=[data.folder],  # file:// inputs are staged from the configured roots only
     )
     upgrade(settings)
     services = Services.create(settings)
