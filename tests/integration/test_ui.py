@@ -197,6 +197,18 @@ async def test_rerun_makes_a_linked_run(lab: tuple[Services, httpx.AsyncClient, 
     assert job["research_group"] == "lab-a"
 
 
+async def test_a_resumed_rerun_goes_to_the_jobs_service(
+    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+) -> None:
+    _, http, runs = lab
+    await sign_in(http, "alice")
+    confirm = await http.get(f"/ui/runs/{runs['alice']}/rerun")
+    assert 'name="resume"' not in confirm.text  # offered for ended runs only
+    refused = await http.post(f"/ui/runs/{runs['alice']}/rerun", data={"csrf": csrf_of(confirm.text), "resume": "on"})
+    assert refused.status_code == 409
+    assert "only an ended run can be resumed" in refused.text
+
+
 async def test_bob_never_sees_alices_run(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, runs = lab
     await sign_in(http, "bob")

@@ -132,10 +132,10 @@ async def cancel(run_id: str, request: Request) -> Response:
 
 @router.post("/runs/{run_id}/rerun")
 async def rerun(run_id: str, request: Request) -> Response:
-    await web.form(request)
+    posted = await web.form(request)
     user = await web.require_user(request)
     services = web.services_of(request)
-    new_id = await job_service.rerun(services, run_id, user)
+    new_id = await job_service.rerun(services, run_id, user, resume=posted.get("resume") == "on")
     await dispatch_now(services, new_id)
     return RedirectResponse(f"{web.PREFIX}/runs/{new_id}", status_code=303)
 
