@@ -119,3 +119,8 @@ def _workflow(pipeline: Pipeline) -> tuple[str, list[Attachment]]:
 def visible_pipelines(services: Services, principal: Principal) -> list[Pipeline]:
     """The newest version of every pipeline the caller may run (the catalog's listing)."""
     return [p for p in services.catalog.list() if may_see(p, principal)]
+
+
+def visible_versions(services: Services, principal: Principal, name: str) -> list[Pipeline]:
+    """Every version of ``name`` the caller may run, newest first."""
+    return [p for p in services.catalog.versions(name) if may_see(p, principal)]

@@ -12,10 +12,12 @@ from fastapi.responses import RedirectResponse
 
 from flowdeck.api.ui import web
 from flowdeck.api.ui.launch_form import FormField, fields_of, parameters_of
+from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
 from flowdeck.services import jobs as job_service
+from flowdeck.services.context import Services
 from flowdeck.services.dispatch_now import dispatch_now
-from flowdeck.services.pipeline_runs import visible_pipeline, visible_pipelines
+from flowdeck.services.pipeline_runs import visible_pipeline, visible_pipelines, visible_versions
 
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 
@@ -29,10 +31,12 @@ async def catalog(request: Request) -> Response:
 
 
 @router.get("/launch/{name}")
-async def launch_form(name: str, request: Request) -> Response:
+async def launch_form(name: str, request: Request, version: str | None = None) -> Response:
+    """The form of the pipeline's newest version, or of ``version``."""
     user = await web.require_user(request)
-    pipeline = visible_pipeline(web.services_of(request), user, name)
-    return _form_page(request, pipeline, fields_of(pipeline.schema()), {})
+    services = web.services_of(request)
+    pipeline = visible_pipeline(services, user, name, version or None)
+    return _form_page(request, pipeline, fields_of(pipeline.schema()), {}, _versions(services, user, name))
 
 
 @router.post("/launch/{name}")
@@ -41,10 +45,12 @@ async def launch(name: str, request: Request) -> Response:
     posted = await web.form(request)
     user = await web.require_user(request)
     services = web.services_of(request)
-    pipeline = visible_pipeline(services, user, name)
+    pipeline = visible_pipeline(services, user, name, posted.get("version") or None)
     fields = fields_of(pipeline.schema())
+    versions = _versions(services, user, name)
     body = {
         "pipeline_name": name,
+        "pipeline_version": str(pipeline.version),
         "parameters": parameters_of(fields, posted),
         "research_group": posted.get("research_group") or None,
         "description": posted.get("description") or None,
@@ -52,12 +58,16 @@ async def launch(name: str, request: Request) -> Response:
     try:
         planned = await job_service.plan(services, body, user)
     except ValidationFailed as exc:
-        return _form_page(request, pipeline, fields, posted, error=exc, status_code=exc.status_code)
+        return _form_page(request, pipeline, fields, posted, versions, error=exc, status_code=exc.status_code)
     if posted.get("action") == "check":
-        return _form_page(request, pipeline, fields, posted, preview=planned.preview())
+        return _form_page(request, pipeline, fields, posted, versions, preview=planned.preview())
     run_id = await job_service.submit(services, planned, user)
     await dispatch_now(services, run_id)
     return RedirectResponse(f"{web.PREFIX}/runs/{run_id}", status_code=303)
+
+
+def _versions(services: Services, user: Principal, name: str) -> list[str]:
+    return [str(p.version) for p in visible_versions(services, user, name)]
 
 
 def _form_page(
@@ -65,6 +75,7 @@ def _form_page(
     pipeline: Any,
     fields: list[FormField],
     posted: dict[str, str],
+    versions: list[str],
     error: ValidationFailed | None = None,
     preview: dict[str, Any] | None = None,
     status_code: int = 200,
@@ -78,6 +89,7 @@ def _form_page(
         "launch.html",
         status_code=status_code,
         pipeline=pipeline,
+        versions=versions,
         fields=fields,
         posted=posted,
         error=error.detail if error else None,
