@@ -30,7 +30,7 @@ from flowdeck.domain import run_policy
 from flowdeck.domain.runs import RunHandle, SyncReport
 from flowdeck.domain.states import ENGINE_HELD, State, is_terminal
 from flowdeck.errors import EngineUnavailable
-from flowdeck.services import state_machine
+from flowdeck.services import results, state_machine
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
@@ -236,6 +236,9 @@ async def apply_report(
     current = State(row["state"])
     target = run_policy.sync_target(current, report.state)
     fields = _changed_fields(row, report)
+    if target is not None and is_terminal(target):
+        # Before the state change, so an ended run always has its results in storage.
+        fields["results"] = await results.at_end(services, pool, {**row, **fields}, report.tasks)
     async with services.db.write() as conn:
         progressed = False
         if report.tasks is not None:
