@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         None,
         description="HMAC key of local storage's signed URLs. Default: a random secret generated once and kept in data_dir.",
     )
+    live_log_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="While a run executes, the worker copies its and its tasks' logs (those that grew) to storage at most this often, so the API serves them from there (docs/storage.md); 0: only when the run ends.",
+    )
     # Deleting and expiring runs (docs/storage.md): off unless retention_days is set.
     retention_days: float | None = Field(
         None,

@@ -159,3 +159,35 @@ async def test_archive_of_a_run_that_has_not_ended_is_409(api: httpx.AsyncClient
     answer = await api.get(f"{WES}/runs/{run_id}/outputs.zip")
     assert answer.status_code == 409
     assert "has not ended" in answer.text
+
+
+async def test_logs_of_a_running_run_are_copied_to_storage_as_it_runs(
+    api: httpx.AsyncClient, services: Services
+) -> None:
+    _engines(services, "cwltool")
+    services.settings.live_log_seconds = 0.2
+    response = await api.post(
+        f"{WES}/runs",
+        data={
+            "workflow_type": "CWL",
+            "workflow_type_version": "v1.2",
+            "workflow_url": "two_step.cwl",
+            "workflow_params": json.dumps({"message": "slow", "sleep_seconds": 12}),
+        },
+        files={"workflow_attachment": ("two_step.cwl", ENGINES["cwltool"][2].read_bytes())},
+    )
+    run_id = response.json()["run_id"]
+    worker = Worker(services)
+    stderr = b""
+    for _ in range(300):
+        await worker.iterate()
+        log = (await api.get(f"{WES}/runs/{run_id}")).json()
+        url = log["run_log"].get("stderr")
+        if log["state"] == "RUNNING" and url and (await api.get(url)).status_code == 307:
+            stderr = await fetch(api, url)
+            if b"[step shout] start" in stderr:
+                break
+        await asyncio.sleep(0.1)
+    assert b"[step shout] start" in stderr  # cwltool's own log, read from storage while shout sleeps
+    assert (await api.post(f"{WES}/runs/{run_id}/cancel")).status_code == 200
+    assert await follow(api, worker, run_id, TERMINAL) == "CANCELED"

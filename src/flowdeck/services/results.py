@@ -20,11 +20,14 @@ the store; it never reads a worker's run folder for a run that has this record.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +42,10 @@ from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.context import Services
 from flowdeck.services.datasets import storage_of
 from flowdeck.services.storage import Storage
+from flowdeck.settings import Settings
 
 STREAMS = ("stdout", "stderr")
+PARALLEL_PUTS = 8
 
 
 def prefix(run_id: str) -> str:
@@ -56,13 +61,43 @@ async def at_end(
 ) -> dict[str, Any]:
     """Put an ending run's results into storage (``run``: its row with the report's fields
     applied); the ``results`` record to write with its terminal state."""
+    tasks = await _tasks(services, run["id"], reported)
+    return await pool.run(put, storage_of(services), services.runs_dir, run["id"], run, tasks)
+
+
+async def _tasks(services: Services, run_id: str, reported: list[TaskInfo] | None) -> list[Mapping[Any, Any]]:
+    """The run's tasks as recorded, with what the engine just reported over them."""
     async with services.db.read() as conn:
-        known = await task_rows.page(conn, run["id"], None, 1_000_000)
+        known = await task_rows.page(conn, run_id, None, 1_000_000)
     tasks: dict[str, Mapping[Any, Any]] = {str(t["backend_task_id"]): t for t in known}
     for info in reported or []:
         tasks[info.backend_task_id] = asdict(info)
-    store = storage_of(services)
-    return await pool.run(put, store, services.runs_dir, run["id"], run, list(tasks.values()))
+    return list(tasks.values())
+
+
+def live_due(settings: Settings, run: Mapping[Any, Any], now: datetime) -> bool:
+    """True when an executing run's logs are due to be copied to storage again."""
+    if not settings.live_log_seconds or run["state"] != State.RUNNING.value:
+        return False
+    if not run["stdout_path"] or "://" in run["stdout_path"]:  # no log in a run folder (demo, remote engines)
+        return False
+    record = run["results"]
+    if record is None:
+        return True
+    synced = datetime.fromisoformat(record.get("synced_at", "1970-01-01T00:00:00+00:00"))
+    return (now - synced).total_seconds() >= settings.live_log_seconds
+
+
+async def live(
+    services: Services, pool: BlockingPool, run: Mapping[Any, Any], reported: list[TaskInfo] | None, now: datetime
+) -> dict[str, Any]:
+    """Copy a running run's logs to storage (those that grew): the ``results`` record to write
+    meanwhile (``live``: no outputs yet; the record at the end replaces it)."""
+    tasks = await _tasks(services, run["id"], reported)
+    before = (run["results"] or {}).get("logs", {})
+    workdir = run_folder(services.runs_dir, run["id"]).work
+    logs = await pool.run(put_logs, storage_of(services), workdir, run["id"], run, tasks, before)
+    return {"live": True, "synced_at": now.isoformat(), "files": [], "outputs": {}, "logs": logs}
 
 
 def put(
@@ -73,13 +108,74 @@ def put(
     ``run`` holds the run's final ``outputs``, ``output_files``, ``stdout_path`` and ``stderr_path``;
     ``tasks`` the tasks' ``backend_task_id``, ``stdout_path`` and ``stderr_path``."""
     workdir = run_folder(runs_dir, run_id).work
-    files = [_put_output(store, workdir, run_id, i, item) for i, item in enumerate(run.get("output_files") or [])]
-    logs: dict[str, Any] = {"run": _put_logs(store, workdir, f"{prefix(run_id)}logs/run/", run), "tasks": {}}
-    for position, task in enumerate(tasks):
-        stored = _put_logs(store, workdir, f"{prefix(run_id)}logs/tasks/{position}/", task)
-        if stored:
-            logs["tasks"][str(task["backend_task_id"])] = stored
+    puts = _Puts(store)
+    files = [_output(puts, workdir, run_id, i, item) for i, item in enumerate(run.get("output_files") or [])]
+    logs = _logs(puts, workdir, run_id, run, tasks, {})
+    puts.run()
     return {"files": files, "outputs": _by_name(run.get("outputs") or {}, files, workdir), "logs": logs}
+
+
+def put_logs(
+    store: Storage,
+    workdir: Path,
+    run_id: str,
+    run: Mapping[Any, Any],
+    tasks: Iterable[Mapping[Any, Any]],
+    before: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Put the run's and its tasks' logs; a log whose size is the one in ``before`` (the previous
+    record's ``logs``) is not put again."""
+    puts = _Puts(store)
+    logs = _logs(puts, workdir, run_id, run, tasks, before)
+    puts.run()
+    return logs
+
+
+class _Puts:
+    """Puts queued while a record is built, then made several at a time (a put to S3 is a round
+    trip or more: one after the other, a run's dozens of logs and outputs would add up)."""
+
+    def __init__(self, store: Storage) -> None:
+        self.store = store
+        self.queued: list[tuple[dict[str, Any], Path, str | None]] = []
+
+    def add(self, entry: dict[str, Any], path: Path, checksum: str | None = None) -> dict[str, Any]:
+        """``entry`` (holding its ``key``) gets its ``size`` and ``checksum`` when :meth:`run` puts it."""
+        self.queued.append((entry, path, checksum))
+        return entry
+
+    def run(self) -> None:
+        if not self.queued:
+            return
+        with ThreadPoolExecutor(min(PARALLEL_PUTS, len(self.queued)), thread_name_prefix="flowdeck-put") as pool:
+            list(pool.map(lambda job: self._put(*job), self.queued))
+
+    def _put(self, entry: dict[str, Any], path: Path, checksum: str | None) -> None:
+        with path.open("rb") as stream:
+            size = self.store.put_stream(entry["key"], stream)
+        entry.update(size=size, checksum=checksum or file_checksum(path))
+
+
+def _logs(
+    puts: _Puts,
+    workdir: Path,
+    run_id: str,
+    run: Mapping[Any, Any],
+    tasks: Iterable[Mapping[Any, Any]],
+    before: Mapping[str, Any],
+) -> dict[str, Any]:
+    logs: dict[str, Any] = {
+        "run": _stream_logs(puts, workdir, f"{prefix(run_id)}logs/run/", run, before.get("run", {})),
+        "tasks": {},
+    }
+    for task in tasks:
+        task_id = str(task["backend_task_id"])
+        # Keyed by a digest of the engine's task id: stable across puts, whatever characters it has.
+        key_prefix = f"{prefix(run_id)}logs/tasks/{hashlib.sha256(task_id.encode()).hexdigest()[:20]}/"
+        stored = _stream_logs(puts, workdir, key_prefix, task, before.get("tasks", {}).get(task_id, {}))
+        if stored:
+            logs["tasks"][task_id] = stored
+    return logs
 
 
 def _local(workdir: Path, location: str | None) -> Path | None:
@@ -91,13 +187,7 @@ def _local(workdir: Path, location: str | None) -> Path | None:
     return real if real is not None and real.is_file() else None
 
 
-def _put_file(store: Storage, key: str, path: Path, checksum: str | None = None) -> dict[str, Any]:
-    with path.open("rb") as stream:
-        size = store.put_stream(key, stream)
-    return {"key": key, "size": size, "checksum": checksum or file_checksum(path)}
-
-
-def _put_output(store: Storage, workdir: Path, run_id: str, index: int, item: Mapping[Any, Any]) -> dict[str, Any]:
+def _output(puts: _Puts, workdir: Path, run_id: str, index: int, item: Mapping[Any, Any]) -> dict[str, Any]:
     name = str(item.get("name") or item.get("location") or index)
     path = _local(workdir, item.get("location"))
     if path is None:  # a file the engine keeps elsewhere (Galaxy, HealthOmics): its link as reported
@@ -107,16 +197,21 @@ def _put_output(store: Storage, workdir: Path, run_id: str, index: int, item: Ma
             "size": item.get("size"),
             "checksum": item.get("checksum"),
         }
-    stored = _put_file(store, f"{prefix(run_id)}outputs/{index}/{path.name}", path, item.get("checksum"))
-    return {"name": name, **stored}
+    entry = {"name": name, "key": f"{prefix(run_id)}outputs/{index}/{path.name}"}
+    return puts.add(entry, path, item.get("checksum"))
 
 
-def _put_logs(store: Storage, workdir: Path, key_prefix: str, row: Mapping[Any, Any]) -> dict[str, Any]:
+def _stream_logs(
+    puts: _Puts, workdir: Path, key_prefix: str, row: Mapping[Any, Any], before: Mapping[str, Any]
+) -> dict[str, Any]:
     stored: dict[str, Any] = {}
     for stream in STREAMS:
         path = _local(workdir, row.get(f"{stream}_path"))
-        if path is not None:
-            stored[stream] = _put_file(store, key_prefix + stream, path)
+        if path is None:
+            continue
+        previous = before.get(stream)
+        unchanged = previous is not None and previous["size"] == path.stat().st_size
+        stored[stream] = previous if unchanged else puts.add({"key": key_prefix + stream}, path)
     return stored
 
 
@@ -195,7 +290,7 @@ def outputs_view(run: Mapping[Any, Any], run_url: str) -> dict[str, Any]:
     engine's own value under ``value``; a single-file output also carries its file's fields at
     the top (docs/storage.md). A run with no results record shows the engine's outputs as they are."""
     results = run.get("results")
-    if results is None:
+    if results is None or results.get("live"):
         return dict(run["outputs"] or {})
     links = [_file_view(f, i, run_url) for i, f in enumerate(results.get("files", []))]
     view: dict[str, Any] = {}
@@ -212,12 +307,15 @@ def files_view(run: Mapping[Any, Any], run_url: str) -> list[dict[str, Any]]:
 
 
 def _file_view(item: Mapping[Any, Any], index: int, run_url: str) -> dict[str, Any]:
-    url = f"{run_url}/outputs/{index}" if item.get("key") else item.get("location")
+    # A file flowdeck did not store (Galaxy's large datasets, HealthOmics' S3 objects) has no
+    # flowdeck link: its location is the engine's, shown as such.
+    url, location = (f"{run_url}/outputs/{index}", None) if item.get("key") else (None, item.get("location"))
     return {
         k: v
         for k, v in (
             ("name", item["name"]),
             ("url", url),
+            ("location", location),
             ("size", item.get("size")),
             ("checksum", item.get("checksum")),
         )
@@ -227,8 +325,10 @@ def _file_view(item: Mapping[Any, Any], index: int, run_url: str) -> dict[str, A
 
 def archive(store: Storage, run: Mapping[Any, Any]) -> Path:
     """A zip of every stored output file of an ended run, named as the engine named them (blocking)."""
-    if not is_terminal(State(run["state"])) or run["results"] is None:
+    if not is_terminal(State(run["state"])):
         raise Conflict(f"run {run['id']} has not ended: its outputs are archived when it has")
+    if run["results"] is None:
+        raise Conflict(f"run {run['id']} ended before flowdeck kept results in storage: no archive")
     fd, name = tempfile.mkstemp(prefix=f"flowdeck-{run['id']}-", suffix=".zip")
     os.close(fd)
     path = Path(name)

@@ -30,7 +30,8 @@ from flowdeck.domain import run_policy
 from flowdeck.domain.runs import RunHandle, SyncReport
 from flowdeck.domain.states import ENGINE_HELD, State, is_terminal
 from flowdeck.errors import EngineUnavailable
-from flowdeck.services import results, state_machine
+from flowdeck.services import results as stored
+from flowdeck.services import state_machine
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
@@ -128,7 +129,7 @@ async def _check_backend(services: Services, owner: str, pool: BlockingPool, nam
     for reports in results:
         for report in reports:
             row = rows_by_id[report.run_id]
-            if _nothing_to_write(row, report):
+            if _nothing_to_write(row, report) and not stored.live_due(services.settings, row, utcnow()):
                 quiet.append(row)
                 continue
             try:
@@ -238,7 +239,9 @@ async def apply_report(
     fields = _changed_fields(row, report)
     if target is not None and is_terminal(target):
         # Before the state change, so an ended run always has its results in storage.
-        fields["results"] = await results.at_end(services, pool, {**row, **fields}, report.tasks)
+        fields["results"] = await stored.at_end(services, pool, {**row, **fields}, report.tasks)
+    elif target is None and stored.live_due(services.settings, row, now):
+        fields["results"] = await stored.live(services, pool, {**row, **fields}, report.tasks, now)
     async with services.db.write() as conn:
         progressed = False
         if report.tasks is not None:
