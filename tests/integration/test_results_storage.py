@@ -191,3 +191,6 @@ async def test_logs_of_a_running_run_are_copied_to_storage_as_it_runs(
     assert b"[step shout] start" in stderr  # cwltool's own log, read from storage while shout sleeps
     assert (await api.post(f"{WES}/runs/{run_id}/cancel")).status_code == 200
     assert await follow(api, worker, run_id, TERMINAL) == "CANCELED"
+    run_folder(services.runs_dir, run_id).remove()
+    log = (await api.get(f"{WES}/runs/{run_id}")).json()
+    assert b"[step shout] start" in await fetch(api, log["run_log"]["stderr"])  # stored at its end too

@@ -13,8 +13,10 @@ worker that dies mid-put leaves the run active, and the next sync puts them agai
      "logs":    {"run": {"stdout": {"key", "size", "checksum"}, ...},
                  "tasks": {<backend task id>: {"stdout": {...}, "stderr": {...}}}}}
 
-The API turns it into download links (:func:`outputs_view`) that answer with a pre-signed URL of
-the store; it never reads a worker's run folder for a run that has this record.
+While a run executes, the sync copies its logs that grew every ``live_log_seconds`` and writes a
+record with ``"live": true`` and ``synced_at`` (no files, no outputs), which the one at the end
+replaces. The API turns a record into download links (:func:`outputs_view`) that answer with a
+pre-signed URL of the store; it never reads a worker's run folder for a run that has one.
 """
 
 from __future__ import annotations

@@ -201,6 +201,8 @@ async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend,
         log.warning("cancel of run %s failed: %s; will retry", row["id"], exc)
         return
     now = utcnow()
+    # The logs a canceled run left go to storage with its end, as any ended run's do.
+    ended = {"results": await stored.at_end(services, pool, row, None)} if result.confirmed else None
     async with services.db.write() as conn:
         await run_rows.update(
             conn, row["id"], {"backend_data": {**(row["backend_data"] or {}), "cancel_sent": now.isoformat()}}
@@ -214,6 +216,7 @@ async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend,
                 now=now,
                 reason=result.message or "canceled by the engine",
                 actor=ACTOR,
+                fields=ended,
             )
 
 
