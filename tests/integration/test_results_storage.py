@@ -88,7 +88,7 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-async def _check_downloads(api: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+async def _check_downloads(api: httpx.AsyncClient, run_id: str, message: bytes = b"HELLO STORE\n") -> dict[str, Any]:
     log = (await api.get(f"{WES}/runs/{run_id}")).json()
     outputs = log["outputs"]
     files = [f for entry in outputs.values() for f in entry["files"]]
@@ -98,7 +98,7 @@ async def _check_downloads(api: httpx.AsyncClient, run_id: str) -> dict[str, Any
         data = await fetch(api, item["url"])
         assert (len(data), _sha256(data)) == (item["size"], item["checksum"])
         contents[item["name"]] = data
-    assert b"HELLO STORE\n" in contents.values()
+    assert message in contents.values()
     for url in [log["run_log"].get("stdout"), log["run_log"].get("stderr")]:
         if url:
             await fetch(api, url)
@@ -194,3 +194,55 @@ async def test_logs_of_a_running_run_are_copied_to_storage_as_it_runs(
     run_folder(services.runs_dir, run_id).remove()
     log = (await api.get(f"{WES}/runs/{run_id}")).json()
     assert b"[step shout] start" in await fetch(api, log["run_log"]["stderr"])  # stored at its end too
+
+
+async def test_a_run_ends_only_once_its_results_are_stored(
+    api: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 down when the engine ends: the run stays RUNNING (nothing recorded as ended without its
+    results); S3 back: the next sync stores them and the run ends."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.support.network import free_port
+
+    _engines(services, "cwltool")
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    settings = services.settings
+    settings.storage, settings.s3_bucket = "s3", "down"
+    settings.s3_endpoint_url, settings.live_log_seconds, settings.lease_seconds = f"http://127.0.0.1:{port}", 0, 1
+    services.storage = open_storage(settings)
+    run_id = await submit_cwl(api)
+    worker = Worker(services)
+    handle_ended = False
+    for _ in range(300):  # S3 is not there at all: the engine runs and ends, the run may not
+        await worker.iterate()
+        state = (await api.get(f"{WES}/runs/{run_id}/status")).json()["state"]
+        assert state not in TERMINAL
+        handle_ended = (run_folder(services.runs_dir, run_id).work / "outputs" / "shouted.txt").exists()
+        if handle_ended and state == "RUNNING":
+            break
+        await asyncio.sleep(0.1)
+    assert handle_ended
+    for _ in range(10):
+        await worker.iterate()
+        await asyncio.sleep(0.3)
+    assert (await api.get(f"{WES}/runs/{run_id}/status")).json()["state"] == "RUNNING"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        store = services.storage
+        assert isinstance(store, S3Storage)
+        store.client.create_bucket(Bucket="down")
+        assert await follow(api, worker, run_id, TERMINAL) == "COMPLETE"
+        run_folder(services.runs_dir, run_id).remove()
+        await _check_downloads(api, run_id, message=b"HELLO FLOWDECK\n")
+    finally:
+        server.stop()
+
+
+async def submit_cwl(api: httpx.AsyncClient) -> str:
+    from tests.integration.test_engine_runs import submit as submit_two_step
+
+    return await submit_two_step(api)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -201,8 +201,12 @@ async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend,
         log.warning("cancel of run %s failed: %s; will retry", row["id"], exc)
         return
     now = utcnow()
-    # The logs a canceled run left go to storage with its end, as any ended run's do.
-    ended = {"results": await stored.at_end(services, pool, row, None)} if result.confirmed else None
+    try:
+        # The logs a canceled run left go to storage with its end, as any ended run's do.
+        ended = {"results": await stored.at_end(services, pool, row, None)} if result.confirmed else None
+    except Exception as exc:  # storage unreachable: the cancel (idempotent) and the put are retried
+        log.warning("results of canceled run %s not stored: %s; will retry", row["id"], exc)
+        return
     async with services.db.write() as conn:
         await run_rows.update(
             conn, row["id"], {"backend_data": {**(row["backend_data"] or {}), "cancel_sent": now.isoformat()}}
@@ -242,9 +246,17 @@ async def apply_report(
     fields = _changed_fields(row, report)
     if target is not None and is_terminal(target):
         # Before the state change, so an ended run always has its results in storage.
-        fields["results"] = await stored.at_end(services, pool, {**row, **fields}, report.tasks)
+        try:
+            fields["results"] = await stored.at_end(services, pool, {**row, **fields}, report.tasks)
+        except Exception as exc:  # storage unreachable: the run keeps its state, checked again with backoff
+            failed = replace(report, transient_error=f"results not stored: {type(exc).__name__}: {exc}")
+            await _apply_failed_check(services, owner, row, failed, now, backend, pool)
+            return
     elif target is None and stored.live_due(services.settings, row, now):
-        fields["results"] = await stored.live(services, pool, {**row, **fields}, report.tasks, now)
+        try:
+            fields["results"] = await stored.live(services, pool, {**row, **fields}, report.tasks, now)
+        except Exception as exc:  # live logs are a convenience: the report is written all the same
+            log.warning("logs of run %s not copied to storage: %s", row["id"], exc)
     async with services.db.write() as conn:
         progressed = False
         if report.tasks is not None:
