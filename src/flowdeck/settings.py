@@ -167,6 +167,24 @@ class Settings(BaseSettings):
         None,
         description="HMAC key of local storage's signed URLs. Default: a random secret generated once and kept in data_dir.",
     )
+    live_log_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="While a run executes, the worker copies its and its tasks' logs (those that grew) to storage at most this often, so the API serves them from there (docs/storage.md); 0: only when the run ends.",
+    )
+    # Deleting and expiring runs (docs/storage.md): off unless retention_days is set.
+    retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="Ended runs older than this many days (since they ended) are deleted with their stored files by the worker and flowdeck purge. Default: kept forever.",
+    )
+    retention_states: StrList = Field(
+        default_factory=lambda: ["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"],
+        description="States of the ended runs the retention purge deletes (comma-separated or JSON list of ended WES states).",
+    )
+    purge_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often a worker purges runs past retention_days (when it is set)."
+    )
     dataset_file_roots: list[Path] = Field(
         default_factory=list,
         description="Folders whose files POST /datasets may register, and runs may name as inputs (docs/staging.md), as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.",
@@ -394,6 +412,7 @@ class Settings(BaseSettings):
         "outbound_allowlist",
         "galaxy_allowed_workflows",
         "oidc_algorithms",
+        "retention_states",
         mode="before",
     )
     @classmethod

@@ -187,7 +187,7 @@ async def test_run_goes_to_complete_with_tasks(api: httpx.AsyncClient, services:
     run_id = await submit(api, workflow_engine_parameters=json.dumps({"outcome": "success", "duration_seconds": "0.3"}))
     await drive(services, run_id, {"COMPLETE"}, api)
     log = (await api.get(f"{WES}/runs/{run_id}")).json()
-    assert log["outputs"]["simulated"] is True
+    assert log["outputs"]["simulated"]["value"] is True
     assert log["run_log"]["start_time"].endswith("Z")
     tasks = (await api.get(f"{WES}/runs/{run_id}/tasks", params={"page_size": 2})).json()
     assert [t["name"] for t in tasks["task_logs"]] == ["prepare_inputs", "analyse"]

@@ -22,6 +22,7 @@ from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, refere
 from flowdeck.api.routes import events as event_routes
 from flowdeck.api.routes import groups as group_routes
 from flowdeck.api.routes import requests as request_routes
+from flowdeck.api.routes import results as result_routes
 from flowdeck.api.routes import webhooks as webhook_routes
 from flowdeck.api.ui import docs as ui_docs
 from flowdeck.api.ui import include as include_ui
@@ -89,9 +90,11 @@ def create_app(
         )
     errors.install(app)
     wes.include(app)
+    app.include_router(result_routes.wes_router)
     app.include_router(ops.router)
     app.include_router(request_routes.router)
     app.include_router(jobs.router)
+    app.include_router(result_routes.jobs_router)
     app.include_router(datasets.router)
     app.include_router(pipelines.router)
     app.include_router(references.router)

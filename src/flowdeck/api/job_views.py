@@ -12,6 +12,7 @@ from typing import Any
 
 from flowdeck.api.wes_views import WES
 from flowdeck.domain.states import State, seed_status, simple_state
+from flowdeck.services.results import outputs_view
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -46,7 +47,7 @@ def job_view(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
         "completed_at": _iso(row["end_time"]),
         "error_message": row["error_message"],
         "rerun_of": row["rerun_of"],
-        "outputs": row["outputs"] if row["outputs"] is not None else {},
+        "outputs": outputs_view(row, f"{base}{WES}/runs/{row['id']}"),
         "links": {
             "self": job_url,
             "events": f"{job_url}/events",

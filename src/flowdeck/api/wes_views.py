@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from flowdeck.services.results import outputs_view
+
 # The WES routes' prefix, written once (routes, links in documents, the error shape chosen by path).
 WES = "/ga4gh/wes/v1"
 
@@ -56,7 +58,7 @@ def run_log(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
             "state": row["state"],
             "run_log": log,
             "task_logs_url": f"{run_url}/tasks",
-            "outputs": row["outputs"] if row["outputs"] is not None else {},
+            "outputs": outputs_view(row, run_url),
         }
     )
 

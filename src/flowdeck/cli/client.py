@@ -72,7 +72,9 @@ def _client(args: argparse.Namespace) -> httpx.Client:
 
     server = server_url(args)
     headers, auth = _credentials(server)
-    return httpx.Client(base_url=server, headers=headers, auth=auth, timeout=30)
+    # Output and log links answer 307 with the store's pre-signed URL (docs/storage.md); httpx
+    # drops the credentials when a redirect leaves the server's origin.
+    return httpx.Client(base_url=server, headers=headers, auth=auth, timeout=30, follow_redirects=True)
 
 
 def _check(response: httpx.Response) -> Any:

@@ -187,6 +187,8 @@ runs = sa.Table(
     sa.Column("cmd", JSONType, nullable=True),
     sa.Column("stdout_path", sa.Text(), nullable=True),
     sa.Column("stderr_path", sa.Text(), nullable=True),
+    # What the worker put into storage when the run ended (services.results; revision 0007).
+    sa.Column("results", JSONType, nullable=True),
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("start_time", UTCDateTime(), nullable=True),
@@ -213,6 +215,7 @@ runs = sa.Table(
     # (backend, group) read from the index alone.
     sa.Index("ix_runs_state_group_next_check_at", "state", "research_group", "next_check_at", "created_at"),
     sa.Index("ix_runs_state_backend_group", "state", "backend", "research_group"),
+    sa.Index("ix_runs_state_end_time", "state", "end_time"),  # the retention purge (revision 0007)
 )
 
 # Signed deltas of runs per (research group, pipeline, state; '' for none), appended by triggers on
@@ -381,4 +384,25 @@ dispatch_locks = sa.Table(
     "dispatch_locks",
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
+)
+
+# One audit row per deleted or purged run (revision 0007): a run's events go with its row, so the
+# record of who removed it, when and why lives here, with no foreign key to the row it outlives.
+run_deletions = sa.Table(
+    "run_deletions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("research_group", sa.String(128), nullable=True, index=True),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("pipeline_name", sa.String(128), nullable=True),
+    sa.Column("workflow_url", sa.Text(), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("run_created_at", UTCDateTime(), nullable=True),
+    sa.Column("run_end_time", UTCDateTime(), nullable=True),
+    sa.Column("files", sa.Integer(), nullable=False),
+    sa.Column("bytes", sa.BigInteger(), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("deleted_at", UTCDateTime(), nullable=False),
 )

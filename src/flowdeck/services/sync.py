@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -30,6 +30,7 @@ from flowdeck.domain import run_policy
 from flowdeck.domain.runs import RunHandle, SyncReport
 from flowdeck.domain.states import ENGINE_HELD, State, is_terminal
 from flowdeck.errors import EngineUnavailable
+from flowdeck.services import results as stored
 from flowdeck.services import state_machine
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
@@ -128,7 +129,7 @@ async def _check_backend(services: Services, owner: str, pool: BlockingPool, nam
     for reports in results:
         for report in reports:
             row = rows_by_id[report.run_id]
-            if _nothing_to_write(row, report):
+            if _nothing_to_write(row, report) and not stored.live_due(services.settings, row, utcnow()):
                 quiet.append(row)
                 continue
             try:
@@ -200,6 +201,12 @@ async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend,
         log.warning("cancel of run %s failed: %s; will retry", row["id"], exc)
         return
     now = utcnow()
+    try:
+        # The logs a canceled run left go to storage with its end, as any ended run's do.
+        ended = {"results": await stored.at_end(services, pool, row, None)} if result.confirmed else None
+    except Exception as exc:  # storage unreachable: the cancel (idempotent) and the put are retried
+        log.warning("results of canceled run %s not stored: %s; will retry", row["id"], exc)
+        return
     async with services.db.write() as conn:
         await run_rows.update(
             conn, row["id"], {"backend_data": {**(row["backend_data"] or {}), "cancel_sent": now.isoformat()}}
@@ -213,6 +220,7 @@ async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend,
                 now=now,
                 reason=result.message or "canceled by the engine",
                 actor=ACTOR,
+                fields=ended,
             )
 
 
@@ -236,6 +244,19 @@ async def apply_report(
     current = State(row["state"])
     target = run_policy.sync_target(current, report.state)
     fields = _changed_fields(row, report)
+    if target is not None and is_terminal(target):
+        # Before the state change, so an ended run always has its results in storage.
+        try:
+            fields["results"] = await stored.at_end(services, pool, {**row, **fields}, report.tasks)
+        except Exception as exc:  # storage unreachable: the run keeps its state, checked again with backoff
+            failed = replace(report, transient_error=f"results not stored: {type(exc).__name__}: {exc}")
+            await _apply_failed_check(services, owner, row, failed, now, backend, pool)
+            return
+    elif target is None and stored.live_due(services.settings, row, now):
+        try:
+            fields["results"] = await stored.live(services, pool, {**row, **fields}, report.tasks, now)
+        except Exception as exc:  # live logs are a convenience: the report is written all the same
+            log.warning("logs of run %s not copied to storage: %s", row["id"], exc)
     async with services.db.write() as conn:
         progressed = False
         if report.tasks is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from flowdeck.backends.launcher import subscribe_exits
 from flowdeck.errors import DatabaseUnavailable
-from flowdeck.services import run_counts, workers
+from flowdeck.services import purge, run_counts, workers
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
@@ -71,6 +71,7 @@ class Worker:
         self.pool = BlockingPool(max(4, services.settings.sync_concurrency))
         self._last_beat = utcnow() - timedelta(days=1)
         self._last_compaction = -COMPACT_COUNTS_SECONDS
+        self._last_purge = -services.settings.purge_interval_seconds
         self._wake = asyncio.Event()
         self._ended: set[str] = set()
         self._unsubscribe: list[Any] = []
@@ -134,6 +135,7 @@ class Worker:
         """One round: heartbeat, dispatch, check. Returns how much work was done."""
         await self._heartbeat()
         await self._compact_counts()
+        await self._purge()
         self.deliverer.kick()  # webhooks and e-mail, beside the loop (worker.deliveries)
         done = await expand_once(self.services, self.id)
         done += await dispatch_once(self.services, self.id, self.pool)
@@ -207,6 +209,17 @@ class Worker:
             return
         await run_counts.compact(self.services)
         self._last_compaction = now
+
+    async def _purge(self) -> None:
+        """Every ``purge_interval_seconds``: runs past retention, then this host's folders of deleted runs."""
+        now = time.monotonic()
+        if now - self._last_purge < self.services.settings.purge_interval_seconds:
+            return
+        self._last_purge = now
+        gone = await purge.purge_by_settings(self.services)
+        folders = await purge.purge_folders(self.services)
+        if gone or folders:
+            log.info("purged %d runs past retention and %d folders of deleted runs", len(gone), folders)
 
     async def _heartbeat(self) -> None:
         now = utcnow()

@@ -156,7 +156,7 @@ async def output_bytes(api: httpx.AsyncClient, job_id: str) -> dict[str, bytes]:
     assert listing["files"], listing
     files: dict[str, bytes] = {}
     for item in listing["files"]:
-        response = await api.get(item["url"])
+        response = await api.get(item["url"], follow_redirects=True)  # a 307 to storage
         assert response.status_code == 200, response.text
         assert len(response.content) == item["size"], item
         files[item["name"]] = response.content
@@ -278,11 +278,11 @@ async def test_failing_tool_ends_failed_with_stderr_kept_by_the_cron_sync(
     assert "deliberate failure" in (final["error_message"] or ""), final
     tasks = {t["name"]: t for t in (await api.get(f"{WES}/runs/{job['id']}/tasks")).json()["task_logs"]}
     assert tasks["fail"]["exit_code"] == 3, tasks
-    stderr = await api.get(tasks["fail"]["stderr"])
+    stderr = await api.get(tasks["fail"]["stderr"], follow_redirects=True)
     assert stderr.status_code == 200, stderr.text
     assert "flowdeck_fail: deliberate failure" in stderr.text
     run = (await api.get(f"{WES}/runs/{job['id']}")).json()
-    assert "deliberate failure" in (await api.get(run["run_log"]["stderr"])).text
+    assert "deliberate failure" in (await api.get(run["run_log"]["stderr"], follow_redirects=True)).text
 
 
 async def test_s3_datasets_reach_galaxy_through_presigned_urls(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 
 from flowdeck import __version__
@@ -18,11 +18,12 @@ from flowdeck.api.deps import BaseUrlDep, PrincipalDep, PublicPrincipalDep, Serv
 from flowdeck.api.idempotency import idempotent
 from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.api.request_route import RequestRoute
+from flowdeck.api.routes.results import stored
 from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, NotFound
-from flowdeck.services import ro_crate, run_counts, staging
+from flowdeck.services import results, ro_crate, run_counts, staging
 from flowdeck.services import runs as run_service
 from flowdeck.services.filters import RunFilter
 from flowdeck.services.idempotency import fingerprint_run
@@ -245,9 +246,15 @@ async def get_task(
 @router.get(
     "/runs/{run_id}/logs/{stream}", responses=ERRORS, operation_id="GetRunLogFile", tags=["flowdeck extensions"]
 )
-async def run_log_file(run_id: str, stream: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
-    """The run's stdout or stderr, as text."""
+async def run_log_file(
+    run_id: str, stream: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
+) -> Response:
+    """The run's stdout or stderr, as text: from storage once the run has ended (a redirect to
+    a pre-signed URL), from the run folder while it runs (docs/storage.md)."""
     row = await run_service.get_visible(services, run_id, principal)
+    key = results.log_key(row, stream) if stream in results.STREAMS else None
+    if key is not None:
+        return stored(services, key, base)
     path = run_service.log_file(services, row, row[_stream_column(stream)])
     return FileResponse(path, media_type="text/plain; charset=utf-8")
 
@@ -259,12 +266,15 @@ async def run_log_file(run_id: str, stream: str, services: ServicesDep, principa
     tags=["flowdeck extensions"],
 )
 async def task_log_file(
-    run_id: str, task_id: str, stream: str, services: ServicesDep, principal: PrincipalDep
-) -> FileResponse:
-    """A task's stdout or stderr, as text."""
+    run_id: str, task_id: str, stream: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
+) -> Response:
+    """A task's stdout or stderr, as text: from storage once the run has ended, from the run
+    folder while it runs."""
     column = _stream_column(stream)
     run = await run_service.get_visible(services, run_id, principal)
     task = await run_service.get_task(services, run_id, task_id, principal)
+    if task[column] and (key := results.log_key(run, stream, task["backend_task_id"])) is not None:
+        return stored(services, key, base)
     return FileResponse(run_service.log_file(services, run, task[column]), media_type="text/plain; charset=utf-8")
 
 
@@ -272,6 +282,11 @@ async def task_log_file(
 async def list_outputs(run_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
     """Every output file of the run with its size, checksum and a download URL."""
     row = await run_service.get_visible(services, run_id, principal)
+    if row["results"] is not None:
+        run_url = f"{base}{WES}/runs/{run_id}"
+        return ReadableJSONResponse(
+            {"run_id": run_id, "outputs": results.outputs_view(row, run_url), "files": results.files_view(row, run_url)}
+        )
     files = []
     for index, item in enumerate(row["output_files"] or []):
         entry = {k: item.get(k) for k in ("name", "size", "checksum") if item.get(k) is not None}
@@ -283,9 +298,14 @@ async def list_outputs(run_id: str, services: ServicesDep, principal: PrincipalD
 @router.get(
     "/runs/{run_id}/outputs/{index}", responses=ERRORS, operation_id="GetRunOutput", tags=["flowdeck extensions"]
 )
-async def get_output(run_id: str, index: int, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
-    """Download one output file (only files inside the run's own folder are served)."""
+async def get_output(
+    run_id: str, index: int, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep
+) -> Response:
+    """Download one output file: a redirect to its pre-signed URL in storage (runs ended before
+    results went to storage: from the run's own folder)."""
     row = await run_service.get_visible(services, run_id, principal)
+    if row["results"] is not None:
+        return stored(services, results.output_key(row, index), base)
     files = row["output_files"] or []
     if not 0 <= index < len(files):
         raise NotFound(f"run {run_id} has no output {index}")

@@ -1,7 +1,7 @@
 """fair-share dispatch: a group's queued runs and executing runs per group by index; a dispatch lock row
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-05 22:30:00
 
 A worker claims queued runs group by group, the group with the fewest executing runs per weight
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
