@@ -131,6 +131,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/{rest:path}"): "ui",
     ("GET", "/ui/runs/{run_id}"): "ui",
     ("GET", "/ui/launch"): "ui",
+    ("GET", "/ui/datasets"): "ui",
+    ("POST", "/ui/datasets"): "ui",
     ("GET", "/ui/launch/{name}"): "ui",
     ("POST", "/ui/launch/{name}"): "ui",
     ("GET", "/ui/runs/{run_id}/state"): "ui",

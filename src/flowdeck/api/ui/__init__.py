@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from flowdeck.api.ui import assets, launch, runs, signin, web
+from flowdeck.api.ui import assets, datasets, launch, runs, signin, web
 
 
 def include(app: FastAPI) -> None:
@@ -14,6 +14,7 @@ def include(app: FastAPI) -> None:
     app.include_router(signin.router)
     app.include_router(assets.router)
     app.include_router(launch.router)
+    app.include_router(datasets.router)
     app.include_router(runs.router)
 
     async def home() -> RedirectResponse:

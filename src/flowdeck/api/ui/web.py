@@ -9,16 +9,19 @@ headers of docs/adr/0016.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException
 
 from flowdeck.api.access_log import PRINCIPAL_KEY
-from flowdeck.api.request_body import body_within
+from flowdeck.api.request_body import body_within, bounded
 from flowdeck.domain.principal import LOCAL_USER, Principal
 from flowdeck.errors import FlowdeckError, Forbidden, InvalidInput, Unauthenticated
 from flowdeck.services.auth import sessions
@@ -125,6 +128,25 @@ async def form(request: Request) -> dict[str, str]:
     if not sessions.csrf_ok(keys(request), request.cookies.get(CSRF_COOKIE), fields.get(CSRF_FIELD)):
         raise Forbidden("this form has expired or was not sent from this site: reload the page and try again")
     return fields
+
+
+@asynccontextmanager
+async def upload_form(request: Request, limit: int) -> AsyncIterator[FormData]:
+    """A POSTed multipart form (one file, at most ``limit`` bytes) after the CSRF check; 403 if it
+    fails. The browser sends the file before the token, so the parser takes it (spooled, within the
+    limit) before the token can be checked; nothing is stored unless the check passes."""
+    if not _same_host(request):
+        raise Forbidden("this form was sent from another site")
+    try:
+        async with bounded(request, limit).form(max_files=1, max_fields=20, max_part_size=limit) as posted:
+            token = posted.get(CSRF_FIELD)
+            if not sessions.csrf_ok(
+                keys(request), request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None
+            ):
+                raise Forbidden("this form has expired or was not sent from this site: reload the page and try again")
+            yield posted
+    except MultiPartException as exc:
+        raise InvalidInput(f"the upload is not a valid multipart form: {exc.message}") from None
 
 
 def _same_host(request: Request) -> bool:
