@@ -92,7 +92,8 @@ postgres:
 # bwrap and setpriv sandbox every local engine run (on by default, docs/adr/0010); podman, runc and
 # mmdebstrap run and build the container tests' image (docs/adr/0013); mariadbd is the third database.
 DEBS ?= nginx:nginx bwrap:bubblewrap setpriv:util-linux podman:podman runc:runc mmdebstrap:mmdebstrap \
-	mariadbd:mariadb-server chromium:chromium
+	mariadbd:mariadb-server chromium:chromium \
+	salmon:salmon kallisto:kallisto cutadapt:cutadapt Rscript:r-bioc-deseq2
 debs:
 	missing=""
 	for pair in $(DEBS); do
