@@ -90,9 +90,11 @@ postgres:
 
 # Debian packages the tests run for real (command:package): nginx -t checks deploy/nginx;
 # bwrap and setpriv sandbox every local engine run (on by default, docs/adr/0010); podman, runc and
-# mmdebstrap run and build the container tests' image (docs/adr/0013); mariadbd is the third database.
+# mmdebstrap run and build the container tests' image (docs/adr/0013); mariadbd is the third database;
+# bwa to fastp are gatk_variant_calling 2.x's tools (docs/references.md).
 DEBS ?= nginx:nginx bwrap:bubblewrap setpriv:util-linux podman:podman runc:runc mmdebstrap:mmdebstrap \
 	mariadbd:mariadb-server chromium:chromium \
+	bwa:bwa samtools:samtools bcftools:bcftools bgzip:tabix freebayes:freebayes fastp:fastp \
 	salmon:salmon kallisto:kallisto cutadapt:cutadapt Rscript:r-bioc-deseq2
 debs:
 	missing=""

@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     pipelines_dir: Path | None = Field(
         None, description="Folder of pipeline YAML files. Default: the catalog shipped with flowdeck."
     )
+    # --- references and site tools (docs/references.md)
+    references_dir: Path | None = Field(
+        None,
+        description="Folder of reference YAML files (genomes, transcriptomes) that pipelines' reference parameters "
+        "name; indexes are built once with 'flowdeck references index NAME'. Unset: no references are registered.",
+    )
+    gatk_executable: str | None = Field(
+        None,
+        description="The GATK 4 'gatk' launcher (a path or a name on PATH). Unset: pipelines' GATK callers "
+        "(HaplotypeCaller, Mutect2) are refused at submit, naming the callers this site has.",
+    )
     max_request_runs: int = Field(
         10_000, ge=1, description="Most runs one request may expand into (datasets or sample-sheet rows)."
     )

@@ -81,5 +81,5 @@ def post(url: str, path: str, headers: dict[str, str]) -> httpx.Response:
     if path.startswith(WES):
         return httpx.post(f"{url}{path}", data=FORM, headers=headers, timeout=30)
     sample = {"sample_id": "S1", "fastq_r1": "s3://lab/S1_R1.fastq.gz", "reference_genome": "hg38"}
-    job = {"pipeline_name": "gatk_variant_calling", "parameters": sample}
+    job = {"pipeline_name": "gatk_variant_calling", "pipeline_version": "1.0.0", "parameters": sample}
     return httpx.post(f"{url}{path}", json=job, headers=headers, timeout=30)

@@ -90,7 +90,7 @@ def test_a_broken_catalog_stops_flowdeck_api_at_start(tmp_path: Path) -> None:
 
 
 async def test_the_catalog_parsed_on_first_use_is_the_one_checked_at_start(tmp_path: Path) -> None:
-    source = Catalog.load().get("gatk_variant_calling").source.read_text()
+    source = Catalog.load().get("gatk_variant_calling", "1.0.0").source.read_text()
     folder = tmp_path / "pipes"
     folder.mkdir()
     (folder / "p.yaml").write_text(source)

@@ -18,6 +18,7 @@ WES = "/ga4gh/wes/v1"
 FORM = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://hello"}
 REQUEST = {
     "pipeline_name": "gatk_variant_calling",
+    "pipeline_version": "1.0.0",  # the simulation (2.0.0 needs a registered reference)
     "parameters": {"reference_genome": "hg38"},
     "samples": [{"sample_id": f"S{i}", "fastq_r1": f"s3://lab/S{i}_R1.fastq.gz"} for i in range(3)],
 }
@@ -144,7 +145,11 @@ async def test_the_second_of_two_overlapping_uses_waits_for_the_first(services: 
 
 
 async def test_jobs_replay_and_conflict(api: httpx.AsyncClient, services: Services) -> None:
-    job = {"pipeline_name": "gatk_variant_calling", "parameters": {**REQUEST["samples"][0], "reference_genome": "hg38"}}
+    job = {
+        "pipeline_name": "gatk_variant_calling",
+        "pipeline_version": "1.0.0",
+        "parameters": {**REQUEST["samples"][0], "reference_genome": "hg38"},
+    }
     first = await api.post("/jobs", json=job, headers=key("j"))
     again = await api.post("/jobs", json=job, headers=key("j"))
     assert first.status_code in (201, 202)

@@ -97,6 +97,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/pipelines"): "catalog",
     ("GET", "/pipelines/{name}"): "catalog",
     ("GET", "/pipelines/{name}/schema"): "catalog",
+    ("GET", "/references"): "catalog",
+    ("GET", "/references/{name}"): "account",  # a signed-in caller; names a site reference, no group data
     ("GET", "/me"): "account",
     ("GET", "/users"): "account",
     ("POST", "/users"): "account",
@@ -141,6 +143,7 @@ ROUTES: dict[tuple[str, str], str] = {
 }
 JOB = {
     "pipeline_name": "gatk_variant_calling",
+    "pipeline_version": "1.0.0",  # the simulation: 2.0.0 runs real tools and needs a registered reference
     "parameters": {
         "sample_id": "WGS_001",
         "reference_genome": "hg38",

@@ -20,8 +20,8 @@ async def test_list_get_and_schema(api: httpx.AsyncClient) -> None:
     names = {p["name"] for p in listed["pipelines"]}
     assert {"gatk_variant_calling", "rnaseq_deseq2", "hello_galaxy"} <= names
     one = (await api.get("/pipelines/gatk_variant_calling")).json()
-    assert one["versions"] == ["1.0.0"]
-    assert one["backend"] == "demo"
+    assert one["versions"] == ["2.0.0", "1.0.0"]  # 2.0.0 real (Snakemake), 1.0.0 the simulation
+    assert one["backend"] == "snakemake"
     schema = await api.get("/pipelines/gatk_variant_calling/schema")
     assert schema.json()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     missing = await api.get("/pipelines/nope")
@@ -30,7 +30,7 @@ async def test_list_get_and_schema(api: httpx.AsyncClient) -> None:
 
 
 async def test_group_limited_pipelines_are_hidden(services: Services, tmp_path: Path) -> None:
-    source = (Catalog.load().get("gatk_variant_calling").source).read_text()
+    source = (Catalog.load().get("gatk_variant_calling", "1.0.0").source).read_text()
     folder = tmp_path / "pipes"
     folder.mkdir()
     (folder / "p.yaml").write_text(source.replace("research_groups: []", "research_groups: [lab]"))

@@ -76,7 +76,7 @@ def test_seed_rnaseq_body_is_valid_with_defaults_applied(catalog: Catalog) -> No
 
 def test_defaults_fill_what_is_missing(catalog: Catalog) -> None:
     minimal = {k: GATK[k] for k in ("sample_id", "reference_genome", "fastq_r1")}
-    resolved = catalog.get("gatk_variant_calling").validate(minimal)
+    resolved = catalog.get("gatk_variant_calling", "1.0.0").validate(minimal)
     assert resolved == minimal | {"caller": "HaplotypeCaller", "quality_threshold": 30, "depth_threshold": 10}
 
 
@@ -162,11 +162,11 @@ GATK_FAILURES = [
 def test_gatk_validator_messages(
     catalog: Catalog, patch: dict[str, Any], pointer: str, message: str, rule: str
 ) -> None:
-    assert problems_of(catalog.get("gatk_variant_calling"), GATK | patch) == [(pointer, message, rule)]
+    assert problems_of(catalog.get("gatk_variant_calling", "1.0.0"), GATK | patch) == [(pointer, message, rule)]
 
 
 def test_gatk_valid_combinations(catalog: Catalog) -> None:
-    pipeline = catalog.get("gatk_variant_calling")
+    pipeline = catalog.get("gatk_variant_calling", "1.0.0")
     single_end = {k: v for k, v in GATK.items() if k != "fastq_r2"}
     exome = GATK | {"intervals": "https://h/exome.bed.gz", "interval_padding": 100}
     somatic = GATK | {"caller": "Mutect2", "panel_of_normals": "file:///refs/pon.vcf.gz"}
@@ -176,7 +176,7 @@ def test_gatk_valid_combinations(catalog: Catalog) -> None:
 
 def test_r2_without_r1(catalog: Catalog) -> None:
     params = {k: v for k, v in GATK.items() if k != "fastq_r1"}
-    assert problems_of(catalog.get("gatk_variant_calling"), params) == [
+    assert problems_of(catalog.get("gatk_variant_calling", "1.0.0"), params) == [
         ("/fastq_r1", "fastq_r1 is required", "required"),
         ("/fastq_r2", "fastq_r2 is given without its read-1 mate fastq_r1", "paired_end"),
     ]
@@ -265,7 +265,7 @@ def test_paired_end_rnaseq(catalog: Catalog) -> None:
 
 def test_every_problem_is_reported_at_once(catalog: Catalog) -> None:
     params = {"sample_id": "bad id", "reference_genome": "hg99", "caller": 3, "extra": None}
-    failure = problems_of(catalog.get("gatk_variant_calling"), params)
+    failure = problems_of(catalog.get("gatk_variant_calling", "1.0.0"), params)
     assert [(pointer, rule) for pointer, _, rule in failure] == [
         ("/caller", "type"),
         ("/extra", "additionalProperties"),
@@ -277,7 +277,7 @@ def test_every_problem_is_reported_at_once(catalog: Catalog) -> None:
 
 def test_failure_detail_summarises(catalog: Catalog) -> None:
     with pytest.raises(ValidationFailed) as caught:
-        catalog.get("gatk_variant_calling").validate(GATK | {"caller": "x", "depth_threshold": 0})
+        catalog.get("gatk_variant_calling", "1.0.0").validate(GATK | {"caller": "x", "depth_threshold": 0})
     assert caught.value.status_code == 422
     assert caught.value.detail == (
         "invalid parameters for gatk_variant_calling 1.0.0 (2 problems): "
@@ -288,7 +288,7 @@ def test_failure_detail_summarises(catalog: Catalog) -> None:
 
 def test_prefix_is_prepended_to_pointers(catalog: Catalog) -> None:
     with pytest.raises(ValidationFailed) as caught:
-        catalog.get("gatk_variant_calling").validate(GATK | {"caller": "x"}, prefix="/parameters")
+        catalog.get("gatk_variant_calling", "1.0.0").validate(GATK | {"caller": "x"}, prefix="/parameters")
     assert caught.value.problems[0].pointer == "/parameters/caller"
 
 
@@ -334,7 +334,7 @@ def test_pointer_escapes_keys(catalog: Catalog) -> None:
 
 
 def test_long_values_are_shortened_in_messages(catalog: Catalog) -> None:
-    [(_, message, _)] = problems_of(catalog.get("gatk_variant_calling"), GATK | {"caller": "x" * 10_000})
+    [(_, message, _)] = problems_of(catalog.get("gatk_variant_calling", "1.0.0"), GATK | {"caller": "x" * 10_000})
     assert len(message) < 200
 
 
@@ -352,7 +352,7 @@ SLOPPY: dict[str, Any] = {
 
 
 def test_strict_rejects_the_sloppy_payload(catalog: Catalog) -> None:
-    assert problems_of(catalog.get("gatk_variant_calling"), SLOPPY) == [
+    assert problems_of(catalog.get("gatk_variant_calling", "1.0.0"), SLOPPY) == [
         ("/Sample ID", f"Sample ID is not a known parameter (known: {GATK_KNOWN})", "additionalProperties"),
         ("/caller", "caller must be a string (got null)", "type"),
         ("/depth_threshold", "depth_threshold must be an integer (got '12.0')", "type"),
@@ -364,7 +364,7 @@ def test_strict_rejects_the_sloppy_payload(catalog: Catalog) -> None:
 
 
 def test_relaxed_accepts_the_sloppy_payload(catalog: Catalog) -> None:
-    assert catalog.get("gatk_variant_calling").validate(SLOPPY, strict=False) == {
+    assert catalog.get("gatk_variant_calling", "1.0.0").validate(SLOPPY, strict=False) == {
         "sample_id": "WGS_001",
         "reference_genome": "hg38",
         "fastq_r1": "s3://input-data/WGS_001_R1.fastq.gz",
@@ -376,7 +376,7 @@ def test_relaxed_accepts_the_sloppy_payload(catalog: Catalog) -> None:
 
 def test_relaxed_still_rejects_what_no_relaxation_fixes(catalog: Catalog) -> None:
     params = SLOPPY | {"quality_threshold": "thirty", "colour": "blue", "reference_genome": ""}
-    assert problems_of(catalog.get("gatk_variant_calling"), params, strict=False) == [
+    assert problems_of(catalog.get("gatk_variant_calling", "1.0.0"), params, strict=False) == [
         ("/colour", f"colour is not a known parameter (known: {GATK_KNOWN})", "additionalProperties"),
         ("/quality_threshold", "quality_threshold must be an integer (got 'thirty')", "type"),
         ("/reference_genome", "reference_genome is required", "required"),
@@ -393,7 +393,7 @@ def test_relaxed_single_value_becomes_a_list(catalog: Catalog) -> None:
 
 def test_relaxed_key_given_twice_is_not_merged(catalog: Catalog) -> None:
     params = GATK | {"Caller": "Mutect2"}
-    [(pointer, _, rule)] = problems_of(catalog.get("gatk_variant_calling"), params, strict=False)
+    [(pointer, _, rule)] = problems_of(catalog.get("gatk_variant_calling", "1.0.0"), params, strict=False)
     assert (pointer, rule) == ("/Caller", "additionalProperties")
 
 

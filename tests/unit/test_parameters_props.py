@@ -83,5 +83,5 @@ def test_relaxed_reads_numbers_written_as_text(quality: int, depth: int, sample:
         "quality_threshold": str(quality),
         "depth_threshold": f" {depth} ",
     }
-    resolved = CATALOG.get("gatk_variant_calling").validate(params, strict=False)
+    resolved = CATALOG.get("gatk_variant_calling", "1.0.0").validate(params, strict=False)
     assert (resolved["quality_threshold"], resolved["depth_threshold"]) == (quality, depth)

@@ -64,7 +64,7 @@ def test_from_settings_defaults_to_the_shipped_catalog() -> None:
 @pytest.mark.parametrize(
     ("name", "backend", "kind", "workflow_type"),
     [
-        ("gatk_variant_calling", "demo", "simulation", "DEMO"),
+        ("gatk_variant_calling", "snakemake", "snakefile", "SMK"),
         ("rnaseq_deseq2", "snakemake", "snakefile", "SMK"),
         ("hello_cwl", "cwltool", "cwl", "CWL"),
         ("hello_snakemake", "snakemake", "snakefile", "SMK"),
@@ -93,7 +93,7 @@ def test_galaxy_target_names_workflow_and_input(shipped: Catalog) -> None:
 
 
 def test_published_schema_is_2020_12_with_defaults_and_rules(shipped: Catalog) -> None:
-    schema = shipped.get("gatk_variant_calling").schema()
+    schema = shipped.get("gatk_variant_calling", "1.0.0").schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"] == "urn:flowdeck:pipeline:gatk_variant_calling:1.0.0:parameters"
     assert schema["title"] == "gatk_variant_calling 1.0.0 parameters"

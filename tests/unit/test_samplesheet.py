@@ -10,7 +10,7 @@ from flowdeck.services.samplesheet import MAX_PROBLEMS, parse_samplesheet
 from flowdeck.settings import Settings
 
 CATALOG = Catalog.load()
-GATK = CATALOG.get("gatk_variant_calling")
+GATK = CATALOG.get("gatk_variant_calling", "1.0.0")
 RNASEQ = CATALOG.get("rnaseq_deseq2")
 FASTQ_URI = "must be an s3://, https:// or file:// URI of a FASTQ file (.fastq, .fq, .fastq.gz or .fq.gz)"
 

@@ -18,7 +18,7 @@ from flowdeck import __version__
 from flowdeck.api import errors
 from flowdeck.api.access_log import OuterLayer
 from flowdeck.api.admission import ListTurns
-from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, wes
+from flowdeck.api.routes import accounts, datasets, jobs, ops, pipelines, references, wes
 from flowdeck.api.routes import events as event_routes
 from flowdeck.api.routes import requests as request_routes
 from flowdeck.api.routes import webhooks as webhook_routes
@@ -92,6 +92,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(pipelines.router)
+    app.include_router(references.router)
     app.include_router(accounts.router)
     app.include_router(event_routes.router)
     include_ui(app)

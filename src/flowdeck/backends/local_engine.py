@@ -36,6 +36,16 @@ from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import EngineError, EngineUnavailable, InvalidInput
 
 
+def reference_folders(spec: RunSpec) -> list[Path]:
+    """The folders of the registered references a run reads (services.references puts their
+    paths in the target): visible read-only in the sandbox."""
+    folders: list[Path] = []
+    for ref in (spec.pipeline_target.get("references") or {}).values():
+        paths = [ref.get("fasta"), ref.get("annotation"), *(ref.get("indexes") or {}).values()]
+        folders += [Path(path).parent for path in paths if path]
+    return folders
+
+
 class LocalEngineBackend(Backend):
     """A backend whose engine runs as a local process under the launcher.
 
@@ -164,6 +174,7 @@ class LocalEngineBackend(Backend):
         if cgroups is None:  # the per-user rlimit is the fallback: shared by the user's runs
             limits["nproc"] = settings.sandbox_max_processes
         read_only = [spec.attachments_dir, *self.installation(), *settings.sandbox_read_only_paths]
+        read_only += reference_folders(spec)
         box = sandbox.make_plan(rundir, read_only, writable, (uid, gid), network, limits)
         if cgroups is not None:
             box |= {"cgroup": str(cgroups), "cgroup_name": f"run-{spec.run_id}"}

@@ -188,7 +188,11 @@ class SnakemakeBackend(LocalEngineBackend):
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         control = control_dir(rundir)
         config = control / "config.json"
-        write_json(config, spec.workflow_params)
+        # Registered references reach the Snakefile as config["flowdeck_references"][parameter], the
+        # site's GATK launcher (setting gatk_executable) as config["flowdeck_gatk"].
+        site: dict[str, Any] = {"flowdeck_references": spec.pipeline_target.get("references")}
+        site["flowdeck_gatk"] = self.settings.gatk_executable
+        write_json(config, spec.workflow_params | {key: value for key, value in site.items() if value})
         params = dict(spec.engine_parameters)
         params.setdefault("--cores", "1")
         argv = [

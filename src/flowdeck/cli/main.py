@@ -182,11 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("db_command", choices=["upgrade", "downgrade"])
     db.add_argument("revision", nargs="?", default="head")
     db.set_defaults(func=cmd_db)
-    from flowdeck.cli import admin, client, images
+    from flowdeck.cli import admin, client, images, references
 
     client.register(sub)
     admin.register(sub)
     images.register(sub)
+    references.register(sub)
     return parser
 
 

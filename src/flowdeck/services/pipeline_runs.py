@@ -17,7 +17,9 @@ from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services.attachments import MAX_ATTACHMENTS, Attachment
 from flowdeck.services.context import Services
 from flowdeck.services.pipelines import Pipeline
+from flowdeck.services.references import resolve_references
 from flowdeck.services.runs import NewRun
+from flowdeck.services.site_tools import tool_problems
 
 
 def visible_pipeline(services: Services, principal: Principal, name: str, version: str | None = None) -> Pipeline:
@@ -55,6 +57,10 @@ def build_run(
     not allow is refused here. Nothing is stored.
     """
     resolved = pipeline.validate(parameters if parameters is not None else {}, strict)
+    references, problems = resolve_references(services.settings, pipeline, resolved)
+    problems += tool_problems(services.settings, pipeline, resolved)
+    if problems:
+        raise ValidationFailed(f"pipeline {pipeline.name}: {problems[0].message}", problems)
     if research_group is not None and not pipeline.allows_group(research_group):
         allowed = ", ".join(sorted(pipeline.research_groups))
         raise ValidationFailed(
@@ -82,7 +88,7 @@ def build_run(
         dataset=dataset,
         pipeline_name=pipeline.name,
         pipeline_version=str(pipeline.version),
-        pipeline_target=target.as_dict(),
+        pipeline_target=target.as_dict() | ({"references": references} if references else {}),
         tags={"pipeline": pipeline.name, "pipeline_version": str(pipeline.version)},
         origin=origin,
         rerun_of=rerun_of,

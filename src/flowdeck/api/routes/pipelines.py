@@ -3,6 +3,7 @@ are invisible (404) to callers outside those groups."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from flowdeck.services.pipeline_runs import may_see, visible_pipeline
 from flowdeck.services.pipelines import Pipeline
+from flowdeck.services.site_tools import pipeline_tools, site_tools
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 
@@ -44,6 +46,10 @@ async def get_pipeline(name: str, services: ServicesDep, principal: PrincipalDep
     versions = [p for p in services.catalog.versions(name) if may_see(p, principal)]
     body = _summary(newest, base, [str(p.version) for p in versions])
     body["all_versions"] = [p.as_dict() for p in versions]
+    used = pipeline_tools(newest)
+    if used:  # the site's version of each tool the pipeline uses (None: not installed here)
+        have = await asyncio.to_thread(site_tools, services.settings)
+        body["tools"] = {tool: have.get(tool) for tool in used}
     return JSONResponse(body)
 
 

@@ -26,6 +26,7 @@ from flowdeck.services import ro_crate, run_counts
 from flowdeck.services import runs as run_service
 from flowdeck.services.filters import RunFilter
 from flowdeck.services.idempotency import fingerprint_run
+from flowdeck.services.site_tools import site_tools
 
 router = APIRouter(prefix=WES, tags=["GA4GH WES"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -123,6 +124,7 @@ async def service_info(services: ServicesDep, principal: PublicPrincipalDep, bas
     registry = services.backends
     names = registry.names()
     versions = await asyncio.gather(*(asyncio.to_thread(registry.engine_version, name) for name in names))
+    tools = await asyncio.to_thread(site_tools, services.settings)
     engines: dict[str, dict[str, list[str]]] = {
         name: {"workflow_engine_version": [version]} for name, version in zip(names, versions, strict=True)
     }
@@ -157,6 +159,8 @@ async def service_info(services: ServicesDep, principal: PublicPrincipalDep, bas
             "containers": "podman (CWL DockerRequirement, WDL runtime container)"
             if settings.containers
             else "off (FLOWDECK_CONTAINERS=false)",
+            # The command-line tools pipelines use that this site has (docs/pipelines.md).
+            "tools": ", ".join(f"{tool} {version}" for tool, version in tools.items() if version) or "none",
         },
     }
     if settings.contact_url:
