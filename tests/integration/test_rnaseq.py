@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import Registry, load_class
+from flowdeck.services import references
 from flowdeck.services.context import Services
 from flowdeck.worker.loop import Worker
 from tests.support.synth_rna import Sample, Transcriptome, make_transcriptome, simulate_experiment
@@ -42,8 +42,8 @@ class Experiment:
     samples: list[Sample]
 
     @property
-    def index_uri(self) -> str:
-        return f"file://{self.folder / 'index'}"
+    def references_dir(self) -> Path:
+        return self.folder / "refs"
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +52,12 @@ def experiment() -> Iterator[Experiment]:
     folder = Path(tempfile.mkdtemp(prefix="flowdeck-rnaseq-"))
     try:
         truth = make_transcriptome()
-        fasta = truth.write_fasta(folder / "transcripts.fa")
-        (folder / "index").mkdir()
-        for argv in (
-            ["salmon", "index", "-t", str(fasta), "-i", str(folder / "index" / "salmon")],
-            ["kallisto", "index", "-i", str(folder / "index" / "kallisto.idx"), str(fasta)],
-        ):
-            subprocess.run(argv, check=True, capture_output=True)
+        (folder / "refs").mkdir()
+        truth.write_fasta(folder / "refs" / "transcripts.fa")
+        # A test registry: seed 002's gencode_v38 stands for the synthetic transcriptome here.
+        entry = folder / "refs" / "gencode_v38.yaml"
+        entry.write_text("name: gencode_v38\nkind: transcriptome\nfasta: transcripts.fa\n")
+        references.build_indexes(references.parse_reference(entry))
         samples = simulate_experiment(truth, folder / "reads")
         (folder / "reads" / "broken.fastq").write_text("this is not FASTQ\n")
         _world_readable(folder)
@@ -79,6 +78,7 @@ def _world_readable(folder: Path) -> None:
 def rna_services(services: Services, experiment: Experiment) -> Services:
     services.settings.backends = ["demo", "snakemake"]
     services.settings.sandbox_read_only_paths = [experiment.folder]
+    services.settings.references_dir = experiment.references_dir
     services.backends = Registry(services.settings)
     return services
 
@@ -87,7 +87,6 @@ def sample_parameters(experiment: Experiment, sample: Sample, **extra: object) -
     return {
         "sample_id": sample.name,
         "reference": "gencode_v38",
-        "transcriptome_index": experiment.index_uri,
         "fastq_files": [f"file://{sample.fastq}"],
         **extra,
     }
@@ -183,7 +182,7 @@ def sheet(experiment: Experiment, samples: list[Sample], conditions: list[str]) 
 
 
 def request_body(experiment: Experiment, samplesheet: str) -> dict[str, object]:
-    common = {"reference": "gencode_v38", "transcriptome_index": experiment.index_uri}
+    common = {"reference": "gencode_v38"}
     return {"pipeline_name": "rnaseq_deseq2", "parameters": common, "samplesheet": samplesheet}
 
 
@@ -253,3 +252,15 @@ async def test_conditions_that_cannot_be_compared_are_refused_at_submit(
     assert [(p["pointer"], p["rule"]) for p in problems][:1] == [(pointer, "requestStep")]
     assert words in problems[0]["message"]
     assert (await api.get("/requests")).json()["requests"] == []
+
+
+async def test_a_transcriptome_that_is_not_registered_is_refused_at_submit(
+    api: httpx.AsyncClient, rna_services: Services, experiment: Experiment
+) -> None:
+    body = {"pipeline_name": "rnaseq_deseq2", "parameters": sample_parameters(experiment, experiment.samples[0])}
+    body["parameters"] |= {"reference": "gencode_v45"}  # type: ignore[operator]
+    response = await api.post("/jobs", json=body)
+    assert response.status_code == 422, response.text
+    problem = response.json()["errors"][0]
+    assert (problem["pointer"], problem["rule"]) == ("/reference", "reference")
+    assert "gencode_v38" in problem["message"]
