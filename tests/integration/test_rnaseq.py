@@ -79,6 +79,7 @@ def rna_services(services: Services, experiment: Experiment) -> Services:
     services.settings.backends = ["demo", "snakemake"]
     services.settings.sandbox_read_only_paths = [experiment.folder]
     services.settings.references_dir = experiment.references_dir
+    services.settings.dataset_file_roots = [experiment.folder]  # file:// inputs (input staging)
     services.backends = Registry(services.settings)
     return services
 
