@@ -137,6 +137,11 @@ def spearman(xs: list[float], ys: list[float]) -> float:
     return float(cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5)
 
 
+# The tools' side runs on one database; the request step's SQL (test below) runs on all three.
+ONE_DATABASE = pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)
+
+
+@ONE_DATABASE
 @pytest.mark.parametrize("method", ["salmon", "kallisto"])
 async def test_one_sample_tpm_follows_the_truth(
     api: httpx.AsyncClient, rna_services: Services, experiment: Experiment, method: str
@@ -160,6 +165,7 @@ async def test_one_sample_tpm_follows_the_truth(
     assert "Reads with adapters" in report
 
 
+@ONE_DATABASE
 async def test_a_fastq_that_is_not_fastq_fails_with_the_reason_in_the_task_stderr(
     api: httpx.AsyncClient, rna_services: Services, experiment: Experiment
 ) -> None:
