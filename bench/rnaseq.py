@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -51,11 +52,13 @@ def make_data(folder: Path, per_condition: int) -> list[synth_rna.Sample]:
     return samples
 
 
-def through_flowdeck(url: str, samples: list[synth_rna.Sample]) -> tuple[str, float]:
+def through_flowdeck(url: str, samples: list[synth_rna.Sample]) -> tuple[str, float, float]:
+    """The request's id, seconds to aggregate COMPLETE, and seconds until its DESeq2 step was created
+    (the last sample had completed)."""
     rows = [f"{s.name},{s.fastq.as_uri()},{s.condition}" for s in samples]
     sheet = "\n".join(["sample_id,fastq_files,condition", *rows]) + "\n"
     body = {"pipeline_name": "rnaseq_deseq2", "parameters": {"reference": "gencode_v38"}, "samplesheet": sheet}
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     answer = httpx.post(f"{url}/requests", json=body, timeout=30)
     answer.raise_for_status()
     request_id = str(answer.json()["request_id"])
@@ -68,7 +71,9 @@ def through_flowdeck(url: str, samples: list[synth_rna.Sample]) -> tuple[str, fl
     elapsed = time.monotonic() - started
     if detail["aggregate"]["state"] != "COMPLETE":
         raise RuntimeError(f"request {request_id} ended {detail['aggregate']}")
-    return request_id, elapsed
+    step = next(run for run in detail["runs"] if run["sample_id"] is None)
+    samples_done = datetime.fromisoformat(step["created_at"]).timestamp() - wall
+    return request_id, elapsed, samples_done
 
 
 def direct(url: str, request_id: str, data_dir: Path, work: Path) -> list[float]:
@@ -105,7 +110,7 @@ def main() -> None:
         }
         data_dir = work / "data"
         with common.flowdeck_up(data_dir, backends="snakemake", extra_env=env) as server:
-            request_id, ours = through_flowdeck(server.url, samples)
+            request_id, ours, samples_done = through_flowdeck(server.url, samples)
             bare = direct(server.url, request_id, data_dir, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -122,9 +127,10 @@ def main() -> None:
                 "| | seconds |",
                 "|---|---|",
                 f"| flowdeck: POST /requests → aggregate COMPLETE (samples + DESeq2, sandboxed) | {ours:.1f} |",
+                f"| flowdeck: POST /requests → DESeq2 step created (every sample completed) | {samples_done:.1f} |",
                 f"| sum of the {len(bare)} direct per-sample runs (snakemake --cores 1) | {sum(bare):.1f} |",
                 f"| that sum / local-run limit {limit} (samples only, no overhead) | {ideal:.1f} |",
-                f"| **ratio** flowdeck / ideal | **{ours / ideal:.2f}** |",
+                f"| **ratio** flowdeck samples / ideal | **{samples_done / ideal:.2f}** |",
                 "",
             ]
         )
