@@ -92,10 +92,12 @@ postgres:
 # bwrap and setpriv sandbox every local engine run (on by default, docs/adr/0010); podman, runc and
 # mmdebstrap run and build the container tests' image (docs/adr/0013); mariadbd is the third database;
 # slurmctld and munged run the one-node Slurm cluster of the Slurm tests (docs/cluster.md);
-# bwa to fastp are gatk_variant_calling 2.x's tools (docs/references.md).
+# bwa to fastp are gatk_variant_calling 2.x's tools (docs/references.md), salmon to Rscript (DESeq2)
+# rnaseq_deseq2 2.x's (docs/pipelines.md).
 DEBS ?= nginx:nginx bwrap:bubblewrap setpriv:util-linux podman:podman runc:runc mmdebstrap:mmdebstrap \
 	mariadbd:mariadb-server chromium:chromium slurmctld:slurm-wlm munged:munge \
-	bwa:bwa samtools:samtools bcftools:bcftools bgzip:tabix freebayes:freebayes fastp:fastp
+	bwa:bwa samtools:samtools bcftools:bcftools bgzip:tabix freebayes:freebayes fastp:fastp \
+	salmon:salmon kallisto:kallisto cutadapt:cutadapt Rscript:r-bioc-deseq2
 debs:
 	missing=""
 	for pair in $(DEBS); do

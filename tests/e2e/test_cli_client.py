@@ -15,7 +15,8 @@ import yaml
 from tests.e2e.cli_support import CLI, client_env, run_in_pty, running_server, screen, server_env
 
 SHEET = "sample_id,fastq_files\nS1,s3://lab/S1.fq.gz\nS2,s3://lab/S2.fq.gz\nS3,s3://lab/S3.fq.gz\n"
-RNASEQ = ["--pipeline", "rnaseq_deseq2", "--params", '{"reference": "gencode_v44"}']
+# The demo simulation (2.0.0 runs tools: tests/integration/test_rnaseq.py).
+RNASEQ = ["--pipeline", "rnaseq_deseq2", "--version", "1.0.0", "--params", '{"reference": "gencode_v44"}']
 
 
 @pytest.fixture(scope="module")

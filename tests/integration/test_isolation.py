@@ -168,6 +168,7 @@ JOB = {
 }
 REQUEST = {
     "pipeline_name": "rnaseq_deseq2",
+    "pipeline_version": "1.0.0",  # the demo simulation (2.0.0 runs tools: test_rnaseq.py)
     "parameters": {"reference": "gencode_v44", "quantification_method": "salmon"},
     "samples": [{"sample_id": "S001", "fastq_files": ["s3://lab/reads/S001_R1.fastq.gz"]}],
 }

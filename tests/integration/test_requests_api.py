@@ -18,6 +18,8 @@ from flowdeck.worker.expand import expand_once
 from flowdeck.worker.loop import Worker
 
 PIPELINE = "rnaseq_deseq2"
+# The demo simulation: these tests are about requests, not RNA-seq (2.0.0 runs tools: test_rnaseq.py).
+VERSION = "1.0.0"
 SHARED = {"reference": "gencode_v44", "quantification_method": "salmon"}
 
 
@@ -29,7 +31,13 @@ def sample(i: int) -> dict[str, Any]:
 
 
 def body(n: int, **extra: Any) -> dict[str, Any]:
-    return {"pipeline_name": PIPELINE, "parameters": SHARED, "samples": [sample(i) for i in range(n)], **extra}
+    return {
+        "pipeline_name": PIPELINE,
+        "pipeline_version": VERSION,
+        "parameters": SHARED,
+        "samples": [sample(i) for i in range(n)],
+        **extra,
+    }
 
 
 async def post(api: httpx.AsyncClient, payload: dict[str, Any], **kwargs: Any) -> str:
@@ -71,7 +79,7 @@ async def test_fifty_samples_expand_to_fifty_runs_despite_a_crash(api: httpx.Asy
         lease = {"lease_owner": "A", "lease_expires_at": utcnow() + timedelta(minutes=5)}
         await conn.execute(sa.update(requests_table).values(lease))
         claimed = (await conn.execute(sa.select(requests_table))).mappings().one()
-    pipeline = services.catalog.get(PIPELINE)
+    pipeline = services.catalog.get(PIPELINE, VERSION)
     for index in range(20):
         await create_run(services, pipeline, claimed, index, claimed["spec"]["items"][index])
     # A zombie insert of an index that exists is refused by the UNIQUE constraint, not duplicated.
@@ -192,7 +200,7 @@ async def test_sample_sheet_upload(api: httpx.AsyncClient, services: Services) -
     )
     response = await api.post(
         "/requests",
-        data={"pipeline_name": PIPELINE, "parameters": '{"reference": "gencode_v44"}'},
+        data={"pipeline_name": PIPELINE, "pipeline_version": VERSION, "parameters": '{"reference": "gencode_v44"}'},
         files={"samplesheet": ("sheet.csv", sheet.encode(), "text/csv")},
     )
     assert response.status_code == 202, response.text
@@ -205,7 +213,12 @@ async def test_sample_sheet_upload(api: httpx.AsyncClient, services: Services) -
 
 async def test_sample_sheet_as_json_text(api: httpx.AsyncClient) -> None:
     sheet = "sample_id\tfastq_files\nA\ts3://lab/A.fq.gz\n"
-    payload = {"pipeline_name": PIPELINE, "parameters": {"reference": "gencode_v44"}, "samplesheet": sheet}
+    payload = {
+        "pipeline_name": PIPELINE,
+        "pipeline_version": VERSION,
+        "parameters": {"reference": "gencode_v44"},
+        "samplesheet": sheet,
+    }
     await post(api, payload)
 
 
@@ -220,7 +233,7 @@ async def assert_refused(
 
 
 async def test_sheet_with_missing_columns_is_422(api: httpx.AsyncClient, services: Services) -> None:
-    payload = {"pipeline_name": PIPELINE, "samplesheet": "sample_id\nA\n"}
+    payload = {"pipeline_name": PIPELINE, "pipeline_version": VERSION, "samplesheet": "sample_id\nA\n"}
     problem = await assert_refused(api, services, await api.post("/requests", json=payload), 422)
     pointers = {(e["pointer"], e["message"]) for e in problem["errors"]}
     assert ("/columns", "line 1: missing required column 'reference'") in pointers
@@ -230,7 +243,12 @@ async def test_sheet_with_missing_columns_is_422(api: httpx.AsyncClient, service
 async def test_sheet_with_duplicate_sample_ids_is_422(api: httpx.AsyncClient, services: Services) -> None:
     sheet = "sample_id,reference,fastq_files\nA,gencode_v44,s3://l/a.fq\nB,gencode_v44,s3://l/b.fq\nA,gencode_v44,s3://l/c.fq\n"
     problem = await assert_refused(
-        api, services, await api.post("/requests", json={"pipeline_name": PIPELINE, "samplesheet": sheet}), 422
+        api,
+        services,
+        await api.post(
+            "/requests", json={"pipeline_name": PIPELINE, "pipeline_version": VERSION, "samplesheet": sheet}
+        ),
+        422,
     )
     assert problem["errors"] == [
         {
@@ -258,7 +276,12 @@ async def test_every_bad_sample_is_listed_with_its_pointer(api: httpx.AsyncClien
     samples[3]["fastq_files"] = ["ftp://nope/x.fastq"]
     samples[7]["sample_id"] = "bad id!"
     samples[8]["sample_id"] = "S000"
-    payload = {"pipeline_name": PIPELINE, "parameters": {**SHARED, "padj_threshold": 3}, "samples": samples}
+    payload = {
+        "pipeline_name": PIPELINE,
+        "pipeline_version": VERSION,
+        "parameters": {**SHARED, "padj_threshold": 3},
+        "samples": samples,
+    }
     problem = await assert_refused(api, services, await api.post("/requests", json=payload), 422)
     pointers = [e["pointer"] for e in problem["errors"]]
     assert pointers == ["/parameters/padj_threshold", "/samples/3/fastq_files/0", "/samples/7/sample_id"]
@@ -271,16 +294,19 @@ async def test_other_bad_requests(api: httpx.AsyncClient, services: Services) ->
     response = await api.post("/requests", json={"pipeline_name": "nope", "samples": [{}]})
     assert "pipelines: " in (await assert_refused(api, services, response, 404))["detail"]
     response = await api.post(
-        "/requests", json={"pipeline_name": PIPELINE, "samples": [sample(0)], "dataset_ids": ["x"]}
+        "/requests",
+        json={"pipeline_name": PIPELINE, "pipeline_version": VERSION, "samples": [sample(0)], "dataset_ids": ["x"]},
     )
     assert "exactly one of" in (await assert_refused(api, services, response, 422))["detail"]
     response = await api.post("/requests", json={"pipeline_name": "hello_galaxy", "dataset_ids": ["missing"]})
     errors = (await assert_refused(api, services, response, 422))["errors"]
     assert [e["pointer"] for e in errors][-1] == "/dataset_ids/0"
-    response = await api.post("/requests", json={"pipeline_name": PIPELINE, "samples": [], "colour": 1})
+    response = await api.post(
+        "/requests", json={"pipeline_name": PIPELINE, "pipeline_version": VERSION, "samples": [], "colour": 1}
+    )
     errors = (await assert_refused(api, services, response, 422))["errors"]
     assert [e["pointer"] for e in errors] == ["/colour"]
-    response = await api.post("/requests", json={"pipeline_name": PIPELINE, "samples": []})
+    response = await api.post("/requests", json={"pipeline_name": PIPELINE, "pipeline_version": VERSION, "samples": []})
     await assert_refused(api, services, response, 422)
 
 
@@ -288,11 +314,18 @@ async def test_datasets_for_a_pipeline_that_takes_none_are_refused(api: httpx.As
     """rnaseq_deseq2 takes its reads as parameters: the datasets would be dropped silently."""
     registered = await api.post("/datasets", json={"name": "reads", "uri": "https://example.org/r.fastq.gz"})
     assert registered.status_code == 201, registered.text
-    payload = {"pipeline_name": PIPELINE, "parameters": SHARED, "dataset_ids": [registered.json()["id"]]}
+    payload = {
+        "pipeline_name": PIPELINE,
+        "pipeline_version": VERSION,
+        "parameters": SHARED,
+        "dataset_ids": [registered.json()["id"]],
+    }
     problem = await assert_refused(api, services, await api.post("/requests", json=payload), 422)
     assert [e["pointer"] for e in problem["errors"]] == ["/dataset_ids"]
     assert "takes no dataset" in problem["detail"]
-    job = await api.post("/jobs", json={"pipeline_name": PIPELINE, "dataset_id": registered.json()["id"]})
+    job = await api.post(
+        "/jobs", json={"pipeline_name": PIPELINE, "pipeline_version": VERSION, "dataset_id": registered.json()["id"]}
+    )
     assert job.status_code == 422
     assert [e["pointer"] for e in job.json()["errors"]] == ["/dataset_id"]
 

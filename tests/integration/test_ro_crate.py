@@ -173,7 +173,12 @@ async def test_a_run_that_has_not_ended_is_409_and_a_missing_one_404(api: httpx.
 
 async def test_a_request_is_one_crate_with_each_run(api: httpx.AsyncClient, services: Services, tmp_path: Path) -> None:
     samples = [{"sample_id": f"S{i}", "fastq_files": [f"s3://lab/reads/S{i}_R1.fastq.gz"]} for i in range(2)]
-    payload = {"pipeline_name": "rnaseq_deseq2", "parameters": {"reference": "gencode_v44"}, "samples": samples}
+    payload = {
+        "pipeline_name": "rnaseq_deseq2",
+        "pipeline_version": "1.0.0",  # the demo simulation
+        "parameters": {"reference": "gencode_v44"},
+        "samples": samples,
+    }
     request_id = (await api.post("/requests", json=payload)).json()["request_id"]
     early = await api.get(f"/requests/{request_id}/ro-crate")
     assert early.status_code == 409, early.text

@@ -312,6 +312,7 @@ async def test_mail_on_completion_and_for_a_request_as_a_whole(
             await new_run(services, outcome="failure")  # on_failure is off: no mail
             request = {
                 "pipeline_name": "rnaseq_deseq2",
+                "pipeline_version": "1.0.0",  # the demo simulation
                 "parameters": {"reference": "gencode_v44", "quantification_method": "salmon"},
                 "samples": [{"sample_id": f"S{i}", "fastq_files": [f"s3://lab/S{i}_R1.fq.gz"]} for i in range(3)],
                 "send_email_notification": True,

@@ -255,7 +255,7 @@ RNASEQ_FAILURES = [
 def test_rnaseq_validator_messages(
     catalog: Catalog, patch: dict[str, Any], pointer: str, message: str, rule: str
 ) -> None:
-    assert problems_of(catalog.get("rnaseq_deseq2"), RNASEQ | patch) == [(pointer, message, rule)]
+    assert problems_of(catalog.get("rnaseq_deseq2", "1.0.0"), RNASEQ | patch) == [(pointer, message, rule)]
 
 
 def test_paired_end_rnaseq(catalog: Catalog) -> None:

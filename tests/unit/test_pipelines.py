@@ -65,7 +65,7 @@ def test_from_settings_defaults_to_the_shipped_catalog() -> None:
     ("name", "backend", "kind", "workflow_type"),
     [
         ("gatk_variant_calling", "snakemake", "snakefile", "SMK"),
-        ("rnaseq_deseq2", "demo", "simulation", "DEMO"),
+        ("rnaseq_deseq2", "snakemake", "snakefile", "SMK"),
         ("hello_cwl", "cwltool", "cwl", "CWL"),
         ("hello_snakemake", "snakemake", "snakefile", "SMK"),
         ("hello_wdl", "miniwdl", "wdl", "WDL"),

@@ -57,6 +57,7 @@ ETC_FILES = (
     "localtime",
     "mime.types",
     "nsswitch.conf",
+    "R",  # Debian's R reads its configuration (ldpaths, Renviron) through /usr/lib/R/etc links
     "resolv.conf",
     "ssl",
 )

@@ -155,3 +155,38 @@ async def datasets_by_id(conn: AsyncConnection, ids: list[str]) -> list[Row]:
     """The datasets a request names (to check they exist and are visible)."""
     query = sa.select(datasets).where(datasets.c.id.in_(ids))
     return list((await conn.execute(query)).mappings())
+
+
+async def steps_due(conn: AsyncConnection, terminal: list[str], complete: str, limit: int) -> list[tuple[str, bool]]:
+    """Requests waiting for their request-level step whose runs have all ended, oldest first,
+    each with whether some run ended otherwise than ``complete`` (then the step is skipped)."""
+    mine = runs.c.request_id == requests.c.id
+    active = sa.select(runs.c.id).where(mine, runs.c.state.not_in(terminal)).exists()
+    unfinished = sa.select(runs.c.id).where(mine, runs.c.state != complete).exists()
+    query = (
+        sa.select(requests.c.id, unfinished.label("blocked"))
+        .where(requests.c.step_state == "waiting", requests.c.state != "new", ~active)
+        .order_by(requests.c.created_at, requests.c.id)
+        .limit(limit)
+    )
+    return [(str(row.id), bool(row.blocked)) for row in (await conn.execute(query)).all()]
+
+
+async def set_step_state(conn: AsyncConnection, request_id: str, expected: str, new: str, now: datetime) -> bool:
+    """Compare-and-set of a request's step_state (docs/adr/0019); False when it had moved on."""
+    query = (
+        sa.update(requests)
+        .where(requests.c.id == request_id, requests.c.step_state == expected)
+        .values(step_state=new, updated_at=now)
+    )
+    return (await conn.execute(query)).rowcount == 1
+
+
+async def sample_runs(conn: AsyncConnection, request_id: str, below: int) -> list[Row]:
+    """The request's runs with request_index below ``below`` (its samples), in index order."""
+    query = (
+        sa.select(runs.c.id, runs.c.request_index, runs.c.workflow_params, runs.c.output_files)
+        .where(runs.c.request_id == request_id, runs.c.request_index < below)
+        .order_by(runs.c.request_index)
+    )
+    return list((await conn.execute(query)).mappings())

@@ -145,7 +145,10 @@ requests = sa.Table(
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("lease_owner", sa.String(128), nullable=True),
-    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column(
+        "lease_expires_at", UTCDateTime(), nullable=True
+    ),  # The request-level step (docs/adr/0019): NULL none, waiting, created, skipped (migration 0009).
+    sa.Column("step_state", sa.String(16), nullable=True, index=True),
 )
 
 runs = sa.Table(

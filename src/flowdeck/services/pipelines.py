@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowdeck.domain.pipelines import BACKEND_TARGETS, TARGET_KINDS, SpecError, Target, Version
+from flowdeck.domain.request_steps import RequestStep, parse_request_step
 from flowdeck.errors import ConfigurationError, NotFound, Problem, ValidationFailed
 from flowdeck.services.parameters import ParameterModel
 
@@ -41,6 +42,7 @@ FIELDS = (
     "defaults",
     "rules",
     "samplesheet",
+    "request_step",
 )
 _TARGET_OPTIONS = ("workflow_type_version", "input")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
@@ -64,6 +66,7 @@ class Pipeline:
     model: ParameterModel
     source: Path
     sample_id_parameter: str | None = None
+    request_step: RequestStep | None = None  # docs/adr/0019
 
     def schema(self, schema_id: str | None = None) -> dict[str, Any]:
         """The parameters' JSON Schema 2020-12 document, defaults included."""
@@ -290,6 +293,7 @@ def parse_file(path: Path, text: str) -> Pipeline:
         model=model,
         source=path,
         sample_id_parameter=_sample_id(raw.get("samplesheet"), model),
+        request_step=_request_step(raw.get("request_step"), backend, path, model),
     )
 
 
@@ -357,6 +361,12 @@ def _groups(value: Any) -> frozenset[str]:
     if not isinstance(value, list) or not all(isinstance(g, str) and g.strip() for g in value):
         raise SpecError("research_groups", "must be a list of group names (empty: every group)")
     return frozenset(g.strip() for g in value)
+
+
+def _request_step(value: Any, backend: str, path: Path, model: ParameterModel) -> RequestStep | None:
+    if value is not None and backend != "snakemake":
+        raise SpecError("request_step", "runs on Snakemake: only a snakemake pipeline may declare one")
+    return parse_request_step(value, path, list(model.schema["properties"]))
 
 
 def _sample_id(value: Any, model: ParameterModel) -> str | None:

@@ -10,6 +10,8 @@ The aggregate state of a request, from its runs' WES states (:func:`aggregate_st
 * while runs may still change (some run is not terminal, or the request is
   still ``new``): ``CANCELING`` once a cancel was asked; ``RUNNING`` when some
   run has left QUEUED; otherwise ``QUEUED``;
+* a request whose samples have all completed while its request-level step is
+  still to be created (``step_state`` ``waiting``, docs/adr/0019) is ``RUNNING``;
 * once every run has ended: ``EXECUTOR_ERROR`` if any run failed in its
   workflow, else ``SYSTEM_ERROR`` if any failed in the system (or was
   preempted), else ``CANCELED`` if any was canceled or a cancel was asked,
@@ -30,7 +32,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import TERMINAL, State
 from flowdeck.errors import NotFound
-from flowdeck.services import paging, state_machine
+from flowdeck.services import paging, request_steps, state_machine
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.pipeline_runs import build_run, visible_pipeline
@@ -57,7 +59,19 @@ async def accept(services: Services, principal: Principal, given: RequestInput) 
         origin="requests",
     )
     check_admissible(services, probe)
-    return await _store(services, principal, given, pipeline.name, str(pipeline.version), group, items)
+    sample_parameters = [item.parameters for item in items]
+    request_steps.check_groups(pipeline, sample_parameters, _items_pointer(given))
+    step_state = request_steps.step_state_for(pipeline, sample_parameters)
+    return await _store(services, principal, given, pipeline.name, str(pipeline.version), group, items, step_state)
+
+
+def _items_pointer(given: RequestInput) -> str:
+    """Where a request's items are, for a problem about one of them."""
+    return {"samplesheet": "/rows", "samples": "/samples"}.get(_source(given), "/dataset_ids")
+
+
+def _source(given: RequestInput) -> str:
+    return next(s for s in ("dataset_ids", "samples", "samplesheet") if getattr(given, s) is not None)
 
 
 async def _store(
@@ -68,6 +82,7 @@ async def _store(
     version: str,
     group: str | None,
     items: list[Item],
+    step_state: str | None = None,
 ) -> dict[str, Any]:
     request_id = str(uuid.uuid4())
     now = utcnow()
@@ -89,6 +104,7 @@ async def _store(
         "spec": spec | {"description": given.description},
         "total_runs": len(items),
         "cancel_requested": False,
+        "step_state": step_state,
         "created_at": now,
         "updated_at": now,
     }
@@ -156,7 +172,8 @@ async def detail(
 def aggregate_state(request: Mapping[Any, Any], counts: Mapping[str, int]) -> State:
     """One WES state for the whole request (the rule is in this module's docstring)."""
     states = {State(s) for s, n in counts.items() if n}
-    if request["state"] == "new" or states - TERMINAL:
+    step_pending = request.get("step_state") == "waiting" and states <= {State.COMPLETE}
+    if request["state"] == "new" or states - TERMINAL or step_pending:
         if request["cancel_requested"]:
             return State.CANCELING
         return State.RUNNING if states - {State.QUEUED} else State.QUEUED
@@ -248,6 +265,7 @@ def view(row: Mapping[Any, Any]) -> dict[str, Any]:
         "owner": row["owner"],
         "total_runs": row["total_runs"],
         "cancel_requested": row["cancel_requested"],
+        "step_state": row.get("step_state"),  # docs/adr/0019: null, waiting, created, skipped
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }

@@ -29,6 +29,7 @@ from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.events import listen_for_commits
+from flowdeck.services.request_steps import create_due
 from flowdeck.services.sync import check_once, sync_all
 from flowdeck.worker.deliveries import Deliverer
 from flowdeck.worker.dispatch import dispatch_once
@@ -144,6 +145,7 @@ class Worker:
             ended, self._ended = sorted(self._ended), set()
             done += await check_once(self.services, self.id, self.pool, ids=ended)
         done += await check_once(self.services, self.id, self.pool)
+        done += await create_due(self.services)  # request-level steps (docs/adr/0019)
         return done
 
     async def sync_pass(self) -> int:
