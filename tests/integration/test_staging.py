@@ -111,7 +111,7 @@ async def staged_events(services: Services, run_id: str) -> list[str]:
 async def output_text(api: httpx.AsyncClient, run_id: str) -> str:
     listing = (await api.get(f"{WES}/runs/{run_id}/outputs")).json()
     upper = next(f for f in listing["files"] if f["name"].endswith("upper.txt"))
-    return (await api.get(upper["url"].replace("http://testserver", ""))).text
+    return (await api.get(upper["url"].replace("http://testserver", ""), follow_redirects=True)).text
 
 
 @pytest.mark.engine

@@ -137,7 +137,7 @@ async def run_to_end(client: httpx.AsyncClient, services: Services, *bodies: dic
 async def served_file(client: httpx.AsyncClient, run_id: str, suffix: str) -> bytes:
     listing = (await client.get(f"/ga4gh/wes/v1/runs/{run_id}/outputs")).json()
     found = next(f for f in listing["files"] if f["name"].endswith(suffix))
-    return (await client.get(found["url"].replace("http://testserver", ""))).content
+    return (await client.get(found["url"].replace("http://testserver", ""), follow_redirects=True)).content
 
 
 async def test_planted_snps_are_called(vc: tuple[httpx.AsyncClient, Services], data: Data) -> None:
