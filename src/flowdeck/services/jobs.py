@@ -20,6 +20,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
+from flowdeck.services import galaxy_tools
 from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
 from flowdeck.services.pipeline_runs import build_run, visible_pipeline
@@ -58,10 +59,12 @@ class Planned:
 
     new: NewRun
     pipeline: Pipeline | None
+    galaxy_request: dict[str, Any] | None = None  # the tool request a Galaxy tool run will post
 
     def preview(self) -> dict[str, Any]:
         new = self.new
-        return {
+        shown = {"galaxy_request": self.galaxy_request} if self.galaxy_request is not None else {}
+        return shown | {
             "dry_run": True,
             "pipeline_name": new.pipeline_name,
             "pipeline_version": new.pipeline_version,
@@ -147,6 +150,8 @@ async def _plan_pipeline(services: Services, body: dict[str, Any], principal: Pr
         dataset_id=dataset_id,
         strict=body.get("strict", True),
     )
+    if galaxy_tools.is_tool(pipeline):
+        return Planned(new, pipeline, await galaxy_tools.check(services, new))
     return Planned(new, pipeline)
 
 
