@@ -4,8 +4,8 @@ Submit posts one tool request (``POST /api/jobs``) into the run's history and
 returns at once: ``backend_run_id`` is the ``tool_request_id``. Galaxy's celery
 worker then checks it, fetches URL inputs and expands it into jobs (one per
 element when the tool is mapped over a collection). Sync reads the request's
-state (``new`` → ``submitted``, or ``failed`` with Galaxy's message), then the
-jobs it expanded into (``GET /api/jobs?tool_request_id=``), which become the
+state (``new`` → ``submitted``, or ``failed`` with Galaxy's message; read until it is
+one of the last two, which never change), then the jobs it expanded into (``GET /api/jobs?tool_request_id=``), which become the
 run's tasks; the run's state follows them (:func:`verdict`). A retried submit
 finds the request already in the run's history instead of posting another.
 Cancel stops every job of the request, and a later sync stops any job the
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 KIND = "tool_request"
 VERSION_CACHE_SECONDS = 300.0
 MAX_PROBLEMS = 20
+FINAL_REQUEST_STATES = frozenset({"submitted", "failed"})
 
 
 class ToolRequests:
@@ -132,7 +133,16 @@ class ToolRequests:
     def report(self, handle: RunHandle) -> SyncReport:
         """One run's report (EngineError: the caller reports it as transient)."""
         request_id = str(handle.backend_run_id)
-        state = str(self.api.get("read the tool request's state", f"tool_requests/{request_id}/state"))
+        data = dict(handle.backend_data)
+        if data.get("tool_request_state") not in FINAL_REQUEST_STATES:  # those two never change
+            # the request as Galaxy stored it: a relaxed one after Galaxy's conversion to strict
+            stored = self.api.get("read the tool request", f"tool_requests/{request_id}")
+            data.update(
+                tool_request_state=str(stored.get("state")),
+                galaxy_request=stored.get("request"),
+                tool_request_message=stored.get("state_message"),
+            )
+        state = str(data["tool_request_state"])
         jobs = self.jobs(request_id) if state == "submitted" else []
         if handle.state == State.CANCELING:
             self._cancel_jobs(jobs)
@@ -140,18 +150,10 @@ class ToolRequests:
         for job in jobs:
             counts[str(job.get("state"))] = counts.get(str(job.get("state")), 0) + 1
         fp = f"{state}|" + ",".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        if fp == handle.backend_data.get("fingerprint") and handle.state != State.CANCELING:
+        if fp == data.get("fingerprint") and handle.state != State.CANCELING:
             return SyncReport(run_id=handle.run_id)
-        data = {**handle.backend_data, "tool_request_state": state, "fingerprint": fp}
-        message = None
-        if state != "new" and "galaxy_request" not in data:
-            # the request as Galaxy stored it: a relaxed one after Galaxy's conversion to strict
-            stored = self.api.get("read the tool request", f"tool_requests/{request_id}")
-            data["galaxy_request"] = stored.get("request")
-            message = str(stored.get("state_message") or "no message from Galaxy")
-            data["tool_request_message"] = stored.get("state_message")
-        elif state == "failed":
-            message = str(data.get("tool_request_message") or "no message from Galaxy")
+        data["fingerprint"] = fp
+        message = str(data.get("tool_request_message") or "no message from Galaxy")
         result = verdict(state, counts, handle.state, message)
         reader = InvocationReader(self.api)
         tasks = [reader._task(job, _labels(jobs), handle.workdir / "galaxy" / "jobs") for job in jobs]
