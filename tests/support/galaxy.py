@@ -109,7 +109,9 @@ def galaxy_session() -> Iterator[GalaxyServer]:
     reuse = os.environ.get("FLOWDECK_GALAXY_REUSE")
     if reuse:
         values = read_env_file(Path(reuse) / "galaxy.env")
-        server = GalaxyServer(values["GALAXY_URL"], values["GALAXY_API_KEY"], Path(reuse), 0)
+        port = int(values["GALAXY_URL"].rsplit(":", 1)[1])
+        env = {"GALAXY_ROOT": reuse, "GALAXY_PORT": str(port), "GALAXY_WITH_CELERY": "1"}
+        server = GalaxyServer(values["GALAXY_URL"], values["GALAXY_API_KEY"], Path(reuse), port, env=env)
         server.workflow_ids = import_workflows(server.url, server.api_key)
         yield server
         return
