@@ -7,7 +7,8 @@
 
 Environment: ``FLOWDECK_GALAXY_CELERY`` (default 1: faster jobs, more memory),
 ``FLOWDECK_GALAXY_PORTS`` (default ``8089-8099``), ``FLOWDECK_GALAXY_KEEP`` (1 = keep the
-root folder for debugging).
+root folder for debugging), ``FLOWDECK_GALAXY_REUSE`` (the root of a Galaxy already started
+with ``up.sh``: used as it is, neither started nor stopped; for development).
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ def import_workflows(url: str, api_key: str) -> dict[str, str]:
 @contextmanager
 def galaxy_session() -> Iterator[GalaxyServer]:
     """Install (cached), start, yield, stop."""
+    reuse = os.environ.get("FLOWDECK_GALAXY_REUSE")
+    if reuse:
+        values = read_env_file(Path(reuse) / "galaxy.env")
+        port = int(values["GALAXY_URL"].rsplit(":", 1)[1])
+        env = {"GALAXY_ROOT": reuse, "GALAXY_PORT": str(port), "GALAXY_WITH_CELERY": "1"}
+        server = GalaxyServer(values["GALAXY_URL"], values["GALAXY_API_KEY"], Path(reuse), port, env=env)
+        server.workflow_ids = import_workflows(server.url, server.api_key)
+        yield server
+        return
     root = Path(tempfile.mkdtemp(prefix="flowdeck-galaxy-"))
     port = free_port(_port_range())
     env = {

@@ -16,7 +16,16 @@ from flowdeck.errors import ConfigurationError, NotFound
 from flowdeck.services.pipelines import Catalog, default_dir
 from flowdeck.settings import Settings
 
-SHIPPED = ["gatk_variant_calling", "hello_cwl", "hello_galaxy", "hello_snakemake", "hello_wdl", "rnaseq_deseq2"]
+SHIPPED = [
+    "galaxy_sort",
+    "galaxy_upper",
+    "gatk_variant_calling",
+    "hello_cwl",
+    "hello_galaxy",
+    "hello_snakemake",
+    "hello_wdl",
+    "rnaseq_deseq2",
+]
 
 GOOD = """\
 name: demo_x
@@ -168,7 +177,7 @@ def test_unknown_pipeline_lists_names(shipped: Catalog) -> None:
     with pytest.raises(NotFound) as caught:
         shipped.get("nope")
     assert caught.value.detail == (
-        "no pipeline named 'nope'; pipelines: gatk_variant_calling, hello_cwl, hello_galaxy, "
+        "no pipeline named 'nope'; pipelines: galaxy_sort, galaxy_upper, gatk_variant_calling, hello_cwl, hello_galaxy, "
         "hello_snakemake, hello_wdl, rnaseq_deseq2"
     )
 

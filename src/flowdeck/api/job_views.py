@@ -24,7 +24,9 @@ def job_view(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
     data = row["backend_data"] or {}
     target = data.get("pipeline_target") or {}
     job_url = f"{base}/jobs/{row['id']}"
-    return {
+    tool_request = data.get("kind") == "tool_request"  # a Galaxy tool run (docs/galaxy-tools.md)
+    shown_tool = {key: data.get(key) for key in ("tool_request_id", "galaxy_request")} if tool_request else {}
+    return shown_tool | {
         "id": row["id"],
         "status": seed_status(state),
         "state": simple_state(state),
@@ -38,7 +40,7 @@ def job_view(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
         "owner": row["owner"],
         "origin": row["origin"],
         "dataset_id": row["dataset_id"],
-        "invocation_id": row["backend_run_id"] if row["backend"] == "galaxy" else None,
+        "invocation_id": row["backend_run_id"] if row["backend"] == "galaxy" and not tool_request else None,
         "backend": row["backend"],
         "backend_run_id": row["backend_run_id"],
         "created_at": _iso(row["created_at"]),

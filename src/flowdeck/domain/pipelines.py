@@ -1,8 +1,8 @@
 """Pure value types of the pipeline catalog: versions and targets.
 
 A *target* is what a pipeline runs on its backend: a CWL or WDL file, a
-Snakefile, a Galaxy workflow (by name or id), a HealthOmics workflow id, or a
-labelled simulation. Which target kinds a backend accepts is fixed here, so a
+Snakefile, a Galaxy workflow (by name or id), a Galaxy tool (by id, at a pinned
+version or the server's latest), a HealthOmics workflow id, or a labelled simulation. Which target kinds a backend accepts is fixed here, so a
 catalog file that pairs a backend with the wrong kind of target is refused at
 start-up rather than at run time.
 """
@@ -74,6 +74,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
     "snakefile": TargetKind("SMK", True, "9"),
     "galaxy_workflow": TargetKind("GALAXY", False, ""),
     "galaxy_workflow_id": TargetKind("GALAXY", False, ""),
+    "galaxy_tool": TargetKind("GALAXY", False, "tool"),
     "omics_workflow_id": TargetKind("WDL", False, "1.0"),
     "simulation": TargetKind("DEMO", False, "1.0"),
 }
@@ -85,7 +86,7 @@ BACKEND_TARGETS: dict[str, tuple[str, ...]] = {
     "toil": ("cwl", "wdl"),
     "snakemake": ("snakefile",),
     "miniwdl": ("wdl",),
-    "galaxy": ("galaxy_workflow", "galaxy_workflow_id"),
+    "galaxy": ("galaxy_workflow", "galaxy_workflow_id", "galaxy_tool"),
     "omics": ("omics_workflow_id",),
 }
 
@@ -94,7 +95,8 @@ BACKEND_TARGETS: dict[str, tuple[str, ...]] = {
 class Target:
     """What a pipeline runs: ``kind`` is a key of TARGET_KINDS, ``value`` as written,
     ``path`` the absolute file for file kinds, ``input`` the workflow input that
-    receives the run's dataset (Galaxy)."""
+    receives the run's dataset (Galaxy). A ``galaxy_tool`` target also has ``tool_version``
+    (None: the newest on the server) and ``use_cached_jobs`` (Galaxy may reuse an equal job)."""
 
     kind: str
     value: str
@@ -102,6 +104,8 @@ class Target:
     workflow_type_version: str
     path: str | None = None
     input: str | None = None
+    tool_version: str | None = None
+    use_cached_jobs: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The form handed to backends as ``RunSpec.pipeline_target``: ``path`` for
@@ -117,6 +121,8 @@ class Target:
             target["workflow"] = self.value
         if self.input is not None:
             target["input"] = self.input
+        if self.kind == "galaxy_tool":
+            target.update(tool=self.value, tool_version=self.tool_version, use_cached_jobs=self.use_cached_jobs)
         return target
 
     def public_dict(self) -> dict[str, Any]:

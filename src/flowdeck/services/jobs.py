@@ -22,6 +22,7 @@ from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import Conflict, Problem, ValidationFailed
 from flowdeck.services import datasets as dataset_service
+from flowdeck.services import galaxy_tools
 from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
 from flowdeck.services.pipeline_runs import build_run, visible_pipeline
@@ -60,10 +61,12 @@ class Planned:
 
     new: NewRun
     pipeline: Pipeline | None
+    galaxy_request: dict[str, Any] | None = None  # the tool request a Galaxy tool run will post
 
     def preview(self) -> dict[str, Any]:
         new = self.new
-        return {
+        shown = {"galaxy_request": self.galaxy_request} if self.galaxy_request is not None else {}
+        return shown | {
             "dry_run": True,
             "pipeline_name": new.pipeline_name,
             "pipeline_version": new.pipeline_version,
@@ -149,6 +152,8 @@ async def _plan_pipeline(services: Services, body: dict[str, Any], principal: Pr
         dataset_id=dataset_id,
         strict=body.get("strict", True),
     )
+    if galaxy_tools.is_tool(pipeline):
+        return Planned(new, pipeline, await galaxy_tools.check(services, new))
     return Planned(new, pipeline)
 
 

@@ -88,11 +88,20 @@ def build_run(
         dataset=dataset,
         pipeline_name=pipeline.name,
         pipeline_version=str(pipeline.version),
-        pipeline_target=target.as_dict() | ({"references": references} if references else {}),
+        pipeline_target=_run_target(pipeline, strict) | ({"references": references} if references else {}),
         tags={"pipeline": pipeline.name, "pipeline_version": str(pipeline.version)},
         origin=origin,
         rerun_of=rerun_of,
     )
+
+
+def _run_target(pipeline: Pipeline, strict: bool) -> dict[str, Any]:
+    """The target handed to the backend; a Galaxy tool also learns whether the request is relaxed
+    (Galaxy then converts it to a strict one itself, ``strict: false``)."""
+    target = pipeline.target.as_dict()
+    if pipeline.target.kind == "galaxy_tool":
+        target["strict"] = strict
+    return target
 
 
 def _default_type_version(pipeline: Pipeline) -> str:
@@ -106,6 +115,7 @@ def _workflow(pipeline: Pipeline) -> tuple[str, list[Attachment]]:
     target = pipeline.target
     if target.path is None:
         scheme = "galaxy://workflow/" if target.workflow_type == "GALAXY" else f"{pipeline.backend}://"
+        scheme = "galaxy://tool/" if target.kind == "galaxy_tool" else scheme
         return scheme + quote(target.value, safe=""), []
     main = Path(target.path)
     # Workflows import neighbouring files (CWL tools, WDL imports), so the whole folder travels.

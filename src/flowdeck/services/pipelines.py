@@ -44,7 +44,11 @@ FIELDS = (
     "samplesheet",
     "request_step",
 )
-_TARGET_OPTIONS = ("workflow_type_version", "input")
+_TARGET_OPTIONS = ("workflow_type_version", "input", "tool_version", "use_cached_jobs")
+_TOOL_OPTIONS = ("tool_version", "use_cached_jobs")
+# A Galaxy tool's parameters are checked against the schema Galaxy publishes for it (see
+# services.galaxy_tools), so its catalog file needs no parameters of its own.
+_TOOL_PARAMETERS: dict[str, Any] = {"additionalProperties": True}
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
@@ -282,13 +286,17 @@ def parse_file(path: Path, text: str) -> Pipeline:
     name = _name(raw.get("name"))
     version = _version(raw.get("version"))
     backend = _backend(raw.get("backend"))
-    model = ParameterModel.build(raw.get("parameters"), raw.get("rules"), raw.get("defaults"), f"{name} {version}")
+    target = _target(raw.get("target"), backend, path)
+    parameters = raw.get("parameters")
+    if parameters is None and target.kind == "galaxy_tool":
+        parameters = _TOOL_PARAMETERS
+    model = ParameterModel.build(parameters, raw.get("rules"), raw.get("defaults"), f"{name} {version}")
     return Pipeline(
         name=name,
         version=version,
         description=_text(raw.get("description"), "description"),
         backend=backend,
-        target=_target(raw.get("target"), backend, path),
+        target=target,
         research_groups=_groups(raw.get("research_groups")),
         model=model,
         source=path,
@@ -346,6 +354,10 @@ def _target(value: Any, backend: str, path: Path) -> Target:
     dataset_input = value.get("input")
     if dataset_input is not None and (kind.workflow_type != "GALAXY" or not isinstance(dataset_input, str)):
         raise SpecError("target.input", "is a Galaxy workflow's data input label (a string)")
+    if kind_name != "galaxy_tool" and any(option in value for option in _TOOL_OPTIONS):
+        raise SpecError("target", f"{' and '.join(_TOOL_OPTIONS)} belong to a galaxy_tool target")
+    if kind_name == "galaxy_tool":
+        return _tool_target(value, text, kind.workflow_type, type_version, dataset_input)
     file: str | None = None
     if kind.is_file:
         resolved = (path.parent / text).resolve()
@@ -353,6 +365,17 @@ def _target(value: Any, backend: str, path: Path) -> Target:
             raise SpecError(f"target.{kind_name}", f"file not found: {resolved}")
         file = str(resolved)
     return Target(kind_name, text, kind.workflow_type, type_version, file, dataset_input)
+
+
+def _tool_target(value: dict[str, Any], tool: str, wf_type: str, type_version: str, data: str | None) -> Target:
+    version = value.get("tool_version", "latest")
+    if not isinstance(version, str) or not version.strip():
+        raise SpecError("target.tool_version", 'must be a tool version such as "1.0.0", or "latest"')
+    cached = value.get("use_cached_jobs", False)
+    if not isinstance(cached, bool):
+        raise SpecError("target.use_cached_jobs", "must be true or false")
+    pinned = None if version.strip() == "latest" else version.strip()
+    return Target("galaxy_tool", tool, wf_type, type_version, None, data, pinned, cached)
 
 
 def _groups(value: Any) -> frozenset[str]:

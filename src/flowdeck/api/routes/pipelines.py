@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from flowdeck.services import galaxy_tools
 from flowdeck.services.pipeline_runs import may_see, visible_pipeline
 from flowdeck.services.pipelines import Pipeline
 from flowdeck.services.site_tools import pipeline_tools, site_tools
@@ -57,7 +58,6 @@ async def get_pipeline(name: str, services: ServicesDep, principal: PrincipalDep
 async def pipeline_schema(
     name: str, services: ServicesDep, principal: PrincipalDep, version: str | None = None
 ) -> JSONResponse:
-    """The parameters' JSON Schema 2020-12 (defaults included)."""
-    return JSONResponse(
-        visible_pipeline(services, principal, name, version).schema(), media_type="application/schema+json"
-    )
+    """The parameters' JSON Schema 2020-12 (defaults included); a Galaxy tool's is Galaxy's own."""
+    pipeline = visible_pipeline(services, principal, name, version)
+    return JSONResponse(await galaxy_tools.schema(services, pipeline), media_type="application/schema+json")

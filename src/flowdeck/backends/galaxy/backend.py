@@ -20,6 +20,7 @@ state. Cancel asks Galaxy to cancel the invocation; a later sync confirms it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import threading
@@ -41,6 +42,9 @@ from flowdeck.backends.galaxy.inputs import (
     workflow_target,
 )
 from flowdeck.backends.galaxy.sync import InvocationReader, current_fingerprint
+from flowdeck.backends.galaxy.tool_inputs import is_tool_run
+from flowdeck.backends.galaxy.tool_requests import KIND as TOOL_REQUEST
+from flowdeck.backends.galaxy.tool_requests import ToolRequests
 from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, Submitted, SyncReport
 from flowdeck.domain.states import State
 from flowdeck.errors import ConfigurationError, EngineError, EngineUnavailable
@@ -64,12 +68,14 @@ class GalaxyBackend(Backend):
 
     name = "galaxy"
     # The workflow is stored in Galaxy already; the version names its format there.
-    workflow_types = {"GALAXY": ["gxformat2", "ga"]}
+    # A Galaxy tool (galaxy://tool/<id>) is the version "tool".
+    workflow_types = {"GALAXY": ["gxformat2", "ga", "tool"]}
     parallel_sync = True
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._api: GalaxyApi | None = None
+        self._tools: ToolRequests | None = None
         self._sync_pool: ThreadPoolExecutor | None = None
         self._workflows: dict[str, tuple[WorkflowInfo, float]] = {}
         self._lock = threading.Lock()
@@ -96,6 +102,19 @@ class GalaxyBackend(Backend):
                 self._api = GalaxyApi(url, key.get_secret_value(), self.settings.galaxy_timeout_seconds, connections)
             return self._api
 
+    @property
+    def tools(self) -> ToolRequests:
+        """Galaxy tools run through the Tool Request API (see :mod:`tool_requests`)."""
+        api = self.api
+        with self._lock:
+            if self._tools is None:
+                self._tools = ToolRequests(api)
+            return self._tools
+
+    def tool_schema(self, tool_id: str, version: str | None) -> dict[str, Any]:
+        """Galaxy's parameter_request_schema of a tool (None: its newest version), cached."""
+        return self.tools.schema(tool_id, version)
+
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._sync_pool is None:
@@ -110,10 +129,19 @@ class GalaxyBackend(Backend):
 
     def validate(self, spec: RunSpec) -> None:
         super().validate(spec)
-        validate_spec(spec)
+        if not is_tool_run(spec):
+            validate_spec(spec)
+            return
+        try:
+            self.tools.validate(spec)
+        except EngineUnavailable as exc:
+            # Galaxy checks a strict request itself too: a slow Galaxy must not refuse the run.
+            log.warning("tool request of run %s not checked before submit: %s", spec.run_id, exc.detail)
 
     # --- submit
     def submit(self, spec: RunSpec) -> Submitted:
+        if is_tool_run(spec):
+            return self._submit_tool(spec)
         target = workflow_target(spec)
         api = self.api
         history_id = api.find_history(history_name(spec.run_id))
@@ -140,6 +168,10 @@ class GalaxyBackend(Backend):
             if fresh.id == workflow.id:
                 raise
             return self._invoke(spec, fresh, history_id)
+
+    def _submit_tool(self, spec: RunSpec) -> Submitted:
+        history_id = self.api.find_history(history_name(spec.run_id)) or self._new_history(spec.run_id)
+        return self.tools.submit(spec, history_id, lambda ref: self._upload(ref, history_id, "input"))
 
     def _invoke(self, spec: RunSpec, workflow: WorkflowInfo, history_id: str) -> Submitted:
         api = self.api
@@ -247,11 +279,14 @@ class GalaxyBackend(Backend):
 
     # --- sync
     def sync(self, handles: Sequence[RunHandle]) -> list[SyncReport]:
-        tracked = [h for h in handles if h.backend_run_id]
+        tracked = [h for h in handles if h.backend_run_id and h.backend_data.get("kind") != TOOL_REQUEST]
+        tools = [h for h in handles if h.backend_run_id and h.backend_data.get("kind") == TOOL_REQUEST]
         reports = [SyncReport(run_id=h.run_id) for h in handles if not h.backend_run_id]
+        pool = self._pool()
+        if tools:
+            reports += _collect([(h, pool.submit(self.tools.report, h)) for h in tools])
         if not tracked:
             return reports
-        pool = self._pool()
         reader = InvocationReader(self.api)
         if not self.settings.galaxy_batch_listing:
             return reports + _collect([(h, pool.submit(reader.poll, h)) for h in tracked])
@@ -294,6 +329,10 @@ class GalaxyBackend(Backend):
 
     # --- cancel
     def cancel(self, handle: RunHandle) -> CancelResult:
+        if handle.backend_data.get("kind") == TOOL_REQUEST:
+            return self.tools.cancel(handle)
+        if handle.backend_run_id is None and (request_id := self._find_tool_request(handle.run_id)):
+            return self.tools.cancel(dataclasses.replace(handle, backend_run_id=request_id))
         invocation_id = handle.backend_run_id or self._find_invocation(handle.run_id)
         if invocation_id is None:
             return CancelResult(confirmed=True, message="no Galaxy invocation was started for this run")
@@ -306,6 +345,12 @@ class GalaxyBackend(Backend):
             # e.g. the invocation ended meanwhile: the next sync reports how it ended
             return CancelResult(confirmed=False, message=exc.detail)
         return CancelResult(confirmed=False, message=f"Galaxy invocation is {answer.get('state', 'cancelling')}")
+
+    def _find_tool_request(self, run_id: str) -> str | None:
+        """The tool request a submit made before it crashed, if any."""
+        history_id = self.api.find_history(history_name(run_id))
+        found = self.tools.find(history_id) if history_id is not None else None
+        return str(found["id"]) if found else None
 
     def _find_invocation(self, run_id: str) -> str | None:
         api = self.api
