@@ -182,7 +182,7 @@ async def test_a_fastq_that_is_not_fastq_fails_with_the_reason_in_the_task_stder
     tasks = (await api.get(f"/ga4gh/wes/v1/runs/{run_id}/tasks")).json()["task_logs"]
     trim = next(t for t in tasks if t["name"] == "trim")
     assert trim["exit_code"] == 1
-    stderr = (await api.get(trim["stderr"].replace("http://testserver", ""))).text
+    stderr = (await api.get(trim["stderr"].replace("http://testserver", ""), follow_redirects=True)).text
     assert "Error in FASTQ file" in stderr
 
 

@@ -217,4 +217,4 @@ async def test_bad_reads_fail_the_run_saying_why(vc: tuple[httpx.AsyncClient, Se
 async def task_stderr(client: httpx.AsyncClient, run_id: str, rule: str) -> str:
     tasks = (await client.get(f"/ga4gh/wes/v1/runs/{run_id}/tasks")).json()["task_logs"]
     task = next(t for t in tasks if t["name"] == rule)
-    return (await client.get(task["stderr"].replace("http://testserver", ""))).text
+    return (await client.get(task["stderr"].replace("http://testserver", ""), follow_redirects=True)).text

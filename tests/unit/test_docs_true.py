@@ -17,10 +17,10 @@ from flowdeck.services.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# flowdeck_ words in the docs that are not metrics: a Galaxy workflow, a Galaxy history tag,
+# flowdeck_ words in the docs that are not metrics: a Galaxy workflow and tool, a Galaxy history tag,
 # the Snakemake config key of registered references,
 # and an AWS HealthOmics run tag, the PostgreSQL NOTIFY channel.
-NOT_METRICS = {"flowdeck_sort_upper", "flowdeck_run", "flowdeck_events", "flowdeck_references"}
+NOT_METRICS = {"flowdeck_sort_upper", "flowdeck_upper", "flowdeck_run", "flowdeck_events", "flowdeck_references"}
 EXAMPLES = [ROOT / "README.md", ROOT / "docs" / "cli.md", ROOT / "docs" / "jobs.md"]
 
 

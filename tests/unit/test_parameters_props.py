@@ -13,6 +13,9 @@ from flowdeck.services.pipelines import Catalog
 
 CATALOG = Catalog.load()
 PIPELINES = CATALOG.names()
+# A Galaxy tool's parameters are Galaxy's schema (docs/galaxy-tools.md): flowdeck's own model is
+# empty, so there is nothing near-valid to draw from it.
+MODELLED = [name for name in PIPELINES if CATALOG.get(name).target.kind != "galaxy_tool"]
 
 scalars = (
     st.none()
@@ -60,7 +63,7 @@ def test_any_json_is_valid_or_a_validation_failure(name: str, strict: bool, payl
     check(name, payload, strict)
 
 
-@pytest.mark.parametrize("name", PIPELINES)
+@pytest.mark.parametrize("name", MODELLED)
 @pytest.mark.parametrize("strict", [True, False])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
