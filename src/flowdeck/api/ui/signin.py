@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import time
 import urllib.parse
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
@@ -15,8 +16,11 @@ from flowdeck.api.ui import web
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import InvalidInput, NotFound, Unauthenticated
 from flowdeck.services.auth import sessions
-from flowdeck.services.auth.jwks import IdentityProviderUnavailable
-from flowdeck.services.auth.oidc_signin import OidcSignIn, Pending
+
+if TYPE_CHECKING:
+    # Imported on first use: they bring httpx and PyJWT's key handling, which an API that signs
+    # nobody in through OIDC never needs (tests/integration/test_api_startup_memory.py).
+    from flowdeck.services.auth.oidc_signin import OidcSignIn, Pending
 
 OIDC_COOKIE = "fd_oidc"
 OIDC_SECONDS = 600  # long enough to type a password at the issuer, short enough to go stale
@@ -87,6 +91,8 @@ def _oidc(request: Request) -> OidcSignIn:
     """The app's OIDC sign-in, made on first use; NotFound unless mode oidc has a UI client id."""
     found: OidcSignIn | None = getattr(request.app.state, "ui_oidc", None)
     if found is None:
+        from flowdeck.services.auth.oidc_signin import OidcSignIn
+
         verifier = request.app.state.authenticator.oidc
         if verifier is None or not verifier.settings.oidc_ui_client_id:
             raise NotFound("OIDC sign-in is not configured here (oidc_ui_client_id)")
@@ -125,6 +131,8 @@ async def oidc_start(request: Request, next: str | None = None) -> Response:
 @router.get("/oidc/callback")
 async def oidc_callback(request: Request) -> Response:
     """The issuer's answer: a code to trade for verified tokens, then a session as any other."""
+    from flowdeck.services.auth.jwks import IdentityProviderUnavailable
+
     flow = _oidc(request)
     pending = _pending(request)
     try:
@@ -144,6 +152,8 @@ async def oidc_callback(request: Request) -> Response:
 
 
 def _pending(request: Request) -> Pending | None:
+    from flowdeck.services.auth.oidc_signin import Pending
+
     claims = sessions.unseal(web.keys(request).oidc, request.cookies.get(OIDC_COOKIE))
     if claims is None or not isinstance(claims.get("e"), int) or claims["e"] < time.time():
         return None
