@@ -156,7 +156,14 @@ async def output_bytes(api: httpx.AsyncClient, job_id: str) -> dict[str, bytes]:
     assert listing["files"], listing
     files: dict[str, bytes] = {}
     for item in listing["files"]:
-        response = await api.get(item["url"], follow_redirects=True)  # a 307 to storage
+        response = await api.get(item["url"])
+        if response.status_code == 307:  # to the file in storage: flowdeck's own link, or S3's
+            location = response.headers["location"]
+            if location.startswith(str(api.base_url)):
+                response = await api.get(location)
+            else:  # a pre-signed S3 URL: outside the app, fetched as any client would
+                async with httpx.AsyncClient() as outside:
+                    response = await outside.get(location)
         assert response.status_code == 200, response.text
         assert len(response.content) == item["size"], item
         files[item["name"]] = response.content
