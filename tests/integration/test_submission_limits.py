@@ -9,7 +9,7 @@ import json
 
 import httpx
 
-from tests.integration.test_jobs_api import GATK
+from tests.integration.test_jobs_api import GATK_SIM
 from tests.integration.test_requests_api import body as request_body
 from tests.integration.test_wes_api import WES, demo_form
 
@@ -37,7 +37,7 @@ async def test_every_door_limits_the_description(api: httpx.AsyncClient) -> None
     wes = await api.post(f"{WES}/runs", data={**demo_form(), "description": long})
     assert wes.status_code == 400
     for params in ({}, {"dry_run": "true"}):
-        job = await api.post("/jobs", params=params, json={**GATK, "description": long})
+        job = await api.post("/jobs", params=params, json={**GATK_SIM, "description": long})
         assert job.status_code == 422, job.text
         assert [e["pointer"] for e in job.json()["errors"]] == ["/description"]
     request = await api.post("/requests", json=request_body(2, description=long))
