@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from flowdeck.services import galaxy_tools
-from flowdeck.services.pipeline_runs import may_see, visible_pipeline
+from flowdeck.services.pipeline_runs import visible_pipeline, visible_pipelines, visible_versions
 from flowdeck.services.pipelines import Pipeline
 from flowdeck.services.site_tools import pipeline_tools, site_tools
 
@@ -32,10 +32,9 @@ def _summary(pipeline: Pipeline, base: str, versions: list[str]) -> dict[str, An
 @router.get("")
 async def list_pipelines(services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
     """The newest version of every pipeline the caller may run."""
-    catalog = services.catalog
-    shown = [p for p in catalog.list() if may_see(p, principal)]
     body = [
-        _summary(p, base, [str(v.version) for v in catalog.versions(p.name) if may_see(v, principal)]) for p in shown
+        _summary(p, base, [str(v.version) for v in visible_versions(services, principal, p.name)])
+        for p in visible_pipelines(services, principal)
     ]
     return JSONResponse({"pipelines": body, "total": len(body)})
 
@@ -44,7 +43,7 @@ async def list_pipelines(services: ServicesDep, principal: PrincipalDep, base: B
 async def get_pipeline(name: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
     """A pipeline's newest version, with every version listed."""
     newest = visible_pipeline(services, principal, name)
-    versions = [p for p in services.catalog.versions(name) if may_see(p, principal)]
+    versions = visible_versions(services, principal, name)
     body = _summary(newest, base, [str(p.version) for p in versions])
     body["all_versions"] = [p.as_dict() for p in versions]
     used = pipeline_tools(newest)
