@@ -92,6 +92,7 @@ def main() -> None:
         env = {
             "FLOWDECK_REFERENCES_DIR": str(work / "refs"),
             "FLOWDECK_SANDBOX_READ_ONLY_PATHS": json.dumps([str(work)]),
+            "FLOWDECK_DATASET_FILE_ROOTS": json.dumps([str(work)]),  # file:// inputs are staged from here
         }
         data_dir = work / "data"
         with common.flowdeck_up(data_dir, backends="snakemake", extra_env=env) as server:
