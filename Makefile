@@ -123,12 +123,13 @@ galaxy:
 	  bash scripts/galaxy/install.sh
 	fi
 
-# The OIDC provider the browser tests sign in at (npm's oidc-provider, pinned with its whole tree by
-# tests/support/oidc_provider/package-lock.json); npm ci again only when the lock file changed.
+# The browser tests' npm packages: the OIDC provider they sign in at (oidc-provider) and axe-core,
+# pinned with their whole tree by tests/support/oidc_provider/package-lock.json; npm ci again only
+# when the lock file changed.
 OIDC_PROVIDER := tests/support/oidc_provider
 node:
 	if ! command -v npm > /dev/null; then
-	  echo "WARNING: no npm: the OIDC browser test will skip (Debian: apt-get install nodejs npm)" >&2
+	  echo "WARNING: no npm: the OIDC and axe-core browser tests will skip (Debian: apt-get install nodejs npm)" >&2
 	  exit 0
 	fi
 	if [ "$(OIDC_PROVIDER)/node_modules/.package-lock.json" -nt "$(OIDC_PROVIDER)/package-lock.json" ]; then
