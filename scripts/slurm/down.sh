@@ -29,4 +29,6 @@ fi
 stop "$RUN/slurmd.pid"
 stop "$RUN/slurmctld.pid"
 stop "$SLURM_ROOT/munge/munged.pid"
+# A configless slurmd (up.sh SLURM_CONFIGLESS=1) linked /run/slurm/conf to its cache here.
+case "$(readlink /run/slurm/conf 2>/dev/null)" in "$SLURM_ROOT"/*) rm -f /run/slurm/conf ;; esac
 log "Slurm in $SLURM_ROOT stopped"

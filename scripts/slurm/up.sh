@@ -14,6 +14,10 @@
 #   SLURM_ROOT (${TMPDIR:-/tmp}/flowdeck-slurm)
 #   SLURM_CTLD_PORT (16817)  SLURM_D_PORT (16818)   non-default ports: no clash with a real cluster
 #   SLURM_CPUS (number of cores)  SLURM_MEMORY_MB (8000, nominal: not enforced)  SLURM_START_TIMEOUT (60)
+#   SLURM_CONFIGLESS (0)  1: slurmctld serves its config (enable_configless) and slurmd fetches it
+#       (--conf-server); slurmd then links /run/slurm/conf to its cache, where Slurm commands
+#       that have no SLURM_CONF look (the steps of Snakemake's Slurm executor: docs/cluster.md).
+#       /run/slurm/conf is one per machine: one configless test cluster at a time.
 set -euo pipefail
 
 : "${SLURM_ROOT:=${TMPDIR:-/tmp}/flowdeck-slurm}"
@@ -22,6 +26,7 @@ set -euo pipefail
 : "${SLURM_CPUS:=$(nproc)}"
 : "${SLURM_MEMORY_MB:=8000}"
 : "${SLURM_START_TIMEOUT:=60}"
+: "${SLURM_CONFIGLESS:=0}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SLURM_ROOT="$(mkdir -p "$SLURM_ROOT" && cd "$SLURM_ROOT" && pwd)"
 NODE="$(hostname -s)"
@@ -56,9 +61,15 @@ if [ ! -f "$MUNGE/munge.key" ]; then
     head -c 1024 /dev/urandom > "$MUNGE/munge.key"
 fi
 chown munge:munge "$MUNGE/munge.key" && chmod 400 "$MUNGE/munge.key"
-# The socket's folder must be reachable by every user that submits jobs.
-install -d -m 755 -o munge -g munge "$MUNGE/socket"
-runuser -u munge -- munged --key-file="$MUNGE/munge.key" --socket="$MUNGE/socket/munge.sock" \
+# The socket's folder must be reachable by every user that submits jobs. A configless slurmd
+# asks for its config before it has one, so with munge's compiled-in socket: the system path.
+SOCKET="$MUNGE/socket/munge.sock"
+if [ "$SLURM_CONFIGLESS" = 1 ]; then
+    SOCKET=/run/munge/munge.socket.2
+    [ -S "$SOCKET" ] && die "a munged already serves $SOCKET; a configless test cluster needs it for itself"
+fi
+install -d -m 755 -o munge -g munge "$(dirname "$SOCKET")"
+runuser -u munge -- munged --key-file="$MUNGE/munge.key" --socket="$SOCKET" \
     --pid-file="$MUNGE/munged.pid" --log-file="$MUNGE/munged.log" --seed-file="$MUNGE/munged.seed"
 
 cat > "$CONF" <<CONFEOF
@@ -69,7 +80,7 @@ SlurmctldPort=$SLURM_CTLD_PORT
 SlurmdPort=$SLURM_D_PORT
 SlurmUser=root
 AuthType=auth/munge
-AuthInfo=socket=$MUNGE/socket/munge.sock
+AuthInfo=socket=$SOCKET
 CredType=cred/munge
 StateSaveLocation=$SLURM_ROOT/state
 SlurmdSpoolDir=$SLURM_ROOT/spool
@@ -97,12 +108,23 @@ PluginDir=/usr/lib/x86_64-linux-gnu/slurm-wlm
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$SLURM_CPUS RealMemory=$SLURM_MEMORY_MB State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONFEOF
+if [ "$SLURM_CONFIGLESS" = 1 ]; then
+    owner="$(readlink /run/slurm/conf 2>/dev/null || true)"
+    if [ -n "$owner" ] && [ "${owner#"$SLURM_ROOT"/}" = "$owner" ] && [ -e "$owner/slurm.conf" ]; then
+        die "/run/slurm/conf belongs to another configless cluster ($owner); stop it first"
+    fi
+    echo "SlurmctldParameters=enable_configless" >> "$CONF"
+fi
 printf 'export SLURM_CONF=%q\n' "$CONF" > "$SLURM_ROOT/slurm.env"
 export SLURM_CONF="$CONF"
 
 # -i: a fresh cluster each start, ignoring saved jobs of a previous one.
 slurmctld -i -f "$CONF"
-slurmd -f "$CONF"
+if [ "$SLURM_CONFIGLESS" = 1 ]; then
+    env -u SLURM_CONF slurmd --conf-server "127.0.0.1:$SLURM_CTLD_PORT"
+else
+    slurmd -f "$CONF"
+fi
 deadline=$((SECONDS + SLURM_START_TIMEOUT))
 until sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; do
     [ "$SECONDS" -lt "$deadline" ] || die "node not idle after ${SLURM_START_TIMEOUT}s: $(sinfo -h -N -o '%T %E' 2>&1)"

@@ -350,6 +350,14 @@ class Settings(BaseSettings):
         None,
         description="Slurm's slurm.conf for engines that submit Slurm jobs (toil_batch_system=slurm), passed as SLURM_CONF; unset: Slurm's default (/etc/slurm/slurm.conf). See docs/cluster.md.",
     )
+    snakemake_executor: Literal["local", "slurm"] = Field(
+        "local",
+        description="Where Snakemake runs a run's jobs: local (beside the engine), or slurm (each job a Slurm job through snakemake-executor-plugin-slurm; needs a configless cluster or /etc/slurm/slurm.conf on the nodes, and sandbox=false). See docs/cluster.md.",
+    )
+    snakemake_extra_args: list[str] = Field(
+        default_factory=list,
+        description='Extra snakemake arguments set by the operator (JSON list), e.g. ["--slurm-status-command", "squeue"] on a cluster without accounting.',
+    )
 
     demo_min_seconds: float = Field(10.0, ge=0, description="Shortest simulated run (demo backend).")
     demo_max_seconds: float = Field(30.0, ge=0, description="Longest simulated run (demo backend).")

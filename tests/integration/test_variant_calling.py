@@ -159,6 +159,31 @@ async def test_planted_snps_are_called(vc: tuple[httpx.AsyncClient, Services], d
         assert await served_file(client, ended["id"], "S1.vcf.gz.tbi")
 
 
+async def test_reads_uploaded_as_datasets_are_used_by_id(vc: tuple[httpx.AsyncClient, Services], data: Data) -> None:
+    """Issue 16: FASTQs uploaded through /datasets, named as dataset:<id>, staged from storage."""
+    client, services = vc
+    ids = []
+    for reads in (data.r1, data.r2):
+        files = {"file": (reads.name, reads.read_bytes())}
+        answer = await client.post("/datasets", data={"research_group": "genomics"}, files=files)
+        assert answer.status_code == 201, answer.text
+        ids.append(answer.json()["id"])
+    body = job(data, fastq_r1=f"dataset:{ids[0]}", fastq_r2=f"dataset:{ids[1]}")
+    (ended,) = await run_to_end(client, services, body)
+    assert ended["state"] == "completed", ended
+    vcf = gzip.decompress(await served_file(client, ended["id"], "S1.vcf.gz")).decode()
+    recall, precision = synth.recall_precision(synth.vcf_snps(vcf), data.genome.snps)
+    assert recall >= 0.9, (recall, precision)
+    assert precision >= 0.9, (recall, precision)
+    events = (await client.get(f"/jobs/{ended['id']}/events")).json()["events"]
+    staged = [e["reason"] for e in events if e["kind"] == "input_staged"]
+    assert [line.split(" (")[0] for line in staged] == [
+        f"/fastq_r1: dataset:{ids[0]} -> staged/0/S1_R1.fastq.gz",
+        f"/fastq_r2: dataset:{ids[1]} -> staged/1/S1_R2.fastq.gz",
+    ]
+    assert f"({data.r1.stat().st_size} bytes, sha256:" in staged[0]
+
+
 async def test_seed_002_gatk_body_is_refused_naming_the_callers(vc: tuple[httpx.AsyncClient, Services]) -> None:
     client, _ = vc
     for params in ({}, {"dry_run": "true"}):

@@ -3,7 +3,9 @@
 ``slurm_session()`` starts munged, slurmctld and slurmd on loopback in a temporary root
 (``scripts/slurm/up.sh``) on free ports, yields a :class:`SlurmCluster`, and stops it
 (``scripts/slurm/down.sh``) at the end. Needs root and Debian's slurm-wlm and munge
-(``make debs``); a missing piece is an error, never a skip.
+(``make debs``); a missing piece is an error, never a skip. ``configless=True`` starts it
+configless (``SLURM_CONFIGLESS=1``): Slurm commands without ``SLURM_CONF`` then find the config
+through slurmd's cache at ``/run/slurm/conf``, as the steps of Snakemake's Slurm executor need.
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ def _script(name: str, env: dict[str, str]) -> None:
 
 
 @contextmanager
-def slurm_session() -> Iterator[SlurmCluster]:
+def slurm_session(*, configless: bool = False) -> Iterator[SlurmCluster]:
     """Start a cluster in a temporary root, yield it, stop it and remove the root."""
     root = Path(tempfile.mkdtemp(prefix="flowdeck-slurm-"))
     env = {"SLURM_ROOT": str(root), "SLURM_CTLD_PORT": str(free_port()), "SLURM_D_PORT": str(free_port())}
+    env["SLURM_CONFIGLESS"] = "1" if configless else "0"
     try:
         _script("up.sh", env)
         yield SlurmCluster(root, root / "slurm.conf")

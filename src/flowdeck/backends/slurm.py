@@ -1,7 +1,9 @@
 """Slurm jobs of a run: the environment the engine's Slurm commands need, and a last sweep.
 
-Toil (``--batchSystem slurm``) submits a run's steps with ``sbatch`` from the run folder, so
-every Slurm job of a run has its working directory in that folder. Toil cancels its own jobs
+Toil (``--batchSystem slurm``) and Snakemake (``--executor slurm``) submit a run's steps with
+``sbatch`` from the run folder, so every Slurm job of a run has its working directory in that
+folder. A sandboxed engine has no network, so it cannot reach slurmctld: such a run is refused
+at submit (:func:`check_unsandboxed`) rather than failing in the worker. Toil cancels its own jobs
 when it stops; :func:`cancel_jobs` is the backstop after a cancel: whatever is still queued
 with its working directory inside the run folder is ``scancel``-ed, so nothing is left in
 ``squeue`` even when the engine died before it could clean up.
@@ -13,6 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from flowdeck.errors import Problem, ValidationFailed
 from flowdeck.settings import Settings
 
 _TIMEOUT_SECONDS = 30
@@ -21,6 +24,19 @@ _TIMEOUT_SECONDS = 30
 def slurm_env(settings: Settings) -> dict[str, str]:
     """``SLURM_CONF`` for the engine's ``sbatch``/``squeue``/``scancel`` when the site sets one."""
     return {"SLURM_CONF": str(settings.slurm_conf)} if settings.slurm_conf else {}
+
+
+def check_unsandboxed(settings: Settings, engine: str, setting: str) -> None:
+    """ValidationFailed (422) while the sandbox is on: the engine would submit to Slurm from a
+    namespace without network (docs/cluster.md)."""
+    if not settings.sandbox:
+        return
+    message = (
+        f"this site runs {engine}'s steps on Slurm ({setting}) with the sandbox on, and a sandboxed "
+        "engine has no network to reach slurmctld; the operator sets FLOWDECK_SANDBOX=false on "
+        "Slurm workers and API (docs/cluster.md)"
+    )
+    raise ValidationFailed(message, [Problem("/workflow_engine", message, "slurm_sandbox")])
 
 
 def _client_env(settings: Settings) -> dict[str, str]:

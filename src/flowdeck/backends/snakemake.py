@@ -37,12 +37,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowdeck.backends import snakemake_resume
+from flowdeck.backends import slurm, snakemake_resume
 from flowdeck.backends.engine_options import Option, engine_args
 from flowdeck.backends.launcher import LaunchPlan, control_dir, write_json
 from flowdeck.backends.local_engine import LocalEngineBackend
 from flowdeck.backends.run_files import inside, is_url
-from flowdeck.domain.runs import RunSpec, TaskInfo
+from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, SyncReport, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput
 
@@ -186,6 +186,25 @@ class SnakemakeBackend(LocalEngineBackend):
             raise InvalidInput("the Snakefile is empty")
         if self.settings.containers:
             refuse_containers(Path(workflow), spec)
+        if self.on_slurm:
+            slurm.check_unsandboxed(self.settings, "Snakemake", "snakemake_executor=slurm")
+
+    @property
+    def on_slurm(self) -> bool:
+        """Whether this site runs Snakemake's jobs as Slurm jobs (docs/cluster.md)."""
+        return self.settings.snakemake_executor == "slurm"
+
+    def cancel(self, handle: RunHandle) -> CancelResult:
+        result = super().cancel(handle)
+        if self.on_slurm:  # Snakemake scancels its jobs on SIGINT; this also covers a dead leader
+            slurm.cancel_jobs(self.settings, handle.workdir)
+        return result
+
+    def report(self, handle: RunHandle) -> SyncReport:
+        found = super().report(handle)
+        if self.on_slurm and found.state is not None and found.state not in (State.RUNNING, State.COMPLETE):
+            slurm.cancel_jobs(self.settings, handle.workdir)
+        return found
 
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         control = control_dir(rundir)
@@ -210,8 +229,10 @@ class SnakemakeBackend(LocalEngineBackend):
             "--nocolor",
             "--rerun-incomplete",
             *engine_args(params, self.options),
+            *(["--executor", "slurm", "--jobs", "unlimited"] if self.on_slurm else []),
+            *self.settings.snakemake_extra_args,
         ]
-        env = self.base_env(rundir)
+        env = self.base_env(rundir) | (slurm.slurm_env(self.settings) if self.on_slurm else {})
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGIN_PATH), os.environ.get("PYTHONPATH")) if p)
         env["FLOWDECK_SNAKEMAKE_EVENTS"] = str(control / "events.jsonl")
         # Measured: a signal to the PID alone waits for running jobs; to the group it stops in 0.2 s.

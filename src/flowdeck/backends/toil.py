@@ -178,6 +178,11 @@ class ToilBackend(CwlRunnerBackend):
         """Whether this site runs Toil's steps as Slurm jobs (docs/cluster.md)."""
         return self.settings.toil_batch_system == "slurm"
 
+    def check_workflow(self, workflow: str, spec: RunSpec) -> None:
+        super().check_workflow(workflow, spec)
+        if self.on_slurm:
+            slurm.check_unsandboxed(self.settings, "Toil", "toil_batch_system=slurm")
+
     def cancel(self, handle: RunHandle) -> CancelResult:
         result = super().cancel(handle)
         if self.on_slurm:  # the leader scancels its jobs as it stops; this also covers a dead leader

@@ -10,6 +10,9 @@ from typing import Any
 
 from flowdeck.domain.states import State
 
+# How a run parameter names a registered dataset: dataset:<the id /datasets answers> (docs/staging.md).
+DATASET_INPUT = "dataset:"
+
 
 @dataclass(frozen=True)
 class RunSpec:

@@ -24,9 +24,9 @@ from flowdeck.db import datasets as dataset_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Problem, ValidationFailed
 from flowdeck.services import paging, url_policy
+from flowdeck.services.auth.guard import group_for_new_object as resolve_group  # not via runs: it imports us
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
-from flowdeck.services.runs import resolve_group
 from flowdeck.services.storage import CHUNK, LocalStorage, S3Storage, Storage, open_storage
 
 SCHEMES = ("s3://", "https://", "file://", "galaxy://dataset/<id>")

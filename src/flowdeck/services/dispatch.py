@@ -25,7 +25,7 @@ from flowdeck.domain.run_policy import dispatch_failure_state, failed_dispatch_e
 from flowdeck.domain.runs import RunSpec, Submitted
 from flowdeck.domain.states import State
 from flowdeck.errors import FlowdeckError
-from flowdeck.services import staging, state_machine, url_policy
+from flowdeck.services import dataset_inputs, staging, state_machine, url_policy
 from flowdeck.services.attachments import Attachment, RunFolder, run_folder
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
@@ -66,6 +66,7 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         inputs = staging.find(spec) if backend.runs_locally else []
         folder = run_folder(services.runs_dir, run_id)
         if inputs:  # before the engine starts: it reads local copies (services.staging)
+            inputs = await dataset_inputs.resolve_for_staging(services, inputs)
             staged = await _holding_lease(
                 services, owner, pool.run(staging.fetch, services.settings, spec, inputs, row["research_group"])
             )

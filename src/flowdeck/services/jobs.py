@@ -21,8 +21,8 @@ from flowdeck.db import runs as run_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import Conflict, Problem, ValidationFailed
+from flowdeck.services import dataset_inputs, galaxy_tools
 from flowdeck.services import datasets as dataset_service
-from flowdeck.services import galaxy_tools
 from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
 from flowdeck.services.pipeline_runs import build_run, visible_pipeline
@@ -152,6 +152,7 @@ async def _plan_pipeline(services: Services, body: dict[str, Any], principal: Pr
         dataset_id=dataset_id,
         strict=body.get("strict", True),
     )
+    await dataset_inputs.check_params(services, new.workflow_params, principal)  # a dry run answers it too
     if galaxy_tools.is_tool(pipeline):
         return Planned(new, pipeline, await galaxy_tools.check(services, new))
     return Planned(new, pipeline)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowdeck.domain.pipelines import SpecError
+from flowdeck.domain.runs import DATASET_INPUT
 
 # (path below the parameters, message)
 Finding = tuple[tuple[str | int, ...], str]
@@ -47,7 +48,10 @@ class Rule:
 
 
 def is_mate(first: str, second: str) -> bool:
-    """True when ``second`` is ``first`` with one read number 1 changed to 2."""
+    """True when ``second`` is ``first`` with one read number 1 changed to 2, or when either is a
+    ``dataset:<id>``: a dataset's file name is not known here (the workflow compares the mates)."""
+    if first.startswith(DATASET_INPUT) or second.startswith(DATASET_INPUT):
+        return True
     if len(first) != len(second):
         return False
     diffs = [i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b]

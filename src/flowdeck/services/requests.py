@@ -32,7 +32,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import TERMINAL, State
 from flowdeck.errors import NotFound
-from flowdeck.services import paging, request_steps, state_machine
+from flowdeck.services import dataset_inputs, paging, request_steps, state_machine
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.pipeline_runs import build_run, visible_pipeline
@@ -59,6 +59,8 @@ async def accept(services: Services, principal: Principal, given: RequestInput) 
         origin="requests",
     )
     check_admissible(services, probe)
+    for index, item in enumerate(items):  # the worker creates the runs with the owner's name only
+        await dataset_inputs.check_params(services, item.parameters, principal, f"{_items_pointer(given)}/{index}")
     sample_parameters = [item.parameters for item in items]
     request_steps.check_groups(pipeline, sample_parameters, _items_pointer(given))
     step_state = request_steps.step_state_for(pipeline, sample_parameters)

@@ -26,7 +26,7 @@ from flowdeck.domain.run_policy import cancel_request
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
-from flowdeck.services import paging, staging, state_machine, url_policy
+from flowdeck.services import dataset_inputs, paging, staging, state_machine, url_policy
 from flowdeck.services.attachments import Attachment, RunFolder, check_all, run_folder, safe_name
 from flowdeck.services.auth.guard import group_for_new_object
 from flowdeck.services.clock import utcnow
@@ -71,6 +71,7 @@ class NewRun:
     resume_from: str | None = None  # an ended run whose finished steps are re-used (jobs.rerun)
     origin: str = "wes"
     workflow_source: str | None = None  # the remote workflow_url the stored workflow was fetched from
+    input_datasets: dict[str, str] = field(default_factory=dict)  # input pointer -> dataset id (dataset:<id>)
 
 
 def resolve_group(principal: Principal, requested: str | None) -> str | None:
@@ -195,7 +196,8 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
         dataset=new.dataset,
     )
     engine_spec = await fetchable_spec(services.settings, spec)
-    inputs = await _inputs_to_stage(services, backend, spec, group)
+    inputs = await _inputs_to_stage(services, backend, spec, group, principal)
+    new.input_datasets = dataset_inputs.recorded(inputs)
     engine_spec = staging.localized(engine_spec, inputs) if inputs else engine_spec
     if not backend.validation_blocks:
         backend.validate(engine_spec)
@@ -213,10 +215,11 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
 
 
 async def _inputs_to_stage(
-    services: Services, backend: Backend, spec: RunSpec, group: str | None
+    services: Services, backend: Backend, spec: RunSpec, group: str | None, principal: Principal
 ) -> list[staging.Input]:
     """The inputs the worker will stage for a local engine, refused now where that is knowable."""
     inputs = staging.find(spec) if backend.runs_locally else []
+    inputs = await dataset_inputs.resolve(services, inputs, principal)
     if inputs:
         await asyncio.to_thread(staging.check, services.settings, inputs, group)  # resolves https hosts
     return inputs
@@ -317,7 +320,8 @@ async def _store(
         "attachments": [a.name for a in new.attachments],
         "backend": backend,
         "backend_data": {"pipeline_target": new.pipeline_target, "dataset": new.dataset}
-        | ({"resume_from": new.resume_from} if new.resume_from else {}),
+        | ({"resume_from": new.resume_from} if new.resume_from else {})
+        | ({"input_datasets": new.input_datasets} if new.input_datasets else {}),
         "state": State.QUEUED.value,
         "system_logs": [],
         "created_at": now,

@@ -7,7 +7,9 @@ run names as ``s3://`` (with the service's S3 settings), ``https://`` (through t
 engine that local path, recording each file's size and SHA-256 as an ``input_staged`` run event.
 Which values are inputs (docs/staging.md): a CWL ``File``'s ``location``/``path``; for every other
 workflow type (WDL, Snakemake config, catalog pipeline parameters), any string value with one of
-those schemes.
+those schemes. ``dataset:<id>`` names a registered dataset: :mod:`flowdeck.services.dataset_inputs`
+resolves it (the datasets' visibility rule) into a :class:`Source`, and it is staged from the
+dataset's stored file, or from its URI exactly as that URI given directly would be.
 
 At submit, :func:`check` refuses what is knowable then: an unknown scheme, an ``s3://`` object
 outside the prefixes granted to the run's research group (``staging_s3_prefixes``), a host the
@@ -26,16 +28,27 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from flowdeck.domain.runs import RunSpec
-from flowdeck.errors import Forbidden, InvalidInput, Problem, ValidationFailed
+from flowdeck.domain.runs import DATASET_INPUT, RunSpec
+from flowdeck.errors import Forbidden, InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services import url_policy
-from flowdeck.services.storage import CHUNK, _s3_client, s3_location
+from flowdeck.services.storage import CHUNK, _s3_client, open_storage, s3_location
 from flowdeck.settings import Settings
 
 STAGED = "staged"  # the folder under a run's attachments that staged inputs go to
 SCHEMES = ("s3://", "https://", "file:///")
+DATASET = DATASET_INPUT  # dataset:<id>, the id GET /datasets answers
 EVENT_KIND = "input_staged"
 _Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Source:
+    """The dataset a ``dataset:<id>`` input names: its stored file, else its URI."""
+
+    dataset_id: str
+    filename: str
+    storage_key: str | None = None
+    uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,12 @@ class Input:
     at: _Path  # where it is in workflow_params
     uri: str
     number: int
+    source: Source | None = None  # set for dataset:<id> once resolved
+
+    @property
+    def dataset_id(self) -> str | None:
+        """The id a ``dataset:<id>`` value names; None for a URI."""
+        return self.uri[len(DATASET) :] if self.uri.startswith(DATASET) else None
 
     @property
     def pointer(self) -> str:
@@ -54,6 +73,8 @@ class Input:
     @property
     def relative(self) -> str:
         """Its path under the run's attachments once staged."""
+        if self.source is not None:
+            return f"{STAGED}/{self.number}/{self.source.filename}"
         name = unquote(urlsplit(self.uri).path).rstrip("/").rsplit("/", 1)[-1] or "input"
         return f"{STAGED}/{self.number}/{name}"
 
@@ -91,6 +112,11 @@ def find(spec: RunSpec) -> list[Input]:
     return [Input(at, uri, number) for number, (at, uri) in enumerate(found)]
 
 
+def in_values(params: Any) -> list[Input]:
+    """Every staged value of plain parameters (a request's items, before their runs exist)."""
+    return [Input(at, uri, number) for number, (at, uri) in enumerate(_strings(params, ()))]
+
+
 def _cwl(node: Any, at: _Path) -> list[tuple[_Path, str]]:
     if isinstance(node, list):
         return [hit for i, item in enumerate(node) for hit in _cwl(item, (*at, i))]
@@ -118,7 +144,7 @@ def _strings(node: Any, at: _Path) -> list[tuple[_Path, str]]:
 
 
 def _stageable(value: str) -> bool:
-    return value.lower().startswith(SCHEMES)
+    return value.lower().startswith(SCHEMES) or value.startswith(DATASET)
 
 
 def _refused(at: _Path, message: str) -> ValidationFailed:
@@ -130,8 +156,10 @@ def check(settings: Settings, inputs: list[Input], group: str | None, *, resolve
     """Refuse at submit what will not stage: Forbidden for an ``s3://`` object the research group
     may not use, ValidationFailed otherwise. ``resolve``: check ``https://`` hosts against the
     SSRF policy (blocking: it resolves them; call it off the event loop)."""
-    for item in inputs:
+    for item in map(_as_uri, inputs):
         scheme = item.uri.split("://", 1)[0].lower()
+        if item.source is not None:
+            continue  # a dataset's stored file: its visibility was the grant
         if scheme == "s3":
             _check_s3(settings, item, group)
         elif scheme == "file":
@@ -141,6 +169,18 @@ def check(settings: Settings, inputs: list[Input], group: str | None, *, resolve
                 url_policy.check_reference(settings, item.uri, what=f"input {item.pointer}")
             except InvalidInput as exc:
                 raise _refused(item.at, exc.detail) from None
+
+
+def _as_uri(item: Input) -> Input:
+    """A resolved dataset input with a URI as that URI given directly (the same checks and fetch);
+    one whose file flowdeck stores as is."""
+    if item.dataset_id is None:
+        return item
+    if item.source is None:
+        raise _refused(item.at, f"dataset {item.dataset_id[:64]} was not resolved")  # a caller's bug
+    if item.source.storage_key is None and item.source.uri is not None:
+        return replace(item, uri=item.source.uri, source=None)
+    return item
 
 
 def _check_s3(settings: Settings, item: Input, group: str | None) -> None:
@@ -202,10 +242,13 @@ def fetch(settings: Settings, spec: RunSpec, inputs: list[Input], group: str | N
     return [_fetch_one(settings, spec.attachments_dir / item.relative, item) for item in inputs]
 
 
-def _fetch_one(settings: Settings, target: Path, item: Input) -> Staged:
+def _fetch_one(settings: Settings, target: Path, given: Input) -> Staged:
     target.parent.mkdir(parents=True, exist_ok=True)
+    item = _as_uri(given)
     scheme = item.uri.split("://", 1)[0].lower()
-    if scheme == "s3":
+    if item.source is not None:
+        size, digest = _fetch_stored(settings, target, item, item.source)
+    elif scheme == "s3":
         with _s3_object(settings, item) as body:
             size, digest = _copy(body, target)
     elif scheme == "file":
@@ -221,7 +264,17 @@ def _fetch_one(settings: Settings, target: Path, item: Input) -> Staged:
         )
         target.write_bytes(body_bytes)
         size, digest = len(body_bytes), hashlib.sha256(body_bytes).hexdigest()
-    return Staged(item, target, size, digest)
+    return Staged(given, target, size, digest)
+
+
+def _fetch_stored(settings: Settings, target: Path, item: Input, source: Source) -> tuple[int, str]:
+    assert source.storage_key is not None
+    try:
+        body = open_storage(settings).open(source.storage_key)
+    except NotFound:
+        raise InvalidInput(f"input {item.pointer}: dataset {source.dataset_id}'s stored file is gone") from None
+    with contextlib.closing(body):
+        return _copy(body, target)
 
 
 @contextlib.contextmanager
