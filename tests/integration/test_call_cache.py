@@ -143,3 +143,19 @@ async def test_what_cannot_be_keyed_runs_for_real_and_says_why(
     refused = await api.post(f"{WES}/runs", data={**form, "use_cached": "sometimes"})
     assert refused.status_code == 400
     assert "use_cached must be true or false" in refused.text
+
+
+async def test_an_input_changed_before_staging_drops_the_runs_key(
+    api: httpx.AsyncClient, cache_services: Services, inputs: Path
+) -> None:
+    moving = inputs / "moving.txt"
+    moving.write_text("ACGTACGTAC\n")
+    run = await _submit(api, moving)
+    moving.write_text("TTTTTTTTTT\n")  # after submit (the key's checksum), before the worker stages it
+    assert await follow(api, Worker(cache_services), run["id"], TERMINAL) == "COMPLETE"
+    assert (await api.get(f"/jobs/{run['id']}")).json()["cache_key"] is None
+    events = (await api.get(f"/jobs/{run['id']}/events")).json()["events"]
+    assert any("/text/location changed between submit and staging" in (e["reason"] or "") for e in events)
+    again = await _submit(api, moving)  # its key now: that of the content the run really read
+    assert again["cached_from"] is None
+    assert again["wes_state"] == "QUEUED"

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flowdeck.backends.checksums import file_checksum
+from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain import call_cache
 from flowdeck.domain.principal import Principal
@@ -33,6 +34,7 @@ from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State
 from flowdeck.errors import FlowdeckError
 from flowdeck.services import results, staging
+from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.datasets import get_visible as visible_dataset
 from flowdeck.services.datasets import storage_of
@@ -57,11 +59,17 @@ class Decision:
     key: str | None = None
     note: str = ""
     hit: Mapping[str, Any] | None = None
+    inputs: Mapping[str, str] | None = None  # JSON pointer -> checksum of each input read at submit
 
     @property
     def state(self) -> State:
         """The state the run is stored in: COMPLETE on a hit, QUEUED otherwise."""
         return State.COMPLETE if self.hit is not None else State.QUEUED
+
+    @property
+    def backend_data(self) -> dict[str, Any]:
+        """What the run keeps for its dispatch: the input checksums its key was made of."""
+        return {"cache_inputs": dict(self.inputs)} if self.inputs else {}
 
     def values(self, now: datetime) -> dict[str, Any]:
         """The run row's fields this decision sets (the same columns for every run)."""
@@ -88,22 +96,42 @@ async def consult(
     if not new.use_cached:
         return Decision()
     try:
-        key = call_cache.key(await _material(services, new, spec, engine, principal))
+        material, inputs = await _material(services, new, spec, engine, principal)
     except NotCacheable as exc:
         return Decision(note=f"call cache: not cacheable, so it runs for real: {exc}")
+    key = call_cache.key(material)
     async with services.db.read() as conn:
         source = await run_rows.cache_source(conn, key, group)
     if source is None or not principal.can_see(source["research_group"]):
-        return Decision(key, f"call cache: no completed run with key {key[:16]} in this research group, so it runs")
+        note = f"call cache: no completed run with key {key[:16]} in this research group, so it runs"
+        return Decision(key, note, inputs=inputs)
     try:
         copied = await asyncio.to_thread(copy_results, storage_of(services), source, spec.run_id)
     except (FlowdeckError, OSError) as exc:  # the source was deleted meanwhile, or the store failed
         log.warning("call cache: run %s's results could not be copied: %s", source["id"], exc)
-        return Decision(key, f"call cache: run {source['id']}'s stored outputs could not be copied, so it runs")
+        note = f"call cache: run {source['id']}'s stored outputs could not be copied, so it runs"
+        return Decision(key, note, inputs=inputs)
     origin = source["cached_from"] or source["id"]  # the run that computed them, if source was a hit
     via = f", copied from run {source['id']}" if origin != source["id"] else ", copied"
     note = f"call cache hit: completed at once with the outputs of run {origin} (key {key[:16]}){via}"
     return Decision(key, note, _taken_from(source, origin, copied))
+
+
+async def check_staged(services: Services, run: Mapping[Any, Any], staged: list[staging.Staged]) -> None:
+    """Drop the key of a run whose inputs changed between submit and staging (an event says which):
+    what it computes is not what its key describes, so it must never answer a later submission."""
+    recorded = (run["backend_data"] or {}).get("cache_inputs") or {}
+    if not run["cache_key"] or not recorded:
+        return
+    changed = [
+        s.input.pointer for s in staged if recorded.get(s.input.pointer, f"sha256:{s.sha256}") != f"sha256:{s.sha256}"
+    ]
+    if not changed:
+        return
+    reason = f"call cache: input {', '.join(changed)} changed between submit and staging; this run answers no later submission"
+    async with services.db.write() as conn:
+        await run_rows.update(conn, run["id"], {"cache_key": None})
+        await event_rows.add(conn, at=utcnow(), kind="call_cache", run_id=run["id"], reason=reason, actor="worker")
 
 
 def _taken_from(source: Mapping[Any, Any], origin: str, copied: dict[str, Any]) -> dict[str, Any]:
@@ -113,17 +141,20 @@ def _taken_from(source: Mapping[Any, Any], origin: str, copied: dict[str, Any]) 
 
 async def _material(
     services: Services, new: NewRun, spec: RunSpec, engine: str, principal: Principal
-) -> call_cache.Material:
+) -> tuple[call_cache.Material, dict[str, str]]:
+    """The key's material, and the checksum of each input by JSON pointer."""
     attachments = {a.name: file_digest(a.content) for a in new.attachments}
     entry = new.workflow_url.strip().removeprefix("./")
     if entry not in attachments:
         raise NotCacheable(f"the workflow {entry[:200]!r} is named inside its engine: its content is unknown here")
     dataset_checksum = await _dataset_checksum(services, new, principal)
-    digests = await asyncio.to_thread(_input_digests, services.settings, spec)
+    inputs = _inputs(spec)
+    digests = await asyncio.to_thread(_input_digests, services.settings, inputs) if inputs else {}
+    _refuse_server_paths(spec.workflow_params, ())
     version = await asyncio.to_thread(services.backends.engine_version, engine)
     if version == "unknown":
         raise NotCacheable(f"engine {engine} did not tell its version")
-    return call_cache.Material(
+    material = call_cache.Material(
         workflow_type=spec.workflow_type,
         workflow_type_version=spec.workflow_type_version,
         workflow_url=entry,
@@ -135,6 +166,7 @@ async def _material(
         engine=engine,
         engine_version=version,
     )
+    return material, {item.pointer: digests[item.at] for item in inputs}
 
 
 def file_digest(content: bytes) -> str:
@@ -151,12 +183,17 @@ async def _dataset_checksum(services: Services, new: NewRun, principal: Principa
     return str(row["checksum"])
 
 
-def _input_digests(settings: Settings, spec: RunSpec) -> dict[call_cache.Pointer, str]:
+def _inputs(spec: RunSpec) -> list[staging.Input]:
+    try:
+        return staging.find(spec)
+    except FlowdeckError as exc:  # a Directory input: not staged, so not checksummed
+        raise NotCacheable(exc.detail) from None
+
+
+def _input_digests(settings: Settings, inputs: list[staging.Input]) -> dict[call_cache.Pointer, str]:
     """The checksum of every input file, read now (blocking); NotCacheable for one that is not
     a ``file://`` input inside ``dataset_file_roots``."""
     try:
-        inputs = staging.find(spec)
-        _refuse_server_paths(spec.workflow_params, ())
         return {item.at: _local_digest(settings, item) for item in inputs}
     except FlowdeckError as exc:
         raise NotCacheable(exc.detail) from None

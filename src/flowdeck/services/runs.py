@@ -338,7 +338,8 @@ async def _store(
         "attachments": [a.name for a in new.attachments],
         "backend": backend,
         "backend_data": {"pipeline_target": new.pipeline_target, "dataset": new.dataset}
-        | ({"resume_from": new.resume_from} if new.resume_from else {}),
+        | ({"resume_from": new.resume_from} if new.resume_from else {})
+        | cached.backend_data,
         "state": State.QUEUED.value,
         "system_logs": [],
         "created_at": now,
