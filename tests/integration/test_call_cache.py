@@ -11,9 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from flowdeck.backends.registry import Registry, load_class
+from flowdeck.db.tables import runs
 from flowdeck.services.context import Services
+from flowdeck.worker.expand import expand_once
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
 
@@ -159,3 +162,20 @@ async def test_an_input_changed_before_staging_drops_the_runs_key(
     again = await _submit(api, moving)  # its key now: that of the content the run really read
     assert again["cached_from"] is None
     assert again["wes_state"] == "QUEUED"
+
+
+async def test_a_request_asks_for_the_cache_per_sample(api: httpx.AsyncClient, cache_services: Services) -> None:
+    samples = [{"lines": ["cached"]}, {"lines": ["fresh"], "use_cached": False}]
+    body = {"pipeline_name": "hello_cwl", "use_cached": True, "samples": samples}
+    response = await api.post("/requests", json=body)
+    assert response.status_code == 202, response.text
+    request_id = response.json()["request_id"]
+    assert await expand_once(cache_services, "test-worker") >= 2
+    async with cache_services.db.read() as conn:
+        query = sa.select(runs.c.request_index, runs.c.cache_key).where(runs.c.request_id == request_id)
+        keys = dict((await conn.execute(query)).tuples().all())
+    assert keys[0] is not None
+    assert keys[1] is None
+    bad = await api.post("/requests", json={**body, "samples": [{"lines": ["x"], "use_cached": "yes"}]})
+    assert bad.status_code == 422
+    assert "/samples/0/use_cached" in bad.text
