@@ -49,6 +49,8 @@ def job_view(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
         "completed_at": _iso(row["end_time"]),
         "error_message": row["error_message"],
         "rerun_of": row["rerun_of"],
+        "cached_from": row.get("cached_from"),  # a call-cache hit: whose outputs these are
+        "cache_key": row.get("cache_key"),
         "outputs": outputs_view(row, f"{base}{WES}/runs/{row['id']}"),
         "links": {
             "self": job_url,

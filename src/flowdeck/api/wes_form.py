@@ -23,7 +23,7 @@ TEXT_FIELDS = (
     "workflow_engine_parameters",
     "workflow_url",
 )
-EXTENSION_FIELDS = ("research_group", "description")
+EXTENSION_FIELDS = ("research_group", "description", "use_cached")
 # Text fields a form may have: each of the above once; more is a malformed submission.
 MAX_FIELDS = 64
 
@@ -132,7 +132,7 @@ def _new_run(objects: dict[str, Any], texts: dict[str, Any], attachments: list[A
         raise InvalidInput(f"missing required field(s): {', '.join(missing)}")
     for name in (*TEXT_FIELDS, *EXTENSION_FIELDS):
         value = texts.get(name)
-        if value is not None and name not in objects and not isinstance(value, str):
+        if value is not None and name not in objects and name != "use_cached" and not isinstance(value, str):
             raise InvalidInput(f"{name} must be a string")
     return NewRun(
         workflow_type=texts["workflow_type"],
@@ -146,5 +146,15 @@ def _new_run(objects: dict[str, Any], texts: dict[str, Any], attachments: list[A
         attachments=attachments,
         research_group=texts.get("research_group") or None,
         description=texts.get("description") or None,
+        use_cached=_flag(texts.get("use_cached")),
         origin="wes",
     )
+
+
+def _flag(value: Any) -> bool:
+    """``use_cached``: true or false (a form's text, or a JSON body's boolean)."""
+    if value is None or value in (False, "false", ""):
+        return False
+    if value in (True, "true"):
+        return True
+    raise InvalidInput("use_cached must be true or false")

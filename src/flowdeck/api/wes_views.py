@@ -59,8 +59,17 @@ def run_log(row: Mapping[Any, Any], base: str) -> dict[str, Any]:
             "run_log": log,
             "task_logs_url": f"{run_url}/tasks",
             "outputs": outputs_view(row, run_url),
+            "flowdeck": call_cache_view(row),
         }
     )
+
+
+def call_cache_view(row: Mapping[Any, Any]) -> dict[str, Any] | None:
+    """The run log's ``flowdeck`` extension: the call-cache key, and the run a hit took its outputs
+    from (never a silent substitution); None for a run that did not ask for the cache."""
+    if not row.get("cache_key") and not row.get("cached_from"):
+        return None
+    return {"cache_key": row.get("cache_key"), "cached_from": row.get("cached_from")}
 
 
 def task_log(row: Mapping[Any, Any], base: str) -> dict[str, Any]:

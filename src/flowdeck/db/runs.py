@@ -91,6 +91,20 @@ STATE_BY_ID = PointRead(
 )
 
 
+async def cache_source(conn: AsyncConnection, cache_key: str, research_group: str | None) -> Row | None:
+    """The newest COMPLETE run with results stored and this call-cache key in this research group
+    (None: runs of no group): one probe of the index of migration 0010, however many runs exist."""
+    group = runs.c.research_group.is_(None) if research_group is None else runs.c.research_group == research_group
+    query = (
+        sa.select(runs)
+        .where(runs.c.cache_key == cache_key, group, runs.c.state == State.COMPLETE.value)
+        .where(runs.c.results.is_not(None))
+        .order_by(runs.c.end_time.desc())
+        .limit(1)
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
 async def get(conn: AsyncConnection, run_id: str) -> Row | None:
     """One run by id, or None."""
     result = await conn.execute(BY_ID.statement, {"run_id": run_id})

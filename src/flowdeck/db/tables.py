@@ -198,6 +198,10 @@ runs = sa.Table(
     sa.Column("end_time", UTCDateTime(), nullable=True),
     sa.Column("last_progress_at", UTCDateTime(), nullable=True),
     sa.Column("rerun_of", sa.String(64), sa.ForeignKey("runs.id"), nullable=True),
+    # Call caching (migration 0010, docs/adr/0026): the key of what the result depends on, and the
+    # completed run whose outputs answered this one (no foreign key: that run may be deleted).
+    sa.Column("cache_key", sa.String(64), nullable=True),
+    sa.Column("cached_from", sa.String(64), nullable=True),
     # Worker bookkeeping
     sa.Column("lease_owner", sa.String(128), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
@@ -219,6 +223,7 @@ runs = sa.Table(
     sa.Index("ix_runs_state_group_next_check_at", "state", "research_group", "next_check_at", "created_at"),
     sa.Index("ix_runs_state_backend_group", "state", "backend", "research_group"),
     sa.Index("ix_runs_state_end_time", "state", "end_time"),  # the retention purge (revision 0007)
+    sa.Index("ix_runs_cache_key_group_state_end_time", "cache_key", "research_group", "state", "end_time"),
 )
 
 # Signed deltas of runs per (research group, pipeline, state; '' for none), appended by triggers on

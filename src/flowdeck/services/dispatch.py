@@ -25,7 +25,7 @@ from flowdeck.domain.run_policy import dispatch_failure_state, failed_dispatch_e
 from flowdeck.domain.runs import RunSpec, Submitted
 from flowdeck.domain.states import State
 from flowdeck.errors import FlowdeckError
-from flowdeck.services import dataset_inputs, staging, state_machine, url_policy
+from flowdeck.services import call_cache, dataset_inputs, staging, state_machine, url_policy
 from flowdeck.services.attachments import Attachment, RunFolder, run_folder
 from flowdeck.services.blocking import BlockingPool
 from flowdeck.services.clock import utcnow
@@ -72,6 +72,7 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
             )
             spec = staging.localized(spec, inputs)
             await _record_staged(services, run_id, staged)
+            await call_cache.check_staged(services, row, staged)
         submitted = await pool.run(_start, backend, spec, folder, files)
     except FlowdeckError as exc:
         target = dispatch_failure_state(exc.run_failure)

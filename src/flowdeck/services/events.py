@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500
 _GAP_SECONDS = 10.0
-KINDS = ("state", "cancel", "input_staged")
+KINDS = ("state", "cancel", "input_staged", "call_cache")
 
 
 async def listen_for_commits(

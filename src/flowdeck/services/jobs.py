@@ -29,8 +29,18 @@ from flowdeck.services.pipeline_runs import build_run, visible_pipeline
 from flowdeck.services.pipelines import Pipeline
 from flowdeck.services.runs import NewRun, resolve_group
 
-SEED_000 = {"dataset_id", "workflow_name", "overwrite", "parameters", "description"}
-SEED_002 = {"pipeline_name", "pipeline_version", "parameters", "research_group", "description", "strict", "dataset_id"}
+# use_cached (seed 001's use_cached_jobs, for a whole run): services.call_cache.
+SEED_000 = {"dataset_id", "workflow_name", "overwrite", "parameters", "description", "use_cached"}
+SEED_002 = {
+    "pipeline_name",
+    "pipeline_version",
+    "parameters",
+    "research_group",
+    "description",
+    "strict",
+    "dataset_id",
+    "use_cached",
+}
 _TYPES: dict[str, tuple[type, ...]] = {
     "dataset_id": (str,),
     "workflow_name": (str,),
@@ -41,6 +51,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "pipeline_version": (str, type(None)),
     "research_group": (str, type(None)),
     "strict": (bool,),
+    "use_cached": (bool,),
 }
 _TYPE_WORDS = {
     "dataset_id": "a string",
@@ -52,6 +63,7 @@ _TYPE_WORDS = {
     "pipeline_version": "a string",
     "research_group": "a string",
     "strict": "true or false",
+    "use_cached": "true or false",
 }
 
 
@@ -130,6 +142,7 @@ async def plan(services: Services, body: Any, principal: Principal) -> Planned:
         planned = await _plan_pipeline(services, body, principal)
     # A dry run answers what the real submit would: an engine that is not enabled is refused here too.
     run_service.check_admissible(services, planned.new)
+    planned.new.use_cached = body.get("use_cached", False)
     return planned
 
 

@@ -98,6 +98,7 @@ async def create_run(services: Services, pipeline: Pipeline, row: RowMapping, in
         origin="requests",
     )
     new.request_id, new.request_index = row["id"], index
+    new.use_cached = bool(item.get("use_cached"))
     new.tags = {**new.tags, "request_id": row["id"]}
     owner = Principal(name=row["owner"] or "unknown", unrestricted=True, via="request")
     try:

@@ -39,6 +39,7 @@ class RequestInput:
     samplesheet: bytes | str | None = None
     samplesheet_type: str | None = None
     send_email_notification: bool = False
+    use_cached: bool = False  # every run's; a sample's own ``use_cached`` overrides it (services.call_cache)
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,15 @@ class Item:
     parameters: dict[str, Any]
     dataset_id: str | None = None
     dataset: dict[str, Any] | None = None
+    use_cached: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"parameters": self.parameters, "dataset_id": self.dataset_id, "dataset": self.dataset}
+        return {
+            "parameters": self.parameters,
+            "dataset_id": self.dataset_id,
+            "dataset": self.dataset,
+            "use_cached": self.use_cached,
+        }
 
 
 async def items_of(services: Services, principal: Principal, given: RequestInput, pipeline: Pipeline) -> list[Item]:
@@ -66,10 +73,13 @@ async def items_of(services: Services, principal: Principal, given: RequestInput
         sheet = parse_samplesheet(
             given.samplesheet, pipeline, kind=given.samplesheet_type, common=given.parameters, max_rows=limit
         )
-        return [Item(row) for row in sheet.rows]
+        return [Item(row, use_cached=given.use_cached) for row in sheet.rows]
     if given.samples is not None:
         _check_count(given.samples, "samples", limit)
-        return [Item(p) for p in _samples(pipeline, given.parameters, given.samples, given.strict)]
+        flags = [_cache_flag(sample, i, given.use_cached) for i, sample in enumerate(given.samples)]
+        bare = [{k: v for k, v in s.items() if k != "use_cached"} if isinstance(s, dict) else s for s in given.samples]
+        resolved = _samples(pipeline, given.parameters, bare, given.strict)
+        return [Item(p, use_cached=flag) for p, flag in zip(resolved, flags, strict=True)]
     assert given.dataset_ids is not None
     if not pipeline.takes_dataset:
         raise pipeline.refuse_dataset("/dataset_ids")
@@ -82,7 +92,19 @@ async def items_of(services: Services, principal: Principal, given: RequestInput
     datasets, missing = await _datasets(services, principal, given.dataset_ids)
     if problems or missing:
         raise ValidationFailed(f"the request for {pipeline.name} has problems", problems + missing)
-    return [Item(shared, dataset_id=i, dataset=ref) for i, ref in zip(given.dataset_ids, datasets, strict=True)]
+    return [
+        Item(shared, dataset_id=i, dataset=ref, use_cached=given.use_cached)
+        for i, ref in zip(given.dataset_ids, datasets, strict=True)
+    ]
+
+
+def _cache_flag(sample: Any, index: int, default: bool) -> bool:
+    """A sample's own ``use_cached`` (not a pipeline parameter), else the request's."""
+    flag = sample.get("use_cached", default) if isinstance(sample, dict) else default
+    if not isinstance(flag, bool):
+        problem = Problem(f"/samples/{index}/use_cached", "must be true or false", "type")
+        raise ValidationFailed(f"/samples/{index}/use_cached: must be true or false", [problem])
+    return flag
 
 
 def _check_count(values: Sequence[Any], name: str, limit: int) -> None:

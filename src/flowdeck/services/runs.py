@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError
@@ -35,6 +35,9 @@ from flowdeck.services.group_commit import GroupCommit
 from flowdeck.services.parameters import pointer
 from flowdeck.services.storage import fetchable_spec
 from flowdeck.settings import Settings
+
+if TYPE_CHECKING:
+    from flowdeck.services.call_cache import Decision
 
 # Workflow types whose workflow_url names something inside the engine, not a file.
 _NAMED_TYPES = {"GALAXY", "DEMO"}
@@ -72,6 +75,7 @@ class NewRun:
     origin: str = "wes"
     workflow_source: str | None = None  # the remote workflow_url the stored workflow was fetched from
     input_datasets: dict[str, str] = field(default_factory=dict)  # input pointer -> dataset id (dataset:<id>)
+    use_cached: bool = False  # answer from a completed identical run if there is one (services.call_cache)
 
 
 def resolve_group(principal: Principal, requested: str | None) -> str | None:
@@ -201,17 +205,28 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
     engine_spec = staging.localized(engine_spec, inputs) if inputs else engine_spec
     if not backend.validation_blocks:
         backend.validate(engine_spec)
-        await _store(services, new, spec, backend.name, group, principal)
+        cached = await _consult_cache(services, new, spec, backend.name, group, principal)
+        await _store(services, new, spec, backend.name, group, principal, cached)
         return run_id
     # An engine's validation reads the workflow's files (and may parse it: WDL takes a few
     # hundred ms), so they are written to the run's folder first, off the event loop.
     await asyncio.to_thread(_validate_in_folder, backend, engine_spec, folder, new.attachments, inputs)
     try:
-        await _store(services, new, spec, backend.name, group, principal)
+        cached = await _consult_cache(services, new, spec, backend.name, group, principal)
+        await _store(services, new, spec, backend.name, group, principal, cached)
     except Exception:
         folder.remove()  # not on cancellation: the run may have been committed all the same
         raise
     return run_id
+
+
+async def _consult_cache(
+    services: Services, new: NewRun, spec: RunSpec, engine: str, group: str | None, principal: Principal
+) -> Decision:
+    # Imported here: the call cache reads datasets and results, and those import this module.
+    from flowdeck.services import call_cache
+
+    return await call_cache.consult(services, new, spec, engine, group, principal)
 
 
 async def _inputs_to_stage(
@@ -293,10 +308,16 @@ class _Accepted:
 
 
 async def _store(
-    services: Services, new: NewRun, spec: RunSpec, backend: str, group: str | None, principal: Principal
+    services: Services,
+    new: NewRun,
+    spec: RunSpec,
+    backend: str,
+    group: str | None,
+    principal: Principal,
+    cached: Decision,
 ) -> None:
     """Commit the run in QUEUED with its tags, attachments and first event (shared with the
-    submissions of the same moment: services.group_commit)."""
+    submissions of the same moment: services.group_commit); a call-cache hit in COMPLETE, at once."""
     now = utcnow()
     values = {
         "id": spec.run_id,
@@ -321,24 +342,34 @@ async def _store(
         "backend": backend,
         "backend_data": {"pipeline_target": new.pipeline_target, "dataset": new.dataset}
         | ({"resume_from": new.resume_from} if new.resume_from else {})
-        | ({"input_datasets": new.input_datasets} if new.input_datasets else {}),
+        | ({"input_datasets": new.input_datasets} if new.input_datasets else {})
+        | cached.backend_data,
         "state": State.QUEUED.value,
         "system_logs": [],
         "created_at": now,
         "updated_at": now,
         "rerun_of": new.rerun_of,
         "next_check_at": now,
-    }
+    } | cached.values(now)
     files = [(a.name, a.content) for a in new.attachments]
     reason = f"submitted through {new.origin}"
     if new.workflow_source:
         reason += f"; workflow fetched from {new.workflow_source}"
     if new.resume_from:
         reason += f"; resumes run {new.resume_from}, re-using its finished steps"
-    creation = state_machine.Creation(spec.run_id, now, principal.name, reason)
+    reason += f"; {cached.note}" if cached.note else ""
+    creation = state_machine.Creation(spec.run_id, now, principal.name, reason, cached.state)
     key = IDEMPOTENCY_KEY.get()
     IDEMPOTENCY_KEY.set(None)  # one key, one run
-    await _intake(services).submit(_Accepted(run_rows.NewRunRows(values, files), creation, key))
+    accepted = _Accepted(run_rows.NewRunRows(values, files), creation, key)
+    if cached.hit is None:
+        await _intake(services).submit(accepted)
+        return
+    try:  # a hit has columns a queued run has not: its own commit, not the shared one
+        await _commit(services, [accepted])
+    except BaseException:
+        await cached.discard(services)
+        raise
 
 
 def _intake(services: Services) -> GroupCommit[_Accepted]:

@@ -73,12 +73,13 @@ async def transition(
 
 @dataclass(frozen=True)
 class Creation:
-    """A run accepted in QUEUED: when, by whom, and through what."""
+    """A run accepted in QUEUED (or COMPLETE at once: a call-cache hit): when, by whom, and through what."""
 
     run_id: str
     at: datetime
     actor: str | None
     reason: str
+    state: State = State.QUEUED
 
 
 def creation_events(created: Sequence[Creation]) -> tuple[sa.Table, list[dict[str, Any]]]:
@@ -90,7 +91,7 @@ def creation_events(created: Sequence[Creation]) -> tuple[sa.Table, list[dict[st
             "at": c.at,
             "kind": "state",
             "from_state": None,
-            "to_state": State.QUEUED.value,
+            "to_state": c.state.value,
             "reason": c.reason,
             "actor": c.actor,
         }
@@ -106,7 +107,7 @@ async def creation_deliveries(
     if ((await db.read_point(webhook_rows.ANY, {})) or {}).get("id") is None:
         return deliveries, []
     fields = [
-        (run, c.at, {"run_id": c.run_id, "to_state": State.QUEUED.value, "reason": c.reason, "actor": c.actor})
+        (run, c.at, {"run_id": c.run_id, "to_state": c.state.value, "reason": c.reason, "actor": c.actor})
         for run, c in created
     ]
     async with db.read() as conn:

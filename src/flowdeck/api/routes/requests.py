@@ -40,6 +40,7 @@ FORM_TEXTS = (
     "samplesheet",
     "samplesheet_type",
     "send_email_notification",
+    "use_cached",
 )
 JSON_TEXTS = ("parameters", "dataset_ids", "samples")
 
@@ -61,6 +62,11 @@ class RequestBody(BaseModel):
     samplesheet_type: str | None = Field(None, description="csv or tsv (default: guessed).")
     send_email_notification: bool = Field(
         False, description="Seed 001: mail the owner once the request as a whole has ended (docs/webhooks.md)."
+    )
+    use_cached: bool = Field(
+        False,
+        description="Seed 001's use_cached_jobs for whole runs: each run may be answered from the call cache "
+        "(docs/jobs.md); a sample's own use_cached overrides it.",
     )
 
 
@@ -210,7 +216,7 @@ async def _from_form(request: Request, max_bytes: int) -> tuple[RequestInput, st
 def _form_value(key: str, value: str) -> Any:
     if key in JSON_TEXTS:
         return strict_json(value, f"form field {key}")
-    if key in ("strict", "send_email_notification"):
+    if key in ("strict", "send_email_notification", "use_cached"):
         if value.strip().lower() not in ("true", "false", "1", "0"):
             raise InvalidInput(f"form field {key} is true or false")
         return value.strip().lower() in ("true", "1")

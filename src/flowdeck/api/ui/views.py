@@ -73,6 +73,7 @@ def run_detail(row: Mapping[Any, Any]) -> dict[str, Any]:
         "request_id": row["request_id"] or "",
         "request_index": row["request_index"],
         "rerun_of": row["rerun_of"] or "",
+        "cached_from": row.get("cached_from") or "",
         "error": row["error_message"] or "",
         "parameters": json.dumps(row["workflow_params"] or {}, indent=2, sort_keys=True),
         "started": when(row["start_time"]),
