@@ -70,6 +70,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", f"{WES}/runs/{{run_id}}"): "object",
     ("GET", f"{WES}/runs/{{run_id}}/status"): "object",
     ("POST", f"{WES}/runs/{{run_id}}/cancel"): "object",
+    ("POST", f"{WES}/runs/{{run_id}}/rerun"): "object",
     ("GET", f"{WES}/runs/{{run_id}}/tasks"): "object",
     ("GET", f"{WES}/runs/{{run_id}}/tasks/{{task_id}}"): "object",
     ("GET", f"{WES}/runs/{{run_id}}/logs/{{stream}}"): "object",

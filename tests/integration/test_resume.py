@@ -47,7 +47,7 @@ def gates(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def smk_services(services: Services, gates: Path) -> Services:
-    services.settings.backends = ["demo", "snakemake", "cwltool"]
+    services.settings.backends = ["demo", "snakemake", "cwltool", "miniwdl"]
     services.settings.sandbox_read_only_paths = [*services.settings.sandbox_read_only_paths, gates]
     services.backends = Registry(services.settings)
     return services
@@ -120,6 +120,16 @@ async def test_a_plain_rerun_runs_every_step_again(api: httpx.AsyncClient, smk_s
     assert _file(smk_services, new, "a.txt").stat().st_ino != _file(smk_services, old, "a.txt").stat().st_ino
 
 
+WDL = """version 1.0
+workflow hello {
+  call say
+}
+task say {
+  command <<< echo hi >>>
+}
+"""
+
+
 async def test_resume_is_refused_for_a_run_still_going_and_an_engine_that_cannot(
     api: httpx.AsyncClient, smk_services: Services, gates: Path
 ) -> None:
@@ -130,13 +140,22 @@ async def test_resume_is_refused_for_a_run_still_going_and_an_engine_that_cannot
     await api.post(f"{WES}/runs/{running}/cancel")
     assert await follow(api, Worker(smk_services), running, TERMINAL, seconds=60) == "CANCELED"
 
-    demo = await api.post("/jobs", json={"pipeline_name": "hello_cwl", "parameters": {"lines": ["x"]}})
-    assert demo.status_code in (201, 202), demo.text
-    job = demo.json()["id"]
-    await api.post(f"/jobs/{job}/cancel")
-    assert await follow(api, Worker(smk_services), job, TERMINAL, seconds=120) in TERMINAL
-    cwl = await api.post(f"/jobs/{job}/rerun", json={"resume": True})
-    assert cwl.status_code == 422
-    assert "engines that can: snakemake" in cwl.json()["detail"]
+    # miniwdl's call cache keys inputs by their absolute paths (another run folder, another key)
+    # and hands out the old run's files in place: no resume there, refused before anything runs.
+    form = {"workflow_type": "WDL", "workflow_type_version": "1.0", "workflow_url": "hello.wdl"}
+    wdl = await api.post(f"{WES}/runs", data=form, files={"workflow_attachment": ("hello.wdl", WDL.encode())})
+    assert wdl.status_code == 200, wdl.text
+    job = wdl.json()["run_id"]
+    await api.post(f"{WES}/runs/{job}/cancel")
+    assert await follow(api, Worker(smk_services), job, TERMINAL, seconds=60) == "CANCELED"
+    count = len((await api.get(f"{WES}/runs")).json()["runs"])
+    refused = await api.post(f"/jobs/{job}/rerun", json={"resume": True})
+    assert refused.status_code == 422
+    assert "miniwdl cannot re-use the finished steps" in refused.json()["detail"]
+    assert "engines that can: cwltool, snakemake" in refused.json()["detail"]
+    on_wes = await api.post(f"{WES}/runs/{job}/rerun", json={"resume": True})
+    assert on_wes.status_code == 400  # WES documents no 422: its ErrorResponse with 400
+    assert "miniwdl cannot re-use" in on_wes.json()["msg"]
+    assert len((await api.get(f"{WES}/runs")).json()["runs"]) == count  # nothing was created
     assert (await api.post(f"/jobs/{job}/rerun", json={"resume": "yes"})).status_code == 422
     assert (await api.post(f"/jobs/{job}/rerun", json={"resum": True})).status_code == 422

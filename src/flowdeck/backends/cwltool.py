@@ -2,7 +2,9 @@
 
 Run dir layout (besides ``.flowdeck/``, see :mod:`flowdeck.backends.launcher`):
 ``outputs/`` (``--outdir``), ``logs/<job>/`` (``--log-dir``: a tool's declared
-stdout/stderr), ``tmp/`` (every temporary and staging folder). Parameters are
+stdout/stderr), ``cache/`` (``--cachedir``: each step's outputs, kept so that the run can be
+resumed, :mod:`flowdeck.backends.cwl_resume`; ``cache_tmp*/`` beside it while a step runs),
+``tmp/`` (every other temporary and staging folder). Parameters are
 written to ``.flowdeck/params.json``; the output object is cwltool's stdout.
 
 Containers are off unless ``settings.containers``: then a tool that lists
@@ -17,6 +19,7 @@ started at its command line, ended at ``completed success|permanentFail``.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
@@ -27,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from flowdeck.backends import cwl_resume
 from flowdeck.backends.containers import check_images, podman_env
 from flowdeck.backends.engine_options import Option, engine_args
 from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
@@ -40,6 +44,7 @@ CWL_VERSIONS = ("v1.0", "v1.1", "v1.2")
 _MAX_DOCUMENTS = 200  # referenced tool files followed at submit, at most
 _LINE = re.compile(r"^\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] \w+ \[job (?P<job>[^\]]+)\] (?P<rest>.*)$")
 _STAMPED = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] ")
+_CACHE_HIT = "Using cached output in "
 REDIRECT = re.compile(r"(?:^|\s)(?P<stream>2?)> (?P<path>\S+)")
 
 
@@ -150,6 +155,7 @@ class _Job:
     status: str | None = None
     exit_code: int | None = None
     streams: dict[str, str] = field(default_factory=dict)
+    reused: bool = False
 
 
 def read_jobs(stderr: Path, logs: Path) -> list[TaskInfo]:
@@ -178,6 +184,8 @@ def read_jobs(stderr: Path, logs: Path) -> list[TaskInfo]:
             job.exit_code = int(rest.rsplit(":", 1)[1])
         elif rest.startswith("completed "):
             job.status, job.end = rest.split()[1], moment
+        elif rest.startswith(_CACHE_HIT):  # a step of the run resumed: its cached output taken, not run
+            job.status, job.end, job.reused = "success", moment, True
     return [_task(job, stderr) for job in jobs.values()]
 
 
@@ -191,6 +199,10 @@ def _note_redirects(job: _Job, text: str, logs: Path) -> None:
 def _task(job: _Job, run_stderr: Path) -> TaskInfo:
     state = {None: State.RUNNING, "success": State.COMPLETE}.get(job.status, State.EXECUTOR_ERROR)
     exit_code = job.exit_code if job.exit_code is not None else (0 if state is State.COMPLETE else None)
+    if job.reused:  # named as Snakemake's re-used steps are
+        return TaskInfo(
+            backend_task_id=f"reused:{job.name}", name=f"{job.name} (re-used)", state=state, end_time=job.end
+        )
     return TaskInfo(
         backend_task_id=job.name,
         name=job.name,
@@ -243,6 +255,7 @@ class CwlRunnerBackend(LocalEngineBackend):
 class CwltoolBackend(CwlRunnerBackend):
     """CWL v1.0 to v1.2 on the cwltool reference runner."""
 
+    resumes = True
     name = "cwltool"
     command_name = "cwltool"
     package_name = "cwltool"
@@ -257,6 +270,9 @@ class CwltoolBackend(CwlRunnerBackend):
 
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         params = self.write_params(spec, rundir, ("outputs", "logs", "tmp"))
+        # Every run keeps a step cache, so that any of them can be resumed (cwl_resume); its keys
+        # name files relative to the run's folder (--basedir), the same in the rerun.
+        base = os.path.commonpath([spec.attachments_dir.resolve(), rundir])
         argv = [
             self.executable() or self.command_name,
             "--disable-color",
@@ -267,8 +283,10 @@ class CwltoolBackend(CwlRunnerBackend):
             str(rundir / "logs"),
             "--tmpdir-prefix",
             f"{rundir / 'tmp'}/",
-            "--tmp-outdir-prefix",
-            f"{rundir / 'tmp'}/",
+            "--cachedir",
+            str(rundir / cwl_resume.CACHE),
+            "--basedir",
+            base,
             *(["--podman"] if self.settings.containers else ["--no-container"]),
             *engine_args(spec.engine_parameters, self.options),
             "--",
@@ -295,6 +313,9 @@ class CwltoolBackend(CwlRunnerBackend):
         if not self.settings.warm_starts or command is None:
             return None
         return "flowdeck.backends.cwltool_warm" if Path(command).parent == Path(sys.executable).parent else None
+
+    def seed(self, old: Path, rundir: Path) -> None:
+        cwl_resume.seed_cache(old, rundir)
 
     def read_tasks(self, rundir: Path) -> list[TaskInfo]:
         return read_jobs(control_dir(rundir) / "stderr.txt", rundir / "logs")

@@ -33,10 +33,10 @@ def seed(old: Path, rundir: Path, finished: dict[str, list[str]]) -> dict[str, l
             source, target = inside(old / raw, old), rundir / raw
             if source is None or not source.exists() or inside(target, rundir) is None:
                 continue  # gone since, or a path that leaves the run folder: Snakemake makes it again
-            _place(source, target)
+            place(source, target)
             taken.setdefault(rule, []).append(raw)
     if (old / METADATA).is_dir():
-        _place(old / METADATA, rundir / METADATA)
+        place(old / METADATA, rundir / METADATA)
     write_json(control_dir(rundir) / RESUMED, {"from": str(old), "outputs": taken})
     return taken
 
@@ -55,7 +55,8 @@ def reused_tasks(rundir: Path) -> list[TaskInfo]:
     ]
 
 
-def _place(source: Path, target: Path) -> None:
+def place(source: Path, target: Path) -> None:
+    """``source`` (a file or a folder tree) at ``target`` as hard links, copies where links fail."""
     if source.is_dir():
         shutil.copytree(source, target, copy_function=_link, dirs_exist_ok=True)
         return

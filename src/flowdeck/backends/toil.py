@@ -6,7 +6,8 @@ way past one machine (for example ``slurm`` with a job store and ``--workDir``
 on a shared file system, or ``kubernetes``/``aws_batch`` with their options).
 Users may only set the engine parameters below.
 
-Run dir layout: ``js/`` (the ``file:`` job store, removed at the end),
+Run dir layout: ``js/`` (the ``file:`` job store: removed when the run succeeds, kept after a
+failure or a cancel so that a rerun can resume from it, :mod:`flowdeck.backends.toil_resume`),
 ``outputs/``, ``logs/<job>/`` (a tool's declared stdout/stderr), ``joblogs/``
 (``--writeLogs``: each job's worker log), ``tmp/`` (``--workDir`` and staging),
 ``.flowdeck/messages.tsv`` (``--writeMessages``, Toil's message bus: the task
@@ -22,10 +23,10 @@ from __future__ import annotations
 
 import re
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from flowdeck.backends import slurm
+from flowdeck.backends import slurm, toil_resume
 from flowdeck.backends.cwltool import REDIRECT, CwlRunnerBackend
 from flowdeck.backends.engine_options import Option, engine_args
 from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time
@@ -110,6 +111,7 @@ class ToilBackend(CwlRunnerBackend):
     """CWL on Toil: local single-machine batch system by default."""
 
     sandbox_writable = ("messages.tsv", "toil.log")
+    resumes = True
 
     name = "toil"
     command_name = "toil-cwl-runner"
@@ -133,7 +135,7 @@ class ToilBackend(CwlRunnerBackend):
         argv = [
             self.executable() or self.command_name,
             "--jobStore",
-            f"file:{rundir / 'js'}",
+            f"file:{rundir / toil_resume.JOB_STORE}",
             "--batchSystem",
             self.settings.toil_batch_system,
             "--workDir",
@@ -157,7 +159,8 @@ class ToilBackend(CwlRunnerBackend):
             "--logFile",
             str(control / "toil.log"),
             "--clean",
-            "always",
+            "onSuccess",
+            *(["--restart"] if toil_resume.restarts(rundir) else []),
             *([] if self.settings.containers else ["--no-container"]),
             *self.settings.toil_extra_args,
             *engine_args(engine_params, self.options),
@@ -169,9 +172,20 @@ class ToilBackend(CwlRunnerBackend):
         # Measured: SIGTERM to the leader stops its workers (in their own groups) in 3-4 s.
         return LaunchPlan(argv, env, signal.SIGTERM, cancel_group=False, grace_seconds=30)
 
+    def sandboxed(self, plan: LaunchPlan, spec: RunSpec, rundir: Path) -> LaunchPlan:
+        boxed = super().sandboxed(plan, spec, rundir)
+        aliases = toil_resume.alias_binds(rundir)  # a restart: its job store at the old paths too
+        if not aliases or boxed.sandbox is None:
+            return boxed
+        return replace(boxed, sandbox={**boxed.sandbox, "binds": [*boxed.sandbox["binds"], *aliases]})
+
+    def seed(self, old: Path, rundir: Path) -> None:
+        finished = [task.name for task in self.read_tasks(old) if task.state is State.COMPLETE]
+        toil_resume.seed_job_store(old, rundir, finished)
+
     def read_tasks(self, rundir: Path) -> list[TaskInfo]:
         jobs = read_messages(control_dir(rundir) / "messages.tsv")
-        return [_task(job_id, job, rundir) for job_id, job in jobs.items()]
+        return toil_resume.reused_tasks(rundir) + [_task(job_id, job, rundir) for job_id, job in jobs.items()]
 
     @property
     def on_slurm(self) -> bool:

@@ -125,7 +125,7 @@ class RerunBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     resume: bool = Field(
-        False, description="Re-use the finished steps of the ended job (Snakemake); the job's tasks say which."
+        False, description="Re-use the finished steps of the ended job (Snakemake, cwltool, Toil); its tasks say which."
     )
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 
@@ -17,12 +17,15 @@ from flowdeck.api import wes_schemas as schemas
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, PublicPrincipalDep, ServicesDep, caller
 from flowdeck.api.idempotency import idempotent
 from flowdeck.api.readable_json import ReadableJSONResponse
+from flowdeck.api.request_body import body_schema, json_model
 from flowdeck.api.request_route import RequestRoute
+from flowdeck.api.routes.jobs import RerunBody
 from flowdeck.api.routes.results import stored
 from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, NotFound
+from flowdeck.services import jobs as job_service
 from flowdeck.services import results, ro_crate, run_counts, staging
 from flowdeck.services import runs as run_service
 from flowdeck.services.filters import RunFilter
@@ -215,6 +218,26 @@ async def cancel_run(run_id: str, services: ServicesDep, principal: PrincipalDep
     carries its ``state`` and a ``detail`` saying there was nothing to cancel."""
     outcome = await run_service.cancel(services, run_id, principal)
     return JSONResponse({"run_id": outcome.row["id"], "state": outcome.row["state"], "detail": outcome.detail})
+
+
+@router.post(
+    "/runs/{run_id}/rerun",
+    response_model=schemas.RunId,
+    responses={**ERRORS, 409: {"model": schemas.ErrorResponse, "description": "Resume: the run has not ended yet."}},
+    operation_id="RerunRun",
+    tags=["flowdeck extensions"],
+    openapi_extra=body_schema(RerunBody, required=False),
+)
+async def rerun_run(
+    run_id: str,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    body: Annotated[RerunBody, Depends(json_model(RerunBody, optional=True))],
+) -> JSONResponse:
+    """Extension: a new run of the same workflow, parameters and attachments, linked by
+    ``rerun_of``; with ``{"resume": true}``, one that re-uses the finished steps of this ended run
+    (docs/jobs.md). Like RunWorkflow, it answers at once; the worker starts the run."""
+    return JSONResponse({"run_id": await job_service.rerun(services, run_id, principal, resume=body.resume)})
 
 
 @router.get("/runs/{run_id}/tasks", response_model=schemas.TaskListResponse, responses=ERRORS, operation_id="ListTasks")
