@@ -145,8 +145,8 @@ async def rerun(run_id: str, request: Request) -> Response:
 @router.get("/runs/{run_id}/logs/{stream}")
 async def run_log(run_id: str, stream: str, request: Request) -> Response:
     """The run's log: from storage once it is there (as the API serves it), else the run folder."""
-    column = views.stream_column(stream)
     user = await web.require_user(request)
+    column = views.stream_column(stream)
     services = web.services_of(request)
     row = await run_service.get_visible(services, run_id, user)
     if (key := results.log_key(row, stream)) is not None:
@@ -156,8 +156,8 @@ async def run_log(run_id: str, stream: str, request: Request) -> Response:
 
 @router.get("/runs/{run_id}/tasks/{task_id}/logs/{stream}")
 async def task_log(run_id: str, task_id: str, stream: str, request: Request) -> Response:
-    column = views.stream_column(stream)
     user = await web.require_user(request)
+    column = views.stream_column(stream)
     services = web.services_of(request)
     row = await run_service.get_visible(services, run_id, user)
     task = await run_service.get_task(services, run_id, task_id, user)
