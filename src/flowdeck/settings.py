@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, SecretStr, field_validator
+from pydantic import ByteSize, Field, NonNegativeInt, PositiveFloat, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -260,6 +260,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Runs a research group may have executing at once on all engines, as JSON (e.g. {"a": 10}); '
         "a group not named has no limit of its own.",
+    )
+    group_max_stored_bytes: dict[str, ByteSize] = Field(
+        default_factory=dict,
+        description="Bytes a research group may hold in storage (its runs' outputs and logs) before its submissions are "
+        'refused, as JSON with sizes as numbers or strings (e.g. {"a": "500GB", "": "10GiB"}); '
+        "a group not named has no quota (docs/quotas.md).",
     )
     watchdog_seconds: float = Field(
         7 * 24 * 3600.0, gt=0, description="A run whose engine reports nothing new for this long ends SYSTEM_ERROR."

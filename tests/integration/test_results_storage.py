@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import io
 import json
+import re
 import time
 import urllib.request
 import zipfile
@@ -119,6 +120,22 @@ async def _check_downloads(api: httpx.AsyncClient, run_id: str, message: bytes =
     return log
 
 
+async def _check_ui_and_crate(api: httpx.AsyncClient, run_id: str, message: bytes = b"HELLO STORE\n") -> None:
+    """The UI run page's output and log links and the RO-Crate read the stored results too."""
+    page = (await api.get(f"/ui/runs/{run_id}")).text
+    outputs = re.findall(rf'href="(/ui/runs/{run_id}/outputs/\d+)"', page)
+    logs = re.findall(rf'href="(/ui/runs/{run_id}/(?:tasks/[^/"]+/)?logs/std(?:out|err))"', page)
+    assert outputs, page
+    assert any("/tasks/" in url for url in logs), page
+    assert message in [await fetch(api, url) for url in outputs]
+    for url in logs:
+        await fetch(api, url)
+    crate = await api.get(f"{WES}/runs/{run_id}/ro-crate")
+    assert crate.status_code == 200, crate.text
+    with zipfile.ZipFile(io.BytesIO(crate.content)) as zipped:
+        assert message in [zipped.read(n) for n in zipped.namelist() if n.startswith("outputs/")]
+
+
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 async def test_every_output_and_log_downloads_with_the_run_folder_gone(
     api: httpx.AsyncClient, services: Services, engine: str
@@ -132,6 +149,7 @@ async def test_every_output_and_log_downloads_with_the_run_folder_gone(
     assert listing["outputs"] == log["outputs"]
     job = (await api.get(f"/jobs/{run_id}")).json()
     assert job["outputs"] == log["outputs"]
+    await _check_ui_and_crate(api, run_id)
 
 
 async def test_outputs_go_to_s3_and_download_from_its_presigned_urls(
@@ -148,6 +166,7 @@ async def test_outputs_go_to_s3_and_download_from_its_presigned_urls(
     run_id = await run_to_end(api, _engines(services, "cwltool"), "cwltool")
     run_folder(services.runs_dir, run_id).remove()
     log = await _check_downloads(api, run_id)
+    await _check_ui_and_crate(api, run_id)
     url = log["outputs"]["shouted"]["url"]
     assert (await api.get(url)).headers["location"].startswith(moto_url)
     listed = store.client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"{settings.s3_prefix}results/{run_id}/")

@@ -23,6 +23,7 @@ import pytest
 from rocrate.rocrate import ROCrate
 
 from flowdeck.backends.registry import Registry, load_class
+from flowdeck.services.attachments import run_folder
 from flowdeck.services.context import Services
 from flowdeck.services.ro_crate_entities import _member
 from flowdeck.worker.loop import Worker
@@ -138,6 +139,7 @@ async def test_crate_of_a_real_run(
     if not load_class(engine).available():
         pytest.skip(f"{engine} is not installed")
     run_id = await _run(api, engine_services, engine)
+    run_folder(engine_services.runs_dir, run_id).remove()  # the crate's files come from storage
     folder = await _crate(api, f"{WES}/runs/{run_id}/ro-crate", tmp_path / "wes")
     crate = ROCrate(folder)
     action = _check_profile(folder, crate, ENGINES[engine][3])

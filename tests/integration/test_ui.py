@@ -328,8 +328,10 @@ async def test_auth_mode_none_needs_no_sign_in(tmp_path: Path) -> None:
 @pytest.mark.engine
 async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.AsyncClient, services: Services) -> None:
     """A CWL run through cwltool (auth mode none): the page lists each output with its size and
-    checksum, and its download, run log and task log links answer with the files."""
+    checksum, and its download, run log and task log links answer with the stored files (the
+    run's folder removed, as on a worker elsewhere)."""
     from flowdeck.backends.registry import Registry, load_class
+    from flowdeck.services.attachments import run_folder
     from flowdeck.worker.loop import Worker
     from tests.integration.test_engine_runs import TERMINAL, follow
     from tests.integration.test_engine_runs import submit as submit_cwl
@@ -340,6 +342,7 @@ async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.Async
     services.backends = Registry(services.settings)
     run_id = await submit_cwl(api)
     assert await follow(api, Worker(services), run_id, TERMINAL) == "COMPLETE"
+    run_folder(services.runs_dir, run_id).remove()
     page = (await api.get(f"/ui/runs/{run_id}")).text
     shouted = re.search(
         rf'<a href="(/ui/runs/{run_id}/outputs/\d+)" download>([^<]*shouted[^<]*)</a></td><td>(.*?)</td>', page
@@ -347,13 +350,14 @@ async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.Async
     assert shouted, page
     assert shouted.group(3) == "15 bytes"
     assert "sha256:" in page
-    assert (await api.get(shouted.group(1))).text == "HELLO FLOWDECK\n"
+    download = await api.get(shouted.group(1))
+    assert download.status_code == 307  # to the store's signed URL, as the API's own link
+    assert (await api.get(download.headers["location"])).text == "HELLO FLOWDECK\n"
     task_logs = re.findall(rf'href="(/ui/runs/{run_id}/tasks/[^/"]+/logs/std(?:out|err))"', page)
     assert task_logs, page
-    for url in task_logs:
-        answer = await api.get(url)
+    for url in [*task_logs, f"/ui/runs/{run_id}/logs/stderr"]:
+        answer = await api.get(url, follow_redirects=True)
         assert answer.status_code == 200, url
-        assert answer.headers["content-type"].startswith("text/plain")
     assert (await api.get(f"/ui/runs/{run_id}/outputs/99")).status_code == 404
 
 

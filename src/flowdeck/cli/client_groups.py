@@ -1,5 +1,6 @@
-"""``flowdeck usage GROUP``: a research group's runs against its share and limit, through the API
-(``flowdeck groups …`` is the server-side account administration)."""
+"""``flowdeck usage GROUP``: a research group's runs against its share and limit, and its stored
+bytes against its quota, through the API (``flowdeck groups …`` is the server-side account
+administration)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ def group_usage(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``flowdeck usage``."""
-    p = sub.add_parser("usage", parents=[common], help="a research group's executing and queued runs, weight and limit")
+    p = sub.add_parser(
+        "usage",
+        parents=[common],
+        help="a research group's executing and queued runs, weight and limit, stored bytes and quota",
+    )
     p.add_argument("group")
     p.set_defaults(func=group_usage)

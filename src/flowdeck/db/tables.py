@@ -192,6 +192,8 @@ runs = sa.Table(
     sa.Column("stderr_path", sa.Text(), nullable=True),
     # What the worker put into storage when the run ended (services.results; revision 0007).
     sa.Column("results", JSONType, nullable=True),
+    # The bytes ``results`` holds in storage; triggers keep group_stored_bytes in step (revision 0012).
+    sa.Column("stored_bytes", sa.BigInteger(), nullable=False, server_default="0"),
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("start_time", UTCDateTime(), nullable=True),
@@ -238,6 +240,17 @@ run_state_counts = sa.Table(
     sa.Column("pipeline_name", sa.String(128), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("n", sa.BigInteger(), nullable=False),
+)
+
+# Signed deltas of the bytes each research group holds in storage, appended by triggers on ``runs``
+# (revision 0012) and folded with the run counts (db.run_counts.compact).
+group_stored_bytes = sa.Table(
+    "group_stored_bytes",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("research_group", sa.String(128), nullable=False),
+    sa.Column("bytes", sa.BigInteger(), nullable=False),
+    sa.Index("ix_group_stored_bytes_research_group_bytes", "research_group", "bytes"),
 )
 
 run_tags = sa.Table(

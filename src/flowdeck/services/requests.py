@@ -32,7 +32,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import TERMINAL, State
 from flowdeck.errors import NotFound
-from flowdeck.services import dataset_inputs, paging, request_steps, state_machine
+from flowdeck.services import dataset_inputs, paging, quotas, request_steps, state_machine
 from flowdeck.services.clock import utcnow
 from flowdeck.services.context import Services
 from flowdeck.services.pipeline_runs import build_run, visible_pipeline
@@ -47,6 +47,7 @@ async def accept(services: Services, principal: Principal, given: RequestInput) 
     """Validate the request and store it in ``new``; the worker expands it."""
     pipeline = visible_pipeline(services, principal, given.pipeline_name, given.pipeline_version)
     group = resolve_group(principal, given.research_group)
+    await quotas.check_stored_bytes(services, group)
     items = await items_of(services, principal, given, pipeline)
     # The first item shows whether the pipeline can run here at all (group allowed, engine enabled).
     probe = build_run(

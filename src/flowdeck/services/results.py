@@ -267,6 +267,12 @@ def stored_bytes(results: Mapping[Any, Any] | None) -> int:
     return sum(int(entry.get("size") or 0) for entry in entries)
 
 
+def recorded(record: dict[str, Any]) -> dict[str, Any]:
+    """The run fields that record ``record``: it and the bytes it holds in storage (the column the
+    triggers of migration 0012 count per group)."""
+    return {"results": record, "stored_bytes": stored_bytes(record)}
+
+
 def output_key(run: Mapping[Any, Any], index: int) -> str:
     """The storage key of output ``index`` of an ended run; NotFound when there is none."""
     files = (run["results"] or {}).get("files", [])

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,8 @@ from flowdeck.errors import Conflict, NotFound
 from flowdeck.services import requests as request_service
 from flowdeck.services import runs as run_service
 from flowdeck.services.context import Services
+from flowdeck.services.datasets import storage_of
+from flowdeck.services.storage import CHUNK, Storage
 
 if TYPE_CHECKING:
     from flowdeck.services.ro_crate_entities import OutputFile, RunRecord
@@ -43,7 +47,7 @@ async def export_run(services: Services, run_id: str, principal: Principal) -> P
     _check_ended(row)
     record = await _record(services, row)
     description = row["description"] or f"Run {run_id} of {row['workflow_url']} ({row['workflow_type']})"
-    return await asyncio.to_thread(_write_zip, [record], f"flowdeck run {run_id}", description)
+    return await asyncio.to_thread(_write_zip, storage_of(services), [record], f"flowdeck run {run_id}", description)
 
 
 async def export_request(services: Services, request_id: str, principal: Principal) -> Path:
@@ -64,7 +68,7 @@ async def export_request(services: Services, request_id: str, principal: Princip
     records = [await _record(services, row) for row in rows]
     name = f"flowdeck request {request_id}: {request['pipeline_name']} {request['pipeline_version'] or ''}".strip()
     description = f"{len(rows)} run(s) of {request['pipeline_name']}, with their provenance"
-    return await asyncio.to_thread(_write_zip, records, name, description)
+    return await asyncio.to_thread(_write_zip, storage_of(services), records, name, description)
 
 
 def crate_filename(kind: str, object_id: str) -> str:
@@ -96,9 +100,22 @@ async def _record(services: Services, row: Mapping[str, Any]) -> RunRecord:
         tasks=tasks,
         events=events,
         dataset=dataset,
-        outputs=[_output(services, row, item) for item in row["output_files"] or []],
+        outputs=_outputs(services, row),
         engine_version=engine_version,
     )
+
+
+def _outputs(services: Services, row: Mapping[str, Any]) -> list[OutputFile]:
+    """The run's output files: from storage once its results are there (the files the API serves),
+    else from its folder (runs that ended before flowdeck kept results in storage)."""
+    from flowdeck.services.ro_crate_entities import OutputFile
+
+    record = row["results"]
+    if record is None or record.get("live"):
+        return [_output(services, row, item) for item in row["output_files"] or []]
+    return [
+        OutputFile(name=f["name"], location=f.get("location"), path=None, key=f.get("key")) for f in record["files"]
+    ]
 
 
 def _output(services: Services, row: Mapping[str, Any], item: Mapping[str, Any]) -> OutputFile:
@@ -113,14 +130,31 @@ def _output(services: Services, row: Mapping[str, Any], item: Mapping[str, Any])
     return OutputFile(name=str(item.get("name") or item.get("location")), location=item.get("location"), path=path)
 
 
-def _write_zip(records: list[RunRecord], name: str, description: str) -> Path:
+def _write_zip(store: Storage, records: list[RunRecord], name: str, description: str) -> Path:
     handle, target = tempfile.mkstemp(prefix="flowdeck-crate-", suffix=".zip")
     os.close(handle)
     try:
         from flowdeck.services.ro_crate_entities import build_crate
 
-        build_crate(records, name, description).write_zip(target)
+        # Stored outputs are copied out of the store (local or S3) for as long as the zip is written.
+        with tempfile.TemporaryDirectory(prefix="flowdeck-crate-") as fetched:
+            local = [_fetched(store, record, Path(fetched)) for record in records]
+            build_crate(local, name, description).write_zip(target)
     except BaseException:
         Path(target).unlink(missing_ok=True)
         raise
     return Path(target)
+
+
+def _fetched(store: Storage, record: RunRecord, into: Path) -> RunRecord:
+    """``record`` with each stored output copied from ``store`` into ``into`` (blocking)."""
+    outputs = []
+    for index, output in enumerate(record.outputs):
+        if output.key is not None:
+            path = into / str(record.run["id"]) / str(index)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with store.open(output.key) as source, path.open("wb") as target:
+                shutil.copyfileobj(source, target, CHUNK)
+            output = replace(output, path=path)
+        outputs.append(output)
+    return replace(record, outputs=outputs)

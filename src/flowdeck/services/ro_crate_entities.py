@@ -43,11 +43,13 @@ _STATUS = {"COMPLETE": "CompletedActionStatus", "CANCELED": "FailedActionStatus"
 
 @dataclass(frozen=True)
 class OutputFile:
-    """An output as the run lists it; ``path`` is set when its bytes lie in the run's folder."""
+    """An output as the run lists it; ``path`` is set when its bytes are at hand (in the run's
+    folder, or copied from storage), ``key`` when they are in flowdeck's storage."""
 
     name: str
     location: str | None
     path: Path | None
+    key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from flowdeck.domain.run_policy import cancel_request
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
-from flowdeck.services import dataset_inputs, paging, staging, state_machine, url_policy
+from flowdeck.services import dataset_inputs, paging, quotas, staging, state_machine, url_policy
 from flowdeck.services.attachments import Attachment, RunFolder, check_all, run_folder, safe_name
 from flowdeck.services.auth.guard import group_for_new_object
 from flowdeck.services.clock import utcnow
@@ -184,6 +184,7 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
         new = await asyncio.to_thread(_with_fetched_workflow, services.settings, new)
     check_all(new.attachments, services.settings.max_upload_bytes)
     group = resolve_group(principal, new.research_group)
+    await quotas.check_stored_bytes(services, group)
     run_id = str(uuid.uuid4())
     folder = run_folder(services.runs_dir, run_id)
     spec = RunSpec(

@@ -203,7 +203,7 @@ async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend,
     now = utcnow()
     try:
         # The logs a canceled run left go to storage with its end, as any ended run's do.
-        ended = {"results": await stored.at_end(services, pool, row, None)} if result.confirmed else None
+        ended = stored.recorded(await stored.at_end(services, pool, row, None)) if result.confirmed else None
     except Exception as exc:  # storage unreachable: the cancel (idempotent) and the put are retried
         log.warning("results of canceled run %s not stored: %s; will retry", row["id"], exc)
         return
@@ -247,14 +247,14 @@ async def apply_report(
     if target is not None and is_terminal(target):
         # Before the state change, so an ended run always has its results in storage.
         try:
-            fields["results"] = await stored.at_end(services, pool, {**row, **fields}, report.tasks)
+            fields.update(stored.recorded(await stored.at_end(services, pool, {**row, **fields}, report.tasks)))
         except Exception as exc:  # storage unreachable: the run keeps its state, checked again with backoff
             failed = replace(report, transient_error=f"results not stored: {type(exc).__name__}: {exc}")
             await _apply_failed_check(services, owner, row, failed, now, backend, pool)
             return
     elif target is None and stored.live_due(services.settings, row, now):
         try:
-            fields["results"] = await stored.live(services, pool, {**row, **fields}, report.tasks, now)
+            fields.update(stored.recorded(await stored.live(services, pool, {**row, **fields}, report.tasks, now)))
         except Exception as exc:  # live logs are a convenience: the report is written all the same
             log.warning("logs of run %s not copied to storage: %s", row["id"], exc)
     async with services.db.write() as conn:

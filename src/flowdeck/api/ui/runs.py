@@ -11,10 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
+from flowdeck.api.deps import base_url
 from flowdeck.api.ui import views, web
 from flowdeck.domain.states import SIMPLE_STATES, State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services import jobs as job_service
+from flowdeck.services import results
 from flowdeck.services import runs as run_service
 from flowdeck.services.dispatch_now import dispatch_now
 from flowdeck.services.filters import RunFilter
@@ -142,33 +144,50 @@ async def rerun(run_id: str, request: Request) -> Response:
 
 @router.get("/runs/{run_id}/logs/{stream}")
 async def run_log(run_id: str, stream: str, request: Request) -> Response:
+    """The run's log: from storage once it is there (as the API serves it), else the run folder."""
     user = await web.require_user(request)
+    column = views.stream_column(stream)
     services = web.services_of(request)
     row = await run_service.get_visible(services, run_id, user)
-    path = run_service.log_file(services, row, row[views.stream_column(stream)])
-    return FileResponse(path, media_type="text/plain; charset=utf-8")
+    if (key := results.log_key(row, stream)) is not None:
+        return await _stored(request, key)
+    return FileResponse(run_service.log_file(services, row, row[column]), media_type="text/plain; charset=utf-8")
 
 
 @router.get("/runs/{run_id}/tasks/{task_id}/logs/{stream}")
 async def task_log(run_id: str, task_id: str, stream: str, request: Request) -> Response:
     user = await web.require_user(request)
+    column = views.stream_column(stream)
     services = web.services_of(request)
     row = await run_service.get_visible(services, run_id, user)
     task = await run_service.get_task(services, run_id, task_id, user)
-    path = run_service.log_file(services, row, task[views.stream_column(stream)])
-    return FileResponse(path, media_type="text/plain; charset=utf-8")
+    if task[column] and (key := results.log_key(row, stream, task["backend_task_id"])) is not None:
+        return await _stored(request, key)
+    return FileResponse(run_service.log_file(services, row, task[column]), media_type="text/plain; charset=utf-8")
 
 
 @router.get("/runs/{run_id}/outputs/{index}")
 async def output(run_id: str, index: str, request: Request) -> Response:
+    """An output file: a redirect to its stored copy (runs ended before results went to storage:
+    from the run's folder)."""
     user = await web.require_user(request)
     services = web.services_of(request)
     row = await run_service.get_visible(services, run_id, user)
+    if not index.isdigit():
+        raise NotFound(f"run {run_id} has no output {index}")
+    if row["results"] is not None and not row["results"].get("live"):
+        return await _stored(request, results.output_key(row, int(index)))
     files = row["output_files"] or []
-    if not index.isdigit() or int(index) >= len(files):
+    if int(index) >= len(files):
         raise NotFound(f"run {run_id} has no output {index}")
     path = run_service.log_file(services, row, files[int(index)].get("location"))
     return FileResponse(path, filename=path.name)
+
+
+async def _stored(request: Request, key: str) -> Response:
+    """A 307 to the store's pre-signed URL of ``key``, as the API's result routes answer."""
+    link = results.link(web.services_of(request), key, await base_url(request))
+    return RedirectResponse(link, status_code=307)
 
 
 @router.get("/{rest:path}")
