@@ -250,7 +250,9 @@ def _share(settings: Settings, image: str, image_id: str, user: tuple[int, int])
     top = store.parent
     export = top / "export"
     shutil.rmtree(export, ignore_errors=True)
-    saved = podman(settings, "save", "--format", "oci-dir", "--output", str(export), image, timeout=_TIMEOUT)
+    saved = podman(
+        settings, "save", "--uncompressed", "--format", "oci-dir", "--output", str(export), image, timeout=_TIMEOUT
+    )
     try:
         if saved.returncode != 0:
             raise ConfigurationError(f"podman could not export {image} for the sandbox: {saved.stderr.strip()[-500:]}")
