@@ -1,15 +1,17 @@
 """A containerised run's engine is sandboxed too (issue 21, docs/adr/0013), for real.
 
-cwltool evaluates a tool's expressions and miniwdl a workflow's in the engine, outside the
-containers: here a CWL expression escapes node's vm to the engine's process and a WDL
-expression calls ``read_string`` on a host path. Sandboxed, neither reaches another group's
-run, the data folder, the database, the storage secret or the service's /proc, while the
-run's own container step completes under rootless podman inside the sandbox. The control
-runs the same documents with the sandbox off and reads them, so the probes are real.
+cwltool evaluates a tool's expressions in the engine, outside the containers: here a CWL
+expression escapes node's vm to the engine's process and reads another group's run, the
+data folder, the database, the storage secret and the service's /proc. Sandboxed, every
+read fails while the run's own container step completes under rootless podman inside the
+sandbox; the control runs the same tool unsandboxed and reads them, so the probe is real.
+miniwdl offers no expression that reads a host path it was not given, so for WDL the test
+looks at what the running engine sees (its /proc/PID/root). Cancel ends the containers too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -24,7 +26,7 @@ from flowdeck.domain.runs import RunSpec, SyncReport
 from flowdeck.domain.states import State
 from flowdeck.settings import Settings
 from tests.contract import contract
-from tests.integration.test_containers import test_image  # noqa: F401 (the fixture)
+from tests.integration.test_containers import SANDBOX_IMAGES, test_image  # noqa: F401 (the fixture)
 from tests.integration.test_sandbox import DATABASE_TEXT, OTHER_GROUPS_DATA, SIGNING_KEY, service_layout
 
 pytestmark = [
@@ -58,10 +60,12 @@ def run(engine: str, data: Path, workflow: str, params: dict[str, Any], **overri
     """One run of ``workflow`` with containers on; its report and every byte it left behind."""
     if not load_class(engine).available():
         pytest.skip(f"{engine} is not installed")
-    backend = load_class(engine)(Settings(data_dir=data, containers=True, **overrides))
+    backend = load_class(engine)(
+        Settings(data_dir=data, containers=True, container_sandbox_images=SANDBOX_IMAGES, **overrides)
+    )
     spec = make_spec(data, workflow, params)
     report = contract.wait_done(backend, contract.submit(backend, spec), 180)
-    files = [p for p in spec.workdir.rglob("*") if p.is_file() and not p.is_symlink() and ".containers" not in p.parts]
+    files = [p for p in spec.workdir.rglob("*") if p.is_file() and not p.is_symlink()]
     return report, "".join(path.read_text(errors="replace") for path in files)
 
 
@@ -117,23 +121,47 @@ def engine_views(inputs: Path, wanted: list[str], deadline: float) -> dict[str, 
     raise AssertionError("miniwdl never showed up")
 
 
-@pytest.mark.parametrize("sandboxed", [True, False])
-def test_a_containerised_wdl_engine_sees_only_its_run(tmp_path: Path, test_image: str, sandboxed: bool) -> None:  # noqa: F811
-    """Unsandboxed (the control) miniwdl sees the data folder; sandboxed, only its run, while
-    its task completes in its container, where the secret is out of reach either way."""
+def test_a_containerised_wdl_engine_sees_only_its_run(tmp_path: Path, test_image: str) -> None:  # noqa: F811
+    """Sandboxed, miniwdl sees its run folder but not the data folder's secrets (seen through
+    the same /proc/PID/root, so the look itself is shown to work), while its task completes
+    in its container, where the secret is out of reach too."""
     data = service_layout(tmp_path)
     secret, other = data / "storage-secret", data / "runs" / "other-group-run"
-    backend = load_class("miniwdl")(Settings(data_dir=data, containers=True, sandbox=sandboxed))
+    backend = load_class("miniwdl")(Settings(data_dir=data, containers=True, container_sandbox_images=SANDBOX_IMAGES))
     spec = make_spec(data, "engine_probe.wdl", {"engine_probe.secret_path": str(secret)})
     handle = contract.submit(backend, spec)
     wanted = [str(secret), str(data / "flowdeck.db"), str(other), str(spec.workdir)]
     seen = engine_views(control_dir(spec.workdir) / "inputs.json", wanted, time.monotonic() + 60)
     report = contract.wait_done(backend, handle, 180)
     assert report.state is State.COMPLETE, report
-    assert seen[str(spec.workdir)], "the engine sees its own run"
-    assert seen == {path: not sandboxed or path == str(spec.workdir) for path in wanted}
+    assert seen == {path: path == str(spec.workdir) for path in wanted}
     found = [f for f in report.output_files or [] if f.name.endswith("stdout.txt")]
     lines = Path(found[0].location).read_text().splitlines()
     assert lines == ['PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', "in_container: DENIED", "container: done"]
     plan = read_json(control_dir(spec.workdir) / "sandbox.json")
-    assert (plan or {}).get("nested") is (True if sandboxed else None)
+    assert (plan or {}).get("nested") is True, "the engine ran in the run's sandbox"
+
+
+def sleepers() -> list[int]:
+    """Processes of the sleeping container step (``sleep 4711``), wherever they run."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes() == b"sleep\0" + b"4711\0":
+                found.append(int(proc.name))
+    return found
+
+
+def test_a_sandboxed_containerised_run_is_cancelled_with_its_containers(tmp_path: Path, test_image: str) -> None:  # noqa: F811
+    data = service_layout(tmp_path)
+    backend = load_class("cwltool")(Settings(data_dir=data, containers=True, container_sandbox_images=SANDBOX_IMAGES))
+    handle = contract.submit(backend, make_spec(data, "sleep.cwl", {}))
+    deadline = time.monotonic() + 120
+    while not sleepers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers(), "the container step never started"
+    backend.cancel(handle)
+    report = contract.wait_done(backend, handle, 60)
+    assert report.state is State.CANCELED, report
+    assert sleepers() == [], "the container's process outlived the cancelled run"
+    assert (control_dir(handle.workdir) / "cancel.json").exists(), "the launcher's record of the cancel"

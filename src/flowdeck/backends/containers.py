@@ -9,9 +9,9 @@ those options, so cwltool's ``--podman`` (and any engine calling ``podman``) get
 
 Inside a run's sandbox (root service, docs/adr/0013) the engine runs podman rootless as the
 sandbox user: :func:`sandbox_binds` mounts a second wrapper and configuration over the
-first ones, giving podman the run's own storage (in its run folder), a private runroot in
-its ``/tmp``, and the images flowdeck shares read-only (``DATA_DIR/containers/sandbox-images``,
-filled from the service's podman by :func:`share_images` the first time a run needs one).
+first ones, giving podman the run's own storage and runroot in its private ``/tmp``, and
+the images flowdeck shares read-only (``settings.container_sandbox_images``), filled from
+the service's podman by :func:`share_images` the first time a run needs one.
 
 Images are named as a workflow names them (``dockerPull``/``dockerImageId``); one that is
 neither present locally (``podman image exists``) nor reachable is refused at submit.
@@ -46,7 +46,9 @@ SANDBOX_STORAGE = ("--storage-driver", "overlay", "--storage-opt", "overlay.igno
 # What rootless podman needs of the host besides /usr: its configuration, and a sysfs the
 # kernel lets a nested user namespace mount again (read-only; no user data there).
 SANDBOX_HOST_PATHS = ("/etc/containers", "/sys")
-STORAGE_ENV = "FLOWDECK_CONTAINER_STORAGE"
+# A run's own podman storage: its private /tmp (the engines do not pass the environment on
+# to podman; a tmpfs holds only the containers' small upper layers: images are shared).
+SANDBOX_STORAGE_ROOT = "/tmp/.podman-storage"  # noqa: S108
 _TIMEOUT = 600  # seconds for an import; podman commands that only ask are quick
 
 
@@ -87,8 +89,7 @@ def _wrapper_text(settings: Settings, conf: Path) -> str:
 
 
 def _sandbox_wrapper_text(settings: Settings, conf: Path) -> str:
-    storage = f'--root="${{{STORAGE_ENV}:-/tmp/.podman-storage}}"'  # expanded by the shell, per run
-    podman = f"{shlex.join([podman_path(), *_sandbox_options(settings)])} {storage}"
+    podman = shlex.join([podman_path(), *_sandbox_options(settings), f"--root={SANDBOX_STORAGE_ROOT}"])
     return (
         "#!/bin/sh\n"
         "# Rootless podman inside a run's sandbox (docs/adr/0013): the run's storage, the shared images.\n"
@@ -117,7 +118,8 @@ def _sandbox_options(settings: Settings, shared: bool = True) -> list[str]:
 
 def sandbox_store(settings: Settings) -> Path:
     """The images runs share read-only, in the sandbox user's podman storage."""
-    return settings.data_dir / "containers" / "sandbox-images" / "storage"
+    top = settings.container_sandbox_images or settings.data_dir / "containers" / "sandbox-images"
+    return top / "storage"
 
 
 def sandbox_binds(settings: Settings) -> list[list[str]]:

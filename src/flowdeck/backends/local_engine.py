@@ -201,7 +201,7 @@ class LocalEngineBackend(Backend):
             except ConfigurationError as exc:
                 raise sandbox.SandboxError(exc.detail) from exc
             box |= {"nested": True, "binds": box["binds"] + containers.sandbox_binds(settings)}
-            env[containers.STORAGE_ENV], warm = str(rundir / ".containers"), None
+            warm = None
         return replace(plan, env=env, sandbox=box, cancel_group=True, warm=warm)
 
     def installation(self) -> list[Path]:
