@@ -311,6 +311,10 @@ class Settings(BaseSettings):
         "--runtime /usr/sbin/runc --cgroup-manager cgroupfs",
         description="Options flowdeck gives every podman command (these machines need runc and cgroupfs).",
     )
+    container_sandbox_images: Path | None = Field(
+        None,
+        description="Folder of the images shared read-only with containerised runs in their sandboxes (rootless podman storage of the sandbox user, filled from the service's podman on first use; docs/adr/0013). Default: data_dir/containers/sandbox-images.",
+    )
     warm_starts: bool = Field(
         True,
         description="Start cwltool runs as forks of a process that has imported cwltool and parsed the CWL schemas once (~0.03 s instead of ~0.9 s of CPU a run). Off: every run starts the cwltool command.",

@@ -34,6 +34,8 @@ WES = "/ga4gh/wes/v1"
 TOOL = Path(__file__).resolve().parents[1] / "workflows" / "containers" / "in_container.cwl"
 IMAGE = "localhost/flowdeck-test:bookworm"
 ROOTFS = Path(tempfile.gettempdir()) / "flowdeck-test-images" / "bookworm-coreutils.tar"
+# The images shared with sandboxed runs: one store per machine (a run's first use copies them).
+SANDBOX_IMAGES = Path(tempfile.gettempdir()) / "flowdeck-test-images" / "sandbox-images"
 
 
 def rootfs() -> Path:
@@ -80,7 +82,7 @@ def tool_spec(data: Path, workflow: str = "in_container.cwl") -> RunSpec:
 
 
 def test_a_docker_requirement_runs_in_the_image_under_podman(tmp_path: Path, test_image: str) -> None:
-    settings = Settings(data_dir=tmp_path / "data", containers=True)
+    settings = Settings(data_dir=tmp_path / "data", containers=True, container_sandbox_images=SANDBOX_IMAGES)
     backend = load_class("cwltool")(settings)
     report = contract.wait_done(backend, contract.submit(backend, tool_spec(settings.data_dir)), 180)
     assert report.state is State.COMPLETE, report

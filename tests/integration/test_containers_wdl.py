@@ -22,7 +22,7 @@ from flowdeck.services.context import Services
 from flowdeck.services.pipelines import Catalog
 from flowdeck.settings import Settings
 from tests.contract import contract
-from tests.integration.test_containers import IMAGE, test_image  # noqa: F401 (the fixture)
+from tests.integration.test_containers import IMAGE, SANDBOX_IMAGES, test_image  # noqa: F401 (the fixture)
 
 pytestmark = [
     pytest.mark.engine,
@@ -50,7 +50,9 @@ def task_spec(data: Path, text: str | None = None) -> RunSpec:
 
 
 def report_lines(data: Path, containers: bool) -> list[str]:
-    backend = load_class("miniwdl")(Settings(data_dir=data, containers=containers))
+    backend = load_class("miniwdl")(
+        Settings(data_dir=data, containers=containers, container_sandbox_images=SANDBOX_IMAGES)
+    )
     report = contract.wait_done(backend, contract.submit(backend, task_spec(data)), 180)
     assert report.state is State.COMPLETE, report
     found = [f for f in report.output_files or [] if f.name.endswith("stdout.txt")]
@@ -77,7 +79,9 @@ def missing_image_text() -> tuple[str, str]:
 
 def test_a_missing_image_is_a_validation_failure(tmp_path: Path) -> None:
     missing, text = missing_image_text()
-    backend = load_class("miniwdl")(Settings(data_dir=tmp_path / "data", containers=True))
+    backend = load_class("miniwdl")(
+        Settings(data_dir=tmp_path / "data", containers=True, container_sandbox_images=SANDBOX_IMAGES)
+    )
     with pytest.raises(ValidationFailed, match=missing) as caught:
         backend.validate(task_spec(tmp_path / "data", text))
     assert caught.value.status_code == 422
@@ -92,7 +96,9 @@ def test_a_task_without_an_image_needs_the_default_one(tmp_path: Path, test_imag
     bare = "\ntask bare {\n  command <<< echo hi >>>\n  output { String out = read_string(stdout()) }\n}\n"
     spec = task_spec(tmp_path / "data", TASK.read_text().replace("task where", workflow) + bare)
     spec.workflow_params.clear()
-    backend = load_class("miniwdl")(Settings(data_dir=tmp_path / "data", containers=True))
+    backend = load_class("miniwdl")(
+        Settings(data_dir=tmp_path / "data", containers=True, container_sandbox_images=SANDBOX_IMAGES)
+    )
     with pytest.raises(ValidationFailed, match=f"{DEFAULT_IMAGE} \\(the image of the tasks that name none\\)"):
         backend.validate(spec)
 
@@ -106,7 +112,9 @@ def test_a_task_without_an_image_needs_the_default_one(tmp_path: Path, test_imag
 )
 def test_images_that_cannot_be_checked_are_refused(tmp_path: Path, runtime: str, refusal: str) -> None:
     text = TASK.read_text().replace(f'container: "{IMAGE}"', runtime)
-    backend = load_class("miniwdl")(Settings(data_dir=tmp_path / "data", containers=True))
+    backend = load_class("miniwdl")(
+        Settings(data_dir=tmp_path / "data", containers=True, container_sandbox_images=SANDBOX_IMAGES)
+    )
     with pytest.raises(InvalidInput, match=refusal):
         backend.validate(task_spec(tmp_path / "data", text))
 

@@ -7,12 +7,22 @@ podman at it with ``CONTAINERS_CONF``; /etc is never edited. Engines find podman
 ``podman`` on their PATH: :func:`podman_env` puts a small wrapper first on it that adds
 those options, so cwltool's ``--podman`` (and any engine calling ``podman``) gets them.
 
+Inside a run's sandbox (root service, docs/adr/0013) the engine runs podman rootless as the
+sandbox user: :func:`sandbox_binds` mounts a second wrapper and configuration over the
+first ones, giving podman the run's own storage and runroot in its private ``/tmp``, and
+the images flowdeck shares read-only (``settings.container_sandbox_images``), filled from
+the service's podman by :func:`share_images` the first time a run needs one.
+
 Images are named as a workflow names them (``dockerPull``/``dockerImageId``); one that is
 neither present locally (``podman image exists``) nor reachable is refused at submit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -21,12 +31,24 @@ import tarfile
 import threading
 from pathlib import Path
 
+from flowdeck.backends import sandbox
 from flowdeck.errors import ConfigurationError, InvalidInput, ValidationFailed
 from flowdeck.settings import Settings
 
 CONF_TEXT = (
     "[containers]\n# The service may not raise rlimits here: no ulimits added to containers.\ndefault_ulimits = []\n"
 )
+# No /var/tmp in a sandbox: podman unpacks images in the run's private /tmp.
+SANDBOX_CONF_TEXT = CONF_TEXT + '[engine]\nimage_copy_tmp_dir = "/tmp"\n'
+# Rootless podman as the sandbox user: without subordinate ids it maps that one user, so the
+# images' files cannot keep their owners (they all become the container's root).
+SANDBOX_STORAGE = ("--storage-driver", "overlay", "--storage-opt", "overlay.ignore_chown_errors=true")
+# What rootless podman needs of the host besides /usr: its configuration, and a sysfs the
+# kernel lets a nested user namespace mount again (read-only; no user data there).
+SANDBOX_HOST_PATHS = ("/etc/containers", "/sys")
+# A run's own podman storage: its private /tmp (the engines do not pass the environment on
+# to podman; a tmpfs holds only the containers' small upper layers: images are shared).
+SANDBOX_STORAGE_ROOT = "/tmp/.podman-storage"  # noqa: S108
 _TIMEOUT = 600  # seconds for an import; podman commands that only ask are quick
 
 
@@ -64,6 +86,55 @@ def _wrapper_text(settings: Settings, conf: Path) -> str:
         "fi\n"
         f'exec {podman} "$@"\n'
     )
+
+
+def _sandbox_wrapper_text(settings: Settings, conf: Path) -> str:
+    podman = shlex.join([podman_path(), *_sandbox_options(settings), f"--root={SANDBOX_STORAGE_ROOT}"])
+    return (
+        "#!/bin/sh\n"
+        "# Rootless podman inside a run's sandbox (docs/adr/0013): the run's storage, the shared images.\n"
+        f"export CONTAINERS_CONF={shlex.quote(str(conf))} XDG_RUNTIME_DIR=/tmp/.podman-xdg\n"
+        'mkdir -p -m 700 "$XDG_RUNTIME_DIR"\n'
+        "# One id is mapped (no subordinate ids): the container's root is the sandbox user, so\n"
+        "# cwltool's --userns=keep-id (which needs more ids) goes and its --user becomes 0:0;\n"
+        "# only options before the image (the first plain word after the command) are read.\n"
+        "opts=; command=1\n"
+        'for a; do shift; if [ -n "$opts" ]; then case "$a" in\n'
+        "  --userns=keep-id) continue ;; --user=*) a=--user=0:0 ;; -*) ;; *) opts= ;; esac; fi\n"
+        '  [ -n "$command" ] && opts=1 command=; set -- "$@" "$a"; done\n'
+        f'[ "$1" = pull ] && [ $# = 2 ] && {podman} image exists "$2" && exit 0\n'
+        'if [ "$1" = run ] && [ -n "$FLOWDECK_PODMAN_NETWORK" ]; then\n'
+        '  shift; set -- run --network="$FLOWDECK_PODMAN_NETWORK" "$@"\n'
+        "fi\n"
+        f'exec {podman} "$@"\n'
+    )
+
+
+def _sandbox_options(settings: Settings, shared: bool = True) -> list[str]:
+    """podman's options in a sandbox (storage root aside): the shared images read-only unless filling them."""
+    options = [*shlex.split(settings.podman_options), "--runroot=/tmp/.podman-run", *SANDBOX_STORAGE]
+    return options + (["--storage-opt", f"overlay.imagestore={sandbox_store(settings)}"] if shared else [])
+
+
+def sandbox_store(settings: Settings) -> Path:
+    """The images runs share read-only, in the sandbox user's podman storage."""
+    top = settings.container_sandbox_images or settings.data_dir / "containers" / "sandbox-images"
+    return top / "storage"
+
+
+def sandbox_binds(settings: Settings) -> list[list[str]]:
+    """What a containerised run's sandbox plan adds: the in-sandbox wrapper and configuration
+    mounted over the service's (so the engine's ``podman`` is the rootless one), the shared
+    images and the host paths podman needs, all read-only."""
+    folder = conf_dir(settings)
+    conf, wrapper = folder / "sandbox" / "containers.conf", folder / "sandbox" / "podman"
+    _write_if_changed(conf, SANDBOX_CONF_TEXT, 0o644)
+    _write_if_changed(wrapper, _sandbox_wrapper_text(settings, folder / "containers.conf"), 0o755)
+    store = sandbox_store(settings)
+    store.mkdir(parents=True, exist_ok=True)
+    binds = [["ro", str(conf), str(folder / "containers.conf")], ["ro", str(wrapper), str(folder / "bin" / "podman")]]
+    binds.append(["ro", str(store), str(store)])
+    return binds + [["ro", path, path] for path in SANDBOX_HOST_PATHS if os.path.exists(path)]
 
 
 def _write_if_changed(path: Path, text: str, mode: int) -> None:
@@ -154,3 +225,57 @@ def list_images(settings: Settings) -> list[dict[str, str]]:
         raise ConfigurationError(f"podman images failed: {done.stderr.strip()[-500:]}")
     rows = [line.split("\t") for line in done.stdout.splitlines() if line.strip()]
     return [{"name": row[0], "id": row[1], "size": row[2]} for row in rows if len(row) == 3]
+
+
+def share_images(settings: Settings, images: set[str], user: tuple[int, int]) -> None:
+    """Copy each of ``images`` from the service's podman into the shared sandbox store, once
+    (a marker per image name and id; a re-imported image is copied again)."""
+    store = sandbox_store(settings)
+    top = store.parent
+    control = top / ".flowdeck"
+    (control / "shared").mkdir(parents=True, exist_ok=True)
+    for folder in (top, store):
+        folder.mkdir(exist_ok=True)
+        os.chown(folder, *user)
+    with open(control / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one copy at a time; podman's storage is not shared by processes here
+        for image in sorted(images):
+            image_id = podman(settings, "image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+            marker = control / "shared" / hashlib.sha256(f"{image}\n{image_id}".encode()).hexdigest()
+            if image_id and not marker.exists():
+                _share(settings, image, image_id, user)
+                marker.touch()
+
+
+def _share(settings: Settings, image: str, image_id: str, user: tuple[int, int]) -> None:
+    store = sandbox_store(settings)
+    top = store.parent
+    export = top / "export"
+    shutil.rmtree(export, ignore_errors=True)
+    saved = podman(
+        settings, "save", "--uncompressed", "--format", "oci-dir", "--output", str(export), image, timeout=_TIMEOUT
+    )
+    try:
+        if saved.returncode != 0:
+            raise ConfigurationError(f"podman could not export {image} for the sandbox: {saved.stderr.strip()[-500:]}")
+        for path in [export, *export.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        control = top / ".flowdeck"
+        sandbox.write_identity(control, *user)
+        plan = sandbox.make_plan(top, [export], [], user, False, {})
+        plan["binds"] += [bind for bind in sandbox_binds(settings) if bind[2] != str(store)]  # rw: it is the rundir
+        plan["nested"] = True
+        (control / sandbox.PLAN_FILE).write_text(json.dumps(plan), encoding="utf-8")
+        podman_cmd = shlex.join([podman_path(), *_sandbox_options(settings, shared=False), f"--root={store}"])
+        script = (
+            f"export CONTAINERS_CONF={shlex.quote(str(conf_dir(settings) / 'containers.conf'))} "
+            "HOME=/tmp XDG_RUNTIME_DIR=/tmp/.podman-xdg && mkdir -p -m 700 $XDG_RUNTIME_DIR && "
+            f"{podman_cmd} pull -q oci:{shlex.quote(str(export))} && {podman_cmd} tag {image_id} {shlex.quote(image)}"
+        )
+        argv = sandbox.wrap(plan, ["sh", "-c", script], as_root=True)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, check=False)
+        if done.returncode != 0:
+            raise ConfigurationError(f"the sandbox's podman could not take {image}: {done.stderr.strip()[-500:]}")
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(export)

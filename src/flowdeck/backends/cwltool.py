@@ -299,12 +299,12 @@ class CwltoolBackend(CwlRunnerBackend):
         # cwltool honours SIGTERM: it waits up to 10 s for its tools, then kills them.
         return LaunchPlan(argv, env, signal.SIGTERM, cancel_group=True, grace_seconds=30, warm=warm)
 
-    def uses_containers(self, spec: RunSpec) -> bool:
-        """Containers on and the run's CWL names an image: podman runs its steps (ADR 0013)."""
+    def container_images(self, spec: RunSpec) -> set[str]:
+        """Containers on and the run's CWL names images: podman runs its steps (ADR 0013)."""
         if not self.settings.containers or is_url(spec.workflow_url):
-            return False
+            return set()
         workflow = inside(spec.attachments_dir / spec.workflow_url, spec.attachments_dir)
-        return workflow is not None and workflow.is_file() and bool(check_cwl(workflow, spec, True))
+        return check_cwl(workflow, spec, True) if workflow is not None and workflow.is_file() else set()
 
     def warm_module(self) -> str | None:
         """The warm-start module when runs may fork from a warm cwltool: only for the cwltool

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from flowdeck.backends import sandbox
+from flowdeck.backends import containers, sandbox
 from flowdeck.backends.base import Backend
 from flowdeck.backends.engine_options import Option, engine_args
 from flowdeck.backends.launcher import (
@@ -33,7 +33,7 @@ from flowdeck.backends.launcher import (
 from flowdeck.backends.run_files import named_paths, output_files, resolve_workflow, tail
 from flowdeck.domain.runs import CancelResult, OutputFile, RunHandle, RunSpec, Submitted, SyncReport, TaskInfo
 from flowdeck.domain.states import State, is_terminal
-from flowdeck.errors import EngineError, EngineUnavailable, InvalidInput
+from flowdeck.errors import ConfigurationError, EngineError, EngineUnavailable, InvalidInput
 
 
 def reference_folders(spec: RunSpec) -> list[Path]:
@@ -121,9 +121,12 @@ class LocalEngineBackend(Backend):
         return f"{self.name} exited with code {exit_code}" + (f": {' | '.join(last)}" if last else "")
 
     def uses_containers(self, spec: RunSpec) -> bool:
-        """Whether podman runs this run's steps: then their isolation is the container's, not
-        bubblewrap's (podman cannot run inside bwrap's namespaces; docs/adr/0013)."""
-        return False
+        """Whether podman runs this run's steps (docs/adr/0013)."""
+        return bool(self.container_images(spec))
+
+    def container_images(self, spec: RunSpec) -> set[str]:
+        """The images podman runs this run's steps in (none: no containers)."""
+        return set()
 
     def base_env(self, rundir: Path) -> dict[str, str]:
         """Engine environment: the venv's bin first on PATH, temp files inside the run dir."""
@@ -143,7 +146,8 @@ class LocalEngineBackend(Backend):
                 if spec.resume_from is not None and self.resumes:
                     self.seed(spec.resume_from.resolve(), rundir)
                 plan = self.plan(spec, workflow, rundir)
-                if self.settings.sandbox and not self.uses_containers(spec):
+                # A containerised run is sandboxed only by a root service (its sandbox is entered, not bwrap'd).
+                if self.settings.sandbox and (os.geteuid() == 0 or not self.uses_containers(spec)):
                     plan = self.sandboxed(plan, spec, rundir)
             except InvalidInput as exc:
                 raise EngineError(exc.detail) from exc
@@ -190,6 +194,14 @@ class LocalEngineBackend(Backend):
         env = {**plan.env, "HOME": sandbox.PRIVATE_TMP, "USER": "run", "LOGNAME": "run"}
         # In-process sandboxes need root; an unprivileged service starts its runs cold in bwrap.
         warm = plan.warm if as_root else None
+        images = self.container_images(spec) if as_root else set()
+        if images:  # rootless podman inside the sandbox, on the images shared with it (docs/adr/0013)
+            try:
+                containers.share_images(settings, images, (uid, gid))
+            except ConfigurationError as exc:
+                raise sandbox.SandboxError(exc.detail) from exc
+            box |= {"nested": True, "binds": box["binds"] + containers.sandbox_binds(settings)}
+            warm = None
         return replace(plan, env=env, sandbox=box, cancel_group=True, warm=warm)
 
     def installation(self) -> list[Path]:

@@ -209,14 +209,16 @@ class MiniwdlBackend(LocalEngineBackend):
         notes = {DEFAULT_IMAGE: "the image of the tasks that name none"} if bare else None
         check_images(self.settings, images, notes)
 
-    def uses_containers(self, spec: RunSpec) -> bool:
-        """Containers on and a task of the run's (attached) WDL names an image."""
+    def container_images(self, spec: RunSpec) -> set[str]:
+        """Containers on and a task of the run's (attached) WDL names an image: the images its
+        tasks run in (:data:`DEFAULT_IMAGE` too when a task names none)."""
         if not self.settings.containers or is_url(spec.workflow_url):
-            return False
+            return set()
         workflow = inside(spec.attachments_dir / spec.workflow_url, spec.attachments_dir)
         if workflow is None or not workflow.is_file():
-            return False
-        return bool(task_images(self._load(workflow, spec))[0])
+            return set()
+        images, bare = task_images(self._load(workflow, spec))
+        return images | {DEFAULT_IMAGE} if images and bare else images
 
     def _load(self, workflow: Path, spec: RunSpec) -> WDL.Tree.Document:
         """The document, parsed once per submit (validate, plan and the sandbox choice ask)."""

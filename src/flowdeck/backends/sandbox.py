@@ -14,6 +14,12 @@ ways, with the same result:
   the rest (:func:`enter`); this needs root, so an unprivileged service starts
   sandboxed runs cold.
 
+A run whose steps run in containers (``plan["nested"]``, docs/adr/0013) starts cold the
+second way too: :func:`wrap` runs this module (:func:`run_nested`), which makes the same
+namespaces and mounts. bwrap's ``/proc`` carries read-only mounts over ``/proc/sys`` and
+others, and the kernel refuses a nested user namespace (rootless podman's) a fresh ``proc``
+while the one above is not fully visible; :func:`enter` mounts a plain one.
+
 Either way the engine is the child of a process that ignores cancel signals, which is
 what the launcher follows (the *engine pid* of its records), and runs as pid 2 of a PID
 namespace whose pid 1 reaps. A cancel reaches the engine through its process group.
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import platform
 import re
@@ -156,7 +163,11 @@ def wrap(plan: dict[str, Any], argv: list[str], as_root: bool) -> list[str]:
     sandbox user cannot, such as an installation under /root) and ``setpriv`` then makes
     the command the sandbox user, with no capabilities; otherwise bwrap maps the
     service's user to the sandbox user in a user namespace.
+    A plan with ``nested`` (containers inside, root only) runs :func:`run_nested` instead.
     """
+    if plan.get("nested"):
+        plan_file = Path(plan["root"]).parent / PLAN_FILE
+        return [sys.executable, "-m", "flowdeck.backends.sandbox", str(plan_file), "--", *argv]
     namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
     args = ["bwrap", *namespaces, *([] if plan["network"] else ["--unshare-net"])]
     uid, gid = str(plan["uid"]), str(plan["gid"])
@@ -308,6 +319,28 @@ def enter(plan: dict[str, Any]) -> None:
         os._exit(_wait_exit(engine))
 
 
+def run_nested(plan_file: str, argv: list[str]) -> int:
+    """Run ``argv`` in the sandbox of ``plan_file``, entered by :func:`enter` (root only).
+
+    This process stays outside, ignoring cancel signals as bwrap does (:func:`prepare_child`),
+    and ends with the engine's status; the engine gets the default cancel signals back."""
+    plan = json.loads(Path(plan_file).read_text(encoding="utf-8"))
+    new_pid_namespace()
+    init = os.fork()
+    if init == 0:
+        try:
+            enter(plan)
+            for signum in CANCEL_SIGNALS:
+                signal.signal(signum, signal.SIG_DFL)
+            os.execvp(argv[0], argv)  # noqa: S606 - an argument list, no shell involved
+        except BaseException as exc:  # the child must never return into the caller's code
+            sys.stderr.write(f"flowdeck sandbox: {argv[0]}: {exc}\n")
+        os._exit(127)
+    _, status = os.waitpid(init, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
 def _wait_exit(pid: int) -> int:
     """Reap every child (as the namespace's init must) until ``pid`` ends; its exit code."""
     while True:
@@ -397,3 +430,7 @@ def limit_notes(texts: Iterable[str], limits: dict[str, int], ended_by: str | No
         f"the run reached the sandbox's {name} limit (FLOWDECK_{_LIMIT_SETTING[name].upper()}={values[name]})"
         for name in hit
     ]
+
+
+if __name__ == "__main__":  # python -m flowdeck.backends.sandbox PLAN_FILE -- ARGV (see wrap)
+    sys.exit(run_nested(sys.argv[1], sys.argv[3:]))
