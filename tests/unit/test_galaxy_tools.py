@@ -123,7 +123,9 @@ def test_request_body_passes_strictness_version_and_cache() -> None:
     ("request_state", "jobs", "run", "expected"),
     [
         ("new", {}, State.INITIALIZING, State.INITIALIZING),
+        ("new", {"ok": 1}, State.RUNNING, State.RUNNING),  # Galaxy is still expanding it
         ("failed", {}, State.INITIALIZING, State.EXECUTOR_ERROR),
+        ("failed", {"ok": 1}, State.RUNNING, State.EXECUTOR_ERROR),
         ("submitted", {}, State.INITIALIZING, State.RUNNING),
         ("submitted", {"queued": 1, "ok": 2}, State.RUNNING, State.RUNNING),
         ("submitted", {"ok": 3}, State.RUNNING, State.COMPLETE),
@@ -142,3 +144,5 @@ def test_run_state_follows_request_and_jobs(
 
 def test_failed_request_carries_galaxys_message() -> None:
     assert verdict("failed", {}, State.INITIALIZING, "bad input").reason == "Galaxy failed the tool request: bad input"
+    stored = {"err_msg": "bad input", "err_data": {}}  # Galaxy's state_message
+    assert verdict("failed", {}, State.INITIALIZING, stored).reason == "Galaxy failed the tool request: bad input"

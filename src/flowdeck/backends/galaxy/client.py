@@ -52,7 +52,7 @@ class GalaxyApi:
         self._key = api_key
         self.gi = GalaxyInstance(self.url, key=api_key)
         self.gi.timeout = timeout
-        self.session = pooled_session(connections)
+        self.session = pooled_session(connections, self.url)
         self.gi.make_get_request = self._get  # type: ignore[method-assign]
         self._lock = threading.Lock()
         self._user_id: str | None = None
@@ -60,7 +60,8 @@ class GalaxyApi:
     def _get(self, url: str, **kwargs: Any) -> requests.Response:
         """BioBlend's ``make_get_request`` on the pooled session."""
         kwargs.setdefault("timeout", self.gi.timeout)
-        kwargs.setdefault("verify", self.gi.verify)
+        # the session's CA bundle (from the environment) unless BioBlend was told otherwise
+        kwargs.setdefault("verify", self.session.verify if self.gi.verify is True else self.gi.verify)
         headers = {k: v for k, v in self.gi.json_headers.items() if v is not None}
         return self.session.get(url, headers=headers, **kwargs)
 
@@ -164,13 +165,26 @@ class GalaxyApi:
         return {str(item["id"]): item for item in found if item}
 
 
-def pooled_session(connections: int) -> requests.Session:
+def pooled_session(connections: int, url: str) -> requests.Session:
     """A session keeping up to ``connections`` connections per host alive. Never blocking
-    on a full pool: callers bound their own concurrency."""
+    on a full pool: callers bound their own concurrency.
+
+    The environment's proxies and CA bundle for ``url`` are read once, here: a session that
+    trusts the environment reads them (and ``~/.netrc``) again on every request, which was
+    most of a sync call's CPU (bench/NOTES.md). Galaxy takes its key in a header, never
+    from ``.netrc``."""
+    import os
+
     import requests
     import requests.adapters
+    import requests.utils
 
     session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, connections))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
