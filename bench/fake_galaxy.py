@@ -158,6 +158,14 @@ class FakeGalaxy:
         with self._lock:
             self.in_flight -= 1
 
+    def counts(self, reset: bool = False) -> dict[str, Any]:
+        """The requests answered by kind and the most in flight (then forgotten when ``reset``)."""
+        with self._lock:
+            found = {"requests": dict(self.requests), "max_in_flight": self.max_in_flight}
+        if reset:
+            self.reset_counts()
+        return found
+
     def reset_counts(self) -> None:
         """Forget the requests counted so far (between the passes of a benchmark or test)."""
         with self._lock:
@@ -308,6 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
+        if url.path == "/_bench/counts":  # for a benchmark serving the fake from another process
+            self._send(200, self.fake.counts(reset="reset" in url.query))
+            return
         kind = "/".join(p if not _is_id(p) else "{id}" for p in url.path.strip("/").split("/"))
         self.fake.count(kind)
         try:
@@ -322,6 +333,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = 401, {"err_msg": "Provided API key is not valid.", "err_code": 401001}
         else:
             status, body = self.fake.answer(path, parse_qs(query))
+        self._send(status, body)
+
+    def _send(self, status: int, body: Any) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json")
