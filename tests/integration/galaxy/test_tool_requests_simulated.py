@@ -111,3 +111,23 @@ def test_finished_jobs_end_the_run_only_once_galaxy_confirms_the_request(
     later = sync(backend, finished, [advance(expanding, reports[expanding.run_id])])[0]
     assert later.state == State.COMPLETE
     assert [t.name for t in later.tasks or []] == ["tool0 #1", "tool1 #2"]
+
+
+def test_sync_reads_go_through_the_environments_proxy_and_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib3
+
+    from flowdeck.backends.galaxy.client import GalaxyApi
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    assert not isinstance(GalaxyApi("https://galaxy.example.org", "k", 5)._pool, urllib3.ProxyManager)
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
+    proxied = GalaxyApi("https://galaxy.example.org", "k", 5)
+    assert isinstance(proxied._pool, urllib3.ProxyManager)
+    assert proxied._pool.proxy is not None
+    assert proxied._pool.proxy.host == "proxy.example.org"
+    assert proxied._pool.connection_pool_kw["ca_certs"] == "/etc/ssl/certs/ca-certificates.crt"
+    monkeypatch.setenv("NO_PROXY", "galaxy.example.org")
+    assert not isinstance(GalaxyApi("https://galaxy.example.org", "k", 5)._pool, urllib3.ProxyManager)
