@@ -22,6 +22,9 @@ client's concurrency bound.
 Paths answered (all under /api): version, users/current, invocations (listing),
 invocations/{id}, invocations/{id}/jobs_summary, histories/{id}/jobs_summary, jobs
 (?invocation_id=), jobs/{id}, datasets/{id}, datasets/{id}/display.
+
+:class:`FakeToolGalaxy` also answers the Tool Request API's reads (its invocations stand in for
+tool requests).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -155,6 +158,14 @@ class FakeGalaxy:
         with self._lock:
             self.in_flight -= 1
 
+    def counts(self, reset: bool = False) -> dict[str, Any]:
+        """The requests answered by kind and the most in flight (then forgotten when ``reset``)."""
+        with self._lock:
+            found = {"requests": dict(self.requests), "max_in_flight": self.max_in_flight}
+        if reset:
+            self.reset_counts()
+        return found
+
     def reset_counts(self) -> None:
         """Forget the requests counted so far (between the passes of a benchmark or test)."""
         with self._lock:
@@ -255,6 +266,48 @@ class FakeGalaxy:
         }
 
 
+class FakeToolGalaxy(FakeGalaxy):
+    """The simulated Galaxy, also answering the Tool Request API's reads: a request is ``new``
+    while its invocation is, ``submitted`` after; ``GET /api/jobs?tool_request_id=`` lists the
+    jobs it has so far. ``failed_requests`` (id -> message) are ``failed`` (with whatever jobs
+    they made); ``expanding`` (id -> jobs made so far) are still ``new``, as a request Galaxy
+    has not finished expanding."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failed_requests: dict[str, str] = {}
+        self.expanding: dict[str, int] = {}
+
+    def tool_handles(self, workdir: Path) -> list[Any]:
+        """RunHandles of tool-request runs, as the worker holds them after submit."""
+        return [
+            replace(h, backend_data={**h.backend_data, "kind": "tool_request", "tool_request_state": "new"})
+            for h in self.handles(workdir)
+        ]
+
+    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")[1:]
+        if parts[:1] == ["tool_requests"] and len(parts) >= 2 and parts[1] in self.by_id:
+            state, message = self._request_state(parts[1])
+            if parts[2:] == ["state"]:
+                return 200, json.dumps(state)  # Galaxy answers the state as a JSON string
+            return 200, {"id": parts[1], "state": state, "state_message": message, "request": {"x": 1}}
+        if parts == ["jobs"] and "tool_request_id" in query:
+            request_id = query["tool_request_id"][0]
+            inv = self.by_id.get(request_id)
+            if inv is None:
+                return 200, []
+            made = min(len(inv.state_at(time.time())[1]), self.expanding.get(request_id, 2))
+            return 200, [self._job(job, time.time()) for job in inv.job_ids()[:made]]
+        return super().answer(path, query)
+
+    def _request_state(self, request_id: str) -> tuple[str, dict[str, str] | None]:
+        if request_id in self.failed_requests:
+            return "failed", {"err_msg": self.failed_requests[request_id]}
+        new = request_id in self.expanding or self.by_id[request_id].state_at(time.time())[0] == "new"
+        return ("new" if new else "submitted"), None
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeGalaxy
     protocol_version = "HTTP/1.1"  # keep-alive, so a client's connection pool is put to use
@@ -263,6 +316,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
+        if url.path == "/_bench/counts":  # for a benchmark serving the fake from another process
+            self._send(200, self.fake.counts(reset="reset" in url.query))
+            return
         kind = "/".join(p if not _is_id(p) else "{id}" for p in url.path.strip("/").split("/"))
         self.fake.count(kind)
         try:
@@ -277,6 +333,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = 401, {"err_msg": "Provided API key is not valid.", "err_code": 401001}
         else:
             status, body = self.fake.answer(path, parse_qs(query))
+        self._send(status, body)
+
+    def _send(self, status: int, body: Any) -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain" if isinstance(body, str) else "application/json")

@@ -4,14 +4,18 @@ simulated Galaxy of bench/fake_galaxy.py (every request answered after a fixed l
     .venv/bin/python bench/galaxy_tools.py                       # 1,000 requests, 50 ms
     .venv/bin/python bench/galaxy_tools.py --requests 200 --latency 0.02
 
-The fake's invocations stand in for tool requests: ``GET /api/tool_requests/{id}/state`` is
-``new`` while the invocation is, ``submitted`` after; ``GET /api/jobs?tool_request_id=`` lists its
-jobs. The galaxy backend's ``sync`` is called in-process (no database) on RunHandles as the worker
-holds them, twice:
+The fake (bench/fake_galaxy.py's FakeToolGalaxy) answers ``GET /api/jobs?tool_request_id=`` with
+a request's jobs and ``GET /api/tool_requests/{id}`` with its state. The galaxy backend's ``sync``
+is called in-process (no database) on RunHandles as the worker holds them, twice:
 
-* pass 1, *first sight*: every request still recorded as ``new``: its state is read, then its jobs;
-* pass 2, *submitted*: the requests recorded ``submitted`` in pass 1 are not asked their state
-  again (it never changes), only their jobs: one request per run.
+* pass 1, *first sight*: every request still recorded as ``new`` (all have been expanded into
+  jobs meanwhile): its jobs are read first, and jobs present mean Galaxy submitted it, so its
+  state is not read;
+* pass 2, *steady*: the same requests, nothing changed: one jobs read per run.
+
+The fake serves from a process of its own (a Galaxy never shares the worker's GIL); with
+``--fake-in-process`` from a thread of this one, as the first figures were taken. CPU is this
+process's, the sync's own (plus the fake's when in-process).
 
 Target (issue 22): a pass <= 1.25 x N x latency / concurrency. The least a pass needing R
 requests can take, R x latency / concurrency, is printed beside it.
@@ -20,51 +24,74 @@ requests can take, R x latency / concurrency, is printed beside it.
 from __future__ import annotations
 
 import argparse
-import json
+import multiprocessing
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.fake_galaxy import FakeGalaxy
+from bench.fake_galaxy import FakeGalaxy, FakeToolGalaxy
 
 from flowdeck.backends.galaxy.backend import GalaxyBackend
 from flowdeck.domain.runs import RunHandle
 from flowdeck.settings import Settings
 
 
-class FakeToolGalaxy(FakeGalaxy):
-    """The simulated Galaxy, also answering the Tool Request API's reads."""
+class Counts:
+    """The fake's request counts, whether it serves from this process or another."""
 
-    def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
-        parts = path.strip("/").split("/")[1:]
-        now = time.time()
-        if parts[:1] == ["tool_requests"] and len(parts) >= 2 and parts[1] in self.by_id:
-            state = "new" if self.by_id[parts[1]].state_at(now)[0] == "new" else "submitted"
-            # Galaxy answers the state as a JSON string
-            return 200, json.dumps(state) if parts[2:] == ["state"] else {"id": parts[1], "state": state, "request": {}}
-        if parts == ["jobs"] and "tool_request_id" in query:
-            inv = self.by_id.get(query["tool_request_id"][0])
-            return 200, [self._job(job, now) for job in inv.job_ids()] if inv else []
-        return super().answer(path, query)
+    def __init__(self, fake: FakeGalaxy, url: str | None = None) -> None:
+        self.fake, self.url = fake, url
 
-
-def tool_handles(fake: FakeGalaxy, workdir: Path) -> list[RunHandle]:
-    return [
-        replace(h, backend_data={**h.backend_data, "kind": "tool_request", "tool_request_state": "new"})
-        for h in fake.handles(workdir)
-    ]
+    def take(self) -> tuple[dict[str, int], int]:
+        """(requests by kind, most in flight) since the last take."""
+        if self.url is None:
+            found = self.fake.counts(reset=True)
+        else:
+            found = httpx.get(f"{self.url}/_bench/counts?reset", timeout=10).json()
+        return found["requests"], found["max_in_flight"]
 
 
-def timed_pass(backend: GalaxyBackend, fake: FakeGalaxy, handles: list[RunHandle]) -> tuple[float, list[Any]]:
-    fake.reset_counts()
-    started = time.perf_counter()
+@contextmanager
+def serving(fake: FakeGalaxy, in_process: bool) -> Iterator[Counts]:
+    """The fake serving in a thread of this process, or in a process of its own (as a Galaxy is:
+    its CPU then competes with the sync's for the cores, not for this process's GIL)."""
+    if in_process:
+        with fake.running():
+            yield Counts(fake)
+        return
+    ready: multiprocessing.Queue[int] = multiprocessing.Queue()
+    child = multiprocessing.get_context("fork").Process(target=_serve, args=(fake, ready), daemon=True)
+    child.start()
+    try:
+        fake.port = ready.get(timeout=60)
+        yield Counts(fake, fake.url)
+    finally:
+        child.terminate()
+        child.join()
+
+
+def _serve(fake: FakeGalaxy, ready: multiprocessing.Queue[int]) -> None:
+    with fake.running():
+        ready.put(fake.port)
+        threading.Event().wait()
+
+
+def timed_pass(backend: GalaxyBackend, counts: Counts, handles: list[RunHandle]) -> tuple[float, float, list[Any]]:
+    """(seconds, CPU seconds of this process, reports) of one sync pass."""
+    counts.take()
+    started, cpu = time.perf_counter(), time.process_time()
     reports = backend.sync(handles)
-    return time.perf_counter() - started, reports
+    return time.perf_counter() - started, time.process_time() - cpu, reports
 
 
 def main() -> None:
@@ -72,23 +99,27 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--fake-in-process", action="store_true", help="serve the fake from a thread of this process")
     args = parser.parse_args()
     n, latency, conc = args.requests, args.latency, args.concurrency
     fake = FakeToolGalaxy(invocations=n, latency=latency, min_seconds=3600, max_seconds=7200, started_ago=1800)
-    with fake.running(), tempfile.TemporaryDirectory() as tmp:
+    with serving(fake, args.fake_in_process) as counts, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), galaxy_url=fake.url, galaxy_api_key=fake.api_key, sync_concurrency=conc)
         backend = GalaxyBackend(settings)
         backend.engine_version()  # BioBlend imported and a connection made before the clock starts
-        handles = tool_handles(fake, Path(tmp))
+        handles = fake.tool_handles(Path(tmp))
         target = 1.25 * n * latency / conc
-        print(f"{n} tool requests, {latency * 1000:.0f} ms per call, concurrency {conc}: target {target:.2f} s")
-        for name in ("first sight", "submitted"):
-            seconds, reports = timed_pass(backend, fake, handles)
-            calls = sum(fake.requests.values())
-            floor = calls * latency / conc
+        where = "in this process" if args.fake_in_process else "in its own process"
+        print(
+            f"{n} tool requests, {latency * 1000:.0f} ms per call, concurrency {conc}, fake {where}: target {target:.2f} s"
+        )
+        for name in ("first sight", "steady"):
+            seconds, cpu, reports = timed_pass(backend, counts, handles)
+            requests, in_flight = counts.take()
+            calls = sum(requests.values())
             print(
-                f"  {name:12s} {seconds:6.2f} s  calls {calls:5d} ({dict(fake.requests)})  "
-                f"floor {floor:.2f} s  max in flight {fake.max_in_flight}  "
+                f"  {name:12s} {seconds:6.2f} s  CPU {cpu:5.2f} s  calls {calls:5d} ({requests})  "
+                f"floor {calls * latency / conc:.2f} s  max in flight {in_flight}  "
                 f"{'within' if seconds <= target else 'OVER'} target"
             )
             by_run = {r.run_id: r for r in reports}

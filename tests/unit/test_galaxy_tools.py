@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,9 @@ def test_request_body_passes_strictness_version_and_cache() -> None:
     ("request_state", "jobs", "run", "expected"),
     [
         ("new", {}, State.INITIALIZING, State.INITIALIZING),
+        ("new", {"ok": 1}, State.RUNNING, State.RUNNING),  # Galaxy is still expanding it
         ("failed", {}, State.INITIALIZING, State.EXECUTOR_ERROR),
+        ("failed", {"ok": 1}, State.RUNNING, State.EXECUTOR_ERROR),
         ("submitted", {}, State.INITIALIZING, State.RUNNING),
         ("submitted", {"queued": 1, "ok": 2}, State.RUNNING, State.RUNNING),
         ("submitted", {"ok": 3}, State.RUNNING, State.COMPLETE),
@@ -142,3 +145,23 @@ def test_run_state_follows_request_and_jobs(
 
 def test_failed_request_carries_galaxys_message() -> None:
     assert verdict("failed", {}, State.INITIALIZING, "bad input").reason == "Galaxy failed the tool request: bad input"
+    stored = {"err_msg": "bad input", "err_data": {}}  # Galaxy's state_message
+    assert verdict("failed", {}, State.INITIALIZING, stored).reason == "Galaxy failed the tool request: bad input"
+
+
+def test_use_cached_jobs_is_the_galaxy_engine_parameter_and_resume_asks_for_it(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from flowdeck.backends.galaxy.backend import GalaxyBackend
+    from flowdeck.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, galaxy_url="http://127.0.0.1:9", galaxy_api_key=SecretStr("k"))
+    backend = GalaxyBackend(settings)
+    assert backend.engine_parameter_defaults() == {"use_cached_jobs": ("boolean", "false")}
+    for refused in ({"use_cached_jobs": "maybe"}, {"cache": "true"}):
+        with pytest.raises(InvalidInput):
+            backend.validate(replace(spec({}), engine_parameters=refused))
+    asked = replace(spec({}), engine_parameters={"use_cached_jobs": "true"})
+    resumed = replace(spec({}), resume_from=tmp_path / "old" / "work")
+    assert request_body(asked, "h1", {})["use_cached_jobs"] is True
+    assert request_body(resumed, "h1", {})["use_cached_jobs"] is True

@@ -7,6 +7,7 @@ a tool request stays ``new``. Runs go in by ``POST /jobs`` and ``POST /requests`
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from flowdeck.backends.galaxy.backend import GalaxyBackend
 from flowdeck.domain.runs import RunHandle, RunSpec
 from flowdeck.domain.states import State
 from flowdeck.services.pipelines import default_dir
+from flowdeck.settings import Settings
 from tests.integration.galaxy.conftest import INPUT_TEXT
 from tests.integration.galaxy.helpers import sync_until, wait_terminal
 from tests.integration.galaxy.test_jobs_seed000 import (
@@ -32,6 +34,7 @@ from tests.integration.galaxy.test_jobs_seed000 import (
     upload,
 )
 from tests.integration.galaxy.test_jobs_seed000 import galaxy_settings as stack_settings
+from tests.integration.test_ui import csrf_of
 from tests.support.galaxy import GalaxyServer
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow]
@@ -47,12 +50,26 @@ target:
 """
 
 
-@pytest.fixture
-async def stack(galaxy_server: GalaxyServer, tmp_path: Path) -> AsyncIterator[Stack]:
+def catalog_in(tmp_path: Path) -> Path:
     catalog = tmp_path / "catalog"
     shutil.copytree(default_dir(), catalog)
     (catalog / "galaxy_prefix.yaml").write_text(PREFIX_PIPELINE)
-    async with open_stack(stack_settings(tmp_path, galaxy_server, pipelines_dir=catalog)) as ready:
+    return catalog
+
+
+@pytest.fixture
+async def stack(galaxy_server: GalaxyServer, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with open_stack(stack_settings(tmp_path, galaxy_server, pipelines_dir=catalog_in(tmp_path))) as ready:
+        yield ready
+
+
+@pytest.fixture
+async def db_stack(galaxy_server: GalaxyServer, tmp_path: Path, db_settings: Settings) -> AsyncIterator[Stack]:
+    """The stack on each database the suite tests (SQLite, PostgreSQL, MariaDB), migrated."""
+    settings = stack_settings(
+        tmp_path, galaxy_server, pipelines_dir=catalog_in(tmp_path), database_url=db_settings.database_url
+    )
+    async with open_stack(settings, migrate=False) as ready:
         yield ready
 
 
@@ -72,7 +89,8 @@ async def events(api: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
     return list(body["events"] if isinstance(body, dict) else body)
 
 
-async def test_tool_runs_to_completed_with_its_output_and_request_events(stack: Stack) -> None:
+async def test_tool_runs_to_completed_with_its_output_and_request_events(db_stack: Stack) -> None:
+    stack = db_stack
     dataset_id = await upload(stack.api)
 
     job = await submit(stack.api, {"pipeline_name": "galaxy_upper", "dataset_id": dataset_id})
@@ -95,6 +113,23 @@ async def test_served_schema_is_galaxys(stack: Stack, galaxy_server: GalaxyServe
     assert served.status_code == 200, served.text
     version = galaxy_get(galaxy_server, "tools/sort1")["version"]
     assert served.json() == galaxy_get(galaxy_server, "tools/sort1/parameter_request_schema", tool_version=version)
+
+
+async def test_ui_launch_form_of_a_tool_is_made_from_galaxys_schema(stack: Stack, galaxy_server: GalaxyServer) -> None:
+    version = galaxy_get(galaxy_server, "tools/flowdeck_prefix")["version"]
+    schema = galaxy_get(galaxy_server, "tools/flowdeck_prefix/parameter_request_schema", tool_version=version)
+
+    page = await stack.api.get("/ui/launch/galaxy_prefix")
+
+    assert page.status_code == 200, page.text
+    assert schema["properties"], schema
+    for name in schema["properties"]:
+        assert f'name="p.{name}"' in page.text, name
+    dataset = {"galaxy_dataset_id": "f" * 16}
+    fields = {"csrf": csrf_of(page.text), "p.input": json.dumps(dataset), "p.prefix": "> ", "action": "check"}
+    checked = await stack.api.post("/ui/launch/galaxy_prefix", data=fields)
+    assert checked.status_code == 200, checked.text
+    assert "galaxy_request" in checked.text  # the dry run: the tool request flowdeck will post
 
 
 async def test_strict_wrong_parameter_refused_then_relaxed_converted_and_run(

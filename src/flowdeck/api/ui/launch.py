@@ -1,7 +1,8 @@
 """Launching a pipeline from the browser: the catalog, a pipeline's form made from its parameter
-schema, a check (the dry run) and the submit. Both go through the jobs service, as
-``POST /jobs`` does: the same visibility, the same validation, the same 422s (shown beside the
-fields), the same dispatch."""
+schema (the one ``GET /pipelines/{name}/schema`` serves: Galaxy's for a Galaxy tool), a check
+(the dry run) and the submit. Both go through the jobs service, as ``POST /jobs`` does: the
+same visibility, the same validation, the same 422s (shown beside the fields), the same
+dispatch."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flowdeck.api.ui import web
 from flowdeck.api.ui.launch_form import FormField, fields_of, parameters_of
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
+from flowdeck.services import galaxy_tools
 from flowdeck.services import jobs as job_service
 from flowdeck.services.context import Services
 from flowdeck.services.dispatch_now import dispatch_now
@@ -36,7 +38,8 @@ async def launch_form(name: str, request: Request, version: str | None = None) -
     user = await web.require_user(request)
     services = web.services_of(request)
     pipeline = visible_pipeline(services, user, name, version or None)
-    return _form_page(request, pipeline, fields_of(pipeline.schema()), {}, _versions(services, user, name))
+    fields = fields_of(await galaxy_tools.schema(services, pipeline))
+    return _form_page(request, pipeline, fields, {}, _versions(services, user, name))
 
 
 @router.post("/launch/{name}")
@@ -46,7 +49,7 @@ async def launch(name: str, request: Request) -> Response:
     user = await web.require_user(request)
     services = web.services_of(request)
     pipeline = visible_pipeline(services, user, name, posted.get("version") or None)
-    fields = fields_of(pipeline.schema())
+    fields = fields_of(await galaxy_tools.schema(services, pipeline))
     versions = _versions(services, user, name)
     body = {
         "pipeline_name": name,

@@ -47,7 +47,7 @@ from flowdeck.backends.galaxy.tool_requests import KIND as TOOL_REQUEST
 from flowdeck.backends.galaxy.tool_requests import ToolRequests
 from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, Submitted, SyncReport
 from flowdeck.domain.states import State
-from flowdeck.errors import ConfigurationError, EngineError, EngineUnavailable
+from flowdeck.errors import ConfigurationError, EngineError, EngineUnavailable, InvalidInput
 
 if TYPE_CHECKING:
     from flowdeck.settings import Settings
@@ -71,6 +71,10 @@ class GalaxyBackend(Backend):
     # A Galaxy tool (galaxy://tool/<id>) is the version "tool".
     workflow_types = {"GALAXY": ["gxformat2", "ga", "tool"]}
     parallel_sync = True
+    # "true": Galaxy may re-use an equal finished job instead of running it again
+    engine_parameter_allowlist = frozenset({"use_cached_jobs"})
+    # a resumed rerun is invoked with Galaxy's job re-use, on the old run's input datasets
+    resumes = True
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -127,8 +131,14 @@ class GalaxyBackend(Backend):
         version = self.api.get("read its version", "version")
         return f"Galaxy {version.get('version_major')}.{version.get('version_minor')}"
 
+    def engine_parameter_defaults(self) -> dict[str, tuple[str, str]]:
+        return {"use_cached_jobs": ("boolean", "false")}
+
     def validate(self, spec: RunSpec) -> None:
         super().validate(spec)
+        cached = spec.engine_parameters.get("use_cached_jobs")
+        if cached not in (None, "true", "false"):
+            raise InvalidInput(f"workflow_engine_parameters.use_cached_jobs must be 'true' or 'false', not {cached!r}")
         if not is_tool_run(spec):
             validate_spec(spec)
             return
@@ -176,7 +186,7 @@ class GalaxyBackend(Backend):
     def _invoke(self, spec: RunSpec, workflow: WorkflowInfo, history_id: str) -> Submitted:
         api = self.api
         plan = plan_invocation(spec, workflow)
-        inputs = {**plan.values, **self._stage(plan, history_id)}
+        inputs = {**plan.values, **self._stage(plan, history_id, self._resumed_inputs(spec))}
         invocation = api.call(
             f"invoke workflow {workflow.name!r}",
             api.gi.workflows.invoke_workflow,
@@ -188,6 +198,7 @@ class GalaxyBackend(Backend):
             require_exact_tool_versions=False,
             # fill tool parameters a stored workflow leaves unset with their defaults
             allow_tool_state_corrections=True,
+            use_cached_job=uses_cached_jobs(spec),
         )
         return self._submitted(invocation, history_id, workflow)
 
@@ -243,11 +254,27 @@ class GalaxyBackend(Backend):
         workflow_id = str(max(matches, key=lambda wf: str(wf.get("update_time") or ""))["id"])
         return _workflow_info(api.call("read the workflow", api.gi.workflows.show_workflow, workflow_id))
 
-    def _stage(self, plan: InvocationPlan, history_id: str) -> dict[str, Any]:
-        """Put each dataset into the run's history; returns label -> Galaxy input."""
+    def _resumed_inputs(self, spec: RunSpec) -> dict[str, str]:
+        """Label -> dataset id of the inputs of the run a resumed rerun resumes: Galaxy re-uses
+        a job only for the very same input datasets, and a new upload is a new dataset."""
+        if spec.resume_from is None:
+            return {}
+        invocation_id = self._find_invocation(spec.resume_from.parent.name)  # runs/<old run id>/work
+        if invocation_id is None:
+            return {}
+        api = self.api
+        old = api.call("read the resumed invocation", api.gi.invocations.show_invocation, invocation_id)
+        inputs = (old.get("inputs") or {}).values()
+        return {str(i["label"]): str(i["id"]) for i in inputs if i.get("label") and i.get("src") == "hda"}
+
+    def _stage(self, plan: InvocationPlan, history_id: str, reused: dict[str, str]) -> dict[str, Any]:
+        """Put each dataset into the run's history (a resumed run takes its old run's);
+        returns label -> Galaxy input."""
         staged: dict[str, Any] = {}
         for label, ref in plan.datasets.items():
-            if ref.get("galaxy_dataset_id"):
+            if label in reused:
+                staged[label] = {"src": "hda", "id": reused[label]}
+            elif ref.get("galaxy_dataset_id"):
                 staged[label] = {"src": "hda", "id": str(ref["galaxy_dataset_id"])}
             else:
                 staged[label] = {"src": "hda", "id": self._upload(ref, history_id, label)}
@@ -361,6 +388,11 @@ class GalaxyBackend(Backend):
             "list the run history's invocations", api.gi.invocations.get_invocations, history_id=history_id
         )
         return str(found[0]["id"]) if found else None
+
+
+def uses_cached_jobs(spec: RunSpec) -> bool:
+    """Whether Galaxy may re-use equal finished jobs: asked for, or a resumed rerun."""
+    return spec.resume_from is not None or spec.engine_parameters.get("use_cached_jobs") == "true"
 
 
 def _workflow_info(workflow: dict[str, Any]) -> WorkflowInfo:

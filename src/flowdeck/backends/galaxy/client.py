@@ -22,6 +22,7 @@ from flowdeck.errors import EngineError, EngineUnavailable
 
 if TYPE_CHECKING:
     import requests
+    import urllib3
 
 # BioBlend and requests (with aiohttp and friends, ~17 MB) are imported where a Galaxy is
 # first talked to: every process loads this backend's module to ask whether it is configured,
@@ -40,10 +41,12 @@ class GalaxyApi:
     """One Galaxy server as one user (thread-safe).
 
     BioBlend sends each request with a new ``requests`` session, so every call opens a
-    new connection. GETs (all of sync) go through one pooled session instead, with room
-    for ``connections`` kept-alive connections: ``requests``' default pool keeps 10 per
+    new connection. Its GETs go through one pooled session instead, with room for
+    ``connections`` kept-alive connections: ``requests``' default pool keeps 10 per
     host, fewer than the sync concurrency, and the rest would be opened and closed on
-    every call."""
+    every call. :meth:`get` (every read of sync) goes to urllib3, which ``requests`` is
+    built on, directly: half the CPU of a call through ``requests`` (bench/NOTES.md),
+    with the same proxies, CA bundle, timeout and redirects."""
 
     def __init__(self, url: str, api_key: str, timeout: float, connections: int = 10) -> None:
         from bioblend.galaxy import GalaxyInstance
@@ -52,32 +55,37 @@ class GalaxyApi:
         self._key = api_key
         self.gi = GalaxyInstance(self.url, key=api_key)
         self.gi.timeout = timeout
-        self.session = pooled_session(connections)
+        self.session = pooled_session(connections, self.url)
         self.gi.make_get_request = self._get  # type: ignore[method-assign]
+        self._pool = direct_pool(self.session, connections, self.url, self.gi.verify)
+        self._headers = {k: v if isinstance(v, str) else v.decode() for k, v in self.gi.json_headers.items() if v}
         self._lock = threading.Lock()
         self._user_id: str | None = None
 
     def _get(self, url: str, **kwargs: Any) -> requests.Response:
         """BioBlend's ``make_get_request`` on the pooled session."""
         kwargs.setdefault("timeout", self.gi.timeout)
-        kwargs.setdefault("verify", self.gi.verify)
+        # the session's CA bundle (from the environment) unless BioBlend was told otherwise
+        kwargs.setdefault("verify", self.session.verify if self.gi.verify is True else self.gi.verify)
         headers = {k: v for k, v in self.gi.json_headers.items() if v is not None}
         return self.session.get(url, headers=headers, **kwargs)
 
     def close(self) -> None:
         self.session.close()
+        self._pool.clear()
 
     # --- error translation
     def call(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a BioBlend call, translating its failures (see module docstring)."""
         import requests
+        import urllib3
         from bioblend import ConnectionError as BioblendConnectionError
 
         try:
             return fn(*args, **kwargs)
         except BioblendConnectionError as exc:
             raise self._translate(action, exc.status_code, exc.body, str(exc.args[0])) from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise EngineUnavailable(
                 self._scrub(f"Galaxy at {self.url} unreachable ({action}): {type(exc).__name__}")
             ) from None
@@ -88,10 +96,13 @@ class GalaxyApi:
         from bioblend import ConnectionError as BioblendConnectionError
 
         def fetch() -> Any:
-            response = self.gi.make_get_request(f"{self.gi.url}/{path}", params=params)
-            if response.status_code != 200:
-                raise BioblendConnectionError("GET failed", response.text, response.status_code)
-            return response.json()
+            timeout = self.gi.timeout
+            response = self._pool.request(
+                "GET", f"{self.gi.url}/{path}", fields=params, headers=self._headers, timeout=timeout, retries=False
+            )
+            if response.status != 200:
+                raise BioblendConnectionError("GET failed", response.data.decode(errors="replace"), response.status)
+            return json.loads(response.data)
 
         return self.call(action, fetch)
 
@@ -164,17 +175,45 @@ class GalaxyApi:
         return {str(item["id"]): item for item in found if item}
 
 
-def pooled_session(connections: int) -> requests.Session:
+def pooled_session(connections: int, url: str) -> requests.Session:
     """A session keeping up to ``connections`` connections per host alive. Never blocking
-    on a full pool: callers bound their own concurrency."""
+    on a full pool: callers bound their own concurrency.
+
+    The environment's proxies and CA bundle for ``url`` are read once, here: a session that
+    trusts the environment reads them (and ``~/.netrc``) again on every request, which was
+    most of a sync call's CPU (bench/NOTES.md). Galaxy takes its key in a header, never
+    from ``.netrc``."""
+    import os
+
     import requests
     import requests.adapters
+    import requests.utils
 
     session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, connections))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def direct_pool(session: requests.Session, connections: int, url: str, verify: Any) -> urllib3.PoolManager:
+    """A urllib3 pool as ``session`` would send through: its proxy for ``url``, its CA bundle
+    (``requests``' own, certifi's, unless the environment names one), ``verify=False`` kept."""
+    import requests.utils
+    import urllib3
+
+    tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"} if verify is False else {"cert_reqs": "CERT_REQUIRED"}
+    if verify is not False:
+        bundle = session.verify if isinstance(session.verify, str) else requests.utils.DEFAULT_CA_BUNDLE_PATH
+        tls["ca_certs"] = verify if isinstance(verify, str) else bundle
+    pool = {"num_pools": 4, "maxsize": max(10, connections), **tls}
+    proxy = requests.utils.select_proxy(url, session.proxies)
+    return urllib3.ProxyManager(proxy, **pool) if proxy else urllib3.PoolManager(**pool)
 
 
 def chunks(items: list[T], size: int = SUMMARY_CHUNK) -> list[list[T]]:

@@ -197,9 +197,11 @@ class InvocationReader:
         state = str(job.get("state"))
         details = self._job_details(job_id, state, logs_dir)
         finished = state not in ACTIVE_JOB_STATES
+        name = labels.get(job_id) or str(job.get("tool_id") or job_id)
         return TaskInfo(
             backend_task_id=job_id,
-            name=labels.get(job_id) or str(job.get("tool_id") or job_id),
+            # Galaxy's job cache: a new job holding the outputs of an equal finished one
+            name=f"{name} (re-used)" if details.get("copied_from_job_id") else name,
             state=task_state(state),
             start_time=parse_time(job.get("create_time")),
             end_time=parse_time(job.get("update_time")) if finished else None,
@@ -224,7 +226,11 @@ class InvocationReader:
         if state in ("error", "failed") and not (job.get("stderr") or messages):
             messages = self._output_info(job)
         info = "; ".join(filter(None, [str(job.get("info") or ""), *messages]))
-        details: dict[str, Any] = {"exit_code": job.get("exit_code"), "info": info or None}
+        details: dict[str, Any] = {
+            "exit_code": job.get("exit_code"),
+            "info": info or None,
+            "copied_from_job_id": job.get("copied_from_job_id"),
+        }
         for stream in ("stdout", "stderr"):
             path = logs_dir / f"{job_id}.{stream}"
             path.write_text(str(job.get(stream) or job.get(f"tool_{stream}") or ""))

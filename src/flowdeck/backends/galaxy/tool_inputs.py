@@ -108,7 +108,7 @@ def request_body(spec: RunSpec, history_id: str, inputs: dict[str, Any]) -> dict
     """The POST /api/jobs body: the tool request."""
     tool_id, version = tool_of(spec)
     body = request_body_preview({**spec.pipeline_target, "tool": tool_id, "tool_version": version}, inputs)
-    if spec.engine_parameters.get("use_cached_jobs") == "true":
+    if spec.engine_parameters.get("use_cached_jobs") == "true" or spec.resume_from is not None:
         body["use_cached_jobs"] = True
     return {**body, "history_id": history_id}
 

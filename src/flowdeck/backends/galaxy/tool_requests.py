@@ -28,7 +28,7 @@ from flowdeck.backends.galaxy.sync import InvocationReader
 from flowdeck.backends.galaxy.sync import _failure as failure
 from flowdeck.backends.galaxy.tool_inputs import Stager, galaxy_inputs, is_strict, request_body, tool_of
 from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, Submitted, SyncReport
-from flowdeck.domain.states import State
+from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import EngineError, EngineUnavailable, Problem, ValidationFailed
 
 if TYPE_CHECKING:
@@ -131,30 +131,51 @@ class ToolRequests:
 
     # --- sync
     def report(self, handle: RunHandle) -> SyncReport:
-        """One run's report (EngineError: the caller reports it as transient)."""
+        """One run's report (EngineError: the caller reports it as transient).
+
+        One call per run and pass: the request's jobs, read first, because a request with
+        jobs has been expanded; only a request without jobs yet has its own state read. A
+        state learnt from jobs alone is confirmed by one read before the run may end, so a
+        request Galaxy failed (or is still expanding) is never taken for a finished one."""
         request_id = str(handle.backend_run_id)
         data = dict(handle.backend_data)
-        if data.get("tool_request_state") not in FINAL_REQUEST_STATES:  # those two never change
-            # the request as Galaxy stored it: a relaxed one after Galaxy's conversion to strict
-            stored = self.api.get("read the tool request", f"tool_requests/{request_id}")
-            data.update(
-                tool_request_state=str(stored.get("state")),
-                galaxy_request=stored.get("request"),
-                tool_request_message=stored.get("state_message"),
-            )
-        state = str(data["tool_request_state"])
-        jobs = self.jobs(request_id) if state == "submitted" else []
-        if handle.state == State.CANCELING:
-            self._cancel_jobs(jobs)
+        known = str(data.get("tool_request_state") or "new")
+        if known in FINAL_REQUEST_STATES:  # those two never change
+            jobs = self.jobs(request_id) if known == "submitted" else []
+        else:
+            jobs = self.jobs(request_id)
+            if not jobs:
+                known = self._read_request(request_id, data)
+        state = "submitted" if jobs and known == "new" else known
         counts: dict[str, int] = {}
         for job in jobs:
             counts[str(job.get("state"))] = counts.get(str(job.get("state")), 0) + 1
+        if handle.state == State.CANCELING:
+            self._cancel_jobs(jobs)
         fp = f"{state}|" + ",".join(f"{k}={v}" for k, v in sorted(counts.items()))
         if fp == data.get("fingerprint") and handle.state != State.CANCELING:
             return SyncReport(run_id=handle.run_id)
-        data["fingerprint"] = fp
-        message = str(data.get("tool_request_message") or "no message from Galaxy")
-        result = verdict(state, counts, handle.state, message)
+        result = verdict(state, counts, handle.state, data.get("tool_request_message"))
+        if is_terminal(result.state) and state != known:
+            state = self._read_request(request_id, data)
+            result = verdict(state, counts, handle.state, data.get("tool_request_message"))
+        data["fingerprint"] = f"{state}|" + fp.split("|", 1)[1]
+        return self._detailed(handle, data, jobs, result)
+
+    def _read_request(self, request_id: str, data: dict[str, Any]) -> str:
+        """The request's state, Galaxy's message, and the request as Galaxy stored it (a
+        relaxed one after Galaxy's conversion to strict), into ``data``."""
+        stored = self.api.get("read the tool request", f"tool_requests/{request_id}")
+        data.update(
+            tool_request_state=str(stored.get("state")),
+            galaxy_request=stored.get("request"),
+            tool_request_message=stored.get("state_message"),
+        )
+        return str(stored.get("state"))
+
+    def _detailed(
+        self, handle: RunHandle, data: dict[str, Any], jobs: list[dict[str, Any]], result: RunVerdict
+    ) -> SyncReport:
         reader = InvocationReader(self.api)
         tasks = [reader._task(job, _labels(jobs), handle.workdir / "galaxy" / "jobs") for job in jobs]
         report: dict[str, Any] = {"state": result.state, "reason": result.reason, "tasks": tasks}
@@ -201,20 +222,29 @@ class ToolRequests:
         return len(active)
 
 
-def verdict(request_state: str, job_states: Mapping[str, int], run: State, message: str | None) -> RunVerdict:
+def verdict(request_state: str, job_states: Mapping[str, int], run: State, message: Any) -> RunVerdict:
     """The run's state from its tool request's state and its jobs' state counts."""
     active = {state for state, count in job_states.items() if count} & ACTIVE_JOB_STATES
     if run == State.CANCELING:
         return RunVerdict(State.CANCELING) if active or request_state == "new" else RunVerdict(State.CANCELED)
     if request_state == "failed":
-        return RunVerdict(State.EXECUTOR_ERROR, f"Galaxy failed the tool request: {message}")
-    if request_state == "new":
+        return RunVerdict(State.EXECUTOR_ERROR, f"Galaxy failed the tool request: {_message(message)}")
+    jobs = ", ".join(f"{count} {state}" for state, count in sorted(job_states.items())) or "no job yet"
+    if request_state == "new" and not job_states:
         return RunVerdict(State.INITIALIZING, "Galaxy tool request is new")
+    if request_state == "new":  # jobs of a request Galaxy is still expanding: more may come
+        return RunVerdict(State.RUNNING, f"Galaxy is expanding the tool request; jobs: {jobs}")
     found = run_state("scheduled", job_states, all_steps_scheduled=bool(job_states))
     if found.state == State.RUNNING:
-        jobs = ", ".join(f"{count} {state}" for state, count in sorted(job_states.items())) or "no job yet"
         return RunVerdict(State.RUNNING, f"Galaxy tool request is submitted; jobs: {jobs}")
     return found
+
+
+def _message(message: Any) -> str:
+    """Galaxy's ``state_message`` (``{"err_msg": …}``) as text."""
+    if isinstance(message, dict) and message.get("err_msg"):
+        return str(message["err_msg"])
+    return str(message or "no message from Galaxy")
 
 
 def _labels(jobs: list[dict[str, Any]]) -> dict[str, str]:
