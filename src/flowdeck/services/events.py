@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500
 _GAP_SECONDS = 10.0
+# At most one fan-out per this long: every fan-out is one socket write per open stream, and at
+# 1,000 streams those writes were half the API's time (bench/NOTES.md). A lone commit is not delayed.
+_FANOUT_SPACING_SECONDS = 0.05
 KINDS = ("state", "cancel", "input_staged")
 
 
@@ -278,6 +281,7 @@ class EventHub:
         async with db.read() as conn:
             self._floor = await event_rows.latest_id(conn)
         self._ready.set()
+        last_read = 0.0
         while True:
             poll = self._services.settings.events_poll_seconds
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (aclose would hang)
@@ -285,6 +289,8 @@ class EventHub:
                 async with asyncio.timeout(poll if not self._listening or self._gaps else 30):
                     await self._wake.wait()
             self._wake.clear()
+            await asyncio.sleep(max(0.0, last_read + _FANOUT_SPACING_SECONDS - time.monotonic()))
+            last_read = time.monotonic()
             try:
                 await self._read_new()
             except Exception:  # the database away: the next wake-up or poll tries again
