@@ -1,20 +1,30 @@
-"""GET /events under load: N open streams on ``flowdeck up`` (SQLite, demo backend), M runs
-from submit to COMPLETE. Reports commit→receipt latency (receipt time minus the event's
-``at``, set in the writing transaction) p50/p99 over every stream, and the API's RSS.
+"""GET /events under load: N open streams on one ``flowdeck up`` (SQLite, demo backend) while runs
+are submitted at a steady rate of state changes a second (each demo run makes four: QUEUED,
+INITIALIZING, RUNNING, COMPLETE). Every stream follows every state event (``type=state``: the
+worst case of the fan-out). Reports commit → receipt latency (receipt time minus the event's
+``at``, set in the writing transaction) p50/p99 over every stream, the API's RSS when idle, with
+the streams open, and after; and the load average, since the machine is shared.
 
-    PYTHONPATH=src python bench/events_stream.py --streams 50 --runs 20
+    PYTHONPATH=src python bench/events_stream.py --streams 1000 --rate 100 --seconds 10
+
+The streams are read by ``--clients`` processes over plain sockets (one line scan per event, no
+JSON parse), so that the client side is not what is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import multiprocessing as mp
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import httpx
@@ -23,52 +33,120 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import WES, flowdeck_up
 
 FORM = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://bench"}
+CHANGES_PER_RUN = 4
+_AT = b'"at": "'
 
 
-async def _stream(client: httpx.AsyncClient, want: int, latencies: list[float], opened: asyncio.Event) -> None:
-    seen = 0
-    async with client.stream("GET", "/events", params={"type": "state"}) as response:
-        async for line in response.aiter_lines():
-            if line.startswith(":"):
-                opened.set()
-            elif line.startswith("data: "):
-                event = json.loads(line[6:])
-                latencies.append(time.time() - datetime.fromisoformat(event["at"]).timestamp())
+async def _follow(port: int, want: int, latencies: array[float], opened: asyncio.Event) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /events?type=state HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    rest, seen = b"", 0
+    while seen < want:
+        chunk = await reader.read(1 << 16)
+        if not chunk:
+            raise RuntimeError(f"stream closed after {seen} of {want} events")
+        now = time.time()
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line.startswith(b"data: "):
+                start = line.index(_AT) + len(_AT)
+                at = line[start : line.index(b'"', start)].decode()
+                latencies.append(now - datetime.fromisoformat(at).timestamp())
                 seen += 1
-                if seen == want:
-                    return
+            elif line.startswith(b": stream open"):
+                opened.set()
+    writer.close()
 
 
-async def run(url: str, streams: int, runs: int) -> list[float]:
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=streams + 10)
-    async with httpx.AsyncClient(base_url=url, timeout=None, limits=limits) as client:
+def _client(port: int, streams: int, want: int, pipe: Connection) -> None:
+    async def follow_all() -> array[float]:
+        latencies: array[float] = array("d")
         opened = [asyncio.Event() for _ in range(streams)]
-        tasks = [asyncio.create_task(_stream(client, 4 * runs, latencies, o)) for o in opened]
+        tasks = [asyncio.create_task(_follow(port, want, latencies, o)) for o in opened]
         await asyncio.gather(*(o.wait() for o in opened))
-        for _ in range(runs):
-            (await client.post(f"{WES}/runs", data=FORM)).raise_for_status()
-        await asyncio.wait_for(asyncio.gather(*tasks), 300)
-    return latencies
+        pipe.send("open")
+        await asyncio.wait_for(asyncio.gather(*tasks), 600)
+        return latencies
+
+    pipe.send_bytes(asyncio.run(follow_all()).tobytes())
+
+
+async def _submit(url: str, runs: int, per_second: float) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        start = time.monotonic()
+        posts = []
+        for i in range(runs):
+            await asyncio.sleep(max(0.0, start + i / per_second - time.monotonic()))
+            posts.append(asyncio.create_task(client.post(f"{WES}/runs", data=FORM)))
+        for response in await asyncio.gather(*posts):
+            response.raise_for_status()
+
+
+def _wait_idle(url: str, runs: int) -> None:
+    """Submit ``runs`` runs and wait until they are all COMPLETE (warms the server up)."""
+    asyncio.run(_submit(url, runs, 10))
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}{WES}/service-info", timeout=30).json()["system_state_counts"]["COMPLETE"] < runs:
+        assert time.monotonic() < deadline, "warm-up runs did not complete"
+        time.sleep(0.2)
+
+
+def _profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """py-spy on the server while the runs are submitted (collapsed stacks, for reading or flamegraph.pl)."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(args.seconds)), "--rate", "100"]
+    return subprocess.Popen([*argv, "--nonblocking", "--format", "raw", "--output", args.profile])
+
+
+def measure(args: argparse.Namespace) -> None:
+    runs = int(args.rate * args.seconds / CHANGES_PER_RUN)
+    env = {"FLOWDECK_DEMO_MIN_SECONDS": "0.5", "FLOWDECK_DEMO_MAX_SECONDS": "1", "FLOWDECK_DEMO_SUCCESS_RATE": "1"}
+    with tempfile.TemporaryDirectory() as data, flowdeck_up(Path(data), "demo", env) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        _wait_idle(server.url, 8)
+        idle = server.memory()["VmRSS"]
+        shares = [args.streams // args.clients + (i < args.streams % args.clients) for i in range(args.clients)]
+        pipes, procs = [], []
+        for share in shares:
+            mine, theirs = mp.Pipe()
+            proc = mp.Process(target=_client, args=(port, share, CHANGES_PER_RUN * runs, theirs))
+            proc.start()
+            pipes.append(mine)
+            procs.append(proc)
+        for pipe in pipes:
+            assert pipe.recv() == "open"
+        time.sleep(1)
+        opened = server.memory()["VmRSS"]
+        load_before = os.getloadavg()[0]
+        profiler = _profile(server.pid, args) if args.profile else None
+        asyncio.run(_submit(server.url, runs, runs / args.seconds))
+        latencies = array("d")
+        for pipe in pipes:
+            latencies.frombytes(pipe.recv_bytes())
+        for proc in procs:
+            proc.join()
+        after, load_after = server.memory(), os.getloadavg()[0]
+        if profiler is not None:
+            profiler.wait()
+    ordered = sorted(latencies)
+    p50, p99 = statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
+    print(
+        f"streams={args.streams} rate={args.rate}/s seconds={args.seconds} runs={runs} "
+        f"events received={len(ordered)} latency p50={p50:.0f} ms p99={p99:.0f} ms max={ordered[-1] * 1000:.0f} ms "
+        f"API RSS idle={idle:.0f} MB streams open={opened:.0f} MB after={after['VmRSS']:.0f} MB "
+        f"peak={after['VmHWM']:.0f} MB load average {load_before:.2f} → {load_after:.2f}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--streams", type=int, default=50)
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
-    env = {"FLOWDECK_DEMO_MIN_SECONDS": "0.5", "FLOWDECK_DEMO_MAX_SECONDS": "1", "FLOWDECK_DEMO_SUCCESS_RATE": "1"}
-    with tempfile.TemporaryDirectory() as data, flowdeck_up(Path(data), "demo", env) as server:
-        before = server.memory()
-        latencies = sorted(asyncio.run(run(server.url, args.streams, args.runs)))
-        after = server.memory()
-    p50 = statistics.median(latencies) * 1000
-    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-    print(
-        f"streams={args.streams} runs={args.runs} events received={len(latencies)} "
-        f"latency p50={p50:.0f} ms p99={p99:.0f} ms "
-        f"API RSS before={before['VmRSS']:.0f} MB after={after['VmRSS']:.0f} MB peak={after['VmHWM']:.0f} MB"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, default=50, help="open streams")
+    parser.add_argument("--rate", type=float, default=100, help="state changes a second")
+    parser.add_argument("--seconds", type=float, default=10, help="how long runs are submitted")
+    parser.add_argument("--clients", type=int, default=2, help="client processes reading the streams")
+    parser.add_argument("--profile", help="write py-spy's collapsed stacks of the server here")
+    measure(parser.parse_args())
 
 
 if __name__ == "__main__":

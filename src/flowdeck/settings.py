@@ -155,6 +155,16 @@ class Settings(BaseSettings):
     oidc_ui_scopes: str = Field(
         "openid profile", description="Scopes the web UI asks for; add the one that releases the groups claim."
     )
+    oidc_cli_client_id: str | None = Field(
+        None,
+        description="A public client id at the issuer for `flowdeck login --oidc` (OAuth device flow, RFC 8628); "
+        "advertised in service-info with oidc_issuer. Its access tokens must carry oidc_audience.",
+    )
+    oidc_cli_scopes: str = Field(
+        "openid profile offline_access",
+        description="Scopes `flowdeck login --oidc` asks for (advertised in service-info); offline_access asks "
+        "for a refresh token.",
+    )
 
     # --- storage
     storage: StorageKind = Field("local", description="local or s3.")

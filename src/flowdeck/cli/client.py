@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowdeck.cli.client_config import load_config
+from flowdeck.cli.client_config import load_config, save_config
 from flowdeck.cli.output import add_output, emit, table
 
 if TYPE_CHECKING:
@@ -63,8 +63,18 @@ def _credentials(server: str) -> tuple[dict[str, str], tuple[str, str] | None]:
     saved = load_config()
     # The saved token goes only to the server it was made for, never to one named by --server.
     if saved.get("token") and str(saved.get("server", "")).rstrip("/") == server:
-        return {"Authorization": f"Bearer {saved['token']}"}, None
+        return {"Authorization": f"Bearer {_current_token(saved)}"}, None
     return {}, None
+
+
+def _current_token(saved: dict[str, Any]) -> str:
+    """The saved token, renewed first when it came from ``login --oidc`` and has expired."""
+    from flowdeck.cli import client_oidc
+
+    if client_oidc.expired(saved):
+        saved = client_oidc.fresh_token(saved)
+        save_config(saved)
+    return str(saved["token"])
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:

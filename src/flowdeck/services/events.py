@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500
 _GAP_SECONDS = 10.0
+# At most one fan-out per this long: every fan-out is one socket write per open stream, and at
+# 1,000 streams those writes were half the API's time (bench/NOTES.md). A lone commit is not delayed.
+_FANOUT_SPACING_SECONDS = 0.05
 KINDS = ("state", "cancel", "input_staged", "call_cache")
 
 
@@ -57,24 +61,38 @@ class Heartbeat:
     """Nothing happened for a while (the route sends a comment line)."""
 
 
-Event = dict[str, Any]
+class Event(dict[str, Any]):
+    """An event as a client sees it; :meth:`json` is its JSON text, made once however many
+    streams send it (at 1,000 streams, encoding it per stream was most of the fan-out's cost)."""
+
+    __slots__ = ("_json",)
+    _json: str
+
+    def json(self) -> str:
+        try:
+            return self._json
+        except AttributeError:
+            self._json = json.dumps(self)
+            return self._json
 
 
 def event_body(row: Mapping[Any, Any]) -> Event:
     """An event as a client sees it."""
-    return {
-        "id": row["id"],
-        "type": row["kind"],
-        "at": row["at"].isoformat(),
-        "run_id": row["run_id"],
-        "request_id": row["owning_request_id"],
-        "from_state": row["from_state"],
-        "to_state": row["to_state"],
-        "reason": row["reason"],
-        "actor": row["actor"],
-        "pipeline_name": row["pipeline_name"],
-        "research_group": row["research_group"],
-    }
+    return Event(
+        {
+            "id": row["id"],
+            "type": row["kind"],
+            "at": row["at"].isoformat(),
+            "run_id": row["run_id"],
+            "request_id": row["owning_request_id"],
+            "from_state": row["from_state"],
+            "to_state": row["to_state"],
+            "reason": row["reason"],
+            "actor": row["actor"],
+            "pipeline_name": row["pipeline_name"],
+            "research_group": row["research_group"],
+        }
+    )
 
 
 def make_filter(
@@ -116,8 +134,10 @@ class Subscription:
     after: int
     queue: asyncio.Queue[Event]
     lagging: bool = False
-    _sent: deque[int] = field(default_factory=deque)
-    _sent_set: set[int] = field(default_factory=set)
+    # Ids sent by a catch-up from the database, which the live queue may carry again. Live events
+    # are offered once each by the hub, so they are not remembered: a stream keeping up holds none.
+    _caught_up: deque[int] = field(default_factory=deque)
+    _caught_up_set: set[int] = field(default_factory=set)
 
     def offer(self, event: Event) -> None:
         if self.lagging or not _matches(self.flt, event):
@@ -127,17 +147,22 @@ class Subscription:
         except asyncio.QueueFull:
             self.lagging = True  # the stream drops its queue and reads the database from `after`
 
-    def first_time(self, event: Event) -> bool:
-        """True once per event id (catch-up and the live queue may both carry one)."""
+    def live(self, event: Event) -> bool:
+        """Whether an event from the queue is still to be sent (a catch-up may have sent it)."""
         ident = int(event["id"])
-        if ident in self._sent_set:
+        if ident in self._caught_up_set:
             return False
-        self._sent.append(ident)
-        self._sent_set.add(ident)
-        if len(self._sent) > 2 * self.queue.maxsize + _BATCH:
-            self._sent_set.discard(self._sent.popleft())
         self.after = max(self.after, ident)
         return True
+
+    def caught_up(self, event: Event) -> None:
+        """An event read from the database is being sent."""
+        ident = int(event["id"])
+        self._caught_up.append(ident)
+        self._caught_up_set.add(ident)
+        if len(self._caught_up) > 2 * self.queue.maxsize + _BATCH:
+            self._caught_up_set.discard(self._caught_up.popleft())
+        self.after = max(self.after, ident)
 
 
 class EventHub:
@@ -207,24 +232,29 @@ class EventHub:
         self._seen.clear()
         self._gaps.clear()
 
-    async def stream(self, sub: Subscription) -> AsyncIterator[Event | Heartbeat]:
-        """The subscription's events in the order read, with a heartbeat after each quiet spell."""
+    async def stream(self, sub: Subscription) -> AsyncIterator[list[Event] | Heartbeat]:
+        """The subscription's events in the order read, in batches (whatever queued up while the
+        stream was sending, so a busy stream sends fewer, larger writes), with a heartbeat after
+        each quiet spell."""
         beat = self._services.settings.events_heartbeat_seconds
         while True:
             if sub.lagging:
-                async for event in self._catch_up(sub):
-                    yield event
+                async for page in self._catch_up(sub):
+                    yield page
                 continue
             try:
                 async with asyncio.timeout(beat):
-                    event = await sub.queue.get()
+                    first = await sub.queue.get()
             except TimeoutError:
                 yield Heartbeat()
                 continue
-            if sub.first_time(event):
-                yield event
+            batch = [first]
+            while not sub.queue.empty() and len(batch) < _BATCH:
+                batch.append(sub.queue.get_nowait())
+            if fresh := [event for event in batch if sub.live(event)]:
+                yield fresh
 
-    async def _catch_up(self, sub: Subscription) -> AsyncIterator[Event]:
+    async def _catch_up(self, sub: Subscription) -> AsyncIterator[list[Event]]:
         """Drop the queue and read from the database after the last id sent, page by page;
         what the hub offers meanwhile queues up again (and is skipped if already sent)."""
         while not sub.queue.empty():
@@ -233,10 +263,11 @@ class EventHub:
         while True:
             async with self._services.db.read() as conn:
                 rows = await event_rows.after(conn, sub.after, _BATCH, sub.flt)
-            for row in rows:
-                event = event_body(row)
-                if sub.first_time(event):
-                    yield event
+            page = [event_body(row) for row in rows]
+            for event in page:
+                sub.caught_up(event)
+            if page:
+                yield page
             if len(rows) < _BATCH:
                 return
 
@@ -250,6 +281,7 @@ class EventHub:
         async with db.read() as conn:
             self._floor = await event_rows.latest_id(conn)
         self._ready.set()
+        last_read = 0.0
         while True:
             poll = self._services.settings.events_poll_seconds
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (aclose would hang)
@@ -257,6 +289,8 @@ class EventHub:
                 async with asyncio.timeout(poll if not self._listening or self._gaps else 30):
                     await self._wake.wait()
             self._wake.clear()
+            await asyncio.sleep(max(0.0, last_read + _FANOUT_SPACING_SECONDS - time.monotonic()))
+            last_read = time.monotonic()
             try:
                 await self._read_new()
             except Exception:  # the database away: the next wake-up or poll tries again

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -66,7 +65,7 @@ async def _sse(hub: EventHub, sub: Subscription) -> AsyncIterator[str]:
         async for item in hub.stream(sub):
             if isinstance(item, Heartbeat):
                 yield ": keep-alive\n\n"
-            else:
-                yield f"id: {item['id']}\nevent: {item['type']}\ndata: {json.dumps(item)}\n\n"
+            else:  # one write for the batch; each event's JSON is made once for all streams
+                yield "".join(f"id: {e['id']}\nevent: {e['type']}\ndata: {e.json()}\n\n" for e in item)
     finally:
         hub.unsubscribe(sub)

@@ -170,6 +170,13 @@ async def service_info(services: ServicesDep, principal: PublicPrincipalDep, bas
             "tools": ", ".join(f"{tool} {version}" for tool, version in tools.items() if version) or "none",
         },
     }
+    if settings.auth_mode == "oidc" and settings.oidc_cli_client_id:
+        # What `flowdeck login --oidc` signs in with (the device flow, docs/cli.md).
+        body["tags"] |= {
+            "oidc_issuer": settings.oidc_issuer or "",
+            "oidc_cli_client_id": settings.oidc_cli_client_id,
+            "oidc_cli_scopes": settings.oidc_cli_scopes,
+        }
     if settings.contact_url:
         body["contactUrl"] = settings.contact_url
     return JSONResponse(body)
