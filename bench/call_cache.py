@@ -34,7 +34,7 @@ from bench.fill_runs import fill
 
 from flowdeck.api.app import create_app
 from flowdeck.db.migrate import upgrade
-from flowdeck.services.storage import open_storage
+from flowdeck.services.core.storage import open_storage
 from flowdeck.settings import Settings
 
 URL = "/ga4gh/wes/v1/runs"

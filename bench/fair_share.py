@@ -47,9 +47,9 @@ def prepare(data_dir: Path) -> None:
 
 async def measure(data_dir: Path) -> dict[str, float]:
     from flowdeck.db.migrate import upgrade
-    from flowdeck.services.claims import claim_dispatchable
-    from flowdeck.services.context import Services
-    from flowdeck.services.run_counts import compact
+    from flowdeck.services.core.context import Services
+    from flowdeck.services.execution.claims import claim_dispatchable
+    from flowdeck.services.runs.run_counts import compact
     from flowdeck.settings import Settings
 
     settings = Settings(data_dir=data_dir, backends=["demo"], dispatch_batch=8, log_level="WARNING")

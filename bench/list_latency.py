@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from flowdeck.api.app import create_app
-from flowdeck.services.paging import encode_run_position
+from flowdeck.services.core.paging import encode_run_position
 from flowdeck.settings import Settings
 
 URL = "/ga4gh/wes/v1/runs"

@@ -19,10 +19,11 @@ from typing import Any
 from flowdeck.db.migrate import upgrade
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.states import State
-from flowdeck.services import outbox, state_machine
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.runs import NewRun, submit
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
+from flowdeck.services.events import outbox
+from flowdeck.services.runs import state_machine
+from flowdeck.services.runs.service import NewRun, submit
 from flowdeck.settings import Settings
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flowdeck.backends.checksums import file_checksum
-from flowdeck.services import results
-from flowdeck.services.storage import S3Storage, Storage, open_storage
+from flowdeck.services.core.storage import S3Storage, Storage, open_storage
+from flowdeck.services.runs import results
 from flowdeck.settings import Settings
 
 # name: (output files, bytes each, tasks)

@@ -32,7 +32,7 @@ from bench.bare_app import create_bare_app
 from flowdeck.api.app import create_app
 from flowdeck.db import runs as run_rows
 from flowdeck.db.migrate import upgrade
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 
 STATUS_CALLS = 3000

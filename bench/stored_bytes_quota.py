@@ -68,9 +68,9 @@ async def _timed(rounds: int, call: Callable[[], Awaitable[object]]) -> tuple[fl
 async def measure(work: Path) -> None:
     from flowdeck.db import run_counts
     from flowdeck.db.tables import runs
-    from flowdeck.services.context import Services
-    from flowdeck.services.quotas import check_stored_bytes
-    from flowdeck.services.run_counts import compact
+    from flowdeck.services.core.context import Services
+    from flowdeck.services.runs.quotas import check_stored_bytes
+    from flowdeck.services.runs.run_counts import compact
     from flowdeck.settings import Settings
 
     settings = Settings(data_dir=work, log_level="WARNING", group_max_stored_bytes={"g0": 10**18})

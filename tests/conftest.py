@@ -17,7 +17,7 @@ import pytest
 
 from flowdeck.api.app import create_app
 from flowdeck.db.migrate import upgrade
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 
 

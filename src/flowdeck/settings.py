@@ -199,7 +199,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Folders whose files POST /datasets may register, and runs may name as inputs (docs/staging.md), as file:// URIs (JSON list). Empty: file:// refused, since it would let clients name any file the server can read.",
     )
-    # Input staging (services/staging.py, docs/staging.md)
+    # Input staging (services/execution/staging.py, docs/staging.md)
     staging_s3_prefixes: dict[str, list[str]] = Field(
         default_factory=dict,
         description='s3:// prefixes each research group may stage run inputs from (JSON object: group -> list of prefixes; the key "*" grants every group). Empty: s3:// inputs are refused.',

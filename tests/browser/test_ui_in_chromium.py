@@ -27,7 +27,7 @@ import pytest
 
 from flowdeck.db import accounts as db_accounts
 from flowdeck.db.migrate import upgrade
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from tests.support.basic_app import PASSWORD, add_user, basic
 from tests.support.network import free_port

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flowdeck.services.idempotency import CRASH_HOOK
+from flowdeck.services.core.idempotency import CRASH_HOOK
 from tests.support.network import free_port
 
 WES = "/ga4gh/wes/v1"

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from tests.support.basic_app import PASSWORD, add_user, basic, basic_app, basic_settings, bearer
 

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flowdeck.services.context import Services
-from flowdeck.services.pipelines import Catalog, CatalogFiles
+from flowdeck.services.core.context import Services
+from flowdeck.services.pipelines.catalog import Catalog, CatalogFiles
 from tests.conftest import make_settings
 
 # What `flowdeck api` must not have loaded once it serves: httpx (with the rich, pygments and

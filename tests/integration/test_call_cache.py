@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from flowdeck.backends.registry import Registry, load_class
 from flowdeck.db.tables import runs
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.worker.expand import expand_once
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow

@@ -20,7 +20,7 @@ from flowdeck.cli.main import main
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State
 from flowdeck.errors import ValidationFailed
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from tests.contract import contract
 

@@ -12,7 +12,7 @@ import pytest
 from flowdeck.backends.registry import Registry, load_class
 from flowdeck.domain.runs import RunSpec
 from flowdeck.errors import InvalidInput
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 
 pytestmark = pytest.mark.skipif(not load_class("snakemake").available(), reason="snakemake is not installed")

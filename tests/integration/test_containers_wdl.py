@@ -18,8 +18,8 @@ from flowdeck.backends.registry import Registry, load_class
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, ValidationFailed
-from flowdeck.services.context import Services
-from flowdeck.services.pipelines import Catalog
+from flowdeck.services.core.context import Services
+from flowdeck.services.pipelines.catalog import Catalog
 from flowdeck.settings import Settings
 from tests.contract import contract
 from tests.integration.test_containers import IMAGE, SANDBOX_IMAGES, test_image  # noqa: F401 (the fixture)

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from flowdeck.db import runs as run_rows
 from flowdeck.db.tables import runs
 from flowdeck.domain.principal import LOCAL_USER
-from flowdeck.services.context import Services
-from flowdeck.services.runs import NewRun, get_visible, list_page, submit
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs.service import NewRun, get_visible, list_page, submit
 
 EMOJI = "🧬🦠 ünï"
 

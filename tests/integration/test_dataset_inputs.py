@@ -1,4 +1,4 @@
-"""Run inputs given as ``dataset:<id>`` (services/dataset_inputs.py): resolved at submit with the
+"""Run inputs given as ``dataset:<id>`` (services/datasets/inputs.py): resolved at submit with the
 datasets' visibility rule at every door, staged by the worker from the dataset's stored file or
 its URI, and a dataset deleted before staging fails the run saying so.
 
@@ -23,8 +23,8 @@ from flowdeck.backends.registry import load_class
 from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.db.tables import runs as runs_table
-from flowdeck.services import staging
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
+from flowdeck.services.execution import staging
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from flowdeck.domain.principal import Principal
-from flowdeck.services import datasets as dataset_service
-from flowdeck.services.context import Services
-from flowdeck.services.datasets import NewDataset
+from flowdeck.services.core.context import Services
+from flowdeck.services.datasets import service as dataset_service
+from flowdeck.services.datasets.service import NewDataset
 
 
 async def test_register_by_uri_and_read_back(api: httpx.AsyncClient) -> None:

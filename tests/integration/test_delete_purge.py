@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from flowdeck.cli.main import main as cli_main
 from flowdeck.db import deletions
 from flowdeck.db.tables import events, run_attachments, run_tags, runs, tasks
-from flowdeck.services import purge
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.datasets import storage_of
-from flowdeck.services.results import keys
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
+from flowdeck.services.datasets.service import storage_of
+from flowdeck.services.runs import purge
+from flowdeck.services.runs.results import keys
 from flowdeck.worker.loop import Worker
 from tests.integration.test_results_storage import _engines, run_to_end
 from tests.integration.test_wes_api import WES, drive, submit

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import load_class
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.worker.loop import Worker
 
 WES = "/ga4gh/wes/v1"

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from tests.support.basic_app import add_user, basic
 from tests.support.network import free_port
@@ -210,8 +210,8 @@ async def test_a_slow_stream_holds_a_bounded_queue_and_is_caught_up_from_the_dat
 ) -> None:
     from flowdeck.db import events as event_rows
     from flowdeck.domain.principal import LOCAL_USER
-    from flowdeck.services.clock import utcnow
-    from flowdeck.services.events import EventHub, Heartbeat, make_filter
+    from flowdeck.services.core.clock import utcnow
+    from flowdeck.services.events.stream import EventHub, Heartbeat, make_filter
 
     settings = db_settings.model_copy(
         update={"events_queue_size": 3, "events_poll_seconds": 0.05, "events_heartbeat_seconds": 2}
@@ -248,8 +248,8 @@ async def test_a_commit_in_this_process_wakes_the_hub_at_once(db_settings: Setti
     without waiting for the poll (set to a minute here)."""
     from flowdeck.db import events as event_rows
     from flowdeck.domain.principal import LOCAL_USER
-    from flowdeck.services.clock import utcnow
-    from flowdeck.services.events import EventHub, make_filter
+    from flowdeck.services.core.clock import utcnow
+    from flowdeck.services.events.stream import EventHub, make_filter
 
     services = Services.create(db_settings.model_copy(update={"events_poll_seconds": 60}))
     hub = EventHub(services)
@@ -267,8 +267,8 @@ async def test_a_commit_in_this_process_wakes_the_hub_at_once(db_settings: Setti
 async def test_the_hub_stops_with_its_last_stream_and_starts_again_with_the_next(db_settings: Settings) -> None:
     from flowdeck.db import events as event_rows
     from flowdeck.domain.principal import LOCAL_USER
-    from flowdeck.services.clock import utcnow
-    from flowdeck.services.events import EventHub, make_filter
+    from flowdeck.services.core.clock import utcnow
+    from flowdeck.services.events.stream import EventHub, make_filter
 
     services = Services.create(db_settings.model_copy(update={"events_poll_seconds": 0.05}))
     hub = EventHub(services)

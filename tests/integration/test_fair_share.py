@@ -13,9 +13,9 @@ from flowdeck.backends.registry import Registry, load_class
 from flowdeck.db.tables import events, runs
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import ENGINE_HELD
-from flowdeck.services import runs as run_service
-from flowdeck.services.attachments import Attachment
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs import service as run_service
+from flowdeck.services.runs.attachments import Attachment
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from flowdeck.api.app import create_app
 from flowdeck.domain import json_values
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from tests.integration.test_isolation import app_routes
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings

@@ -10,9 +10,9 @@ import httpx
 import sqlalchemy as sa
 
 from flowdeck.db.tables import idempotency_keys, requests, runs
-from flowdeck.services import idempotency
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
+from flowdeck.services.core import idempotency
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
 
 WES = "/ga4gh/wes/v1"
 FORM = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://hello"}

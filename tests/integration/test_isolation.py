@@ -36,7 +36,7 @@ import pytest
 from fastapi import FastAPI
 
 from flowdeck.api.admission import served_routes
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from flowdeck.api.app import create_app
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.worker.loop import Worker
 
 GATK = {

@@ -12,7 +12,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from flowdeck.api.admission import ListTurns
 from flowdeck.api.app import create_app
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from tests.integration.test_isolation import JOB
 

@@ -249,7 +249,7 @@ def test_registry_enables_omics_only_when_configured(fake: OmicsFake, tmp_path: 
 
 def test_a_catalog_pipeline_runs_on_omics(fake: OmicsFake, tmp_path: Path) -> None:
     """A pipeline file with an omics target hands the backend a target it starts (Ready2Run here)."""
-    from flowdeck.services.pipelines import parse_file
+    from flowdeck.services.pipelines.catalog import parse_file
 
     text = (
         f'name: r2r\nversion: "1.0.0"\ndescription: A Ready2Run workflow.\nbackend: omics\ntarget:\n  omics_workflow_id: "ready2run:{READY2RUN_WORKFLOW}"\n'

@@ -9,9 +9,9 @@ import pytest
 
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ConfigurationError, NotFound
-from flowdeck.services.context import Services
-from flowdeck.services.pipeline_runs import visible_pipeline
-from flowdeck.services.pipelines import Catalog
+from flowdeck.services.core.context import Services
+from flowdeck.services.pipelines.catalog import Catalog
+from flowdeck.services.runs.pipeline_runs import visible_pipeline
 from tests.conftest import make_settings
 
 

@@ -16,8 +16,8 @@ from flowdeck.db.engine import SQLITE_POOL_SIZE, Database, PointRead
 from flowdeck.db.migrate import upgrade
 from flowdeck.db.tables import runs
 from flowdeck.domain.principal import LOCAL_USER
-from flowdeck.services import runs as run_service
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs import service as run_service
 from tests.conftest import make_settings
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from flowdeck.cli.main import main
 from flowdeck.errors import ConfigurationError
-from flowdeck.services import references
-from flowdeck.services.context import Services
-from flowdeck.services.pipelines import Catalog
+from flowdeck.services.core.context import Services
+from flowdeck.services.pipelines import references
+from flowdeck.services.pipelines.catalog import Catalog
 from flowdeck.settings import Settings
 from tests.support import synth
 

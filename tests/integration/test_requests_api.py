@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 from flowdeck.db.tables import requests as requests_table
 from flowdeck.db.tables import runs as runs_table
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.request_expansion import create_run
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
+from flowdeck.services.requests.expansion import create_run
 from flowdeck.worker.expand import expand_once
 from flowdeck.worker.loop import Worker
 

@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import Registry, load_class
-from flowdeck.services.attachments import run_folder
-from flowdeck.services.context import Services
-from flowdeck.services.storage import S3Storage, open_storage
+from flowdeck.services.core.context import Services
+from flowdeck.services.core.storage import S3Storage, open_storage
+from flowdeck.services.runs.attachments import run_folder
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
 from tests.integration.test_wes_api import submit

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import Registry
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
 

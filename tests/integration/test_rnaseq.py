@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import Registry, load_class
-from flowdeck.services import references
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
+from flowdeck.services.pipelines import references
 from flowdeck.worker.loop import Worker
 from tests.integration.test_jobs_api import RNASEQ
 from tests.support.network import moto_s3

@@ -23,9 +23,9 @@ import pytest
 from rocrate.rocrate import ROCrate
 
 from flowdeck.backends.registry import Registry, load_class
-from flowdeck.services.attachments import run_folder
-from flowdeck.services.context import Services
-from flowdeck.services.ro_crate_entities import _member
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs.attachments import run_folder
+from flowdeck.services.runs.ro_crate_entities import _member
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
 from tests.integration.test_requests_api import drive_request

@@ -17,8 +17,8 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db.migrate import upgrade
 from flowdeck.db.tables import events, run_attachments, run_tags, runs
 from flowdeck.domain.principal import LOCAL_USER
-from flowdeck.services import runs as run_service
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs import service as run_service
 from tests.conftest import make_settings
 from tests.integration.test_wes_api import WES, demo_form, drive
 

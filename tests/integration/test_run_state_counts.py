@@ -15,11 +15,11 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db.tables import run_state_counts, runs
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.states import State
-from flowdeck.services import run_counts as run_count_service
-from flowdeck.services import state_machine
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.runs import NewRun, list_page, submit
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs import run_counts as run_count_service
+from flowdeck.services.runs import state_machine
+from flowdeck.services.runs.service import NewRun, list_page, submit
 
 PATH = [State.QUEUED, State.INITIALIZING, State.RUNNING, State.COMPLETE]
 

@@ -22,10 +22,10 @@ from flowdeck.api.app import create_app
 from flowdeck.db.migrate import upgrade
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.errors import InvalidInput
-from flowdeck.services import datasets as dataset_service
-from flowdeck.services import runs as run_service
-from flowdeck.services import url_policy
-from flowdeck.services.context import Services
+from flowdeck.services.core import url_policy
+from flowdeck.services.core.context import Services
+from flowdeck.services.datasets import service as dataset_service
+from flowdeck.services.runs import service as run_service
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings

@@ -1,4 +1,4 @@
-"""Input staging (services/staging.py): s3://, https:// and file:// inputs copied into the run
+"""Input staging (services/execution/staging.py): s3://, https:// and file:// inputs copied into the run
 before cwltool starts, against moto's S3 server on loopback."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.runs import RunSpec
 from flowdeck.errors import ValidationFailed
-from flowdeck.services import staging
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
+from flowdeck.services.execution import staging
 from flowdeck.worker.loop import Worker
 from tests.support.network import free_port, moto_s3
 

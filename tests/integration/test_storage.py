@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from flowdeck.errors import InvalidInput, NotFound
-from flowdeck.services.storage import LocalStorage, S3Storage, Storage, make_token, open_storage
+from flowdeck.services.core.storage import LocalStorage, S3Storage, Storage, make_token, open_storage
 from tests.conftest import make_settings
 from tests.support.network import moto_s3
 

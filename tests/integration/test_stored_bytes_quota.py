@@ -21,12 +21,12 @@ from flowdeck.db import run_counts
 from flowdeck.db import runs as run_rows
 from flowdeck.db.migrate import downgrade, upgrade
 from flowdeck.db.tables import runs
-from flowdeck.services import purge, results
-from flowdeck.services import run_counts as run_count_service
-from flowdeck.services.attachments import run_folder
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.datasets import storage_of
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
+from flowdeck.services.datasets.service import storage_of
+from flowdeck.services.runs import purge, results
+from flowdeck.services.runs import run_counts as run_count_service
+from flowdeck.services.runs.attachments import run_folder
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import CWL, TERMINAL, WES, follow
 from tests.integration.test_jobs_api import RNASEQ

@@ -15,7 +15,7 @@ import pytest
 from flowdeck.api.ui.assets import HTMX
 from flowdeck.db import accounts
 from flowdeck.db.migrate import upgrade
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from tests.conftest import make_settings
 from tests.support.basic_app import PASSWORD, add_user, basic, basic_app, basic_settings
@@ -331,7 +331,7 @@ async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.Async
     checksum, and its download, run log and task log links answer with the stored files (the
     run's folder removed, as on a worker elsewhere)."""
     from flowdeck.backends.registry import Registry, load_class
-    from flowdeck.services.attachments import run_folder
+    from flowdeck.services.runs.attachments import run_folder
     from flowdeck.worker.loop import Worker
     from tests.integration.test_engine_runs import TERMINAL, follow
     from tests.integration.test_engine_runs import submit as submit_cwl

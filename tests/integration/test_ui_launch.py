@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from tests.integration.test_ui import csrf_of, sign_in
 from tests.support.basic_app import add_user, basic_app, basic_settings

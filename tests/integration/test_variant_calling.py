@@ -25,8 +25,8 @@ import pytest
 from flowdeck.api.app import create_app
 from flowdeck.backends.registry import load_class
 from flowdeck.db.migrate import upgrade
-from flowdeck.services import references
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
+from flowdeck.services.pipelines import references
 from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings
 from tests.support import synth

@@ -1,5 +1,5 @@
 """The watchdog ends a silent run and asks its engine to stop it; a cancel that fails or hangs
-is counted and never keeps the run from ending (services/watchdog.py). A run the backend fails on
+is counted and never keeps the run from ending (services/execution/watchdog.py). A run the backend fails on
 every time is ended and stopped the same way."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from flowdeck.db.tables import runs
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.runs import CancelResult, RunHandle, SyncReport
 from flowdeck.errors import EngineUnavailable
-from flowdeck.services import watchdog
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.runs import NewRun, submit
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
+from flowdeck.services.execution import watchdog
+from flowdeck.services.runs.service import NewRun, submit
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 

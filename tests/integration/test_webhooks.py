@@ -23,15 +23,15 @@ from flowdeck.db.tables import deliveries, events
 from flowdeck.domain.principal import LOCAL_USER, Principal
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput
-from flowdeck.services import state_machine
-from flowdeck.services import webhooks as webhook_service
-from flowdeck.services.blocking import BlockingPool
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.deliveries import deliver_once
-from flowdeck.services.deliveries import prune as prune_deliveries
-from flowdeck.services.runs import NewRun, submit
-from flowdeck.services.webhooks import NewWebhook
+from flowdeck.services.core.blocking import BlockingPool
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
+from flowdeck.services.events import webhooks as webhook_service
+from flowdeck.services.events.deliveries import deliver_once
+from flowdeck.services.events.deliveries import prune as prune_deliveries
+from flowdeck.services.events.webhooks import NewWebhook
+from flowdeck.services.runs import state_machine
+from flowdeck.services.runs.service import NewRun, submit
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings

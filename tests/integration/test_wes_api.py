@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from flowdeck.services import paging
-from flowdeck.services.context import Services
+from flowdeck.services.core import paging
+from flowdeck.services.core.context import Services
 from flowdeck.worker.loop import Worker
 
 WES = "/ga4gh/wes/v1"

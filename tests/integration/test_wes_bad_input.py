@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from flowdeck.api.app import create_app
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 
 WES = "/ga4gh/wes/v1"

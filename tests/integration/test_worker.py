@@ -12,10 +12,10 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db.tables import events, runs
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.states import State
-from flowdeck.services import state_machine
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.runs import NewRun, submit
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs import state_machine
+from flowdeck.services.runs.service import NewRun, submit
 from flowdeck.worker.loop import Worker
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from flowdeck.db import workers as worker_rows
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 
 pytestmark = pytest.mark.postgres
 WES = "/ga4gh/wes/v1"

@@ -14,7 +14,7 @@ from flowdeck.api.app import create_app
 from flowdeck.db import accounts
 from flowdeck.services.auth import users
 from flowdeck.services.auth.authenticate import Authenticator
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from tests.support.auth import cheap_passwords
 

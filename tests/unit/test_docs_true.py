@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import Counter
 
 from flowdeck.cli.main import build_parser
-from flowdeck.services.metrics import Metrics
+from flowdeck.services.core.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

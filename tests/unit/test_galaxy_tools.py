@@ -14,7 +14,7 @@ from flowdeck.domain.pipelines import SpecError
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput
-from flowdeck.services.pipelines import default_dir, load_file, parse_file
+from flowdeck.services.pipelines.catalog import default_dir, load_file, parse_file
 
 TOOL = """\
 name: t

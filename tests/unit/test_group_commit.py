@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from flowdeck.services.group_commit import GroupCommit
+from flowdeck.services.core.group_commit import GroupCommit
 
 
 class RowError(Exception):

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from flowdeck.errors import Problem, ValidationFailed
-from flowdeck.services.parameters import MAX_DEPTH, ParameterModel
-from flowdeck.services.pipelines import Catalog, Pipeline
+from flowdeck.services.pipelines.catalog import Catalog, Pipeline
+from flowdeck.services.pipelines.parameters import MAX_DEPTH, ParameterModel
 
 # Seed 002's example bodies, as written there.
 SEED_GATK = """

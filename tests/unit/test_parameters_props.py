@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowdeck.errors import ValidationFailed
-from flowdeck.services.pipelines import Catalog
+from flowdeck.services.pipelines.catalog import Catalog
 
 CATALOG = Catalog.load()
 PIPELINES = CATALOG.names()

@@ -13,7 +13,7 @@ import pytest
 
 from flowdeck.domain.pipelines import Version
 from flowdeck.errors import ConfigurationError, NotFound
-from flowdeck.services.pipelines import Catalog, default_dir
+from flowdeck.services.pipelines.catalog import Catalog, default_dir
 from flowdeck.settings import Settings
 
 SHIPPED = [

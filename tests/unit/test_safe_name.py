@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from flowdeck.errors import InvalidInput
-from flowdeck.services.attachments import safe_name
+from flowdeck.services.runs.attachments import safe_name
 
 
 def _reference(raw: str | None) -> str:

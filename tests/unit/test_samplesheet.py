@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flowdeck.errors import InvalidInput, PayloadTooLarge, Problem, ValidationFailed
-from flowdeck.services.pipelines import Catalog, Pipeline
-from flowdeck.services.samplesheet import MAX_PROBLEMS, parse_samplesheet
+from flowdeck.services.pipelines.catalog import Catalog, Pipeline
+from flowdeck.services.requests.samplesheet import MAX_PROBLEMS, parse_samplesheet
 from flowdeck.settings import Settings
 
 CATALOG = Catalog.load()

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from flowdeck.services.blocking import BlockingPool, TrackedPool
+from flowdeck.services.core.blocking import BlockingPool, TrackedPool
 
 
 async def test_no_threads_until_first_use_and_none_after_close() -> None:

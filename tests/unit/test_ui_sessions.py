@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from flowdeck.errors import NotFound
 from flowdeck.services.auth import sessions
-from flowdeck.services.storage import local_secret, make_token, verify_token
+from flowdeck.services.core.storage import local_secret, make_token, verify_token
 from flowdeck.settings import Settings
 
 

@@ -28,9 +28,9 @@ from flowdeck.api.ui import docs as ui_docs
 from flowdeck.api.ui import include as include_ui
 from flowdeck.api.wes_views import WES
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
-from flowdeck.services.context import Services
-from flowdeck.services.events import EventHub
-from flowdeck.services.pipelines import CatalogFiles
+from flowdeck.services.core.context import Services
+from flowdeck.services.events.stream import EventHub
+from flowdeck.services.pipelines.catalog import CatalogFiles
 from flowdeck.settings import Settings
 
 log = logging.getLogger(__name__)

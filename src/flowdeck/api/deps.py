@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from flowdeck.api.access_log import PRINCIPAL_KEY
 from flowdeck.domain.principal import ANONYMOUS, Principal
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 
 
 # Dependencies are coroutines even when they do not await: FastAPI runs a plain function

@@ -1,4 +1,4 @@
-"""The ``Idempotency-Key`` header on creating POSTs (see :mod:`flowdeck.services.idempotency`)."""
+"""The ``Idempotency-Key`` header on creating POSTs (see :mod:`flowdeck.services.core.idempotency`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 from flowdeck.api.deps import base_url
 from flowdeck.api.job_views import job_view
 from flowdeck.domain.principal import Principal
-from flowdeck.services import idempotency
-from flowdeck.services import runs as run_service
-from flowdeck.services.context import Services
+from flowdeck.services.core import idempotency
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs import service as run_service
 
 REPLAYED = "Idempotent-Replayed"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from flowdeck.api.wes_views import WES
 from flowdeck.domain.states import State, seed_status, simple_state
-from flowdeck.services.results import outputs_view
+from flowdeck.services.runs.results import outputs_view
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from flowdeck.services.results import outputs_view
+from flowdeck.services.runs.results import outputs_view
 
 # The WES routes' prefix, written once (routes, links in documents, the error shape chosen by path).
 WES = "/ga4gh/wes/v1"

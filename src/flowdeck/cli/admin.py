@@ -20,7 +20,7 @@ from typing import Any
 from flowdeck.domain.principal import SYSTEM
 from flowdeck.errors import InvalidInput
 from flowdeck.services.auth import directory as accounts
-from flowdeck.services.database import Database, open_database, upgrade
+from flowdeck.services.core.database import Database, open_database, upgrade
 from flowdeck.settings import Settings
 
 Action = Callable[[Database, argparse.Namespace], Awaitable[int]]

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from flowdeck.services import images
+from flowdeck.services.pipelines import images
 from flowdeck.settings import Settings
 
 

@@ -40,8 +40,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from flowdeck.api.app import create_app
     from flowdeck.api.server import bind, serve
     from flowdeck.services.auth.bootstrap import check_bind_allowed
-    from flowdeck.services.context import Services
-    from flowdeck.services.database import upgrade_in_child
+    from flowdeck.services.core.context import Services
+    from flowdeck.services.core.database import upgrade_in_child
     from flowdeck.worker.loop import Worker
 
     settings = _settings(args)
@@ -76,8 +76,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     from flowdeck.api.server import bind, serve
     from flowdeck.forked import check_in_child
     from flowdeck.services.auth.bootstrap import check_bind_allowed
-    from flowdeck.services.database import upgrade_in_child
-    from flowdeck.services.pipelines import CatalogFiles
+    from flowdeck.services.core.database import upgrade_in_child
+    from flowdeck.services.pipelines.catalog import CatalogFiles
 
     settings = _settings(args)
     _logging(settings)
@@ -97,7 +97,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """The daemon alone (run several against one PostgreSQL)."""
     import signal
 
-    from flowdeck.services.context import Services
+    from flowdeck.services.core.context import Services
     from flowdeck.worker.loop import Worker
 
     settings = _settings(args)
@@ -120,7 +120,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """One sync pass over every active run, then exit (for cron)."""
-    from flowdeck.services.context import Services
+    from flowdeck.services.core.context import Services
     from flowdeck.worker.loop import Worker
 
     settings = _settings(args)
@@ -145,7 +145,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from flowdeck.services.database import downgrade, upgrade
+    from flowdeck.services.core.database import downgrade, upgrade
 
     settings = _settings(args)
     _logging(settings)

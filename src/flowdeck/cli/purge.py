@@ -13,8 +13,8 @@ from flowdeck.settings import Settings
 def cmd_purge(args: argparse.Namespace) -> int:
     """Delete (or with --dry-run list) ended runs older than --older-than-days (default: retention_days)."""
     from flowdeck.errors import ConfigurationError
-    from flowdeck.services import purge
-    from flowdeck.services.context import Services
+    from flowdeck.services.core.context import Services
+    from flowdeck.services.runs import purge
 
     settings = Settings()
     days = args.older_than_days if args.older_than_days is not None else settings.retention_days

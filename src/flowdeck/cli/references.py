@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import Any
 
-from flowdeck.services import references
+from flowdeck.services.pipelines import references
 from flowdeck.settings import Settings
 
 

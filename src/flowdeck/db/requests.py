@@ -1,6 +1,6 @@
 """Request rows: insert, read, list with keyset pages, and expansion claims.
 
-State is never written here: :func:`flowdeck.services.state_machine.transition_request`
+State is never written here: :func:`flowdeck.services.runs.state_machine.transition_request`
 owns it.
 """
 

@@ -1,6 +1,6 @@
 """Run rows: insert, read, list with keyset pages, and worker claims.
 
-State is never written here: :mod:`flowdeck.services.state_machine` owns it.
+State is never written here: :mod:`flowdeck.services.runs.state_machine` owns it.
 """
 
 from __future__ import annotations

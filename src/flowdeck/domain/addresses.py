@@ -1,7 +1,7 @@
 """Which network addresses a URL given by a client may lead the service to (the SSRF policy).
 
 Pure: it classifies an address; resolving names and the operator's allowlist live in
-:mod:`flowdeck.services.url_policy`.
+:mod:`flowdeck.services.core.url_policy`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The worker's side of the outbox: delivery rounds beside its loop (services/deliveries.py)."""
+"""The worker's side of the outbox: delivery rounds beside its loop (services/events/deliveries.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 
 import httpx
 
-from flowdeck.services.blocking import BlockingPool
-from flowdeck.services.context import Services
-from flowdeck.services.deliveries import deliver_once, prune
+from flowdeck.services.core.blocking import BlockingPool
+from flowdeck.services.core.context import Services
+from flowdeck.services.events.deliveries import deliver_once, prune
 
 PRUNE_EVERY_SECONDS = 3600.0
 

@@ -1,7 +1,7 @@
 """The worker's dispatch step: claim what may start now and hand each run to its engine.
 
-:func:`flowdeck.services.claims.claim_dispatchable` takes the runs with a lease;
-:func:`flowdeck.services.dispatch.dispatch_run` moves each to INITIALIZING and submits it
+:func:`flowdeck.services.execution.claims.claim_dispatchable` takes the runs with a lease;
+:func:`flowdeck.services.execution.dispatch.dispatch_run` moves each to INITIALIZING and submits it
 outside any transaction.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from flowdeck.services.blocking import BlockingPool
-from flowdeck.services.claims import claim_dispatchable
-from flowdeck.services.context import Services
-from flowdeck.services.dispatch import dispatch_run
+from flowdeck.services.core.blocking import BlockingPool
+from flowdeck.services.core.context import Services
+from flowdeck.services.execution.claims import claim_dispatchable
+from flowdeck.services.execution.dispatch import dispatch_run
 
 
 async def dispatch_once(services: Services, owner: str, pool: BlockingPool) -> int:

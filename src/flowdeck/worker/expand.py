@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from flowdeck.services.claims import claim_requests, release_request
-from flowdeck.services.context import Services
-from flowdeck.services.request_expansion import expand
+from flowdeck.services.core.context import Services
+from flowdeck.services.execution.claims import claim_requests, release_request
+from flowdeck.services.requests.expansion import expand
 
 log = logging.getLogger(__name__)
 CLAIM_LIMIT = 4

@@ -24,13 +24,14 @@ from typing import Any
 
 from flowdeck.backends.launcher import subscribe_exits
 from flowdeck.errors import DatabaseUnavailable
-from flowdeck.services import purge, run_counts, workers
-from flowdeck.services.blocking import BlockingPool
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
-from flowdeck.services.events import listen_for_commits
-from flowdeck.services.request_steps import create_due
-from flowdeck.services.sync import check_once, sync_all
+from flowdeck.services.core.blocking import BlockingPool
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
+from flowdeck.services.events.stream import listen_for_commits
+from flowdeck.services.execution import workers
+from flowdeck.services.execution.sync import check_once, sync_all
+from flowdeck.services.requests.steps import create_due
+from flowdeck.services.runs import purge, run_counts
 from flowdeck.worker.deliveries import Deliverer
 from flowdeck.worker.dispatch import dispatch_once
 from flowdeck.worker.expand import expand_once

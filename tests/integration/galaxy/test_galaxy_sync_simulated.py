@@ -21,8 +21,8 @@ from flowdeck.db.migrate import upgrade
 from flowdeck.db.tables import events, runs, tasks
 from flowdeck.domain.runs import RunHandle, SyncReport
 from flowdeck.domain.states import State
-from flowdeck.services.clock import utcnow
-from flowdeck.services.context import Services
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings

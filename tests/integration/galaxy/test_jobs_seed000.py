@@ -32,7 +32,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.db.migrate import upgrade
 from flowdeck.domain.states import State, is_terminal
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings

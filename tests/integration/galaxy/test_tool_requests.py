@@ -20,7 +20,7 @@ import pytest
 from flowdeck.backends.galaxy.backend import GalaxyBackend
 from flowdeck.domain.runs import RunHandle, RunSpec
 from flowdeck.domain.states import State
-from flowdeck.services.pipelines import default_dir
+from flowdeck.services.pipelines.catalog import default_dir
 from flowdeck.settings import Settings
 from tests.integration.galaxy.conftest import INPUT_TEXT
 from tests.integration.galaxy.helpers import sync_until, wait_terminal

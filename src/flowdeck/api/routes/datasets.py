@@ -26,11 +26,11 @@ from flowdeck.api.request_body import (
     validated,
 )
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
-from flowdeck.services import datasets as dataset_service
-from flowdeck.services.context import Services
-from flowdeck.services.datasets import NewDataset
-from flowdeck.services.filters import DatasetFilter
-from flowdeck.services.storage import LocalStorage, read_chunks
+from flowdeck.services.core.context import Services
+from flowdeck.services.core.filters import DatasetFilter
+from flowdeck.services.core.storage import LocalStorage, read_chunks
+from flowdeck.services.datasets import service as dataset_service
+from flowdeck.services.datasets.service import NewDataset
 
 router = APIRouter(tags=["datasets"])
 

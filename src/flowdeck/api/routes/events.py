@@ -10,8 +10,8 @@ from fastapi.responses import StreamingResponse
 
 from flowdeck.api.deps import PrincipalDep
 from flowdeck.errors import ValidationFailed
-from flowdeck.services import events as event_service
-from flowdeck.services.events import EventHub, Heartbeat, Subscription
+from flowdeck.services.events import stream as event_service
+from flowdeck.services.events.stream import EventHub, Heartbeat, Subscription
 
 router = APIRouter(tags=["events"])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
-from flowdeck.services import quotas
+from flowdeck.services.runs import quotas
 
 router = APIRouter(prefix="/groups", tags=["groups"])
 

@@ -24,12 +24,12 @@ from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.api.request_body import body_schema, json_model, json_within
 from flowdeck.domain.states import SIMPLE_STATES, State
 from flowdeck.errors import EngineError, Problem, ValidationFailed
-from flowdeck.services import jobs as job_service
-from flowdeck.services import ro_crate
-from flowdeck.services import runs as run_service
-from flowdeck.services.dispatch_now import dispatch_now
-from flowdeck.services.filters import RunFilter
-from flowdeck.services.idempotency import fingerprint
+from flowdeck.services.core.filters import RunFilter
+from flowdeck.services.core.idempotency import fingerprint
+from flowdeck.services.execution.dispatch_now import dispatch_now
+from flowdeck.services.runs import jobs as job_service
+from flowdeck.services.runs import ro_crate
+from flowdeck.services.runs import service as run_service
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 _FAILED = {State.EXECUTOR_ERROR.value, State.SYSTEM_ERROR.value}

@@ -10,10 +10,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
 from flowdeck.domain.states import State
-from flowdeck.services import run_counts, workers
 from flowdeck.services.auth.guard import require_service_admin
 from flowdeck.services.auth.instructions import render_html
-from flowdeck.services.clock import utcnow
+from flowdeck.services.core.clock import utcnow
+from flowdeck.services.execution import workers
+from flowdeck.services.runs import run_counts
 
 router = APIRouter(tags=["operations"])
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
-from flowdeck.services import galaxy_tools
-from flowdeck.services.pipeline_runs import visible_pipeline, visible_pipelines, visible_versions
-from flowdeck.services.pipelines import Pipeline
-from flowdeck.services.site_tools import pipeline_tools, site_tools
+from flowdeck.services.pipelines import galaxy_tools
+from flowdeck.services.pipelines.catalog import Pipeline
+from flowdeck.services.pipelines.site_tools import pipeline_tools, site_tools
+from flowdeck.services.runs.pipeline_runs import visible_pipeline, visible_pipelines, visible_versions
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 

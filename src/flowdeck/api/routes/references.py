@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
-from flowdeck.services import references as reference_service
+from flowdeck.services.pipelines import references as reference_service
 
 router = APIRouter(prefix="/references", tags=["references"])
 

@@ -21,11 +21,12 @@ from flowdeck.api.multipart import FilePart, MalformedForm, parse_form
 from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.api.request_body import body_within, json_within, refuse_declared_length, strict_json, validated
 from flowdeck.errors import InvalidInput, Problem, ValidationFailed
-from flowdeck.services import idempotency, ro_crate
-from flowdeck.services import requests as request_service
-from flowdeck.services.filters import RequestFilter
-from flowdeck.services.request_items import RequestInput
-from flowdeck.services.state_machine import REQUEST_STATES
+from flowdeck.services.core import idempotency
+from flowdeck.services.core.filters import RequestFilter
+from flowdeck.services.requests import service as request_service
+from flowdeck.services.requests.items import RequestInput
+from flowdeck.services.runs import ro_crate
+from flowdeck.services.runs.state_machine import REQUEST_STATES
 
 router = APIRouter(prefix="/requests", tags=["requests"])
 FORM_TEXTS = (

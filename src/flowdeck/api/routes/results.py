@@ -14,9 +14,9 @@ from starlette.background import BackgroundTask
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
 from flowdeck.api.wes_views import WES
-from flowdeck.services import purge, results
-from flowdeck.services import runs as run_service
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs import purge, results
+from flowdeck.services.runs import service as run_service
 
 wes_router = APIRouter(prefix=WES, tags=["flowdeck extensions"])
 jobs_router = APIRouter(prefix="/jobs", tags=["jobs"])

@@ -9,11 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
 from flowdeck.api.request_body import body_schema, json_model
-from flowdeck.services import notifications
-from flowdeck.services import webhooks as webhook_service
-from flowdeck.services.notifications import Preferences
-from flowdeck.services.outbox import EVENT_TYPES
-from flowdeck.services.webhooks import NewWebhook
+from flowdeck.services.events import notifications
+from flowdeck.services.events import webhooks as webhook_service
+from flowdeck.services.events.notifications import Preferences
+from flowdeck.services.events.outbox import EVENT_TYPES
+from flowdeck.services.events.webhooks import NewWebhook
 
 router = APIRouter(tags=["webhooks"])
 _ID = Field(None, min_length=1, max_length=128)

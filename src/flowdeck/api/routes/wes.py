@@ -25,12 +25,13 @@ from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, NotFound
-from flowdeck.services import jobs as job_service
-from flowdeck.services import results, ro_crate, run_counts, staging
-from flowdeck.services import runs as run_service
-from flowdeck.services.filters import RunFilter
-from flowdeck.services.idempotency import fingerprint_run
-from flowdeck.services.site_tools import site_tools
+from flowdeck.services.core.filters import RunFilter
+from flowdeck.services.core.idempotency import fingerprint_run
+from flowdeck.services.execution import staging
+from flowdeck.services.pipelines.site_tools import site_tools
+from flowdeck.services.runs import jobs as job_service
+from flowdeck.services.runs import results, ro_crate, run_counts
+from flowdeck.services.runs import service as run_service
 
 router = APIRouter(prefix=WES, tags=["GA4GH WES"])
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -16,9 +16,9 @@ from starlette.datastructures import UploadFile
 from flowdeck.api.deps import base_url
 from flowdeck.api.ui import views, web
 from flowdeck.errors import ValidationFailed
-from flowdeck.services import datasets as dataset_service
-from flowdeck.services.datasets import NewDataset
-from flowdeck.services.filters import DatasetFilter
+from flowdeck.services.core.filters import DatasetFilter
+from flowdeck.services.datasets import service as dataset_service
+from flowdeck.services.datasets.service import NewDataset
 
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 PAGE_SIZE = 50

@@ -15,11 +15,11 @@ from flowdeck.api.ui import web
 from flowdeck.api.ui.launch_form import FormField, fields_of, parameters_of
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
-from flowdeck.services import galaxy_tools
-from flowdeck.services import jobs as job_service
-from flowdeck.services.context import Services
-from flowdeck.services.dispatch_now import dispatch_now
-from flowdeck.services.pipeline_runs import visible_pipeline, visible_pipelines, visible_versions
+from flowdeck.services.core.context import Services
+from flowdeck.services.execution.dispatch_now import dispatch_now
+from flowdeck.services.pipelines import galaxy_tools
+from flowdeck.services.runs import jobs as job_service
+from flowdeck.services.runs.pipeline_runs import visible_pipeline, visible_pipelines, visible_versions
 
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 

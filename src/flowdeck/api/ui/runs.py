@@ -15,11 +15,11 @@ from flowdeck.api.deps import base_url
 from flowdeck.api.ui import views, web
 from flowdeck.domain.states import SIMPLE_STATES, State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound
-from flowdeck.services import jobs as job_service
-from flowdeck.services import results
-from flowdeck.services import runs as run_service
-from flowdeck.services.dispatch_now import dispatch_now
-from flowdeck.services.filters import RunFilter
+from flowdeck.services.core.filters import RunFilter
+from flowdeck.services.execution.dispatch_now import dispatch_now
+from flowdeck.services.runs import jobs as job_service
+from flowdeck.services.runs import results
+from flowdeck.services.runs import service as run_service
 
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 PAGE_SIZE = 50

@@ -25,7 +25,7 @@ from flowdeck.api.request_body import body_within, bounded
 from flowdeck.domain.principal import LOCAL_USER, Principal
 from flowdeck.errors import FlowdeckError, Forbidden, InvalidInput, Unauthenticated
 from flowdeck.services.auth import sessions
-from flowdeck.services.context import Services
+from flowdeck.services.core.context import Services
 
 PREFIX = "/ui"
 SESSION_COOKIE = "fd_session"

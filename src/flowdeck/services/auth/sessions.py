@@ -2,7 +2,7 @@
 
 A session is ``<payload>.<signature>``: the payload is base64url JSON naming the user, how they
 signed in, when it expires and a random nonce; the signature is HMAC-SHA256 under a key derived
-from the storage secret (:func:`flowdeck.services.storage.local_secret`), so nothing is stored
+from the storage secret (:func:`flowdeck.services.core.storage.local_secret`), so nothing is stored
 and no table is needed. A CSRF token is the HMAC of a random per-browser value under another
 derived key (signed double-submit). Each request reloads the user and their groups
 (:func:`principal_of`), so a disabled account or a changed membership applies at once; a session
@@ -28,7 +28,7 @@ from flowdeck.db.engine import Database
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import InvalidInput, Unauthenticated
 from flowdeck.services.auth import tokens
-from flowdeck.services.storage import local_secret
+from flowdeck.services.core.storage import local_secret
 from flowdeck.settings import Settings
 
 LIFETIME_SECONDS = 8 * 3600

@@ -1,0 +1,1 @@
+"""Datasets: registered and uploaded input files."""

@@ -1,0 +1,1 @@
+"""Events out of the service: the live stream, the outbox, webhooks and e-mail."""

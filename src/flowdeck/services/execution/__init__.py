@@ -1,0 +1,1 @@
+"""What the worker does with runs: claim, stage, dispatch, sync, watchdog."""

@@ -1,0 +1,1 @@
+"""Runs as the doors see them: submit, read, cancel, rerun, results, deletion, RO-Crate."""
