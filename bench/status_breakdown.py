@@ -32,6 +32,7 @@ from bench.bare_app import create_bare_app
 from flowdeck.api.app import create_app
 from flowdeck.db import runs as run_rows
 from flowdeck.db.migrate import upgrade
+from flowdeck.domain.filters import RunFilter
 from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
 
@@ -105,7 +106,7 @@ async def breakdown(data_dir: Path, profile: str | None, rounds: int) -> dict[st
     async with app.router.lifespan_context(app):
         await _asgi_call(app, _scope("POST", common.WES + "/runs", form), body)()
         async with services.db.read() as conn:
-            run_id = (await run_rows.page(conn, run_rows.RunFilter(), 1, None))[0]["id"]
+            run_id = (await run_rows.page(conn, RunFilter(), 1, None))[0]["id"]
 
         async def status_read() -> None:
             await services.db.read_point(run_rows.STATE_BY_ID, {"run_id": run_id})

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from flowdeck.db import runs as run_rows
 from flowdeck.db.tables import runs
+from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.services.core.context import Services
 from flowdeck.services.runs.service import NewRun, get_visible, list_page, submit
@@ -33,10 +34,10 @@ async def test_four_byte_text_round_trips_and_filters(services: Services) -> Non
     run = await get_visible(services, run_id, LOCAL_USER)
     assert run["tags"] == {"organism": EMOJI, "Case": "A"}
     assert run["workflow_params"] == {"sample": EMOJI}
-    found, _ = await list_page(services, LOCAL_USER, run_rows.RunFilter(tags={"organism": EMOJI}), 10, None)
+    found, _ = await list_page(services, LOCAL_USER, RunFilter(tags={"organism": EMOJI}), 10, None)
     assert [row["id"] for row in found] == [run_id]
     # Tag keys and values compare byte for byte (MariaDB's default collations would not).
-    found, _ = await list_page(services, LOCAL_USER, run_rows.RunFilter(tags={"case": "a"}), 10, None)
+    found, _ = await list_page(services, LOCAL_USER, RunFilter(tags={"case": "a"}), 10, None)
     assert [row["id"] for row in found] == [other]
 
 

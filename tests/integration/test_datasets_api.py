@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flowdeck.domain.filters import DatasetFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.services.core.context import Services
 from flowdeck.services.datasets import service as dataset_service
@@ -91,7 +92,5 @@ async def test_list_paging_delete_and_visibility(api: httpx.AsyncClient, service
     outsider = Principal("eve", groups={"other": "member"})
     with pytest.raises(Exception, match="not found"):
         await dataset_service.get_visible(services, ids[1], outsider)
-    rows, _ = await dataset_service.list_page(
-        services, outsider, dataset_service.dataset_rows.DatasetFilter(), None, None
-    )
+    rows, _ = await dataset_service.list_page(services, outsider, DatasetFilter(), None, None)
     assert rows == []

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from flowdeck.db import run_counts
 from flowdeck.db import runs as run_rows
 from flowdeck.db.tables import run_state_counts, runs
+from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
@@ -113,7 +114,7 @@ async def test_a_total_from_the_kept_counts_equals_the_counted_one(services: Ser
             (None, "p1", "p2"),
             (None, "g1", "g3"),
         ):
-            flt = run_rows.RunFilter(groups=groups, states=states, pipeline_name=pipeline, research_group=group)
+            flt = RunFilter(groups=groups, states=states, pipeline_name=pipeline, research_group=group)
             kept = await run_rows.count(conn, flt)
             query = sa.select(sa.func.count()).select_from(runs)
             if groups is not None:
@@ -135,14 +136,14 @@ async def test_every_list_filter_pages_exactly_its_matches_newest_first(services
     await _advance(services, made[1], 1)
     newest = list(reversed(made))
     cases = [
-        (run_rows.RunFilter(tags={"project": "p0"}), [r for r in newest if made.index(r) % 2 == 0]),
-        (run_rows.RunFilter(tags={"project": "p0", "lane": "L1"}), [made[6], made[0]]),
-        (run_rows.RunFilter(tags={"project": "p0"}, groups=frozenset({"g1"})), [made[4], made[2], made[0]]),
-        (run_rows.RunFilter(tags={"project": "none"}), []),
-        (run_rows.RunFilter(states=frozenset({State.INITIALIZING})), [made[1]]),
-        (run_rows.RunFilter(states=frozenset({State.PAUSED})), []),
-        (run_rows.RunFilter(pipeline_name="nonexistent"), []),
-        (run_rows.RunFilter(research_group="g2"), [made[6], made[5]]),
+        (RunFilter(tags={"project": "p0"}), [r for r in newest if made.index(r) % 2 == 0]),
+        (RunFilter(tags={"project": "p0", "lane": "L1"}), [made[6], made[0]]),
+        (RunFilter(tags={"project": "p0"}, groups=frozenset({"g1"})), [made[4], made[2], made[0]]),
+        (RunFilter(tags={"project": "none"}), []),
+        (RunFilter(states=frozenset({State.INITIALIZING})), [made[1]]),
+        (RunFilter(states=frozenset({State.PAUSED})), []),
+        (RunFilter(pipeline_name="nonexistent"), []),
+        (RunFilter(research_group="g2"), [made[6], made[5]]),
     ]
     for flt, expected in cases:
         for size in (1, 2, 10):

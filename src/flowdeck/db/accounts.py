@@ -23,15 +23,14 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db.tables import api_tokens, memberships, research_groups, users
+from flowdeck.domain.accounts import GroupRecord, MembershipRecord, TokenRecord, UserRecord
 from flowdeck.domain.principal import Role
 from flowdeck.errors import Conflict, InvalidInput, NotFound
 
@@ -90,58 +89,6 @@ def _now() -> datetime:
 
 
 # --------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class UserRecord:
-    id: str
-    username: str
-    display_name: str | None
-    password_hash: str | None
-    is_admin: bool
-    source: str
-    disabled: bool
-    created_at: datetime
-
-    @classmethod
-    def of(cls, row: RowMapping) -> UserRecord:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
-
-
-@dataclass(frozen=True)
-class GroupRecord:
-    id: str
-    name: str
-    description: str | None
-    created_at: datetime
-
-    @classmethod
-    def of(cls, row: RowMapping) -> GroupRecord:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
-
-
-@dataclass(frozen=True)
-class MembershipRecord:
-    username: str
-    group: str
-    role: Role
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    """An API token's row. The secret itself is never stored; ``token_hash`` is its SHA-256."""
-
-    id: str
-    user_id: str
-    name: str
-    prefix: str
-    token_hash: str
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-    @classmethod
-    def of(cls, row: RowMapping) -> TokenRecord:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
 # ----------------------------------------------------------------------- users

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,16 +10,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db.tables import datasets, runs
-
-
-@dataclass(frozen=True)
-class DatasetFilter:
-    """What a list of datasets is narrowed to. ``groups=None`` means every group."""
-
-    groups: frozenset[str] | None = None
-    research_group: str | None = None
-    name: str | None = None
-    owner: str | None = None
+from flowdeck.domain.filters import DatasetFilter
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:

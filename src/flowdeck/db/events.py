@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -11,6 +10,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db.tables import events, requests, runs
+from flowdeck.domain.filters import EventFilter
 
 # One instance: SQLAlchemy memoizes its cache key (see db.runs.insert).
 _INSERT = sa.insert(events)
@@ -61,18 +61,6 @@ async def for_request(conn: AsyncConnection, request_id: str, limit: int = 1000)
 # --- the live stream (services.events): events after an id, with what their filters need
 
 CHANNEL = "flowdeck_events"  # the NOTIFY channel of migration 0005
-
-
-@dataclass(frozen=True)
-class EventFilter:
-    """What a stream asks for; None: any. ``groups`` is the caller's visible groups (None: all)."""
-
-    run_id: str | None = None
-    request_id: str | None = None
-    pipeline_name: str | None = None
-    research_group: str | None = None
-    kind: str | None = None
-    groups: frozenset[str] | None = None
 
 
 _group = sa.func.coalesce(runs.c.research_group, requests.c.research_group)

@@ -6,7 +6,6 @@ owns it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,20 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db import leases
 from flowdeck.db.tables import datasets, requests, runs
+from flowdeck.domain.filters import RequestFilter
 
 Row = RowMapping
 # Everything but the (possibly large) spec, for listings.
 SUMMARY = [c for c in requests.c if c.name != "spec"]
-
-
-@dataclass(frozen=True)
-class RequestFilter:
-    """What a list of requests is narrowed to. ``groups=None`` means every group."""
-
-    groups: frozenset[str] | None = None
-    state: str | None = None
-    pipeline_name: str | None = None
-    research_group: str | None = None
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:

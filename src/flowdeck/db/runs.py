@@ -5,7 +5,7 @@ State is never written here: :mod:`flowdeck.services.runs.state_machine` owns it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,26 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowdeck.db import leases, run_counts
 from flowdeck.db.engine import PointRead
 from flowdeck.db.tables import run_attachments, run_tags, runs
+from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.states import ENGINE_HELD, State
 
 Row = RowMapping
 # What a run summary (WES RunSummary, and its page token) reads: no JSON document but the tags.
 SUMMARY_COLUMNS = (runs.c.id, runs.c.state, runs.c.start_time, runs.c.end_time, runs.c.tags, runs.c.created_at)
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    """What a list of runs is narrowed to. ``groups=None`` means every group."""
-
-    groups: frozenset[str] | None = None
-    states: frozenset[State] | None = None
-    tags: Mapping[str, str] | None = None
-    dataset_id: str | None = None
-    pipeline_name: str | None = None
-    research_group: str | None = None
-    request_id: str | None = None
-    origin: str | None = None
-    description_contains: str | None = None  # case-insensitive; no index helps: it narrows a page's scan
 
 
 _ATTACHMENTS_OF = (

@@ -25,9 +25,9 @@ from flowdeck.api.request_body import (
     refuse_declared_length,
     validated,
 )
+from flowdeck.domain.filters import DatasetFilter
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services.core.context import Services
-from flowdeck.services.core.filters import DatasetFilter
 from flowdeck.services.core.storage import LocalStorage, read_chunks
 from flowdeck.services.datasets import service as dataset_service
 from flowdeck.services.datasets.service import NewDataset

@@ -22,9 +22,9 @@ from flowdeck.api.idempotency import idempotent
 from flowdeck.api.job_views import event_view, job_view
 from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.api.request_body import body_schema, json_model, json_within
+from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.states import SIMPLE_STATES, State
 from flowdeck.errors import EngineError, Problem, ValidationFailed
-from flowdeck.services.core.filters import RunFilter
 from flowdeck.services.core.idempotency import fingerprint
 from flowdeck.services.execution.dispatch_now import dispatch_now
 from flowdeck.services.runs import jobs as job_service

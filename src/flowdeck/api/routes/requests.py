@@ -20,9 +20,9 @@ from flowdeck.api.idempotency import idempotent
 from flowdeck.api.multipart import FilePart, MalformedForm, parse_form
 from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.api.request_body import body_within, json_within, refuse_declared_length, strict_json, validated
+from flowdeck.domain.filters import RequestFilter
 from flowdeck.errors import InvalidInput, Problem, ValidationFailed
 from flowdeck.services.core import idempotency
-from flowdeck.services.core.filters import RequestFilter
 from flowdeck.services.requests import service as request_service
 from flowdeck.services.requests.items import RequestInput
 from flowdeck.services.runs import ro_crate

@@ -23,9 +23,9 @@ from flowdeck.api.routes.jobs import RerunBody
 from flowdeck.api.routes.results import stored
 from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request
 from flowdeck.api.wes_views import WES, run_log, run_summary, task_log
+from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, NotFound
-from flowdeck.services.core.filters import RunFilter
 from flowdeck.services.core.idempotency import fingerprint_run
 from flowdeck.services.execution import staging
 from flowdeck.services.pipelines.site_tools import site_tools

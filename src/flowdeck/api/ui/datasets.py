@@ -15,8 +15,8 @@ from starlette.datastructures import UploadFile
 
 from flowdeck.api.deps import base_url
 from flowdeck.api.ui import views, web
+from flowdeck.domain.filters import DatasetFilter
 from flowdeck.errors import ValidationFailed
-from flowdeck.services.core.filters import DatasetFilter
 from flowdeck.services.datasets import service as dataset_service
 from flowdeck.services.datasets.service import NewDataset
 

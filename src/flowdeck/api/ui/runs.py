@@ -13,9 +13,9 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from flowdeck.api.deps import base_url
 from flowdeck.api.ui import views, web
+from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.states import SIMPLE_STATES, State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound
-from flowdeck.services.core.filters import RunFilter
 from flowdeck.services.execution.dispatch_now import dispatch_now
 from flowdeck.services.runs import jobs as job_service
 from flowdeck.services.runs import results

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from flowdeck.db import accounts
-from flowdeck.db.accounts import UserRecord
 from flowdeck.db.engine import Database
+from flowdeck.domain.accounts import UserRecord
 from flowdeck.domain.principal import LOCAL_USER, Principal, Role
 from flowdeck.errors import InvalidInput, Unauthenticated
 from flowdeck.services.auth import tokens

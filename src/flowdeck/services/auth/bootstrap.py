@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 from flowdeck.db import accounts
-from flowdeck.db.accounts import UserRecord
 from flowdeck.db.engine import Database
+from flowdeck.domain.accounts import UserRecord
 from flowdeck.errors import ConfigurationError
 from flowdeck.services.auth.passwords import Passwords
 from flowdeck.services.auth.users import create_user

@@ -7,15 +7,9 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from flowdeck.db import accounts
-from flowdeck.db.accounts import (
-    GroupRecord,
-    MembershipRecord,
-    TokenRecord,
-    UserRecord,
-    normalize_group_name,
-    normalize_username,
-)
+from flowdeck.db.accounts import normalize_group_name, normalize_username
 from flowdeck.db.engine import Database
+from flowdeck.domain.accounts import GroupRecord, MembershipRecord, TokenRecord, UserRecord
 from flowdeck.domain.principal import Role
 
 __all__ = [

@@ -18,8 +18,8 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db import accounts
-from flowdeck.db.accounts import UserRecord
 from flowdeck.db.engine import Database
+from flowdeck.domain.accounts import UserRecord
 from flowdeck.domain.principal import Role
 from flowdeck.errors import ConfigurationError, Conflict, InvalidInput, Unauthenticated
 from flowdeck.services.auth.jwks import IdentityProviderUnavailable, JwksCache, require_safe_url

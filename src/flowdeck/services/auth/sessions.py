@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowdeck.db import accounts
-from flowdeck.db.accounts import TokenRecord, UserRecord
 from flowdeck.db.engine import Database
+from flowdeck.domain.accounts import TokenRecord, UserRecord
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import InvalidInput, Unauthenticated
 from flowdeck.services.auth import tokens

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flowdeck.db import accounts
-from flowdeck.db.accounts import TokenRecord, UserRecord
 from flowdeck.db.engine import Database
+from flowdeck.domain.accounts import TokenRecord, UserRecord
 from flowdeck.errors import InvalidInput, Unauthenticated
 
 SCHEME_PREFIX = "fd_"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from flowdeck.db import accounts
-from flowdeck.db.accounts import GroupRecord, TokenRecord, UserRecord
 from flowdeck.db.engine import Database
+from flowdeck.domain.accounts import GroupRecord, TokenRecord, UserRecord
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import NotFound
 from flowdeck.services.auth import guard, tokens

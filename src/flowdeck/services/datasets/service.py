@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 from sqlalchemy.engine import RowMapping
 
 from flowdeck.db import datasets as dataset_rows
+from flowdeck.domain.filters import DatasetFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Problem, ValidationFailed
 from flowdeck.services.auth.guard import group_for_new_object as resolve_group  # not via runs: it imports us
@@ -223,13 +224,13 @@ async def _settle_upload(services: Services, row: RowMapping) -> RowMapping:
 async def list_page(
     services: Services,
     principal: Principal,
-    flt: dataset_rows.DatasetFilter,
+    flt: DatasetFilter,
     page_size: int | None,
     page_token: str | None,
 ) -> tuple[list[RowMapping], str]:
     groups = principal.visible_groups()
     if groups is not None:
-        flt = dataset_rows.DatasetFilter(**{**flt.__dict__, "groups": groups})
+        flt = DatasetFilter(**{**flt.__dict__, "groups": groups})
     return await paging.newest_first(
         services, page_size, page_token, lambda conn, limit, after: dataset_rows.page(conn, flt, limit, after)
     )

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowdeck.db import events as event_rows
-from flowdeck.db.events import EventFilter
+from flowdeck.domain.filters import EventFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
 from flowdeck.services.core.context import Services

@@ -29,6 +29,7 @@ from sqlalchemy.engine import RowMapping
 from flowdeck.db import events as event_rows
 from flowdeck.db import requests as request_rows
 from flowdeck.db import runs as run_rows
+from flowdeck.domain.filters import RequestFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import TERMINAL, State
 from flowdeck.errors import NotFound
@@ -138,14 +139,14 @@ async def get_visible(services: Services, request_id: str, principal: Principal)
 async def list_page(
     services: Services,
     principal: Principal,
-    flt: request_rows.RequestFilter,
+    flt: RequestFilter,
     page_size: int | None,
     page_token: str | None,
 ) -> tuple[list[RowMapping], str]:
     """One page of visible requests, newest first, and the next page's token ('' at the end)."""
     groups = principal.visible_groups()
     if groups is not None:
-        flt = request_rows.RequestFilter(**{**flt.__dict__, "groups": groups})
+        flt = RequestFilter(**{**flt.__dict__, "groups": groups})
     return await paging.newest_first(
         services, page_size, page_token, lambda conn, limit, after: request_rows.page(conn, flt, limit, after)
     )

@@ -18,6 +18,7 @@ from sqlalchemy.engine import RowMapping
 from flowdeck.db import datasets as dataset_rows
 from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
+from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import Conflict, Problem, ValidationFailed
@@ -284,9 +285,9 @@ async def events(services: Services, run_id: str, principal: Principal) -> list[
         return await event_rows.for_run(conn, run_id)
 
 
-async def total(services: Services, principal: Principal, flt: run_rows.RunFilter) -> int:
+async def total(services: Services, principal: Principal, flt: RunFilter) -> int:
     """How many runs the filter matches among the visible ones (seed 002's JobList.total)."""
     groups = principal.visible_groups()
     if groups is not None:
-        flt = run_rows.RunFilter(**{**flt.__dict__, "groups": groups if flt.groups is None else flt.groups & groups})
+        flt = RunFilter(**{**flt.__dict__, "groups": groups if flt.groups is None else flt.groups & groups})
     return await services.db.read_aside(lambda conn: run_rows.count(conn, flt))

@@ -21,6 +21,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.db.idempotency import KeyRef
 from flowdeck.domain import json_values
+from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.run_policy import cancel_request
 from flowdeck.domain.runs import RunSpec
@@ -433,7 +434,7 @@ def _visible(row: _Row | None, run_id: str, principal: Principal) -> _Row:
 async def list_page(
     services: Services,
     principal: Principal,
-    flt: run_rows.RunFilter,
+    flt: RunFilter,
     page_size: int | None,
     page_token: str | None,
     *,
