@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from flowdeck.backends.procfs import descendants
+from flowdeck.backends.local.procfs import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -57,12 +57,12 @@ def _times(pid: int) -> tuple[float, float]:
 
 
 def _warm_servers(pid: int) -> list[int]:
-    """The service's warm servers (flowdeck.backends.warm_start): they fork and reap the launchers."""
+    """The service's warm servers (flowdeck.backends.local.warm_start): they fork and reap the launchers."""
     found = []
     # Children are listed by the thread that started them (a worker thread starts the server).
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
-            if b"flowdeck.backends.warm_start" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"flowdeck.backends.local.warm_start" in Path(f"/proc/{child}/cmdline").read_bytes():
                 found.append(int(child))
     return found
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flowdeck.backends import sandbox
 from flowdeck.backends.cwltool import CwltoolBackend
-from flowdeck.backends.launcher import LaunchPlan, control_dir
+from flowdeck.backends.local import sandbox
+from flowdeck.backends.local.launcher import LaunchPlan, control_dir
 from flowdeck.domain.runs import RunSpec
 from flowdeck.settings import Settings
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from flowdeck.backends.launcher import control_dir, read_json
-from flowdeck.backends.local_engine import LocalEngineBackend
-from flowdeck.backends.procfs import group_pids
+from flowdeck.backends.local.engine import LocalEngineBackend
+from flowdeck.backends.local.launcher import control_dir, read_json
+from flowdeck.backends.local.procfs import group_pids
 from flowdeck.backends.registry import load_class
 from flowdeck.domain.runs import RunHandle, RunSpec
 from flowdeck.domain.states import State

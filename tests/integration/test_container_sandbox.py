@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from flowdeck.backends.launcher import control_dir, read_json
+from flowdeck.backends.local.launcher import control_dir, read_json
 from flowdeck.backends.registry import load_class
 from flowdeck.domain.runs import RunSpec, SyncReport
 from flowdeck.domain.states import State

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flowdeck.backends import containers
+from flowdeck.backends.local import containers
 from flowdeck.backends.registry import Registry, load_class
 from flowdeck.cli.main import main
 from flowdeck.domain.runs import RunSpec

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flowdeck.backends.containers import image_exists
+from flowdeck.backends.local.containers import image_exists
 from flowdeck.backends.miniwdl import DEFAULT_IMAGE
 from flowdeck.backends.registry import Registry, load_class
 from flowdeck.domain.runs import RunSpec

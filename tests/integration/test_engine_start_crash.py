@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from flowdeck.backends.launcher import LaunchPlan, ProcessStatus, control_dir, launch, read_json, status
-from flowdeck.backends.procfs import is_alive
+from flowdeck.backends.local.launcher import LaunchPlan, ProcessStatus, control_dir, launch, read_json, status
+from flowdeck.backends.local.procfs import is_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = "tests.support.warm_probe"
 STARTER = """
 import sys
 from pathlib import Path
-from flowdeck.backends.launcher import launch
+from flowdeck.backends.local.launcher import launch
 from tests.integration.test_engine_start_crash import plan_for
 launch(Path(sys.argv[1]), plan_for(sys.argv[2] or None))
 """

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from flowdeck.backends.local_engine import LocalEngineBackend
+from flowdeck.backends.local.engine import LocalEngineBackend
+from flowdeck.backends.local.run_files import output_files
 from flowdeck.backends.registry import load_class
-from flowdeck.backends.run_files import output_files
 from flowdeck.domain.runs import RunSpec
 from flowdeck.errors import EngineError, InvalidInput
 from flowdeck.settings import Settings

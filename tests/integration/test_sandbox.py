@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from flowdeck.backends import sandbox
-from flowdeck.backends.launcher import control_dir, read_json
-from flowdeck.backends.local_engine import LocalEngineBackend
+from flowdeck.backends.local import sandbox
+from flowdeck.backends.local.engine import LocalEngineBackend
+from flowdeck.backends.local.launcher import control_dir, read_json
 from flowdeck.backends.registry import load_class
 from flowdeck.domain.runs import RunSpec, SyncReport
 from flowdeck.domain.states import State

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from flowdeck.backends import warm_start
-from flowdeck.backends.launcher import (
+from flowdeck.backends.local import warm_start
+from flowdeck.backends.local.launcher import (
     LaunchPlan,
     ProcessStatus,
     control_dir,
@@ -31,7 +31,7 @@ from flowdeck.backends.launcher import (
     status,
     subscribe_exits,
 )
-from flowdeck.backends.procfs import group_pids, is_alive, start_ticks
+from flowdeck.backends.local.procfs import group_pids, is_alive, start_ticks
 
 PROBE = "tests.support.warm_probe"
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,8 +182,8 @@ def test_a_server_that_cannot_start_means_a_cold_start(tmp_path: Path, monkeypat
 OWNER = """
 import sys, time
 from pathlib import Path
-from flowdeck.backends import warm_start
-from flowdeck.backends.launcher import LaunchPlan, launch
+from flowdeck.backends.local import warm_start
+from flowdeck.backends.local.launcher import LaunchPlan, launch
 rundir = Path(sys.argv[1])
 (rundir / "tmp").mkdir(parents=True)
 launch(rundir, LaunchPlan(["probe", "sleep", "2"], {"TMPDIR": str(rundir / "tmp")}, warm="tests.support.warm_probe"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flowdeck.backends import cwl_resume, toil_resume
-from flowdeck.backends.launcher import control_dir
+from flowdeck.backends.local.launcher import control_dir
 from flowdeck.domain.states import State
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from flowdeck.backends.procfs import child_start_ticks, start_ticks
+from flowdeck.backends.local.procfs import child_start_ticks, start_ticks
 
 
 def test_an_exited_unreaped_child_still_has_its_start_time() -> None:

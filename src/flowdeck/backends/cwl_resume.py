@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from flowdeck.backends.launcher import control_dir, write_json
+from flowdeck.backends.local.launcher import control_dir, write_json
 from flowdeck.backends.snakemake_resume import RESUMED, place
 
 CACHE = "cache"

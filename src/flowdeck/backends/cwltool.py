@@ -1,6 +1,6 @@
 """The ``cwltool`` backend: the CWL reference runner as a local process.
 
-Run dir layout (besides ``.flowdeck/``, see :mod:`flowdeck.backends.launcher`):
+Run dir layout (besides ``.flowdeck/``, see :mod:`flowdeck.backends.local.launcher`):
 ``outputs/`` (``--outdir``), ``logs/<job>/`` (``--log-dir``: a tool's declared
 stdout/stderr), ``cache/`` (``--cachedir``: each step's outputs, kept so that the run can be
 resumed, :mod:`flowdeck.backends.cwl_resume`; ``cache_tmp*/`` beside it while a step runs),
@@ -31,11 +31,11 @@ from typing import Any
 import yaml
 
 from flowdeck.backends import cwl_resume
-from flowdeck.backends.containers import check_images, podman_env
-from flowdeck.backends.engine_options import Option, engine_args
-from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
-from flowdeck.backends.local_engine import LocalEngineBackend
-from flowdeck.backends.run_files import attachment, inside, is_url, tail
+from flowdeck.backends.local.containers import check_images, podman_env
+from flowdeck.backends.local.engine import LocalEngineBackend
+from flowdeck.backends.local.engine_options import Option, engine_args
+from flowdeck.backends.local.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
+from flowdeck.backends.local.run_files import attachment, inside, is_url, tail
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput

@@ -1,4 +1,4 @@
-"""cwltool for warm starts (:mod:`flowdeck.backends.warm_start`): imported and its CWL schemas
+"""cwltool for warm starts (:mod:`flowdeck.backends.local.warm_start`): imported and its CWL schemas
 parsed once, then run per run in a fork.
 
 ``cwltool.main.run`` is what the ``cwltool`` command calls. Each call of it would

@@ -27,11 +27,11 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowdeck.backends.containers import check_images, podman_env
-from flowdeck.backends.engine_options import Option, engine_args
-from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
-from flowdeck.backends.local_engine import LocalEngineBackend
-from flowdeck.backends.run_files import attachment, file_time, inside, is_url
+from flowdeck.backends.local.containers import check_images, podman_env
+from flowdeck.backends.local.engine import LocalEngineBackend
+from flowdeck.backends.local.engine_options import Option, engine_args
+from flowdeck.backends.local.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
+from flowdeck.backends.local.run_files import attachment, file_time, inside, is_url
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput

@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from flowdeck.backends import slurm, snakemake_resume
-from flowdeck.backends.engine_options import Option, engine_args
-from flowdeck.backends.launcher import LaunchPlan, control_dir, write_json
-from flowdeck.backends.local_engine import LocalEngineBackend
-from flowdeck.backends.run_files import inside, is_url
+from flowdeck.backends.local.engine import LocalEngineBackend
+from flowdeck.backends.local.engine_options import Option, engine_args
+from flowdeck.backends.local.launcher import LaunchPlan, control_dir, write_json
+from flowdeck.backends.local.run_files import inside, is_url
 from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, SyncReport, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput

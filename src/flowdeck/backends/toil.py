@@ -28,9 +28,9 @@ from pathlib import Path
 
 from flowdeck.backends import slurm, toil_resume
 from flowdeck.backends.cwltool import REDIRECT, CwlRunnerBackend
-from flowdeck.backends.engine_options import Option, engine_args
-from flowdeck.backends.launcher import LaunchPlan, control_dir, parse_time
-from flowdeck.backends.run_files import file_time
+from flowdeck.backends.local.engine_options import Option, engine_args
+from flowdeck.backends.local.launcher import LaunchPlan, control_dir, parse_time
+from flowdeck.backends.local.run_files import file_time
 from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, SyncReport, TaskInfo
 from flowdeck.domain.states import State
 

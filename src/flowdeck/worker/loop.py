@@ -22,7 +22,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from flowdeck.backends.launcher import subscribe_exits
+from flowdeck.backends.local.launcher import subscribe_exits
 from flowdeck.errors import DatabaseUnavailable
 from flowdeck.services.core.blocking import BlockingPool
 from flowdeck.services.core.clock import utcnow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowdeck.backends import containers
+from flowdeck.backends.local import containers
 from flowdeck.settings import Settings
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from flowdeck.backends.checksums import file_checksum
-from flowdeck.backends.run_files import inside
+from flowdeck.backends.local.run_files import inside
 from flowdeck.db import tasks as task_rows
 from flowdeck.domain.runs import TaskInfo
 from flowdeck.domain.states import State, is_terminal

@@ -31,7 +31,7 @@ import tarfile
 import threading
 from pathlib import Path
 
-from flowdeck.backends import sandbox
+from flowdeck.backends.local import sandbox
 from flowdeck.errors import ConfigurationError, InvalidInput, ValidationFailed
 from flowdeck.settings import Settings
 

@@ -167,7 +167,7 @@ def wrap(plan: dict[str, Any], argv: list[str], as_root: bool) -> list[str]:
     """
     if plan.get("nested"):
         plan_file = Path(plan["root"]).parent / PLAN_FILE
-        return [sys.executable, "-m", "flowdeck.backends.sandbox", str(plan_file), "--", *argv]
+        return [sys.executable, "-m", "flowdeck.backends.local.sandbox", str(plan_file), "--", *argv]
     namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
     args = ["bwrap", *namespaces, *([] if plan["network"] else ["--unshare-net"])]
     uid, gid = str(plan["uid"]), str(plan["gid"])
@@ -432,5 +432,5 @@ def limit_notes(texts: Iterable[str], limits: dict[str, int], ended_by: str | No
     ]
 
 
-if __name__ == "__main__":  # python -m flowdeck.backends.sandbox PLAN_FILE -- ARGV (see wrap)
+if __name__ == "__main__":  # python -m flowdeck.backends.local.sandbox PLAN_FILE -- ARGV (see wrap)
     sys.exit(run_nested(sys.argv[1], sys.argv[3:]))

@@ -26,7 +26,7 @@ mistaken for the run. A worker that restarts reads these files and knows whether
 the run still lives, ended (and how), or vanished without an exit record.
 
 This module runs as every run's launcher process, so it imports the standard
-library and :mod:`flowdeck.backends.procfs` only: each import would delay
+library and :mod:`flowdeck.backends.local.procfs` only: each import would delay
 every run's start.
 """
 
@@ -50,8 +50,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowdeck.backends import sandbox
-from flowdeck.backends.procfs import child_start_ticks, descendants, is_alive, start_ticks
+from flowdeck.backends.local import sandbox
+from flowdeck.backends.local.procfs import child_start_ticks, descendants, is_alive, start_ticks
 
 CONTROL_DIR = ".flowdeck"
 _SUBREAPER = 36  # PR_SET_CHILD_SUBREAPER
@@ -77,9 +77,9 @@ class LaunchPlan:
     cancel_signal: signal.Signals = signal.SIGTERM
     cancel_group: bool = False
     grace_seconds: float = 30.0
-    # A module for warm starts (see flowdeck.backends.warm_start), or None to start the command cold.
+    # A module for warm starts (see flowdeck.backends.local.warm_start), or None to start the command cold.
     warm: str | None = None
-    # A sandbox plan (flowdeck.backends.sandbox), or None to run the engine unconfined.
+    # A sandbox plan (flowdeck.backends.local.sandbox), or None to run the engine unconfined.
     sandbox: dict[str, Any] | None = None
 
 
@@ -220,7 +220,7 @@ def engine_environ() -> dict[str, str]:
 
 def _start_warm(rundir: Path, plan: LaunchPlan, env: dict[str, str], lock: int) -> int | None:
     """The launcher's pid, forked by the engine's warm server; None when that failed."""
-    from flowdeck.backends import warm_start  # the launcher process itself never needs it
+    from flowdeck.backends.local import warm_start  # the launcher process itself never needs it
 
     request = {
         "cwd": str(rundir),
@@ -300,7 +300,7 @@ def _await_exit(proc: subprocess.Popen[bytes], key: str) -> None:
 
 
 def _await_gone(pid: int, ticks: int | None, key: str) -> None:
-    from flowdeck.backends.warm_start import wait_gone
+    from flowdeck.backends.local.warm_start import wait_gone
 
     # A warm-started launcher is the warm server's child, not ours: followed by its pidfd.
     wait_gone(pid, ticks)

@@ -7,7 +7,7 @@ in ~0.03 s. A *warm server* is that process, one per engine module, started by
 the worker on its first run and ending when the worker ends.
 
 For each run the server forks a child that becomes the run's launcher exactly as
-:func:`flowdeck.backends.launcher.launch` would start it (a new session, the
+:func:`flowdeck.backends.local.launcher.launch` would start it (a new session, the
 run's directory, its stdout/stderr files and environment, the child subreaper
 flag), forks the engine from itself (already warm) and then *execs* the small
 launcher, which adopts the engine as its child. So the launcher's records,
@@ -42,9 +42,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from flowdeck.backends import sandbox
-from flowdeck.backends.launcher import write_exit
-from flowdeck.backends.procfs import child_start_ticks, is_alive
+from flowdeck.backends.local import sandbox
+from flowdeck.backends.local.launcher import write_exit
+from flowdeck.backends.local.procfs import child_start_ticks, is_alive
 
 _REQUEST_LIMIT = 4 * 1024 * 1024
 _REAP_SECONDS = 0.5
@@ -302,7 +302,7 @@ def _become_launcher(request: dict[str, Any], module: ModuleType) -> None:
     launcher = [
         sys.executable,
         "-m",
-        "flowdeck.backends.launcher",
+        "flowdeck.backends.local.launcher",
         "--adopt",
         f"{engine}:{child_start_ticks(engine) or ''}",
         str(control),

@@ -17,10 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from flowdeck.backends import containers, sandbox
 from flowdeck.backends.base import Backend
-from flowdeck.backends.engine_options import Option, engine_args
-from flowdeck.backends.launcher import (
+from flowdeck.backends.local import containers, sandbox
+from flowdeck.backends.local.engine_options import Option, engine_args
+from flowdeck.backends.local.launcher import (
     LaunchPlan,
     ProcessStatus,
     StartInProgress,
@@ -30,7 +30,7 @@ from flowdeck.backends.launcher import (
     request_cancel,
     status,
 )
-from flowdeck.backends.run_files import named_paths, output_files, resolve_workflow, tail
+from flowdeck.backends.local.run_files import named_paths, output_files, resolve_workflow, tail
 from flowdeck.domain.runs import CancelResult, OutputFile, RunHandle, RunSpec, Submitted, SyncReport, TaskInfo
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import ConfigurationError, EngineError, EngineUnavailable, InvalidInput

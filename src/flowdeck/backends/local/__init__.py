@@ -1,0 +1,1 @@
+"""Running engines as local processes: the launcher, warm starts, the sandbox, containers, run files."""
