@@ -33,7 +33,8 @@ from bench.engine_burst import RUNS, one_burst
 from bench.engine_single import events, wait_terminal
 
 from flowdeck.backends.cwltool import CwltoolBackend
-from flowdeck.backends.local.launcher import control_dir, read_json
+from flowdeck.backends.local.launcher import control_dir
+from flowdeck.backends.local.records import read_json
 from flowdeck.domain.runs import RunSpec
 from flowdeck.settings import Settings
 

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from flowdeck.backends.local.engine import LocalEngineBackend
-from flowdeck.backends.local.launcher import control_dir, read_json
+from flowdeck.backends.local.launcher import control_dir
 from flowdeck.backends.local.procfs import group_pids
+from flowdeck.backends.local.records import read_json
 from flowdeck.backends.registry import load_class
 from flowdeck.domain.runs import RunHandle, RunSpec
 from flowdeck.domain.states import State

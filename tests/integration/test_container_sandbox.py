@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from flowdeck.backends.local.launcher import control_dir, read_json
+from flowdeck.backends.local.launcher import control_dir
+from flowdeck.backends.local.records import read_json
 from flowdeck.backends.registry import load_class
 from flowdeck.domain.runs import RunSpec, SyncReport
 from flowdeck.domain.states import State

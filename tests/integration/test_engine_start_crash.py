@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from flowdeck.backends.local.launcher import LaunchPlan, ProcessStatus, control_dir, launch, read_json, status
+from flowdeck.backends.local.launcher import LaunchPlan, ProcessStatus, control_dir, launch, status
 from flowdeck.backends.local.procfs import is_alive
+from flowdeck.backends.local.records import read_json
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = "tests.support.warm_probe"

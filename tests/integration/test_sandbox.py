@@ -21,7 +21,8 @@ import pytest
 
 from flowdeck.backends.local import sandbox
 from flowdeck.backends.local.engine import LocalEngineBackend
-from flowdeck.backends.local.launcher import control_dir, read_json
+from flowdeck.backends.local.launcher import control_dir
+from flowdeck.backends.local.records import read_json
 from flowdeck.backends.registry import load_class
 from flowdeck.domain.runs import RunSpec, SyncReport
 from flowdeck.domain.states import State

@@ -26,12 +26,12 @@ from flowdeck.backends.local.launcher import (
     ProcessStatus,
     control_dir,
     launch,
-    read_json,
     request_cancel,
     status,
     subscribe_exits,
 )
 from flowdeck.backends.local.procfs import group_pids, is_alive, start_ticks
+from flowdeck.backends.local.records import read_json
 
 PROBE = "tests.support.warm_probe"
 ROOT = Path(__file__).resolve().parents[2]

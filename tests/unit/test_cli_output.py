@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flowdeck.cli.client import UsageError
 from flowdeck.cli.client_config import config_path, load_config, save_config
+from flowdeck.cli.client_http import UsageError
 from flowdeck.cli.client_jobs import _local_name
 from flowdeck.cli.output import Live, listing, table
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from flowdeck.backends.local.launcher import control_dir, write_json
+from flowdeck.backends.local.launcher import control_dir
+from flowdeck.backends.local.records import write_json
 from flowdeck.backends.snakemake_resume import RESUMED, place
 
 CACHE = "cache"

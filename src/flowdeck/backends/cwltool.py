@@ -34,7 +34,8 @@ from flowdeck.backends import cwl_resume
 from flowdeck.backends.local.containers import check_images, podman_env
 from flowdeck.backends.local.engine import LocalEngineBackend
 from flowdeck.backends.local.engine_options import Option, engine_args
-from flowdeck.backends.local.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
+from flowdeck.backends.local.launcher import LaunchPlan, control_dir, parse_time
+from flowdeck.backends.local.records import read_json, write_json
 from flowdeck.backends.local.run_files import attachment, inside, is_url, tail
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State

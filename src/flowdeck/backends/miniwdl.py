@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 from flowdeck.backends.local.containers import check_images, podman_env
 from flowdeck.backends.local.engine import LocalEngineBackend
 from flowdeck.backends.local.engine_options import Option, engine_args
-from flowdeck.backends.local.launcher import LaunchPlan, control_dir, parse_time, read_json, write_json
+from flowdeck.backends.local.launcher import LaunchPlan, control_dir, parse_time
+from flowdeck.backends.local.records import read_json, write_json
 from flowdeck.backends.local.run_files import attachment, file_time, inside, is_url
 from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State

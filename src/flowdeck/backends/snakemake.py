@@ -40,7 +40,8 @@ from typing import Any
 from flowdeck.backends import slurm, snakemake_resume
 from flowdeck.backends.local.engine import LocalEngineBackend
 from flowdeck.backends.local.engine_options import Option, engine_args
-from flowdeck.backends.local.launcher import LaunchPlan, control_dir, write_json
+from flowdeck.backends.local.launcher import LaunchPlan, control_dir
+from flowdeck.backends.local.records import write_json
 from flowdeck.backends.local.run_files import inside, is_url
 from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, SyncReport, TaskInfo
 from flowdeck.domain.states import State

@@ -16,7 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from flowdeck.backends.local.launcher import control_dir, read_json, write_json
+from flowdeck.backends.local.launcher import control_dir
+from flowdeck.backends.local.records import read_json, write_json
 from flowdeck.backends.local.run_files import inside
 from flowdeck.domain.runs import TaskInfo
 from flowdeck.domain.states import State

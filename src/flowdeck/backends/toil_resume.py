@@ -20,7 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flowdeck.backends.local.launcher import control_dir, read_json, write_json
+from flowdeck.backends.local.launcher import control_dir
+from flowdeck.backends.local.records import read_json, write_json
 from flowdeck.backends.snakemake_resume import RESUMED, place
 from flowdeck.domain.runs import TaskInfo
 from flowdeck.domain.states import State

@@ -65,9 +65,7 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
 
 
 def completion(args: argparse.Namespace) -> int:
-    from flowdeck.cli.main import build_parser
-
-    print(script(build_parser(), args.shell), end="")
+    print(script(args.root_parser, args.shell), end="")
     return 0
 
 

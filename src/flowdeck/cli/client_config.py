@@ -27,7 +27,7 @@ def load_config() -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as exc:
-        from flowdeck.cli.client import UsageError
+        from flowdeck.cli.client_errors import UsageError
 
         raise UsageError(f"{path} is not valid TOML ({exc}); fix or remove it, or run flowdeck login") from None
 

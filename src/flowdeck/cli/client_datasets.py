@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from flowdeck.cli.client import UsageError, _check, _client, show_one, show_page
+from flowdeck.cli.client_http import UsageError, checked, http_client, show_one, show_page
 from flowdeck.cli.output import emit
 
 _COLUMNS = ["id", "name", "research_group", "size", "uri", "created_at"]
@@ -18,9 +18,9 @@ def datasets_upload(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in (("name", args.name or path.name), ("research_group", args.group)) if v}
     if args.media_type:
         fields["media_type"] = args.media_type
-    with path.open("rb") as handle, _client(args) as client:
+    with path.open("rb") as handle, http_client(args) as client:
         files = {"file": (path.name, handle, args.media_type or "application/octet-stream")}
-        body = _check(client.post("/datasets", data=fields, files=files, timeout=None))
+        body = checked(client.post("/datasets", data=fields, files=files, timeout=None))
     emit(args, body, [body], _COLUMNS, detail=True)
     return 0
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flowdeck.cli.client import TERMINAL, WES, ClientError, _check, _client
+from flowdeck.cli.client_http import TERMINAL, WES, ClientError, checked, http_client
 from flowdeck.cli.output import Live, dumps
 
 _RETRIES = 5
@@ -42,14 +42,14 @@ def follow(
     import httpx
 
     failures = 0
-    with _client(args) as client:
+    with http_client(args) as client:
         while True:
             headers = {} if after is None else {"Last-Event-ID": str(after)}
             try:
                 with client.stream("GET", "/events", params=params, headers=headers, timeout=None) as response:
                     if response.status_code >= 400:
                         response.read()
-                        _check(response)
+                        checked(response)
                     for event in sse(response.iter_lines(), heartbeats):
                         failures = 0
                         if event:
@@ -114,8 +114,8 @@ def watch_run(args: argparse.Namespace, run_id: str) -> int:
     """Follow one run from its first event until it ends, task by task: 0 when it completed, 1 otherwise."""
     live = Live(getattr(args, "output", "table"))
     state: str | None = None
-    with _client(args) as client:
-        _check(client.get(f"{WES}/runs/{run_id}/status"))  # a missing run is a 404 now, not a silent wait
+    with http_client(args) as client:
+        checked(client.get(f"{WES}/runs/{run_id}/status"))  # a missing run is a 404 now, not a silent wait
         for event in follow(args, {"run": run_id}, 0, heartbeats=live.tty):
             if event and event["to_state"] is None:
                 continue
@@ -124,7 +124,7 @@ def watch_run(args: argparse.Namespace, run_id: str) -> int:
                 continue
             # A run has no tasks before it runs; and a replayed QUEUED must not show today's tasks.
             waiting = state in ("QUEUED", "INITIALIZING")
-            tasks = [] if waiting else _check(client.get(f"{WES}/runs/{run_id}/tasks"))["task_logs"]
+            tasks = [] if waiting else checked(client.get(f"{WES}/runs/{run_id}/tasks"))["task_logs"]
             live.show(_run_line(run_id, state, tasks), [_task_line(t) for t in tasks], event)
             if event and state in TERMINAL:
                 return 0 if state == "COMPLETE" else 1

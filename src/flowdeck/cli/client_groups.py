@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 from urllib.parse import quote
 
-from flowdeck.cli.client import show_one
+from flowdeck.cli.client_http import show_one
 
 
 def group_usage(args: argparse.Namespace) -> int:

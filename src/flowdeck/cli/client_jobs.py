@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flowdeck.cli.client import WES, ClientError, UsageError, _check, _client, call, json_argument, show_page
+from flowdeck.cli.client_http import WES, ClientError, UsageError, call, checked, http_client, json_argument, show_page
 from flowdeck.cli.output import emit
 
 _COLUMNS = ["id", "state", "pipeline_name", "research_group", "created_at"]
@@ -57,9 +57,9 @@ def submit_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def jobs_submit(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with http_client(args) as client:
         answer = client.post("/jobs", json=submit_body(args), params={"dry_run": "true"} if args.dry_run else None)
-        body = _check(answer)
+        body = checked(answer)
     _show(args, body)
     if args.watch and not args.dry_run:
         return _watch(args, body["id"])
@@ -99,10 +99,10 @@ def jobs_rerun(args: argparse.Namespace) -> int:
 def jobs_logs(args: argparse.Namespace) -> int:
     """The run's (or one task's) stdout or stderr, as the engine wrote it."""
     task = f"/tasks/{args.task}" if args.task else ""
-    with _client(args) as client:
+    with http_client(args) as client:
         response = client.get(f"{WES}/runs/{args.job_id}{task}/logs/{args.stream}")
         if response.status_code >= 400:
-            _check(response)
+            checked(response)
     sys.stdout.write(response.text)
     return 0
 
@@ -132,7 +132,7 @@ def jobs_download(args: argparse.Namespace) -> int:
     chosen = files if not args.index else [f for f in files if f["index"] in args.index]
     if missing := set(args.index) - {f["index"] for f in files}:
         raise ClientError(f"job {args.job_id} has no output {min(missing)} (it has {len(files)})")
-    with _client(args) as client:
+    with http_client(args) as client:
         for item in chosen:
             target = Path(args.dir) / _local_name(item.get("name") or "", item["index"])
             _fetch(client, item["url"], target)
@@ -146,7 +146,7 @@ def _fetch(client: Any, url: str, target: Path) -> None:
     with client.stream("GET", url) as response:
         if response.status_code >= 400:
             response.read()
-            _check(response)
+            checked(response)
         with partial.open("wb") as handle:
             for chunk in response.iter_bytes():
                 handle.write(chunk)

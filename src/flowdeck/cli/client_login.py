@@ -17,8 +17,8 @@ import socket
 import sys
 from typing import Any
 
-from flowdeck.cli.client import DEFAULT_SERVER, UsageError, _check
 from flowdeck.cli.client_config import config_path, save_config
+from flowdeck.cli.client_http import DEFAULT_SERVER, UsageError, checked
 
 _FROM_STDIN = "-"  # --token - reads the token from stdin
 
@@ -36,7 +36,7 @@ def _token_from_password(server: str, args: argparse.Namespace) -> str:
 
     name = f"flowdeck-cli@{socket.gethostname()}"
     with httpx.Client(base_url=server, auth=(args.user, _password(args)), timeout=30) as client:
-        return str(_check(client.post("/tokens", json={"name": name}))["token"])
+        return str(checked(client.post("/tokens", json={"name": name}))["token"])
 
 
 def _oidc_tokens(server: str, args: argparse.Namespace) -> dict[str, str]:
@@ -53,7 +53,7 @@ def _whoami(server: str, token: str | None) -> dict[str, Any]:
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=server, headers=headers, timeout=30) as client:
-        return dict(_check(client.get("/me")))
+        return dict(checked(client.get("/me")))
 
 
 def login(args: argparse.Namespace) -> int:
@@ -77,7 +77,7 @@ def login(args: argparse.Namespace) -> int:
 def logout(args: argparse.Namespace) -> int:
     """Forget the saved token (the server URL stays)."""
     from flowdeck.cli.client_config import load_config
-    from flowdeck.cli.client_oidc import forget
+    from flowdeck.cli.client_tokens import forget
 
     save_config(forget(load_config()))
     print(f"token removed from {config_path()}")

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flowdeck.cli.client import WES, ClientError, UsageError, _check
+from flowdeck.cli.client_http import WES, ClientError, UsageError, checked
+from flowdeck.cli.client_tokens import oauth_error, saved_tokens
 
 if TYPE_CHECKING:
     import httpx
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_INTERVAL = 5  # RFC 8628 §3.2, when the issuer names none
 SLOW_DOWN_SECONDS = 5  # RFC 8628 §3.5
-REFRESH_MARGIN_SECONDS = 10  # refresh a little early: the request still has to reach the server
-_SAVED = ("token_expires_at", "refresh_token", "oidc_token_endpoint", "oidc_client_id")
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def issuer_for(client: httpx.Client, server: str, args: argparse.Namespace) -> I
     """The issuer, client id and scopes: the command line's, else what the server advertises."""
     tags: Mapping[str, str] = {}
     if not (args.issuer and args.client_id):
-        tags = _check(client.get(f"{server}{WES}/service-info")).get("tags") or {}
+        tags = checked(client.get(f"{server}{WES}/service-info")).get("tags") or {}
     url, client_id = args.issuer or tags.get("oidc_issuer"), args.client_id or tags.get("oidc_cli_client_id")
     if not url or not client_id:
         raise UsageError(
@@ -57,7 +56,7 @@ def endpoints(client: httpx.Client, issuer: Issuer) -> tuple[str, str]:
     import httpx
 
     try:
-        found = _check(client.get(f"{issuer.url}/.well-known/openid-configuration"))
+        found = checked(client.get(f"{issuer.url}/.well-known/openid-configuration"))
     except httpx.TransportError as exc:
         raise ClientError(f"cannot reach the issuer {issuer.url}: {exc}") from None
     device, token = found.get("device_authorization_endpoint"), found.get("token_endpoint")
@@ -71,7 +70,7 @@ def device_login(client: httpx.Client, issuer: Issuer) -> dict[str, str]:
     device_url, token_url = endpoints(client, issuer)
     started = time.monotonic()
     begun = _post(client, device_url, {"client_id": issuer.client_id, "scope": issuer.scopes})
-    if (error := _oauth_error(begun)) is not None:
+    if (error := oauth_error(begun)) is not None:
         raise ClientError(
             f"the issuer refused to start the device flow for {issuer.client_id}: {error or begun.status_code}"
         )
@@ -83,9 +82,9 @@ def device_login(client: httpx.Client, issuer: Issuer) -> dict[str, str]:
     while True:
         time.sleep(interval)
         answer = _post(client, token_url, form)
-        error = _oauth_error(answer)
+        error = oauth_error(answer)
         if error is None:
-            return saved_tokens(_check(answer), token_url, issuer.client_id)
+            return saved_tokens(checked(answer), token_url, issuer.client_id)
         if error == "slow_down":
             interval += SLOW_DOWN_SECONDS
             print(f"the issuer asked to poll more slowly: every {interval:.0f} s", file=sys.stderr, flush=True)
@@ -112,65 +111,9 @@ def _show(grant: Mapping[str, Any]) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def _oauth_error(answer: httpx.Response) -> str | None:
-    if answer.status_code < 400:
-        return None
-    try:
-        return str(answer.json().get("error") or "")
-    except ValueError:
-        return ""
-
-
 def _refusal(error: str, answer: httpx.Response) -> str:
     if error == "access_denied":
         return "the sign-in was refused at the issuer"
     if error == "expired_token":
         return "the code expired before the sign-in was confirmed; run flowdeck login --oidc again"
     return f"{answer.status_code} from the issuer's token endpoint: {error or answer.text[:200]}"
-
-
-def saved_tokens(body: Mapping[str, Any], token_url: str, client_id: str) -> dict[str, str]:
-    """A token endpoint's answer as config entries: the access token, its expiry, how to refresh it."""
-    saved = {"token": str(body["access_token"])}
-    if expires_in := body.get("expires_in"):
-        saved["token_expires_at"] = str(int(time.time() + float(expires_in)))
-    if refresh := body.get("refresh_token"):
-        saved |= {"refresh_token": str(refresh), "oidc_token_endpoint": token_url, "oidc_client_id": client_id}
-    return saved
-
-
-def expired(saved: Mapping[str, Any]) -> bool:
-    """Whether the saved access token has (nearly) expired; tokens without an expiry never do."""
-    expires_at = saved.get("token_expires_at")
-    return expires_at is not None and time.time() >= float(expires_at) - REFRESH_MARGIN_SECONDS
-
-
-def fresh_token(saved: dict[str, Any]) -> dict[str, str]:
-    """The config with a new access token from the refresh token (the caller saves it)."""
-    if not saved.get("refresh_token"):
-        raise UsageError("the saved sign-in has expired; run flowdeck login --oidc again")
-    import httpx
-
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": saved["refresh_token"],
-        "client_id": saved["oidc_client_id"],
-    }
-    try:
-        with httpx.Client(timeout=30) as client:
-            answer = client.post(saved["oidc_token_endpoint"], data=form)
-    except httpx.TransportError as exc:
-        raise ClientError(f"the saved sign-in has expired, and the issuer is out of reach to renew it: {exc}") from None
-    if _oauth_error(answer) is not None:
-        raise UsageError("the saved sign-in has expired and could not be renewed; run flowdeck login --oidc again")
-    refreshed = saved_tokens(answer.json(), saved["oidc_token_endpoint"], saved["oidc_client_id"])
-    # An issuer that does not rotate refresh tokens answers without one: the old one stays valid.
-    refreshed.setdefault("refresh_token", saved["refresh_token"])
-    refreshed.setdefault("oidc_token_endpoint", saved["oidc_token_endpoint"])
-    refreshed.setdefault("oidc_client_id", saved["oidc_client_id"])
-    return forget(saved) | refreshed
-
-
-def forget(saved: Mapping[str, Any]) -> dict[str, str]:
-    """The config without any credential (``flowdeck logout``)."""
-    return {key: str(value) for key, value in saved.items() if key not in ("token", *_SAVED)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flowdeck.cli.client import call
+from flowdeck.cli.client_http import call
 from flowdeck.cli.output import dumps, emit
 
 _COLUMNS = ["name", "version", "backend", "description"]

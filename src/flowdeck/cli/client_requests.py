@@ -12,13 +12,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from flowdeck.cli.client import (
+from flowdeck.cli.client_http import (
     TERMINAL,
     ClientError,
     UsageError,
-    _check,
-    _client,
     call,
+    checked,
+    http_client,
     json_argument,
     show_one,
     show_page,
@@ -46,8 +46,8 @@ def requests_submit(args: argparse.Namespace) -> int:
     sheet = Path(args.sample_sheet)
     kind = "text/tab-separated-values" if sheet.suffix.lower() in (".tsv", ".tab") else "text/csv"
     files = {"samplesheet": (sheet.name, sheet.read_bytes(), kind)}
-    with _client(args) as client:
-        body = _check(client.post("/requests", data=_form(args), files=files))
+    with http_client(args) as client:
+        body = checked(client.post("/requests", data=_form(args), files=files))
     emit(args, body, [body], _COLUMNS, detail=True)
     return watch_request(args, body["request_id"]) if args.watch else 0
 
@@ -91,7 +91,7 @@ class _Progress:
         token: str | None = ""
         while token is not None:
             params = {"page_size": _PAGE, **({"page_token": token} if token else {})}
-            body = _check(self.client.get(f"/requests/{self.request_id}", params=params))
+            body = checked(self.client.get(f"/requests/{self.request_id}", params=params))
             for run in body["runs"]:
                 known = self.runs.get(run["run_id"])
                 state = known["state"] if known else None if fresh else run["state"]
@@ -134,7 +134,7 @@ def watch_request(args: argparse.Namespace, request_id: str) -> int:
     from flowdeck.cli.client_events import follow
 
     live = Live(args.output)
-    with _client(args) as client:
+    with http_client(args) as client:
         progress = _Progress(client, request_id)
         progress.reload(fresh=True)
         for event in follow(args, {"request": request_id, "type": "state"}, 0):

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from flowdeck.cli.client import call, show_one
+from flowdeck.cli.client_http import call, show_one
 from flowdeck.cli.output import emit
 
 _HOOK_COLUMNS = ["id", "url", "research_group", "event_types", "description"]

@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.register(sub)
     references.register(sub)
     purge.register(sub)
+    parser.set_defaults(root_parser=parser)  # `flowdeck completion` walks the whole tree
     return parser
 
 

@@ -26,10 +26,10 @@ from flowdeck.backends.local.launcher import (
     StartInProgress,
     control_dir,
     launch,
-    read_json,
     request_cancel,
     status,
 )
+from flowdeck.backends.local.records import read_json
 from flowdeck.backends.local.run_files import named_paths, output_files, resolve_workflow, tail
 from flowdeck.domain.runs import CancelResult, OutputFile, RunHandle, RunSpec, Submitted, SyncReport, TaskInfo
 from flowdeck.domain.states import State, is_terminal

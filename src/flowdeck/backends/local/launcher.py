@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import json
 import os
 import select
 import signal
@@ -46,12 +45,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from flowdeck.backends.local import sandbox
-from flowdeck.backends.local.procfs import child_start_ticks, descendants, is_alive, start_ticks
+from flowdeck.backends.local.procfs import child_start_ticks, descendants, is_alive, start_ticks, wait_gone
+from flowdeck.backends.local.records import now, read_json, write_exit, write_json
 
 CONTROL_DIR = ".flowdeck"
 _SUBREAPER = 36  # PR_SET_CHILD_SUBREAPER
@@ -101,29 +101,6 @@ class ProcessStatus:
 def control_dir(rundir: Path) -> Path:
     """The folder of flowdeck's own records inside a run directory."""
     return rundir / CONTROL_DIR
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from a file, or None when it is missing or half written."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically (temp file, fsync, rename): a reader never sees half a record."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def launch(rundir: Path, plan: LaunchPlan, key: str = "") -> dict[str, Any]:
@@ -205,7 +182,7 @@ def _start(rundir: Path, plan: LaunchPlan, key: str, lock: int) -> dict[str, Any
         "start_ticks": ticks,
         "host": socket.gethostname(),
         "argv": plan.argv,
-        "launched_at": _now(),
+        "launched_at": now(),
         **({"warm": plan.warm} if warm_pid is not None else {}),
     }
     write_json(control / "launch.json", record)
@@ -300,8 +277,6 @@ def _await_exit(proc: subprocess.Popen[bytes], key: str) -> None:
 
 
 def _await_gone(pid: int, ticks: int | None, key: str) -> None:
-    from flowdeck.backends.local.warm_start import wait_gone
-
     # A warm-started launcher is the warm server's child, not ours: followed by its pidfd.
     wait_gone(pid, ticks)
     _tell_exit(key)
@@ -362,7 +337,7 @@ def request_cancel(rundir: Path) -> bool:
     """
     control = control_dir(rundir)
     if not (control / "cancel.json").exists():
-        write_json(control / "cancel.json", {"requested_at": _now()})
+        write_json(control / "cancel.json", {"requested_at": now()})
     current = status(rundir)
     if not current.running:
         return True
@@ -539,18 +514,6 @@ class _Launcher:
             self.control, code, cancel_requested=self.deadline is not None, start_error=start_error, limit=self.limit
         )
         return code if 0 <= code < 256 else 128 + abs(code) % 128
-
-
-def write_exit(
-    control: Path, code: int, cancel_requested: bool = False, start_error: str | None = None, limit: str | None = None
-) -> None:
-    """The run's exit record: written last, once nothing of the run is left."""
-    record: dict[str, Any] = {"exit_code": code, "ended_at": _now(), "cancel_requested": cancel_requested}
-    if start_error:
-        record["start_error"] = start_error
-    if limit:
-        record["limit"] = limit  # the sandbox ended the run at this limit
-    write_json(control / "exit.json", record)
 
 
 def main(args: list[str]) -> int:

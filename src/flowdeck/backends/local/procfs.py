@@ -5,6 +5,9 @@ Standard library only: the launcher imports this in every run's own process.
 
 from __future__ import annotations
 
+import os
+import select
+import time
 from pathlib import Path
 
 
@@ -75,3 +78,21 @@ def descendants(pid: int) -> list[int]:
         found.append(current)
         todo.extend(children.get(current, []))
     return found
+
+
+def wait_gone(pid: int, ticks: int | None) -> None:
+    """Block until the process ``pid`` that started at ``ticks`` has ended (it need not be a child)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    try:
+        # Checked by start time too: the pidfd may name a recycled pid if the process ended first.
+        while is_alive(pid, ticks):
+            if fd is None:
+                time.sleep(0.1)
+            else:
+                select.select([fd], [], [], 1.0)
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -36,15 +36,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from flowdeck.backends.local import sandbox
-from flowdeck.backends.local.launcher import write_exit
-from flowdeck.backends.local.procfs import child_start_ticks, is_alive
+from flowdeck.backends.local.procfs import child_start_ticks
+from flowdeck.backends.local.records import write_exit
 
 _REQUEST_LIMIT = 4 * 1024 * 1024
 _REAP_SECONDS = 0.5
@@ -152,24 +151,6 @@ def server_for(module: str) -> WarmServer:
         if module not in _SERVERS:
             _SERVERS[module] = WarmServer(module)
         return _SERVERS[module]
-
-
-def wait_gone(pid: int, ticks: int | None) -> None:
-    """Block until the process ``pid`` that started at ``ticks`` has ended (it need not be a child)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        fd = None
-    try:
-        # Checked by start time too: the pidfd may name a recycled pid if the process ended first.
-        while is_alive(pid, ticks):
-            if fd is None:
-                time.sleep(0.1)
-            else:
-                select.select([fd], [], [], 1.0)
-    finally:
-        if fd is not None:
-            os.close(fd)
 
 
 def _read_request(conn: socket.socket) -> tuple[bytes, list[int]]:
