@@ -22,14 +22,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from flowdeck.backends.local.launcher import subscribe_exits
 from flowdeck.errors import DatabaseUnavailable
 from flowdeck.services.core.blocking import BlockingPool
 from flowdeck.services.core.clock import utcnow
 from flowdeck.services.core.context import Services
 from flowdeck.services.events.stream import listen_for_commits
 from flowdeck.services.execution import workers
-from flowdeck.services.execution.sync import check_once, sync_all
+from flowdeck.services.execution.sync import check_once, subscribe_engine_exits, sync_all
 from flowdeck.services.requests.steps import create_due
 from flowdeck.services.runs import purge, run_counts
 from flowdeck.worker.deliveries import Deliverer
@@ -107,7 +106,7 @@ class Worker:
         def engine_ended(run_id: str) -> None:  # called from a launcher's waiter thread
             loop.call_soon_threadsafe(self.run_ended, run_id)
 
-        self._unsubscribe.append(subscribe_exits(engine_ended))
+        self._unsubscribe.append(subscribe_engine_exits(engine_ended))
 
         def run_queued() -> None:
             loop.call_soon_threadsafe(self._wake.set)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -24,6 +25,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.backends.base import Backend
+from flowdeck.backends.local.launcher import subscribe_exits
 from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.domain import run_policy
@@ -346,3 +348,9 @@ def _changed_fields(row: RowMapping, report: SyncReport) -> dict[str, Any]:
     if report.state in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR) and report.reason:
         wanted["error_message"] = report.reason
     return {key: value for key, value in wanted.items() if row[key] != value}
+
+
+def subscribe_engine_exits(listener: Callable[[str], None]) -> Callable[[], None]:
+    """Call ``listener(run_id)`` (from another thread) when a local engine this process started ends,
+    so the worker syncs that run at once instead of at its next poll; returns the unsubscribe."""
+    return subscribe_exits(listener)
