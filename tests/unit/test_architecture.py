@@ -58,7 +58,8 @@ def test_cycle_finder_finds_a_circle() -> None:
 def test_no_module_imports_itself_through_others() -> None:
     import grimp
 
-    built = grimp.build_graph("flowdeck", include_external_packages=False)
+    # Lazy imports inside functions count: a circle is a circle to the reader. Imports only for type
+    # checking do not: a type named in an annotation does not decide what loads first.
+    built = grimp.build_graph("flowdeck", include_external_packages=False, exclude_type_checking_imports=True)
     graph = {module: set(built.find_modules_directly_imported_by(module)) for module in built.modules}
-    # Lazy imports inside functions count too: a circle is a circle to the reader.
     assert _cycles(graph) == []
