@@ -283,5 +283,7 @@ def test_usage_of_a_group_in_json_and_as_a_table(cli: Cli) -> None:
         "runs_by_state": {},
         "weight": 1.0,
         "max_running": None,
+        "stored_bytes": 0,
+        "max_stored_bytes": None,
     }
     assert "research_group" in cli("usage", "lab-z").stdout
