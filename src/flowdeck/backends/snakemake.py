@@ -43,7 +43,7 @@ from flowdeck.backends.local.engine_options import Option, engine_args
 from flowdeck.backends.local.launcher import LaunchPlan, control_dir
 from flowdeck.backends.local.records import write_json
 from flowdeck.backends.local.run_files import inside, is_url
-from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, SyncReport, TaskInfo
+from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput
 
@@ -194,18 +194,6 @@ class SnakemakeBackend(LocalEngineBackend):
     def on_slurm(self) -> bool:
         """Whether this site runs Snakemake's jobs as Slurm jobs (docs/cluster.md)."""
         return self.settings.snakemake_executor == "slurm"
-
-    def cancel(self, handle: RunHandle) -> CancelResult:
-        result = super().cancel(handle)
-        if self.on_slurm:  # Snakemake scancels its jobs on SIGINT; this also covers a dead leader
-            slurm.cancel_jobs(self.settings, handle.workdir)
-        return result
-
-    def report(self, handle: RunHandle) -> SyncReport:
-        found = super().report(handle)
-        if self.on_slurm and found.state is not None and found.state not in (State.RUNNING, State.COMPLETE):
-            slurm.cancel_jobs(self.settings, handle.workdir)
-        return found
 
     def plan(self, spec: RunSpec, workflow: str, rundir: Path) -> LaunchPlan:
         control = control_dir(rundir)

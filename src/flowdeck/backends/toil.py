@@ -31,7 +31,7 @@ from flowdeck.backends.cwltool import REDIRECT, CwlRunnerBackend
 from flowdeck.backends.local.engine_options import Option, engine_args
 from flowdeck.backends.local.launcher import LaunchPlan, control_dir, parse_time
 from flowdeck.backends.local.run_files import file_time
-from flowdeck.domain.runs import CancelResult, RunHandle, RunSpec, SyncReport, TaskInfo
+from flowdeck.domain.runs import RunSpec, TaskInfo
 from flowdeck.domain.states import State
 
 _STAMP = re.compile(r"\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4})\]")
@@ -196,16 +196,3 @@ class ToilBackend(CwlRunnerBackend):
         super().check_workflow(workflow, spec)
         if self.on_slurm:
             slurm.check_unsandboxed(self.settings, "Toil", "toil_batch_system=slurm")
-
-    def cancel(self, handle: RunHandle) -> CancelResult:
-        result = super().cancel(handle)
-        if self.on_slurm:  # the leader scancels its jobs as it stops; this also covers a dead leader
-            slurm.cancel_jobs(self.settings, handle.workdir)
-        return result
-
-    def report(self, handle: RunHandle) -> SyncReport:
-        found = super().report(handle)
-        if self.on_slurm and found.state is not None and found.state not in (State.RUNNING, State.COMPLETE):
-            # A run that ended any other way leaves no Slurm job behind it.
-            slurm.cancel_jobs(self.settings, handle.workdir)
-        return found

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from flowdeck.backends import slurm
 from flowdeck.backends.base import Backend
 from flowdeck.backends.local import containers, sandbox
 from flowdeck.backends.local.engine_options import Option, engine_args
@@ -215,7 +216,19 @@ class LocalEngineBackend(Backend):
     def sync(self, handles: Sequence[RunHandle]) -> list[SyncReport]:
         return [self.report(handle) for handle in handles]
 
+    @property
+    def on_slurm(self) -> bool:
+        """Whether this engine runs a run's steps as Slurm jobs (docs/cluster.md). Then a cancel, and
+        a run that ends any way but COMPLETE, also scancel what the run left on the cluster."""
+        return False
+
     def cancel(self, handle: RunHandle) -> CancelResult:
+        result = self._stop(handle)
+        if self.on_slurm:  # the leader scancels its jobs as it stops; this also covers a dead leader
+            slurm.cancel_jobs(self.settings, handle.workdir)
+        return result
+
+    def _stop(self, handle: RunHandle) -> CancelResult:
         if not status(handle.workdir).launched:
             return CancelResult(confirmed=True, message="nothing was running")
         stopped = request_cancel(handle.workdir.resolve())
@@ -223,6 +236,13 @@ class LocalEngineBackend(Backend):
 
     def report(self, handle: RunHandle) -> SyncReport:
         """One run's state, tasks, logs and (at the end) outputs from its run dir."""
+        found = self._read_report(handle)
+        if self.on_slurm and found.state is not None and found.state not in (State.RUNNING, State.COMPLETE):
+            # A run that ended any other way leaves no Slurm job behind it.
+            slurm.cancel_jobs(self.settings, handle.workdir)
+        return found
+
+    def _read_report(self, handle: RunHandle) -> SyncReport:
         rundir = handle.workdir.resolve()
         proc = status(rundir)
         control = control_dir(rundir)

@@ -245,26 +245,25 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
-def keys(results: Mapping[Any, Any] | None) -> list[str]:
-    """Every storage key a results record names."""
+def _entries(results: Mapping[Any, Any] | None) -> list[Mapping[str, Any]]:
+    """Every stored object a results record names: its output files, then its run and task logs."""
     if not results:
         return []
-    found = [f["key"] for f in results.get("files", []) if f.get("key")]
+    found = [f for f in results.get("files", []) if f.get("key")]
     logs = results.get("logs", {})
     for stored in [logs.get("run", {}), *logs.get("tasks", {}).values()]:
-        found += [entry["key"] for entry in stored.values()]
+        found += list(stored.values())
     return found
+
+
+def keys(results: Mapping[Any, Any] | None) -> list[str]:
+    """Every storage key a results record names."""
+    return [entry["key"] for entry in _entries(results)]
 
 
 def stored_bytes(results: Mapping[Any, Any] | None) -> int:
     """How many bytes a results record holds in storage."""
-    if not results:
-        return 0
-    logs = results.get("logs", {})
-    entries = [f for f in results.get("files", []) if f.get("key")]
-    for stored in [logs.get("run", {}), *logs.get("tasks", {}).values()]:
-        entries += list(stored.values())
-    return sum(int(entry.get("size") or 0) for entry in entries)
+    return sum(int(entry.get("size") or 0) for entry in _entries(results))
 
 
 def recorded(record: dict[str, Any]) -> dict[str, Any]:
