@@ -27,6 +27,9 @@ Row = RowMapping
 SUMMARY_COLUMNS = (runs.c.id, runs.c.state, runs.c.start_time, runs.c.end_time, runs.c.tags, runs.c.created_at)
 
 
+# A stored state's member by its value: a dict lookup, where State(value) costs about 1 µs a run
+# (the status poll reads one run per request; bench/NOTES.md).
+_STATES = {state.value: state for state in State}
 _FIELDS = tuple(f.name for f in fields(RunRecord))
 _pick = itemgetter(*_FIELDS)
 # The JSON columns a record reads as empty when they hold nothing (NULL, or older rows without them).
@@ -49,7 +52,7 @@ def record_of(row: Mapping[Any, Any]) -> RunRecord:
     for name, empty in _EMPTY.items():
         if values[name] is None:
             values[name] = empty()
-    values["state"] = State(values["state"])
+    values["state"] = _STATES[values["state"]]
     # Filled in place of the generated __init__, whose frozen assignments of every field cost
     # several times the rest of this function for each run a page or a sync batch reads
     # (bench/NOTES.md); the unit test holds the fields to the table's columns.
@@ -61,13 +64,13 @@ def record_of(row: Mapping[Any, Any]) -> RunRecord:
 def summary_of(row: Mapping[Any, Any]) -> RunSummary:
     """The typed record of a row of :data:`SUMMARY_COLUMNS`."""
     return RunSummary(
-        row["id"], State(row["state"]), row["start_time"], row["end_time"], row["tags"] or {}, row["created_at"]
+        row["id"], _STATES[row["state"]], row["start_time"], row["end_time"], row["tags"] or {}, row["created_at"]
     )
 
 
 def status_of(row: Mapping[Any, Any]) -> RunStatus:
     """The typed record of a row of :data:`STATE_BY_ID`."""
-    return RunStatus(row["id"], State(row["state"]), row["research_group"])
+    return RunStatus(row["id"], _STATES[row["state"]], row["research_group"])
 
 
 _ATTACHMENTS_OF = (
