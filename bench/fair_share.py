@@ -23,7 +23,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 ROUNDS = 40
 
@@ -64,11 +66,16 @@ async def measure(data_dir: Path) -> dict[str, float]:
             claimed = await claim_dispatchable(services, f"bench-{i}")
             times.append((time.perf_counter() - start) * 1000)
             if i == 0:
-                first_b = sum(1 for row in claimed if row["research_group"] == "b")
+                first_b = sum(1 for row in claimed if _group(row) == "b")
     finally:
         await services.close()
     times.sort()
     return {"median_ms": statistics.median(times), "p90_ms": times[int(len(times) * 0.9)], "b_in_first": first_b}
+
+
+def _group(row: Any) -> Any:
+    """A claimed run's group: a RunRecord here, a row mapping in a baseline from before it."""
+    return row["research_group"] if isinstance(row, Mapping) else row.research_group
 
 
 def run_side(fill: Path, work: Path, src: Path) -> dict[str, float]:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,7 +35,7 @@ SHAPES = {
 }
 
 
-def lay_out(runs_dir: Path, run_id: str, files: int, size: int, tasks: int) -> tuple[dict[str, Any], list[Any]]:
+def lay_out(runs_dir: Path, run_id: str, files: int, size: int, tasks: int) -> tuple[Any, list[Any]]:
     work = runs_dir / run_id / "work"
     (work / "outputs").mkdir(parents=True)
     (work / "logs").mkdir()
@@ -54,12 +55,12 @@ def lay_out(runs_dir: Path, run_id: str, files: int, size: int, tasks: int) -> t
             (work / "logs" / f"step{t}.{stream}").write_text(f"step {t} {stream}\n" * 20)
             row[f"{stream}_path"] = str(work / "logs" / f"step{t}.{stream}")
         task_rows.append(row)
-    run = {
-        "outputs": {f"o{i}": {"class": "File", "location": f"file://{f['location']}"} for i, f in enumerate(listed)},
-        "output_files": listed,
-        "stdout_path": str(work / "logs" / "run.stdout"),
-        "stderr_path": str(work / "logs" / "run.stderr"),
-    }
+    run = SimpleNamespace(  # what results.put reads of a RunRecord
+        outputs={f"o{i}": {"class": "File", "location": f"file://{f['location']}"} for i, f in enumerate(listed)},
+        output_files=listed,
+        stdout_path=str(work / "logs" / "run.stdout"),
+        stderr_path=str(work / "logs" / "run.stderr"),
+    )
     return run, task_rows
 
 

@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,8 @@ async def breakdown(data_dir: Path, profile: str | None, rounds: int) -> dict[st
     async with app.router.lifespan_context(app):
         await _asgi_call(app, _scope("POST", common.WES + "/runs", form), body)()
         async with services.db.read() as conn:
-            run_id = (await run_rows.page(conn, RunFilter(), 1, None))[0]["id"]
+            newest = (await run_rows.page(conn, RunFilter(), 1, None))[0]
+            run_id = newest["id"] if isinstance(newest, Mapping) else newest.id  # a baseline's row, or a RunRecord
 
         async def status_read() -> None:
             await services.db.read_point(run_rows.STATE_BY_ID, {"run_id": run_id})

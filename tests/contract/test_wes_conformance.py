@@ -82,9 +82,7 @@ def _new_run(outcome: str, duration: str = "0.1") -> run_service.NewRun:
 async def _wait_for(services: Services, worker: Worker, run_ids: dict[str, State]) -> None:
     for _ in range(500):
         await worker.iterate()
-        states = {
-            run_id: State((await run_service.get_visible(services, run_id, LOCAL_USER))["state"]) for run_id in run_ids
-        }
+        states = {run_id: (await run_service.get_visible(services, run_id, LOCAL_USER)).state for run_id in run_ids}
         if states == run_ids:
             return
         await asyncio.sleep(0.02)

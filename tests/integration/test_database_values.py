@@ -32,13 +32,13 @@ async def test_four_byte_text_round_trips_and_filters(services: Services) -> Non
     run_id = await _submit(services, {"organism": EMOJI, "Case": "A"})
     other = await _submit(services, {"organism": "plain", "case": "a"})
     run = await get_visible(services, run_id, LOCAL_USER)
-    assert run["tags"] == {"organism": EMOJI, "Case": "A"}
-    assert run["workflow_params"] == {"sample": EMOJI}
+    assert run.tags == {"organism": EMOJI, "Case": "A"}
+    assert run.workflow_params == {"sample": EMOJI}
     found, _ = await list_page(services, LOCAL_USER, RunFilter(tags={"organism": EMOJI}), 10, None)
-    assert [row["id"] for row in found] == [run_id]
+    assert [row.id for row in found] == [run_id]
     # Tag keys and values compare byte for byte (MariaDB's default collations would not).
     found, _ = await list_page(services, LOCAL_USER, RunFilter(tags={"case": "a"}), 10, None)
-    assert [row["id"] for row in found] == [other]
+    assert [row.id for row in found] == [other]
 
 
 async def test_datetimes_keep_microseconds_in_utc(services: Services) -> None:

@@ -161,7 +161,7 @@ async def test_stored_and_referenced_datasets_are_staged(
         f"sha256:{hashlib.sha256(READS.upper()).hexdigest()})",
     ]
     assert row is not None
-    assert row["backend_data"]["input_datasets"] == {"/reads/0": stored, "/reads/1": referenced}
+    assert row.input_datasets == {"/reads/0": stored, "/reads/1": referenced}
     assert run["request"]["workflow_params"] == {"reads": [f"dataset:{stored}", f"dataset:{referenced}"]}
     listing = (await client.get(f"{WES}/runs/{run['run_id']}/outputs", headers=ALICE)).json()
     joined = next(f for f in listing["files"] if f["name"].endswith("joined.txt"))

@@ -37,7 +37,7 @@ async def _submit(services: Services, **values: Any) -> str:
 async def test_a_point_read_returns_what_sqlalchemy_returns(services: Services) -> None:
     run_id = await _submit(services)
     async with services.db.read() as conn:  # through SQLAlchemy's execution
-        expected = await run_rows.get(conn, run_id)
+        expected = (await conn.execute(run_rows.BY_ID.statement, {"run_id": run_id})).mappings().first()
     assert expected is not None
     for _ in range(2):  # compiled on the first call, reused after
         assert await services.db.read_point(run_rows.BY_ID, {"run_id": run_id}) == dict(expected)

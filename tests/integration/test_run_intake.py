@@ -102,9 +102,9 @@ async def test_insert_rows_is_one_transaction_and_raises_sqlalchemys_errors(serv
         assert await run_rows.attachments(conn, "insert-good") == [("a", b"1")]
     # Values went through SQLAlchemy's own conversions: JSON documents and UTC datetimes read back.
     assert row is not None
-    assert row["workflow_params"] == {"nested": [1, {"x": None}]}
-    assert row["created_at"] == now
-    assert row["backend_data"] == {"pipeline_target": {}, "dataset": None}
+    assert row.workflow_params == {"nested": [1, {"x": None}]}
+    assert row.created_at == now
+    assert (row.backend_data, row.pipeline_target, row.dataset) == ({"engine": "data"}, {"workflow": "w"}, None)
 
 
 async def test_insert_rows_stores_the_same_values_as_sqlalchemys_insert(services: Services) -> None:
@@ -116,7 +116,10 @@ async def test_insert_rows_stores_the_same_values_as_sqlalchemys_insert(services
         row.update(
             workflow_params={"é": [1.5, True, None, {"deep": "ünï\u2028"}], "": ""},
             tags={"k": "v"},
-            backend_data={"pipeline_target": {}, "dataset": None},
+            backend_data={"engine": "ünï"},
+            pipeline_target={"workflow": "w", "nested": [None]},
+            dataset=None,
+            cancel_sent_at=moment,
             updated_at=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
             next_check_at=datetime(2026, 11, 21, 12, 0, 0, 1, tzinfo=UTC),
         )
@@ -167,7 +170,9 @@ def _run(run_id: str, now: datetime) -> dict[str, object]:
         "tags": {},
         "attachments": ["a"],
         "backend": "demo",
-        "backend_data": {"pipeline_target": {}, "dataset": None},
+        "backend_data": {"engine": "data"},
+        "pipeline_target": {"workflow": "w"},
+        "dataset": None,
         "state": "QUEUED",
         "system_logs": [],
         "created_at": now,

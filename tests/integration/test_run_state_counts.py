@@ -150,5 +150,5 @@ async def test_every_list_filter_pages_exactly_its_matches_newest_first(services
             seen, token = [], None
             while token != "":
                 rows, token = await list_page(services, LOCAL_USER, flt, size, token)
-                seen += [row["id"] for row in rows]
+                seen += [row.id for row in rows]
             assert seen == expected, (flt, size)

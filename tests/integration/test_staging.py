@@ -296,7 +296,7 @@ async def test_a_long_staging_keeps_the_runs_lease(
         async with staging_services.db.read() as conn:
             row = await run_rows.get(conn, run_id)
         assert row is not None
-        assert row["lease_expires_at"].replace(tzinfo=UTC) > datetime.now(UTC)
+        assert row.lease_expires_at.replace(tzinfo=UTC) > datetime.now(UTC)
         await asyncio.to_thread(fifo.write_bytes, b"slowly\n")
     finally:
         with contextlib.suppress(OSError):  # ENXIO: no reader (any more)

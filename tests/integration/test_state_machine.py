@@ -26,7 +26,7 @@ async def state_of(services: Services, run_id: str) -> str:
     async with services.db.read() as conn:
         row = await run_rows.get(conn, run_id)
     assert row is not None
-    return str(row["state"])
+    return str(row.state)
 
 
 async def test_transition_writes_one_event_and_bumps_the_version(services: Services) -> None:
@@ -39,8 +39,8 @@ async def test_transition_writes_one_event_and_bumps_the_version(services: Servi
         row = await run_rows.get(conn, run_id)
         trail = await event_rows.for_run(conn, run_id)
     assert row is not None
-    assert row["state"] == "INITIALIZING"
-    assert row["state_version"] == 1
+    assert row.state == "INITIALIZING"
+    assert row.state_version == 1
     assert [(e["from_state"], e["to_state"]) for e in trail] == [(None, "QUEUED"), ("QUEUED", "INITIALIZING")]
     assert trail[1]["actor"] == "t"
 

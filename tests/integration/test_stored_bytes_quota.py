@@ -9,6 +9,7 @@ import asyncio
 import json
 from collections import defaultdict
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -55,13 +56,14 @@ def _put(services: Services, run_id: str, sizes: list[int], live: bool = False) 
     for i, n in enumerate(sizes):
         (work / f"out{i}.txt").write_bytes(b"x" * n)
     (work / "stdout.txt").write_bytes(b"log\n" * max(1, len(sizes)))
-    run = {
-        "output_files": []
+    run = SimpleNamespace(  # what results.put reads of a RunRecord
+        outputs=None,
+        output_files=[]
         if live
         else [{"name": f"out{i}.txt", "location": str(work / f"out{i}.txt")} for i in range(len(sizes))],
-        "stdout_path": str(work / "stdout.txt"),
-        "stderr_path": None,
-    }
+        stdout_path=str(work / "stdout.txt"),
+        stderr_path=None,
+    )
     record = results.put(storage_of(services), services.runs_dir, run_id, run, [])
     return {**record, "live": True} if live else record
 

@@ -84,7 +84,7 @@ async def ended(services: Services, run_id: str) -> tuple[str, str]:
     async with services.db.read() as conn:
         row = await run_rows.get(conn, run_id)
     assert row is not None
-    return row["state"], row["error_message"]
+    return row.state, row.error_message
 
 
 def cancel_errors(services: Services, kind: str = "watchdog_cancel") -> float:

@@ -78,7 +78,7 @@ async def test_an_expired_lease_is_taken_over(services: Services) -> None:
             limit=5,
             postgres=services.db.is_postgres,
         )
-        assert [r["id"] for r in claimed] == [run_id]
+        assert [r.id for r in claimed] == [run_id]
         await state_machine.transition(conn, run_id, State.QUEUED, State.INITIALIZING, now=now)
     survivor = Worker(services)
     await survivor.iterate()
@@ -106,7 +106,7 @@ async def test_one_broken_run_does_not_stop_the_others(services: Services) -> No
     async with services.db.read() as conn:
         row = await run_rows.get(conn, broken)
     assert row is not None
-    assert "failed on this run 3 times" in row["error_message"]
+    assert "failed on this run 3 times" in row.error_message
 
 
 async def test_sync_pass_checks_every_active_run_once(services: Services) -> None:
@@ -135,8 +135,8 @@ async def test_watchdog_ends_a_silent_run(services: Services) -> None:
     async with services.db.read() as conn:
         row = await run_rows.get(conn, run_id)
     assert row is not None
-    assert row["state"] == "SYSTEM_ERROR"
-    assert "watchdog" in row["error_message"]
+    assert row.state == "SYSTEM_ERROR"
+    assert "watchdog" in row.error_message
 
 
 class Observed(Worker):

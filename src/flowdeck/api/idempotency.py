@@ -58,7 +58,7 @@ async def _run_answer(request: Request, services: Services, principal: Principal
     row = await run_service.get_visible(services, run_id, principal)
     base = await base_url(request)
     headers["Location"] = f"{base}/jobs/{run_id}"
-    return JSONResponse(job_view(row, base), status_code=201 if row["backend_run_id"] else 202, headers=headers)
+    return JSONResponse(job_view(row, base), status_code=201 if row.backend_run_id else 202, headers=headers)
 
 
 def _route_path(request: Request) -> str:

@@ -5,9 +5,10 @@ State is never written here: :mod:`flowdeck.services.runs.state_machine` owns it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,11 +19,58 @@ from flowdeck.db import leases, run_counts
 from flowdeck.db.engine import PointRead
 from flowdeck.db.tables import run_attachments, run_tags, runs
 from flowdeck.domain.filters import RunFilter
+from flowdeck.domain.runs import RunRecord, RunStatus, RunSummary
 from flowdeck.domain.states import ENGINE_HELD, State
 
 Row = RowMapping
 # What a run summary (WES RunSummary, and its page token) reads: no JSON document but the tags.
 SUMMARY_COLUMNS = (runs.c.id, runs.c.state, runs.c.start_time, runs.c.end_time, runs.c.tags, runs.c.created_at)
+
+
+# A stored state's member by its value: a dict lookup, where State(value) costs about 1 µs a run
+# (the status poll reads one run per request; bench/NOTES.md).
+_STATES = {state.value: state for state in State}
+_FIELDS = tuple(f.name for f in fields(RunRecord))
+_pick = itemgetter(*_FIELDS)
+# The JSON columns a record reads as empty when they hold nothing (NULL, or older rows without them).
+_EMPTY: dict[str, type[dict[str, Any]] | type[list[Any]]] = {
+    "workflow_params": dict,
+    "workflow_engine_parameters": dict,
+    "tags": dict,
+    "attachments": list,
+    "backend_data": dict,
+    "pipeline_target": dict,
+    "input_datasets": dict,
+    "cache_inputs": dict,
+    "system_logs": list,
+}
+
+
+def record_of(row: Mapping[Any, Any]) -> RunRecord:
+    """The typed record of a whole runs row: the one place that applies the JSON defaults."""
+    values = dict(zip(_FIELDS, _pick(row), strict=True))
+    for name, empty in _EMPTY.items():
+        if values[name] is None:
+            values[name] = empty()
+    values["state"] = _STATES[values["state"]]
+    # Filled in place of the generated __init__, whose frozen assignments of every field cost
+    # several times the rest of this function for each run a page or a sync batch reads
+    # (bench/NOTES.md); the unit test holds the fields to the table's columns.
+    record = object.__new__(RunRecord)
+    record.__dict__.update(values)
+    return record
+
+
+def summary_of(row: Mapping[Any, Any]) -> RunSummary:
+    """The typed record of a row of :data:`SUMMARY_COLUMNS`."""
+    return RunSummary(
+        row["id"], _STATES[row["state"]], row["start_time"], row["end_time"], row["tags"] or {}, row["created_at"]
+    )
+
+
+def status_of(row: Mapping[Any, Any]) -> RunStatus:
+    """The typed record of a row of :data:`STATE_BY_ID`."""
+    return RunStatus(row["id"], _STATES[row["state"]], row["research_group"])
 
 
 _ATTACHMENTS_OF = (
@@ -77,7 +125,7 @@ STATE_BY_ID = PointRead(
 )
 
 
-async def cache_source(conn: AsyncConnection, cache_key: str, research_group: str | None) -> Row | None:
+async def cache_source(conn: AsyncConnection, cache_key: str, research_group: str | None) -> RunRecord | None:
     """The newest COMPLETE run with results stored and this call-cache key in this research group
     (None: runs of no group): one probe of the index of migration 0010, however many runs exist."""
     group = runs.c.research_group.is_(None) if research_group is None else runs.c.research_group == research_group
@@ -88,18 +136,20 @@ async def cache_source(conn: AsyncConnection, cache_key: str, research_group: st
         .order_by(runs.c.end_time.desc())
         .limit(1)
     )
-    return (await conn.execute(query)).mappings().first()
+    row = (await conn.execute(query)).mappings().first()
+    return None if row is None else record_of(row)
 
 
-async def get(conn: AsyncConnection, run_id: str) -> Row | None:
+async def get(conn: AsyncConnection, run_id: str) -> RunRecord | None:
     """One run by id, or None."""
     result = await conn.execute(BY_ID.statement, {"run_id": run_id})
-    return result.mappings().first()
+    row = result.mappings().first()
+    return None if row is None else record_of(row)
 
 
-async def get_many(conn: AsyncConnection, run_ids: Sequence[str]) -> list[Row]:
+async def get_many(conn: AsyncConnection, run_ids: Sequence[str]) -> list[RunRecord]:
     result = await conn.execute(sa.select(runs).where(runs.c.id.in_(run_ids)))
-    return list(result.mappings())
+    return [record_of(row) for row in result.mappings()]
 
 
 async def update(conn: AsyncConnection, run_id: str, values: dict[str, Any]) -> None:
@@ -139,17 +189,29 @@ def _tagged(key: str, value: str) -> sa.Select[tuple[str]]:
 
 
 async def page(
+    conn: AsyncConnection, flt: RunFilter, limit: int, after: tuple[datetime, str] | None
+) -> list[RunRecord]:
+    """Newest first; ``after`` is the (created_at, id) of the last run already seen."""
+    return [record_of(row) for row in await _page(conn, flt, limit, after, runs.c)]
+
+
+async def summary_page(
+    conn: AsyncConnection, flt: RunFilter, limit: int, after: tuple[datetime, str] | None
+) -> list[RunSummary]:
+    """:func:`page`, reading only :data:`SUMMARY_COLUMNS`."""
+    return [summary_of(row) for row in await _page(conn, flt, limit, after, SUMMARY_COLUMNS)]
+
+
+async def _page(
     conn: AsyncConnection,
     flt: RunFilter,
     limit: int,
     after: tuple[datetime, str] | None,
-    columns: Iterable[sa.ColumnElement[Any]] | None = None,
+    columns: Iterable[sa.ColumnElement[Any]],
 ) -> list[Row]:
-    """Newest first; ``after`` is the (created_at, id) of the last row already seen.
-
-    With a tag filter the first tag's index (key, value, created_at, run_id) drives the page, so
+    """With a tag filter the first tag's index (key, value, created_at, run_id) drives the page, so
     a page costs its own rows whether the tag is rare or on every run."""
-    query = sa.select(*(columns or runs.c))
+    query = sa.select(*columns)
     created, run_id = runs.c.created_at, runs.c.id
     tags = list((flt.tags or {}).items())
     if tags:
@@ -199,7 +261,7 @@ async def claim(
     submitted: bool | None = None,
     ids: Sequence[str] | None = None,
     group: str | None = None,
-) -> list[Row]:
+) -> list[RunRecord]:
     """Take a lease on up to ``limit`` runs in ``states`` that no live lease holds (see db/leases.py),
     of research group ``group`` if given (``''``: runs of no group)."""
     conditions: list[sa.ColumnElement[bool]] = [runs.c.state.in_([s.value for s in states])]
@@ -214,7 +276,7 @@ async def claim(
         conditions.append(has_id if submitted else sa.not_(has_id))
     if group is not None:
         conditions.append(runs.c.research_group.is_(None) if group == "" else runs.c.research_group == group)
-    return await leases.claim(
+    claimed = await leases.claim(
         conn,
         runs,
         conditions,
@@ -225,6 +287,7 @@ async def claim(
         limit=limit,
         postgres=postgres,
     )
+    return [record_of(row) for row in claimed]
 
 
 async def release(

@@ -177,7 +177,14 @@ runs = sa.Table(
     # Where it runs
     sa.Column("backend", sa.String(32), nullable=False),
     sa.Column("backend_run_id", sa.String(256), nullable=True),
-    sa.Column("backend_data", JSONType, nullable=False),
+    sa.Column("backend_data", JSONType, nullable=False),  # the engine's own; nothing of flowdeck's (0013)
+    # flowdeck's own bookkeeping, which no backend report can touch (migration 0013, docs/adr/0029)
+    sa.Column("pipeline_target", JSONType, nullable=True),
+    sa.Column("dataset", JSONType, nullable=True),
+    sa.Column("resume_from", sa.String(64), nullable=True),
+    sa.Column("cancel_sent_at", UTCDateTime(), nullable=True),
+    # The dataset:<id> inputs resolved at submit, staged by the worker (docs/staging.md; migration 0013)
+    sa.Column("input_datasets", JSONType, nullable=True),
     # State (changed only through the state machine)
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("state_version", sa.Integer(), nullable=False, server_default="0"),
@@ -204,6 +211,8 @@ runs = sa.Table(
     # completed run whose outputs answered this one (no foreign key: that run may be deleted).
     sa.Column("cache_key", sa.String(64), nullable=True),
     sa.Column("cached_from", sa.String(64), nullable=True),
+    # The input checksums the key was made of, checked again at staging (migration 0013; was in backend_data).
+    sa.Column("cache_inputs", JSONType, nullable=True),
     # Worker bookkeeping
     sa.Column("lease_owner", sa.String(128), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime(), nullable=True),

@@ -114,3 +114,89 @@ class CancelResult:
 
     confirmed: bool
     message: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One stored run as every layer above ``db/`` reads it (built by ``db.runs.record_of``,
+    which reads JSON columns that hold nothing as empty, so readers never write ``or {}``).
+
+    ``backend_data`` is the engine's own; ``pipeline_target``, ``dataset``, ``resume_from``,
+    ``cancel_sent_at``, ``input_datasets`` and ``cache_inputs`` are flowdeck's bookkeeping, which
+    no engine report touches (docs/adr/0029).
+    """
+
+    id: str
+    request_id: str | None
+    request_index: int | None
+    pipeline_name: str | None
+    pipeline_version: str | None
+    dataset_id: str | None
+    research_group: str | None
+    owner: str | None
+    description: str | None
+    origin: str
+    workflow_type: str
+    workflow_type_version: str
+    workflow_url: str
+    workflow_params: dict[str, Any]
+    workflow_engine: str | None
+    workflow_engine_version: str | None
+    workflow_engine_parameters: dict[str, str]
+    tags: dict[str, str]
+    attachments: list[str]
+    backend: str
+    backend_run_id: str | None
+    backend_data: dict[str, Any]
+    pipeline_target: dict[str, Any]
+    dataset: dict[str, Any] | None
+    resume_from: str | None
+    cancel_sent_at: datetime | None
+    input_datasets: dict[str, str]
+    state: State
+    state_version: int
+    error_message: str | None
+    system_logs: list[str]
+    outputs: dict[str, Any] | None
+    output_files: list[dict[str, Any]] | None
+    exit_code: int | None
+    cmd: list[str] | None
+    stdout_path: str | None
+    stderr_path: str | None
+    results: dict[str, Any] | None
+    stored_bytes: int
+    created_at: datetime
+    updated_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    last_progress_at: datetime | None
+    rerun_of: str | None
+    cache_key: str | None
+    cached_from: str | None
+    cache_inputs: dict[str, str]
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    next_check_at: datetime | None
+    check_failures: int
+    last_check_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a list of runs shows of each (WES RunSummary) and pages by."""
+
+    id: str
+    state: State
+    start_time: datetime | None
+    end_time: datetime | None
+    tags: dict[str, str]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """What a status answer reads of one run."""
+
+    id: str
+    state: State
+    research_group: str | None

@@ -280,10 +280,10 @@ async def test_galaxy_errors_never_change_a_run_and_are_counted(
         async with services.db.read() as conn:
             row = await run_rows.get(conn, f"run-{broken.index:05d}")
         assert row is not None
-        assert row["state"] == State.RUNNING.value
-        assert row["check_failures"] == 3
-        assert f"HTTP {status}" in row["last_check_error"]
-        assert row["next_check_at"] > utcnow()  # backed off
+        assert row.state == State.RUNNING.value
+        assert row.check_failures == 3
+        assert f"HTTP {status}" in row.last_check_error
+        assert row.next_check_at > utcnow()  # backed off
         after = await snapshot(services)
         assert after[1:] == before[1:]  # no task, no event
         errors = services.metrics.registry.get_sample_value(
@@ -297,6 +297,6 @@ async def test_galaxy_errors_never_change_a_run_and_are_counted(
         async with services.db.read() as conn:
             row = await run_rows.get(conn, f"run-{broken.index:05d}")
         assert row is not None
-        assert (row["state"], row["check_failures"], row["last_check_error"]) == ("RUNNING", 0, None)
+        assert (row.state, row.check_failures, row.last_check_error) == ("RUNNING", 0, None)
     finally:
         await services.close()

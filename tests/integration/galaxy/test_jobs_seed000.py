@@ -31,6 +31,7 @@ from flowdeck.api.app import create_app
 from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.db.migrate import upgrade
+from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
@@ -76,9 +77,11 @@ class Stack:
         async with self.services.db.read() as conn:
             return {row["name"]: row["state"] for row in await task_rows.page(conn, job_id, None, 100)}
 
-    async def run_row(self, job_id: str) -> Any:
+    async def run_row(self, job_id: str) -> RunRecord:
         async with self.services.db.read() as conn:
-            return await run_rows.get(conn, job_id)
+            row = await run_rows.get(conn, job_id)
+        assert row is not None
+        return row
 
 
 def galaxy_settings(tmp_path: Path, server: GalaxyServer, **overrides: Any) -> Settings:
@@ -327,8 +330,8 @@ async def test_s3_datasets_reach_galaxy_through_presigned_urls(
             await assert_sorted_upper(stack.api, job["id"])
             # the run keeps the lasting s3:// name; the signed link lived only in the dispatch
             row = await stack.run_row(job["id"])
-            assert row["backend_data"]["dataset"]["uri"].startswith("s3://"), row["backend_data"]
-            assert "Signature" not in str(row["backend_data"])
+            assert row.dataset["uri"].startswith("s3://"), row.dataset
+            assert "Signature" not in str(row.dataset) + str(row.backend_data)
 
 
 async def test_wrong_api_key_is_a_clear_error_and_loses_no_run(
@@ -353,9 +356,9 @@ async def test_wrong_api_key_is_a_clear_error_and_loses_no_run(
     assert WRONG_KEY not in str(failed)
     # the run in flight is untouched by a worker Galaxy refuses, and still ends truly
     row = await stack.run_row(in_flight["id"])
-    assert row["state"] in {"INITIALIZING", "RUNNING"}, row["state"]
-    assert "API key" in (row["last_check_error"] or ""), row["last_check_error"]
-    assert WRONG_KEY not in (row["last_check_error"] or "")
+    assert row.state in {"INITIALIZING", "RUNNING"}, row.state
+    assert "API key" in (row.last_check_error or ""), row.last_check_error
+    assert WRONG_KEY not in (row.last_check_error or "")
     final = await stack.drive(in_flight["id"], FINAL)
     assert final["state"] == "completed", final
     await assert_sorted_upper(stack.api, in_flight["id"])
@@ -390,7 +393,7 @@ async def test_galaxy_stopped_and_started_again_jobs_reach_their_true_state(
         assert (await stack.job(running["id"]))["state"] == "in_progress"
         assert (await stack.job(queued["id"]))["state"] == "queued"
         row = await stack.run_row(running["id"])
-        assert "unreachable" in (row["last_check_error"] or ""), row["last_check_error"]
+        assert "unreachable" in (row.last_check_error or ""), row.last_check_error
     finally:
         galaxy_server.start()
 

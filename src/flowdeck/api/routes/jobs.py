@@ -54,9 +54,9 @@ async def submit_job(
         run_id = await job_service.submit(services, planned, principal)
         await dispatch_now(services, run_id)
         row = await run_service.get_visible(services, run_id, principal)
-        if row["state"] in _FAILED and row["backend_run_id"] is None:
-            raise EngineError(f"the engine refused the job: {row['error_message']}", id=run_id, job=job_view(row, base))
-        status = 201 if row["backend_run_id"] else 202
+        if row.state in _FAILED and row.backend_run_id is None:
+            raise EngineError(f"the engine refused the job: {row.error_message}", id=run_id, job=job_view(row, base))
+        status = 201 if row.backend_run_id else 202
         return ReadableJSONResponse(
             job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"}
         )
@@ -142,7 +142,7 @@ async def rerun_job(
     run_id = await job_service.rerun(services, job_id, principal, resume=body.resume)
     await dispatch_now(services, run_id)
     row = await run_service.get_visible(services, run_id, principal)
-    status = 201 if row["backend_run_id"] or row["state"] in _FAILED else 202
+    status = 201 if row.backend_run_id or row.state in _FAILED else 202
     return ReadableJSONResponse(job_view(row, base), status_code=status, headers={"Location": f"{base}/jobs/{run_id}"})
 
 

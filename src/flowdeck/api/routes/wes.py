@@ -116,7 +116,7 @@ async def get_run_status(request: Request) -> JSONResponse:
     run_id: str = request.path_params["run_id"]
     services, principal = await caller(request)
     row = await run_service.get_visible_state(services, run_id, principal)
-    return JSONResponse({"run_id": row["id"], "state": row["state"]})
+    return JSONResponse({"run_id": row.id, "state": row.state.value})
 
 
 @router.get("/service-info", response_model=schemas.ServiceInfo, responses=ERRORS, operation_id="GetServiceInfo")
@@ -195,7 +195,7 @@ async def list_runs(
     """Runs the caller may see, newest first, in stable keyset pages."""
     flt = RunFilter(states=_states(state), tags=_tags(tag))
     size = _page_size(page_size)
-    rows, token = await run_service.list_page(services, principal, flt, size, page_token or None, summary=True)
+    rows, token = await run_service.summary_page(services, principal, flt, size, page_token or None)
     return ReadableJSONResponse({"runs": [run_summary(row) for row in rows], "next_page_token": token})
 
 
@@ -225,7 +225,7 @@ async def cancel_run(run_id: str, services: ServicesDep, principal: PrincipalDep
     already ended is left as it is: the answer (still 200, the only success the spec documents)
     carries its ``state`` and a ``detail`` saying there was nothing to cancel."""
     outcome = await run_service.cancel(services, run_id, principal)
-    return JSONResponse({"run_id": outcome.row["id"], "state": outcome.row["state"], "detail": outcome.detail})
+    return JSONResponse({"run_id": outcome.row.id, "state": outcome.row.state.value, "detail": outcome.detail})
 
 
 @router.post(
@@ -286,7 +286,7 @@ async def run_log_file(
     key = results.log_key(row, stream) if stream in results.STREAMS else None
     if key is not None:
         return stored(services, key, base)
-    path = run_service.log_file(services, row, row[_stream_column(stream)])
+    path = run_service.log_file(services, row.id, getattr(row, _stream_column(stream)))
     return FileResponse(path, media_type="text/plain; charset=utf-8")
 
 
@@ -306,24 +306,24 @@ async def task_log_file(
     task = await run_service.get_task(services, run_id, task_id, principal)
     if task[column] and (key := results.log_key(run, stream, task["backend_task_id"])) is not None:
         return stored(services, key, base)
-    return FileResponse(run_service.log_file(services, run, task[column]), media_type="text/plain; charset=utf-8")
+    return FileResponse(run_service.log_file(services, run.id, task[column]), media_type="text/plain; charset=utf-8")
 
 
 @router.get("/runs/{run_id}/outputs", responses=ERRORS, operation_id="ListRunOutputs", tags=["flowdeck extensions"])
 async def list_outputs(run_id: str, services: ServicesDep, principal: PrincipalDep, base: BaseUrlDep) -> JSONResponse:
     """Every output file of the run with its size, checksum and a download URL."""
     row = await run_service.get_visible(services, run_id, principal)
-    if row["results"] is not None:
+    if row.results is not None:
         run_url = f"{base}{WES}/runs/{run_id}"
         return ReadableJSONResponse(
             {"run_id": run_id, "outputs": results.outputs_view(row, run_url), "files": results.files_view(row, run_url)}
         )
     files = []
-    for index, item in enumerate(row["output_files"] or []):
+    for index, item in enumerate(row.output_files or []):
         entry = {k: item.get(k) for k in ("name", "size", "checksum") if item.get(k) is not None}
         entry["url"] = f"{base}{WES}/runs/{run_id}/outputs/{index}"
         files.append(entry)
-    return ReadableJSONResponse({"run_id": run_id, "outputs": row["outputs"] or {}, "files": files})
+    return ReadableJSONResponse({"run_id": run_id, "outputs": row.outputs or {}, "files": files})
 
 
 @router.get(
@@ -335,12 +335,12 @@ async def get_output(
     """Download one output file: a redirect to its pre-signed URL in storage (runs ended before
     results went to storage: from the run's own folder)."""
     row = await run_service.get_visible(services, run_id, principal)
-    if row["results"] is not None:
+    if row.results is not None:
         return stored(services, results.output_key(row, index), base)
-    files = row["output_files"] or []
+    files = row.output_files or []
     if not 0 <= index < len(files):
         raise NotFound(f"run {run_id} has no output {index}")
-    path = run_service.log_file(services, row, files[index].get("location"))
+    path = run_service.log_file(services, row.id, files[index].get("location"))
     return FileResponse(path, filename=Path(path).name)
 
 

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from flowdeck.api.deps import base_url
 from flowdeck.api.ui import views, web
 from flowdeck.domain.filters import RunFilter
-from flowdeck.domain.states import SIMPLE_STATES, State, is_terminal
+from flowdeck.domain.states import SIMPLE_STATES, is_terminal
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services.execution.dispatch_now import dispatch_now
 from flowdeck.services.runs import jobs as job_service
@@ -109,7 +109,7 @@ async def run_state(run_id: str, request: Request, shown: str = "") -> Response:
     user = await web.require_user(request)
     row = await run_service.get_visible_state(web.services_of(request), run_id, user)
     answer = web.render(request, "_state.html", run=views.state_of(row))
-    if shown and shown != row["state"] and is_terminal(State(row["state"])):
+    if shown and shown != row.state and is_terminal(row.state):
         answer.headers["HX-Refresh"] = "true"
     return answer
 
@@ -151,7 +151,9 @@ async def run_log(run_id: str, stream: str, request: Request) -> Response:
     row = await run_service.get_visible(services, run_id, user)
     if (key := results.log_key(row, stream)) is not None:
         return await _stored(request, key)
-    return FileResponse(run_service.log_file(services, row, row[column]), media_type="text/plain; charset=utf-8")
+    return FileResponse(
+        run_service.log_file(services, row.id, getattr(row, column)), media_type="text/plain; charset=utf-8"
+    )
 
 
 @router.get("/runs/{run_id}/tasks/{task_id}/logs/{stream}")
@@ -163,7 +165,7 @@ async def task_log(run_id: str, task_id: str, stream: str, request: Request) -> 
     task = await run_service.get_task(services, run_id, task_id, user)
     if task[column] and (key := results.log_key(row, stream, task["backend_task_id"])) is not None:
         return await _stored(request, key)
-    return FileResponse(run_service.log_file(services, row, task[column]), media_type="text/plain; charset=utf-8")
+    return FileResponse(run_service.log_file(services, row.id, task[column]), media_type="text/plain; charset=utf-8")
 
 
 @router.get("/runs/{run_id}/outputs/{index}")
@@ -175,12 +177,12 @@ async def output(run_id: str, index: str, request: Request) -> Response:
     row = await run_service.get_visible(services, run_id, user)
     if not index.isdigit():
         raise NotFound(f"run {run_id} has no output {index}")
-    if row["results"] is not None and not row["results"].get("live"):
+    if row.results is not None and not row.results.get("live"):
         return await _stored(request, results.output_key(row, int(index)))
-    files = row["output_files"] or []
+    files = row.output_files or []
     if int(index) >= len(files):
         raise NotFound(f"run {run_id} has no output {index}")
-    path = run_service.log_file(services, row, files[int(index)].get("location"))
+    path = run_service.log_file(services, row.id, files[int(index)].get("location"))
     return FileResponse(path, filename=path.name)
 
 

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from flowdeck.api.ui.web import PREFIX
-from flowdeck.domain.states import State, is_terminal, simple_state
+from flowdeck.domain.runs import RunRecord, RunStatus
+from flowdeck.domain.states import is_terminal, simple_state
 from flowdeck.errors import NotFound
 
 
@@ -34,51 +35,51 @@ def stream_column(stream: str) -> str:
     return f"{stream}_path"
 
 
-def state_of(row: Mapping[Any, Any]) -> dict[str, Any]:
+def state_of(row: RunRecord | RunStatus) -> dict[str, Any]:
     """What the state badge needs (a status read has only id, state and group)."""
-    state = State(row["state"])
-    return {"id": row["id"], "state": state.value, "word": simple_state(state), "ended": is_terminal(state)}
+    state = row.state
+    return {"id": row.id, "state": state.value, "word": simple_state(state), "ended": is_terminal(state)}
 
 
-def run_row(row: Mapping[Any, Any]) -> dict[str, Any]:
-    data = row["backend_data"] or {}
-    target = data.get("pipeline_target") or {}
+def run_row(row: RunRecord) -> dict[str, Any]:
+    data = row.backend_data
+    target = row.pipeline_target
     return {
         **state_of(row),
-        "url": f"{PREFIX}/runs/{row['id']}",
-        "what": row["pipeline_name"] or target.get("workflow") or data.get("workflow_name") or row["workflow_url"],
-        "origin": row["origin"],
-        "group": row["research_group"] or "",
-        "owner": row["owner"] or "",
-        "description": row["description"] or "",
-        "tags": row["tags"] or {},
-        "created": when(row["created_at"]),
+        "url": f"{PREFIX}/runs/{row.id}",
+        "what": row.pipeline_name or target.get("workflow") or data.get("workflow_name") or row.workflow_url,
+        "origin": row.origin,
+        "group": row.research_group or "",
+        "owner": row.owner or "",
+        "description": row.description or "",
+        "tags": row.tags,
+        "created": when(row.created_at),
     }
 
 
-def run_detail(row: Mapping[Any, Any]) -> dict[str, Any]:
-    base = f"{PREFIX}/runs/{row['id']}"
+def run_detail(row: RunRecord) -> dict[str, Any]:
+    base = f"{PREFIX}/runs/{row.id}"
     files = [
         {"name": f.get("name") or f"output {i}", "size": size(f.get("size")), "checksum": f.get("checksum") or ""}
         | {"url": f"{base}/outputs/{i}"}
-        for i, f in enumerate(row["output_files"] or [])
+        for i, f in enumerate(row.output_files or [])
     ]
     return {
         **run_row(row),
-        "workflow_url": row["workflow_url"],
-        "workflow_type": f"{row['workflow_type']} {row['workflow_type_version']}",
-        "backend": row["backend"],
-        "backend_run_id": row["backend_run_id"] or "",
-        "dataset_id": row["dataset_id"] or "",
-        "request_id": row["request_id"] or "",
-        "request_index": row["request_index"],
-        "rerun_of": row["rerun_of"] or "",
-        "cached_from": row.get("cached_from") or "",
-        "error": row["error_message"] or "",
-        "parameters": json.dumps(row["workflow_params"] or {}, indent=2, sort_keys=True),
-        "started": when(row["start_time"]),
-        "ended_at": when(row["end_time"]),
-        "logs": {s: f"{base}/logs/{s}" for s in ("stdout", "stderr") if row[f"{s}_path"]},
+        "workflow_url": row.workflow_url,
+        "workflow_type": f"{row.workflow_type} {row.workflow_type_version}",
+        "backend": row.backend,
+        "backend_run_id": row.backend_run_id or "",
+        "dataset_id": row.dataset_id or "",
+        "request_id": row.request_id or "",
+        "request_index": row.request_index,
+        "rerun_of": row.rerun_of or "",
+        "cached_from": row.cached_from or "",
+        "error": row.error_message or "",
+        "parameters": json.dumps(row.workflow_params, indent=2, sort_keys=True),
+        "started": when(row.start_time),
+        "ended_at": when(row.end_time),
+        "logs": {s: f"{base}/logs/{s}" for s in ("stdout", "stderr") if getattr(row, f"{s}_path")},
         "files": files,
     }
 

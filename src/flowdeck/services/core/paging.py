@@ -7,18 +7,20 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowdeck.domain.runs import RunRecord, RunSummary
 from flowdeck.errors import InvalidInput
 
 if TYPE_CHECKING:
     from flowdeck.services.core.context import Services
 
+_Item = TypeVar("_Item", RowMapping, RunRecord, RunSummary)
 # fetch(conn, limit, after): up to ``limit`` rows newest first, after the (created_at, id) given.
-Fetch = Callable[[AsyncConnection, int, tuple[datetime, str] | None], Awaitable[list[RowMapping]]]
+Fetch = Callable[[AsyncConnection, int, tuple[datetime, str] | None], Awaitable[list[_Item]]]
 
 
 def encode(payload: dict[str, Any]) -> str:
@@ -76,11 +78,18 @@ def page_size(requested: int | None, default: int, maximum: int) -> int:
 
 
 async def newest_first(
-    services: Services, requested_size: int | None, token: str | None, fetch: Fetch
-) -> tuple[list[RowMapping], str]:
+    services: Services, requested_size: int | None, token: str | None, fetch: Fetch[_Item]
+) -> tuple[list[_Item], str]:
     """One keyset page of rows ordered by (created_at, id) descending, and the next page's token ('' at the end)."""
     size = page_size(requested_size, services.settings.default_page_size, services.settings.max_page_size)
     after = decode_run_position(token) if token else None
     rows = await services.db.read_aside(lambda conn: fetch(conn, size + 1, after))
-    following = encode_run_position(rows[size - 1]["created_at"], rows[size - 1]["id"]) if len(rows) > size else ""
+    following = encode_run_position(*_position(rows[size - 1])) if len(rows) > size else ""
     return rows[:size], following
+
+
+def _position(item: RowMapping | RunRecord | RunSummary) -> tuple[datetime, str]:
+    """Where a page ends: the (created_at, id) of its last item."""
+    if isinstance(item, RunRecord | RunSummary):
+        return item.created_at, item.id
+    return item["created_at"], item["id"]

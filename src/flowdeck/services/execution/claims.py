@@ -11,13 +11,14 @@ from sqlalchemy.engine import RowMapping
 
 from flowdeck.db import requests as request_rows
 from flowdeck.db import runs as run_rows
+from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
 from flowdeck.services.core.context import Services
 from flowdeck.services.execution import fair_share
 
 
-async def claim_dispatchable(services: Services, owner: str) -> list[RowMapping]:
+async def claim_dispatchable(services: Services, owner: str) -> list[RunRecord]:
     """Runs to dispatch now: interrupted dispatches, queued runs of remote engines, and queued runs
     of local engines up to ``max_local_runs`` executing at once, shared fairly among research
     groups (services.fair_share)."""

@@ -16,13 +16,11 @@ from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
-from sqlalchemy.engine import RowMapping
-
 from flowdeck.backends.base import Backend
 from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.run_policy import dispatch_failure_state, failed_dispatch_end
-from flowdeck.domain.runs import RunSpec, Submitted
+from flowdeck.domain.runs import RunRecord, RunSpec, Submitted
 from flowdeck.domain.states import State
 from flowdeck.errors import FlowdeckError
 from flowdeck.services.core import url_policy
@@ -42,11 +40,11 @@ _T = TypeVar("_T")
 ACTOR = "worker"
 
 
-async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: RowMapping) -> None:
+async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: RunRecord) -> None:
     """Submit one claimed run and record the outcome; never raises."""
-    run_id = row["id"]
+    run_id = row.id
     try:
-        if row["state"] == State.QUEUED.value:
+        if row.state is State.QUEUED:
             async with services.db.write() as conn:
                 if not await state_machine.transition(
                     conn,
@@ -59,7 +57,7 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
                 ):
                     await run_rows.release(conn, run_id, owner, utcnow())
                     return
-        backend = services.backends.get(row["backend"])
+        backend = services.backends.get(row.backend)
         files = await stored_attachments(services, row)
         spec = spec_of(row, services.runs_dir)
         remote = url_policy.remote_references([spec.dataset, *spec.workflow_params.values()])
@@ -71,7 +69,7 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         if inputs:  # before the engine starts: it reads local copies (services.staging)
             inputs = await dataset_inputs.resolve_for_staging(services, inputs)
             staged = await _holding_lease(
-                services, owner, pool.run(staging.fetch, services.settings, spec, inputs, row["research_group"])
+                services, owner, pool.run(staging.fetch, services.settings, spec, inputs, row.research_group)
             )
             spec = staging.localized(spec, inputs)
             await _record_staged(services, run_id, staged)
@@ -89,7 +87,7 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
         await _fail(services, row, State.SYSTEM_ERROR, f"dispatch failed: {type(exc).__name__}: {exc}")
         return
     await record_submission(services, owner, run_id, submitted)
-    services.metrics.dispatches.labels(row["backend"], "submitted").inc()
+    services.metrics.dispatches.labels(row.backend, "submitted").inc()
 
 
 async def _holding_lease(services: Services, owner: str, work: Awaitable[_T]) -> _T:
@@ -135,9 +133,9 @@ async def record_submission(services: Services, owner: str, run_id: str, submitt
         current = await run_rows.get(conn, run_id)
         if current is None:
             return
-        data = {**(current["backend_data"] or {}), **submitted.backend_data}
+        data = {**current.backend_data, **submitted.backend_data}
         await run_rows.update(conn, run_id, {"backend_run_id": submitted.backend_run_id, "backend_data": data})
-        if submitted.state is not State.INITIALIZING and current["state"] == State.INITIALIZING.value:
+        if submitted.state is not State.INITIALIZING and current.state is State.INITIALIZING:
             await state_machine.transition(
                 conn, run_id, State.INITIALIZING, submitted.state, now=now, reason="accepted by the engine", actor=ACTOR
             )
@@ -145,15 +143,15 @@ async def record_submission(services: Services, owner: str, run_id: str, submitt
         await run_rows.release(conn, run_id, owner, now + timedelta(seconds=interval))
 
 
-async def _retry_later(services: Services, owner: str, row: RowMapping, message: str) -> None:
-    services.metrics.backend_errors.labels(row["backend"], "dispatch_transient").inc()
-    failures = int(row["check_failures"] or 0) + 1
+async def _retry_later(services: Services, owner: str, row: RunRecord, message: str) -> None:
+    services.metrics.backend_errors.labels(row.backend, "dispatch_transient").inc()
+    failures = row.check_failures + 1
     delay = min(services.settings.sync_max_seconds, 2.0**failures)
-    log.warning("run %s: engine unavailable at dispatch (%s); retry in %.0fs", row["id"], message, delay)
+    log.warning("run %s: engine unavailable at dispatch (%s); retry in %.0fs", row.id, message, delay)
     async with services.db.write() as conn:
         await run_rows.release(
             conn,
-            row["id"],
+            row.id,
             owner,
             utcnow() + timedelta(seconds=delay),
             check_failures=failures,
@@ -161,21 +159,21 @@ async def _retry_later(services: Services, owner: str, row: RowMapping, message:
         )
 
 
-async def _fail(services: Services, row: RowMapping, target: State, message: str) -> None:
-    services.metrics.dispatches.labels(row["backend"], "failed").inc()
+async def _fail(services: Services, row: RunRecord, target: State, message: str) -> None:
+    services.metrics.dispatches.labels(row.backend, "failed").inc()
     now = utcnow()
     async with services.db.write() as conn:
-        current = await run_rows.get(conn, row["id"])
+        current = await run_rows.get(conn, row.id)
         if current is None:
             return
-        state = State(current["state"])
+        state = current.state
         end = failed_dispatch_end(state, target)
         if end is None:
             return
-        logs = [*(current["system_logs"] or []), message]
+        logs = [*current.system_logs, message]
         await state_machine.transition(
             conn,
-            row["id"],
+            row.id,
             state,
             end,
             now=now,

@@ -13,9 +13,8 @@ import asyncio
 import uuid
 from datetime import timedelta
 
-from sqlalchemy.engine import RowMapping
-
 from flowdeck.db import runs as run_rows
+from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
 from flowdeck.services.core.context import Services
@@ -37,7 +36,7 @@ async def dispatch_now(services: Services, run_id: str) -> None:
         return
 
 
-async def _claim(services: Services, owner: str, run_id: str) -> RowMapping | None:
+async def _claim(services: Services, owner: str, run_id: str) -> RunRecord | None:
     async with services.db.write() as conn:
         rows = await run_rows.claim(
             conn,

@@ -11,24 +11,24 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.db import dispatch_slots
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.fair_share import plan
+from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
 from flowdeck.services.core.context import Services
 from flowdeck.services.runs import state_machine
 
-Claim = Callable[..., Awaitable[Sequence[RowMapping]]]
+Claim = Callable[..., Awaitable[Sequence[RunRecord]]]
 ACTOR = "worker"
 
 
 async def claim_queued(
     services: Services, conn: AsyncConnection, claim: Claim, *, local: Sequence[str], remote: Sequence[str]
-) -> list[RowMapping]:
+) -> list[RunRecord]:
     """Claim queued runs of ``remote`` engines (up to a batch) and of ``local`` ones (up to the free
     local slots), each group its fair share and never past its limit; returns them INITIALIZING."""
     settings = services.settings
@@ -37,7 +37,7 @@ async def claim_queued(
     if not groups.waiting:
         return []
     room = room_left(settings.group_max_running, groups.executing)
-    claimed: list[RowMapping] = []
+    claimed: list[RunRecord] = []
     if remote:
         # Remote engines have no slots: a batch, shared by each group's executing runs on all engines.
         in_pool = dict(groups.executing)
@@ -62,11 +62,11 @@ async def _fill(
     room: dict[str, int],
     waiting: Sequence[str],
     free: int,
-) -> list[RowMapping]:
+) -> list[RunRecord]:
     """Claim ``free`` runs by plan; a group with fewer due runs than its share leaves the plan and
     its slots go round again."""
     weights = services.settings.group_weights
-    candidates, claimed = list(waiting), list[RowMapping]()
+    candidates, claimed = list(waiting), list[RunRecord]()
     while free > 0 and (shares := plan(candidates, free, executing, weights, room)):
         for group, share in shares.items():
             rows = await claim(states=[State.QUEUED], limit=share, backends=backends, group=group)
@@ -80,13 +80,13 @@ async def _fill(
     return claimed
 
 
-async def _start(conn: AsyncConnection, claimed: list[RowMapping]) -> list[RowMapping]:
+async def _start(conn: AsyncConnection, claimed: list[RunRecord]) -> list[RunRecord]:
     """Move the claimed runs to INITIALIZING in the claim's transaction: from now on they hold a slot."""
     started: list[Any] = []
     for row in claimed:
         moved = await state_machine.transition(
-            conn, row["id"], State.QUEUED, State.INITIALIZING, now=utcnow(), reason="claimed by a worker", actor=ACTOR
+            conn, row.id, State.QUEUED, State.INITIALIZING, now=utcnow(), reason="claimed by a worker", actor=ACTOR
         )
         if moved:
-            started.append(row["id"])
+            started.append(row.id)
     return list(await run_rows.get_many(conn, started)) if started else []

@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdeck.backends.base import Backend
@@ -29,7 +28,7 @@ from flowdeck.backends.local.launcher import subscribe_exits
 from flowdeck.db import runs as run_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.domain import run_policy
-from flowdeck.domain.runs import RunHandle, SyncReport
+from flowdeck.domain.runs import RunHandle, RunRecord, SyncReport
 from flowdeck.domain.states import ENGINE_HELD, State, is_terminal
 from flowdeck.errors import EngineUnavailable
 from flowdeck.services.core.blocking import BlockingPool
@@ -64,9 +63,9 @@ async def check_once(services: Services, owner: str, pool: BlockingPool, *, ids:
         unsent = await claim(conn, states=[State.CANCELING], due_only=False, submitted=False)
     for row in unsent:
         await _finish_unsent_cancel(services, owner, row)
-    by_backend: dict[str, list[RowMapping]] = defaultdict(list)
+    by_backend: dict[str, list[RunRecord]] = defaultdict(list)
     for row in rows:
-        by_backend[row["backend"]].append(row)
+        by_backend[row.backend].append(row)
     await asyncio.gather(*(_check_backend(services, owner, pool, name, group) for name, group in by_backend.items()))
     services.metrics.sync_passes.inc()
     return len(rows) + len(unsent)
@@ -98,11 +97,11 @@ async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
     return total
 
 
-async def _finish_unsent_cancel(services: Services, owner: str, row: RowMapping) -> None:
+async def _finish_unsent_cancel(services: Services, owner: str, row: RunRecord) -> None:
     async with services.db.write() as conn:
         moved = await state_machine.transition(
             conn,
-            row["id"],
+            row.id,
             State.CANCELING,
             State.CANCELED,
             now=utcnow(),
@@ -110,13 +109,13 @@ async def _finish_unsent_cancel(services: Services, owner: str, row: RowMapping)
             actor=ACTOR,
         )
         if not moved:
-            await run_rows.release(conn, row["id"], owner, utcnow())
+            await run_rows.release(conn, row.id, owner, utcnow())
 
 
-async def _check_backend(services: Services, owner: str, pool: BlockingPool, name: str, rows: list[RowMapping]) -> None:
+async def _check_backend(services: Services, owner: str, pool: BlockingPool, name: str, rows: list[RunRecord]) -> None:
     backend = services.backends.get(name)
     for row in rows:
-        if run_policy.needs_engine_cancel(State(row["state"]), bool((row["backend_data"] or {}).get("cancel_sent"))):
+        if run_policy.needs_engine_cancel(row.state, row.cancel_sent_at is not None):
             await _send_cancel(services, pool, backend, row)
     handles = [handle_of(row, services.runs_dir) for row in rows]
     if backend.parallel_sync:
@@ -126,8 +125,8 @@ async def _check_backend(services: Services, owner: str, pool: BlockingPool, nam
         size = max(1, -(-len(handles) // services.settings.sync_concurrency))
         chunks = [handles[i : i + size] for i in range(0, len(handles), size)]
     results = await asyncio.gather(*(_sync_chunk(services, pool, backend, chunk) for chunk in chunks))
-    rows_by_id = {row["id"]: row for row in rows}
-    quiet: list[RowMapping] = []
+    rows_by_id = {row.id: row for row in rows}
+    quiet: list[RunRecord] = []
     for reports in results:
         for report in reports:
             row = rows_by_id[report.run_id]
@@ -143,27 +142,27 @@ async def _check_backend(services: Services, owner: str, pool: BlockingPool, nam
     services.metrics.runs_synced.labels(name).inc(len(handles))
 
 
-def _nothing_to_write(row: RowMapping, report: SyncReport) -> bool:
+def _nothing_to_write(row: RunRecord, report: SyncReport) -> bool:
     """True when the report changes nothing about the run: only its lease is given back."""
     return (
         report.transient_error is None
         and report.tasks is None
         and not report.progressed
-        and not row["check_failures"]
-        and run_policy.sync_target(State(row["state"]), report.state) is None
+        and not row.check_failures
+        and run_policy.sync_target(row.state, report.state) is None
         and not _changed_fields(row, report)
     )
 
 
 async def _release_quiet(
-    services: Services, owner: str, rows: list[RowMapping], backend: Backend, pool: BlockingPool
+    services: Services, owner: str, rows: list[RunRecord], backend: Backend, pool: BlockingPool
 ) -> None:
     """Give back the leases of runs whose engine reported nothing new, in one transaction:
     a transaction per run would make a pass over many quiet runs wait on the database."""
     if not rows:
         return
     now = utcnow()
-    due = [(row["id"], now + timedelta(seconds=next_interval(services, row, now))) for row in rows]
+    due = [(row.id, now + timedelta(seconds=next_interval(services, row, now))) for row in rows]
     async with services.db.write() as conn:
         await run_rows.release_many(conn, owner, due)
     for row in rows:
@@ -194,29 +193,27 @@ async def _sync_chunk(
     return [r for r in reports if r.run_id in wanted] + missing
 
 
-async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend, row: RowMapping) -> None:
+async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend, row: RunRecord) -> None:
     handle = handle_of(row, services.runs_dir)
     try:
         result = await pool.run(backend.cancel, handle)
     except Exception as exc:
         services.metrics.backend_errors.labels(backend.name, "cancel").inc()
-        log.warning("cancel of run %s failed: %s; will retry", row["id"], exc)
+        log.warning("cancel of run %s failed: %s; will retry", row.id, exc)
         return
     now = utcnow()
     try:
         # The logs a canceled run left go to storage with its end, as any ended run's do.
         ended = stored.recorded(await stored.at_end(services, pool, row, None)) if result.confirmed else None
     except Exception as exc:  # storage unreachable: the cancel (idempotent) and the put are retried
-        log.warning("results of canceled run %s not stored: %s; will retry", row["id"], exc)
+        log.warning("results of canceled run %s not stored: %s; will retry", row.id, exc)
         return
     async with services.db.write() as conn:
-        await run_rows.update(
-            conn, row["id"], {"backend_data": {**(row["backend_data"] or {}), "cancel_sent": now.isoformat()}}
-        )
+        await run_rows.update(conn, row.id, {"cancel_sent_at": now})
         if result.confirmed:
             await state_machine.transition(
                 conn,
-                row["id"],
+                row.id,
                 State.CANCELING,
                 State.CANCELED,
                 now=now,
@@ -226,9 +223,9 @@ async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend,
             )
 
 
-def next_interval(services: Services, row: RowMapping, now: datetime) -> float:
+def next_interval(services: Services, row: RunRecord, now: datetime) -> float:
     """Seconds until the run is polled again (:func:`~flowdeck.domain.run_policy.poll_interval`)."""
-    started: datetime = row["start_time"] or row["created_at"]
+    started: datetime = row.start_time or row.created_at
     settings = services.settings
     return run_policy.poll_interval(
         (now - started).total_seconds(), settings.sync_min_seconds, settings.sync_max_seconds
@@ -236,41 +233,41 @@ def next_interval(services: Services, row: RowMapping, now: datetime) -> float:
 
 
 async def apply_report(
-    services: Services, owner: str, row: RowMapping, report: SyncReport, *, backend: Backend, pool: BlockingPool
+    services: Services, owner: str, row: RunRecord, report: SyncReport, *, backend: Backend, pool: BlockingPool
 ) -> None:
     """Write what a report says, only what changed, and release the lease."""
     now = utcnow()
     if report.transient_error is not None:
         await _apply_failed_check(services, owner, row, report, now, backend, pool)
         return
-    current = State(row["state"])
+    current = row.state
     target = run_policy.sync_target(current, report.state)
     fields = _changed_fields(row, report)
     if target is not None and is_terminal(target):
         # Before the state change, so an ended run always has its results in storage.
         try:
-            fields.update(stored.recorded(await stored.at_end(services, pool, {**row, **fields}, report.tasks)))
+            fields.update(stored.recorded(await stored.at_end(services, pool, replace(row, **fields), report.tasks)))
         except Exception as exc:  # storage unreachable: the run keeps its state, checked again with backoff
             failed = replace(report, transient_error=f"results not stored: {type(exc).__name__}: {exc}")
             await _apply_failed_check(services, owner, row, failed, now, backend, pool)
             return
     elif target is None and stored.live_due(services.settings, row, now):
         try:
-            fields.update(stored.recorded(await stored.live(services, pool, {**row, **fields}, report.tasks, now)))
+            fields.update(stored.recorded(await stored.live(services, pool, replace(row, **fields), report.tasks, now)))
         except Exception as exc:  # live logs are a convenience: the report is written all the same
-            log.warning("logs of run %s not copied to storage: %s", row["id"], exc)
+            log.warning("logs of run %s not copied to storage: %s", row.id, exc)
     async with services.db.write() as conn:
         progressed = False
         if report.tasks is not None:
-            progressed = await task_rows.sync(conn, row["id"], report.tasks, now) > 0
+            progressed = await task_rows.sync(conn, row.id, report.tasks, now) > 0
         if target is not None and await _move(services, conn, owner, row, report, target, fields, now):
             return
         if progressed or report.progressed:
             fields["last_progress_at"] = now
-        if row["check_failures"]:
+        if row.check_failures:
             fields.update(check_failures=0, last_check_error=None)
         await run_rows.release(
-            conn, row["id"], owner, now + timedelta(seconds=next_interval(services, row, now)), **fields
+            conn, row.id, owner, now + timedelta(seconds=next_interval(services, row, now)), **fields
         )
     await watchdog(services, row, now, backend, pool)
 
@@ -279,30 +276,30 @@ async def _move(
     services: Services,
     conn: AsyncConnection,
     owner: str,
-    row: RowMapping,
+    row: RunRecord,
     report: SyncReport,
     target: State,
     fields: dict[str, Any],
     now: datetime,
 ) -> bool:
     """Move the run to ``target`` as its engine reports; False if another process moved it first."""
-    current = State(row["state"])
+    current = row.state
     reason = report.reason or f"engine reports {target.value}"
     if not await state_machine.transition(
-        conn, row["id"], current, target, now=now, reason=reason, actor=ACTOR, fields=fields
+        conn, row.id, current, target, now=now, reason=reason, actor=ACTOR, fields=fields
     ):
         return False
-    started = row["last_progress_at"] or row["updated_at"]
+    started = row.last_progress_at or row.updated_at
     services.metrics.transition_seconds.labels(current.value, target.value).observe((now - started).total_seconds())
     if not is_terminal(target):
-        await run_rows.release(conn, row["id"], owner, now + timedelta(seconds=services.settings.sync_min_seconds))
+        await run_rows.release(conn, row.id, owner, now + timedelta(seconds=services.settings.sync_min_seconds))
     return True
 
 
 async def _apply_failed_check(
     services: Services,
     owner: str,
-    row: RowMapping,
+    row: RunRecord,
     report: SyncReport,
     now: datetime,
     backend: Backend,
@@ -311,7 +308,7 @@ async def _apply_failed_check(
     """A check that failed never changes the run's state (unless the run is broken): it backs off."""
     assert report.transient_error is not None
     services.metrics.backend_errors.labels(backend.name, "run_check").inc()
-    failures = int(row["check_failures"] or 0) + 1
+    failures = row.check_failures + 1
     settings = services.settings
     if run_policy.is_broken(report.backend_failed, failures, settings.max_failed_checks):
         await end_broken(services, row, now, report.transient_error, failures, backend, pool)
@@ -320,7 +317,7 @@ async def _apply_failed_check(
     async with services.db.write() as conn:
         await run_rows.release(
             conn,
-            row["id"],
+            row.id,
             owner,
             now + timedelta(seconds=delay),
             check_failures=failures,
@@ -329,7 +326,7 @@ async def _apply_failed_check(
     await watchdog(services, row, now, backend, pool)
 
 
-def _changed_fields(row: RowMapping, report: SyncReport) -> dict[str, Any]:
+def _changed_fields(row: RunRecord, report: SyncReport) -> dict[str, Any]:
     wanted: dict[str, Any] = {}
     if report.outputs is not None:
         wanted["outputs"] = report.outputs
@@ -340,14 +337,14 @@ def _changed_fields(row: RowMapping, report: SyncReport) -> dict[str, Any]:
         if value is not None:
             wanted[name] = value
     if report.backend_data is not None:
-        wanted["backend_data"] = {**(row["backend_data"] or {}), **report.backend_data}
+        wanted["backend_data"] = {**row.backend_data, **report.backend_data}
     if report.system_logs:
-        merged = list(row["system_logs"] or [])
+        merged = list(row.system_logs)
         merged += [line for line in report.system_logs if line not in merged]
         wanted["system_logs"] = merged
     if report.state in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR) and report.reason:
         wanted["error_message"] = report.reason
-    return {key: value for key, value in wanted.items() if row[key] != value}
+    return {key: value for key, value in wanted.items() if getattr(row, key) != value}
 
 
 def subscribe_engine_exits(listener: Callable[[str], None]) -> Callable[[], None]:

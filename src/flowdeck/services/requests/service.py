@@ -197,7 +197,7 @@ async def state_of(services: Services, request_id: str, principal: Principal) ->
     return {"request_id": row["id"], "state": row["state"], "message": row["message"]}
 
 
-async def cancel(services: Services, request_id: str, principal: Principal) -> Cancel:
+async def cancel(services: Services, request_id: str, principal: Principal) -> Cancel[RowMapping]:
     """Stop expansion and cancel every run of the request (idempotent). A request that has
     expanded and whose runs have all ended is left as it is, and the answer says so."""
     row = await get_visible(services, request_id, principal)
@@ -226,12 +226,12 @@ async def cancel_runs(services: Services, request_id: str, actor: str) -> int:
         now = utcnow()
         async with services.db.write() as conn:
             for run in await run_rows.get_many(conn, ids[start : start + CANCEL_CHUNK]):
-                current = State(run["state"])
+                current = run.state
                 if current in TERMINAL or current is State.CANCELING:
                     continue
                 moved += await state_machine.transition(
                     conn,
-                    run["id"],
+                    run.id,
                     current,
                     State.CANCELING,
                     now=now,

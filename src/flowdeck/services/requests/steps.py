@@ -164,7 +164,7 @@ def _output_bytes(services: Services, sample: Mapping[Any, Any], name: str) -> b
     found = next((f for f in sample["output_files"] or [] if f.get("name") == name), None)
     if found is None:
         raise NotFound(f"sample run {sample['id']} has no output {name}")
-    path: Path = run_service.log_file(services, sample, found.get("location"))
+    path: Path = run_service.log_file(services, sample["id"], found.get("location"))
     return path.read_bytes()
 
 

@@ -30,7 +30,7 @@ from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain import call_cache
 from flowdeck.domain.principal import Principal
-from flowdeck.domain.runs import RunSpec
+from flowdeck.domain.runs import RunRecord, RunSpec
 from flowdeck.domain.states import State
 from flowdeck.errors import FlowdeckError
 from flowdeck.services.core.clock import utcnow
@@ -67,17 +67,14 @@ class Decision:
         """The state the run is stored in: COMPLETE on a hit, QUEUED otherwise."""
         return State.COMPLETE if self.hit is not None else State.QUEUED
 
-    @property
-    def backend_data(self) -> dict[str, Any]:
-        """What the run keeps for its dispatch: the input checksums its key was made of."""
-        return {"cache_inputs": dict(self.inputs)} if self.inputs else {}
-
     def values(self, now: datetime) -> dict[str, Any]:
-        """The run row's fields this decision sets (the same columns for every run)."""
+        """The run row's fields this decision sets (the same columns for every run): its key, and
+        the input checksums the key was made of, which its dispatch checks again."""
+        keyed = {"cache_key": self.key, "cache_inputs": dict(self.inputs) if self.inputs else None}
         if self.hit is None:
-            return {"cache_key": self.key}
+            return keyed
         ended = {"state": State.COMPLETE.value, "start_time": now, "end_time": now, "next_check_at": None}
-        return {"cache_key": self.key, **self.hit, **ended}
+        return {**keyed, **self.hit, **ended}
 
     async def discard(self, services: Services) -> None:
         """Remove a hit's copies when its run could not be stored after all."""
@@ -103,26 +100,26 @@ async def consult(
     key = call_cache.key(material)
     async with services.db.read() as conn:
         source = await run_rows.cache_source(conn, key, group)
-    if source is None or not principal.can_see(source["research_group"]):
+    if source is None or not principal.can_see(source.research_group):
         note = f"call cache: no completed run with key {key[:16]} in this research group, so it runs"
         return Decision(key, note, inputs=inputs)
     try:
         copied = await asyncio.to_thread(copy_results, storage_of(services), source, spec.run_id)
     except (FlowdeckError, OSError) as exc:  # the source was deleted meanwhile, or the store failed
-        log.warning("call cache: run %s's results could not be copied: %s", source["id"], exc)
-        note = f"call cache: run {source['id']}'s stored outputs could not be copied, so it runs"
+        log.warning("call cache: run %s's results could not be copied: %s", source.id, exc)
+        note = f"call cache: run {source.id}'s stored outputs could not be copied, so it runs"
         return Decision(key, note, inputs=inputs)
-    origin = source["cached_from"] or source["id"]  # the run that computed them, if source was a hit
-    via = f", copied from run {source['id']}" if origin != source["id"] else ", copied"
+    origin = source.cached_from or source.id  # the run that computed them, if source was a hit
+    via = f", copied from run {source.id}" if origin != source.id else ", copied"
     note = f"call cache hit: completed at once with the outputs of run {origin} (key {key[:16]}){via}"
     return Decision(key, note, _taken_from(source, origin, copied))
 
 
-async def check_staged(services: Services, run: Mapping[Any, Any], staged: list[staging.Staged]) -> None:
+async def check_staged(services: Services, run: RunRecord, staged: list[staging.Staged]) -> None:
     """Drop the key of a run whose inputs changed between submit and staging (an event says which):
     what it computes is not what its key describes, so it must never answer a later submission."""
-    recorded = (run["backend_data"] or {}).get("cache_inputs") or {}
-    if not run["cache_key"] or not recorded:
+    recorded = run.cache_inputs
+    if not run.cache_key or not recorded:
         return
     changed = [
         s.input.pointer for s in staged if recorded.get(s.input.pointer, f"sha256:{s.sha256}") != f"sha256:{s.sha256}"
@@ -131,13 +128,13 @@ async def check_staged(services: Services, run: Mapping[Any, Any], staged: list[
         return
     reason = f"call cache: input {', '.join(changed)} changed between submit and staging; this run answers no later submission"
     async with services.db.write() as conn:
-        await run_rows.update(conn, run["id"], {"cache_key": None})
-        await event_rows.add(conn, at=utcnow(), kind="call_cache", run_id=run["id"], reason=reason, actor="worker")
+        await run_rows.update(conn, run.id, {"cache_key": None})
+        await event_rows.add(conn, at=utcnow(), kind="call_cache", run_id=run.id, reason=reason, actor="worker")
 
 
-def _taken_from(source: Mapping[Any, Any], origin: str, copied: dict[str, Any]) -> dict[str, Any]:
+def _taken_from(source: RunRecord, origin: str, copied: dict[str, Any]) -> dict[str, Any]:
     taken = ("outputs", "output_files", "exit_code", "cmd", "stdout_path", "stderr_path")
-    return {"cached_from": origin, "results": copied, **{name: source[name] for name in taken}}
+    return {"cached_from": origin, "results": copied, **{name: getattr(source, name) for name in taken}}
 
 
 async def _material(
@@ -222,16 +219,16 @@ def _refuse_server_paths(node: Any, at: call_cache.Pointer) -> None:
             _refuse_server_paths(item, (*at, key))
 
 
-def copy_results(store: Storage, source: Mapping[Any, Any], run_id: str) -> dict[str, Any]:
+def copy_results(store: Storage, source: RunRecord, run_id: str) -> dict[str, Any]:
     """Copy a completed run's stored output files and run logs to ``run_id``'s prefix; the
     ``results`` record naming the copies (blocking). A cached run has no tasks: task logs stay."""
-    record = source["results"]
-    old, new = results.prefix(source["id"]), results.prefix(run_id)
+    record = source.results or {}
+    old, new = results.prefix(source.id), results.prefix(run_id)
 
     def moved(entry: Mapping[str, Any]) -> dict[str, Any]:
         key = str(entry["key"])
         if not key.startswith(old):
-            raise OSError(f"stored object {key!r} lies outside run {source['id']}'s results")
+            raise OSError(f"stored object {key!r} lies outside run {source.id}'s results")
         with store.open(key) as body:
             store.put_stream(new + key.removeprefix(old), body)
         return {**entry, "key": new + key.removeprefix(old)}

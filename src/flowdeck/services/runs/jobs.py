@@ -8,7 +8,6 @@ whenever a catalog pipeline is involved. Dispatch is the API's business.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +19,8 @@ from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.principal import Principal
-from flowdeck.domain.states import State, is_terminal
+from flowdeck.domain.runs import RunRecord
+from flowdeck.domain.states import is_terminal
 from flowdeck.errors import Conflict, Problem, ValidationFailed
 from flowdeck.services.core.context import Services
 from flowdeck.services.datasets import inputs as dataset_inputs
@@ -241,39 +241,38 @@ async def rerun(services: Services, run_id: str, principal: Principal, resume: b
     if resume:
         _check_resumable(services, row)
     attachments = await run_service.stored_attachments(services, row)
-    data = row["backend_data"] or {}
     new = NewRun(
-        workflow_type=row["workflow_type"],
-        workflow_type_version=row["workflow_type_version"],
-        workflow_url=row["workflow_url"],
-        workflow_params=row["workflow_params"] or {},
-        tags=row["tags"] or {},
-        workflow_engine=row["backend"],
-        workflow_engine_version=row["workflow_engine_version"],
-        workflow_engine_parameters=row["workflow_engine_parameters"] or {},
+        workflow_type=row.workflow_type,
+        workflow_type_version=row.workflow_type_version,
+        workflow_url=row.workflow_url,
+        workflow_params=row.workflow_params,
+        tags=row.tags,
+        workflow_engine=row.backend,
+        workflow_engine_version=row.workflow_engine_version,
+        workflow_engine_parameters=row.workflow_engine_parameters,
         attachments=attachments,
-        research_group=row["research_group"],
-        description=row["description"],
-        dataset_id=row["dataset_id"],
-        dataset=data.get("dataset"),
-        pipeline_name=row["pipeline_name"],
-        pipeline_version=row["pipeline_version"],
-        pipeline_target=data.get("pipeline_target") or {},
-        rerun_of=row["id"],
-        resume_from=row["id"] if resume else None,
+        research_group=row.research_group,
+        description=row.description,
+        dataset_id=row.dataset_id,
+        dataset=row.dataset,
+        pipeline_name=row.pipeline_name,
+        pipeline_version=row.pipeline_version,
+        pipeline_target=row.pipeline_target,
+        rerun_of=row.id,
+        resume_from=row.id if resume else None,
         origin="jobs",
     )
     return await run_service.submit(services, new, principal)
 
 
-def _check_resumable(services: Services, row: Mapping[str, Any]) -> None:
+def _check_resumable(services: Services, row: RunRecord) -> None:
     """Resume needs an ended run (its steps no longer change) on an engine that can re-use steps."""
-    if not is_terminal(State(row["state"])):
-        raise Conflict(f"run {row['id']} is {row['state']}; only an ended run can be resumed (cancel it first)")
-    backend = services.backends.get(row["backend"])
+    if not is_terminal(row.state):
+        raise Conflict(f"run {row.id} is {row.state}; only an ended run can be resumed (cancel it first)")
+    backend = services.backends.get(row.backend)
     if not backend.resumes:
         able = sorted(b.name for b in services.backends.all() if b.resumes)
-        detail = f"{row['backend']} cannot re-use the finished steps of a run; rerun it without resume" + (
+        detail = f"{row.backend} cannot re-use the finished steps of a run; rerun it without resume" + (
             f" (engines that can: {', '.join(able)})" if able else ""
         )
         raise ValidationFailed(detail, [Problem("/resume", detail, "resumable")])

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from flowdeck.db import deletions
 from flowdeck.domain.principal import Principal
+from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import ConfigurationError, Conflict, Forbidden
 from flowdeck.services.core.clock import utcnow
@@ -45,12 +46,10 @@ class Deleted:
         return {"deleted": True, "files": self.files, "bytes": self.bytes}
 
 
-def may_delete(principal: Principal, run: Mapping[Any, Any]) -> bool:
+def may_delete(principal: Principal, run: RunRecord) -> bool:
     """The run's owner, an admin of its group, or a service admin."""
-    group = run["research_group"]
-    return (
-        principal.sees_all or principal.name == run["owner"] or (group is not None and principal.is_group_admin(group))
-    )
+    group = run.research_group
+    return principal.sees_all or principal.name == run.owner or (group is not None and principal.is_group_admin(group))
 
 
 async def delete(services: Services, run_id: str, principal: Principal) -> Deleted:
@@ -58,23 +57,23 @@ async def delete(services: Services, run_id: str, principal: Principal) -> Delet
     run = await run_service.get_visible(services, run_id, principal)
     if not may_delete(principal, run):
         raise Forbidden(f"run {run_id} may be deleted by its owner, its group's admins or a service admin")
-    if not is_terminal(State(run["state"])):
+    if not is_terminal(run.state):
         raise Conflict(
-            f"run {run_id} is {run['state']}: only an ended run can be deleted; cancel it first and delete it once it has ended"
+            f"run {run_id} is {run.state}: only an ended run can be deleted; cancel it first and delete it once it has ended"
         )
     return await remove(services, run, actor=principal.name, reason="deleted on request")
 
 
-async def remove(services: Services, run: Mapping[Any, Any], *, actor: str, reason: str) -> Deleted:
+async def remove(services: Services, run: RunRecord, *, actor: str, reason: str) -> Deleted:
     """Remove an ended run's stored files, folder and rows, and write its audit row."""
-    keys = results.keys(run["results"])
-    await asyncio.to_thread(_remove_files, storage_of(services), keys, run_folder(services.runs_dir, run["id"]))
-    gone = Deleted(run["id"], len(keys), results.stored_bytes(run["results"]))
+    keys = results.keys(run.results)
+    await asyncio.to_thread(_remove_files, storage_of(services), keys, run_folder(services.runs_dir, run.id))
+    gone = Deleted(run.id, len(keys), results.stored_bytes(run.results))
     try:
         async with services.db.write() as conn:
             await deletions.remove_run(conn, run, _audit(run, gone, actor, reason))
     except deletions.Changed:
-        raise Conflict(f"run {run['id']} changed or was deleted meanwhile; read it again") from None
+        raise Conflict(f"run {run.id} changed or was deleted meanwhile; read it again") from None
     return gone
 
 
@@ -84,16 +83,16 @@ def _remove_files(store: Storage, keys: Sequence[str], folder: RunFolder) -> Non
     folder.remove()  # on this host; a worker elsewhere removes its own (see purge_folders)
 
 
-def _audit(run: Mapping[Any, Any], gone: Deleted, actor: str, reason: str) -> dict[str, Any]:
+def _audit(run: RunRecord, gone: Deleted, actor: str, reason: str) -> dict[str, Any]:
     return {
-        "run_id": run["id"],
-        "research_group": run["research_group"],
-        "owner": run["owner"],
-        "pipeline_name": run["pipeline_name"],
-        "workflow_url": run["workflow_url"],
-        "state": run["state"],
-        "run_created_at": run["created_at"],
-        "run_end_time": run["end_time"],
+        "run_id": run.id,
+        "research_group": run.research_group,
+        "owner": run.owner,
+        "pipeline_name": run.pipeline_name,
+        "workflow_url": run.workflow_url,
+        "state": run.state.value,
+        "run_created_at": run.created_at,
+        "run_end_time": run.end_time,
         "files": gone.files,
         "bytes": gone.bytes,
         "actor": actor,
@@ -124,18 +123,18 @@ async def purge(
     seen: set[str] = set()
     while True:
         async with services.db.read() as conn:
-            batch = [r for r in await deletions.ended_before(conn, wanted, cutoff, PURGE_BATCH) if r["id"] not in seen]
+            batch = [r for r in await deletions.ended_before(conn, wanted, cutoff, PURGE_BATCH) if r.id not in seen]
         if not batch:
             return done
         for run in batch:
-            seen.add(run["id"])
+            seen.add(run.id)
             if dry_run:
-                done.append(Deleted(run["id"], len(results.keys(run["results"])), results.stored_bytes(run["results"])))
+                done.append(Deleted(run.id, len(results.keys(run.results)), results.stored_bytes(run.results)))
                 continue
             try:
                 done.append(await remove(services, run, actor=actor, reason=reason))
             except Conflict:
-                log.info("run %s changed while being purged; left for the next purge", run["id"])
+                log.info("run %s changed while being purged; left for the next purge", run.id)
 
 
 async def purge_by_settings(services: Services) -> list[Deleted]:

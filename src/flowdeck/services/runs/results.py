@@ -36,7 +36,7 @@ from typing import Any
 from flowdeck.backends.checksums import file_checksum
 from flowdeck.backends.local.run_files import inside
 from flowdeck.db import tasks as task_rows
-from flowdeck.domain.runs import TaskInfo
+from flowdeck.domain.runs import RunRecord, TaskInfo
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import Conflict, NotFound
 from flowdeck.services.core.blocking import BlockingPool
@@ -58,13 +58,13 @@ def prefix(run_id: str) -> str:
 async def at_end(
     services: Services,
     pool: BlockingPool,
-    run: Mapping[Any, Any],
+    run: RunRecord,
     reported: list[TaskInfo] | None,
 ) -> dict[str, Any]:
     """Put an ending run's results into storage (``run``: its row with the report's fields
     applied); the ``results`` record to write with its terminal state."""
-    tasks = await _tasks(services, run["id"], reported)
-    return await pool.run(put, storage_of(services), services.runs_dir, run["id"], run, tasks)
+    tasks = await _tasks(services, run.id, reported)
+    return await pool.run(put, storage_of(services), services.runs_dir, run.id, run, tasks)
 
 
 async def _tasks(services: Services, run_id: str, reported: list[TaskInfo] | None) -> list[Mapping[Any, Any]]:
@@ -77,13 +77,13 @@ async def _tasks(services: Services, run_id: str, reported: list[TaskInfo] | Non
     return list(tasks.values())
 
 
-def live_due(settings: Settings, run: Mapping[Any, Any], now: datetime) -> bool:
+def live_due(settings: Settings, run: RunRecord, now: datetime) -> bool:
     """True when an executing run's logs are due to be copied to storage again."""
-    if not settings.live_log_seconds or run["state"] != State.RUNNING.value:
+    if not settings.live_log_seconds or run.state is not State.RUNNING:
         return False
-    if not run["stdout_path"] or "://" in run["stdout_path"]:  # no log in a run folder (demo, remote engines)
+    if not run.stdout_path or "://" in run.stdout_path:  # no log in a run folder (demo, remote engines)
         return False
-    record = run["results"]
+    record = run.results
     if record is None:
         return True
     synced = datetime.fromisoformat(record.get("synced_at", "1970-01-01T00:00:00+00:00"))
@@ -91,19 +91,19 @@ def live_due(settings: Settings, run: Mapping[Any, Any], now: datetime) -> bool:
 
 
 async def live(
-    services: Services, pool: BlockingPool, run: Mapping[Any, Any], reported: list[TaskInfo] | None, now: datetime
+    services: Services, pool: BlockingPool, run: RunRecord, reported: list[TaskInfo] | None, now: datetime
 ) -> dict[str, Any]:
     """Copy a running run's logs to storage (those that grew): the ``results`` record to write
     meanwhile (``live``: no outputs yet; the record at the end replaces it)."""
-    tasks = await _tasks(services, run["id"], reported)
-    before = (run["results"] or {}).get("logs", {})
-    workdir = run_folder(services.runs_dir, run["id"]).work
-    logs = await pool.run(put_logs, storage_of(services), workdir, run["id"], run, tasks, before)
+    tasks = await _tasks(services, run.id, reported)
+    before = (run.results or {}).get("logs", {})
+    workdir = run_folder(services.runs_dir, run.id).work
+    logs = await pool.run(put_logs, storage_of(services), workdir, run.id, run, tasks, before)
     return {"live": True, "synced_at": now.isoformat(), "files": [], "outputs": {}, "logs": logs}
 
 
 def put(
-    store: Storage, runs_dir: Path, run_id: str, run: Mapping[Any, Any], tasks: Iterable[Mapping[Any, Any]]
+    store: Storage, runs_dir: Path, run_id: str, run: RunRecord, tasks: Iterable[Mapping[Any, Any]]
 ) -> dict[str, Any]:
     """Put a run's output files and logs into ``store``; the ``results`` record (blocking I/O).
 
@@ -111,17 +111,17 @@ def put(
     ``tasks`` the tasks' ``backend_task_id``, ``stdout_path`` and ``stderr_path``."""
     workdir = run_folder(runs_dir, run_id).work
     puts = _Puts(store)
-    files = [_output(puts, workdir, run_id, i, item) for i, item in enumerate(run.get("output_files") or [])]
+    files = [_output(puts, workdir, run_id, i, item) for i, item in enumerate(run.output_files or [])]
     logs = _logs(puts, workdir, run_id, run, tasks, {})
     puts.run()
-    return {"files": files, "outputs": _by_name(run.get("outputs") or {}, files, workdir), "logs": logs}
+    return {"files": files, "outputs": _by_name(run.outputs or {}, files, workdir), "logs": logs}
 
 
 def put_logs(
     store: Storage,
     workdir: Path,
     run_id: str,
-    run: Mapping[Any, Any],
+    run: RunRecord,
     tasks: Iterable[Mapping[Any, Any]],
     before: Mapping[str, Any],
 ) -> dict[str, Any]:
@@ -162,12 +162,12 @@ def _logs(
     puts: _Puts,
     workdir: Path,
     run_id: str,
-    run: Mapping[Any, Any],
+    run: RunRecord,
     tasks: Iterable[Mapping[Any, Any]],
     before: Mapping[str, Any],
 ) -> dict[str, Any]:
     logs: dict[str, Any] = {
-        "run": _stream_logs(puts, workdir, f"{prefix(run_id)}logs/run/", run, before.get("run", {})),
+        "run": _stream_logs(puts, workdir, f"{prefix(run_id)}logs/run/", _paths(run), before.get("run", {})),
         "tasks": {},
     }
     for task in tasks:
@@ -178,6 +178,11 @@ def _logs(
         if stored:
             logs["tasks"][task_id] = stored
     return logs
+
+
+def _paths(run: RunRecord) -> dict[str, str | None]:
+    """A run's log paths, as a task row names them."""
+    return {"stdout_path": run.stdout_path, "stderr_path": run.stderr_path}
 
 
 def _local(workdir: Path, location: str | None) -> Path | None:
@@ -272,33 +277,33 @@ def recorded(record: dict[str, Any]) -> dict[str, Any]:
     return {"results": record, "stored_bytes": stored_bytes(record)}
 
 
-def output_key(run: Mapping[Any, Any], index: int) -> str:
+def output_key(run: RunRecord, index: int) -> str:
     """The storage key of output ``index`` of an ended run; NotFound when there is none."""
-    files = (run["results"] or {}).get("files", [])
+    files = (run.results or {}).get("files", [])
     if not 0 <= index < len(files) or not files[index].get("key"):
-        raise NotFound(f"run {run['id']} has no stored output {index}")
+        raise NotFound(f"run {run.id} has no stored output {index}")
     return str(files[index]["key"])
 
 
-def log_key(run: Mapping[Any, Any], stream: str, backend_task_id: str | None = None) -> str | None:
+def log_key(run: RunRecord, stream: str, backend_task_id: str | None = None) -> str | None:
     """The storage key of a run's (or a task's) log, None when the run has no results record yet."""
-    results = run["results"]
+    results = run.results
     if results is None:
         return None
     logs = results.get("logs", {})
     stored = logs.get("run", {}) if backend_task_id is None else logs.get("tasks", {}).get(backend_task_id, {})
     if stream not in stored:
-        raise NotFound(f"this file is not available from flowdeck: run {run['id']} stored no {stream}")
+        raise NotFound(f"this file is not available from flowdeck: run {run.id} stored no {stream}")
     return str(stored[stream]["key"])
 
 
-def outputs_view(run: Mapping[Any, Any], run_url: str) -> dict[str, Any]:
+def outputs_view(run: RunRecord, run_url: str) -> dict[str, Any]:
     """``RunLog.outputs``: each output name → its files' links, sizes and checksums, with the
     engine's own value under ``value``; a single-file output also carries its file's fields at
     the top (docs/storage.md). A run with no results record shows the engine's outputs as they are."""
-    results = run.get("results")
+    results = run.results
     if results is None or results.get("live"):
-        return dict(run["outputs"] or {})
+        return dict(run.outputs or {})
     links = [_file_view(f, i, run_url) for i, f in enumerate(results.get("files", []))]
     view: dict[str, Any] = {}
     for name, entry in results.get("outputs", {}).items():
@@ -307,9 +312,9 @@ def outputs_view(run: Mapping[Any, Any], run_url: str) -> dict[str, Any]:
     return view
 
 
-def files_view(run: Mapping[Any, Any], run_url: str) -> list[dict[str, Any]]:
+def files_view(run: RunRecord, run_url: str) -> list[dict[str, Any]]:
     """Every stored output file with its link."""
-    results = run["results"] or {}
+    results = run.results or {}
     return [_file_view(f, i, run_url) for i, f in enumerate(results.get("files", []))]
 
 
@@ -330,20 +335,20 @@ def _file_view(item: Mapping[Any, Any], index: int, run_url: str) -> dict[str, A
     }
 
 
-def archive(store: Storage, run: Mapping[Any, Any]) -> Path:
+def archive(store: Storage, run: RunRecord) -> Path:
     """A zip of every stored output file of an ended run, named as the engine named them (blocking)."""
-    if not is_terminal(State(run["state"])):
-        raise Conflict(f"run {run['id']} has not ended: its outputs are archived when it has")
-    if run["results"] is None:
-        raise Conflict(f"run {run['id']} ended before flowdeck kept results in storage: no archive")
-    fd, name = tempfile.mkstemp(prefix=f"flowdeck-{run['id']}-", suffix=".zip")
+    if not is_terminal(run.state):
+        raise Conflict(f"run {run.id} has not ended: its outputs are archived when it has")
+    if run.results is None:
+        raise Conflict(f"run {run.id} ended before flowdeck kept results in storage: no archive")
+    fd, name = tempfile.mkstemp(prefix=f"flowdeck-{run.id}-", suffix=".zip")
     os.close(fd)
     path = Path(name)
     try:
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
-            for item in run["results"].get("files", []):
+            for item in run.results.get("files", []):
                 if item.get("key"):
-                    with store.open(item["key"]) as source, out.open(f"{run['id']}/{item['name']}", "w") as target:
+                    with store.open(item["key"]) as source, out.open(f"{run.id}/{item['name']}", "w") as target:
                         while chunk := source.read(1 << 20):
                             target.write(chunk)
     except BaseException:
@@ -357,6 +362,6 @@ def link(services: Services, key: str, base: str) -> str:
     return storage_of(services).presign(key, "GET", base)
 
 
-async def archive_of(services: Services, run: Mapping[Any, Any]) -> Path:
+async def archive_of(services: Services, run: RunRecord) -> Path:
     """:func:`archive` off the event loop."""
     return await asyncio.to_thread(archive, storage_of(services), run)

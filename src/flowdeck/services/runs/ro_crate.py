@@ -21,7 +21,8 @@ from flowdeck.db import events as event_rows
 from flowdeck.db import requests as request_rows
 from flowdeck.db import tasks as task_rows
 from flowdeck.domain.principal import Principal
-from flowdeck.domain.states import State, is_terminal
+from flowdeck.domain.runs import RunRecord as StoredRun
+from flowdeck.domain.states import is_terminal
 from flowdeck.errors import Conflict, NotFound
 from flowdeck.services.core.context import Services
 from flowdeck.services.core.storage import CHUNK, Storage
@@ -46,7 +47,7 @@ async def export_run(services: Services, run_id: str, principal: Principal) -> P
     row = await run_service.get_visible(services, run_id, principal)
     _check_ended(row)
     record = await _record(services, row)
-    description = row["description"] or f"Run {run_id} of {row['workflow_url']} ({row['workflow_type']})"
+    description = row.description or f"Run {run_id} of {row.workflow_url} ({row.workflow_type})"
     return await asyncio.to_thread(_write_zip, storage_of(services), [record], f"flowdeck run {run_id}", description)
 
 
@@ -76,19 +77,19 @@ def crate_filename(kind: str, object_id: str) -> str:
     return f"{kind}-{object_id}-ro-crate.zip"
 
 
-def _check_ended(row: Mapping[str, Any]) -> None:
-    if not is_terminal(State(row["state"])):
-        raise Conflict(f"run {row['id']} is {row['state']}: its RO-Crate can be exported once it has ended")
+def _check_ended(row: StoredRun) -> None:
+    if not is_terminal(row.state):
+        raise Conflict(f"run {row.id} is {row.state}: its RO-Crate can be exported once it has ended")
 
 
-async def _record(services: Services, row: Mapping[str, Any]) -> RunRecord:
+async def _record(services: Services, row: StoredRun) -> RunRecord:
     attachments = await run_service.stored_attachments(services, row)
     async with services.db.read() as conn:
-        tasks = await task_rows.page(conn, row["id"], None, _MAX_ROWS)
-        events = await event_rows.for_run(conn, row["id"], limit=_MAX_ROWS)
-        dataset = await dataset_rows.get(conn, row["dataset_id"]) if row["dataset_id"] else None
-    engine_version = row["workflow_engine_version"] or await asyncio.to_thread(
-        services.backends.engine_version, row["backend"]
+        tasks = await task_rows.page(conn, row.id, None, _MAX_ROWS)
+        events = await event_rows.for_run(conn, row.id, limit=_MAX_ROWS)
+        dataset = await dataset_rows.get(conn, row.dataset_id) if row.dataset_id else None
+    engine_version = row.workflow_engine_version or await asyncio.to_thread(
+        services.backends.engine_version, row.backend
     )
     # Imported on first export, like every use below: rocrate brings requests and arcp, which an
     # API process should not hold until someone asks for a crate (test_api_startup_memory.py).
@@ -105,24 +106,24 @@ async def _record(services: Services, row: Mapping[str, Any]) -> RunRecord:
     )
 
 
-def _outputs(services: Services, row: Mapping[str, Any]) -> list[OutputFile]:
+def _outputs(services: Services, row: StoredRun) -> list[OutputFile]:
     """The run's output files: from storage once its results are there (the files the API serves),
     else from its folder (runs that ended before flowdeck kept results in storage)."""
     from flowdeck.services.runs.ro_crate_entities import OutputFile
 
-    record = row["results"]
+    record = row.results
     if record is None or record.get("live"):
-        return [_output(services, row, item) for item in row["output_files"] or []]
+        return [_output(services, row, item) for item in row.output_files or []]
     return [
         OutputFile(name=f["name"], location=f.get("location"), path=None, key=f.get("key")) for f in record["files"]
     ]
 
 
-def _output(services: Services, row: Mapping[str, Any], item: Mapping[str, Any]) -> OutputFile:
+def _output(services: Services, row: StoredRun, item: Mapping[str, Any]) -> OutputFile:
     """An output file: its local copy when it lies in the run's folder (the rule outputs are served
     by), otherwise only its reference."""
     try:
-        path: Path | None = run_service.log_file(services, row, item.get("location"))
+        path: Path | None = run_service.log_file(services, row.id, item.get("location"))
     except NotFound:
         path = None
     from flowdeck.services.runs.ro_crate_entities import OutputFile
@@ -151,7 +152,7 @@ def _fetched(store: Storage, record: RunRecord, into: Path) -> RunRecord:
     outputs = []
     for index, output in enumerate(record.outputs):
         if output.key is not None:
-            path = into / str(record.run["id"]) / str(index)
+            path = into / record.run.id / str(index)
             path.parent.mkdir(parents=True, exist_ok=True)
             with store.open(output.key) as source, path.open("wb") as target:
                 shutil.copyfileobj(source, target, CHUNK)

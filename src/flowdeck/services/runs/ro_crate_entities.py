@@ -21,6 +21,7 @@ from rocrate.rocrate import ROCrate
 from rocrate.utils import as_list
 
 from flowdeck.backends.checksums import file_checksum
+from flowdeck.domain.runs import RunRecord as StoredRun
 from flowdeck.services.runs.attachments import Attachment
 
 WFRUN_CONTEXT = "https://w3id.org/ro/terms/workflow-run/context"
@@ -56,7 +57,7 @@ class OutputFile:
 class RunRecord:
     """Everything one crate describes, read beforehand."""
 
-    run: Mapping[Any, Any]
+    run: StoredRun
     attachments: list[Attachment]
     tasks: Sequence[Mapping[Any, Any]]
     events: Sequence[Mapping[Any, Any]]
@@ -78,12 +79,12 @@ def build_crate(records: Sequence[RunRecord], name: str, description: str) -> RO
     folder = len(records) > 1
     for record in records:
         run = record.run
-        prefix = f"{run['id']}/" if folder else ""
-        action = crate.add_action(workflow, identifier=f"#run-{run['id']}", properties=_action_properties(run))
+        prefix = f"{run.id}/" if folder else ""
+        action = crate.add_action(workflow, identifier=f"#run-{run.id}", properties=_action_properties(run))
         action["agent"] = _agent(crate, run)
         action["object"] = _inputs(crate, workflow, record)
         action["result"] = _outputs(crate, record, f"outputs/{prefix}")
-        _events(crate, record, action, f"events/{run['id']}.json" if folder else "events.json")
+        _events(crate, record, action, f"events/{run.id}.json" if folder else "events.json")
         if record.tasks:
             _provenance(crate, record, workflow, _engine(crate, record), action)
         else:
@@ -102,17 +103,17 @@ def _conforms(crate: ROCrate, names: Sequence[str]) -> None:
         crate.root_dataset.append_to("conformsTo", crate.add(profile))
 
 
-def _action_properties(run: Mapping[str, Any]) -> dict[str, Any]:
+def _action_properties(run: StoredRun) -> dict[str, Any]:
     props: dict[str, Any] = {
         "@type": "CreateAction",
-        "name": f"Run {run['id']} of {run['workflow_url']}",
-        "actionStatus": {"@id": f"http://schema.org/{_STATUS.get(run['state'], 'FailedActionStatus')}"},
+        "name": f"Run {run.id} of {run.workflow_url}",
+        "actionStatus": {"@id": f"http://schema.org/{_STATUS.get(run.state, 'FailedActionStatus')}"},
     }
     for key, column in (("startTime", "start_time"), ("endTime", "end_time")):
-        if run[column]:
-            props[key] = _time(run[column])
-    if run["state"] != "COMPLETE" and run["error_message"]:
-        props["error"] = run["error_message"]
+        if getattr(run, column):
+            props[key] = _time(getattr(run, column))
+    if run.state != "COMPLETE" and run.error_message:
+        props["error"] = run.error_message
     return props
 
 
@@ -120,13 +121,13 @@ def _time(value: datetime) -> str:
     return value.isoformat()
 
 
-def _language(crate: ROCrate, run: Mapping[str, Any]) -> ComputerLanguage | str:
-    wf_type = run["workflow_type"]
+def _language(crate: ROCrate, run: StoredRun) -> ComputerLanguage | str:
+    wf_type = run.workflow_type
     if wf_type in _LANGUAGES:
         return _LANGUAGES[wf_type]
     identifier, name, url = _OWN_LANGUAGES.get(wf_type, (f"#language-{quote(wf_type)}", wf_type, None))
     lang = ComputerLanguage(
-        crate, identifier=identifier, properties={"name": name, "version": run["workflow_type_version"]}
+        crate, identifier=identifier, properties={"name": name, "version": run.workflow_type_version}
     )
     if url:
         lang["url"] = {"@id": url}
@@ -138,7 +139,7 @@ def _workflow(crate: ROCrate, record: RunRecord) -> Any:
     read by its name, which a DEMO or GALAXY workflow_url could point anywhere) and the other
     attachments beside it."""
     run = record.run
-    url = run["workflow_url"]
+    url = run.workflow_url
     files = {a.name: a for a in record.attachments}
     main = files.pop(url.removeprefix("./"), None)
     lang = _language(crate, run)
@@ -156,8 +157,8 @@ def _workflow(crate: ROCrate, record: RunRecord) -> Any:
     return workflow
 
 
-def _agent(crate: ROCrate, run: Mapping[str, Any]) -> Any:
-    owner, group = run["owner"] or "anonymous", run["research_group"]
+def _agent(crate: ROCrate, run: StoredRun) -> Any:
+    owner, group = run.owner or "anonymous", run.research_group
     person = crate.add(Person(crate, f"#user-{quote(owner)}", properties={"name": owner}))
     if group:
         org = crate.add(
@@ -169,22 +170,22 @@ def _agent(crate: ROCrate, run: Mapping[str, Any]) -> Any:
 
 def _engine(crate: ROCrate, record: RunRecord) -> Any:
     run = record.run
-    props = {"@type": "SoftwareApplication", "name": run["workflow_engine"] or run["backend"]}
+    props = {"@type": "SoftwareApplication", "name": run.workflow_engine or run.backend}
     if record.engine_version and record.engine_version != "unknown":
         props["softwareVersion"] = record.engine_version
-    return crate.add(ContextEntity(crate, f"#engine-{quote(run['backend'])}", properties=props))
+    return crate.add(ContextEntity(crate, f"#engine-{quote(run.backend)}", properties=props))
 
 
 def _inputs(crate: ROCrate, workflow: Any, record: RunRecord) -> list[Any]:
     """Each parameter as a FormalParameter of the workflow and the value it took (a File by
     reference, or a PropertyValue); the run's dataset by reference with its checksum."""
     values = []
-    for name, value in (record.run["workflow_params"] or {}).items():
+    for name, value in record.run.workflow_params.items():
         slot = crate.get(f"#param-{quote(str(name))}")
         if slot is None:
             slot = crate.add_formal_parameter(name, _kind(value), identifier=f"#param-{quote(str(name))}")
             workflow.append_to("input", slot)
-        values.append(_value(crate, record.run["id"], str(name), value, slot))
+        values.append(_value(crate, record.run.id, str(name), value, slot))
     if record.dataset is not None:
         values.append(_dataset(crate, record.dataset))
     return values
@@ -270,7 +271,7 @@ def _events(crate: ROCrate, record: RunRecord, action: Any, path: str) -> None:
         {k: (_time(v) if isinstance(v, datetime) else v) for k, v in dict(row).items() if k != "request_id"}
         for row in record.events
     ]
-    text = json.dumps({"run_id": record.run["id"], "events": rows}, indent=2)
+    text = json.dumps({"run_id": record.run.id, "events": rows}, indent=2)
     props = {
         "name": "Audit events of the run",
         "description": "Every state change flowdeck recorded for the run: time, kind, from and to state, reason, actor.",
@@ -292,14 +293,14 @@ def _provenance(crate: ROCrate, record: RunRecord, workflow: Any, engine: Any, a
                 props[key] = _time(task[column])
         status = "CompletedActionStatus" if task["state"] == "COMPLETE" else "FailedActionStatus"
         props["actionStatus"] = {"@id": f"http://schema.org/{status}"}
-        run_id, task_id = quote(record.run["id"]), quote(task["id"])
+        run_id, task_id = quote(record.run.id), quote(task["id"])
         task_action = crate.add_action(tool, identifier=f"#task-{run_id}-{task_id}", properties=props)
         control = ContextEntity(crate, f"#control-{run_id}-{task_id}", properties={"@type": "ControlAction"})
         control["name"] = f"orchestrate {task['name']}"
         control["instrument"] = step
         control["object"] = task_action
         controls.append(crate.add(control))
-    organize = ContextEntity(crate, f"#organize-{quote(record.run['id'])}", properties={"@type": "OrganizeAction"})
+    organize = ContextEntity(crate, f"#organize-{quote(record.run.id)}", properties={"@type": "OrganizeAction"})
     organize["name"] = f"Run of {engine['name']}"
     organize["instrument"] = engine
     organize["object"] = controls

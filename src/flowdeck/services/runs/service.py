@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError
@@ -24,7 +24,7 @@ from flowdeck.domain import json_values
 from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.run_policy import cancel_request
-from flowdeck.domain.runs import RunSpec
+from flowdeck.domain.runs import RunRecord, RunSpec, RunStatus, RunSummary
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services.auth.guard import group_for_new_object
@@ -49,7 +49,8 @@ _NAMED_TYPES = {"GALAXY", "DEMO"}
 _NUL = "\x00"
 _MAX_TAG_KEY = 256
 _MAX_GROUP = 128
-_Row = TypeVar("_Row", bound=Mapping[Any, Any])
+_Run = TypeVar("_Run", RunRecord, RunStatus)
+_Listed = TypeVar("_Listed", RunRecord, RunSummary)
 
 
 @dataclass
@@ -345,10 +346,11 @@ async def _store(
         "tags": new.tags,
         "attachments": [a.name for a in new.attachments],
         "backend": backend,
-        "backend_data": {"pipeline_target": new.pipeline_target, "dataset": new.dataset}
-        | ({"resume_from": new.resume_from} if new.resume_from else {})
-        | ({"input_datasets": new.input_datasets} if new.input_datasets else {})
-        | cached.backend_data,
+        "backend_data": {},
+        "pipeline_target": new.pipeline_target,
+        "dataset": new.dataset,
+        "resume_from": new.resume_from,
+        "input_datasets": new.input_datasets or None,
         "state": State.QUEUED.value,
         "system_logs": [],
         "created_at": now,
@@ -392,31 +394,31 @@ async def _commit(services: Services, accepted: Sequence[_Accepted]) -> None:
     services.run_queued()  # committed: a claim now finds them
 
 
-async def stored_attachments(services: Services, run: Mapping[Any, Any]) -> list[Attachment]:
+async def stored_attachments(services: Services, run: RunRecord) -> list[Attachment]:
     """A run's uploaded files, from the database; runs stored before revision 0002 have them
     only in their folder."""
-    if not run["attachments"]:
+    if not run.attachments:
         return []
     async with services.db.read() as conn:
-        stored = await run_rows.attachments(conn, run["id"])
+        stored = await run_rows.attachments(conn, run.id)
     if stored:
         return [Attachment(name, content) for name, content in stored]
-    folder = run_folder(services.runs_dir, run["id"]).attachments
-    return [Attachment(name, (folder / name).read_bytes()) for name in run["attachments"] if (folder / name).is_file()]
+    folder = run_folder(services.runs_dir, run.id).attachments
+    return [Attachment(name, (folder / name).read_bytes()) for name in run.attachments if (folder / name).is_file()]
 
 
-async def get_visible(services: Services, run_id: str, principal: Principal) -> Mapping[str, Any]:
+async def get_visible(services: Services, run_id: str, principal: Principal) -> RunRecord:
     """The run, or NotFound if it does not exist or the caller may not see it."""
     _check_run_id(run_id)
     row = await services.db.read_point(run_rows.BY_ID, {"run_id": run_id})
-    return _visible(row, run_id, principal)
+    return _visible(None if row is None else run_rows.record_of(row), run_id, principal)
 
 
-async def get_visible_state(services: Services, run_id: str, principal: Principal) -> Mapping[str, Any]:
+async def get_visible_state(services: Services, run_id: str, principal: Principal) -> RunStatus:
     """Like :func:`get_visible`, reading only the id, state and research group (a status poll)."""
     _check_run_id(run_id)
     row = await services.db.read_point(run_rows.STATE_BY_ID, {"run_id": run_id})
-    return _visible(row, run_id, principal)
+    return _visible(None if row is None else run_rows.status_of(row), run_id, principal)
 
 
 def _check_run_id(run_id: str) -> None:
@@ -424,9 +426,9 @@ def _check_run_id(run_id: str) -> None:
         raise NotFound(f"run {run_id} not found")
 
 
-def _visible(row: _Row | None, run_id: str, principal: Principal) -> _Row:
+def _visible(row: _Run | None, run_id: str, principal: Principal) -> _Run:
     """The one visibility rule of run reads: a run the caller may not see does not exist."""
-    if row is None or not principal.can_see(row["research_group"]):
+    if row is None or not principal.can_see(row.research_group):
         raise NotFound(f"run {run_id} not found")
     return row
 
@@ -437,13 +439,23 @@ async def list_page(
     flt: RunFilter,
     page_size: int | None,
     page_token: str | None,
-    *,
-    summary: bool = False,
-) -> tuple[list[RowMapping], str]:
-    """One page of visible runs, newest first, and the token of the next page ('' at the end).
+) -> tuple[list[RunRecord], str]:
+    """One page of visible runs, newest first, and the token of the next page ('' at the end)."""
+    return await paging.newest_first(services, page_size, page_token, _visible_pages(principal, flt, run_rows.page))
 
-    ``summary`` reads only :data:`run_rows.SUMMARY_COLUMNS`, not the whole row.
-    """
+
+async def summary_page(
+    services: Services, principal: Principal, flt: RunFilter, page_size: int | None, page_token: str | None
+) -> tuple[list[RunSummary], str]:
+    """:func:`list_page` reading only what a run summary shows (:data:`run_rows.SUMMARY_COLUMNS`)."""
+    fetch = _visible_pages(principal, flt, run_rows.summary_page)
+    return await paging.newest_first(services, page_size, page_token, fetch)
+
+
+def _visible_pages(
+    principal: Principal, flt: RunFilter, read: Callable[..., Awaitable[list[_Listed]]]
+) -> paging.Fetch[_Listed]:
+    """Pages of ``read`` narrowed to the runs ``principal`` may see, after checking the filter."""
     filter_values = [flt.tags, flt.dataset_id, flt.pipeline_name, flt.research_group, flt.request_id, flt.origin]
     try:
         json_values.check(filter_values)
@@ -452,18 +464,18 @@ async def list_page(
     groups = principal.visible_groups()
     if groups is not None:
         flt = replace(flt, groups=groups if flt.groups is None else flt.groups & groups)
-    columns = run_rows.SUMMARY_COLUMNS if summary else None
-    return await paging.newest_first(
-        services, page_size, page_token, lambda conn, limit, after: run_rows.page(conn, flt, limit, after, columns)
-    )
+    return lambda conn, limit, after: read(conn, flt, limit, after)
+
+
+_Cancelled = TypeVar("_Cancelled")
 
 
 @dataclass(frozen=True)
-class Cancel:
+class Cancel(Generic[_Cancelled]):
     """What a cancel did to a run or a request: ``ended`` is the state it had already ended in
     (nothing changed, and every door says so), None when the cancel was taken (or already under way)."""
 
-    row: Mapping[Any, Any]
+    row: _Cancelled
     ended: str | None = None
 
     @property
@@ -473,7 +485,7 @@ class Cancel:
         return "cancel requested: the worker stops it on its engine"
 
 
-async def cancel(services: Services, run_id: str, principal: Principal) -> Cancel:
+async def cancel(services: Services, run_id: str, principal: Principal) -> Cancel[RunRecord]:
     """Ask for a cancel: the run moves to CANCELING and the worker carries it out.
 
     A run that already ended is left as it is and the answer says so; a second cancel of a run
@@ -481,7 +493,7 @@ async def cancel(services: Services, run_id: str, principal: Principal) -> Cance
     """
     for _ in range(5):
         row = await get_visible(services, run_id, principal)
-        current = State(row["state"])
+        current = row.state
         answer = cancel_request(current)
         if answer == "ended":
             return Cancel(row, current.value)
@@ -502,7 +514,7 @@ async def cancel(services: Services, run_id: str, principal: Principal) -> Cance
         if moved:
             return Cancel(await get_visible(services, run_id, principal))
     row = await get_visible(services, run_id, principal)
-    return Cancel(row, row["state"] if is_terminal(State(row["state"])) else None)
+    return Cancel(row, row.state if is_terminal(row.state) else None)
 
 
 async def task_page(
@@ -528,11 +540,11 @@ async def get_task(services: Services, run_id: str, task_id: str, principal: Pri
     return row
 
 
-def log_file(services: Services, run: Mapping[Any, Any], stored_path: str | None) -> Path:
+def log_file(services: Services, run_id: str, stored_path: str | None) -> Path:
     """The local file behind a log or output link, only if it lies in the run's folder."""
     if not stored_path or "://" in stored_path:
         raise NotFound("this file is not available from flowdeck")
-    folder = run_folder(services.runs_dir, run["id"])
+    folder = run_folder(services.runs_dir, run_id)
     path = Path(stored_path)
     if not path.is_absolute():
         path = folder.work / path
