@@ -270,16 +270,19 @@ def _become_launcher(request: dict[str, Any], module: ModuleType) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_SUBREAPER, 1, 0, 0, 0)
     argv = [str(arg) for arg in request["argv"]]
     plan = request.get("sandbox")
+    init_alive: int | None = None  # the sandbox's init lives while the engine keeps this open
     if plan is not None:
         sandbox.join_cgroup(plan)
         try:
-            sandbox.new_pid_namespace()
+            init_alive = sandbox.spawn_init()
         except sandbox.SandboxError as exc:
             write_exit(control, 126, start_error=f"the run's sandbox could not be set up: {exc}")
             raise
     engine = os.fork()
     if engine == 0:
         os._exit(_run_engine(module, argv, plan))
+    if init_alive is not None:
+        os.close(init_alive)
     launcher = [
         sys.executable,
         "-m",
@@ -313,7 +316,7 @@ def _run_engine(module: ModuleType, argv: list[str], plan: dict[str, Any] | None
     """In the engine's process: its sandbox, the engine's own signal dispositions, then its command."""
     if plan is not None:
         try:
-            sandbox.enter(plan)  # returns in the sandboxed engine; this process is its init
+            sandbox.enter_engine(plan)  # pid 2 of the run's PID namespace, now inside the rest
         except BaseException as exc:
             sys.stderr.write(f"flowdeck: the run's sandbox could not be set up: {exc}\n")
             return 126
