@@ -10,9 +10,10 @@ from the warm process (``sandbox.enter``: pid 1 confines itself and forks the en
 as they did before.
 
 Each sandbox is made as a warm start makes it: the worker builds the plan
-(``LocalEngineBackend.sandboxed``), a fork unshares the PID namespace, its child (pid 1
-there) unshares the rest, builds the root (mounts, pivot_root), takes the sandbox user and
-forks the engine, which exits at once. The process holds a heap of ``--heap-mb`` like a warm
+(``LocalEngineBackend.sandboxed``), a fork of this process (the launcher-to-be) makes the
+PID namespace and its init, and the process that confines itself (the engine or, forked,
+the init) unshares the rest, builds the root (mounts, pivot_root) and takes the sandbox
+user; the engine exits at once. This process holds a heap of ``--heap-mb`` like a warm
 cwltool's (~60 MB), because forking it is part of the cost. Wall times are medians per phase;
 "CPU" is user + system seconds of the whole tree (from wait4), steadier under load than wall
 time; the kernel's deferred work (freeing the namespaces) is in neither.
