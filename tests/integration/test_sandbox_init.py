@@ -17,6 +17,7 @@ import os
 import resource
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,10 +111,27 @@ def _launcher(way: str, plan: dict[str, Any], secret: Path, out: int) -> None:
         if os.fork() == 0:
             _engine(plan, secret, out, sandbox.enter_engine)
         os.close(alive)
-    with contextlib.suppress(ChildProcessError):
-        while True:  # the engine (or the forked init), then the spawned init once the engine is gone
-            os.waitpid(-1, 0)
-    os._exit(0)
+    os._exit(_reap_all())
+
+
+def _reap_all() -> int:
+    """Reap the engine (or the forked init), then the spawned init once the engine is gone;
+    1 if something outlived the engine by seconds (killed then)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.01)
+        except ChildProcessError:
+            return 0
+        if time.monotonic() > deadline:
+            children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
+            for pid in children:
+                os.kill(int(pid), signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                while True:
+                    os.waitpid(-1, 0)
+            return 1
 
 
 def enter_and_look(way: str, plan: dict[str, Any], secret: Path) -> dict[str, Any]:
@@ -126,7 +144,8 @@ def enter_and_look(way: str, plan: dict[str, Any], secret: Path) -> dict[str, An
     os.close(out)
     with os.fdopen(ready, "rb") as reader:
         answer = reader.read()
-    os.waitpid(child, 0)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the namespace's init outlived the engine"
     view: dict[str, Any] = json.loads(answer)
     assert "error" not in view, view
     return view
