@@ -9,8 +9,9 @@ the worker on its first run and ending when the worker ends.
 For each run the server forks a child that becomes the run's launcher exactly as
 :func:`flowdeck.backends.local.launcher.launch` would start it (a new session, the
 run's directory, its stdout/stderr files and environment, the child subreaper
-flag), forks the engine from itself (already warm) and then *execs* the small
-launcher, which adopts the engine as its child. So the launcher's records,
+flag), forks the engine from itself (already warm; sandboxed, after spawning the init of
+the run's PID namespace: :func:`flowdeck.backends.local.sandbox.spawn_init`) and then
+*execs* the small launcher, which adopts the engine as its child. So the launcher's records,
 cancel semantics and crash safety are the cold path's; only the engine's
 start-up is skipped, and the launcher does not keep the warm server's memory.
 
