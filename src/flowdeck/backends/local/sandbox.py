@@ -10,9 +10,9 @@ ways, with the same result:
   launcher as the sandbox user with the limits set (:func:`wrap`, :func:`prepare_child`);
 - a warm start (a fork of a warm server, which has no command to wrap) enters the
   same namespaces and mounts itself: the launcher's process unshares the PID namespace
-  for its children (:func:`new_pid_namespace`), and the forked child, pid 1 there, does
-  the rest (:func:`enter`); this needs root, so an unprivileged service starts
-  sandboxed runs cold.
+  for its children and spawns a small init there (:func:`spawn_init`), and the engine,
+  forked next as pid 2, does the rest (:func:`enter_engine`); this needs root, so an
+  unprivileged service starts sandboxed runs cold.
 
 A run whose steps run in containers (``plan["nested"]``, docs/adr/0013) starts cold the
 second way too: :func:`wrap` runs this module (:func:`run_nested`), which makes the same
@@ -20,9 +20,10 @@ namespaces and mounts. bwrap's ``/proc`` carries read-only mounts over ``/proc/s
 others, and the kernel refuses a nested user namespace (rootless podman's) a fresh ``proc``
 while the one above is not fully visible; :func:`enter` mounts a plain one.
 
-Either way the engine is the child of a process that ignores cancel signals, which is
-what the launcher follows (the *engine pid* of its records), and runs as pid 2 of a PID
-namespace whose pid 1 reaps. A cancel reaches the engine through its process group.
+Either way the engine runs as pid 2 of a PID namespace whose pid 1 reaps and ignores
+cancel signals, and whose end ends everything left in the run. Cold, the launcher follows
+bwrap (or :func:`run_nested`), which ends with the engine's status; warm, it follows the
+engine itself, as it does unsandboxed. A cancel reaches the engine through its process group.
 
 Memory, CPU time and file size are kernel rlimits of every process of the run. The
 number of processes is a ``pids`` cgroup per run when the service may create one
@@ -95,6 +96,8 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC, _
 _MNT_DETACH = 2
 _PR_SET_NO_NEW_PRIVS = 38
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+# A warm sandbox's init: any small program that reads its stdin to the end (see spawn_init).
+INIT_COMMAND = "/bin/cat"
 
 # What a run's logs say when it ran into a limit: (limit, setting, patterns).
 LIMIT_SIGNS = (
@@ -294,29 +297,80 @@ def new_pid_namespace() -> None:
     _check(libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
 
 
+def spawn_init() -> int:
+    """Make a small init pid 1 of a new PID namespace for this (root) process's next children
+    (warm starts); the write end of a pipe that keeps it alive.
+
+    The engine, forked next, becomes pid 2 and keeps that descriptor (close-on-exec: the
+    tools it runs do not get it); the init (``cat`` on the pipe's read end) ends when the
+    engine and its exec-less forks are gone, and with it the namespace and whatever is left
+    in it. Spawned (vfork and exec), not forked, because a fork of a warm server copies the
+    page tables of its whole heap: ~8 ms of CPU per run for a warm cwltool, the largest
+    part of a warm sandbox's cost (bench/NOTES.md). The init ignores SIGCHLD, so the kernel
+    reaps the orphans it inherits; as pid 1 of its namespace it never gets the cancel
+    signals; it stays root and outside the run's mounts, so the run's user can neither
+    signal nor trace it, nor follow its ``/proc/1/root``.
+    """
+    new_pid_namespace()
+    read_end, hold = os.pipe()
+    actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_DUP2, read_end, 0)]
+    actions += [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, 1, 2)]
+    # Descriptors meant for the launcher (the run's start lock) must not live on in the init.
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds() if fd > 2]
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kept across exec
+    try:
+        os.posix_spawn(INIT_COMMAND, [INIT_COMMAND], {}, file_actions=actions, setsigmask=())
+    except OSError as exc:
+        os.close(hold)
+        raise SandboxError(f"the sandbox's init {INIT_COMMAND}: {exc.strerror or exc}") from exc
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+        os.close(read_end)
+    return hold
+
+
+def enter_engine(plan: dict[str, Any]) -> None:
+    """Make this process (root, pid 2 of the namespace :func:`spawn_init` made) the sandboxed
+    engine: the run's other namespaces and mounts, its limits and its user."""
+    _confine(ctypes.CDLL(None, use_errno=True), plan)
+
+
 def enter(plan: dict[str, Any]) -> None:
     """Make this process (pid 1 of the PID namespace :func:`new_pid_namespace` made, root)
-    the sandbox's init, and its child the sandboxed engine.
+    the sandbox's init, and its child the sandboxed engine (:func:`run_nested`).
 
     Returns only in the engine process: pid 2, inside the run's mounts, as the sandbox user,
     under the run's limits. This process ignores cancel signals (as pid 1 it would anyway),
-    reaps, and exits with the engine's status: the launcher follows it.
+    reaps, and exits with the engine's status: the caller follows it.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    flags = _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS
-    _check(libc.unshare(flags | (0 if plan["network"] else _CLONE_NEWNET)), "unshare")
     for signum in CANCEL_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CANCEL_SIGNALS)
+    _confine(ctypes.CDLL(None, use_errno=True), plan)
+    engine = os.fork()
+    if engine:
+        os._exit(_wait_exit(engine))
+
+
+def _confine(libc: ctypes.CDLL, plan: dict[str, Any]) -> None:
+    """The run's namespaces (besides PID), its root, its limits and its user, for good."""
+    flags = _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS
+    _check(libc.unshare(flags | (0 if plan["network"] else _CLONE_NEWNET)), "unshare")
     _build_root(libc, plan)
     set_limits(plan["limits"])
     os.setgroups([])
     os.setresgid(plan["gid"], plan["gid"], plan["gid"])
     os.setresuid(plan["uid"], plan["uid"], plan["uid"])
     libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    engine = os.fork()
-    if engine:
-        os._exit(_wait_exit(engine))
+
+
+def _inheritable_fds() -> list[int]:
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            if os.get_inheritable(int(name)):
+                fds.append(int(name))
+    return fds
 
 
 def run_nested(plan_file: str, argv: list[str]) -> int:

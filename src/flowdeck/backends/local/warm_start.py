@@ -9,8 +9,9 @@ the worker on its first run and ending when the worker ends.
 For each run the server forks a child that becomes the run's launcher exactly as
 :func:`flowdeck.backends.local.launcher.launch` would start it (a new session, the
 run's directory, its stdout/stderr files and environment, the child subreaper
-flag), forks the engine from itself (already warm) and then *execs* the small
-launcher, which adopts the engine as its child. So the launcher's records,
+flag), forks the engine from itself (already warm; sandboxed, after spawning the init of
+the run's PID namespace: :func:`flowdeck.backends.local.sandbox.spawn_init`) and then
+*execs* the small launcher, which adopts the engine as its child. So the launcher's records,
 cancel semantics and crash safety are the cold path's; only the engine's
 start-up is skipped, and the launcher does not keep the warm server's memory.
 
@@ -270,16 +271,19 @@ def _become_launcher(request: dict[str, Any], module: ModuleType) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_SUBREAPER, 1, 0, 0, 0)
     argv = [str(arg) for arg in request["argv"]]
     plan = request.get("sandbox")
+    init_alive: int | None = None  # the sandbox's init lives while the engine keeps this open
     if plan is not None:
         sandbox.join_cgroup(plan)
         try:
-            sandbox.new_pid_namespace()
+            init_alive = sandbox.spawn_init()
         except sandbox.SandboxError as exc:
             write_exit(control, 126, start_error=f"the run's sandbox could not be set up: {exc}")
             raise
     engine = os.fork()
     if engine == 0:
         os._exit(_run_engine(module, argv, plan))
+    if init_alive is not None:
+        os.close(init_alive)
     launcher = [
         sys.executable,
         "-m",
@@ -313,7 +317,7 @@ def _run_engine(module: ModuleType, argv: list[str], plan: dict[str, Any] | None
     """In the engine's process: its sandbox, the engine's own signal dispositions, then its command."""
     if plan is not None:
         try:
-            sandbox.enter(plan)  # returns in the sandboxed engine; this process is its init
+            sandbox.enter_engine(plan)  # pid 2 of the run's PID namespace, now inside the rest
         except BaseException as exc:
             sys.stderr.write(f"flowdeck: the run's sandbox could not be set up: {exc}\n")
             return 126
