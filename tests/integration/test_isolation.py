@@ -143,6 +143,13 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/runs/{run_id}/logs/{stream}"): "ui",
     ("GET", "/ui/runs/{run_id}/tasks/{task_id}/logs/{stream}"): "ui",
     ("GET", "/ui/runs/{run_id}/outputs/{index}"): "ui",
+    ("GET", "/ui/launch/{name}/sheet"): "ui",
+    ("POST", "/ui/launch/{name}/sheet"): "ui",
+    ("GET", "/ui/requests/{request_id}"): "ui",
+    ("GET", "/ui/requests/{request_id}/live"): "ui",
+    ("GET", "/ui/requests/{request_id}/cancel"): "ui",
+    ("POST", "/ui/requests/{request_id}/cancel"): "ui",
+    ("POST", "/ui/datasets/register"): "ui",
     # webhooks: their own isolation test (tests/integration/test_webhooks.py)
     ("GET", "/webhooks"): "webhooks",
     ("POST", "/webhooks"): "webhooks",

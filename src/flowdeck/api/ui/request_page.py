@@ -1,0 +1,96 @@
+"""A request's page (seed 001): its state, each sample's run live, its request-level step, and
+cancel with confirmation. It reads through the requests service as ``GET /requests/{id}`` does
+(the same visibility: another group's request is "Not found") and cancels as
+``POST /requests/{id}/cancel`` does."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import RedirectResponse
+
+from flowdeck.api.ui import web
+from flowdeck.domain.principal import Principal
+from flowdeck.domain.states import State, is_terminal, simple_state
+from flowdeck.services.core import paging
+from flowdeck.services.core.context import Services
+from flowdeck.services.requests import service as request_service
+
+router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
+PAGE_SIZE = 50
+
+
+async def _live(request: Request, request_id: str, page_token: str | None) -> dict[str, Any]:
+    """What the page and its polled part show: the request, its counts, one page of its runs."""
+    user = await web.require_user(request)
+    services = web.services_of(request)
+    found = await request_service.detail(services, request_id, user, PAGE_SIZE, page_token or None)
+    state = State(found["aggregate"]["state"])
+    total = found["total_runs"]
+    return {
+        "req": found,
+        "state": {"state": state.value, "word": simple_state(state), "ended": is_terminal(state)},
+        "counts": {simple_state(State(s)): n for s, n in sorted(found["aggregate"]["counts"].items()) if n},
+        "runs": [_run(run, total) for run in found["runs"]],
+        "step": await _step(services, user, found),
+        "page_token": page_token or "",
+        "next_token": found["next_page_token"],
+    }
+
+
+def _run(run: dict[str, Any], total: int) -> dict[str, Any]:
+    state = State(run["state"])
+    return {
+        "id": run["run_id"],
+        "url": f"{web.PREFIX}/runs/{run['run_id']}",
+        "row": run["request_index"] + 1,
+        "sample": run["sample_id"] or run["dataset_id"] or "",
+        "state": state.value,
+        "word": simple_state(state),
+        "error": run["error_message"] or "",
+        "is_step": run["request_index"] == total,
+    }
+
+
+async def _step(services: Services, user: Principal, found: dict[str, Any]) -> dict[str, Any] | None:
+    """The request-level step (docs/adr/0019): its state word and, once created, its run. The step
+    run's request_index is ``total_runs``, so a page token at that position reads it alone."""
+    if found["step_state"] is None:
+        return None
+    run = None
+    if found["step_state"] == "created":
+        token = paging.encode_position(found["total_runs"])
+        page = await request_service.detail(services, found["request_id"], user, 1, token)
+        run = next((_run(r, found["total_runs"]) for r in page["runs"]), None)
+    return {"state": found["step_state"], "run": run}
+
+
+# A declared page_token also makes these pages take turns with the API's lists (api/admission.py).
+@router.get("/requests/{request_id}")
+async def request_page(
+    request_id: str, request: Request, page_token: Annotated[str | None, Query()] = None
+) -> Response:
+    return web.render(request, "request.html", **await _live(request, request_id, page_token))
+
+
+@router.get("/requests/{request_id}/live")
+async def request_live(
+    request_id: str, request: Request, page_token: Annotated[str | None, Query()] = None
+) -> Response:
+    """The state, counts and runs alone, for htmx to swap in every few seconds."""
+    return web.render(request, "_request_live.html", **await _live(request, request_id, page_token))
+
+
+@router.get("/requests/{request_id}/cancel")
+async def confirm_cancel(request_id: str, request: Request) -> Response:
+    """The confirmation page of a cancel (a plain form: no script needed)."""
+    return web.render(request, "request_cancel.html", **await _live(request, request_id, None))
+
+
+@router.post("/requests/{request_id}/cancel")
+async def cancel(request_id: str, request: Request) -> Response:
+    await web.form(request)
+    user = await web.require_user(request)
+    await request_service.cancel(web.services_of(request), request_id, user)
+    return RedirectResponse(f"{web.PREFIX}/requests/{request_id}", status_code=303)
