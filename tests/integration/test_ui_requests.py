@@ -114,6 +114,31 @@ async def test_another_group_sees_nothing_and_cancel_goes_through_a_confirmation
     assert set(states) <= {"CANCELING", "CANCELED"}, states
 
 
+async def test_a_request_canceled_before_its_runs_exist_ends_and_stops_polling(lab: Lab) -> None:
+    services, http = lab
+    location = (await _submit(http, GOOD)).headers["location"]
+    confirm = await http.get(f"{location}/cancel")
+    assert (await http.post(f"{location}/cancel", data={"csrf": csrf_of(confirm.text)})).status_code == 303
+    await expand_once(services, "w")
+    page = (await http.get(location)).text
+    assert 'id="request-state" data-state="CANCELED"' in page
+    assert "No runs yet." in page
+    assert "hx-trigger" not in page  # an ended request is not polled
+    assert "Cancel this request" not in page
+
+
+async def test_a_request_level_step_is_shown_while_it_waits(lab: Lab) -> None:
+    services, http = lab
+    location = (await _submit(http, GOOD)).headers["location"]
+    assert "Request-level step" not in (await http.get(location)).text  # 1.0.0 has none
+    request_id = location.removeprefix("/ui/requests/")
+    async with services.db.write() as conn:  # as a pipeline with a request_step marks it (ADR 0019)
+        query = sa.update(requests_table).where(requests_table.c.id == request_id).values(step_state="waiting")
+        await conn.execute(query)
+    await expand_once(services, "w")
+    assert "waits for every sample to complete" in (await http.get(location)).text
+
+
 async def _register(http: httpx.AsyncClient, **fields: str) -> httpx.Response:
     page = await http.get("/ui/datasets")
     return await http.post("/ui/datasets/register", data={"csrf": csrf_of(page.text), **fields})

@@ -5,12 +5,13 @@ cancel with confirmation. It reads through the requests service as ``GET /reques
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from flowdeck.api.ui import web
+from flowdeck.api.ui import views, web
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import State, is_terminal, simple_state
 from flowdeck.services.core import paging
@@ -30,6 +31,7 @@ async def _live(request: Request, request_id: str, page_token: str | None) -> di
     total = found["total_runs"]
     return {
         "req": found,
+        "created": views.when(datetime.fromisoformat(found["created_at"])),
         "state": {"state": state.value, "word": simple_state(state), "ended": is_terminal(state)},
         "counts": {simple_state(State(s)): n for s, n in sorted(found["aggregate"]["counts"].items()) if n},
         "runs": [_run(run, total) for run in found["runs"]],
