@@ -114,6 +114,15 @@ async def test_another_group_sees_nothing_and_cancel_goes_through_a_confirmation
     assert set(states) <= {"CANCELING", "CANCELED"}, states
 
 
+async def test_the_sheet_form_takes_many_shared_parameters_within_a_bound(lab: Lab) -> None:
+    services, http = lab
+    extra = {f"p.unused_{i}": "" for i in range(30)}  # a pipeline with many parameters posts as many fields
+    assert (await _submit(http, GOOD, **extra)).status_code == 303
+    flood = {f"p.unused_{i}": "" for i in range(400)}
+    assert (await _submit(http, GOOD, **flood)).status_code == 400
+    assert await _count(services, requests_table) == 1
+
+
 async def test_a_request_canceled_before_its_runs_exist_ends_and_stops_polling(lab: Lab) -> None:
     services, http = lab
     location = (await _submit(http, GOOD)).headers["location"]

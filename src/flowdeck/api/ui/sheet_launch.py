@@ -25,6 +25,8 @@ router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema
 _LINE = re.compile(r"line (\d+): (.*)", re.DOTALL)
 _SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv"}
 Refused = InvalidInput | PayloadTooLarge
+# One form field per shared parameter: room for a Galaxy tool's many, still a bound on the parser.
+MAX_FIELDS = 300
 
 
 @router.get("/launch/{name}/sheet")
@@ -42,7 +44,7 @@ async def launch_sheet(name: str, request: Request) -> Response:
     """Accept the sheet as one request and go to its page; a refused sheet lists its problems."""
     user = await web.require_user(request)
     services = web.services_of(request)
-    async with web.upload_form(request, services.settings.max_upload_bytes) as posted:
+    async with web.upload_form(request, services.settings.max_upload_bytes, MAX_FIELDS) as posted:
         fields_posted = {k: v for k, v in posted.items() if isinstance(v, str)}
         file = posted.get("samplesheet")
         sheet = file.file.read() if isinstance(file, UploadFile) and file.filename else None
