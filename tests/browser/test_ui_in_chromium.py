@@ -346,6 +346,7 @@ def test_every_page_passes_axe_core(browser: Any, server: Server) -> None:
             ("admin", "/ui/admin"),
             ("not-found", "/ui/runs/no-such-run"),
             ("launch-sheet", "/ui/launch/rnaseq_deseq2/sheet?version=1.0.0"),
+            ("requests", "/ui/requests"),
             ("request", f"/ui/requests/{request_id}"),
             ("request-cancel", f"/ui/requests/{request_id}/cancel"),
         ]:

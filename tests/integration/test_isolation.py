@@ -145,6 +145,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/runs/{run_id}/outputs/{index}"): "ui",
     ("GET", "/ui/launch/{name}/sheet"): "ui",
     ("POST", "/ui/launch/{name}/sheet"): "ui",
+    ("GET", "/ui/requests"): "ui",
     ("GET", "/ui/requests/{request_id}"): "ui",
     ("GET", "/ui/requests/{request_id}/live"): "ui",
     ("GET", "/ui/requests/{request_id}/cancel"): "ui",

@@ -92,8 +92,15 @@ async def test_another_group_sees_nothing_and_cancel_goes_through_a_confirmation
     services, http = lab
     request_id = (await _submit(http, GOOD)).headers["location"].removeprefix("/ui/requests/")
     await expand_once(services, "w")
+    listed = (await http.get("/ui/requests")).text
+    assert f'href="/ui/requests/{request_id}"' in listed
+    assert "rnaseq_deseq2 1.0.0" in listed
+    assert request_id in (await http.get("/ui/requests?state=submitted&group=lab-a")).text
+    assert request_id not in (await http.get("/ui/requests?state=failed")).text
+    assert (await http.get("/ui/requests?state=nonsense")).status_code == 400
     http.cookies.clear()
     await sign_in(http, "bob")
+    assert request_id not in (await http.get("/ui/requests")).text
     for path in ("", "/live", "/cancel"):
         hidden = await http.get(f"/ui/requests/{request_id}{path}")
         assert hidden.status_code == 404

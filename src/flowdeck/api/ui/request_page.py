@@ -12,14 +12,18 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from flowdeck.api.ui import views, web
+from flowdeck.domain.filters import RequestFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import State, is_terminal, simple_state
+from flowdeck.errors import InvalidInput
 from flowdeck.services.core import paging
 from flowdeck.services.core.context import Services
 from flowdeck.services.requests import service as request_service
+from flowdeck.services.runs.state_machine import REQUEST_STATES
 
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 PAGE_SIZE = 50
+LIST_FILTERS = ("state", "pipeline", "group")
 
 
 async def _live(request: Request, request_id: str, page_token: str | None) -> dict[str, Any]:
@@ -69,6 +73,30 @@ async def _step(services: Services, user: Principal, found: dict[str, Any]) -> d
 
 
 # A declared page_token also makes these pages take turns with the API's lists (api/admission.py).
+@router.get("/requests")
+async def requests_page(request: Request, page_token: Annotated[str | None, Query()] = None) -> Response:
+    """The requests the caller may see, newest first, as ``GET /requests`` lists them."""
+    user = await web.require_user(request)
+    chosen = {name: value for name in LIST_FILTERS if (value := request.query_params.get(name, "").strip())}
+    if chosen.get("state", REQUEST_STATES[0]) not in REQUEST_STATES:
+        raise InvalidInput(f"state must be one of {', '.join(REQUEST_STATES)}")
+    flt = RequestFilter(
+        state=chosen.get("state"), pipeline_name=chosen.get("pipeline"), research_group=chosen.get("group")
+    )
+    services = web.services_of(request)
+    rows, next_token = await request_service.list_page(services, user, flt, PAGE_SIZE, page_token or None)
+    return web.render(
+        request,
+        "requests.html",
+        requests=[{**request_service.view(row), "created": views.when(row["created_at"])} for row in rows],
+        filters=chosen,
+        states=REQUEST_STATES,
+        groups=sorted(user.groups),
+        page_token=page_token or "",
+        next_token=next_token,
+    )
+
+
 @router.get("/requests/{request_id}")
 async def request_page(
     request_id: str, request: Request, page_token: Annotated[str | None, Query()] = None
