@@ -252,6 +252,38 @@ def test_launch_a_pipeline_from_its_form(tab: Watched, server: Server) -> None:
     _stayed_home(tab, server)
 
 
+SHEET = "sample_id,fastq_files\n" + "".join(f"S{i},s3://lab/S{i}_R1.fq.gz;s3://lab/S{i}_R2.fq.gz\n" for i in range(3))
+
+
+def _sheet_file(text: str) -> dict[str, Any]:
+    return {"name": "samples.csv", "mimeType": "text/csv", "buffer": text.encode()}
+
+
+def test_launch_from_a_sample_sheet_and_watch_its_runs_appear(tab: Watched, server: Server) -> None:
+    sign_in(tab, server, "alice")
+    tab.page.goto(f"{server.url}/ui/launch/rnaseq_deseq2?version=1.0.0")  # the simulation: demo only here
+    tab.page.get_by_role("link", name="Launch from a sample sheet").click()
+    tab.page.wait_for_url(f"{server.url}/ui/launch/rnaseq_deseq2/sheet?**")
+    tab.page.get_by_label("Sample sheet (CSV or TSV)").set_input_files(_sheet_file(SHEET))
+    tab.page.get_by_label("reference", exact=True).select_option("gencode_v44")
+    tab.page.get_by_label("Description of the request").fill("three samples from a sheet")
+    tab.shot("launch-sheet")
+    tab.page.get_by_role("button", name="Submit the sheet").click()
+    tab.page.wait_for_url(f"{server.url}/ui/requests/**")
+    tab.page.evaluate("window.notReloaded = true")
+    for sample in ("S0", "S1", "S2"):  # the worker creates the runs; the page shows them as they come
+        tab.page.locator("#request-runs tr", has_text=sample).wait_for(timeout=30_000)
+    tab.page.locator("#request-state[data-state='COMPLETE']").wait_for(timeout=60_000)
+    assert tab.page.locator("#request-runs [data-state='COMPLETE']").count() == 3
+    assert tab.page.evaluate("window.notReloaded") is True  # htmx swapped the progress in place
+    tab.shot("request")
+    tab.page.locator("#request-runs a").first.click()
+    tab.page.wait_for_url(f"{server.url}/ui/runs/**")
+    assert "S0" in tab.page.locator("pre.params").inner_text()  # the first sample's run, from row 1
+    assert tab.page.locator("a[href^='/ui/requests/']").count() == 1  # and back to its request
+    _stayed_home(tab, server)
+
+
 def test_the_api_pages_work_offline(tab: Watched, server: Server) -> None:
     answered: list[str] = []
     tab.page.on("response", lambda response: answered.append(response.url))
@@ -282,6 +314,11 @@ def test_every_page_passes_axe_core(browser: Any, server: Server) -> None:
     """axe-core (WCAG 2 A and AA rules, best practices) finds nothing on any page: signed out, a
     service admin's view of each page, a form refused beside its field, and an error page."""
     run = server.submit("root", "lab-a", "checked by axe", 600)
+    batch = {"pipeline_name": "rnaseq_deseq2", "pipeline_version": "1.0.0", "research_group": "lab-a"}
+    batch |= {"parameters": {"reference": "gencode_v44"}, "samplesheet": SHEET}
+    made = httpx.post(f"{server.url}/requests", json=batch, headers=basic("root"), timeout=30)
+    assert made.status_code == 202, made.text
+    request_id = made.json()["request_id"]
     # axe is injected as a script the page's CSP would refuse: this context alone bypasses it.
     context = browser.new_context(bypass_csp=True)
     page = context.new_page()
@@ -308,6 +345,10 @@ def test_every_page_passes_axe_core(browser: Any, server: Server) -> None:
             ("datasets", "/ui/datasets"),
             ("admin", "/ui/admin"),
             ("not-found", "/ui/runs/no-such-run"),
+            ("launch-sheet", "/ui/launch/rnaseq_deseq2/sheet?version=1.0.0"),
+            ("requests", "/ui/requests"),
+            ("request", f"/ui/requests/{request_id}"),
+            ("request-cancel", f"/ui/requests/{request_id}/cancel"),
         ]:
             page.goto(f"{server.url}{path}")
             check(name)
@@ -318,6 +359,17 @@ def test_every_page_passes_axe_core(browser: Any, server: Server) -> None:
         page.get_by_role("button", name="Launch").click()
         page.locator(".field.invalid").first.wait_for()
         check("launch-refused")
+        page.goto(f"{server.url}/ui/launch/rnaseq_deseq2/sheet?version=1.0.0")
+        page.get_by_label("Sample sheet (CSV or TSV)").set_input_files(_sheet_file("sample_id,colour\nnot ok!,red\n"))
+        page.get_by_role("button", name="Submit the sheet").click()
+        page.locator("#sheet-problems").wait_for()
+        check("sheet-refused")
+        page.goto(f"{server.url}/ui/datasets")
+        page.get_by_label("Dataset name").fill("reads")
+        page.get_by_label("URI", exact=True).fill("ftp://example.org/reads.fq")
+        page.get_by_role("button", name="Register").click()
+        page.locator("#register-uri .field.invalid").wait_for()
+        check("register-refused")
     finally:
         context.close()
     assert {name: problems for name, problems in found.items() if problems} == {}

@@ -23,6 +23,7 @@ from flowdeck.services.datasets.service import NewDataset
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 PAGE_SIZE = 50
 FILTERS = ("name", "group")
+_FIELD_OF = {"/name": "name", "/uri": "uri", "/galaxy_dataset_id": "uri", "/research_group": "research_group"}
 
 
 # A declared page_token also makes this page take turns with the API's lists (api/admission.py).
@@ -61,6 +62,33 @@ async def upload(request: Request) -> Response:
             media_type=file.content_type,
         )
         row = await dataset_service.upload(services, user, new, file.filename, file.file)
+    return RedirectResponse(f"{web.PREFIX}/datasets?{urlencode({'name': row['name']})}", status_code=303)
+
+
+@router.post("/datasets/register")
+async def register_uri(request: Request) -> Response:
+    """Record a dataset by URI through the same registration as ``POST /datasets`` (its schemes,
+    its file roots and its SSRF policy), then list it; a refused URI is shown beside its field."""
+    posted = await web.form(request)
+    user = await web.require_user(request)
+    fields = {k: v.strip() for k, v in posted.items()}
+    new = NewDataset(
+        name=fields.get("name", ""), research_group=fields.get("research_group") or None, uri=fields.get("uri") or None
+    )
+    try:
+        row = await dataset_service.register(web.services_of(request), user, new)
+    except ValidationFailed as exc:
+        # A galaxy://dataset/<id> URI is checked as its galaxy_dataset_id: the problem is the URI's.
+        problems = {_FIELD_OF.get(p.pointer, p.pointer): p.message for p in exc.problems}
+        unplaced = None if set(problems) & set(_FIELD_OF.values()) else exc.detail
+        return web.render(
+            request,
+            "dataset_register.html",
+            status_code=exc.status_code,
+            posted=fields,
+            problems=problems,
+            error=unplaced,
+        )
     return RedirectResponse(f"{web.PREFIX}/datasets?{urlencode({'name': row['name']})}", status_code=303)
 
 

@@ -102,3 +102,14 @@ def _typed(raw: str, kind: str, options: list[str]) -> Any:
     if kind == "select" and raw not in options:
         return _typed(raw, "json", options)  # an enum of numbers posts its text
     return raw
+
+
+def shared_parameters_of(fields: list[FormField], posted: dict[str, str]) -> dict[str, Any]:
+    """A sample sheet's shared parameters from its form: only the fields filled in, so that the
+    sheet's columns and the pipeline's defaults give the rest (a true/false is a choice there)."""
+    values: dict[str, Any] = {}
+    for f in fields:
+        raw = posted.get(f"p.{f.name}", "").strip()
+        if raw:
+            values[f.name] = raw == "true" if f.kind == "checkbox" else _typed(raw, f.kind, f.options)
+    return values

@@ -131,14 +131,14 @@ async def form(request: Request) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def upload_form(request: Request, limit: int) -> AsyncIterator[FormData]:
+async def upload_form(request: Request, limit: int, max_fields: int = 20) -> AsyncIterator[FormData]:
     """A POSTed multipart form (one file, at most ``limit`` bytes) after the CSRF check; 403 if it
     fails. The browser sends the file before the token, so the parser takes it (spooled, within the
     limit) before the token can be checked; nothing is stored unless the check passes."""
     if not _same_host(request):
         raise Forbidden("this form was sent from another site")
     try:
-        async with bounded(request, limit).form(max_files=1, max_fields=20, max_part_size=limit) as posted:
+        async with bounded(request, limit).form(max_files=1, max_fields=max_fields, max_part_size=limit) as posted:
             token = posted.get(CSRF_FIELD)
             if not sessions.csrf_ok(
                 keys(request), request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None
