@@ -17,6 +17,7 @@ from flowdeck.db import accounts
 from flowdeck.db.migrate import upgrade
 from flowdeck.services.core.context import Services
 from flowdeck.settings import Settings
+from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings
 from tests.support.basic_app import PASSWORD, add_user, basic, basic_app, basic_settings
 
@@ -200,13 +201,28 @@ async def test_rerun_makes_a_linked_run(lab: tuple[Services, httpx.AsyncClient, 
 async def test_a_resumed_rerun_goes_to_the_jobs_service(
     lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
 ) -> None:
-    _, http, runs = lab
+    services, http, runs = lab
     await sign_in(http, "alice")
     confirm = await http.get(f"/ui/runs/{runs['alice']}/rerun")
     assert 'name="resume"' not in confirm.text  # offered for ended runs only
     refused = await http.post(f"/ui/runs/{runs['alice']}/rerun", data={"csrf": csrf_of(confirm.text), "resume": "on"})
     assert refused.status_code == 409
     assert "only an ended run can be resumed" in refused.text
+    # Ended, on an engine that cannot re-use steps (demo): still not offered, and refused if forced.
+    cancel = await http.get(f"/ui/runs/{runs['alice']}/cancel")
+    await http.post(f"/ui/runs/{runs['alice']}/cancel", data={"csrf": csrf_of(cancel.text)})
+    worker = Worker(services)
+    status = f"{WES}/runs/{runs['alice']}/status"
+    for _ in range(100):
+        if (await http.get(status, headers=basic("alice"))).json()["state"] == "CANCELED":
+            break
+        await worker.iterate()
+    ended = await http.get(f"/ui/runs/{runs['alice']}/rerun")
+    assert (await http.get(status, headers=basic("alice"))).json()["state"] == "CANCELED"
+    assert 'name="resume"' not in ended.text
+    forced = await http.post(f"/ui/runs/{runs['alice']}/rerun", data={"csrf": csrf_of(ended.text), "resume": "on"})
+    assert forced.status_code == 422
+    assert "cannot re-use the finished steps" in forced.text
 
 
 async def test_bob_never_sees_alices_run(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
@@ -332,7 +348,6 @@ async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.Async
     run's folder removed, as on a worker elsewhere)."""
     from flowdeck.backends.registry import Registry, load_class
     from flowdeck.services.runs.attachments import run_folder
-    from flowdeck.worker.loop import Worker
     from tests.integration.test_engine_runs import TERMINAL, follow
     from tests.integration.test_engine_runs import submit as submit_cwl
 

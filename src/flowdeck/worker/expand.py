@@ -19,7 +19,11 @@ EXPAND_RUNS = 200
 
 
 async def expand_once(services: Services, owner: str, max_runs: int = EXPAND_RUNS) -> int:
-    """Claim new requests and create up to ``max_runs`` runs of each; returns runs created."""
+    """Claim new requests and create up to ``max_runs`` runs of each.
+
+    Returns the work done, as every step of ``WorkerLoop.iterate`` does: runs created plus requests
+    claimed, so a round that only settled a request (no run created) still counts and the loop
+    does not sleep before the next one."""
     claimed = await claim_requests(services, owner, CLAIM_LIMIT)
     created = 0
     for row in claimed:

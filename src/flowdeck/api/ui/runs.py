@@ -120,8 +120,10 @@ async def confirm(run_id: str, action: str, request: Request) -> Response:
     if action not in ("cancel", "rerun"):
         raise NotFound("no such page")
     user = await web.require_user(request)
-    row = await run_service.get_visible(web.services_of(request), run_id, user)
-    return web.render(request, "confirm.html", run=views.run_detail(row), action=action)
+    services = web.services_of(request)
+    row = await run_service.get_visible(services, run_id, user)
+    resumable = action == "rerun" and job_service.can_resume(services, row)
+    return web.render(request, "confirm.html", run=views.run_detail(row), action=action, resumable=resumable)
 
 
 @router.post("/runs/{run_id}/cancel")

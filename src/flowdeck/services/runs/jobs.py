@@ -265,6 +265,12 @@ async def rerun(services: Services, run_id: str, principal: Principal, resume: b
     return await run_service.submit(services, new, principal)
 
 
+def can_resume(services: Services, row: RunRecord) -> bool:
+    """Whether a rerun of ``row`` may ask to re-use its finished steps (what ``rerun(resume=True)`` accepts)."""
+    enabled = {b.name: b for b in services.backends.all()}
+    return is_terminal(row.state) and row.backend in enabled and enabled[row.backend].resumes
+
+
 def _check_resumable(services: Services, row: RunRecord) -> None:
     """Resume needs an ended run (its steps no longer change) on an engine that can re-use steps."""
     if not is_terminal(row.state):
