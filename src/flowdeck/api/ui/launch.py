@@ -12,14 +12,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from flowdeck.api.ui import web
-from flowdeck.api.ui.launch_form import FormField, fields_of, parameters_of
+from flowdeck.api.ui.launch_form import FormField, parameters_of, pipeline_form
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
 from flowdeck.services.core.context import Services
 from flowdeck.services.execution.dispatch_now import dispatch_now
-from flowdeck.services.pipelines import galaxy_tools
 from flowdeck.services.runs import jobs as job_service
-from flowdeck.services.runs.pipeline_runs import visible_pipeline, visible_pipelines, visible_versions
+from flowdeck.services.runs.pipeline_runs import visible_pipelines, visible_versions
 
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 
@@ -37,8 +36,7 @@ async def launch_form(name: str, request: Request, version: str | None = None) -
     """The form of the pipeline's newest version, or of ``version``."""
     user = await web.require_user(request)
     services = web.services_of(request)
-    pipeline = visible_pipeline(services, user, name, version or None)
-    fields = fields_of(await galaxy_tools.schema(services, pipeline))
+    pipeline, fields = await pipeline_form(services, user, name, version)
     return _form_page(request, pipeline, fields, {}, _versions(services, user, name))
 
 
@@ -48,8 +46,7 @@ async def launch(name: str, request: Request) -> Response:
     posted = await web.form(request)
     user = await web.require_user(request)
     services = web.services_of(request)
-    pipeline = visible_pipeline(services, user, name, posted.get("version") or None)
-    fields = fields_of(await galaxy_tools.schema(services, pipeline))
+    pipeline, fields = await pipeline_form(services, user, name, posted.get("version"))
     versions = _versions(services, user, name)
     body = {
         "pipeline_name": name,

@@ -8,6 +8,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowdeck.domain.principal import Principal
+from flowdeck.services.core.context import Services
+from flowdeck.services.pipelines import galaxy_tools
+from flowdeck.services.pipelines.catalog import Pipeline
+from flowdeck.services.runs.pipeline_runs import visible_pipeline
+
 _SCALARS = {"string": "text", "integer": "integer", "number": "number", "boolean": "checkbox"}
 
 
@@ -113,3 +119,12 @@ def shared_parameters_of(fields: list[FormField], posted: dict[str, str]) -> dic
         if raw:
             values[f.name] = raw == "true" if f.kind == "checkbox" else _typed(raw, f.kind, f.options)
     return values
+
+
+async def pipeline_form(
+    services: Services, user: Principal, name: str, version: str | None
+) -> tuple[Pipeline, list[FormField]]:
+    """The pipeline the caller may run (its newest version, or ``version``) and its form's fields,
+    from its JSON Schema (a Galaxy tool's as Galaxy publishes it)."""
+    pipeline = visible_pipeline(services, user, name, version or None)
+    return pipeline, fields_of(await galaxy_tools.schema(services, pipeline))

@@ -14,12 +14,10 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import UploadFile
 
 from flowdeck.api.ui import web
-from flowdeck.api.ui.launch_form import FormField, fields_of, shared_parameters_of
+from flowdeck.api.ui.launch_form import FormField, pipeline_form, shared_parameters_of
 from flowdeck.errors import InvalidInput, PayloadTooLarge, Problem, ValidationFailed
-from flowdeck.services.pipelines import galaxy_tools
 from flowdeck.services.requests import service as request_service
 from flowdeck.services.requests.items import RequestInput
-from flowdeck.services.runs.pipeline_runs import visible_pipeline
 
 router = APIRouter(prefix=web.PREFIX, route_class=web.UIRoute, include_in_schema=False)
 _LINE = re.compile(r"line (\d+): (.*)", re.DOTALL)
@@ -34,8 +32,7 @@ async def sheet_form(name: str, request: Request, version: str | None = None) ->
     """The sample-sheet form of the pipeline's newest version, or of ``version``."""
     user = await web.require_user(request)
     services = web.services_of(request)
-    pipeline = visible_pipeline(services, user, name, version or None)
-    fields = fields_of(await galaxy_tools.schema(services, pipeline))
+    pipeline, fields = await pipeline_form(services, user, name, version)
     return _page(request, pipeline, fields, {})
 
 
@@ -49,8 +46,7 @@ async def launch_sheet(name: str, request: Request) -> Response:
         file = posted.get("samplesheet")
         sheet = file.file.read() if isinstance(file, UploadFile) and file.filename else None
         filename = file.filename if isinstance(file, UploadFile) else None
-    pipeline = visible_pipeline(services, user, name, fields_posted.get("version") or None)
-    fields = fields_of(await galaxy_tools.schema(services, pipeline))
+    pipeline, fields = await pipeline_form(services, user, name, fields_posted.get("version"))
     try:
         if sheet is None:
             raise ValidationFailed(
