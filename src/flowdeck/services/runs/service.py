@@ -253,12 +253,12 @@ def _validate_in_folder(
     staging.placeholders(spec, inputs)
     try:
         backend.validate(spec)
-    except BaseException:
-        folder.remove()
-        raise
     finally:
         if inputs:
             staging.remove_placeholders(spec)
+        # Removed before the run is stored, so no worker has it yet: the worker writes the folder
+        # from the database at dispatch, on its own host (the API's host keeps no run folder).
+        folder.remove()
 
 
 def _check_storable(new: NewRun) -> None:
