@@ -24,6 +24,9 @@ from flowdeck.domain.states import ENGINE_HELD, State
 
 Row = RowMapping
 # What a run summary (WES RunSummary, and its page token) reads: no JSON document but the tags.
+# The FTS5 trigram index of runs.description on SQLite (migration 0014), and its shortest needle.
+DESCRIPTION_FTS = "runs_description_fts"
+TRIGRAM = 3
 SUMMARY_COLUMNS = (runs.c.id, runs.c.state, runs.c.start_time, runs.c.end_time, runs.c.tags, runs.c.created_at)
 
 
@@ -159,7 +162,7 @@ async def update(conn: AsyncConnection, run_id: str, values: dict[str, Any]) -> 
     await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(**values))
 
 
-def _where(flt: RunFilter, *, tags: bool = True) -> list[sa.ColumnElement[bool]]:
+def _where(flt: RunFilter, dialect: str, *, tags: bool = True) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = []
     if flt.groups is not None:
         clauses.append(runs.c.research_group.in_(sorted(flt.groups)))
@@ -175,11 +178,25 @@ def _where(flt: RunFilter, *, tags: bool = True) -> list[sa.ColumnElement[bool]]
         if value is not None:
             clauses.append(column == value)
     if flt.description_contains:
-        clauses.append(runs.c.description.icontains(flt.description_contains, autoescape=True))
+        clauses += _description(flt.description_contains, dialect)
     if tags:
         for key, value in (flt.tags or {}).items():
             clauses.append(runs.c.id.in_(_tagged(key, value)))
     return clauses
+
+
+def _description(needle: str, dialect: str) -> list[sa.ColumnElement[bool]]:
+    """The substring test, which alone decides what matches; on SQLite, with the runs the trigram
+    index finds (migration 0014): a superset of the matches, for needles of three characters or
+    more (a shorter one has no trigram, and FTS5 would find nothing). PostgreSQL's ILIKE uses its
+    trigram index by itself; MariaDB scans (no index keeps substring semantics there)."""
+    contains = runs.c.description.icontains(needle, autoescape=True)
+    if dialect != "sqlite" or len(needle) < TRIGRAM or "\x00" in needle:
+        return [contains]
+    phrase = '"' + needle.replace('"', '""') + '"'  # FTS5 query syntax: one literal phrase
+    fts = sa.table(DESCRIPTION_FTS, sa.column("rowid"))
+    hits = sa.select(fts.c.rowid).where(sa.literal_column(DESCRIPTION_FTS).op("MATCH")(phrase))
+    return [sa.literal_column("runs.rowid").in_(hits), contains]
 
 
 def _tagged(key: str, value: str) -> sa.Select[tuple[str]]:
@@ -220,7 +237,7 @@ async def _page(
             run_tags.c.key == key, run_tags.c.value == value, *(runs.c.id.in_(_tagged(k, v)) for k, v in rest)
         )
         created, run_id = run_tags.c.created_at, run_tags.c.run_id
-    query = query.where(*_where(flt, tags=False))
+    query = query.where(*_where(flt, conn.dialect.name, tags=False))
     if after is not None:
         at, last = after
         # "<= at AND (...)" gives SQLite an index range to seek; a bare OR of the two cases
@@ -243,7 +260,7 @@ async def count(conn: AsyncConnection, flt: RunFilter) -> int:
         by_state = await run_counts.by_state(conn, groups, flt.pipeline_name)
         wanted = {State(s).value for s in flt.states or ()}
         return sum(n for state, n in by_state.items() if not wanted or state in wanted)
-    result = await conn.execute(sa.select(sa.func.count()).select_from(runs).where(*_where(flt)))
+    result = await conn.execute(sa.select(sa.func.count()).select_from(runs).where(*_where(flt, conn.dialect.name)))
     return int(result.scalar_one())
 
 
