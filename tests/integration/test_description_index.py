@@ -21,6 +21,9 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db.migrate import upgrade
 from flowdeck.db.tables import runs
 from flowdeck.domain.filters import RunFilter
+from flowdeck.domain.principal import LOCAL_USER
+from flowdeck.services.core.context import Services
+from flowdeck.services.runs.service import list_page
 from flowdeck.settings import Settings
 from tests.conftest import make_settings
 
@@ -45,7 +48,7 @@ CORPUS = [
 EDITS = {0: "kidney, batch 8", 8: "🧬 edited 🧬", 13: "was NULL, now 50%_x"}
 DELETED = (2, 6)
 # Text that PostgreSQL stores: no NUL, no lone surrogates.
-TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=8)
+TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=8)
 
 
 def _needles() -> st.SearchStrategy[str]:
@@ -84,13 +87,13 @@ def _fill(conn: sa.Connection) -> None:
     rows = [_row(i, text, start + timedelta(minutes=i)) for i, text in enumerate(CORPUS)]
     conn.execute(sa.insert(runs), rows)
     for i, text in EDITS.items():
-        conn.execute(sa.update(runs).where(runs.c.id == f"r{i:02}").values(description=text))
-    conn.execute(sa.delete(runs).where(runs.c.id.in_([f"r{i:02}" for i in DELETED])))
+        conn.execute(sa.update(runs).where(runs.c.id == f"r{i:04}").values(description=text))
+    conn.execute(sa.delete(runs).where(runs.c.id.in_([f"r{i:04}" for i in DELETED])))
 
 
 def _row(i: int, description: str | None, at: datetime) -> dict[str, object]:
     return {
-        "id": f"r{i:02}",
+        "id": f"r{i:04}",
         "workflow_type": "DEMO",
         "workflow_type_version": "1.0",
         "workflow_url": "demo://x",
@@ -115,7 +118,13 @@ def _ids(conn: sa.Connection, where: list[sa.ColumnElement[bool]]) -> set[str]:
 def _indexed(conn: sa.Connection, needle: str) -> set[str]:
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SET LOCAL enable_seqscan = off"))  # the GIN index, wherever it can serve
-    return _ids(conn, run_rows._where(RunFilter(description_contains=needle), conn.dialect.name))
+    return _ids(conn, _filtered(conn, needle))
+
+
+def _filtered(conn: sa.Connection, needle: str) -> list[sa.ColumnElement[bool]]:
+    """db/runs.py's clauses, SQLite's index in whenever it can serve (whatever its hit count)."""
+    fts = conn.dialect.name == "sqlite" and run_rows.fts_serves(needle)
+    return run_rows._where(RunFilter(description_contains=needle), fts=fts)
 
 
 def _scanned(conn: sa.Connection, needle: str) -> set[str]:
@@ -126,7 +135,7 @@ def _scanned(conn: sa.Connection, needle: str) -> set[str]:
 
 
 def _plan(conn: sa.Connection, needle: str) -> str:
-    query = sa.select(runs.c.id).where(*run_rows._where(RunFilter(description_contains=needle), conn.dialect.name))
+    query = sa.select(runs.c.id).where(*_filtered(conn, needle))
     compiled = query.compile(dialect=conn.dialect)
     params = compiled.params
     args = tuple(params[name] for name in compiled.positiontup or ()) if compiled.positional else params
@@ -148,8 +157,8 @@ def test_the_index_serves_needles_of_three_characters_and_more(engine: sa.Engine
 def test_index_and_scan_find_the_same_runs(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         with conn.begin():
-            assert _scanned(conn, "LIVER") == {"r01"}  # r00's text was edited away
-            assert _indexed(conn, "LIVER") == {"r01"}
+            assert _scanned(conn, "LIVER") == {"r0001"}  # r00's text was edited away
+            assert _indexed(conn, "LIVER") == {"r0001"}
 
         @settings(max_examples=150, deadline=None, database=None)
         @given(needle=_needles())
@@ -160,3 +169,28 @@ def test_index_and_scan_find_the_same_runs(engine: sa.Engine) -> None:
                 assert indexed == _scanned(conn, needle), needle
 
         same()
+
+
+async def test_pages_and_counts_through_the_service_whichever_way_the_filter_goes(services: Services) -> None:
+    """A common needle (more hits than SQLite's index drives a page for), a rare one, a short one."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    common = run_rows.FTS_MAX_HITS + 5
+    made = [
+        _row(i, f"bulk run {i}" + (" Rare-Word" if i % 500 == 7 else ""), start + timedelta(seconds=i))
+        for i in range(common)
+    ]
+    async with services.db.write() as conn:
+        await conn.execute(sa.insert(runs), made)
+    newest = [row["id"] for row in reversed(made)]
+    for needle, size in (("BULK RUN", common), ("rare-word", 2), ("rE", 2), ("no such text", 0)):
+        expected = [
+            i for i in newest if needle.lower() in str(next(r for r in made if r["id"] == i)["description"]).lower()
+        ]
+        assert len(expected) == size
+        flt = RunFilter(description_contains=needle)
+        rows, _token = await list_page(services, LOCAL_USER, flt, 20, None)
+        assert [row.id for row in rows] == expected[:20], needle
+        async with services.db.read() as conn:
+            assert await run_rows.count(conn, flt) == size, needle
+            sqlite = conn.dialect.name == "sqlite"  # both ways are taken: index and scan
+            assert await run_rows._use_fts(conn, flt) == (sqlite and len(needle) >= 3 and size <= run_rows.FTS_MAX_HITS)
