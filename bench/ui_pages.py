@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fill_runs.py DATA_DIR 1000000
     .venv/bin/python bench/ui_pages.py DATA_DIR
+    .venv/bin/python bench/ui_pages.py DATA_DIR --text   # the description search (?text=), per needle
 
 httpx's ASGI transport calls the app in this process, so each figure is the server's own time
 (routing, the session check, the keyset page on SQLite, Jinja2 rendering), and the process CPU
@@ -69,10 +70,39 @@ async def measure(data_dir: Path) -> None:
     print(f"runs page weight (HTML + JS + CSS + icon, uncompressed): {weight / 1024:.1f} KiB")
 
 
+# Needles for --text on descriptions "RNA-seq sample S<rowid> lane <rowid % 8>", plus " tumour" on
+# every 100th run and " zebrafish" on every 100,000th (bench/NOTES.md fills them): rare, many, all,
+# none, and one too short for a trigram index.
+NEEDLES = {
+    "rare (10 runs)": "zebrafish",
+    "one run": "S123456",
+    "1% (9,990 runs)": "TUMOUR",
+    "every run": "sample",
+    "none": "no-such-text",
+    "2 characters (111,111 runs)": "S9",
+}
+TEXT_REQUESTS = 5
+
+
+async def measure_text(data_dir: Path) -> None:
+    """The runs page searching descriptions: p50 and max of a few requests per needle."""
+    app = create_app(Settings(data_dir=data_dir, backends=["demo"], log_level="WARNING"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as client:
+            for name, needle in NEEDLES.items():
+                url = f"/ui/?text={needle}"
+                await _times(client, url, 1)
+                times = await _times(client, url, TEXT_REQUESTS)
+                print(f"text={needle} ({name}): p50 {statistics.median(times):.1f} ms, max {max(times):.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
-    asyncio.run(measure(parser.parse_args().data_dir))
+    parser.add_argument("--text", action="store_true", help="the description search, per needle")
+    args = parser.parse_args()
+    asyncio.run(measure_text(args.data_dir) if args.text else measure(args.data_dir))
 
 
 if __name__ == "__main__":

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, NoReturn
 
 from flowdeck.errors import ConfigurationError, FlowdeckError
-from flowdeck.settings import Settings
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from flowdeck.settings import Settings
 
 log = logging.getLogger("flowdeck")
+# The server-side command groups (module under flowdeck.cli → its top-level commands), in help
+# order. They import the database layer (sqlalchemy, ~1 s of CPU), so build_parser imports one only
+# for its own command or for the whole tree: a client command never pays for them (docs/cli.md).
+SERVER_GROUPS = {
+    "admin": ("users", "groups", "tokens"),
+    "images": ("images",),
+    "references": ("references",),
+    "purge": ("purge",),
+}
+WHOLE_TREE = "completion"  # walks every command
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from flowdeck.settings import Settings
+
     overrides = {}
     if getattr(args, "host", None):
         overrides["host"] = args.host
@@ -163,7 +178,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command tree; given the ``command`` about to run, without the server-side groups it
+    does not need (see :data:`SERVER_GROUPS`)."""
     parser = Parser(prog="flowdeck", description="Workflow runs for bioinformatics groups.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, text in (("up", cmd_up, "API and worker in one process"), ("api", cmd_api, "the HTTP service")):
@@ -182,15 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("db_command", choices=["upgrade", "downgrade"])
     db.add_argument("revision", nargs="?", default="head")
     db.set_defaults(func=cmd_db)
-    from flowdeck.cli import admin, client, images, purge, references
+    from flowdeck.cli import client
 
     client.register(sub)
-    admin.register(sub)
-    images.register(sub)
-    references.register(sub)
-    purge.register(sub)
+    server = {name for commands in SERVER_GROUPS.values() for name in commands}
+    whole = command is None or command == WHOLE_TREE or command not in server | set(sub.choices)
+    for module, commands in SERVER_GROUPS.items():
+        if whole or command in commands:
+            importlib.import_module(f"flowdeck.cli.{module}").register(sub)
     parser.set_defaults(root_parser=parser)  # `flowdeck completion` walks the whole tree
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The top-level command ``argv`` names; None for an option first (``--help``: the whole tree)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
 
 
 def _bad_setting(exc: ValidationError) -> str:
@@ -203,12 +226,17 @@ def _bad_setting(exc: ValidationError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     if args.func.__module__.startswith("flowdeck.cli.client"):  # client, client_jobs, client_events …
         from flowdeck.cli import client
 
         return client.run(args)
+    from pydantic import ValidationError
+
+    from flowdeck.settings import Settings
+
     try:
         return int(args.func(args))
     except (ConfigurationError, FlowdeckError) as exc:

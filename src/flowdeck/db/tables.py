@@ -436,3 +436,10 @@ run_deletions = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("deleted_at", UTCDateTime(), nullable=False),
 )
+
+# Made by migration 0014 beside this metadata, which cannot describe them: SQLite's FTS5 trigram
+# index of runs.description (a virtual table and its shadow tables) and PostgreSQL's pg_trgm index.
+UNMODELLED = frozenset(
+    {"runs_description_fts", *(f"runs_description_fts_{shadow}" for shadow in ("data", "idx", "docsize", "config"))}
+    | {"ix_runs_description_trgm"}
+)

@@ -20,7 +20,7 @@ class RunFilter:
     research_group: str | None = None
     request_id: str | None = None
     origin: str | None = None
-    description_contains: str | None = None  # case-insensitive; no index helps: it narrows a page's scan
+    description_contains: str | None = None  # case-insensitive substring; trigram-indexed but on MariaDB (0014)
 
 
 @dataclass(frozen=True)

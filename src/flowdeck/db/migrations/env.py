@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from flowdeck.db.tables import metadata
+from flowdeck.db.tables import UNMODELLED, metadata
 
 config = context.config
 
@@ -19,6 +19,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=lambda name, _type, _parents: name not in UNMODELLED,  # autogenerate keeps them
     )
     with context.begin_transaction():
         context.run_migrations()
