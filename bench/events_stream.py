@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,7 +70,16 @@ def _client(port: int, streams: int, want: int, pipe: Connection) -> None:
         await asyncio.wait_for(asyncio.gather(*tasks), 600)
         return latencies
 
-    pipe.send_bytes(asyncio.run(follow_all()).tobytes())
+    latencies = asyncio.run(follow_all())
+    pipe.send_bytes(latencies.tobytes())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    pipe.send(usage.ru_utime + usage.ru_stime)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc/<pid>/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _submit(url: str, runs: int, per_second: float) -> None:
@@ -102,6 +112,14 @@ def _profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
 def measure(args: argparse.Namespace) -> None:
     runs = int(args.rate * args.seconds / CHANGES_PER_RUN)
     env = {"FLOWDECK_DEMO_MIN_SECONDS": "0.5", "FLOWDECK_DEMO_MAX_SECONDS": "1", "FLOWDECK_DEMO_SUCCESS_RATE": "1"}
+    # The worker's defaults (an idle sleep of 1 s, eight dispatches a pass, a new run's first sync
+    # after 2 s) turn a steady submission rate into bursts a second or two apart; these keep the
+    # state changes near the asked rate, so that what is measured is the fan-out, not a burst.
+    env |= {
+        "FLOWDECK_WORKER_POLL_SECONDS": "0.05",
+        "FLOWDECK_DISPATCH_BATCH": "32",
+        "FLOWDECK_SYNC_MIN_SECONDS": "0.25",
+    }
     with tempfile.TemporaryDirectory() as data, flowdeck_up(Path(data), "demo", env) as server:
         port = int(server.url.rsplit(":", 1)[1])
         _wait_idle(server.url, 8)
@@ -120,10 +138,13 @@ def measure(args: argparse.Namespace) -> None:
         opened = server.memory()["VmRSS"]
         load_before = os.getloadavg()[0]
         profiler = _profile(server.pid, args) if args.profile else None
+        cpu_before, started = _cpu_seconds(server.pid), time.monotonic()
         asyncio.run(_submit(server.url, runs, runs / args.seconds))
-        latencies = array("d")
+        latencies, client_cpu = array("d"), 0.0
         for pipe in pipes:
             latencies.frombytes(pipe.recv_bytes())
+            client_cpu += pipe.recv()
+        drained, server_cpu = time.monotonic() - started, _cpu_seconds(server.pid) - cpu_before
         for proc in procs:
             proc.join()
         after, load_after = server.memory(), os.getloadavg()[0]
@@ -135,7 +156,10 @@ def measure(args: argparse.Namespace) -> None:
         f"streams={args.streams} rate={args.rate}/s seconds={args.seconds} runs={runs} "
         f"events received={len(ordered)} latency p50={p50:.0f} ms p99={p99:.0f} ms max={ordered[-1] * 1000:.0f} ms "
         f"API RSS idle={idle:.0f} MB streams open={opened:.0f} MB after={after['VmRSS']:.0f} MB "
-        f"peak={after['VmHWM']:.0f} MB load average {load_before:.2f} → {load_after:.2f}"
+        f"peak={after['VmHWM']:.0f} MB load average {load_before:.2f} → {load_after:.2f}; "
+        f"API CPU {server_cpu:.1f} s ({server_cpu / len(ordered) * 1e6:.1f} µs an event received); "
+        f"client processes' CPU {client_cpu:.1f} s "
+        f"({args.clients} processes, last event {drained:.1f} s after the first submission)"
     )
 
 

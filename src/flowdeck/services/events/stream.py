@@ -62,11 +62,13 @@ class Heartbeat:
 
 
 class Event(dict[str, Any]):
-    """An event as a client sees it; :meth:`json` is its JSON text, made once however many
-    streams send it (at 1,000 streams, encoding it per stream was most of the fan-out's cost)."""
+    """An event as a client sees it; :meth:`json` is its JSON text and :meth:`frame` its
+    server-sent-events frame, each made once however many streams send it (at 1,000 streams,
+    encoding it per stream was most of the fan-out's cost)."""
 
-    __slots__ = ("_json",)
+    __slots__ = ("_frame", "_json")
     _json: str
+    _frame: bytes
 
     def json(self) -> str:
         try:
@@ -74,6 +76,39 @@ class Event(dict[str, Any]):
         except AttributeError:
             self._json = json.dumps(self)
             return self._json
+
+    def frame(self) -> bytes:
+        """``id``, ``event`` and ``data`` lines and the blank line that ends them, as bytes."""
+        try:
+            return self._frame
+        except AttributeError:
+            self._frame = f"id: {self['id']}\nevent: {self['type']}\ndata: {self.json()}\n\n".encode()
+            return self._frame
+
+
+class Batch(list[Event]):
+    """Events sent in one write. The hub makes one per fan-out and filter and hands the same
+    object to every stream with that filter, so :meth:`frame` (their frames joined) and
+    :attr:`top` (the highest id) are made once, not once per stream."""
+
+    __slots__ = ("_frame", "_top")
+    _frame: bytes
+    _top: int
+
+    def frame(self) -> bytes:
+        try:
+            return self._frame
+        except AttributeError:
+            self._frame = b"".join(event.frame() for event in self)
+            return self._frame
+
+    @property
+    def top(self) -> int:
+        try:
+            return self._top
+        except AttributeError:
+            self._top = max((int(event["id"]) for event in self), default=0)
+            return self._top
 
 
 def event_body(row: Mapping[Any, Any]) -> Event:
@@ -128,41 +163,112 @@ def _matches(flt: EventFilter, event: Event) -> bool:
 
 @dataclass(eq=False)
 class Subscription:
-    """One open stream: its filter, its bounded queue, and where it stands."""
+    """One open stream: its filter, the events offered and not yet sent (at most ``limit``),
+    and where it stands.
+
+    The hub hands a stream a fan-out's matching events in one call and wakes it once; a timer
+    re-armed once per heartbeat interval (not per event) marks a quiet spell. At 1,000 streams a
+    queue put per event and a timeout per wait were a third of the fan-out (bench/NOTES.md)."""
 
     flt: EventFilter
     after: int
-    queue: asyncio.Queue[Event]
+    limit: int
     lagging: bool = False
+    _pending: deque[Batch] = field(default_factory=deque)
+    _held: int = 0  # events in _pending
+    _waiter: asyncio.Future[None] | None = None
+    _beat_due: bool = False
+    _timer: asyncio.TimerHandle | None = None
+    _sent_at: float = 0.0
     # Ids sent by a catch-up from the database, which the live queue may carry again. Live events
     # are offered once each by the hub, so they are not remembered: a stream keeping up holds none.
     _caught_up: deque[int] = field(default_factory=deque)
     _caught_up_set: set[int] = field(default_factory=set)
 
-    def offer(self, event: Event) -> None:
-        if self.lagging or not _matches(self.flt, event):
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.lagging = True  # the stream drops its queue and reads the database from `after`
+    @property
+    def pending(self) -> int:
+        """How many offered events wait to be sent."""
+        return self._held
 
-    def live(self, event: Event) -> bool:
-        """Whether an event from the queue is still to be sent (a catch-up may have sent it)."""
-        ident = int(event["id"])
-        if ident in self._caught_up_set:
-            return False
-        self.after = max(self.after, ident)
-        return True
+    def offer(self, batch: Batch) -> None:
+        """Events (in id order) this stream asked for and may see. The slow-client rule: one that
+        would hold more than ``limit`` drops them all and is caught up from the database."""
+        if self.lagging:
+            return
+        if self._held + len(batch) > self.limit:
+            self.lagging = True  # the stream drops its queue and reads the database from `after`
+            self.drop_pending()
+        else:
+            self._pending.append(batch)
+            self._held += len(batch)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until there is something to do: events to send, a catch-up, or a heartbeat."""
+        while not (self._pending or self.lagging or self._beat_due):
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def take(self) -> Batch:
+        """What was offered (whole fan-outs, up to about ``_BATCH`` events), less any event a
+        catch-up already sent; a stream that keeps up gets the hub's shared batch itself."""
+        batch = self._pending.popleft()
+        if self._pending and len(batch) < _BATCH:
+            batch = Batch(batch)
+            while self._pending and len(batch) < _BATCH:
+                batch.extend(self._pending.popleft())
+        self._held = sum(len(waiting) for waiting in self._pending)
+        if self._caught_up_set:
+            batch = Batch(event for event in batch if int(event["id"]) not in self._caught_up_set)
+        self.after = max(self.after, batch.top)
+        return batch
+
+    def drop_pending(self) -> None:
+        self._pending.clear()
+        self._held = 0
 
     def caught_up(self, event: Event) -> None:
         """An event read from the database is being sent."""
         ident = int(event["id"])
         self._caught_up.append(ident)
         self._caught_up_set.add(ident)
-        if len(self._caught_up) > 2 * self.queue.maxsize + _BATCH:
+        if len(self._caught_up) > 2 * self.limit + _BATCH:
             self._caught_up_set.discard(self._caught_up.popleft())
         self.after = max(self.after, ident)
+
+    def start_heartbeat(self, seconds: float) -> None:
+        """Mark a heartbeat due after every ``seconds`` without a send (until :meth:`close`)."""
+        loop = asyncio.get_running_loop()
+        self._sent_at = loop.time()
+
+        def tick() -> None:
+            now = loop.time()
+            if now - self._sent_at >= seconds:
+                self._beat_due, self._sent_at = True, now
+                self._wake()
+            self._timer = loop.call_at(self._sent_at + seconds, tick)
+
+        self._timer = loop.call_at(self._sent_at + seconds, tick)
+
+    def sent(self) -> None:
+        """Something went out: the quiet spell starts again."""
+        self._beat_due = False
+        self._sent_at = asyncio.get_running_loop().time()
+
+    def heartbeat_due(self) -> bool:
+        return self._beat_due
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._wake()
 
 
 class EventHub:
@@ -208,15 +314,17 @@ class EventHub:
             await self._ready.wait()
         finally:
             self._joining -= 1
-        queue: asyncio.Queue[Event] = asyncio.Queue(self._services.settings.events_queue_size)
+        settings = self._services.settings
         start = self._floor if last_event_id is None else last_event_id
-        sub = Subscription(flt, start, queue, lagging=last_event_id is not None)
+        sub = Subscription(flt, start, settings.events_queue_size, lagging=last_event_id is not None)
+        sub.start_heartbeat(settings.events_heartbeat_seconds)
         self._subs.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         """The stream has ended; the last one to go stops the hub (no polling for nobody)."""
         self._subs.discard(sub)
+        sub.close()
         if not self._subs and not self._joining:
             self._stop()
 
@@ -232,38 +340,33 @@ class EventHub:
         self._seen.clear()
         self._gaps.clear()
 
-    async def stream(self, sub: Subscription) -> AsyncIterator[list[Event] | Heartbeat]:
-        """The subscription's events in the order read, in batches (whatever queued up while the
+    async def stream(self, sub: Subscription) -> AsyncIterator[Batch | Heartbeat]:
+        """The subscription's events in the order read, in batches (whatever was offered while the
         stream was sending, so a busy stream sends fewer, larger writes), with a heartbeat after
         each quiet spell."""
-        beat = self._services.settings.events_heartbeat_seconds
         while True:
+            await sub.wait()
             if sub.lagging:
                 async for page in self._catch_up(sub):
+                    sub.sent()
                     yield page
-                continue
-            try:
-                async with asyncio.timeout(beat):
-                    first = await sub.queue.get()
-            except TimeoutError:
+            elif sub.pending:
+                if batch := sub.take():
+                    sub.sent()
+                    yield batch
+            elif sub.heartbeat_due():
+                sub.sent()
                 yield Heartbeat()
-                continue
-            batch = [first]
-            while not sub.queue.empty() and len(batch) < _BATCH:
-                batch.append(sub.queue.get_nowait())
-            if fresh := [event for event in batch if sub.live(event)]:
-                yield fresh
 
-    async def _catch_up(self, sub: Subscription) -> AsyncIterator[list[Event]]:
+    async def _catch_up(self, sub: Subscription) -> AsyncIterator[Batch]:
         """Drop the queue and read from the database after the last id sent, page by page;
         what the hub offers meanwhile queues up again (and is skipped if already sent)."""
-        while not sub.queue.empty():
-            sub.queue.get_nowait()
+        sub.drop_pending()
         sub.lagging = False
         while True:
             async with self._services.db.read() as conn:
                 rows = await event_rows.after(conn, sub.after, _BATCH, sub.flt)
-            page = [event_body(row) for row in rows]
+            page = Batch(event_body(row) for row in rows)
             for event in page:
                 sub.caught_up(event)
             if page:
@@ -315,15 +418,25 @@ class EventHub:
             async with self._services.db.read() as conn:
                 rows = await event_rows.after(conn, cursor, _BATCH)
             cursor = rows[-1]["id"] if rows else cursor
-            for row in rows:
-                if row["id"] not in self._seen:
-                    self._seen.add(row["id"])
-                    event = event_body(row)
-                    for sub in list(self._subs):
-                        sub.offer(event)
+            fresh = [event_body(row) for row in rows if row["id"] not in self._seen]
+            self._seen.update(event["id"] for event in fresh)
+            self._fan_out(fresh)
             self._advance_floor()
             if len(rows) < _BATCH:
                 return
+
+    def _fan_out(self, events: list[Event]) -> None:
+        """Hand each stream the events it may see: the filter is applied once per distinct filter
+        (streams of one caller with one query share it), each stream is offered one list."""
+        if not events:
+            return
+        matched: dict[EventFilter, Batch] = {}
+        for sub in list(self._subs):
+            mine = matched.get(sub.flt)
+            if mine is None:
+                mine = matched[sub.flt] = Batch(event for event in events if _matches(sub.flt, event))
+            if mine:
+                sub.offer(mine)
 
     def _advance_floor(self) -> None:
         top = max(self._seen, default=self._floor)
