@@ -38,7 +38,7 @@ CHANGES_PER_RUN = 4
 _AT = b'"at": "'
 
 
-async def _follow(port: int, want: int, latencies: array[float], opened: asyncio.Event) -> None:
+async def _follow(port: int, want: int, latencies: array[float], opened: asyncio.Event, reads: list[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET /events?type=state HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
     rest, seen = b"", 0
@@ -47,6 +47,7 @@ async def _follow(port: int, want: int, latencies: array[float], opened: asyncio
         if not chunk:
             raise RuntimeError(f"stream closed after {seen} of {want} events")
         now = time.time()
+        reads[0] += 1
         lines = (rest + chunk).split(b"\n")
         rest = lines.pop()
         for line in lines:
@@ -61,19 +62,25 @@ async def _follow(port: int, want: int, latencies: array[float], opened: asyncio
 
 
 def _client(port: int, streams: int, want: int, pipe: Connection) -> None:
+    reads = [0]  # socket reads with data: about the server's writes (each a batch of events)
+
     async def follow_all() -> array[float]:
         latencies: array[float] = array("d")
         opened = [asyncio.Event() for _ in range(streams)]
-        tasks = [asyncio.create_task(_follow(port, want, latencies, o)) for o in opened]
+        tasks = [asyncio.create_task(_follow(port, want, latencies, o, reads)) for o in opened]
         await asyncio.gather(*(o.wait() for o in opened))
         pipe.send("open")
         await asyncio.wait_for(asyncio.gather(*tasks), 600)
         return latencies
 
-    latencies = asyncio.run(follow_all())
+    # uvloop (installed with uvicorn[standard]) reads the sockets at about half the CPU: the
+    # clients share the two cores with the server, so their cost shows in its latency.
+    import uvloop
+
+    latencies = uvloop.run(follow_all())
     pipe.send_bytes(latencies.tobytes())
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    pipe.send(usage.ru_utime + usage.ru_stime)
+    pipe.send((usage.ru_utime + usage.ru_stime, reads[0]))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -140,10 +147,11 @@ def measure(args: argparse.Namespace) -> None:
         profiler = _profile(server.pid, args) if args.profile else None
         cpu_before, started = _cpu_seconds(server.pid), time.monotonic()
         asyncio.run(_submit(server.url, runs, runs / args.seconds))
-        latencies, client_cpu = array("d"), 0.0
+        latencies, client_cpu, reads = array("d"), 0.0, 0
         for pipe in pipes:
             latencies.frombytes(pipe.recv_bytes())
-            client_cpu += pipe.recv()
+            cpu, count = pipe.recv()
+            client_cpu, reads = client_cpu + cpu, reads + count
         drained, server_cpu = time.monotonic() - started, _cpu_seconds(server.pid) - cpu_before
         for proc in procs:
             proc.join()
@@ -157,7 +165,8 @@ def measure(args: argparse.Namespace) -> None:
         f"events received={len(ordered)} latency p50={p50:.0f} ms p99={p99:.0f} ms max={ordered[-1] * 1000:.0f} ms "
         f"API RSS idle={idle:.0f} MB streams open={opened:.0f} MB after={after['VmRSS']:.0f} MB "
         f"peak={after['VmHWM']:.0f} MB load average {load_before:.2f} → {load_after:.2f}; "
-        f"API CPU {server_cpu:.1f} s ({server_cpu / len(ordered) * 1e6:.1f} µs an event received); "
+        f"API CPU {server_cpu:.1f} s ({server_cpu / len(ordered) * 1e6:.1f} µs an event received, "
+        f"{reads} reads: {len(ordered) / reads:.1f} events a read); "
         f"client processes' CPU {client_cpu:.1f} s "
         f"({args.clients} processes, last event {drained:.1f} s after the first submission)"
     )
