@@ -308,7 +308,7 @@ def _events(*ids: int) -> list[Any]:
 
 def test_a_batch_frame_is_the_per_event_frames_the_route_used_to_write() -> None:
     """Differential: the shared bytes equal what each stream encoded for itself before."""
-    from flowdeck.services.events.stream import Batch
+    from flowdeck.services.events.subscription import Batch
 
     events = _events(7, 8, 9)
     before = "".join(f"id: {e['id']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
@@ -323,7 +323,7 @@ async def test_a_stream_keeping_up_sends_the_hubs_batch_and_a_slow_one_is_cut_to
     """The slow-client rule: more than ``limit`` events waiting drops them all (nothing held)
     and marks the stream for a catch-up; events a catch-up sent are not sent again."""
     from flowdeck.domain.filters import EventFilter
-    from flowdeck.services.events.stream import Batch, Subscription
+    from flowdeck.services.events.subscription import Batch, Subscription
 
     sub = Subscription(EventFilter(), after=0, limit=4)
     first, second = Batch(_events(1, 2)), Batch(_events(3, 4))
@@ -352,7 +352,7 @@ async def test_a_stream_keeping_up_sends_the_hubs_batch_and_a_slow_one_is_cut_to
 
 async def test_a_quiet_stream_gets_a_heartbeat_and_a_busy_one_does_not() -> None:
     from flowdeck.domain.filters import EventFilter
-    from flowdeck.services.events.stream import Batch, Subscription
+    from flowdeck.services.events.subscription import Batch, Subscription
 
     quiet, busy = Subscription(EventFilter(), 0, 10), Subscription(EventFilter(), 0, 10)
     quiet.start_heartbeat(1.0)

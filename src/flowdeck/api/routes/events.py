@@ -11,7 +11,8 @@ from fastapi.responses import StreamingResponse
 from flowdeck.api.deps import PrincipalDep
 from flowdeck.errors import ValidationFailed
 from flowdeck.services.events import stream as event_service
-from flowdeck.services.events.stream import EventHub, Heartbeat, Subscription
+from flowdeck.services.events.stream import EventHub, Heartbeat
+from flowdeck.services.events.subscription import Subscription
 
 router = APIRouter(tags=["events"])
 

@@ -1,8 +1,9 @@
 """The live event stream: one fan-out per API process (docs/events.md).
 
 An :class:`EventHub` reads new events once per wake-up (a PostgreSQL NOTIFY sent by the
-transaction that wrote them, an in-process new run, or a short poll) and hands each to every
-open stream that asked for it and may see it. A stream holds at most
+transaction that wrote them, an in-process new run, or a short poll) and hands them to every
+open stream that asked for them and may see them: one shared batch per distinct filter
+(services.events.subscription). A stream holds at most
 ``settings.events_queue_size`` events; one that falls behind is caught up from the database by
 id, so a slow client costs no memory beyond its queue.
 
@@ -16,12 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flowdeck.db import events as event_rows
@@ -29,10 +28,10 @@ from flowdeck.domain.filters import EventFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
 from flowdeck.services.core.context import Services
+from flowdeck.services.events.subscription import BATCH, Batch, Event, Subscription
 
 log = logging.getLogger(__name__)
 
-_BATCH = 500
 _GAP_SECONDS = 10.0
 # At most one fan-out per this long: every fan-out is one socket write per open stream, and at
 # 1,000 streams those writes were half the API's time (bench/NOTES.md). A lone commit is not delayed.
@@ -59,56 +58,6 @@ async def listen_for_commits(
 @dataclass(frozen=True)
 class Heartbeat:
     """Nothing happened for a while (the route sends a comment line)."""
-
-
-class Event(dict[str, Any]):
-    """An event as a client sees it; :meth:`json` is its JSON text and :meth:`frame` its
-    server-sent-events frame, each made once however many streams send it (at 1,000 streams,
-    encoding it per stream was most of the fan-out's cost)."""
-
-    __slots__ = ("_frame", "_json")
-    _json: str
-    _frame: bytes
-
-    def json(self) -> str:
-        try:
-            return self._json
-        except AttributeError:
-            self._json = json.dumps(self)
-            return self._json
-
-    def frame(self) -> bytes:
-        """``id``, ``event`` and ``data`` lines and the blank line that ends them, as bytes."""
-        try:
-            return self._frame
-        except AttributeError:
-            self._frame = f"id: {self['id']}\nevent: {self['type']}\ndata: {self.json()}\n\n".encode()
-            return self._frame
-
-
-class Batch(list[Event]):
-    """Events sent in one write. The hub makes one per fan-out and filter and hands the same
-    object to every stream with that filter, so :meth:`frame` (their frames joined) and
-    :attr:`top` (the highest id) are made once, not once per stream."""
-
-    __slots__ = ("_frame", "_top")
-    _frame: bytes
-    _top: int
-
-    def frame(self) -> bytes:
-        try:
-            return self._frame
-        except AttributeError:
-            self._frame = b"".join(event.frame() for event in self)
-            return self._frame
-
-    @property
-    def top(self) -> int:
-        try:
-            return self._top
-        except AttributeError:
-            self._top = max((int(event["id"]) for event in self), default=0)
-            return self._top
 
 
 def event_body(row: Mapping[Any, Any]) -> Event:
@@ -159,116 +108,6 @@ def _matches(flt: EventFilter, event: Event) -> bool:
         and (flt.kind is None or event["type"] == flt.kind)
         and (flt.groups is None or group in flt.groups)
     )
-
-
-@dataclass(eq=False)
-class Subscription:
-    """One open stream: its filter, the events offered and not yet sent (at most ``limit``),
-    and where it stands.
-
-    The hub hands a stream a fan-out's matching events in one call and wakes it once; a timer
-    re-armed once per heartbeat interval (not per event) marks a quiet spell. At 1,000 streams a
-    queue put per event and a timeout per wait were a third of the fan-out (bench/NOTES.md)."""
-
-    flt: EventFilter
-    after: int
-    limit: int
-    lagging: bool = False
-    _pending: deque[Batch] = field(default_factory=deque)
-    _held: int = 0  # events in _pending
-    _waiter: asyncio.Future[None] | None = None
-    _beat_due: bool = False
-    _timer: asyncio.TimerHandle | None = None
-    _sent_at: float = 0.0
-    # Ids sent by a catch-up from the database, which the live queue may carry again. Live events
-    # are offered once each by the hub, so they are not remembered: a stream keeping up holds none.
-    _caught_up: deque[int] = field(default_factory=deque)
-    _caught_up_set: set[int] = field(default_factory=set)
-
-    @property
-    def pending(self) -> int:
-        """How many offered events wait to be sent."""
-        return self._held
-
-    def offer(self, batch: Batch) -> None:
-        """Events (in id order) this stream asked for and may see. The slow-client rule: one that
-        would hold more than ``limit`` drops them all and is caught up from the database."""
-        if self.lagging:
-            return
-        if self._held + len(batch) > self.limit:
-            self.lagging = True  # the stream drops its queue and reads the database from `after`
-            self.drop_pending()
-        else:
-            self._pending.append(batch)
-            self._held += len(batch)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def wait(self) -> None:
-        """Until there is something to do: events to send, a catch-up, or a heartbeat."""
-        while not (self._pending or self.lagging or self._beat_due):
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-    def take(self) -> Batch:
-        """What was offered (whole fan-outs, up to about ``_BATCH`` events), less any event a
-        catch-up already sent; a stream that keeps up gets the hub's shared batch itself."""
-        batch = self._pending.popleft()
-        if self._pending and len(batch) < _BATCH:
-            batch = Batch(batch)
-            while self._pending and len(batch) < _BATCH:
-                batch.extend(self._pending.popleft())
-        self._held = sum(len(waiting) for waiting in self._pending)
-        if self._caught_up_set:
-            batch = Batch(event for event in batch if int(event["id"]) not in self._caught_up_set)
-        self.after = max(self.after, batch.top)
-        return batch
-
-    def drop_pending(self) -> None:
-        self._pending.clear()
-        self._held = 0
-
-    def caught_up(self, event: Event) -> None:
-        """An event read from the database is being sent."""
-        ident = int(event["id"])
-        self._caught_up.append(ident)
-        self._caught_up_set.add(ident)
-        if len(self._caught_up) > 2 * self.limit + _BATCH:
-            self._caught_up_set.discard(self._caught_up.popleft())
-        self.after = max(self.after, ident)
-
-    def start_heartbeat(self, seconds: float) -> None:
-        """Mark a heartbeat due after every ``seconds`` without a send (until :meth:`close`)."""
-        loop = asyncio.get_running_loop()
-        self._sent_at = loop.time()
-
-        def tick() -> None:
-            now = loop.time()
-            if now - self._sent_at >= seconds:
-                self._beat_due, self._sent_at = True, now
-                self._wake()
-            self._timer = loop.call_at(self._sent_at + seconds, tick)
-
-        self._timer = loop.call_at(self._sent_at + seconds, tick)
-
-    def sent(self) -> None:
-        """Something went out: the quiet spell starts again."""
-        self._beat_due = False
-        self._sent_at = asyncio.get_running_loop().time()
-
-    def heartbeat_due(self) -> bool:
-        return self._beat_due
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._wake()
 
 
 class EventHub:
@@ -365,13 +204,13 @@ class EventHub:
         sub.lagging = False
         while True:
             async with self._services.db.read() as conn:
-                rows = await event_rows.after(conn, sub.after, _BATCH, sub.flt)
+                rows = await event_rows.after(conn, sub.after, BATCH, sub.flt)
             page = Batch(event_body(row) for row in rows)
             for event in page:
                 sub.caught_up(event)
             if page:
                 yield page
-            if len(rows) < _BATCH:
+            if len(rows) < BATCH:
                 return
 
     async def _run(self) -> None:
@@ -416,13 +255,13 @@ class EventHub:
         cursor = self._floor  # below it only gaps are read again; above it, page by page
         while True:
             async with self._services.db.read() as conn:
-                rows = await event_rows.after(conn, cursor, _BATCH)
+                rows = await event_rows.after(conn, cursor, BATCH)
             cursor = rows[-1]["id"] if rows else cursor
             fresh = [event_body(row) for row in rows if row["id"] not in self._seen]
             self._seen.update(event["id"] for event in fresh)
             self._fan_out(fresh)
             self._advance_floor()
-            if len(rows) < _BATCH:
+            if len(rows) < BATCH:
                 return
 
     def _fan_out(self, events: list[Event]) -> None:
