@@ -7,8 +7,10 @@ the streams open, and after; and the load average, since the machine is shared.
 
     PYTHONPATH=src python bench/events_stream.py --streams 1000 --rate 100 --seconds 10
 
-The streams are read by ``--clients`` processes over plain sockets (one line scan per event, no
-JSON parse), so that the client side is not what is measured.
+The streams are read by ``--clients`` processes over plain sockets on uvloop (one line scan per
+event, no JSON parse), so that the client side is not what is measured; their CPU is reported, as
+is the API's CPU per event received (the figure a loaded machine moves least). The worker is set
+to keep up with the rate (its defaults turn it into bursts a second or two apart).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,7 +40,7 @@ CHANGES_PER_RUN = 4
 _AT = b'"at": "'
 
 
-async def _follow(port: int, want: int, latencies: array[float], opened: asyncio.Event) -> None:
+async def _follow(port: int, want: int, latencies: array[float], opened: asyncio.Event, reads: list[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET /events?type=state HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
     rest, seen = b"", 0
@@ -46,6 +49,7 @@ async def _follow(port: int, want: int, latencies: array[float], opened: asyncio
         if not chunk:
             raise RuntimeError(f"stream closed after {seen} of {want} events")
         now = time.time()
+        reads[0] += 1
         lines = (rest + chunk).split(b"\n")
         rest = lines.pop()
         for line in lines:
@@ -60,16 +64,31 @@ async def _follow(port: int, want: int, latencies: array[float], opened: asyncio
 
 
 def _client(port: int, streams: int, want: int, pipe: Connection) -> None:
+    reads = [0]  # socket reads with data: about the server's writes (each a batch of events)
+
     async def follow_all() -> array[float]:
         latencies: array[float] = array("d")
         opened = [asyncio.Event() for _ in range(streams)]
-        tasks = [asyncio.create_task(_follow(port, want, latencies, o)) for o in opened]
+        tasks = [asyncio.create_task(_follow(port, want, latencies, o, reads)) for o in opened]
         await asyncio.gather(*(o.wait() for o in opened))
         pipe.send("open")
         await asyncio.wait_for(asyncio.gather(*tasks), 600)
         return latencies
 
-    pipe.send_bytes(asyncio.run(follow_all()).tobytes())
+    # uvloop (installed with uvicorn[standard]) reads the sockets at about half the CPU: the
+    # clients share the two cores with the server, so their cost shows in its latency.
+    import uvloop
+
+    latencies = uvloop.run(follow_all())
+    pipe.send_bytes(latencies.tobytes())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    pipe.send((usage.ru_utime + usage.ru_stime, reads[0]))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc/<pid>/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _submit(url: str, runs: int, per_second: float) -> None:
@@ -102,6 +121,14 @@ def _profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
 def measure(args: argparse.Namespace) -> None:
     runs = int(args.rate * args.seconds / CHANGES_PER_RUN)
     env = {"FLOWDECK_DEMO_MIN_SECONDS": "0.5", "FLOWDECK_DEMO_MAX_SECONDS": "1", "FLOWDECK_DEMO_SUCCESS_RATE": "1"}
+    # The worker's defaults (an idle sleep of 1 s, eight dispatches a pass, a new run's first sync
+    # after 2 s) turn a steady submission rate into bursts a second or two apart; these keep the
+    # state changes near the asked rate, so that what is measured is the fan-out, not a burst.
+    env |= {
+        "FLOWDECK_WORKER_POLL_SECONDS": "0.05",
+        "FLOWDECK_DISPATCH_BATCH": "32",
+        "FLOWDECK_SYNC_MIN_SECONDS": "0.25",
+    }
     with tempfile.TemporaryDirectory() as data, flowdeck_up(Path(data), "demo", env) as server:
         port = int(server.url.rsplit(":", 1)[1])
         _wait_idle(server.url, 8)
@@ -120,10 +147,14 @@ def measure(args: argparse.Namespace) -> None:
         opened = server.memory()["VmRSS"]
         load_before = os.getloadavg()[0]
         profiler = _profile(server.pid, args) if args.profile else None
+        cpu_before, started = _cpu_seconds(server.pid), time.monotonic()
         asyncio.run(_submit(server.url, runs, runs / args.seconds))
-        latencies = array("d")
+        latencies, client_cpu, reads = array("d"), 0.0, 0
         for pipe in pipes:
             latencies.frombytes(pipe.recv_bytes())
+            cpu, count = pipe.recv()
+            client_cpu, reads = client_cpu + cpu, reads + count
+        drained, server_cpu = time.monotonic() - started, _cpu_seconds(server.pid) - cpu_before
         for proc in procs:
             proc.join()
         after, load_after = server.memory(), os.getloadavg()[0]
@@ -135,7 +166,11 @@ def measure(args: argparse.Namespace) -> None:
         f"streams={args.streams} rate={args.rate}/s seconds={args.seconds} runs={runs} "
         f"events received={len(ordered)} latency p50={p50:.0f} ms p99={p99:.0f} ms max={ordered[-1] * 1000:.0f} ms "
         f"API RSS idle={idle:.0f} MB streams open={opened:.0f} MB after={after['VmRSS']:.0f} MB "
-        f"peak={after['VmHWM']:.0f} MB load average {load_before:.2f} → {load_after:.2f}"
+        f"peak={after['VmHWM']:.0f} MB load average {load_before:.2f} → {load_after:.2f}; "
+        f"API CPU {server_cpu:.1f} s ({server_cpu / len(ordered) * 1e6:.1f} µs an event received, "
+        f"{reads} reads: {len(ordered) / reads:.1f} events a read); "
+        f"client processes' CPU {client_cpu:.1f} s "
+        f"({args.clients} processes, last event {drained:.1f} s after the first submission)"
     )
 
 

@@ -229,7 +229,7 @@ async def test_a_slow_stream_holds_a_bounded_queue_and_is_caught_up_from_the_dat
                 break
             await asyncio.sleep(0.05)
         assert sub.lagging, "the queue never overflowed"
-        assert sub.queue.qsize() <= 3
+        assert sub.pending <= 3
         got: list[str] = []
         async for item in hub.stream(sub):
             if isinstance(item, Heartbeat):
@@ -257,8 +257,8 @@ async def test_a_commit_in_this_process_wakes_the_hub_at_once(db_settings: Setti
         sub = await hub.subscribe(make_filter(LOCAL_USER), None)
         async with services.db.write() as conn:  # no hub.wake(): the commit itself wakes it
             await event_rows.add(conn, at=utcnow(), kind="cancel", reason="woken")
-        event = await asyncio.wait_for(sub.queue.get(), timeout=10)
-        assert event["reason"] == "woken"
+        await asyncio.wait_for(sub.wait(), timeout=10)
+        assert [event["reason"] for event in sub.take()] == ["woken"]
     finally:
         await hub.aclose()
         await services.close()
@@ -288,8 +288,90 @@ async def test_the_hub_stops_with_its_last_stream_and_starts_again_with_the_next
         third = await hub.subscribe(make_filter(LOCAL_USER), None)
         async with services.db.write() as conn:
             await event_rows.add(conn, at=utcnow(), kind="cancel", reason="after")
-        event = await asyncio.wait_for(third.queue.get(), timeout=10)
-        assert event["reason"] == "after"
+        await asyncio.wait_for(third.wait(), timeout=10)
+        assert [event["reason"] for event in third.take()] == ["after"]
     finally:
         await hub.aclose()
         await services.close()
+
+
+def _events(*ids: int) -> list[Any]:
+    from datetime import UTC, datetime
+
+    from flowdeck.services.events.stream import event_body
+
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    row = {"kind": "state", "at": at, "run_id": "r", "owning_request_id": None, "from_state": "QUEUED"}
+    row |= {"to_state": "RUNNING", "reason": 'a "quoted"\nline', "actor": None, "pipeline_name": None}
+    return [event_body({**row, "id": ident, "research_group": "g"}) for ident in ids]
+
+
+def test_a_batch_frame_is_the_per_event_frames_the_route_used_to_write() -> None:
+    """Differential: the shared bytes equal what each stream encoded for itself before."""
+    from flowdeck.services.events.subscription import Batch
+
+    events = _events(7, 8, 9)
+    before = "".join(f"id: {e['id']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+    batch = Batch(events)
+    assert batch.frame() == before.encode()
+    assert batch.frame() is batch.frame()
+    assert batch.top == 9
+    assert json.loads(batch.frame().split(b"data: ")[1].split(b"\n")[0])["reason"] == 'a "quoted"\nline'
+
+
+async def test_a_stream_keeping_up_sends_the_hubs_batch_and_a_slow_one_is_cut_to_the_database() -> None:
+    """The slow-client rule: more than ``limit`` events waiting drops them all (nothing held)
+    and marks the stream for a catch-up; events a catch-up sent are not sent again."""
+    from flowdeck.domain.filters import EventFilter
+    from flowdeck.services.events.subscription import Batch, Subscription
+
+    sub = Subscription(EventFilter(), after=0, limit=4)
+    first, second = Batch(_events(1, 2)), Batch(_events(3, 4))
+    sub.offer(first)
+    assert sub.take() is first
+    assert sub.after == 2
+    sub.offer(second)
+    sub.offer(Batch(_events(5)))
+    assert sub.pending == 3
+    assert [e["id"] for e in sub.take()] == [3, 4, 5]
+    sub.offer(Batch(_events(6, 7, 8)))
+    sub.offer(Batch(_events(9, 10)))  # 5 > 4 waiting: cut
+    assert sub.lagging
+    assert sub.pending == 0
+    sub.offer(Batch(_events(11)))  # while lagging nothing is held
+    assert sub.pending == 0
+    sub.drop_pending()
+    sub.lagging = False
+    for event in _events(6, 7, 8, 9, 10, 11):  # the catch-up from the database
+        sub.caught_up(event)
+    sub.offer(Batch(_events(11, 12)))
+    assert [e["id"] for e in sub.take()] == [12]
+    assert sub.after == 12
+    sub.close()
+
+
+async def test_a_quiet_stream_gets_a_heartbeat_and_a_busy_one_does_not() -> None:
+    from flowdeck.domain.filters import EventFilter
+    from flowdeck.services.events.subscription import Batch, Subscription
+
+    quiet, busy = Subscription(EventFilter(), 0, 10), Subscription(EventFilter(), 0, 10)
+    quiet.start_heartbeat(1.0)
+    busy.start_heartbeat(1.0)
+    try:
+        for n in range(30):  # busy sends every 0.05 s for 1.5 s (a loaded machine's slack: 0.95 s)
+            await asyncio.sleep(0.05)
+            busy.offer(Batch(_events(n + 1)))
+            await busy.wait()
+            busy.take()
+            busy.sent()
+            assert not busy.heartbeat_due()
+        await asyncio.wait_for(quiet.wait(), timeout=5)
+        assert quiet.heartbeat_due()
+        assert quiet.pending == 0
+        quiet.sent()
+        assert not quiet.heartbeat_due()
+        await asyncio.wait_for(quiet.wait(), timeout=5)  # and again after the next quiet spell
+        assert quiet.heartbeat_due()
+    finally:
+        quiet.close()
+        busy.close()

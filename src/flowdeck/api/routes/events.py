@@ -11,7 +11,8 @@ from fastapi.responses import StreamingResponse
 from flowdeck.api.deps import PrincipalDep
 from flowdeck.errors import ValidationFailed
 from flowdeck.services.events import stream as event_service
-from flowdeck.services.events.stream import EventHub, Heartbeat, Subscription
+from flowdeck.services.events.stream import EventHub, Heartbeat
+from flowdeck.services.events.subscription import Subscription
 
 router = APIRouter(tags=["events"])
 
@@ -59,13 +60,13 @@ async def events(
     )
 
 
-async def _sse(hub: EventHub, sub: Subscription) -> AsyncIterator[str]:
+async def _sse(hub: EventHub, sub: Subscription) -> AsyncIterator[bytes]:
     try:
-        yield ": stream open\n\n"  # headers and a first byte now: the client knows it is listening
+        yield b": stream open\n\n"  # headers and a first byte now: the client knows it is listening
         async for item in hub.stream(sub):
             if isinstance(item, Heartbeat):
-                yield ": keep-alive\n\n"
-            else:  # one write for the batch; each event's JSON is made once for all streams
-                yield "".join(f"id: {e['id']}\nevent: {e['type']}\ndata: {e.json()}\n\n" for e in item)
+                yield b": keep-alive\n\n"
+            else:  # one write for the batch, its bytes made once for every stream it went to
+                yield item.frame()
     finally:
         hub.unsubscribe(sub)

@@ -1,8 +1,9 @@
 """The live event stream: one fan-out per API process (docs/events.md).
 
 An :class:`EventHub` reads new events once per wake-up (a PostgreSQL NOTIFY sent by the
-transaction that wrote them, an in-process new run, or a short poll) and hands each to every
-open stream that asked for it and may see it. A stream holds at most
+transaction that wrote them, an in-process new run, or a short poll) and hands them to every
+open stream that asked for them and may see them: one shared batch per distinct filter
+(services.events.subscription). A stream holds at most
 ``settings.events_queue_size`` events; one that falls behind is caught up from the database by
 id, so a slow client costs no memory beyond its queue.
 
@@ -16,12 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flowdeck.db import events as event_rows
@@ -29,10 +28,10 @@ from flowdeck.domain.filters import EventFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
 from flowdeck.services.core.context import Services
+from flowdeck.services.events.subscription import BATCH, Batch, Event, Subscription
 
 log = logging.getLogger(__name__)
 
-_BATCH = 500
 _GAP_SECONDS = 10.0
 # At most one fan-out per this long: every fan-out is one socket write per open stream, and at
 # 1,000 streams those writes were half the API's time (bench/NOTES.md). A lone commit is not delayed.
@@ -59,21 +58,6 @@ async def listen_for_commits(
 @dataclass(frozen=True)
 class Heartbeat:
     """Nothing happened for a while (the route sends a comment line)."""
-
-
-class Event(dict[str, Any]):
-    """An event as a client sees it; :meth:`json` is its JSON text, made once however many
-    streams send it (at 1,000 streams, encoding it per stream was most of the fan-out's cost)."""
-
-    __slots__ = ("_json",)
-    _json: str
-
-    def json(self) -> str:
-        try:
-            return self._json
-        except AttributeError:
-            self._json = json.dumps(self)
-            return self._json
 
 
 def event_body(row: Mapping[Any, Any]) -> Event:
@@ -126,45 +110,6 @@ def _matches(flt: EventFilter, event: Event) -> bool:
     )
 
 
-@dataclass(eq=False)
-class Subscription:
-    """One open stream: its filter, its bounded queue, and where it stands."""
-
-    flt: EventFilter
-    after: int
-    queue: asyncio.Queue[Event]
-    lagging: bool = False
-    # Ids sent by a catch-up from the database, which the live queue may carry again. Live events
-    # are offered once each by the hub, so they are not remembered: a stream keeping up holds none.
-    _caught_up: deque[int] = field(default_factory=deque)
-    _caught_up_set: set[int] = field(default_factory=set)
-
-    def offer(self, event: Event) -> None:
-        if self.lagging or not _matches(self.flt, event):
-            return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.lagging = True  # the stream drops its queue and reads the database from `after`
-
-    def live(self, event: Event) -> bool:
-        """Whether an event from the queue is still to be sent (a catch-up may have sent it)."""
-        ident = int(event["id"])
-        if ident in self._caught_up_set:
-            return False
-        self.after = max(self.after, ident)
-        return True
-
-    def caught_up(self, event: Event) -> None:
-        """An event read from the database is being sent."""
-        ident = int(event["id"])
-        self._caught_up.append(ident)
-        self._caught_up_set.add(ident)
-        if len(self._caught_up) > 2 * self.queue.maxsize + _BATCH:
-            self._caught_up_set.discard(self._caught_up.popleft())
-        self.after = max(self.after, ident)
-
-
 class EventHub:
     """Reads new events once per wake-up and fans them out to this process's streams."""
 
@@ -208,15 +153,17 @@ class EventHub:
             await self._ready.wait()
         finally:
             self._joining -= 1
-        queue: asyncio.Queue[Event] = asyncio.Queue(self._services.settings.events_queue_size)
+        settings = self._services.settings
         start = self._floor if last_event_id is None else last_event_id
-        sub = Subscription(flt, start, queue, lagging=last_event_id is not None)
+        sub = Subscription(flt, start, settings.events_queue_size, lagging=last_event_id is not None)
+        sub.start_heartbeat(settings.events_heartbeat_seconds)
         self._subs.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         """The stream has ended; the last one to go stops the hub (no polling for nobody)."""
         self._subs.discard(sub)
+        sub.close()
         if not self._subs and not self._joining:
             self._stop()
 
@@ -232,43 +179,38 @@ class EventHub:
         self._seen.clear()
         self._gaps.clear()
 
-    async def stream(self, sub: Subscription) -> AsyncIterator[list[Event] | Heartbeat]:
-        """The subscription's events in the order read, in batches (whatever queued up while the
+    async def stream(self, sub: Subscription) -> AsyncIterator[Batch | Heartbeat]:
+        """The subscription's events in the order read, in batches (whatever was offered while the
         stream was sending, so a busy stream sends fewer, larger writes), with a heartbeat after
         each quiet spell."""
-        beat = self._services.settings.events_heartbeat_seconds
         while True:
+            await sub.wait()
             if sub.lagging:
                 async for page in self._catch_up(sub):
+                    sub.sent()
                     yield page
-                continue
-            try:
-                async with asyncio.timeout(beat):
-                    first = await sub.queue.get()
-            except TimeoutError:
+            elif sub.pending:
+                if batch := sub.take():
+                    sub.sent()
+                    yield batch
+            elif sub.heartbeat_due():
+                sub.sent()
                 yield Heartbeat()
-                continue
-            batch = [first]
-            while not sub.queue.empty() and len(batch) < _BATCH:
-                batch.append(sub.queue.get_nowait())
-            if fresh := [event for event in batch if sub.live(event)]:
-                yield fresh
 
-    async def _catch_up(self, sub: Subscription) -> AsyncIterator[list[Event]]:
+    async def _catch_up(self, sub: Subscription) -> AsyncIterator[Batch]:
         """Drop the queue and read from the database after the last id sent, page by page;
         what the hub offers meanwhile queues up again (and is skipped if already sent)."""
-        while not sub.queue.empty():
-            sub.queue.get_nowait()
+        sub.drop_pending()
         sub.lagging = False
         while True:
             async with self._services.db.read() as conn:
-                rows = await event_rows.after(conn, sub.after, _BATCH, sub.flt)
-            page = [event_body(row) for row in rows]
+                rows = await event_rows.after(conn, sub.after, BATCH, sub.flt)
+            page = Batch(event_body(row) for row in rows)
             for event in page:
                 sub.caught_up(event)
             if page:
                 yield page
-            if len(rows) < _BATCH:
+            if len(rows) < BATCH:
                 return
 
     async def _run(self) -> None:
@@ -313,17 +255,27 @@ class EventHub:
         cursor = self._floor  # below it only gaps are read again; above it, page by page
         while True:
             async with self._services.db.read() as conn:
-                rows = await event_rows.after(conn, cursor, _BATCH)
+                rows = await event_rows.after(conn, cursor, BATCH)
             cursor = rows[-1]["id"] if rows else cursor
-            for row in rows:
-                if row["id"] not in self._seen:
-                    self._seen.add(row["id"])
-                    event = event_body(row)
-                    for sub in list(self._subs):
-                        sub.offer(event)
+            fresh = [event_body(row) for row in rows if row["id"] not in self._seen]
+            self._seen.update(event["id"] for event in fresh)
+            self._fan_out(fresh)
             self._advance_floor()
-            if len(rows) < _BATCH:
+            if len(rows) < BATCH:
                 return
+
+    def _fan_out(self, events: list[Event]) -> None:
+        """Hand each stream the events it may see: the filter is applied once per distinct filter
+        (streams of one caller with one query share it), each stream is offered one list."""
+        if not events:
+            return
+        matched: dict[EventFilter, Batch] = {}
+        for sub in list(self._subs):
+            mine = matched.get(sub.flt)
+            if mine is None:
+                mine = matched[sub.flt] = Batch(event for event in events if _matches(sub.flt, event))
+            if mine:
+                sub.offer(mine)
 
     def _advance_floor(self) -> None:
         top = max(self._seen, default=self._floor)

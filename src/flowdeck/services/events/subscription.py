@@ -1,0 +1,174 @@
+"""What one open stream holds: the events it was offered and not yet sent, in the hub's shared
+batches, and when its next heartbeat is due (services.events.stream fans out to these)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowdeck.domain.filters import EventFilter
+
+BATCH = 500  # events read or sent at most at once
+
+
+class Event(dict[str, Any]):
+    """An event as a client sees it; :meth:`json` is its JSON text and :meth:`frame` its
+    server-sent-events frame, each made once however many streams send it (at 1,000 streams,
+    encoding it per stream was most of the fan-out's cost)."""
+
+    __slots__ = ("_frame", "_json")
+    _json: str
+    _frame: bytes
+
+    def json(self) -> str:
+        try:
+            return self._json
+        except AttributeError:
+            self._json = json.dumps(self)
+            return self._json
+
+    def frame(self) -> bytes:
+        """``id``, ``event`` and ``data`` lines and the blank line that ends them, as bytes."""
+        try:
+            return self._frame
+        except AttributeError:
+            self._frame = f"id: {self['id']}\nevent: {self['type']}\ndata: {self.json()}\n\n".encode()
+            return self._frame
+
+
+class Batch(list[Event]):
+    """Events sent in one write. The hub makes one per fan-out and filter and hands the same
+    object to every stream with that filter, so :meth:`frame` (their frames joined) and
+    :attr:`top` (the highest id) are made once, not once per stream."""
+
+    __slots__ = ("_frame", "_top")
+    _frame: bytes
+    _top: int
+
+    def frame(self) -> bytes:
+        try:
+            return self._frame
+        except AttributeError:
+            self._frame = b"".join(event.frame() for event in self)
+            return self._frame
+
+    @property
+    def top(self) -> int:
+        try:
+            return self._top
+        except AttributeError:
+            self._top = max((int(event["id"]) for event in self), default=0)
+            return self._top
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open stream: its filter, the events offered and not yet sent (at most ``limit``),
+    and where it stands.
+
+    The hub hands a stream a fan-out's matching events in one call and wakes it once; a timer
+    re-armed once per heartbeat interval (not per event) marks a quiet spell. At 1,000 streams a
+    queue put per event and a timeout per wait were a third of the fan-out (bench/NOTES.md)."""
+
+    flt: EventFilter
+    after: int
+    limit: int
+    lagging: bool = False
+    _pending: deque[Batch] = field(default_factory=deque)
+    _held: int = 0  # events in _pending
+    _waiter: asyncio.Future[None] | None = None
+    _beat_due: bool = False
+    _timer: asyncio.TimerHandle | None = None
+    _sent_at: float = 0.0
+    # Ids sent by a catch-up from the database, which the live queue may carry again. Live events
+    # are offered once each by the hub, so they are not remembered: a stream keeping up holds none.
+    _caught_up: deque[int] = field(default_factory=deque)
+    _caught_up_set: set[int] = field(default_factory=set)
+
+    @property
+    def pending(self) -> int:
+        """How many offered events wait to be sent."""
+        return self._held
+
+    def offer(self, batch: Batch) -> None:
+        """Events (in id order) this stream asked for and may see. The slow-client rule: one that
+        would hold more than ``limit`` drops them all and is caught up from the database."""
+        if self.lagging:
+            return
+        if self._held + len(batch) > self.limit:
+            self.lagging = True  # the stream drops its queue and reads the database from `after`
+            self.drop_pending()
+        else:
+            self._pending.append(batch)
+            self._held += len(batch)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until there is something to do: events to send, a catch-up, or a heartbeat."""
+        while not (self._pending or self.lagging or self._beat_due):
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def take(self) -> Batch:
+        """What was offered (whole fan-outs, up to about ``BATCH`` events), less any event a
+        catch-up already sent; a stream that keeps up gets the hub's shared batch itself."""
+        batch = self._pending.popleft()
+        if self._pending and len(batch) < BATCH:
+            batch = Batch(batch)
+            while self._pending and len(batch) < BATCH:
+                batch.extend(self._pending.popleft())
+        self._held = sum(len(waiting) for waiting in self._pending)
+        if self._caught_up_set:
+            batch = Batch(event for event in batch if int(event["id"]) not in self._caught_up_set)
+        self.after = max(self.after, batch.top)
+        return batch
+
+    def drop_pending(self) -> None:
+        self._pending.clear()
+        self._held = 0
+
+    def caught_up(self, event: Event) -> None:
+        """An event read from the database is being sent."""
+        ident = int(event["id"])
+        self._caught_up.append(ident)
+        self._caught_up_set.add(ident)
+        if len(self._caught_up) > 2 * self.limit + BATCH:
+            self._caught_up_set.discard(self._caught_up.popleft())
+        self.after = max(self.after, ident)
+
+    def start_heartbeat(self, seconds: float) -> None:
+        """Mark a heartbeat due after every ``seconds`` without a send (until :meth:`close`)."""
+        loop = asyncio.get_running_loop()
+        self._sent_at = loop.time()
+
+        def tick() -> None:
+            now = loop.time()
+            if now - self._sent_at >= seconds:
+                self._beat_due, self._sent_at = True, now
+                self._wake()
+            self._timer = loop.call_at(self._sent_at + seconds, tick)
+
+        self._timer = loop.call_at(self._sent_at + seconds, tick)
+
+    def sent(self) -> None:
+        """Something went out: the quiet spell starts again."""
+        self._beat_due = False
+        self._sent_at = asyncio.get_running_loop().time()
+
+    def heartbeat_due(self) -> bool:
+        return self._beat_due
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._wake()
