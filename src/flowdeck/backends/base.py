@@ -52,6 +52,11 @@ class Backend(ABC):
         itself (Galaxy) rather than receiving it as an attachment; None when there is none."""
         return None
 
+    def fast_sync(self) -> tuple[float, float] | None:
+        """(window, interval): a run younger than ``window`` seconds is checked every ``interval``
+        seconds instead of by the general schedule; None (the default) for no such window."""
+        return None
+
     @classmethod
     def available(cls) -> bool:
         """True when the engine is installed here (its library or command found)."""

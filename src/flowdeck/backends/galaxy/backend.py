@@ -142,6 +142,12 @@ class GalaxyBackend(Backend):
         name = str(handle.backend_data.get("workflow_name") or exported.get("name") or workflow_id)
         return f"{name}.ga", json.dumps(exported, indent=2, sort_keys=True).encode()
 
+    def fast_sync(self) -> tuple[float, float] | None:
+        """A young Galaxy run is checked often: a tool request or a short workflow ends within
+        ``galaxy_fast_sync_seconds``, and its end is then seen within a fraction of a second."""
+        window = self.settings.galaxy_fast_sync_seconds
+        return (window, self.settings.galaxy_fast_sync_interval) if window > 0 else None
+
     def engine_parameter_defaults(self) -> dict[str, tuple[str, str]]:
         return {"use_cached_jobs": ("boolean", "false")}
 
