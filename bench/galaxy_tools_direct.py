@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ class Galaxy:
             time.sleep(poll)
 
 
-def through_flowdeck(url: str, dataset_id: str) -> float:
+def through_flowdeck(url: str, dataset_id: str, galaxy: Galaxy | None = None) -> float:
     body = {"pipeline_name": PIPELINE, "parameters": {"input": {"galaxy_dataset_id": dataset_id}}}
     started = time.time()
     answer = httpx.post(f"{url}/jobs", json=body, timeout=60)
@@ -108,7 +108,30 @@ def through_flowdeck(url: str, dataset_id: str) -> float:
     done = [e["at"] for e in events if e.get("to_state") == "COMPLETE"]
     if not done:
         raise RuntimeError(f"flowdeck job {job_id} did not complete: {events[-1]}")
+    if galaxy is not None:
+        print("  timeline: " + timeline(galaxy, job_id, events, started), file=sys.stderr)
     return datetime.fromisoformat(done[0]).timestamp() - started
+
+
+def timeline(galaxy: Galaxy, job_id: str, events: list[dict[str, Any]], started: float) -> str:
+    """Seconds after the POST: flowdeck's state events and Galaxy's own times for the run's
+    history, tool request job (created, last update = when it ended)."""
+
+    def at(value: str) -> str:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # Galaxy's times are UTC
+        return f"{moment.timestamp() - started:+.2f}"
+
+    marks = [f"{e.get('to_state')} {at(e['at'])}" for e in events if e.get("to_state")]
+    found = galaxy.http.get(
+        "histories", params={"q": "name", "qv": f"flowdeck run {job_id}", "keys": "id,create_time"}
+    ).json()
+    if found:
+        marks.append(f"gx history {at(found[0]['create_time'])}")
+        requests = galaxy.http.get(f"histories/{found[0]['id']}/tool_requests").json()
+        for job in galaxy.http.get("jobs", params={"tool_request_id": requests[0]["id"]}).json() if requests else []:
+            marks += [f"gx job created {at(job['create_time'])}", f"gx job {job['state']} {at(job['update_time'])}"]
+    return ", ".join(marks)
 
 
 def measure(server: GalaxyServer, args: argparse.Namespace) -> tuple[list[float], list[float]]:
@@ -125,7 +148,7 @@ def measure(server: GalaxyServer, args: argparse.Namespace) -> tuple[list[float]
             through_flowdeck(up.url, dataset_id)  # warm: BioBlend imported, the tool's schema cached
             galaxy.run(dataset_id, args.poll)
             for rep in range(args.reps):
-                ours.append(through_flowdeck(up.url, dataset_id))
+                ours.append(through_flowdeck(up.url, dataset_id, galaxy if args.timeline else None))
                 direct.append(galaxy.run(dataset_id, args.poll))
                 print(f"repetition {rep + 1}: flowdeck {ours[-1]:.2f} s, direct {direct[-1]:.2f} s", file=sys.stderr)
     finally:
@@ -137,6 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--poll", type=float, default=0.2, help="the direct side's poll interval (s)")
+    parser.add_argument("--timeline", action="store_true", help="print each flowdeck run's timeline")
     parser.add_argument("--sync-min-seconds", type=float, help="FLOWDECK_SYNC_MIN_SECONDS (default: flowdeck's)")
     args = parser.parse_args()
     load_before = common.load_average()

@@ -15,7 +15,9 @@
 #   GALAXY_WITH_CELERY (0)   1 = also start a celery worker: metadata is then set in the warm
 #                            worker, which makes every job ~5 s faster (+~0.6-1.4 GB RAM)
 #   GALAXY_USER_EMAIL (flowdeck@example.org)  the normal user whose key is handed out
-#   GALAXY_JOB_WORKERS (2)  GALAXY_JOB_WALLTIME (00:30:00)  GALAXY_START_TIMEOUT (300)
+#   GALAXY_JOB_WORKERS (2)  GALAXY_JOB_WALLTIME (00:30:00)
+#   GALAXY_START_TIMEOUT (900)  seconds to wait for the first answer: ~1 min on a quiet machine,
+#                            but ~8 min seen on 2 cores shared with a loaded test suite (CI)
 #   GALAXY_LOG_LEVEL (INFO)  GALAXY_FETCH_ALLOWLIST (127.0.0.1: local addresses Galaxy may fetch from)
 set -euo pipefail
 
@@ -28,7 +30,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${GALAXY_USER_NAME:=flowdeck}"
 : "${GALAXY_JOB_WORKERS:=2}"
 : "${GALAXY_JOB_WALLTIME:=00:30:00}"
-: "${GALAXY_START_TIMEOUT:=300}"
+: "${GALAXY_START_TIMEOUT:=900}"
 : "${GALAXY_LOG_LEVEL:=INFO}"
 : "${GALAXY_FETCH_ALLOWLIST:=127.0.0.1}"
 readonly HOST=127.0.0.1   # loopback only, on purpose

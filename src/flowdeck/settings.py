@@ -394,6 +394,14 @@ class Settings(BaseSettings):
         True,
         description="Sync learns many invocations' states per Galaxy call (the invocation listing and multi-invocation job summaries). Off: each invocation's job summary is polled on its own (one call per run, two while Galaxy is still scheduling it), for a Galaxy whose listing misbehaves.",
     )
+    galaxy_fast_sync_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="For this long after it starts, a Galaxy run is checked every galaxy_fast_sync_interval instead of sync_min_seconds (a tool request or a short workflow ends within it, and is seen ending sooner); 0 turns it off. Cost: at most window / interval extra checks per run, one Galaxy call each while nothing changes.",
+    )
+    galaxy_fast_sync_interval: float = Field(
+        0.5, gt=0, description="Poll interval of a Galaxy run in its first galaxy_fast_sync_seconds."
+    )
 
     omics_region: str | None = Field(
         None, description="AWS region of the HealthOmics backend. Default: the standard AWS chain's region."

@@ -127,7 +127,7 @@ def _validate(folder: Path) -> None:
     validator = os.environ.get("FLOWDECK_ROC_VALIDATOR") or shutil.which("rocrate-validator")
     if validator is None:
         return
-    command = [validator, "validate", "--no-paging", "-p", "workflow-run-crate-0.5", "-y", str(folder)]
+    command = [validator, "validate", "--no-paging", "-v", "-p", "workflow-run-crate-0.5", str(folder)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 

@@ -47,6 +47,16 @@ class Backend(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    def workflow_document(self, handle: RunHandle) -> tuple[str, bytes] | None:
+        """The workflow the engine ran, as a file (name, bytes), for an engine that stores it
+        itself (Galaxy) rather than receiving it as an attachment; None when there is none."""
+        return None
+
+    def fast_sync(self) -> tuple[float, float] | None:
+        """(window, interval): a run younger than ``window`` seconds is checked every ``interval``
+        seconds instead of by the general schedule; None (the default) for no such window."""
+        return None
+
     @classmethod
     def available(cls) -> bool:
         """True when the engine is installed here (its library or command found)."""

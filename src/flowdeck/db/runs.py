@@ -331,6 +331,18 @@ async def claim(
     return [record_of(row) for row in claimed]
 
 
+async def next_due_at(conn: AsyncConnection, states: Sequence[State], backends: Sequence[str]) -> datetime | None:
+    """When the soonest unleased, submitted run in ``states`` of ``backends`` is next due (None: none is)."""
+    query = sa.select(sa.func.min(runs.c.next_check_at)).where(
+        runs.c.state.in_([s.value for s in states]),
+        runs.c.backend.in_(list(backends)),
+        runs.c.backend_run_id.is_not(None),
+        runs.c.lease_owner.is_(None),
+    )
+    value: datetime | None = (await conn.execute(query)).scalar_one()
+    return value
+
+
 async def release(
     conn: AsyncConnection, run_id: str, owner: str, next_check_at: datetime | None, **values: Any
 ) -> None:

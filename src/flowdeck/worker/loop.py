@@ -1,6 +1,7 @@
 """The worker daemon: each iteration is a plain function call tests can make.
 
-Between iterations an idle worker sleeps ``worker_poll_seconds``, but three things
+Between iterations an idle worker sleeps ``worker_poll_seconds`` (less when a run is due
+sooner: a Galaxy run in its fast window, docs/galaxy-tools.md), but three things
 wake it at once, so a run waits on no poll interval: a run inserted by this
 process (``flowdeck up``: the API shares the services); on PostgreSQL, any commit
 that wrote events in any process (a new run, a cancel: the NOTIFY of migration 0005,
@@ -28,7 +29,7 @@ from flowdeck.services.core.clock import utcnow
 from flowdeck.services.core.context import Services
 from flowdeck.services.events.stream import listen_for_commits
 from flowdeck.services.execution import workers
-from flowdeck.services.execution.sync import check_once, subscribe_engine_exits, sync_all
+from flowdeck.services.execution.sync import check_once, seconds_until_due, subscribe_engine_exits, sync_all
 from flowdeck.services.requests.steps import create_due
 from flowdeck.services.runs import purge, run_counts
 from flowdeck.worker.deliveries import Deliverer
@@ -42,6 +43,8 @@ OUTAGE_MAX_WAIT = 30.0
 # How often a worker folds the run-count deltas (db.run_counts): a read sums the rows appended
 # since, two or three per run that changed state in the meantime.
 COMPACT_COUNTS_SECONDS = 30.0
+# The shortest idle sleep when a run is due or overdue: an idle loop never spins.
+MIN_IDLE_SECONDS = 0.05
 
 
 class Backoff:
@@ -191,15 +194,17 @@ class Worker:
             await asyncio.wait_for(stop.wait(), timeout=seconds)
 
     async def _idle(self, stop: asyncio.Event) -> None:
-        """Sleep ``worker_poll_seconds``, or less when stopped or woken."""
+        """Sleep ``worker_poll_seconds`` or until the next run is due, or less when stopped or woken."""
         if self._wake.is_set():
             self._wake.clear()
             return
+        timeout = self.services.settings.worker_poll_seconds
+        due = await seconds_until_due(self.services)
+        if due is not None:
+            timeout = min(timeout, max(MIN_IDLE_SECONDS, due))
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
         try:
-            await asyncio.wait(
-                waits, timeout=self.services.settings.worker_poll_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in waits:
                 waiting.cancel()

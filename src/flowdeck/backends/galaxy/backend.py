@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import logging
 import threading
 import time
@@ -130,6 +131,22 @@ class GalaxyBackend(Backend):
     def engine_version(self) -> str:
         version = self.api.get("read its version", "version")
         return f"Galaxy {version.get('version_major')}.{version.get('version_minor')}"
+
+    def workflow_document(self, handle: RunHandle) -> tuple[str, bytes] | None:
+        """The run's workflow as Galaxy exports it (``.ga``, Galaxy's native JSON format), for its
+        RO-Crate; None for a tool run (a tool, not a workflow) or a run never submitted."""
+        workflow_id = handle.backend_data.get("workflow_id")
+        if handle.backend_data.get("kind") == TOOL_REQUEST or not workflow_id:
+            return None
+        exported = self.api.get("export the workflow", f"workflows/{workflow_id}/download", {"format": "json-download"})
+        name = str(handle.backend_data.get("workflow_name") or exported.get("name") or workflow_id)
+        return f"{name}.ga", json.dumps(exported, indent=2, sort_keys=True).encode()
+
+    def fast_sync(self) -> tuple[float, float] | None:
+        """A young Galaxy run is checked often: a tool request or a short workflow ends within
+        ``galaxy_fast_sync_seconds``, and its end is then seen within a fraction of a second."""
+        window = self.settings.galaxy_fast_sync_seconds
+        return (window, self.settings.galaxy_fast_sync_interval) if window > 0 else None
 
     def engine_parameter_defaults(self) -> dict[str, tuple[str, str]]:
         return {"use_cached_jobs": ("boolean", "false")}

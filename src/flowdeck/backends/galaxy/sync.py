@@ -230,6 +230,8 @@ class InvocationReader:
             "exit_code": job.get("exit_code"),
             "info": info or None,
             "copied_from_job_id": job.get("copied_from_job_id"),
+            # kept so a tool request's outputs need no second read of the job
+            "outputs": job.get("outputs") or {},
         }
         for stream in ("stdout", "stderr"):
             path = logs_dir / f"{job_id}.{stream}"

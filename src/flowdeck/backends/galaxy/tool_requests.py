@@ -17,9 +17,12 @@ version; "latest" is resolved to a version for ``VERSION_CACHE_SECONDS``.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -145,7 +148,7 @@ class ToolRequests:
         else:
             jobs = self.jobs(request_id)
             if not jobs:
-                known = self._read_request(request_id, data)
+                known = str(self._read_request(request_id, data)["tool_request_state"])
         state = "submitted" if jobs and known == "new" else known
         counts: dict[str, int] = {}
         for job in jobs:
@@ -157,21 +160,42 @@ class ToolRequests:
             return SyncReport(run_id=handle.run_id)
         result = verdict(state, counts, handle.state, data.get("tool_request_message"))
         if is_terminal(result.state) and state != known:
-            state = self._read_request(request_id, data)
-            result = verdict(state, counts, handle.state, data.get("tool_request_message"))
-        data["fingerprint"] = f"{state}|" + fp.split("|", 1)[1]
+            return self._confirmed_end(handle, data, jobs, counts, result)
+        data["fingerprint"] = fp
         return self._detailed(handle, data, jobs, result)
 
-    def _read_request(self, request_id: str, data: dict[str, Any]) -> str:
+    def _confirmed_end(
+        self,
+        handle: RunHandle,
+        data: dict[str, Any],
+        jobs: list[dict[str, Any]],
+        counts: dict[str, int],
+        ending: RunVerdict,
+    ) -> SyncReport:
+        """The end of a run whose request state was learnt from its jobs: the request's own state is
+        read (it decides, see :meth:`report`) while the end is collected (job details, outputs), not
+        before it, so the confirmation adds no Galaxy round trip to the run's end."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="galaxy-confirm") as confirm:
+            read = confirm.submit(self._read_request, str(handle.backend_run_id), dict(data))
+            collected = self._detailed(handle, data, jobs, ending)
+            stored = read.result()
+        state = str(stored["tool_request_state"])
+        data.update(stored, fingerprint=f"{state}|" + ",".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        result = verdict(state, counts, handle.state, data.get("tool_request_message"))
+        if result == ending:
+            return dataclasses.replace(collected, backend_data=data)
+        return self._detailed(handle, data, jobs, result)  # Galaxy failed it, or is still expanding it
+
+    def _read_request(self, request_id: str, data: dict[str, Any]) -> dict[str, Any]:
         """The request's state, Galaxy's message, and the request as Galaxy stored it (a
-        relaxed one after Galaxy's conversion to strict), into ``data``."""
+        relaxed one after Galaxy's conversion to strict), into ``data``, which is returned."""
         stored = self.api.get("read the tool request", f"tool_requests/{request_id}")
         data.update(
             tool_request_state=str(stored.get("state")),
             galaxy_request=stored.get("request"),
             tool_request_message=stored.get("state_message"),
         )
-        return str(stored.get("state"))
+        return data
 
     def _detailed(
         self, handle: RunHandle, data: dict[str, Any], jobs: list[dict[str, Any]], result: RunVerdict
@@ -180,7 +204,10 @@ class ToolRequests:
         tasks = [reader._task(job, _labels(jobs), handle.workdir / "galaxy" / "jobs") for job in jobs]
         report: dict[str, Any] = {"state": result.state, "reason": result.reason, "tasks": tasks}
         if result.state == State.COMPLETE:
-            outputs, files = reader._outputs({"outputs": self._outputs(jobs)}, handle.workdir / "galaxy" / "outputs")
+            logs = handle.workdir / "galaxy" / "jobs"
+            outputs, files = reader._outputs(
+                {"outputs": self._outputs(reader, jobs, logs)}, handle.workdir / "galaxy" / "outputs"
+            )
             report.update(outputs=outputs, output_files=files, exit_code=0)
         elif result.state == State.EXECUTOR_ERROR:
             report.update(failure(tasks, result.reason))
@@ -192,11 +219,14 @@ class ToolRequests:
         )
         return sorted(found, key=lambda job: str(job.get("create_time") or ""))
 
-    def _outputs(self, jobs: list[dict[str, Any]]) -> dict[str, Any]:
-        """Output label -> dataset reference; ``name_2``, ``name_3``… for a mapped tool's later jobs."""
+    def _outputs(self, reader: InvocationReader, jobs: list[dict[str, Any]], logs: Path) -> dict[str, Any]:
+        """Output label -> dataset reference; ``name_2``, ``name_3``… for a mapped tool's later jobs.
+        From the job details the tasks have just read (no second read of each job)."""
         outputs: dict[str, Any] = {}
         for index, job in enumerate(jobs, start=1):
-            shown = self.api.call("read a job", self.api.gi.jobs.show_job, str(job["id"]))
+            shown = reader._job_details(str(job["id"]), str(job.get("state")), logs)
+            if "outputs" not in shown:  # details cached before they kept the outputs
+                shown = self.api.call("read a job", self.api.gi.jobs.show_job, str(job["id"]))
             for name, ref in (shown.get("outputs") or {}).items():
                 if ref.get("src") == "hda":
                     outputs[name if len(jobs) == 1 else f"{name}_{index}"] = ref

@@ -31,6 +31,7 @@ from flowdeck.services.core.storage import fetchable_spec
 from flowdeck.services.datasets import inputs as dataset_inputs
 from flowdeck.services.execution import staging
 from flowdeck.services.execution.handles import spec_of
+from flowdeck.services.execution.sync import next_interval
 from flowdeck.services.runs import call_cache, state_machine
 from flowdeck.services.runs.attachments import Attachment, RunFolder, run_folder
 from flowdeck.services.runs.service import stored_attachments
@@ -139,7 +140,9 @@ async def record_submission(services: Services, owner: str, run_id: str, submitt
             await state_machine.transition(
                 conn, run_id, State.INITIALIZING, submitted.state, now=now, reason="accepted by the engine", actor=ACTOR
             )
-        interval = services.settings.sync_min_seconds
+        # the first check: sooner for a backend with a fast window (a Galaxy tool request)
+        backend = services.backends.get(current.backend) if current.backend in services.backends else None
+        interval = min(services.settings.sync_min_seconds, next_interval(services, current, now, backend))
         await run_rows.release(conn, run_id, owner, now + timedelta(seconds=interval))
 
 

@@ -162,7 +162,7 @@ async def _release_quiet(
     if not rows:
         return
     now = utcnow()
-    due = [(row.id, now + timedelta(seconds=next_interval(services, row, now))) for row in rows]
+    due = [(row.id, now + timedelta(seconds=next_interval(services, row, now, backend))) for row in rows]
     async with services.db.write() as conn:
         await run_rows.release_many(conn, owner, due)
     for row in rows:
@@ -223,13 +223,25 @@ async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend,
             )
 
 
-def next_interval(services: Services, row: RunRecord, now: datetime) -> float:
-    """Seconds until the run is polled again (:func:`~flowdeck.domain.run_policy.poll_interval`)."""
+async def seconds_until_due(services: Services) -> float | None:
+    """Seconds until the soonest run this worker may check is due (None: no run is waiting), so an
+    idle worker wakes for a run on a short interval (a Galaxy run in its fast window)."""
+    async with services.db.read() as conn:
+        due = await run_rows.next_due_at(conn, CHECKED, services.backends.names())
+    return None if due is None else (due - utcnow()).total_seconds()
+
+
+def next_interval(services: Services, row: RunRecord, now: datetime, backend: Backend | None = None) -> float:
+    """Seconds until the run is polled again (:func:`~flowdeck.domain.run_policy.poll_interval`),
+    or sooner while the run is in its backend's fast window (:meth:`Backend.fast_sync`)."""
     started: datetime = row.start_time or row.created_at
     settings = services.settings
-    return run_policy.poll_interval(
-        (now - started).total_seconds(), settings.sync_min_seconds, settings.sync_max_seconds
-    )
+    age = (now - started).total_seconds()
+    interval = run_policy.poll_interval(age, settings.sync_min_seconds, settings.sync_max_seconds)
+    fast = backend.fast_sync() if backend is not None else None
+    if fast is not None and age < fast[0]:
+        return min(interval, fast[1])
+    return interval
 
 
 async def apply_report(
@@ -260,14 +272,14 @@ async def apply_report(
         progressed = False
         if report.tasks is not None:
             progressed = await task_rows.sync(conn, row.id, report.tasks, now) > 0
-        if target is not None and await _move(services, conn, owner, row, report, target, fields, now):
+        if target is not None and await _move(services, conn, owner, row, report, target, fields, now, backend):
             return
         if progressed or report.progressed:
             fields["last_progress_at"] = now
         if row.check_failures:
             fields.update(check_failures=0, last_check_error=None)
         await run_rows.release(
-            conn, row.id, owner, now + timedelta(seconds=next_interval(services, row, now)), **fields
+            conn, row.id, owner, now + timedelta(seconds=next_interval(services, row, now, backend)), **fields
         )
     await watchdog(services, row, now, backend, pool)
 
@@ -281,6 +293,7 @@ async def _move(
     target: State,
     fields: dict[str, Any],
     now: datetime,
+    backend: Backend,
 ) -> bool:
     """Move the run to ``target`` as its engine reports; False if another process moved it first."""
     current = row.state
@@ -292,7 +305,8 @@ async def _move(
     started = row.last_progress_at or row.updated_at
     services.metrics.transition_seconds.labels(current.value, target.value).observe((now - started).total_seconds())
     if not is_terminal(target):
-        await run_rows.release(conn, row.id, owner, now + timedelta(seconds=services.settings.sync_min_seconds))
+        interval = min(services.settings.sync_min_seconds, next_interval(services, row, now, backend))
+        await run_rows.release(conn, row.id, owner, now + timedelta(seconds=interval))
     return True
 
 

@@ -8,6 +8,7 @@ a temporary file (never held in memory) that the caller deletes once it has been
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
@@ -23,16 +24,19 @@ from flowdeck.db import tasks as task_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.runs import RunRecord as StoredRun
 from flowdeck.domain.states import is_terminal
-from flowdeck.errors import Conflict, NotFound
+from flowdeck.errors import Conflict, EngineError, NotFound
 from flowdeck.services.core.context import Services
 from flowdeck.services.core.storage import CHUNK, Storage
 from flowdeck.services.datasets.service import storage_of
+from flowdeck.services.execution.handles import handle_of
 from flowdeck.services.requests import service as request_service
 from flowdeck.services.runs import service as run_service
+from flowdeck.services.runs.attachments import Attachment
 
 if TYPE_CHECKING:
     from flowdeck.services.runs.ro_crate_entities import OutputFile, RunRecord
 
+log = logging.getLogger(__name__)
 # Tasks and events read for one crate: far above what one run records, and a bound all the same.
 _MAX_ROWS = 100_000
 # Runs of one request in one crate (a request of more is refused rather than cut short).
@@ -103,7 +107,24 @@ async def _record(services: Services, row: StoredRun) -> RunRecord:
         dataset=dataset,
         outputs=_outputs(services, row),
         engine_version=engine_version,
+        workflow_file=await _engine_workflow(services, row, attachments),
     )
+
+
+async def _engine_workflow(services: Services, row: StoredRun, attachments: list[Attachment]) -> Attachment | None:
+    """The workflow as the run's engine stores it (Galaxy's export), when no attachment is the
+    workflow; None when the engine keeps none or cannot be reached (the crate then references it)."""
+    if row.backend_run_id is None or row.backend not in services.backends:
+        return None
+    if any(a.name == row.workflow_url.removeprefix("./") for a in attachments):
+        return None
+    backend = services.backends.get(row.backend)
+    try:
+        found = await asyncio.to_thread(backend.workflow_document, handle_of(row, services.runs_dir))
+    except EngineError as exc:
+        log.warning("workflow of run %s not read from its engine for its RO-Crate: %s", row.id, exc.detail)
+        return None
+    return Attachment(name=found[0], content=found[1]) if found else None
 
 
 def _outputs(services: Services, row: StoredRun) -> list[OutputFile]:

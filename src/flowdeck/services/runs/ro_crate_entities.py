@@ -64,6 +64,8 @@ class RunRecord:
     dataset: Mapping[Any, Any] | None
     outputs: list[OutputFile]
     engine_version: str | None
+    # the workflow as the engine stores it, when no attachment holds it (a Galaxy workflow)
+    workflow_file: Attachment | None = None
 
 
 def build_crate(records: Sequence[RunRecord], name: str, description: str) -> ROCrate:
@@ -135,13 +137,13 @@ def _language(crate: ROCrate, run: StoredRun) -> ComputerLanguage | str:
 
 
 def _workflow(crate: ROCrate, record: RunRecord) -> Any:
-    """The main workflow (the attachment workflow_url names, else a reference: never a local file
-    read by its name, which a DEMO or GALAXY workflow_url could point anywhere) and the other
-    attachments beside it."""
+    """The main workflow (the attachment workflow_url names, else the file its engine exported, else
+    a reference: never a local file read by its name, which a DEMO or GALAXY workflow_url could
+    point anywhere) and the other attachments beside it."""
     run = record.run
     url = run.workflow_url
     files = {a.name: a for a in record.attachments}
-    main = files.pop(url.removeprefix("./"), None)
+    main = files.pop(url.removeprefix("./"), None) or record.workflow_file
     lang = _language(crate, run)
     props = {"name": Path(url).name or url}
     if main is not None:
