@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import UploadFile
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
-from flowdeck.api.readable_json import ReadableJSONResponse
-from flowdeck.api.request_body import (
+from flowdeck.api.http_body import (
     body_schema,
     bounded,
     chunks_within,
@@ -24,6 +23,7 @@ from flowdeck.api.request_body import (
     refuse_declared_length,
     validated,
 )
+from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.domain.datasets import DatasetRecord
 from flowdeck.domain.filters import DatasetFilter
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
