@@ -41,7 +41,8 @@ async def test_file_uris_only_inside_roots(services: Services, tmp_path: Path) -
     services.settings = services.settings.model_copy(update={"dataset_file_roots": [tmp_path / "in"]})
     who = Principal("local", unrestricted=True)
     row = await dataset_service.register(services, who, NewDataset(name="ok", uri=f"file://{tmp_path}/in/a.txt"))
-    assert row["uri"].endswith("/in/a.txt")
+    assert row.uri is not None
+    assert row.uri.endswith("/in/a.txt")
     with pytest.raises(Exception, match="must lie under"):
         await dataset_service.register(services, who, NewDataset(name="no", uri=f"file://{tmp_path}/in/../out.txt"))
 

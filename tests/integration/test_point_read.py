@@ -73,8 +73,9 @@ def test_a_point_read_takes_named_parameters_only() -> None:
         sa.select(runs.c.id).where(runs.c.id.in_(sa.bindparam("ids", expanding=True))),
     ):
         database = Database(make_settings(Path("/nonexistent")))
+        assert database._sqlite is not None
         with pytest.raises(ValueError, match="named bindparam"):
-            database._read_point_sync(PointRead(statement), {"ids": ["a"]})
+            database._sqlite.read_point_sync(PointRead(statement).statement, {"ids": ["a"]})
 
 
 def _sqlite(tmp_path: Path) -> Database:

@@ -108,7 +108,7 @@ async def test_insert_rows_is_one_transaction_and_raises_sqlalchemys_errors(serv
 
 
 async def test_insert_rows_stores_the_same_values_as_sqlalchemys_insert(services: Services) -> None:
-    """insert_rows converts values itself on SQLite (db/binds.py): what it stores, read back as the
+    """insert_rows runs its own inserts on SQLite (db/sqlite_inline.py): what it stores, read back as the
     database holds it (text, not decoded), is what SQLAlchemy's own insert of the same row stores."""
     moment = datetime(2026, 3, 29, 1, 30, 59, 999999, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     ours, theirs = _run("stored-by-insert-rows", moment), _run("stored-by-sqlalchemy", moment)

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from flowdeck.db import engine as engine_module
 from flowdeck.db import runs as run_rows
+from flowdeck.db import sqlite_inline
 from flowdeck.db.engine import Database, PointRead
 from flowdeck.db.migrate import upgrade, upgrade_in_child
 from flowdeck.errors import ConfigurationError, DatabaseUnavailable
@@ -80,7 +80,7 @@ async def test_the_loop_keeps_running_while_another_process_holds_the_write_lock
 async def test_a_writer_gives_up_after_the_write_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = _database(tmp_path)
     other = sqlite3.connect(tmp_path / "data" / "flowdeck.db", isolation_level=None)
-    monkeypatch.setattr(engine_module, "SQLITE_WRITE_TIMEOUT", 0.2)
+    monkeypatch.setattr(sqlite_inline, "WRITE_TIMEOUT", 0.2)
     try:
         other.execute("BEGIN IMMEDIATE")
         with pytest.raises(DatabaseUnavailable, match="locked") as raised:  # answered 503 with Retry-After

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 
 from flowdeck.api import wes_schemas as schemas
 from flowdeck.api.app import create_app
-from flowdeck.api.request_route import RequestRoute
+from flowdeck.api.http_route import RequestRoute
 from flowdeck.api.routes import wes
 from flowdeck.db.migrate import upgrade
 from tests.conftest import make_settings

@@ -7,8 +7,8 @@ from urllib.parse import parse_qsl
 
 from fastapi import Request
 
+from flowdeck.api.http_body import body_within, json_within, refuse_declared_length
 from flowdeck.api.multipart import FilePart, FormItem, MalformedForm, parse_form
-from flowdeck.api.request_body import body_within, json_within, refuse_declared_length
 from flowdeck.errors import InvalidInput
 from flowdeck.services.runs.attachments import MAX_ATTACHMENTS, Attachment, safe_name
 from flowdeck.services.runs.service import NewRun, parse_json_object

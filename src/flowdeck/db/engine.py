@@ -8,23 +8,16 @@ import itertools
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, Table, event, insert
-from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError, MissingGreenlet, OperationalError
+from sqlalchemy import Select, Table, insert
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
-from sqlalchemy.util import greenlet_spawn
 
-from flowdeck.db import binds, sqlite_inline
+from flowdeck.db import sqlite_inline
 from flowdeck.errors import DatabaseUnavailable
 from flowdeck.settings import Settings
 
-# How long a writer waits for SQLite's write lock before the request fails.
-SQLITE_WRITE_TIMEOUT = 30.0
 # AsyncConnection returns its connection to the pool in a shielded task, so a connection stays
 # checked out a moment after its block ends; a pool smaller than the number of requests in
 # flight would open and close a SQLite connection per request. They are cheap to keep.
@@ -38,16 +31,13 @@ ASIDE_THREADS = 2
 _MYSQL_OUTAGES = frozenset({2002, 2003, 2006, 2013, 2055, 1040, 1205, 1969})
 _T = TypeVar("_T")
 _RETRY = {"Retry-After": str(DatabaseUnavailable.retry_after_seconds)}
-Processor = Callable[[Any], Any]
-Binder = Callable[[Mapping[str, Any]], tuple[Any, ...]]
 
 
 class PointRead:
     """A read of at most one row by key, for hot paths (a status poll).
 
-    Every value comes from a named ``bindparam`` that the caller supplies. On SQLite the
-    statement is compiled once per database and runs as one autocommit SELECT on a pooled
-    DBAPI connection: SQLAlchemy's execution path costs ~40 µs around a ~4 µs SQLite read.
+    Every value comes from a named ``bindparam`` that the caller supplies. On SQLite it runs
+    on :class:`~flowdeck.db.sqlite_inline.SQLitePath`'s point-read path.
     """
 
     __slots__ = ("statement",)
@@ -56,85 +46,13 @@ class PointRead:
         self.statement = statement
 
 
-def _binder(names: tuple[str, ...], processors: Sequence[Processor | None]) -> Binder:
-    """The DBAPI parameters of a compiled statement from a mapping: each named value through its
-    bind processor (KeyError for a missing one). Values are picked by one ``itemgetter`` and only
-    those with a processor are converted: a generator over every column cost ~2 µs a runs row."""
-    if not names:
-        return lambda values: ()
-    pick = itemgetter(*names)
-    single = len(names) == 1
-    converted = tuple((i, process) for i, process in enumerate(processors) if process is not None)
-
-    def bind(values: Mapping[str, Any]) -> tuple[Any, ...]:
-        picked = (pick(values),) if single else pick(values)
-        if not converted:
-            return picked
-        bound = list(picked)
-        for i, process in converted:
-            bound[i] = process(bound[i])
-        return tuple(bound)
-
-    return bind
-
-
-@dataclass(frozen=True)
-class _CompiledRead:
-    """A point read's SQL for one dialect, with SQLAlchemy's own value conversions."""
-
-    sql: str
-    values: Binder  # the DBAPI parameters from the caller's named values
-    keys: tuple[str, ...]
-    result_processors: tuple[Processor | None, ...]
-
-    @classmethod
-    def of(cls, statement: Select[Any], dialect: Dialect) -> _CompiledRead:
-        compiled = statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup or ())
-        binds = [compiled.binds[name] for name in names]
-        if any(not bind.required or bind.expanding for bind in binds):
-            raise ValueError("a point read takes each value as a named bindparam, and no IN lists")
-        columns = list(statement.selected_columns)
-        return cls(
-            sql=compiled.string,
-            values=_binder(names, [bind.type.dialect_impl(dialect).bind_processor(dialect) for bind in binds]),
-            keys=tuple(statement.selected_columns.keys()),
-            result_processors=tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns),
-        )
-
-    def row(self, values: tuple[Any, ...]) -> dict[str, Any]:
-        return {
-            key: value if process is None else process(value)
-            for key, value, process in zip(self.keys, values, self.result_processors, strict=True)
-        }
-
-
-@dataclass(frozen=True)
-class _CompiledInsert:
-    """An INSERT of some columns of a table for one dialect, with SQLAlchemy's value conversions
-    (or equal, cheaper ones: db/binds.py)."""
-
-    sql: str
-    values: Binder  # the DBAPI parameters from a row's values
-
-    @classmethod
-    def of(cls, table: Table, columns: tuple[str, ...], dialect: Dialect) -> _CompiledInsert:
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
-        names = tuple(compiled.positiontup or ())
-        if set(names) != set(columns):  # a Python-side default SQLAlchemy would have computed
-            raise ValueError(f"insert into {table.name} needs values for exactly {sorted(names)}")
-        return cls(
-            sql=compiled.string,
-            values=_binder(names, [binds.bind_processor(table.c[n].type, dialect) for n in names]),
-        )
-
-
 class Database:
     """Owns the engine. ``read()`` and ``write()`` open one transaction each.
 
-    On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` so that two
-    writers queue on the busy timeout instead of failing on lock upgrade; reads
-    use a deferred ``BEGIN`` and never block writers (WAL).
+    On SQLite every statement goes through one :class:`~flowdeck.db.sqlite_inline.SQLitePath`
+    (its invariants are in its docstring): a write transaction starts with ``BEGIN IMMEDIATE``
+    so that two writers queue instead of failing on lock upgrade; reads use a deferred
+    ``BEGIN`` and never block writers (WAL).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -172,19 +90,13 @@ class Database:
             else settings.database_connect_timeout_seconds + settings.database_statement_timeout_seconds + 1
         )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        self._connected_once = False
-        self._point_reads: dict[PointRead, _CompiledRead] = {}
-        self._reader: PoolProxiedConnection | None = None  # SQLite point reads' own connection
-        self._reader_lock = threading.Lock()
-        self._inserts: dict[tuple[Table, tuple[str, ...]], _CompiledInsert] = {}
+        self._sqlite = sqlite_inline.SQLitePath(self.engine) if self.is_sqlite else None
+        self._aside_lock = threading.Lock()
         self._aside: _AsideLoops | None = None  # SQLite's list reads, off the caller's loop
         self._commit_listeners: list[Callable[[], None]] = []
         # The same pool, its connections tagged for the begin hook: setting the option on each
         # connection instead costs another greenlet switch and execution per write.
         self._write_engine = self.engine.execution_options(flowdeck_write=True)
-        if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
 
     def _reachable(self) -> _Reachable:
         """The one place where the driver failing to reach the database, or a database that does
@@ -217,116 +129,29 @@ class Database:
         snapshot; WAL readers never wait), so no BEGIN or ROLLBACK is sent. PostgreSQL runs it
         through SQLAlchemy in a read transaction.
         """
-        if self.is_sqlite:
-            return await self._inline(self._read_point_sync, read, parameters)
+        if self._sqlite is not None:
+            return await self._sqlite.read_point(read.statement, parameters)
         async with self.read() as conn:
             row = (await conn.execute(read.statement, dict(parameters))).mappings().first()
         return None if row is None else dict(row)
-
-    def _read_point_sync(self, read: PointRead, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
-        dialect = self.engine.dialect
-        compiled = self._point_reads.get(read)
-        if compiled is None:
-            compiled = self._point_reads[read] = _CompiledRead.of(read.statement, dialect)
-        values = compiled.values(parameters)
-        pooled = self._reader_connection()
-        # A read never awaits, so the lock is only ever contended by another thread's event
-        # loop (tests, upgrade() inside a running loop), for the microseconds of a read.
-        with self._reader_lock:
-            raw = pooled.dbapi_connection
-            assert raw is not None
-            try:
-                # fetchall steps the statement to its end, so no read transaction stays open.
-                found = raw.execute(compiled.sql, values).fetchall()
-            except dialect.loaded_dbapi.Error as exc:
-                if dialect.is_disconnect(exc, raw, None):
-                    self._reader = None
-                    pooled.invalidate(exc)
-                    pooled.close()
-                # What SQLAlchemy's execution raises for a failed statement.
-                raise DBAPIError.instance(
-                    compiled.sql, values, exc, dialect.loaded_dbapi.Error, dialect=dialect
-                ) from exc
-        return compiled.row(found[0]) if found else None
-
-    def _reader_connection(self) -> PoolProxiedConnection:
-        """The SQLite point reads' own pooled connection, checked out once and kept: checking
-        one out and back in per read (the pool's events and its reset) cost as much as the read.
-        Checking it out may wait for a free connection (an await, in a greenlet): not under the lock."""
-        reader = self._reader
-        if reader is None:
-            fresh = self.engine.sync_engine.raw_connection()
-            with self._reader_lock:
-                reader = self._reader = self._reader or fresh
-            if reader is not fresh:
-                fresh.close()
-        return reader
-
-    async def _inline(self, read: Callable[..., _T], *args: Any) -> _T:
-        """Run a synchronous SQLite read in the loop's thread, in a greenlet only when it must await."""
-        if self._connected_once:
-            try:
-                return read(*args)
-            except MissingGreenlet:
-                pass  # every pooled connection is in use: wait for one, asynchronously
-        # The pool's first connection runs SQLAlchemy's first-connect hooks, which await.
-        result = await greenlet_spawn(read, *args)
-        self._connected_once = True
-        return result
 
     async def insert_rows(self, rows: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]]) -> None:
         """Insert these rows (every row of a table with the same columns) in one transaction.
 
         For the hot write path (new runs, several at once: services.group_commit). On SQLite
-        the statements are compiled once per column set and the transaction runs on a pooled
-        connection in a worker thread: SQLite's own work (the inserts and the commit's WAL
-        writes) releases the GIL, so it overlaps the event loop's instead of adding to it,
-        and waiting for the write lock blocks that thread, never the loop. PostgreSQL runs the
-        same inserts through SQLAlchemy (its work is in the server's processes already).
+        the transaction runs in a worker thread (``SQLitePath.insert_rows``): SQLite's own work
+        releases the GIL, so it overlaps the event loop's instead of adding to it. PostgreSQL
+        runs the same inserts through SQLAlchemy (its work is in the server's processes already).
         """
         work = [(table, list(table_rows)) for table, table_rows in rows if table_rows]
-        if not self.is_sqlite:
+        if self._sqlite is None:
             async with self.write() as conn:
                 for table, table_rows in work:
                     await conn.execute(insert(table), table_rows)
             return
         async with self._reachable():
-            pooled = await self._inline(self.engine.sync_engine.raw_connection)
-            try:
-                await asyncio.to_thread(self._insert_rows_sync, pooled, work)
-            finally:
-                pooled.close()
+            await self._sqlite.insert_rows(work)
         self._committed()
-
-    def _insert_rows_sync(
-        self, pooled: PoolProxiedConnection, work: list[tuple[Table, list[Mapping[str, Any]]]]
-    ) -> None:
-        dialect = self.engine.dialect
-        raw = pooled.dbapi_connection
-        assert raw is not None
-        statements = []
-        for table, table_rows in work:
-            columns = tuple(table_rows[0])
-            compiled = self._inserts.get((table, columns))
-            if compiled is None:
-                compiled = self._inserts[(table, columns)] = _CompiledInsert.of(table, columns, dialect)
-            statements.append((compiled.sql, [compiled.values(row) for row in table_rows]))
-        sqlite_inline.begin_immediate_raw(raw, SQLITE_WRITE_TIMEOUT)  # raises SQLAlchemy's error itself
-        sql = ""
-        try:
-            try:
-                for sql, values in statements:
-                    raw.executemany(sql, values)
-                sql = "COMMIT"
-                raw.execute(sql)
-            except BaseException:
-                if raw.in_transaction:
-                    raw.execute("ROLLBACK")
-                raise
-        except dialect.loaded_dbapi.Error as exc:
-            if dialect.is_disconnect(exc, raw, None):
-                pooled.invalidate(exc)
-            raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
 
     async def read_aside(self, read: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
         """``read`` in a read transaction that cannot stall the caller's event loop: for reads
@@ -348,7 +173,7 @@ class Database:
         return await self._aside_loops().run(transaction())
 
     def _aside_loops(self) -> _AsideLoops:
-        with self._reader_lock:
+        with self._aside_lock:
             if self._aside is None:
                 self._aside = _AsideLoops(ASIDE_THREADS)
             return self._aside
@@ -371,10 +196,9 @@ class Database:
             listener()
 
     async def dispose(self) -> None:
-        with self._reader_lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
+        if self._sqlite is not None:
+            self._sqlite.close()
+        with self._aside_lock:
             aside, self._aside = self._aside, None
         if aside is not None:
             await asyncio.to_thread(aside.close)
@@ -460,24 +284,3 @@ class _Reachable:
         if isinstance(exc, DBAPIError) and self._db._is_outage(exc):
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
             raise DatabaseUnavailable(f"the database is unreachable: {reason}", headers=_RETRY) from exc
-
-
-def _sqlite_on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-    # Let SQLAlchemy's begin event emit BEGIN itself (pysqlite's own is wrong).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    # WAL is a property of the file: switching needs the database to itself, so it is asked
-    # for only when the file is not in WAL yet (a new database), never while others write.
-    if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-        cursor.execute("PRAGMA busy_timeout=5000")
-        cursor.execute("PRAGMA journal_mode=WAL")
-    for pragma in ("synchronous=NORMAL", "foreign_keys=ON", f"busy_timeout={sqlite_inline.STATEMENT_BUSY_MS}"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    if conn.get_execution_options().get("flowdeck_write", False):
-        sqlite_inline.begin_immediate(conn, SQLITE_WRITE_TIMEOUT)
-    else:  # straight to the driver: a whole SQLAlchemy execution per read for one keyword
-        sqlite_inline.begin_deferred(conn)

@@ -6,34 +6,64 @@ owns it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowdeck.db import datasets as dataset_rows
 from flowdeck.db import leases
 from flowdeck.db.tables import datasets, requests, runs
+from flowdeck.domain.datasets import DatasetRecord
 from flowdeck.domain.filters import RequestFilter
+from flowdeck.domain.requests import RequestRecord, RequestRun, RequestSummary, SampleRun
 
-Row = RowMapping
 # Everything but the (possibly large) spec, for listings.
 SUMMARY = [c for c in requests.c if c.name != "spec"]
+_SUMMARY_FIELDS = tuple(f.name for f in fields(RequestSummary))
+_RUN_FIELDS = tuple(f.name for f in fields(RequestRun))
+
+
+def summary_of(row: Mapping[Any, Any]) -> RequestSummary:
+    """The typed record of a row of :data:`SUMMARY` (or of a whole row)."""
+    return RequestSummary(**{name: row[name] for name in _SUMMARY_FIELDS})
+
+
+def record_of(row: Mapping[Any, Any]) -> RequestRecord:
+    """The typed record of a whole requests row (its spec is never NULL)."""
+    return RequestRecord(**{name: row[name] for name in _SUMMARY_FIELDS}, spec=row["spec"])
+
+
+def run_of(row: Mapping[Any, Any]) -> RequestRun:
+    """The typed record of a row of :func:`run_page`: the one place that reads NULL parameters as empty."""
+    values = {name: row[name] for name in _RUN_FIELDS}
+    values["workflow_params"] = values["workflow_params"] or {}
+    return RequestRun(**values)
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(sa.insert(requests), values)
 
 
-async def get(conn: AsyncConnection, request_id: str, *, with_spec: bool = False) -> Row | None:
-    """One request by id, or None."""
-    columns = list(requests.c) if with_spec else SUMMARY
-    result = await conn.execute(sa.select(*columns).where(requests.c.id == request_id))
-    return result.mappings().first()
+async def get(conn: AsyncConnection, request_id: str) -> RequestSummary | None:
+    """One request by id (without its spec), or None."""
+    result = await conn.execute(sa.select(*SUMMARY).where(requests.c.id == request_id))
+    row = result.mappings().first()
+    return summary_of(row) if row is not None else None
 
 
-async def page(conn: AsyncConnection, flt: RequestFilter, limit: int, after: tuple[datetime, str] | None) -> list[Row]:
+async def get_with_spec(conn: AsyncConnection, request_id: str) -> RequestRecord | None:
+    """One whole request by id, or None."""
+    row = (await conn.execute(sa.select(requests).where(requests.c.id == request_id))).mappings().first()
+    return record_of(row) if row is not None else None
+
+
+async def page(
+    conn: AsyncConnection, flt: RequestFilter, limit: int, after: tuple[datetime, str] | None
+) -> list[RequestSummary]:
     """Newest first; ``after`` is the (created_at, id) of the last row already seen."""
     query = sa.select(*SUMMARY)
     if flt.groups is not None:
@@ -54,7 +84,7 @@ async def page(conn: AsyncConnection, flt: RequestFilter, limit: int, after: tup
             )
         )
     query = query.order_by(requests.c.created_at.desc(), requests.c.id.desc()).limit(limit)
-    return list((await conn.execute(query)).mappings())
+    return [summary_of(row) for row in (await conn.execute(query)).mappings()]
 
 
 async def set_cancel_requested(conn: AsyncConnection, request_id: str, now: datetime) -> None:
@@ -65,9 +95,9 @@ async def set_cancel_requested(conn: AsyncConnection, request_id: str, now: date
 
 async def claim(
     conn: AsyncConnection, *, owner: str, now: datetime, lease: timedelta, limit: int, postgres: bool
-) -> list[Row]:
+) -> list[RequestRecord]:
     """Take a lease on up to ``limit`` new requests that no live lease holds (see db/leases.py)."""
-    return await leases.claim(
+    claimed = await leases.claim(
         conn,
         requests,
         [requests.c.state == "new"],
@@ -78,6 +108,7 @@ async def claim(
         limit=limit,
         postgres=postgres,
     )
+    return [record_of(row) for row in claimed]
 
 
 async def renew(conn: AsyncConnection, request_id: str, owner: str, until: datetime) -> bool:
@@ -112,7 +143,7 @@ async def run_indexes(conn: AsyncConnection, request_id: str) -> set[int]:
     return {int(i) for i in (await conn.execute(query)).scalars()}
 
 
-async def run_page(conn: AsyncConnection, request_id: str, after: int | None, limit: int) -> list[Row]:
+async def run_page(conn: AsyncConnection, request_id: str, after: int | None, limit: int) -> list[RequestRun]:
     """The request's runs in request_index order, after index ``after``."""
     query = sa.select(
         runs.c.id,
@@ -127,7 +158,7 @@ async def run_page(conn: AsyncConnection, request_id: str, after: int | None, li
     if after is not None:
         query = query.where(runs.c.request_index > after)
     query = query.order_by(runs.c.request_index).limit(limit)
-    return list((await conn.execute(query)).mappings())
+    return [run_of(row) for row in (await conn.execute(query)).mappings()]
 
 
 async def run_states(conn: AsyncConnection, request_id: str) -> dict[str, int]:
@@ -141,10 +172,10 @@ async def active_run_ids(conn: AsyncConnection, request_id: str, terminal: list[
     return list((await conn.execute(query.order_by(runs.c.request_index))).scalars())
 
 
-async def datasets_by_id(conn: AsyncConnection, ids: list[str]) -> list[Row]:
-    """The datasets a request names (to check they exist and are visible)."""
+async def datasets_by_id(conn: AsyncConnection, ids: list[str]) -> list[DatasetRecord]:
+    """The datasets a request names, deleted ones included (to check they exist and are visible)."""
     query = sa.select(datasets).where(datasets.c.id.in_(ids))
-    return list((await conn.execute(query)).mappings())
+    return [dataset_rows.record_of(row) for row in (await conn.execute(query)).mappings()]
 
 
 async def steps_due(conn: AsyncConnection, terminal: list[str], complete: str, limit: int) -> list[tuple[str, bool]]:
@@ -172,11 +203,14 @@ async def set_step_state(conn: AsyncConnection, request_id: str, expected: str, 
     return (await conn.execute(query)).rowcount == 1
 
 
-async def sample_runs(conn: AsyncConnection, request_id: str, below: int) -> list[Row]:
+async def sample_runs(conn: AsyncConnection, request_id: str, below: int) -> list[SampleRun]:
     """The request's runs with request_index below ``below`` (its samples), in index order."""
     query = (
         sa.select(runs.c.id, runs.c.request_index, runs.c.workflow_params, runs.c.output_files)
         .where(runs.c.request_id == request_id, runs.c.request_index < below)
         .order_by(runs.c.request_index)
     )
-    return list((await conn.execute(query)).mappings())
+    return [
+        SampleRun(row.id, row.request_index, row.workflow_params or {}, row.output_files or [])
+        for row in (await conn.execute(query)).all()
+    ]

@@ -30,9 +30,9 @@ async def expand_once(services: Services, owner: str, max_runs: int = EXPAND_RUN
         try:
             progress = await expand(services, row, owner, max_runs)
         except Exception:
-            log.exception("expansion of request %s failed; it will be retried", row["id"])
+            log.exception("expansion of request %s failed; it will be retried", row.id)
             progress = None
         created += progress.created if progress else 0
         if progress is None or not progress.settled:
-            await release_request(services, row["id"], owner)
+            await release_request(services, row.id, owner)
     return created + len(claimed)

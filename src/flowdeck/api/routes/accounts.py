@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
-from flowdeck.api.request_body import body_schema, json_model
+from flowdeck.api.http_body import body_schema, json_model
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdeck.services.auth import directory, guard, users

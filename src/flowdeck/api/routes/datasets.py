@@ -12,12 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.engine import RowMapping
 from starlette.datastructures import UploadFile
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
-from flowdeck.api.readable_json import ReadableJSONResponse
-from flowdeck.api.request_body import (
+from flowdeck.api.http_body import (
     body_schema,
     bounded,
     chunks_within,
@@ -25,6 +23,8 @@ from flowdeck.api.request_body import (
     refuse_declared_length,
     validated,
 )
+from flowdeck.api.readable_json import ReadableJSONResponse
+from flowdeck.domain.datasets import DatasetRecord
 from flowdeck.domain.filters import DatasetFilter
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services.core.context import Services
@@ -55,24 +55,23 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def dataset_view(services: Services, row: RowMapping, base: str) -> dict[str, Any]:
-    extra = row["extra"] or {}
+def dataset_view(services: Services, row: DatasetRecord, base: str) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "research_group": row["research_group"],
-        "owner": row["owner"],
-        "uri": row["uri"],
-        "galaxy_dataset_id": row["galaxy_dataset_id"],
-        "stored": row["storage_key"] is not None,
-        "pending_upload": bool(extra.get("pending_upload")),
-        "checksum": row["checksum"],
-        "size": row["size"],
-        "media_type": row["media_type"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "id": row.id,
+        "name": row.name,
+        "research_group": row.research_group,
+        "owner": row.owner,
+        "uri": row.uri,
+        "galaxy_dataset_id": row.galaxy_dataset_id,
+        "stored": row.storage_key is not None,
+        "pending_upload": row.pending_upload,
+        "checksum": row.checksum,
+        "size": row.size,
+        "media_type": row.media_type,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
         "download_url": dataset_service.download_url(services, row, base),
-        "links": {"self": f"{base}/datasets/{row['id']}", "jobs": f"{base}/jobs?dataset_id={row['id']}"},
+        "links": {"self": f"{base}/datasets/{row.id}", "jobs": f"{base}/jobs?dataset_id={row.id}"},
     }
 
 
@@ -92,7 +91,8 @@ async def create_dataset(
     if body.upload:
         row = await dataset_service.expect_upload(services, principal, new, filename)
         view = dataset_view(services, row, base)
-        view["upload_url"] = dataset_service.storage_of(services).presign(row["storage_key"], "PUT", base)
+        assert row.storage_key is not None  # an expected upload has its key from the start
+        view["upload_url"] = dataset_service.storage_of(services).presign(row.storage_key, "PUT", base)
         view["upload_method"] = "PUT"
         return JSONResponse(view, status_code=201)
     row = await dataset_service.register(services, principal, new)

@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, ServicesDep
+from flowdeck.api.http_body import body_schema, json_model, json_within
 from flowdeck.api.idempotency import idempotent
 from flowdeck.api.job_views import event_view, job_view
 from flowdeck.api.readable_json import ReadableJSONResponse
-from flowdeck.api.request_body import body_schema, json_model, json_within
 from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.states import SIMPLE_STATES, State
 from flowdeck.errors import EngineError, Problem, ValidationFailed

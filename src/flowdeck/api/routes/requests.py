@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
+from flowdeck.api.http_body import body_within, json_within, refuse_declared_length, strict_json, validated
 from flowdeck.api.idempotency import idempotent
 from flowdeck.api.multipart import FilePart, MalformedForm, parse_form
 from flowdeck.api.readable_json import ReadableJSONResponse
-from flowdeck.api.request_body import body_within, json_within, refuse_declared_length, strict_json, validated
 from flowdeck.domain.filters import RequestFilter
 from flowdeck.errors import InvalidInput, Problem, ValidationFailed
 from flowdeck.services.core import idempotency

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
-from flowdeck.api.request_body import body_schema, json_model
+from flowdeck.api.http_body import body_schema, json_model
 from flowdeck.services.events import notifications
 from flowdeck.services.events import webhooks as webhook_service
 from flowdeck.services.events.notifications import Preferences

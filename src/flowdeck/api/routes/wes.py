@@ -15,10 +15,10 @@ from starlette.background import BackgroundTask
 from flowdeck import __version__
 from flowdeck.api import wes_schemas as schemas
 from flowdeck.api.deps import BaseUrlDep, PrincipalDep, PublicPrincipalDep, ServicesDep, caller
+from flowdeck.api.http_body import body_schema, json_model
+from flowdeck.api.http_route import RequestRoute
 from flowdeck.api.idempotency import idempotent
 from flowdeck.api.readable_json import ReadableJSONResponse
-from flowdeck.api.request_body import body_schema, json_model
-from flowdeck.api.request_route import RequestRoute
 from flowdeck.api.routes.jobs import RerunBody
 from flowdeck.api.routes.results import stored
 from flowdeck.api.wes_form import TEXT_FIELDS, read_run_request

@@ -62,7 +62,7 @@ async def upload(request: Request) -> Response:
             media_type=file.content_type,
         )
         row = await dataset_service.upload(services, user, new, file.filename, file.file)
-    return RedirectResponse(f"{web.PREFIX}/datasets?{urlencode({'name': row['name']})}", status_code=303)
+    return RedirectResponse(f"{web.PREFIX}/datasets?{urlencode({'name': row.name})}", status_code=303)
 
 
 @router.post("/datasets/register")
@@ -89,18 +89,18 @@ async def register_uri(request: Request) -> Response:
             problems=problems,
             error=unplaced,
         )
-    return RedirectResponse(f"{web.PREFIX}/datasets?{urlencode({'name': row['name']})}", status_code=303)
+    return RedirectResponse(f"{web.PREFIX}/datasets?{urlencode({'name': row.name})}", status_code=303)
 
 
 def _row(services: Any, row: Any, base: str) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "group": row["research_group"],
-        "owner": row["owner"],
-        "size": row["size"],
-        "checksum": row["checksum"],
-        "where": row["uri"] or (f"galaxy:{row['galaxy_dataset_id']}" if row["galaxy_dataset_id"] else "uploaded"),
-        "created": views.when(row["created_at"]),
+        "id": row.id,
+        "name": row.name,
+        "group": row.research_group,
+        "owner": row.owner,
+        "size": row.size,
+        "checksum": row.checksum,
+        "where": row.uri or (f"galaxy:{row.galaxy_dataset_id}" if row.galaxy_dataset_id else "uploaded"),
+        "created": views.when(row.created_at),
         "download": dataset_service.download_url(services, row, base),
     }

@@ -88,7 +88,7 @@ async def requests_page(request: Request, page_token: Annotated[str | None, Quer
     return web.render(
         request,
         "requests.html",
-        requests=[{**request_service.view(row), "created": views.when(row["created_at"])} for row in rows],
+        requests=[{**request_service.view(row), "created": views.when(row.created_at)} for row in rows],
         filters=chosen,
         states=REQUEST_STATES,
         groups=sorted(user.groups),

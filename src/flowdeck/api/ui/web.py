@@ -21,7 +21,7 @@ from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException
 
 from flowdeck.api.access_log import PRINCIPAL_KEY
-from flowdeck.api.request_body import body_within, bounded
+from flowdeck.api.http_body import body_within, bounded
 from flowdeck.domain.principal import LOCAL_USER, Principal
 from flowdeck.errors import FlowdeckError, Forbidden, InvalidInput, Unauthenticated
 from flowdeck.services.auth import sessions

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowdeck.domain.datasets import DatasetRecord
+from flowdeck.domain.requests import RequestSummary
 from flowdeck.domain.runs import RunRecord, RunSummary
 from flowdeck.errors import InvalidInput
 
 if TYPE_CHECKING:
     from flowdeck.services.core.context import Services
 
-_Item = TypeVar("_Item", RowMapping, RunRecord, RunSummary)
+_Item = TypeVar("_Item", RowMapping, RunRecord, RunSummary, RequestSummary, DatasetRecord)
 # fetch(conn, limit, after): up to ``limit`` rows newest first, after the (created_at, id) given.
 Fetch = Callable[[AsyncConnection, int, tuple[datetime, str] | None], Awaitable[list[_Item]]]
 
@@ -88,8 +90,8 @@ async def newest_first(
     return rows[:size], following
 
 
-def _position(item: RowMapping | RunRecord | RunSummary) -> tuple[datetime, str]:
+def _position(item: RowMapping | RunRecord | RunSummary | RequestSummary | DatasetRecord) -> tuple[datetime, str]:
     """Where a page ends: the (created_at, id) of its last item."""
-    if isinstance(item, RunRecord | RunSummary):
+    if isinstance(item, RunRecord | RunSummary | RequestSummary | DatasetRecord):
         return item.created_at, item.id
     return item["created_at"], item["id"]

@@ -74,11 +74,11 @@ async def _resolved(services: Services, item: staging.Input, principal: Principa
         row = await dataset_service.get_visible(services, dataset_id, principal)
     except NotFound:
         raise InvalidInput(f"dataset {dataset_id[:64]} not found") from None
-    if (row["extra"] or {}).get("pending_upload"):
+    if row.pending_upload:
         raise InvalidInput(f"dataset {dataset_id} has no file yet: its upload has not arrived")
-    if row["storage_key"] is None and row["uri"] is None:
+    if row.storage_key is None and row.uri is None:
         raise InvalidInput(f"dataset {dataset_id} is a Galaxy dataset: only Galaxy runs can read it")
-    name = unquote(urlsplit(row["storage_key"] or row["uri"]).path).rstrip("/").rsplit("/", 1)[-1]
+    name = unquote(urlsplit(row.storage_key or row.uri).path).rstrip("/").rsplit("/", 1)[-1]
     filename = _UNSAFE.sub("_", name).strip("._")[:128] or "data"
-    source = staging.Source(dataset_id, filename, row["storage_key"], row["uri"])
+    source = staging.Source(dataset_id, filename, row.storage_key, row.uri)
     return replace(item, source=source)

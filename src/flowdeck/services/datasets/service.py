@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
-from sqlalchemy.engine import RowMapping
-
 from flowdeck.db import datasets as dataset_rows
+from flowdeck.domain.datasets import DatasetRecord
 from flowdeck.domain.filters import DatasetFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, Problem, ValidationFailed
@@ -98,7 +97,7 @@ async def register(
     storage_key: str | None = None,
     extra: dict[str, Any] | None = None,
     dataset_id: str | None = None,
-) -> RowMapping:
+) -> DatasetRecord:
     """Record a dataset (a reference, or one whose bytes are or will be in storage)."""
     if storage_key is None and (new.uri or "").startswith("https://"):
         await asyncio.to_thread(check_reference, services, new)  # resolves the host
@@ -134,7 +133,7 @@ def upload_key(dataset_id: str, filename: str) -> str:
 
 async def upload(
     services: Services, principal: Principal, new: NewDataset, filename: str, stream: BinaryIO
-) -> RowMapping:
+) -> DatasetRecord:
     """Store the file, then record the dataset with its size and SHA-256."""
     resolve_group(principal, new.research_group)  # refuse before storing anything
     dataset_id = str(uuid.uuid4())
@@ -161,7 +160,7 @@ def _measure(stream: BinaryIO, limit: int) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-async def expect_upload(services: Services, principal: Principal, new: NewDataset, filename: str) -> RowMapping:
+async def expect_upload(services: Services, principal: Principal, new: NewDataset, filename: str) -> DatasetRecord:
     """A dataset whose bytes arrive later through a pre-signed PUT."""
     dataset_id = str(uuid.uuid4())
     return await register(
@@ -181,43 +180,44 @@ async def receive_upload(services: Services, key: str, stream: BinaryIO) -> None
     async with services.db.write() as conn:
         dataset_id = key.split("/")[1] if key.startswith("datasets/") else ""
         row = await dataset_rows.get(conn, dataset_id)
-        if row is not None and row["storage_key"] == key:
+        if row is not None and row.storage_key == key:
             await dataset_rows.update(
                 conn,
                 dataset_id,
                 {
                     "size": size,
                     "checksum": f"sha256:{digest}",
-                    "extra": {**(row["extra"] or {}), "pending_upload": False},
+                    "extra": {**row.extra, "pending_upload": False},
                     "updated_at": utcnow(),
                 },
             )
 
 
-async def get_visible(services: Services, dataset_id: str, principal: Principal) -> RowMapping:
+async def get_visible(services: Services, dataset_id: str, principal: Principal) -> DatasetRecord:
     """The dataset, or NotFound if it does not exist or the caller may not see it."""
     async with services.db.read() as conn:
         row = await dataset_rows.get(conn, dataset_id)
-    if row is None or not principal.can_see(row["research_group"]):
+    if row is None or not principal.can_see(row.research_group):
         raise NotFound(f"dataset {dataset_id} not found")
-    if (row["extra"] or {}).get("pending_upload") and row["storage_key"]:
+    if row.pending_upload and row.storage_key:
         row = await _settle_upload(services, row)
     return row
 
 
-async def _settle_upload(services: Services, row: RowMapping) -> RowMapping:
+async def _settle_upload(services: Services, row: DatasetRecord) -> DatasetRecord:
     # An S3 pre-signed PUT goes straight to the bucket: the object's arrival is how we learn of it.
     store = storage_of(services)
-    if not store.exists(row["storage_key"]):
+    key = row.storage_key
+    if key is None or not store.exists(key):
         return row
     values = {
-        "size": store.size(row["storage_key"]),
-        "extra": {**row["extra"], "pending_upload": False},
+        "size": store.size(key),
+        "extra": {**row.extra, "pending_upload": False},
         "updated_at": utcnow(),
     }
     async with services.db.write() as conn:
-        await dataset_rows.update(conn, row["id"], values)
-        settled = await dataset_rows.get(conn, row["id"])
+        await dataset_rows.update(conn, row.id, values)
+        settled = await dataset_rows.get(conn, row.id)
     return settled or row
 
 
@@ -227,7 +227,7 @@ async def list_page(
     flt: DatasetFilter,
     page_size: int | None,
     page_token: str | None,
-) -> tuple[list[RowMapping], str]:
+) -> tuple[list[DatasetRecord], str]:
     groups = principal.visible_groups()
     if groups is not None:
         flt = DatasetFilter(**{**flt.__dict__, "groups": groups})
@@ -244,34 +244,34 @@ async def delete(services: Services, dataset_id: str, principal: Principal) -> N
         if used:
             raise Conflict(f"dataset {dataset_id} is used by {used} run(s); it cannot be deleted", runs=used)
         await dataset_rows.update(conn, dataset_id, {"deleted_at": utcnow(), "updated_at": utcnow()})
-    if row["storage_key"]:
-        storage_of(services).delete(row["storage_key"])
+    if row.storage_key:
+        storage_of(services).delete(row.storage_key)
 
 
-def download_url(services: Services, row: RowMapping, base_url: str) -> str | None:
-    if not row["storage_key"] or (row["extra"] or {}).get("pending_upload"):
+def download_url(services: Services, row: DatasetRecord, base_url: str) -> str | None:
+    if not row.storage_key or row.pending_upload:
         return None
-    return storage_of(services).presign(row["storage_key"], "GET", base_url)
+    return storage_of(services).presign(row.storage_key, "GET", base_url)
 
 
-def run_reference(services: Services, row: RowMapping) -> dict[str, Any]:
+def run_reference(services: Services, row: DatasetRecord) -> dict[str, Any]:
     """The dataset as a backend's dataset reference (``uri`` and/or ``galaxy_dataset_id``).
 
     The run keeps this lasting name; it is made fetchable only when the run is handed
     to its engine (:func:`flowdeck.services.core.storage.for_engine`: ``s3://`` becomes a
     pre-signed URL then, so a run dispatched or rerun hours later never holds an
     expired link)."""
-    ref: dict[str, Any] = {"name": row["name"]}
-    if row["galaxy_dataset_id"]:
-        ref["galaxy_dataset_id"] = row["galaxy_dataset_id"]
-    elif row["storage_key"]:
+    ref: dict[str, Any] = {"name": row.name}
+    if row.galaxy_dataset_id:
+        ref["galaxy_dataset_id"] = row.galaxy_dataset_id
+    elif row.storage_key:
         store = storage_of(services)
         # A local file is handed over by path (the Galaxy backend uploads its bytes); S3 as s3://.
         if isinstance(store, S3Storage):
-            ref["uri"] = store.uri(row["storage_key"])
+            ref["uri"] = store.uri(row.storage_key)
         else:
             assert isinstance(store, LocalStorage)
-            ref["uri"] = store.file_path(row["storage_key"]).as_uri()
+            ref["uri"] = store.file_path(row.storage_key).as_uri()
     else:
-        ref["uri"] = row["uri"]
+        ref["uri"] = row.uri
     return ref

@@ -183,7 +183,7 @@ async def _run_emails(
 
 async def _still_expanding(conn: AsyncConnection, request_id: str) -> bool:
     row = await request_rows.get(conn, request_id)
-    return row is None or row["state"] == "new"
+    return row is None or row.state == "new"
 
 
 async def _request_summary(

@@ -7,10 +7,9 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 
-from sqlalchemy.engine import RowMapping
-
 from flowdeck.db import requests as request_rows
 from flowdeck.db import runs as run_rows
+from flowdeck.domain.requests import RequestRecord
 from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
@@ -45,7 +44,7 @@ async def claim_dispatchable(services: Services, owner: str) -> list[RunRecord]:
     return claimed
 
 
-async def claim_requests(services: Services, owner: str, limit: int) -> list[RowMapping]:
+async def claim_requests(services: Services, owner: str, limit: int) -> list[RequestRecord]:
     """Up to ``limit`` requests still to expand."""
     async with services.db.write() as conn:
         return list(

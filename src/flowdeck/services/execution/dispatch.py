@@ -30,7 +30,7 @@ from flowdeck.services.core.context import Services
 from flowdeck.services.core.storage import fetchable_spec
 from flowdeck.services.datasets import inputs as dataset_inputs
 from flowdeck.services.execution import staging
-from flowdeck.services.execution.handles import spec_of
+from flowdeck.services.execution.handles import prepare_spec
 from flowdeck.services.execution.sync import next_interval
 from flowdeck.services.runs import call_cache, state_machine
 from flowdeck.services.runs.attachments import Attachment, RunFolder, run_folder
@@ -60,7 +60,7 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
                     return
         backend = services.backends.get(row.backend)
         files = await stored_attachments(services, row)
-        spec = spec_of(row, services.runs_dir)
+        spec = prepare_spec(row, services.runs_dir)
         remote = url_policy.remote_references([spec.dataset, *spec.workflow_params.values()])
         if remote:  # most runs have none: no thread hop for them
             await asyncio.to_thread(url_policy.check_run_references, services.settings, remote)

@@ -8,7 +8,8 @@ from flowdeck.domain.runs import RunHandle, RunRecord, RunSpec
 from flowdeck.services.runs.attachments import run_folder
 
 
-def spec_of(row: RunRecord, runs_dir: Path) -> RunSpec:
+def prepare_spec(row: RunRecord, runs_dir: Path) -> RunSpec:
+    """The run's RunSpec for its backend, its work folder made first."""
     folder = run_folder(runs_dir, row.id)
     folder.work.mkdir(parents=True, exist_ok=True)
     return RunSpec(

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from flowdeck.db import requests as request_rows
 from flowdeck.domain.principal import Principal
+from flowdeck.domain.requests import RequestRecord
 from flowdeck.errors import FlowdeckError
 from flowdeck.services.core.clock import utcnow
 from flowdeck.services.core.context import Services
@@ -41,24 +41,24 @@ class Progress:
     settled: bool
 
 
-async def expand(services: Services, row: RowMapping, owner: str, limit: int) -> Progress:
+async def expand(services: Services, row: RequestRecord, owner: str, limit: int) -> Progress:
     """Create up to ``limit`` missing runs of a request this worker has claimed.
 
     Settles the request (``submitted``, or ``failed`` with a message) once every
     run exists or expansion cannot go on; otherwise the caller releases it.
     """
-    request_id = row["id"]
+    request_id = row.id
     async with services.db.read() as conn:
         existing = await request_rows.run_indexes(conn, request_id)
         canceled = await request_rows.is_cancel_requested(conn, request_id)
-    items: list[dict[str, Any]] = row["spec"]["items"]
+    items: list[dict[str, Any]] = row.spec["items"]
     if canceled:
         await _fail(
             services, request_id, f"canceled before expansion finished ({len(existing)} of {len(items)} runs created)"
         )
         return Progress(0, True)
     try:
-        pipeline = services.catalog.get(row["pipeline_name"], row["pipeline_version"])
+        pipeline = services.catalog.get(row.pipeline_name or "", row.pipeline_version)
     except FlowdeckError as exc:
         await _fail(services, request_id, f"cannot expand: {exc.detail}")
         return Progress(0, True)
@@ -84,27 +84,29 @@ async def expand(services: Services, row: RowMapping, owner: str, limit: int) ->
     return Progress(created, True)
 
 
-async def create_run(services: Services, pipeline: Pipeline, row: RowMapping, index: int, item: dict[str, Any]) -> int:
+async def create_run(
+    services: Services, pipeline: Pipeline, row: RequestRecord, index: int, item: dict[str, Any]
+) -> int:
     """Create run ``index`` of the request; 0 if it already exists (the UNIQUE constraint says so)."""
     new = build_run(
         services,
         pipeline,
         item["parameters"],
-        research_group=row["research_group"],
-        description=row["spec"].get("description"),
+        research_group=row.research_group,
+        description=row.spec.get("description"),
         dataset=item.get("dataset"),
         dataset_id=item.get("dataset_id"),
         strict=True,
         origin="requests",
     )
-    new.request_id, new.request_index = row["id"], index
+    new.request_id, new.request_index = row.id, index
     new.use_cached = bool(item.get("use_cached"))
-    new.tags = {**new.tags, "request_id": row["id"]}
-    owner = Principal(name=row["owner"] or "unknown", unrestricted=True, via="request")
+    new.tags = {**new.tags, "request_id": row.id}
+    owner = Principal(name=row.owner or "unknown", unrestricted=True, via="request")
     try:
         await submit(services, new, owner)
     except IntegrityError:
-        log.info("request %s: run %d already exists; skipped", row["id"], index)
+        log.info("request %s: run %d already exists; skipped", row.id, index)
         return 0
     return 1
 

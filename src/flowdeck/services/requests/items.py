@@ -162,7 +162,7 @@ async def _datasets(
     if not all(isinstance(i, str) and i for i in ids):
         raise InvalidInput("dataset_ids must be a list of dataset id strings")
     async with services.db.read() as conn:
-        rows = {row["id"]: row for row in await request_rows.datasets_by_id(conn, sorted(set(ids)))}
+        rows = {row.id: row for row in await request_rows.datasets_by_id(conn, sorted(set(ids)))}
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for i, dataset_id in enumerate(ids):
@@ -175,7 +175,7 @@ async def _datasets(
                     "uniqueItems",
                 )
             )
-        elif row is None or row["deleted_at"] is not None or not principal.can_see(row["research_group"]):
+        elif row is None or row.deleted_at is not None or not principal.can_see(row.research_group):
             problems.append(Problem(f"/dataset_ids/{i}", f"dataset {dataset_id} not found", "exists"))
         seen.setdefault(dataset_id, i)
     if problems:
@@ -185,9 +185,9 @@ async def _datasets(
 
 def dataset_ref(row: Any) -> dict[str, Any]:
     """How a run names its dataset to the backend (a Galaxy dataset id or a URI)."""
-    ref: dict[str, Any] = {"name": row["name"]}
-    if row["galaxy_dataset_id"]:
-        ref["galaxy_dataset_id"] = row["galaxy_dataset_id"]
-    elif row["uri"]:
-        ref["uri"] = row["uri"]
+    ref: dict[str, Any] = {"name": row.name}
+    if row.galaxy_dataset_id:
+        ref["galaxy_dataset_id"] = row.galaxy_dataset_id
+    elif row.uri:
+        ref["uri"] = row.uri
     return ref

@@ -24,13 +24,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from flowdeck.db import events as event_rows
 from flowdeck.db import requests as request_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.filters import RequestFilter
 from flowdeck.domain.principal import Principal
+from flowdeck.domain.requests import RequestRun, RequestSummary
 from flowdeck.domain.states import TERMINAL, State
 from flowdeck.errors import NotFound
 from flowdeck.services.core import paging
@@ -127,11 +126,11 @@ async def _store(
     return {"request_id": request_id, "state": "new", "total_runs": len(items)}
 
 
-async def get_visible(services: Services, request_id: str, principal: Principal) -> RowMapping:
+async def get_visible(services: Services, request_id: str, principal: Principal) -> RequestSummary:
     """The request (without its spec), or NotFound if it does not exist or is not visible."""
     async with services.db.read() as conn:
         row = await request_rows.get(conn, request_id)
-    if row is None or not principal.can_see(row["research_group"]):
+    if row is None or not principal.can_see(row.research_group):
         raise NotFound(f"request {request_id} not found")
     return row
 
@@ -142,7 +141,7 @@ async def list_page(
     flt: RequestFilter,
     page_size: int | None,
     page_token: str | None,
-) -> tuple[list[RowMapping], str]:
+) -> tuple[list[RequestSummary], str]:
     """One page of visible requests, newest first, and the next page's token ('' at the end)."""
     groups = principal.visible_groups()
     if groups is not None:
@@ -162,7 +161,7 @@ async def detail(
     async with services.db.read() as conn:
         counts = await request_rows.run_states(conn, request_id)
         runs = await request_rows.run_page(conn, request_id, after, size + 1)
-    token = paging.encode_position(runs[size - 1]["request_index"] + 1) if len(runs) > size else ""
+    token = paging.encode_position(runs[size - 1].request_index + 1) if len(runs) > size else ""
     sample_key = _sample_key(services, row)
     return {
         **view(row),
@@ -176,32 +175,32 @@ async def detail(
     }
 
 
-def aggregate_state(request: Mapping[Any, Any], counts: Mapping[str, int]) -> State:
+def aggregate_state(request: RequestSummary, counts: Mapping[str, int]) -> State:
     """One WES state for the whole request (the rule is in this module's docstring)."""
     states = {State(s) for s, n in counts.items() if n}
-    step_pending = request.get("step_state") == "waiting" and states <= {State.COMPLETE}
-    if request["state"] == "new" or states - TERMINAL or step_pending:
-        if request["cancel_requested"]:
+    step_pending = request.step_state == "waiting" and states <= {State.COMPLETE}
+    if request.state == "new" or states - TERMINAL or step_pending:
+        if request.cancel_requested:
             return State.CANCELING
         return State.RUNNING if states - {State.QUEUED} else State.QUEUED
     for failure in (State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.PREEMPTED):
         if failure in states:
             return State.EXECUTOR_ERROR if failure is State.EXECUTOR_ERROR else State.SYSTEM_ERROR
-    if State.CANCELED in states or request["cancel_requested"]:
+    if State.CANCELED in states or request.cancel_requested:
         return State.CANCELED
-    return State.SYSTEM_ERROR if request["state"] == "failed" else State.COMPLETE
+    return State.SYSTEM_ERROR if request.state == "failed" else State.COMPLETE
 
 
 async def state_of(services: Services, request_id: str, principal: Principal) -> dict[str, Any]:
     row = await get_visible(services, request_id, principal)
-    return {"request_id": row["id"], "state": row["state"], "message": row["message"]}
+    return {"request_id": row.id, "state": row.state, "message": row.message}
 
 
-async def cancel(services: Services, request_id: str, principal: Principal) -> Cancel[RowMapping]:
+async def cancel(services: Services, request_id: str, principal: Principal) -> Cancel[RequestSummary]:
     """Stop expansion and cancel every run of the request (idempotent). A request that has
     expanded and whose runs have all ended is left as it is, and the answer says so."""
     row = await get_visible(services, request_id, principal)
-    if not row["cancel_requested"]:
+    if not row.cancel_requested:
         async with services.db.read() as conn:
             counts = await request_rows.run_states(conn, request_id)
         ended = aggregate_state(row, counts)
@@ -260,40 +259,40 @@ async def events(services: Services, request_id: str, principal: Principal) -> l
     ]
 
 
-def view(row: Mapping[Any, Any]) -> dict[str, Any]:
+def view(row: RequestSummary) -> dict[str, Any]:
     """A request as the API shows it."""
     return {
-        "request_id": row["id"],
-        "state": row["state"],
-        "message": row["message"],
-        "pipeline_name": row["pipeline_name"],
-        "pipeline_version": row["pipeline_version"],
-        "research_group": row["research_group"],
-        "owner": row["owner"],
-        "total_runs": row["total_runs"],
-        "cancel_requested": row["cancel_requested"],
-        "step_state": row.get("step_state"),  # docs/adr/0019: null, waiting, created, skipped
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "request_id": row.id,
+        "state": row.state,
+        "message": row.message,
+        "pipeline_name": row.pipeline_name,
+        "pipeline_version": row.pipeline_version,
+        "research_group": row.research_group,
+        "owner": row.owner,
+        "total_runs": row.total_runs,
+        "cancel_requested": row.cancel_requested,
+        "step_state": row.step_state,  # docs/adr/0019: null, waiting, created, skipped
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
     }
 
 
-def _run_view(run: Mapping[Any, Any], sample_key: str | None) -> dict[str, Any]:
-    params = run["workflow_params"] or {}
+def _run_view(run: RequestRun, sample_key: str | None) -> dict[str, Any]:
+    params = run.workflow_params
     return {
-        "run_id": run["id"],
-        "request_index": run["request_index"],
-        "state": run["state"],
+        "run_id": run.id,
+        "request_index": run.request_index,
+        "state": run.state,
         "sample_id": params.get(sample_key) if sample_key else None,
-        "dataset_id": run["dataset_id"],
-        "error_message": run["error_message"],
-        "created_at": run["created_at"].isoformat(),
-        "updated_at": run["updated_at"].isoformat(),
+        "dataset_id": run.dataset_id,
+        "error_message": run.error_message,
+        "created_at": run.created_at.isoformat(),
+        "updated_at": run.updated_at.isoformat(),
     }
 
 
-def _sample_key(services: Services, row: Mapping[Any, Any]) -> str | None:
+def _sample_key(services: Services, row: RequestSummary) -> str | None:
     try:
-        return services.catalog.get(row["pipeline_name"], row["pipeline_version"]).sample_id_parameter
+        return services.catalog.get(row.pipeline_name or "", row.pipeline_version).sample_id_parameter
     except NotFound:
         return None

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from flowdeck.db import requests as request_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.request_steps import RequestStep, group_problems
+from flowdeck.domain.requests import RequestRecord, SampleRun
 from flowdeck.domain.states import TERMINAL, State
 from flowdeck.errors import FlowdeckError, NotFound, Problem, ValidationFailed
 from flowdeck.services.core.clock import utcnow
@@ -88,13 +89,13 @@ async def create_due(services: Services, limit: int = DUE_LIMIT) -> int:
 
 async def _create(services: Services, request_id: str) -> None:
     async with services.db.read() as conn:
-        row = await request_rows.get(conn, request_id, with_spec=True)
-        samples = await request_rows.sample_runs(conn, request_id, row["total_runs"]) if row else []
+        row = await request_rows.get_with_spec(conn, request_id)
+        samples = await request_rows.sample_runs(conn, request_id, row.total_runs) if row else []
     if row is None:
         return
-    owner = Principal(name=row["owner"] or "unknown", unrestricted=True, via="request")
+    owner = Principal(name=row.owner or "unknown", unrestricted=True, via="request")
     try:
-        pipeline = services.catalog.get(row["pipeline_name"], row["pipeline_version"])
+        pipeline = services.catalog.get(row.pipeline_name or "", row.pipeline_version)
         if pipeline.request_step is None:
             raise NotFound(f"{pipeline.name} {pipeline.version} has no request step in this catalog")
         run_id = await run_service.submit(
@@ -115,8 +116,8 @@ def _step_run(
     services: Services,
     pipeline: Pipeline,
     step: RequestStep,
-    row: Mapping[Any, Any],
-    samples: Sequence[Mapping[Any, Any]],
+    row: RequestRecord,
+    samples: Sequence[SampleRun],
 ) -> NewRun:
     """The step's run: its Snakefile's folder, and each sample's inputs as attachments."""
     folder = step.snakefile.parent
@@ -124,14 +125,14 @@ def _step_run(
     attachments = [Attachment(p.relative_to(folder).as_posix(), p.read_bytes()) for p in files]
     entries: list[dict[str, Any]] = []
     for sample in samples:
-        params = sample["workflow_params"] or {}
-        name = str(params.get(pipeline.sample_id_parameter or "", "") or f"sample{sample['request_index']}")
+        params = sample.workflow_params
+        name = str(params.get(pipeline.sample_id_parameter or "", "") or f"sample{sample.request_index}")
         for wanted in step.inputs:
             attachments.append(Attachment(f"samples/{name}/{wanted}", _output_bytes(services, sample, wanted)))
         entries.append(
             {"sample": name, "condition": params.get(step.group_by), "quant": f"samples/{name}/{step.inputs[0]}"}
         )
-    first = samples[0]["workflow_params"] if samples else {}
+    first = samples[0].workflow_params if samples else {}
     config: dict[str, Any] = {"samples": entries}
     config |= {key: first.get(key) for key in step.parameters if first.get(key) is not None}
     target = {"kind": "snakefile", "workflow_type": "SMK", "workflow_type_version": "9", "path": str(step.snakefile)}
@@ -142,29 +143,29 @@ def _step_run(
         workflow_params=config,
         workflow_engine="snakemake",
         attachments=attachments,
-        research_group=row["research_group"],
-        description=f"{step.name} across the {len(samples)} samples of request {row['id']}",
+        research_group=row.research_group,
+        description=f"{step.name} across the {len(samples)} samples of request {row.id}",
         pipeline_name=pipeline.name,
         pipeline_version=str(pipeline.version),
         pipeline_target=target | {"request_step": step.name},
-        request_id=row["id"],
-        request_index=int(row["total_runs"]),
+        request_id=row.id,
+        request_index=int(row.total_runs),
         tags={
             "pipeline": pipeline.name,
             "pipeline_version": str(pipeline.version),
-            "request_id": row["id"],
+            "request_id": row.id,
             "request_step": step.name,
         },
         origin="requests",
     )
 
 
-def _output_bytes(services: Services, sample: Mapping[Any, Any], name: str) -> bytes:
+def _output_bytes(services: Services, sample: SampleRun, name: str) -> bytes:
     """One output file of a sample run, read from that run's folder."""
-    found = next((f for f in sample["output_files"] or [] if f.get("name") == name), None)
+    found = next((f for f in sample.output_files if f.get("name") == name), None)
     if found is None:
-        raise NotFound(f"sample run {sample['id']} has no output {name}")
-    path: Path = run_service.log_file(services, sample["id"], found.get("location"))
+        raise NotFound(f"sample run {sample.id} has no output {name}")
+    path: Path = run_service.log_file(services, sample.id, found.get("location"))
     return path.read_bytes()
 
 

@@ -68,7 +68,7 @@ class RunFolder:
     def write(self, attachments: list[Attachment]) -> None:
         """Write the uploaded files into ``attachments/``: at dispatch, from the database (their
         record), and at submit when an engine's validation reads them. Existing files are
-        overwritten. ``work/`` is made at dispatch (services.handles.spec_of)."""
+        overwritten. ``work/`` is made at dispatch (services.handles.prepare_spec)."""
         if not attachments:
             return
         self.root.mkdir(parents=True, exist_ok=True)

@@ -176,9 +176,9 @@ async def _dataset_checksum(services: Services, new: NewRun, principal: Principa
     if new.dataset_id is None:
         return None
     row = await visible_dataset(services, new.dataset_id, principal)
-    if not row["checksum"]:
+    if not row.checksum:
         raise NotCacheable(f"dataset {new.dataset_id} has no checksum")
-    return str(row["checksum"])
+    return str(row.checksum)
 
 
 def _inputs(spec: RunSpec) -> list[staging.Input]:

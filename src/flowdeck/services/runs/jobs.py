@@ -190,7 +190,7 @@ async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Prin
     row = await dataset_service.get_visible(services, body["dataset_id"], principal)
     name = body["workflow_name"]
     dataset = dataset_service.run_reference(services, row)
-    group = resolve_group(principal, row["research_group"])
+    group = resolve_group(principal, row.research_group)
     pipeline = galaxy_pipeline(services, name)
     if pipeline is not None:
         new = build_run(
@@ -200,7 +200,7 @@ async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Prin
             research_group=group,
             description=body.get("description"),
             dataset=dataset,
-            dataset_id=row["id"],
+            dataset_id=row.id,
         )
     elif name in services.settings.galaxy_allowed_workflows:
         new = NewRun(
@@ -211,7 +211,7 @@ async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Prin
             workflow_engine="galaxy",
             research_group=group,
             description=body.get("description"),
-            dataset_id=row["id"],
+            dataset_id=row.id,
             dataset=dataset,
             pipeline_target={"workflow": name},
             origin="jobs",
@@ -225,8 +225,7 @@ async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Prin
         )
     if body.get("overwrite"):
         async with services.db.read() as conn:
-            latest = await dataset_rows.latest_run(conn, row["id"], new.pipeline_name, new.workflow_url)
-        new.rerun_of = latest["id"] if latest is not None else None
+            new.rerun_of = await dataset_rows.latest_run_id(conn, row.id, new.pipeline_name, new.workflow_url)
     return Planned(new, pipeline)
 
 

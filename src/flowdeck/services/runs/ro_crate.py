@@ -67,12 +67,12 @@ async def export_request(services: Services, request_id: str, principal: Princip
         raise Conflict(f"request {request_id} has more than {_MAX_RUNS - 1} runs: export them one by one")
     if not members:
         raise Conflict(f"request {request_id} has no runs yet: its RO-Crate can be exported once they have ended")
-    rows = [await run_service.get_visible(services, m["id"], principal) for m in members]
+    rows = [await run_service.get_visible(services, m.id, principal) for m in members]
     for row in rows:
         _check_ended(row)
     records = [await _record(services, row) for row in rows]
-    name = f"flowdeck request {request_id}: {request['pipeline_name']} {request['pipeline_version'] or ''}".strip()
-    description = f"{len(rows)} run(s) of {request['pipeline_name']}, with their provenance"
+    name = f"flowdeck request {request_id}: {request.pipeline_name} {request.pipeline_version or ''}".strip()
+    description = f"{len(rows)} run(s) of {request.pipeline_name}, with their provenance"
     return await asyncio.to_thread(_write_zip, storage_of(services), records, name, description)
 
 

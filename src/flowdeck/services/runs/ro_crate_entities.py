@@ -21,6 +21,7 @@ from rocrate.rocrate import ROCrate
 from rocrate.utils import as_list
 
 from flowdeck.backends.checksums import file_checksum
+from flowdeck.domain.datasets import DatasetRecord
 from flowdeck.domain.runs import RunRecord as StoredRun
 from flowdeck.services.runs.attachments import Attachment
 
@@ -61,7 +62,7 @@ class RunRecord:
     attachments: list[Attachment]
     tasks: Sequence[Mapping[Any, Any]]
     events: Sequence[Mapping[Any, Any]]
-    dataset: Mapping[Any, Any] | None
+    dataset: DatasetRecord | None
     outputs: list[OutputFile]
     engine_version: str | None
     # the workflow as the engine stores it, when no attachment holds it (a Galaxy workflow)
@@ -225,15 +226,15 @@ def _value(crate: ROCrate, run_id: str, name: str, value: Any, slot: Any) -> Any
     return entity
 
 
-def _dataset(crate: ROCrate, row: Mapping[str, Any]) -> Any:
-    props: dict[str, Any] = {"@type": "File", "name": row["name"], "identifier": row["id"]}
-    if row["checksum"] and str(row["checksum"]).startswith("sha256:"):
-        props["sha256"] = str(row["checksum"]).removeprefix("sha256:")
-    if row["size"] is not None:
-        props["contentSize"] = str(row["size"])
-    if row["media_type"]:
-        props["encodingFormat"] = row["media_type"]
-    uri = row["uri"] or f"#dataset-{quote(row['id'])}"
+def _dataset(crate: ROCrate, row: DatasetRecord) -> Any:
+    props: dict[str, Any] = {"@type": "File", "name": row.name, "identifier": row.id}
+    if row.checksum and str(row.checksum).startswith("sha256:"):
+        props["sha256"] = str(row.checksum).removeprefix("sha256:")
+    if row.size is not None:
+        props["contentSize"] = str(row.size)
+    if row.media_type:
+        props["encodingFormat"] = row.media_type
+    uri = row.uri or f"#dataset-{quote(row.id)}"
     return crate.add(ContextEntity(crate, uri, properties=props))
 
 

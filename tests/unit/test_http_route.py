@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from flowdeck.api.request_route import RequestRoute
+from flowdeck.api.http_route import RequestRoute
 
 
 class Answer(BaseModel):
