@@ -64,7 +64,9 @@ def _needles() -> st.SearchStrategy[str]:
         return draw(st.sampled_from([cut, cut.upper(), cut.lower(), cut.swapcase()]))
 
     # An empty needle is no filter at all (every run, with a description or not): not a search.
-    return st.one_of(piece().filter(bool), TEXT.filter(bool), st.sampled_from(["%", "_", "/", "%_", "50%", "0_0", '"', "''"]))
+    return st.one_of(
+        piece().filter(bool), TEXT.filter(bool), st.sampled_from(["%", "_", "/", "%_", "50%", "0_0", '"', "''"])
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
