@@ -1,4 +1,4 @@
-"""The web UI's server time, in-process: the runs page, its live rows, a run page (auth mode none).
+"""The web UI's server time, in-process: the runs page, its live rows, a run page, the overview (auth mode none).
 
     .venv/bin/python bench/fill_runs.py DATA_DIR 1000000
     .venv/bin/python bench/ui_pages.py DATA_DIR
@@ -59,6 +59,7 @@ async def measure(data_dir: Path) -> None:
                 "live rows /ui/rows": "/ui/rows",
                 "runs page, state=completed": "/ui/?state=completed",
                 "run page /ui/runs/{id}": f"/ui/runs/{newest}",
+                "overview /ui/overview": "/ui/overview",
             }
             for name, url in pages.items():
                 await _times(client, url, WARMUP)

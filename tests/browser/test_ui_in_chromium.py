@@ -312,6 +312,21 @@ def test_upload_a_dataset_with_a_progress_bar(tab: Watched, server: Server) -> N
     _stayed_home(tab, server)
 
 
+def test_the_overview_charts_the_runs(tab: Watched, server: Server) -> None:
+    server.submit("alice", "lab-a", "charted", 600)
+    sign_in(tab, server, "alice")
+    tab.page.get_by_role("link", name="Overview", exact=True).click()
+    tab.page.wait_for_url(f"{server.url}/ui/overview")
+    assert tab.page.get_by_role("img", name="Runs by state, your groups").is_visible()
+    assert tab.page.get_by_role("img", name="Runs created per day (UTC), your groups").is_visible()
+    tab.page.get_by_label("Research group", exact=True).select_option("lab-a")
+    tab.page.get_by_role("button", name="Show").click()
+    tab.page.wait_for_url(f"{server.url}/ui/overview?group=lab-a")
+    tab.page.get_by_role("img", name="Runs by state, lab-a").wait_for()
+    tab.shot("overview")
+    _stayed_home(tab, server)
+
+
 def test_the_api_pages_work_offline(tab: Watched, server: Server) -> None:
     answered: list[str] = []
     tab.page.on("response", lambda response: answered.append(response.url))
@@ -371,6 +386,7 @@ def test_every_page_passes_axe_core(browser: Any, server: Server) -> None:
             ("launch-list", "/ui/launch"),
             ("launch-form", "/ui/launch/gatk_variant_calling?version=1.0.0"),
             ("datasets", "/ui/datasets"),
+            ("overview", "/ui/overview"),
             ("admin", "/ui/admin"),
             ("not-found", "/ui/runs/no-such-run"),
             ("launch-sheet", "/ui/launch/rnaseq_deseq2/sheet?version=1.0.0"),
