@@ -15,7 +15,7 @@ from flowdeck.services.core.clock import utcnow
 from flowdeck.services.core.context import Services
 
 DAYS = 30
-DURATION_SAMPLE = 2000  # completed runs per group whose durations make the figures
+DURATION_SAMPLE = 500  # completed runs per group whose durations make the figures (2,000 cost 30-40 ms at 1M runs)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Overview:
     per_day: list[tuple[date, int]]
     durations: list[Durations]
     days: int = DAYS
+    sample: int = DURATION_SAMPLE
 
 
 async def overview(
