@@ -109,6 +109,7 @@ async def test_an_upload_url_needs_the_csrf_token_a_file_and_room_and_stays_in_i
     assert (await _ask_upload_url(http, csrf, filename="")).status_code in (400, 422)
     too_big = await _ask_upload_url(http, csrf, size=str(services.settings.max_upload_bytes + 1))
     assert too_big.status_code == 413
+    assert (await _ask_upload_url(http, csrf, size="-1")).status_code == 400
     assert (await http.get("/datasets", headers=basic("alice"))).json()["datasets"] == []
     mine = (await _ask_upload_url(http, csrf)).json()
     http.cookies.clear()

@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 from flowdeck.api.deps import base_url
 from flowdeck.api.ui import views, web
 from flowdeck.domain.filters import DatasetFilter
-from flowdeck.errors import PayloadTooLarge, ValidationFailed
+from flowdeck.errors import InvalidInput, PayloadTooLarge, ValidationFailed
 from flowdeck.services.core.storage import Storage
 from flowdeck.services.datasets import service as dataset_service
 from flowdeck.services.datasets.service import NewDataset
@@ -70,7 +70,10 @@ async def upload_url(request: Request) -> Response:
     filename = fields.get("filename", "")
     if not filename:
         raise ValidationFailed("choose a file to upload")
-    if int(fields.get("size") or 0) > services.settings.max_upload_bytes:
+    size = fields.get("size") or "0"
+    if not (size.isascii() and size.isdigit()):
+        raise InvalidInput("size is the file's size in bytes")
+    if int(size) > services.settings.max_upload_bytes:
         raise PayloadTooLarge(f"the file is larger than {services.settings.max_upload_bytes} bytes")
     new = NewDataset(name=fields.get("name") or filename, research_group=fields.get("research_group") or None)
     row = await dataset_service.expect_upload(services, user, new, filename)
