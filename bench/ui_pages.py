@@ -1,7 +1,7 @@
-"""The web UI's server time, in-process: the runs page, its live rows, a run page (auth mode none).
+"""The web UI's server time, in-process: the runs page, its live rows, a run page, the overview (auth mode none).
 
     .venv/bin/python bench/fill_runs.py DATA_DIR 1000000
-    .venv/bin/python bench/ui_pages.py DATA_DIR
+    .venv/bin/python bench/ui_pages.py DATA_DIR [--only overview]
     .venv/bin/python bench/ui_pages.py DATA_DIR --text   # the description search (?text=), per needle
 
 httpx's ASGI transport calls the app in this process, so each figure is the server's own time
@@ -49,7 +49,7 @@ def _report(name: str, times: list[float]) -> None:
     )
 
 
-async def measure(data_dir: Path) -> None:
+async def measure(data_dir: Path, only: str = "") -> None:
     app = create_app(Settings(data_dir=data_dir, backends=["demo"], log_level="WARNING"))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -60,8 +60,11 @@ async def measure(data_dir: Path) -> None:
                 "live rows /ui/rows": "/ui/rows",
                 "runs page, state=completed": "/ui/?state=completed",
                 "run page /ui/runs/{id}": f"/ui/runs/{newest}",
+                "overview /ui/overview": "/ui/overview",
             }
             for name, url in pages.items():
+                if only not in name:
+                    continue
                 await _times(client, url, WARMUP)
                 _report(name, await _times(client, url, REQUESTS))
             weight = len((await client.get("/ui/")).content)
@@ -100,9 +103,10 @@ async def measure_text(data_dir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--only", default="", help="time only the pages whose name contains this")
     parser.add_argument("--text", action="store_true", help="the description search, per needle")
     args = parser.parse_args()
-    asyncio.run(measure_text(args.data_dir) if args.text else measure(args.data_dir))
+    asyncio.run(measure_text(args.data_dir) if args.text else measure(args.data_dir, args.only))
 
 
 if __name__ == "__main__":

@@ -284,6 +284,49 @@ def test_launch_from_a_sample_sheet_and_watch_its_runs_appear(tab: Watched, serv
     _stayed_home(tab, server)
 
 
+WATCH_PROGRESS = """() => { const bar = document.getElementById("upload-progress");
+    new MutationObserver(() => sessionStorage.setItem("seen", (sessionStorage.getItem("seen") || "") + " "
+        + bar.getAttribute("value") + "/" + bar.getAttribute("max"))).observe(bar, {attributes: true}); }"""
+
+
+def test_upload_a_dataset_with_a_progress_bar(tab: Watched, server: Server) -> None:
+    content = os.urandom(3 * 1024 * 1024)
+    sign_in(tab, server, "alice")
+    tab.page.get_by_role("link", name="Datasets", exact=True).click()
+    tab.page.evaluate(WATCH_PROGRESS)
+    form = tab.page.get_by_role("form", name="Upload a dataset")
+    form.get_by_label("File", exact=True).set_input_files(
+        {"name": "reads.bin", "mimeType": "application/octet-stream", "buffer": content}
+    )
+    form.get_by_label("Name", exact=True).fill("uploaded from the browser")
+    form.get_by_role("button", name="Upload", exact=True).click()
+    tab.page.wait_for_url(f"{server.url}/ui/datasets?name=uploaded+from+the+browser")
+    tab.shot("datasets-uploaded")
+    seen = (tab.page.evaluate("sessionStorage.getItem('seen')") or "").split()
+    assert seen[-1:] == [f"{len(content)}/{len(content)}"], seen  # the bar moved, and ended full
+    assert any(url.startswith(f"{server.url}/storage/") for url in tab.requests)  # the pre-signed PUT
+    listed = httpx.get(f"{server.url}/datasets", params={"name": "uploaded from the browser"}, headers=basic("alice"))
+    [dataset] = listed.json()["datasets"]
+    assert (dataset["size"], dataset["pending_upload"]) == (len(content), False)
+    assert httpx.get(dataset["download_url"], timeout=30).content == content
+    _stayed_home(tab, server)
+
+
+def test_the_overview_charts_the_runs(tab: Watched, server: Server) -> None:
+    server.submit("alice", "lab-a", "charted", 600)
+    sign_in(tab, server, "alice")
+    tab.page.get_by_role("link", name="Overview", exact=True).click()
+    tab.page.wait_for_url(f"{server.url}/ui/overview")
+    assert tab.page.get_by_role("img", name="Runs by state, your groups").is_visible()
+    assert tab.page.get_by_role("img", name="Runs created per day (UTC), your groups").is_visible()
+    tab.page.get_by_label("Research group", exact=True).select_option("lab-a")
+    tab.page.get_by_role("button", name="Show").click()
+    tab.page.wait_for_url(f"{server.url}/ui/overview?group=lab-a")
+    tab.page.get_by_role("img", name="Runs by state, lab-a").wait_for()
+    tab.shot("overview")
+    _stayed_home(tab, server)
+
+
 def test_the_api_pages_work_offline(tab: Watched, server: Server) -> None:
     answered: list[str] = []
     tab.page.on("response", lambda response: answered.append(response.url))
@@ -343,6 +386,7 @@ def test_every_page_passes_axe_core(browser: Any, server: Server) -> None:
             ("launch-list", "/ui/launch"),
             ("launch-form", "/ui/launch/gatk_variant_calling?version=1.0.0"),
             ("datasets", "/ui/datasets"),
+            ("overview", "/ui/overview"),
             ("admin", "/ui/admin"),
             ("not-found", "/ui/runs/no-such-run"),
             ("launch-sheet", "/ui/launch/rnaseq_deseq2/sheet?version=1.0.0"),

@@ -158,6 +158,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/ui/requests/{request_id}/cancel"): "ui",
     ("POST", "/ui/requests/{request_id}/cancel"): "ui",
     ("POST", "/ui/datasets/register"): "ui",
+    ("POST", "/ui/datasets/upload-url"): "ui",
+    ("GET", "/ui/datasets/{dataset_id}"): "ui",
+    ("GET", "/ui/overview"): "ui",
     # webhooks: their own isolation test (tests/integration/test_webhooks.py)
     ("GET", "/webhooks"): "webhooks",
     ("POST", "/webhooks"): "webhooks",

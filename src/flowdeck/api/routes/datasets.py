@@ -91,8 +91,7 @@ async def create_dataset(
     if body.upload:
         row = await dataset_service.expect_upload(services, principal, new, filename)
         view = dataset_view(services, row, base)
-        assert row.storage_key is not None  # an expected upload has its key from the start
-        view["upload_url"] = dataset_service.storage_of(services).presign(row.storage_key, "PUT", base)
+        view["upload_url"] = dataset_service.upload_url(services, row, base)
         view["upload_method"] = "PUT"
         return JSONResponse(view, status_code=201)
     row = await dataset_service.register(services, principal, new)

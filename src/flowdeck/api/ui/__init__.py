@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from flowdeck.api.ui import admin, assets, datasets, launch, request_page, runs, sheet_launch, signin, web
+from flowdeck.api.ui import admin, assets, datasets, launch, overview, request_page, runs, sheet_launch, signin, web
 
 
 def include(app: FastAPI) -> None:
@@ -18,6 +18,7 @@ def include(app: FastAPI) -> None:
     app.include_router(request_page.router)
     app.include_router(datasets.router)
     app.include_router(admin.router)
+    app.include_router(overview.router)
     app.include_router(runs.router)
 
     async def home() -> RedirectResponse:

@@ -12,7 +12,7 @@ from flowdeck.errors import NotFound
 
 HTMX = "htmx-2.0.11.min.js"
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-SERVED = (HTMX, "ui.css", "favicon.svg", docs.SWAGGER_JS, docs.SWAGGER_CSS, docs.REDOC_JS)
+SERVED = (HTMX, "ui.css", "favicon.svg", "upload.js", docs.SWAGGER_JS, docs.SWAGGER_CSS, docs.REDOC_JS)
 router = APIRouter(prefix=f"{web.PREFIX}/static", route_class=web.UIRoute, include_in_schema=False)
 
 

@@ -32,10 +32,17 @@ SESSION_COOKIE = "fd_session"
 CSRF_COOKIE = "fd_csrf"
 CSRF_FIELD = "csrf"
 MAX_FORM_BYTES = 64 * 1024
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
+
+
+def csp(connect_src: str = "'self'") -> str:
+    """The UI's Content-Security-Policy; a page that sends data elsewhere widens only connect-src."""
+    return (
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src {connect_src}; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+CSP = csp()
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",

@@ -248,6 +248,13 @@ async def delete(services: Services, dataset_id: str, principal: Principal) -> N
         storage_of(services).delete(row.storage_key)
 
 
+def upload_url(services: Services, row: DatasetRecord, base_url: str) -> str:
+    """The pre-signed PUT that delivers an expected upload's bytes (:func:`expect_upload`)."""
+    if not row.storage_key or not row.pending_upload:
+        raise Conflict(f"dataset {row.id} is not waiting for an upload")
+    return storage_of(services).presign(row.storage_key, "PUT", base_url)
+
+
 def download_url(services: Services, row: DatasetRecord, base_url: str) -> str | None:
     if not row.storage_key or row.pending_upload:
         return None
