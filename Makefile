@@ -1,6 +1,6 @@
 # flowdeck's front door.
 #
-#   make install   .venv with flowdeck[all,dev]; Debian packages the tests use (as root), Galaxy and the test OIDC provider (npm ci) if missing
+#   make install   .venv with flowdeck[all,dev]; Debian packages the tests use (as root), Galaxy, the test OIDC provider (npm ci) and the RO-Crate validator if missing
 #   make test      install, then the whole test suite (the README's test command; CI runs it)
 #   make run       install, then `flowdeck up` (SQLite file, local storage, demo backend)
 #   make lint      ruff check, ruff format --check, mypy, import-linter, shellcheck
@@ -29,12 +29,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help install postgres debs galaxy node test run lint bench
+.PHONY: help install postgres debs galaxy node rocval test run lint bench
 
 help:
 	sed -n 's/^#   //p' Makefile
 
-install: $(STAMP) postgres debs galaxy node
+install: $(STAMP) postgres debs galaxy node rocval
 
 # The venv and the editable install; redone only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -137,6 +137,20 @@ node:
 	fi
 	echo "==> npm ci in $(OIDC_PROVIDER)"
 	npm ci --prefix "$(OIDC_PROVIDER)" --no-audit --no-fund --ignore-scripts --loglevel=error
+
+# The RO-Crate tests' validator (PyPI roc-validator, pinned), in a venv of its own: it requires
+# rich<14, which flowdeck's CLI (rich 15) cannot share. Made again only when this pin changes.
+ROCVAL := .venv-rocval
+ROCVAL_PIN := roc-validator==0.13.0
+rocval: $(STAMP)
+	if [ "$$(cat $(ROCVAL)/.pin 2>/dev/null)" = "$(ROCVAL_PIN)" ]; then
+	  exit 0
+	fi
+	echo "==> $(ROCVAL_PIN) in $(ROCVAL)"
+	rm -rf "$(ROCVAL)"
+	"$(BIN)/python" -m venv "$(ROCVAL)"
+	"$(ROCVAL)/bin/pip" install --quiet "$(ROCVAL_PIN)"
+	echo "$(ROCVAL_PIN)" > "$(ROCVAL)/.pin"
 
 test: install
 	echo "==> $(BIN)/pytest $(PYTEST_ARGS)"

@@ -2,18 +2,14 @@
 
 Each crate is read back with ``rocrate`` and checked against what the Workflow Run Crate 0.5
 profile requires (and Provenance Run Crate's actions, the runs recording tasks), each output's
-SHA-256 and size against the bytes in the zip, and, when ``rocrate-validator`` is installed (on the
-PATH or named by ``FLOWDECK_ROC_VALIDATOR``), by that validator too. Another group's member
-getting 404 is test_isolation.py's (the routes are classified "object" there).
+SHA-256 and size against the bytes in the zip, and validated by ``rocrate-validator``
+(tests/support/crate_validator.py). Another group's member getting 404 is test_isolation.py's (the routes are classified "object" there).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +25,7 @@ from flowdeck.services.runs.ro_crate_entities import _member
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
 from tests.integration.test_requests_api import drive_request
+from tests.support.crate_validator import validate
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 ENGINES = {
@@ -123,15 +120,6 @@ def _check_provenance(crate: ROCrate, action: Any) -> None:
     assert any("shout" in step for step in steps), steps
 
 
-def _validate(folder: Path) -> None:
-    validator = os.environ.get("FLOWDECK_ROC_VALIDATOR") or shutil.which("rocrate-validator")
-    if validator is None:
-        return
-    command = [validator, "validate", "--no-paging", "-v", "-p", "workflow-run-crate-0.5", str(folder)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-
-
 @pytest.mark.parametrize("engine", list(ENGINES))
 async def test_crate_of_a_real_run(
     api: httpx.AsyncClient, engine_services: Services, engine: str, tmp_path: Path
@@ -149,7 +137,7 @@ async def test_crate_of_a_real_run(
     tasks = (await api.get(f"{WES}/runs/{run_id}/tasks")).json()["task_logs"]
     if tasks:
         _check_provenance(crate, action)
-    _validate(folder)
+    validate(folder, "workflow-run-crate-0.5")
     # the jobs view answers the same crate
     again = await _crate(api, f"/jobs/{run_id}/ro-crate", tmp_path / "jobs")
     assert (again / "ro-crate-metadata.json").is_file()

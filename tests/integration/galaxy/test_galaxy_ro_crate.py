@@ -5,16 +5,13 @@ A ``flowdeck_sort_upper`` run (two Galaxy jobs: sort, upper) through ``POST /job
 from ``GET /ga4gh/wes/v1/runs/{id}/ro-crate``: Workflow Run Crate 0.5 and, since Galaxy's job
 records give per-step detail (flowdeck's tasks), Provenance Run Crate 0.5; each output's SHA-256
 and size against the bytes in the zip, and against the output flowdeck serves; the validator when
-installed (offline: see ``_validate_offline``).
+installed (offline: see tests/support/crate_validator.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,6 +32,7 @@ from tests.integration.galaxy.test_jobs_seed000 import (
     upload,
 )
 from tests.integration.test_ro_crate import PROFILE, PROVENANCE, _crate, _ids
+from tests.support.crate_validator import validate
 from tests.support.galaxy import GalaxyServer
 
 pytestmark = [pytest.mark.galaxy, pytest.mark.slow]
@@ -87,19 +85,4 @@ async def test_crate_of_a_galaxy_run(stack: Stack, tmp_path: Path) -> None:
     )
     events = json.loads((folder / "events.json").read_text())["events"]
     assert events[-1]["to_state"] == "COMPLETE"
-    _validate_offline(folder)
-
-
-def _validate_offline(folder: Path) -> None:
-    """rocrate-validator (when installed, as test_ro_crate.py finds it) for Provenance Run Crate 0.5,
-    which includes Workflow Run Crate 0.5, offline: every check but the two that fetch the JSON-LD
-    contexts from w3id.org, which a machine without the internet cannot do (docs/ro-crate.md)."""
-    validator = os.environ.get("FLOWDECK_ROC_VALIDATOR") or shutil.which("rocrate-validator")
-    if validator is None:
-        return
-    fetching = "ro-crate-1.1_3.1,ro-crate-1.1_3.2"
-    command = [validator, "validate", "--no-paging", "-v", "--offline", "-s", fetching]
-    done = subprocess.run(
-        [*command, "-p", "provenance-run-crate-0.5", str(folder)], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    validate(folder, "provenance-run-crate-0.5")
