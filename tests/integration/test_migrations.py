@@ -74,3 +74,44 @@ async def test_0004_counts_the_runs_and_dates_the_tags_already_stored(db_setting
             assert dated.scalar_one() == 4
     finally:
         await services.close()
+
+
+def test_an_analysed_sqlite_database_gets_statistics_for_the_indexes_a_migration_adds(tmp_path: Any) -> None:
+    """Where an operator ran ANALYZE, the index 0010 adds must not sit unmeasured beside measured
+    ones (the planner then takes it for the narrowest: bench/NOTES.md); a database never analysed
+    stays so."""
+    from tests.conftest import make_settings
+
+    analysed, plain = make_settings(tmp_path / "analysed"), make_settings(tmp_path / "plain")
+    for settings in (analysed, plain):
+        upgrade(settings, "0009")
+    engine = sa.create_engine(analysed.resolved_database_url.replace("+aiosqlite", ""))
+    try:
+        with engine.begin() as conn:
+            for i in range(20):  # ANALYZE records nothing for an empty table
+                conn.exec_driver_sql(
+                    "INSERT INTO runs (id, workflow_type, workflow_type_version, workflow_url, workflow_params,"
+                    " workflow_engine_parameters, tags, attachments, backend, backend_data, state, system_logs,"
+                    " created_at, updated_at) VALUES (?, 'DEMO', '1.0', 'demo://x', '{}', '{}', '{}', '[]', 'demo',"
+                    " '{}', 'QUEUED', '[]', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                    (f"r{i}",),
+                )
+            conn.exec_driver_sql("ANALYZE")
+        for settings in (analysed, plain):
+            upgrade(settings)
+        with engine.connect() as conn:
+            indexes = {
+                r[0]
+                for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='runs'")
+            }
+            measured = {r[0] for r in conn.exec_driver_sql("SELECT idx FROM sqlite_stat1 WHERE tbl='runs'")}
+        assert "ix_runs_cache_key_group_state_end_time" in indexes
+        assert indexes <= measured
+    finally:
+        engine.dispose()
+    plain_engine = sa.create_engine(plain.resolved_database_url.replace("+aiosqlite", ""))
+    try:
+        with plain_engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name='sqlite_stat1'").first() is None
+    finally:
+        plain_engine.dispose()

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from flowdeck.db.sqlite_stats import measure_unmeasured_indexes
 from flowdeck.db.tables import UNMODELLED, metadata
 
 config = context.config
@@ -23,6 +24,8 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+    if connection.dialect.name == "sqlite":
+        measure_unmeasured_indexes(connection)
 
 
 async def _main() -> None:
