@@ -49,7 +49,7 @@ def prepare(data_dir: Path) -> None:
 
 async def measure(data_dir: Path) -> dict[str, float]:
     from flowdeck.db.migrate import upgrade
-    from flowdeck.services.core.context import Services
+    from flowdeck.services.core.context import AppContext
     from flowdeck.services.execution.claims import claim_dispatchable
     from flowdeck.services.runs.run_counts import compact
     from flowdeck.settings import Settings
@@ -57,7 +57,7 @@ async def measure(data_dir: Path) -> dict[str, float]:
     settings = Settings(data_dir=data_dir, backends=["demo"], dispatch_batch=8, log_level="WARNING")
     upgrade(settings)
     prepare(data_dir)
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     await compact(services)  # as a worker does every few minutes: the kept counts are a few rows
     times, first_b = [], 0.0
     try:

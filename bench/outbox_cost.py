@@ -20,7 +20,7 @@ from flowdeck.db.migrate import upgrade
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.events import outbox
 from flowdeck.services.runs import state_machine
 from flowdeck.services.runs.service import NewRun, submit
@@ -34,7 +34,7 @@ async def _nothing(*args: Any, **kwargs: Any) -> None:
 async def measure(rounds: int, changes: int) -> dict[str, list[float]]:
     settings = Settings(data_dir=Path(tempfile.mkdtemp()))
     upgrade(settings)
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     spec = NewRun(workflow_type="DEMO", workflow_type_version="1.0", workflow_url="demo://x")
     real = outbox.run_event
     results: dict[str, list[float]] = {"with the check": [], "without": []}

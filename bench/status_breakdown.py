@@ -33,7 +33,7 @@ from flowdeck.api.app import create_app
 from flowdeck.db import runs as run_rows
 from flowdeck.db.migrate import upgrade
 from flowdeck.domain.filters import RunFilter
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 
 STATUS_CALLS = 3000
@@ -98,7 +98,7 @@ async def _cpu_us(call: Call, calls: int, profile: bool = False) -> float:
 async def breakdown(data_dir: Path, profile: str | None, rounds: int) -> dict[str, list[float]]:
     settings = Settings(data_dir=data_dir, backends=["demo"], log_level="WARNING")
     upgrade(settings)
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     app, bare = create_app(settings, services), create_bare_app()
     content_type = common.multipart_body(data_dir / "submit.multipart")
     body = (data_dir / "submit.multipart").read_bytes()

@@ -68,13 +68,13 @@ async def _timed(rounds: int, call: Callable[[], Awaitable[object]]) -> tuple[fl
 async def measure(work: Path) -> None:
     from flowdeck.db import run_counts
     from flowdeck.db.tables import runs
-    from flowdeck.services.core.context import Services
+    from flowdeck.services.core.context import AppContext
     from flowdeck.services.runs.quotas import check_stored_bytes
     from flowdeck.services.runs.run_counts import compact
     from flowdeck.settings import Settings
 
     settings = Settings(data_dir=work, log_level="WARNING", group_max_stored_bytes={"g0": 10**18})
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     try:
         await compact(services)
         folded = await _timed(ROUNDS, lambda: check_stored_bytes(services, "g0"))

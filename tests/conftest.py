@@ -17,7 +17,7 @@ import pytest
 
 from flowdeck.api.app import create_app
 from flowdeck.db.migrate import upgrade
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 
 
@@ -91,14 +91,14 @@ def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def services(db_settings: Settings) -> AsyncIterator[Services]:
-    ready = Services.create(db_settings)
+async def services(db_settings: Settings) -> AsyncIterator[AppContext]:
+    ready = AppContext.create(db_settings)
     yield ready
     await ready.close()
 
 
 @pytest.fixture
-async def api(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+async def api(services: AppContext) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the app, lifespan included, sharing ``services``."""
     app = create_app(services.settings, services)
     async with app.router.lifespan_context(app):

@@ -27,7 +27,7 @@ import pytest
 
 from flowdeck.db import accounts as db_accounts
 from flowdeck.db.migrate import upgrade
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from tests.support.basic_app import PASSWORD, add_user, basic
 from tests.support.network import free_port
@@ -57,7 +57,7 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 
 async def _accounts(settings: Settings) -> None:
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     try:
         await add_user(services, "alice", groups={"lab-a": "member"})
         await add_user(services, "bob", groups={"lab-b": "member"})
@@ -487,7 +487,7 @@ def oidc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 async def _groups_of(data_dir: Path, username: str) -> dict[str, str]:
-    services = Services.create(Settings(data_dir=data_dir))
+    services = AppContext.create(Settings(data_dir=data_dir))
     try:
         async with services.db.read() as conn:
             user = await db_accounts.get_user(conn, username)

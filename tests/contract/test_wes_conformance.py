@@ -40,7 +40,7 @@ from flowdeck.api.app import create_app
 from flowdeck.db.migrate import upgrade
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.states import State
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import service as run_service
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
@@ -79,7 +79,7 @@ def _new_run(outcome: str, duration: str = "0.1") -> run_service.NewRun:
     )
 
 
-async def _wait_for(services: Services, worker: Worker, run_ids: dict[str, State]) -> None:
+async def _wait_for(services: AppContext, worker: Worker, run_ids: dict[str, State]) -> None:
     for _ in range(500):
         await worker.iterate()
         states = {run_id: (await run_service.get_visible(services, run_id, LOCAL_USER)).state for run_id in run_ids}
@@ -91,7 +91,7 @@ async def _wait_for(services: Services, worker: Worker, run_ids: dict[str, State
 
 async def _seed(settings: Settings) -> tuple[list[str], list[tuple[str, str]]]:
     """Runs in several states, and the task ids of the finished ones."""
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     try:
         done = await run_service.submit(services, _new_run("success"), LOCAL_USER)
         failed = await run_service.submit(services, _new_run("failure"), LOCAL_USER)

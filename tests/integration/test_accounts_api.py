@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from tests.support.basic_app import PASSWORD, add_user, basic, basic_app, basic_settings, bearer
 
@@ -18,7 +18,7 @@ BOB = basic("bob")
 
 
 @pytest.fixture
-async def client(db_settings: Settings) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+async def client(db_settings: Settings) -> AsyncIterator[tuple[AppContext, httpx.AsyncClient]]:
     async with basic_app(basic_settings(db_settings)) as (_, services, http):
         await add_user(services, "root", admin=True)
         await add_user(services, "lead", groups={"lab-a": "admin"})
@@ -27,7 +27,7 @@ async def client(db_settings: Settings) -> AsyncIterator[tuple[Services, httpx.A
         yield services, http
 
 
-async def test_me_says_who_is_asking(client: tuple[Services, httpx.AsyncClient]) -> None:
+async def test_me_says_who_is_asking(client: tuple[AppContext, httpx.AsyncClient]) -> None:
     _, http = client
     answer = await http.get("/me", headers=LEAD)
     assert answer.status_code == 200
@@ -43,7 +43,7 @@ async def test_me_says_who_is_asking(client: tuple[Services, httpx.AsyncClient])
     assert "www-authenticate" in anonymous.headers
 
 
-async def test_users_are_managed_by_service_admins(client: tuple[Services, httpx.AsyncClient]) -> None:
+async def test_users_are_managed_by_service_admins(client: tuple[AppContext, httpx.AsyncClient]) -> None:
     _, http = client
     new = {"username": "Carol", "password": "another long one"}
     assert (await http.post("/users", json=new, headers=ALICE)).status_code == 403
@@ -66,7 +66,7 @@ async def test_users_are_managed_by_service_admins(client: tuple[Services, httpx
     assert (await http.get("/users/bob", headers=ROOT)).status_code == 200
 
 
-async def test_passwords_change_for_self_with_the_current_one(client: tuple[Services, httpx.AsyncClient]) -> None:
+async def test_passwords_change_for_self_with_the_current_one(client: tuple[AppContext, httpx.AsyncClient]) -> None:
     _, http = client
     change = {"password": "a brand new secret"}
     assert (await http.put("/users/alice/password", json=change, headers=ALICE)).status_code == 403
@@ -83,7 +83,7 @@ async def test_passwords_change_for_self_with_the_current_one(client: tuple[Serv
     assert (await http.get("/me", headers=basic("bob", "a brand new secret"))).status_code == 200
 
 
-async def test_groups_and_members(client: tuple[Services, httpx.AsyncClient]) -> None:
+async def test_groups_and_members(client: tuple[AppContext, httpx.AsyncClient]) -> None:
     _, http = client
     assert (await http.post("/groups", json={"name": "lab-c"}, headers=LEAD)).status_code == 403
     assert (await http.post("/groups", json={"name": "Lab-C"}, headers=ROOT)).json()["name"] == "lab-c"
@@ -112,7 +112,7 @@ async def test_groups_and_members(client: tuple[Services, httpx.AsyncClient]) ->
     assert (await http.get("/me", headers=BOB)).json()["groups"][1] == {"name": "lab-c", "role": "admin"}
 
 
-async def test_tokens_are_shown_once_and_can_be_revoked(client: tuple[Services, httpx.AsyncClient]) -> None:
+async def test_tokens_are_shown_once_and_can_be_revoked(client: tuple[AppContext, httpx.AsyncClient]) -> None:
     _, http = client
     made = await http.post("/tokens", json={"name": "ci"}, headers=ALICE)
     assert made.status_code == 201, made.text

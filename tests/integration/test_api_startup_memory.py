@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines.catalog import Catalog, CatalogFiles
 from tests.conftest import make_settings
 
@@ -22,7 +22,7 @@ NOT_LOADED = ("httpx", "rich", "pygments", "jsonschema", "yaml", "argon2")
 GALAXY_CLIENT = ("bioblend", "requests", "aiohttp")
 
 # Runs `flowdeck api` as the command does, up to the point where uvicorn would serve the app; the
-# app's lifespan (Services.create) has run when the modules are listed.
+# app's lifespan (AppContext.create) has run when the modules are listed.
 _REPORT = f"""
 import sys
 import flowdeck.api.server
@@ -97,7 +97,7 @@ async def test_the_catalog_parsed_on_first_use_is_the_one_checked_at_start(tmp_p
     files = CatalogFiles.read(folder)
     files.load()  # the check at start
     (folder / "p.yaml").write_text("name: x\nversion: 1\n")
-    services = Services.create(make_settings(tmp_path, pipelines_dir=folder), catalog_files=files)
+    services = AppContext.create(make_settings(tmp_path, pipelines_dir=folder), catalog_files=files)
     try:
         assert services.catalog.names() == ["gatk_variant_calling"]
         assert services.catalog is services.catalog

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from flowdeck.backends.registry import Registry, load_class
 from flowdeck.db.tables import runs
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.worker.expand import expand_once
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
@@ -48,7 +48,7 @@ def inputs(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cache_services(services: Services, inputs: Path) -> Services:
+def cache_services(services: AppContext, inputs: Path) -> AppContext:
     services.settings.backends = ["demo", "cwltool"]
     services.settings.dataset_file_roots = [inputs]
     services.backends = Registry(services.settings)
@@ -83,7 +83,7 @@ async def _output(api: httpx.AsyncClient, run_id: str) -> str:
 
 
 async def test_an_identical_submission_is_answered_from_the_cache_and_survives_its_source(
-    api: httpx.AsyncClient, cache_services: Services, inputs: Path
+    api: httpx.AsyncClient, cache_services: AppContext, inputs: Path
 ) -> None:
     source = await _submit(api, inputs / "a.txt")
     assert source["cache_key"]
@@ -110,7 +110,7 @@ async def test_an_identical_submission_is_answered_from_the_cache_and_survives_i
 
 
 async def test_a_changed_input_parameter_engine_version_or_group_runs_for_real(
-    api: httpx.AsyncClient, cache_services: Services, inputs: Path
+    api: httpx.AsyncClient, cache_services: AppContext, inputs: Path
 ) -> None:
     source = await _submit(api, inputs / "a.txt")
     assert await follow(api, Worker(cache_services), source["id"], TERMINAL) == "COMPLETE"
@@ -134,7 +134,7 @@ async def test_a_changed_input_parameter_engine_version_or_group_runs_for_real(
 
 
 async def test_what_cannot_be_keyed_runs_for_real_and_says_why(
-    api: httpx.AsyncClient, cache_services: Services, inputs: Path
+    api: httpx.AsyncClient, cache_services: AppContext, inputs: Path
 ) -> None:
     form = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://x", "use_cached": "true"}
     named = (await api.post(f"{WES}/runs", data=form)).json()["run_id"]
@@ -149,7 +149,7 @@ async def test_what_cannot_be_keyed_runs_for_real_and_says_why(
 
 
 async def test_an_input_changed_before_staging_drops_the_runs_key(
-    api: httpx.AsyncClient, cache_services: Services, inputs: Path
+    api: httpx.AsyncClient, cache_services: AppContext, inputs: Path
 ) -> None:
     moving = inputs / "moving.txt"
     moving.write_text("ACGTACGTAC\n")
@@ -164,7 +164,7 @@ async def test_an_input_changed_before_staging_drops_the_runs_key(
     assert again["wes_state"] == "QUEUED"
 
 
-async def test_a_request_asks_for_the_cache_per_sample(api: httpx.AsyncClient, cache_services: Services) -> None:
+async def test_a_request_asks_for_the_cache_per_sample(api: httpx.AsyncClient, cache_services: AppContext) -> None:
     samples = [{"lines": ["cached"]}, {"lines": ["fresh"], "use_cached": False}]
     body = {"pipeline_name": "hello_cwl", "use_cached": True, "samples": samples}
     response = await api.post("/requests", json=body)

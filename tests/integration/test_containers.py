@@ -20,7 +20,7 @@ from flowdeck.cli.main import main
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State
 from flowdeck.errors import ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from tests.contract import contract
 
@@ -102,7 +102,7 @@ def test_without_containers_the_same_tool_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def container_services(services: Services) -> Services:
+def container_services(services: AppContext) -> AppContext:
     services.settings.backends = ["demo", "cwltool"]
     services.settings.containers = True
     services.settings.container_registry = "registry.example.org/mirror"
@@ -110,7 +110,7 @@ def container_services(services: Services) -> Services:
     return services
 
 
-async def test_a_missing_image_is_refused_at_submit(container_services: Services, api: httpx.AsyncClient) -> None:
+async def test_a_missing_image_is_refused_at_submit(container_services: AppContext, api: httpx.AsyncClient) -> None:
     missing = f"localhost/flowdeck-missing:{uuid.uuid4().hex[:8]}"
     form = {
         "workflow_type": "CWL",
@@ -174,7 +174,7 @@ def test_a_root_file_system_needs_a_name(tmp_path: Path) -> None:
         containers.import_image(Settings(data_dir=tmp_path / "data"), rootfs(), None)
 
 
-async def test_service_info_says_whether_containers_are_on(services: Services, api: httpx.AsyncClient) -> None:
+async def test_service_info_says_whether_containers_are_on(services: AppContext, api: httpx.AsyncClient) -> None:
     assert (await api.get(f"{WES}/service-info")).json()["tags"]["containers"] == "off (FLOWDECK_CONTAINERS=false)"
     services.settings.containers = True
     assert (await api.get(f"{WES}/service-info")).json()["tags"][

@@ -12,7 +12,7 @@ import pytest
 from flowdeck.backends.registry import Registry, load_class
 from flowdeck.domain.runs import RunSpec
 from flowdeck.errors import InvalidInput
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 
 pytestmark = pytest.mark.skipif(not load_class("snakemake").available(), reason="snakemake is not installed")
@@ -50,14 +50,14 @@ def test_with_containers_off_the_directive_is_ignored_as_before(tmp_path: Path) 
 
 
 @pytest.fixture
-def smk_services(services: Services) -> Services:
+def smk_services(services: AppContext) -> AppContext:
     services.settings.backends = ["demo", "snakemake"]
     services.settings.containers = True
     services.backends = Registry(services.settings)
     return services
 
 
-async def test_the_refusal_is_a_wes_400_and_nothing_is_stored(smk_services: Services, api: httpx.AsyncClient) -> None:
+async def test_the_refusal_is_a_wes_400_and_nothing_is_stored(smk_services: AppContext, api: httpx.AsyncClient) -> None:
     form = {
         "workflow_type": "SMK",
         "workflow_type_version": "9",

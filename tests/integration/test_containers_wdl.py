@@ -18,7 +18,7 @@ from flowdeck.backends.registry import Registry, load_class
 from flowdeck.domain.runs import RunSpec
 from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput, ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines.catalog import Catalog
 from flowdeck.settings import Settings
 from tests.contract import contract
@@ -120,7 +120,7 @@ def test_images_that_cannot_be_checked_are_refused(tmp_path: Path, runtime: str,
 
 
 @pytest.fixture
-def wdl_services(services: Services) -> Services:
+def wdl_services(services: AppContext) -> AppContext:
     services.settings.backends = ["demo", "miniwdl"]
     services.settings.containers = True
     services.settings.container_registry = "registry.example.org/mirror"
@@ -128,7 +128,7 @@ def wdl_services(services: Services) -> Services:
     return services
 
 
-async def test_a_missing_image_is_refused_at_submit(wdl_services: Services, api: httpx.AsyncClient) -> None:
+async def test_a_missing_image_is_refused_at_submit(wdl_services: AppContext, api: httpx.AsyncClient) -> None:
     missing, text = missing_image_text()
     form = {
         "workflow_type": "WDL",
@@ -148,7 +148,7 @@ async def test_a_missing_image_is_refused_at_submit(wdl_services: Services, api:
 
 
 async def test_the_jobs_api_refuses_a_missing_image_with_422(
-    wdl_services: Services, api: httpx.AsyncClient, tmp_path: Path
+    wdl_services: AppContext, api: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     """The same refusal through a catalogued pipeline: /jobs answers problem details, 422."""
     catalog = Path(__file__).resolve().parents[2] / "src" / "flowdeck" / "catalog"

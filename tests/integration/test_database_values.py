@@ -11,13 +11,13 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db.tables import runs
 from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.principal import LOCAL_USER
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs.service import NewRun, get_visible, list_page, submit
 
 EMOJI = "🧬🦠 ünï"
 
 
-async def _submit(services: Services, tags: dict[str, str]) -> str:
+async def _submit(services: AppContext, tags: dict[str, str]) -> str:
     new = NewRun(
         workflow_type="DEMO",
         workflow_type_version="1.0",
@@ -28,7 +28,7 @@ async def _submit(services: Services, tags: dict[str, str]) -> str:
     return await submit(services, new, LOCAL_USER)
 
 
-async def test_four_byte_text_round_trips_and_filters(services: Services) -> None:
+async def test_four_byte_text_round_trips_and_filters(services: AppContext) -> None:
     run_id = await _submit(services, {"organism": EMOJI, "Case": "A"})
     other = await _submit(services, {"organism": "plain", "case": "a"})
     run = await get_visible(services, run_id, LOCAL_USER)
@@ -41,7 +41,7 @@ async def test_four_byte_text_round_trips_and_filters(services: Services) -> Non
     assert [row.id for row in found] == [other]
 
 
-async def test_datetimes_keep_microseconds_in_utc(services: Services) -> None:
+async def test_datetimes_keep_microseconds_in_utc(services: AppContext) -> None:
     run_id = await _submit(services, {})
     at = datetime(2026, 12, 5, 16, 30, 1, 123456, tzinfo=UTC)
     async with services.db.write() as conn:

@@ -23,7 +23,7 @@ from flowdeck.backends.registry import load_class
 from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.db.tables import runs as runs_table
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution import staging
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
@@ -51,7 +51,7 @@ pytestmark = pytest.mark.skipif(not load_class("snakemake").available(), reason=
 
 
 @pytest.fixture
-async def app(db_settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+async def app(db_settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[AppContext, httpx.AsyncClient]]:
     """Basic auth, Snakemake enabled, file:// datasets under tmp_path/roots; alice in lab-a, bob in lab-b."""
     (tmp_path / "roots").mkdir()
     settings = basic_settings(db_settings).model_copy(
@@ -83,7 +83,7 @@ async def submit(client: httpx.AsyncClient, reads: list[str], who: dict[str, str
     return await client.post(f"{WES}/runs", data=form, files=files, headers=who)
 
 
-async def follow(client: httpx.AsyncClient, services: Services, run_id: str) -> dict[str, Any]:
+async def follow(client: httpx.AsyncClient, services: AppContext, run_id: str) -> dict[str, Any]:
     worker, loop = Worker(services), asyncio.get_running_loop()
     deadline = loop.time() + 90
     while loop.time() < deadline:
@@ -95,7 +95,7 @@ async def follow(client: httpx.AsyncClient, services: Services, run_id: str) -> 
     raise AssertionError(f"run {run_id} did not end")
 
 
-async def test_another_groups_dataset_is_refused_as_if_unknown(app: tuple[Services, httpx.AsyncClient]) -> None:
+async def test_another_groups_dataset_is_refused_as_if_unknown(app: tuple[AppContext, httpx.AsyncClient]) -> None:
     """WES, /jobs and /requests: bob naming alice's dataset gets what an unknown id gets."""
     services, client = app
     theirs, unknown = await upload(client, "a_R1.fastq", READS), str(uuid.uuid4())
@@ -121,7 +121,7 @@ async def test_another_groups_dataset_is_refused_as_if_unknown(app: tuple[Servic
     assert (await submit(client, [f"dataset:{theirs}"], ALICE, "lab-a")).status_code == 200
 
 
-async def test_a_dataset_deleted_before_staging_fails_the_run(app: tuple[Services, httpx.AsyncClient]) -> None:
+async def test_a_dataset_deleted_before_staging_fails_the_run(app: tuple[AppContext, httpx.AsyncClient]) -> None:
     services, client = app
     dataset_id = await upload(client, "gone_R1.fastq", READS)
     answer = await submit(client, [f"dataset:{dataset_id}"], ALICE, "lab-a")
@@ -136,7 +136,7 @@ async def test_a_dataset_deleted_before_staging_fails_the_run(app: tuple[Service
 @pytest.mark.engine
 @pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)  # the database side is the tests above
 async def test_stored_and_referenced_datasets_are_staged(
-    app: tuple[Services, httpx.AsyncClient], tmp_path: Path
+    app: tuple[AppContext, httpx.AsyncClient], tmp_path: Path
 ) -> None:
     """An uploaded dataset (storage) and one registered by file:// URI, staged, checksummed, recorded."""
     services, client = app

@@ -9,7 +9,7 @@ import pytest
 
 from flowdeck.domain.filters import DatasetFilter
 from flowdeck.domain.principal import Principal
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.datasets import service as dataset_service
 from flowdeck.services.datasets.service import NewDataset
 
@@ -37,7 +37,7 @@ async def test_unsupported_uris_are_422_listing_schemes(api: httpx.AsyncClient, 
         assert "galaxy://dataset/" in response.json()["detail"]
 
 
-async def test_file_uris_only_inside_roots(services: Services, tmp_path: Path) -> None:
+async def test_file_uris_only_inside_roots(services: AppContext, tmp_path: Path) -> None:
     services.settings = services.settings.model_copy(update={"dataset_file_roots": [tmp_path / "in"]})
     who = Principal("local", unrestricted=True)
     row = await dataset_service.register(services, who, NewDataset(name="ok", uri=f"file://{tmp_path}/in/a.txt"))
@@ -78,7 +78,7 @@ async def test_presigned_upload_flow(api: httpx.AsyncClient) -> None:
     assert (await api.get(done["download_url"].removeprefix("http://testserver"))).content == b"hello"
 
 
-async def test_list_paging_delete_and_visibility(api: httpx.AsyncClient, services: Services) -> None:
+async def test_list_paging_delete_and_visibility(api: httpx.AsyncClient, services: AppContext) -> None:
     ids = [
         (await api.post("/datasets", json={"name": f"d{i}", "research_group": "lab", "uri": "https://h/x"})).json()[
             "id"

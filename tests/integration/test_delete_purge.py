@@ -17,7 +17,7 @@ from flowdeck.cli.main import main as cli_main
 from flowdeck.db import deletions
 from flowdeck.db.tables import events, run_attachments, run_tags, runs, tasks
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.datasets.service import storage_of
 from flowdeck.services.runs import purge
 from flowdeck.services.runs.results import keys
@@ -28,7 +28,7 @@ from tests.integration.test_wes_api import WES, drive, submit
 ENDED = ["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"]
 
 
-async def _rows(services: Services, run_id: str) -> dict[str, int]:
+async def _rows(services: AppContext, run_id: str) -> dict[str, int]:
     """How many rows each table holds for the run."""
     counted = {}
     async with services.db.read() as conn:
@@ -39,18 +39,18 @@ async def _rows(services: Services, run_id: str) -> dict[str, int]:
     return counted
 
 
-async def _demo_run(api: httpx.AsyncClient, services: Services) -> str:
+async def _demo_run(api: httpx.AsyncClient, services: AppContext) -> str:
     run_id = await submit(api, tags=json.dumps({"keep": "me"}))
     await drive(services, run_id, {"COMPLETE"}, api)
     return run_id
 
 
-async def _results(services: Services, run_id: str) -> Any:
+async def _results(services: AppContext, run_id: str) -> Any:
     async with services.db.read() as conn:
         return (await conn.execute(sa.select(runs.c.results).where(runs.c.id == run_id))).scalar_one()
 
 
-async def test_delete_removes_files_and_rows_and_keeps_the_audit(api: httpx.AsyncClient, services: Services) -> None:
+async def test_delete_removes_files_and_rows_and_keeps_the_audit(api: httpx.AsyncClient, services: AppContext) -> None:
     run_id = await run_to_end(api, _engines(services, "cwltool", any_database=True), "cwltool")
     other = await _demo_run(api, services)
     stored = keys(await _results(services, run_id))
@@ -83,7 +83,7 @@ async def test_delete_removes_files_and_rows_and_keeps_the_audit(api: httpx.Asyn
     assert set((await _rows(services, other)).values()) == {0}
 
 
-async def test_a_run_that_has_not_ended_is_not_deleted(api: httpx.AsyncClient, services: Services) -> None:
+async def test_a_run_that_has_not_ended_is_not_deleted(api: httpx.AsyncClient, services: AppContext) -> None:
     run_id = await submit(api, workflow_engine_parameters=json.dumps({"duration_seconds": "60"}))
     await drive(services, run_id, {"RUNNING"}, api)
     for path in (f"{WES}/runs/{run_id}", f"/jobs/{run_id}"):
@@ -93,13 +93,13 @@ async def test_a_run_that_has_not_ended_is_not_deleted(api: httpx.AsyncClient, s
     assert (await _rows(services, run_id))["runs"] == 1
 
 
-async def _age(services: Services, run_id: str, days: float) -> None:
+async def _age(services: AppContext, run_id: str, days: float) -> None:
     async with services.db.write() as conn:
         await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(end_time=utcnow() - timedelta(days=days)))
 
 
 async def test_purge_deletes_by_age_and_state(
-    api: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    api: httpx.AsyncClient, services: AppContext, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
     old, young = await _demo_run(api, services), await _demo_run(api, services)
     await _age(services, old, 10)
@@ -120,7 +120,7 @@ async def test_purge_deletes_by_age_and_state(
     assert audit["reason"].startswith("retention: ended more than 5 days ago")
 
 
-async def test_the_worker_purges_on_its_schedule(api: httpx.AsyncClient, services: Services) -> None:
+async def test_the_worker_purges_on_its_schedule(api: httpx.AsyncClient, services: AppContext) -> None:
     old = await _demo_run(api, services)
     await _age(services, old, 3)
     folder = services.runs_dir / "gone-run"

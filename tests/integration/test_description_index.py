@@ -22,7 +22,7 @@ from flowdeck.db.migrate import upgrade
 from flowdeck.db.tables import runs
 from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.principal import LOCAL_USER
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs.service import list_page
 from flowdeck.settings import Settings
 from tests.conftest import make_settings
@@ -190,7 +190,7 @@ def test_index_and_scan_find_the_same_runs(engine: sa.Engine) -> None:
         same()
 
 
-async def test_pages_and_counts_through_the_service_whichever_way_the_filter_goes(services: Services) -> None:
+async def test_pages_and_counts_through_the_service_whichever_way_the_filter_goes(services: AppContext) -> None:
     """A common needle (more hits than SQLite's index drives a page for), a rare one, a short one."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
     common = run_rows.FTS_MAX_HITS + 5

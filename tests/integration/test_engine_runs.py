@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import load_class
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.worker.loop import Worker
 
 WES = "/ga4gh/wes/v1"
@@ -24,7 +24,7 @@ pytestmark = [
 
 
 @pytest.fixture
-def cwl_services(services: Services) -> Services:
+def cwl_services(services: AppContext) -> AppContext:
     """The suite's services with the cwltool backend enabled."""
     from flowdeck.backends.registry import Registry
 
@@ -59,7 +59,7 @@ async def follow(api: httpx.AsyncClient, worker: Worker, run_id: str, until: set
     raise AssertionError(f"run {run_id} did not reach {until}")
 
 
-async def test_cwl_run_completes_with_outputs_downloadable(api: httpx.AsyncClient, cwl_services: Services) -> None:
+async def test_cwl_run_completes_with_outputs_downloadable(api: httpx.AsyncClient, cwl_services: AppContext) -> None:
     run_id = await submit(api)
     assert await follow(api, Worker(cwl_services), run_id, TERMINAL) == "COMPLETE"
     listing = (await api.get(f"{WES}/runs/{run_id}/outputs")).json()
@@ -72,7 +72,7 @@ async def test_cwl_run_completes_with_outputs_downloadable(api: httpx.AsyncClien
     assert all(t["exit_code"] == 0 for t in tasks)
 
 
-async def test_failing_step_is_executor_error_with_its_stderr(api: httpx.AsyncClient, cwl_services: Services) -> None:
+async def test_failing_step_is_executor_error_with_its_stderr(api: httpx.AsyncClient, cwl_services: AppContext) -> None:
     run_id = await submit(api, fail=True)
     assert await follow(api, Worker(cwl_services), run_id, TERMINAL) == "EXECUTOR_ERROR"
     tasks = (await api.get(f"{WES}/runs/{run_id}/tasks")).json()["task_logs"]
@@ -82,7 +82,7 @@ async def test_failing_step_is_executor_error_with_its_stderr(api: httpx.AsyncCl
     assert "shout failed on purpose" in stderr.text
 
 
-async def test_cancel_ends_canceled(api: httpx.AsyncClient, cwl_services: Services) -> None:
+async def test_cancel_ends_canceled(api: httpx.AsyncClient, cwl_services: AppContext) -> None:
     run_id = await submit(api, sleep_seconds=300)
     worker = Worker(cwl_services)
     assert await follow(api, worker, run_id, {"RUNNING"} | TERMINAL) == "RUNNING"
@@ -90,7 +90,7 @@ async def test_cancel_ends_canceled(api: httpx.AsyncClient, cwl_services: Servic
     assert await follow(api, worker, run_id, TERMINAL, seconds=60) == "CANCELED"
 
 
-async def test_admission_control_keeps_the_rest_queued(api: httpx.AsyncClient, cwl_services: Services) -> None:
+async def test_admission_control_keeps_the_rest_queued(api: httpx.AsyncClient, cwl_services: AppContext) -> None:
     cwl_services.settings.max_local_runs = 1
     first, second = await submit(api, sleep_seconds=300), await submit(api)
     worker = Worker(cwl_services)
@@ -105,7 +105,7 @@ async def test_admission_control_keeps_the_rest_queued(api: httpx.AsyncClient, c
 
 
 async def test_engine_exit_is_noticed_without_waiting_for_a_poll(
-    api: httpx.AsyncClient, cwl_services: Services
+    api: httpx.AsyncClient, cwl_services: AppContext
 ) -> None:
     """The worker that launched an engine checks its run when the engine ends, not at the next poll."""
     settings = cwl_services.settings

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from tests.support.basic_app import add_user, basic
 from tests.support.network import free_port
@@ -157,7 +157,7 @@ def test_a_client_follows_a_run_then_resumes_missing_nothing(db_settings: Settin
 
 
 async def test_a_member_of_another_group_sees_nothing(db_settings: Settings, tmp_path: Path) -> None:
-    services = Services.create(db_settings)
+    services = AppContext.create(db_settings)
     await add_user(services, "alice", groups={"lab-a": "member"})
     await add_user(services, "bob", groups={"lab-b": "member"})
     await services.close()
@@ -216,7 +216,7 @@ async def test_a_slow_stream_holds_a_bounded_queue_and_is_caught_up_from_the_dat
     settings = db_settings.model_copy(
         update={"events_queue_size": 3, "events_poll_seconds": 0.05, "events_heartbeat_seconds": 2}
     )
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     hub = EventHub(services)
     try:
         sub = await hub.subscribe(make_filter(LOCAL_USER), None)
@@ -251,7 +251,7 @@ async def test_a_commit_in_this_process_wakes_the_hub_at_once(db_settings: Setti
     from flowdeck.services.core.clock import utcnow
     from flowdeck.services.events.stream import EventHub, make_filter
 
-    services = Services.create(db_settings.model_copy(update={"events_poll_seconds": 60}))
+    services = AppContext.create(db_settings.model_copy(update={"events_poll_seconds": 60}))
     hub = EventHub(services)
     try:
         sub = await hub.subscribe(make_filter(LOCAL_USER), None)
@@ -270,7 +270,7 @@ async def test_the_hub_stops_with_its_last_stream_and_starts_again_with_the_next
     from flowdeck.services.core.clock import utcnow
     from flowdeck.services.events.stream import EventHub, make_filter
 
-    services = Services.create(db_settings.model_copy(update={"events_poll_seconds": 0.05}))
+    services = AppContext.create(db_settings.model_copy(update={"events_poll_seconds": 0.05}))
     hub = EventHub(services)
     try:
         first = await hub.subscribe(make_filter(LOCAL_USER), None)

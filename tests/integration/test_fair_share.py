@@ -13,7 +13,7 @@ from flowdeck.backends.registry import Registry, load_class
 from flowdeck.db.tables import events, runs
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import ENGINE_HELD
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import service as run_service
 from flowdeck.services.runs.attachments import Attachment
 from flowdeck.settings import Settings
@@ -31,13 +31,13 @@ pytestmark = [
 
 
 @pytest.fixture
-def cwl_services(services: Services) -> Services:
+def cwl_services(services: AppContext) -> AppContext:
     services.settings.backends = ["demo", "cwltool"]
     services.backends = Registry(services.settings)
     return services
 
 
-async def submit(services: Services, group: str, sleep_seconds: int = 0) -> str:
+async def submit(services: AppContext, group: str, sleep_seconds: int = 0) -> str:
     new = run_service.NewRun(
         workflow_type="CWL",
         workflow_type_version="v1.2",
@@ -49,7 +49,7 @@ async def submit(services: Services, group: str, sleep_seconds: int = 0) -> str:
     return await run_service.submit(services, new, ANYONE)
 
 
-async def executing(services: Services) -> dict[str, list[str]]:
+async def executing(services: AppContext) -> dict[str, list[str]]:
     """Ids of the runs holding a slot, per group."""
     async with services.db.read() as conn:
         rows = (await conn.execute(sa.select(runs.c.id, runs.c.research_group).where(runs.c.state.in_(HELD)))).all()
@@ -64,7 +64,7 @@ async def both_iterate(first: Worker, second: Worker) -> dict[str, list[str]]:
     return await executing(first.services)
 
 
-async def test_a_small_group_is_not_starved_by_a_flood(cwl_services: Services) -> None:
+async def test_a_small_group_is_not_starved_by_a_flood(cwl_services: AppContext) -> None:
     services = cwl_services
     if services.db.is_mysql:
         # ~35 s of real cwltool runs per database: the issue asks for SQLite and PostgreSQL, and
@@ -104,7 +104,7 @@ async def test_a_small_group_is_not_starved_by_a_flood(cwl_services: Services) -
     await end(services, workers[0], [long, held["b"][0]])
 
 
-async def end(services: Services, worker: Worker, run_ids: list[str]) -> None:
+async def end(services: AppContext, worker: Worker, run_ids: list[str]) -> None:
     """Cancel these runs and wait until their engines are gone (no process outlives the test)."""
     for run_id in run_ids:
         await run_service.cancel(services, run_id, ANYONE)
@@ -116,7 +116,7 @@ async def end(services: Services, worker: Worker, run_ids: list[str]) -> None:
         await asyncio.sleep(0.2)
 
 
-async def submit_demo(services: Services, group: str, seconds: float) -> str:
+async def submit_demo(services: AppContext, group: str, seconds: float) -> str:
     new = run_service.NewRun(
         workflow_type="DEMO",
         workflow_type_version="1.0",
@@ -127,7 +127,7 @@ async def submit_demo(services: Services, group: str, seconds: float) -> str:
     return await run_service.submit(services, new, ANYONE)
 
 
-async def test_a_group_at_its_limit_waits_until_its_runs_end(services: Services) -> None:
+async def test_a_group_at_its_limit_waits_until_its_runs_end(services: AppContext) -> None:
     services.settings.group_max_running = {"a": 2}
     services.settings.sync_min_seconds = services.settings.sync_max_seconds = 0.2
     a_runs = [await submit_demo(services, "a", seconds=1) for _ in range(5)]

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from flowdeck.api.app import create_app
 from flowdeck.domain import json_values
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from tests.integration.test_isolation import app_routes
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings
@@ -113,8 +113,8 @@ async def _twelve_megabytes() -> AsyncIterator[bytes]:
 
 
 @pytest.fixture
-async def services(db_settings: Settings) -> AsyncIterator[Services]:
-    ready = Services.create(db_settings.model_copy(update={"max_upload_bytes": LIMIT}))
+async def services(db_settings: Settings) -> AsyncIterator[AppContext]:
+    ready = AppContext.create(db_settings.model_copy(update={"max_upload_bytes": LIMIT}))
     yield ready
     await ready.close()
 
@@ -193,7 +193,7 @@ async def test_a_chunked_body_past_the_limit_is_413_naming_it(api: httpx.AsyncCl
 
 
 async def test_a_row_stored_before_the_rule_is_served_with_placeholders(
-    api: httpx.AsyncClient, services: Services, caplog: pytest.LogCaptureFixture
+    api: httpx.AsyncClient, services: AppContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A run whose stored JSON holds 1e400 (and, on SQLite, lone surrogates: PostgreSQL's jsonb
     and MariaDB's JSON check refuse them) is shown by every view and list with a placeholder and a logged warning."""

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flowdeck.db.tables import idempotency_keys, requests, runs
 from flowdeck.services.core import idempotency
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 
 WES = "/ga4gh/wes/v1"
 FORM = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://hello"}
@@ -24,7 +24,7 @@ REQUEST = {
 }
 
 
-async def count(services: Services, table: sa.Table) -> int:
+async def count(services: AppContext, table: sa.Table) -> int:
     async with services.db.read() as conn:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
 
@@ -41,7 +41,7 @@ async def wes_post(
     )
 
 
-async def test_wes_same_key_same_body_returns_the_original_answer(api: httpx.AsyncClient, services: Services) -> None:
+async def test_wes_same_key_same_body_returns_the_original_answer(api: httpx.AsyncClient, services: AppContext) -> None:
     first = await wes_post(api, key("k1"))
     again = await wes_post(api, key("k1"))
     assert first.status_code == again.status_code == 200
@@ -57,7 +57,7 @@ async def test_wes_same_key_same_body_returns_the_original_answer(api: httpx.Asy
     assert await count(services, runs) == 4
 
 
-async def test_wes_same_key_different_body_is_409(api: httpx.AsyncClient, services: Services) -> None:
+async def test_wes_same_key_different_body_is_409(api: httpx.AsyncClient, services: AppContext) -> None:
     assert (await wes_post(api, key("k"))).status_code == 200
     for response in (
         await wes_post(api, key("k"), attachment=b"other"),
@@ -71,20 +71,20 @@ async def test_wes_same_key_different_body_is_409(api: httpx.AsyncClient, servic
     assert await count(services, runs) == 1
 
 
-async def test_keys_are_scoped_per_endpoint(api: httpx.AsyncClient, services: Services) -> None:
+async def test_keys_are_scoped_per_endpoint(api: httpx.AsyncClient, services: AppContext) -> None:
     assert (await wes_post(api, key("shared"))).status_code == 200
     assert (await api.post("/requests", json=REQUEST, headers=key("shared"))).status_code == 202
     assert await count(services, runs) == 1
     assert await count(services, requests) == 1
 
 
-async def test_a_failed_first_use_is_forgotten(api: httpx.AsyncClient, services: Services) -> None:
+async def test_a_failed_first_use_is_forgotten(api: httpx.AsyncClient, services: AppContext) -> None:
     assert (await wes_post(api, key("k"), workflow_type="COBOL")).status_code == 400
     assert (await wes_post(api, key("k"))).status_code == 200
     assert await count(services, runs) == 1
 
 
-async def test_concurrent_first_uses_create_once(api: httpx.AsyncClient, services: Services) -> None:
+async def test_concurrent_first_uses_create_once(api: httpx.AsyncClient, services: AppContext) -> None:
     responses = await asyncio.gather(*(wes_post(api, key("race")) for _ in range(6)))
     assert {r.status_code for r in responses} == {200}
     assert len({r.json()["run_id"] for r in responses}) == 1
@@ -95,7 +95,7 @@ async def test_concurrent_first_uses_create_once(api: httpx.AsyncClient, service
     assert await count(services, requests) == 1
 
 
-async def test_requests_replay_and_conflict(api: httpx.AsyncClient, services: Services) -> None:
+async def test_requests_replay_and_conflict(api: httpx.AsyncClient, services: AppContext) -> None:
     first = await api.post("/requests", json=REQUEST, headers=key("r"))
     again = await api.post("/requests", json=dict(reversed(list(REQUEST.items()))), headers=key("r"))  # same JSON
     assert first.status_code == again.status_code == 202
@@ -108,7 +108,7 @@ async def test_requests_replay_and_conflict(api: httpx.AsyncClient, services: Se
     assert await count(services, requests) == 1
 
 
-async def test_old_keys_may_be_reused(api: httpx.AsyncClient, services: Services) -> None:
+async def test_old_keys_may_be_reused(api: httpx.AsyncClient, services: AppContext) -> None:
     first = await wes_post(api, key("old"))
     async with services.db.write() as conn:
         await conn.execute(sa.update(idempotency_keys).values(created_at=utcnow() - timedelta(hours=25)))
@@ -118,14 +118,14 @@ async def test_old_keys_may_be_reused(api: httpx.AsyncClient, services: Services
     assert await count(services, runs) == 2
 
 
-async def test_bad_keys_are_400(api: httpx.AsyncClient, services: Services) -> None:
+async def test_bad_keys_are_400(api: httpx.AsyncClient, services: AppContext) -> None:
     response = await wes_post(api, key("x" * 300))
     assert response.status_code == 400
     assert "Idempotency-Key must be" in response.json()["msg"]
     assert await count(services, runs) == 0
 
 
-async def test_the_second_of_two_overlapping_uses_waits_for_the_first(services: Services) -> None:
+async def test_the_second_of_two_overlapping_uses_waits_for_the_first(services: AppContext) -> None:
     calls = 0
 
     async def create() -> idempotency.Answer:
@@ -144,7 +144,7 @@ async def test_the_second_of_two_overlapping_uses_waits_for_the_first(services: 
     assert first.status_code == second.status_code == 201
 
 
-async def test_jobs_replay_and_conflict(api: httpx.AsyncClient, services: Services) -> None:
+async def test_jobs_replay_and_conflict(api: httpx.AsyncClient, services: AppContext) -> None:
     job = {
         "pipeline_name": "gatk_variant_calling",
         "pipeline_version": "1.0.0",

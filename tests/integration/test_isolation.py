@@ -36,7 +36,7 @@ import pytest
 from fastapi import FastAPI
 
 from flowdeck.api.admission import served_routes
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings
@@ -219,7 +219,7 @@ class Lab:
 @dataclass
 class World:
     app: FastAPI
-    services: Services
+    services: AppContext
     http: httpx.AsyncClient
     a: Lab
     b: Lab
@@ -233,7 +233,7 @@ async def _ok(response: httpx.Response, *codes: int) -> dict[str, Any]:
     return body
 
 
-async def _fill(services: Services, http: httpx.AsyncClient, lab: Lab, who: dict[str, str]) -> None:
+async def _fill(services: AppContext, http: httpx.AsyncClient, lab: Lab, who: dict[str, str]) -> None:
     group = {"research_group": lab.group}
     lab.dataset = (
         await _ok(

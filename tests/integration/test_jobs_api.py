@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from flowdeck.api.app import create_app
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.worker.loop import Worker
 
 GATK = {
@@ -54,7 +54,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def drive(services: Services, api: httpx.AsyncClient, job_id: str, until: set[str]) -> dict[str, Any]:
+async def drive(services: AppContext, api: httpx.AsyncClient, job_id: str, until: set[str]) -> dict[str, Any]:
     worker = Worker(services)
     for _ in range(400):
         await worker.iterate()
@@ -79,7 +79,7 @@ RNASEQ_SIMULATED = RNASEQ | {"pipeline_version": "1.0.0"}
 
 @pytest.mark.parametrize("body", [GATK_SIM, RNASEQ_SIMULATED], ids=["gatk-1.0.0", "rnaseq-1.0.0"])
 async def test_seed_002_bodies_verbatim_run_to_completion(
-    api: httpx.AsyncClient, services: Services, body: dict[str, Any]
+    api: httpx.AsyncClient, services: AppContext, body: dict[str, Any]
 ) -> None:
     response = await api.post("/jobs", json=body)
     assert response.status_code in (201, 202), response.text
@@ -191,7 +191,7 @@ async def test_dry_run_shows_no_server_path(api: httpx.AsyncClient) -> None:
 
 
 @pytest.fixture
-async def galaxy_down_api(services: Services) -> Any:
+async def galaxy_down_api(services: AppContext) -> Any:
     """The app with the Galaxy backend pointed at a closed port."""
     settings = services.settings.model_copy(
         update={
@@ -202,7 +202,7 @@ async def galaxy_down_api(services: Services) -> Any:
             "galaxy_timeout_seconds": 2.0,
         }
     )
-    down = Services.create(settings)
+    down = AppContext.create(settings)
     if "galaxy" not in down.backends:
         await down.close()
         pytest.skip("bioblend is not installed")
@@ -249,7 +249,7 @@ async def test_seed_000_galaxy_unreachable_is_202_queued_and_kept(galaxy_down_ap
     assert (await api.delete(f"/datasets/{dataset_id}")).status_code == 409
 
 
-async def test_rerun_and_cancel(api: httpx.AsyncClient, services: Services) -> None:
+async def test_rerun_and_cancel(api: httpx.AsyncClient, services: AppContext) -> None:
     job = (await api.post("/jobs", json=GATK_SIM)).json()
     rerun = await api.post(f"/jobs/{job['id']}/rerun")
     assert rerun.status_code in (201, 202)

@@ -12,7 +12,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from flowdeck.api.admission import ListTurns
 from flowdeck.api.app import create_app
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from tests.integration.test_isolation import JOB
 
@@ -125,7 +125,7 @@ async def test_lists_taking_turns_answer_what_they_answer_alone(db_settings: Set
     """Forty list reads at once, one turn: each answers exactly what it answers alone, and polls
     sent among them answer too."""
     settings = db_settings.model_copy(update={"list_concurrency": 1})
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     app = create_app(settings, services)
     try:
         async with app.router.lifespan_context(app):

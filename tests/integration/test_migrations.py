@@ -50,10 +50,10 @@ async def test_the_newest_migration_steps_back_and_forward(db_settings: Settings
 
 async def test_0004_counts_the_runs_and_dates_the_tags_already_stored(db_settings: Settings) -> None:
     from flowdeck.db.tables import run_tags, runs
-    from flowdeck.services.core.context import Services
+    from flowdeck.services.core.context import AppContext
     from tests.integration.test_run_state_counts import _submit, _truth
 
-    services = Services.create(db_settings)
+    services = AppContext.create(db_settings)
     try:
         for group in ("g1", "g1", "g2", None):
             await _submit(services, group, {"project": "p"})

@@ -9,7 +9,7 @@ import pytest
 
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ConfigurationError, NotFound
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines.catalog import Catalog
 from flowdeck.services.runs.pipeline_runs import visible_pipeline
 from tests.conftest import make_settings
@@ -29,7 +29,7 @@ async def test_list_get_and_schema(api: httpx.AsyncClient) -> None:
     assert "gatk_variant_calling" in missing.json()["detail"]
 
 
-async def test_group_limited_pipelines_are_hidden(services: Services, tmp_path: Path) -> None:
+async def test_group_limited_pipelines_are_hidden(services: AppContext, tmp_path: Path) -> None:
     source = (Catalog.load().get("gatk_variant_calling", "1.0.0").source).read_text()
     folder = tmp_path / "pipes"
     folder.mkdir()
@@ -43,4 +43,4 @@ async def test_group_limited_pipelines_are_hidden(services: Services, tmp_path: 
 def test_a_broken_catalog_stops_start_up(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("name: x\nversion: 1\n")
     with pytest.raises(ConfigurationError, match=r"bad\.yaml: version"):
-        Services.create(make_settings(tmp_path, pipelines_dir=tmp_path))
+        AppContext.create(make_settings(tmp_path, pipelines_dir=tmp_path))

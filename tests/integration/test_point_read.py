@@ -16,13 +16,13 @@ from flowdeck.db.engine import SQLITE_POOL_SIZE, Database, PointRead
 from flowdeck.db.migrate import upgrade
 from flowdeck.db.tables import runs
 from flowdeck.domain.principal import LOCAL_USER
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import service as run_service
 from tests.conftest import make_settings
 
 
 # Every column, so that SQLAlchemy's conversions (JSON documents, dates) are compared too.
-async def _submit(services: Services, **values: Any) -> str:
+async def _submit(services: AppContext, **values: Any) -> str:
     new = run_service.NewRun(
         workflow_type="DEMO",
         workflow_type_version="1.0",
@@ -34,7 +34,7 @@ async def _submit(services: Services, **values: Any) -> str:
     return await run_service.submit(services, new, LOCAL_USER)
 
 
-async def test_a_point_read_returns_what_sqlalchemy_returns(services: Services) -> None:
+async def test_a_point_read_returns_what_sqlalchemy_returns(services: AppContext) -> None:
     run_id = await _submit(services)
     async with services.db.read() as conn:  # through SQLAlchemy's execution
         expected = (await conn.execute(run_rows.BY_ID.statement, {"run_id": run_id})).mappings().first()
@@ -46,7 +46,7 @@ async def test_a_point_read_returns_what_sqlalchemy_returns(services: Services) 
     assert await services.db.read_point(run_rows.STATE_BY_ID, {"run_id": "no-such-run"}) is None
 
 
-async def test_a_point_read_sees_commits_and_not_a_write_in_progress(services: Services) -> None:
+async def test_a_point_read_sees_commits_and_not_a_write_in_progress(services: AppContext) -> None:
     run_id = await _submit(services)
     writing, release = asyncio.Event(), asyncio.Event()
 
@@ -108,7 +108,7 @@ async def test_sqlite_point_reads_from_two_threads_event_loops(tmp_path: Path) -
     """Two event loops in two threads share the reads' connection; each gets its own rows."""
     settings = make_settings(tmp_path)
     upgrade(settings)
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     ids = [await _submit(services), await _submit(services)]
     db = services.db
 

@@ -13,7 +13,7 @@ import pytest
 
 from flowdeck.cli.main import main
 from flowdeck.errors import ConfigurationError
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines import references
 from flowdeck.services.pipelines.catalog import Catalog
 from flowdeck.settings import Settings
@@ -59,7 +59,7 @@ def registry_dir(reference_files: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def ref_services(services: Services, registry_dir: Path, tmp_path: Path) -> Services:
+def ref_services(services: AppContext, registry_dir: Path, tmp_path: Path) -> AppContext:
     services.settings.references_dir = registry_dir
     (tmp_path / "pipes").mkdir()
     (tmp_path / "pipes" / "aligner.yaml").write_text(PIPELINE)
@@ -69,7 +69,7 @@ def ref_services(services: Services, registry_dir: Path, tmp_path: Path) -> Serv
 
 async def test_listed_unindexed_then_indexed_by_the_cli(
     api: httpx.AsyncClient,
-    ref_services: Services,
+    ref_services: AppContext,
     registry_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -100,7 +100,7 @@ async def test_listed_unindexed_then_indexed_by_the_cli(
     assert "tiny, tx" in missing.json()["detail"]
 
 
-async def test_reference_parameter_is_checked_at_submit(api: httpx.AsyncClient, ref_services: Services) -> None:
+async def test_reference_parameter_is_checked_at_submit(api: httpx.AsyncClient, ref_services: AppContext) -> None:
     async def submit(genome: str) -> httpx.Response:
         body = {"pipeline_name": "aligner", "parameters": {"genome": genome}}
         return await api.post("/jobs", json=body, params={"dry_run": "true"})

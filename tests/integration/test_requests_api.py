@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flowdeck.db.tables import requests as requests_table
 from flowdeck.db.tables import runs as runs_table
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.requests.expansion import create_run
 from flowdeck.worker.expand import expand_once
 from flowdeck.worker.loop import Worker
@@ -47,7 +47,7 @@ async def post(api: httpx.AsyncClient, payload: dict[str, Any], **kwargs: Any) -
     return str(response.json()["request_id"])
 
 
-async def count_runs(services: Services, request_id: str | None = None) -> int:
+async def count_runs(services: AppContext, request_id: str | None = None) -> int:
     query = sa.select(sa.func.count()).select_from(runs_table)
     if request_id is not None:
         query = query.where(runs_table.c.request_id == request_id)
@@ -55,7 +55,7 @@ async def count_runs(services: Services, request_id: str | None = None) -> int:
         return int((await conn.execute(query)).scalar_one())
 
 
-async def count_requests(services: Services) -> int:
+async def count_requests(services: AppContext) -> int:
     async with services.db.read() as conn:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(requests_table))).scalar_one())
 
@@ -71,7 +71,7 @@ async def all_runs(api: httpx.AsyncClient, request_id: str) -> list[dict[str, An
             return runs
 
 
-async def test_fifty_samples_expand_to_fifty_runs_despite_a_crash(api: httpx.AsyncClient, services: Services) -> None:
+async def test_fifty_samples_expand_to_fifty_runs_despite_a_crash(api: httpx.AsyncClient, services: AppContext) -> None:
     request_id = await post(api, body(50))
     assert await count_runs(services) == 0  # nothing but the request until a worker expands it
     # Worker A claims the request, creates 20 runs, and "dies" holding its lease.
@@ -105,7 +105,7 @@ async def test_fifty_samples_expand_to_fifty_runs_despite_a_crash(api: httpx.Asy
     assert events[1]["reason"] == "all 50 runs created"
 
 
-async def test_expansion_is_bounded_per_step_and_resumes(api: httpx.AsyncClient, services: Services) -> None:
+async def test_expansion_is_bounded_per_step_and_resumes(api: httpx.AsyncClient, services: AppContext) -> None:
     request_id = await post(api, body(12))
     await expand_once(services, "w1", max_runs=5)
     assert await count_runs(services, request_id) == 5
@@ -126,7 +126,7 @@ async def drive_request(api: httpx.AsyncClient, worker: Worker, request_id: str,
     raise AssertionError(f"request {request_id} stuck: {detail['aggregate']}")
 
 
-async def test_aggregate_state_follows_the_runs(api: httpx.AsyncClient, services: Services) -> None:
+async def test_aggregate_state_follows_the_runs(api: httpx.AsyncClient, services: AppContext) -> None:
     request_id = await post(api, body(3, description="three samples"))
     detail = (await api.get(f"/requests/{request_id}")).json()
     assert detail["aggregate"] == {"state": "QUEUED", "runs_created": 0, "counts": {}}
@@ -139,7 +139,7 @@ async def test_aggregate_state_follows_the_runs(api: httpx.AsyncClient, services
     assert run["request"]["tags"]["request_id"] == request_id
 
 
-async def test_cancel_request_cancels_every_run(api: httpx.AsyncClient, services: Services) -> None:
+async def test_cancel_request_cancels_every_run(api: httpx.AsyncClient, services: AppContext) -> None:
     services.settings.demo_min_seconds = services.settings.demo_max_seconds = 30
     request_id = await post(api, body(4))
     worker = Worker(services)
@@ -155,7 +155,7 @@ async def test_cancel_request_cancels_every_run(api: httpx.AsyncClient, services
 
 
 async def test_cancelling_a_request_whose_runs_all_ended_changes_nothing(
-    api: httpx.AsyncClient, services: Services
+    api: httpx.AsyncClient, services: AppContext
 ) -> None:
     request_id = await post(api, body(2))
     detail = await drive_request(api, Worker(services), request_id, {"COMPLETE"})
@@ -170,7 +170,7 @@ async def test_cancelling_a_request_whose_runs_all_ended_changes_nothing(
     assert "cancel" not in kinds
 
 
-async def test_cancel_before_expansion_stops_it(api: httpx.AsyncClient, services: Services) -> None:
+async def test_cancel_before_expansion_stops_it(api: httpx.AsyncClient, services: AppContext) -> None:
     request_id = await post(api, body(5))
     await api.post(f"/requests/{request_id}/cancel")
     await expand_once(services, "w")
@@ -181,7 +181,7 @@ async def test_cancel_before_expansion_stops_it(api: httpx.AsyncClient, services
     assert (await api.get(f"/requests/{request_id}")).json()["aggregate"]["state"] == "CANCELED"
 
 
-async def test_request_fails_when_its_pipeline_disappears(api: httpx.AsyncClient, services: Services) -> None:
+async def test_request_fails_when_its_pipeline_disappears(api: httpx.AsyncClient, services: AppContext) -> None:
     request_id = await post(api, body(2))
     async with services.db.write() as conn:
         await conn.execute(sa.update(requests_table).values(pipeline_version="9.9.9"))
@@ -194,7 +194,7 @@ async def test_request_fails_when_its_pipeline_disappears(api: httpx.AsyncClient
     assert events[-1]["reason"] == state["message"]
 
 
-async def test_sample_sheet_upload(api: httpx.AsyncClient, services: Services) -> None:
+async def test_sample_sheet_upload(api: httpx.AsyncClient, services: AppContext) -> None:
     sheet = "sample_id,fastq_files\n" + "".join(
         f"S{i},s3://lab/S{i}_R1.fastq.gz;s3://lab/S{i}_R2.fastq.gz\n" for i in range(6)
     )
@@ -223,7 +223,7 @@ async def test_sample_sheet_as_json_text(api: httpx.AsyncClient) -> None:
 
 
 async def assert_refused(
-    api: httpx.AsyncClient, services: Services, response: httpx.Response, status: int
+    api: httpx.AsyncClient, services: AppContext, response: httpx.Response, status: int
 ) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -232,7 +232,7 @@ async def assert_refused(
     return dict(response.json())
 
 
-async def test_sheet_with_missing_columns_is_422(api: httpx.AsyncClient, services: Services) -> None:
+async def test_sheet_with_missing_columns_is_422(api: httpx.AsyncClient, services: AppContext) -> None:
     payload = {"pipeline_name": PIPELINE, "pipeline_version": VERSION, "samplesheet": "sample_id\nA\n"}
     problem = await assert_refused(api, services, await api.post("/requests", json=payload), 422)
     pointers = {(e["pointer"], e["message"]) for e in problem["errors"]}
@@ -240,7 +240,7 @@ async def test_sheet_with_missing_columns_is_422(api: httpx.AsyncClient, service
     assert ("/columns", "line 1: missing required column 'fastq_files'") in pointers
 
 
-async def test_sheet_with_duplicate_sample_ids_is_422(api: httpx.AsyncClient, services: Services) -> None:
+async def test_sheet_with_duplicate_sample_ids_is_422(api: httpx.AsyncClient, services: AppContext) -> None:
     sheet = "sample_id,reference,fastq_files\nA,gencode_v44,s3://l/a.fq\nB,gencode_v44,s3://l/b.fq\nA,gencode_v44,s3://l/c.fq\n"
     problem = await assert_refused(
         api,
@@ -259,7 +259,7 @@ async def test_sheet_with_duplicate_sample_ids_is_422(api: httpx.AsyncClient, se
     ]
 
 
-async def test_sheet_with_100000_rows_is_refused_with_the_limit(api: httpx.AsyncClient, services: Services) -> None:
+async def test_sheet_with_100000_rows_is_refused_with_the_limit(api: httpx.AsyncClient, services: AppContext) -> None:
     sheet = "sample_id,reference,fastq_files\n" + "".join(f"S{i},gencode_v44,s3://l/{i}.fq\n" for i in range(100_000))
     response = await api.post(
         "/requests", files={"samplesheet": ("big.csv", sheet.encode(), "text/csv")}, data={"pipeline_name": PIPELINE}
@@ -271,7 +271,7 @@ async def test_sheet_with_100000_rows_is_refused_with_the_limit(api: httpx.Async
     )
 
 
-async def test_every_bad_sample_is_listed_with_its_pointer(api: httpx.AsyncClient, services: Services) -> None:
+async def test_every_bad_sample_is_listed_with_its_pointer(api: httpx.AsyncClient, services: AppContext) -> None:
     samples = [sample(i) for i in range(10)]
     samples[3]["fastq_files"] = ["ftp://nope/x.fastq"]
     samples[7]["sample_id"] = "bad id!"
@@ -290,7 +290,7 @@ async def test_every_bad_sample_is_listed_with_its_pointer(api: httpx.AsyncClien
     assert "/samples/8/sample_id" in [e["pointer"] for e in problem["errors"]]
 
 
-async def test_other_bad_requests(api: httpx.AsyncClient, services: Services) -> None:
+async def test_other_bad_requests(api: httpx.AsyncClient, services: AppContext) -> None:
     response = await api.post("/requests", json={"pipeline_name": "nope", "samples": [{}]})
     assert "pipelines: " in (await assert_refused(api, services, response, 404))["detail"]
     response = await api.post(
@@ -310,7 +310,9 @@ async def test_other_bad_requests(api: httpx.AsyncClient, services: Services) ->
     await assert_refused(api, services, response, 422)
 
 
-async def test_datasets_for_a_pipeline_that_takes_none_are_refused(api: httpx.AsyncClient, services: Services) -> None:
+async def test_datasets_for_a_pipeline_that_takes_none_are_refused(
+    api: httpx.AsyncClient, services: AppContext
+) -> None:
     """rnaseq_deseq2 takes its reads as parameters: the datasets would be dropped silently."""
     registered = await api.post("/datasets", json={"name": "reads", "uri": "https://example.org/r.fastq.gz"})
     assert registered.status_code == 201, registered.text

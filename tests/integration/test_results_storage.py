@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import Registry, load_class
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.storage import S3Storage, open_storage
 from flowdeck.services.runs.attachments import run_folder
 from flowdeck.worker.loop import Worker
@@ -47,7 +47,7 @@ def moto_url() -> Iterator[str]:
         yield url
 
 
-def _engines(services: Services, engine: str, *, any_database: bool = False) -> Services:
+def _engines(services: AppContext, engine: str, *, any_database: bool = False) -> AppContext:
     if not load_class(engine).available():
         pytest.skip(f"{engine} is not installed")
     if not any_database and not services.settings.resolved_database_url.startswith("sqlite"):
@@ -57,7 +57,7 @@ def _engines(services: Services, engine: str, *, any_database: bool = False) -> 
     return services
 
 
-async def run_to_end(api: httpx.AsyncClient, services: Services, engine: str, message: str = "hello store") -> str:
+async def run_to_end(api: httpx.AsyncClient, services: AppContext, engine: str, message: str = "hello store") -> str:
     wf_type, version, workflow = ENGINES[engine]
     form = {
         "workflow_type": wf_type,
@@ -138,7 +138,7 @@ async def _check_ui_and_crate(api: httpx.AsyncClient, run_id: str, message: byte
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 async def test_every_output_and_log_downloads_with_the_run_folder_gone(
-    api: httpx.AsyncClient, services: Services, engine: str
+    api: httpx.AsyncClient, services: AppContext, engine: str
 ) -> None:
     run_id = await run_to_end(api, _engines(services, engine), engine)
     run_folder(services.runs_dir, run_id).remove()  # as if the worker were another host
@@ -153,7 +153,7 @@ async def test_every_output_and_log_downloads_with_the_run_folder_gone(
 
 
 async def test_outputs_go_to_s3_and_download_from_its_presigned_urls(
-    api: httpx.AsyncClient, services: Services, moto_url: str, monkeypatch: pytest.MonkeyPatch
+    api: httpx.AsyncClient, services: AppContext, moto_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
         monkeypatch.setenv(name, value)
@@ -181,7 +181,7 @@ async def test_archive_of_a_run_that_has_not_ended_is_409(api: httpx.AsyncClient
 
 
 async def test_logs_of_a_running_run_are_copied_to_storage_as_it_runs(
-    api: httpx.AsyncClient, services: Services
+    api: httpx.AsyncClient, services: AppContext
 ) -> None:
     _engines(services, "cwltool")
     services.settings.live_log_seconds = 0.2
@@ -216,7 +216,7 @@ async def test_logs_of_a_running_run_are_copied_to_storage_as_it_runs(
 
 
 async def test_a_run_ends_only_once_its_results_are_stored(
-    api: httpx.AsyncClient, services: Services, monkeypatch: pytest.MonkeyPatch
+    api: httpx.AsyncClient, services: AppContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """S3 down when the engine ends: the run stays RUNNING (nothing recorded as ended without its
     results); S3 back: the next sync stores them and the run ends."""

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import Registry
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
 
@@ -46,7 +46,7 @@ def gates(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def smk_services(services: Services, gates: Path) -> Services:
+def smk_services(services: AppContext, gates: Path) -> AppContext:
     services.settings.backends = ["demo", "snakemake", "cwltool", "miniwdl"]
     services.settings.sandbox_read_only_paths = [*services.settings.sandbox_read_only_paths, gates]
     services.backends = Registry(services.settings)
@@ -71,12 +71,12 @@ async def _tasks(api: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
     return {task["name"]: task for task in body["task_logs"]}
 
 
-def _file(services: Services, run_id: str, name: str) -> Path:
+def _file(services: AppContext, run_id: str, name: str) -> Path:
     return next((services.runs_dir).glob(f"**/{run_id}/**/{name}"))
 
 
 async def test_a_resumed_rerun_re_uses_the_finished_step_and_runs_the_failed_one(
-    api: httpx.AsyncClient, smk_services: Services, gates: Path
+    api: httpx.AsyncClient, smk_services: AppContext, gates: Path
 ) -> None:
     gate = gates / "gate"
     worker = Worker(smk_services)
@@ -106,7 +106,9 @@ async def test_a_resumed_rerun_re_uses_the_finished_step_and_runs_the_failed_one
     assert f"resumes run {old}" in created["reason"]
 
 
-async def test_a_plain_rerun_runs_every_step_again(api: httpx.AsyncClient, smk_services: Services, gates: Path) -> None:
+async def test_a_plain_rerun_runs_every_step_again(
+    api: httpx.AsyncClient, smk_services: AppContext, gates: Path
+) -> None:
     gate = gates / "gate"
     gate.touch()
     worker = Worker(smk_services)
@@ -131,7 +133,7 @@ task say {
 
 
 async def test_resume_is_refused_for_a_run_still_going_and_an_engine_that_cannot(
-    api: httpx.AsyncClient, smk_services: Services, gates: Path
+    api: httpx.AsyncClient, smk_services: AppContext, gates: Path
 ) -> None:
     running = await _submit(api, gates / "gate")  # queued: not ended
     refused = await api.post(f"/jobs/{running}/rerun", json={"resume": True})

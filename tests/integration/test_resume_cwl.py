@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import Registry, load_class
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.worker.loop import Worker
 from tests.integration.test_engine_runs import TERMINAL, WES, follow
 
@@ -60,7 +60,7 @@ def gates(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cwl_services(services: Services, gates: Path) -> Services:
+def cwl_services(services: AppContext, gates: Path) -> AppContext:
     services.settings.backends = ["demo", "cwltool", "toil"]
     services.settings.sandbox_read_only_paths = [*services.settings.sandbox_read_only_paths, gates]
     services.backends = Registry(services.settings)
@@ -97,7 +97,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
 
 @pytest.mark.parametrize("engine", ["cwltool", "toil"])
 async def test_a_resumed_cwl_rerun_re_uses_the_first_step_and_runs_the_failed_one(
-    api: httpx.AsyncClient, cwl_services: Services, gates: Path, engine: str
+    api: httpx.AsyncClient, cwl_services: AppContext, gates: Path, engine: str
 ) -> None:
     if not load_class(engine).available():
         pytest.skip(f"{engine} is not installed")

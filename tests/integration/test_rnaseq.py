@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from flowdeck.backends.registry import Registry, load_class
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines import references
 from flowdeck.worker.loop import Worker
 from tests.integration.test_jobs_api import RNASEQ
@@ -77,7 +77,7 @@ def _world_readable(folder: Path) -> None:
 
 
 @pytest.fixture
-def rna_services(services: Services, experiment: Experiment) -> Services:
+def rna_services(services: AppContext, experiment: Experiment) -> AppContext:
     services.settings.backends = ["demo", "snakemake"]
     services.settings.sandbox_read_only_paths = [experiment.folder]
     services.settings.references_dir = experiment.references_dir
@@ -147,7 +147,7 @@ ONE_DATABASE = pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)
 @ONE_DATABASE
 @pytest.mark.parametrize("method", ["salmon", "kallisto"])
 async def test_one_sample_tpm_follows_the_truth(
-    api: httpx.AsyncClient, rna_services: Services, experiment: Experiment, method: str
+    api: httpx.AsyncClient, rna_services: AppContext, experiment: Experiment, method: str
 ) -> None:
     sample = experiment.samples[0]
     body = {
@@ -170,7 +170,7 @@ async def test_one_sample_tpm_follows_the_truth(
 
 @ONE_DATABASE
 async def test_a_fastq_that_is_not_fastq_fails_with_the_reason_in_the_task_stderr(
-    api: httpx.AsyncClient, rna_services: Services, experiment: Experiment
+    api: httpx.AsyncClient, rna_services: AppContext, experiment: Experiment
 ) -> None:
     broken = Sample("broken", "A", experiment.folder / "reads" / "broken.fastq", {})
     body = {"pipeline_name": "rnaseq_deseq2", "parameters": sample_parameters(experiment, broken)}
@@ -211,7 +211,7 @@ async def follow_request(api: httpx.AsyncClient, worker: Worker, request_id: str
 
 
 async def test_a_three_against_three_request_finds_the_planted_genes_with_deseq2(
-    api: httpx.AsyncClient, rna_services: Services, experiment: Experiment
+    api: httpx.AsyncClient, rna_services: AppContext, experiment: Experiment
 ) -> None:
     samplesheet = sheet(experiment, experiment.samples, [s.condition for s in experiment.samples])
     response = await api.post("/requests", json=request_body(experiment, samplesheet))
@@ -249,7 +249,7 @@ async def test_a_three_against_three_request_finds_the_planted_genes_with_deseq2
 )
 async def test_conditions_that_cannot_be_compared_are_refused_at_submit(
     api: httpx.AsyncClient,
-    rna_services: Services,
+    rna_services: AppContext,
     experiment: Experiment,
     conditions: list[str],
     pointer: str,
@@ -265,7 +265,7 @@ async def test_conditions_that_cannot_be_compared_are_refused_at_submit(
 
 
 async def test_a_transcriptome_that_is_not_registered_is_refused_at_submit(
-    api: httpx.AsyncClient, rna_services: Services, experiment: Experiment
+    api: httpx.AsyncClient, rna_services: AppContext, experiment: Experiment
 ) -> None:
     body = {"pipeline_name": "rnaseq_deseq2", "parameters": sample_parameters(experiment, experiment.samples[0])}
     body["parameters"] |= {"reference": "gencode_v45"}  # type: ignore[operator]
@@ -278,7 +278,7 @@ async def test_a_transcriptome_that_is_not_registered_is_refused_at_submit(
 
 @ONE_DATABASE
 async def test_seed_002_rnaseq_body_verbatim_runs_for_real_from_s3(
-    api: httpx.AsyncClient, rna_services: Services, experiment: Experiment, monkeypatch: pytest.MonkeyPatch
+    api: httpx.AsyncClient, rna_services: AppContext, experiment: Experiment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Seed 002's RNA-seq example exactly as written: its s3://data/RNA_001.fastq.gz is the first
     synthetic sample (gzipped FASTQ) in moto's S3; its gencode_v38 is the test registry's transcriptome."""

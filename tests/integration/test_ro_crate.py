@@ -19,7 +19,7 @@ import pytest
 from rocrate.rocrate import ROCrate
 
 from flowdeck.backends.registry import Registry, load_class
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs.attachments import run_folder
 from flowdeck.services.runs.ro_crate_entities import _member
 from flowdeck.worker.loop import Worker
@@ -40,13 +40,13 @@ pytestmark = pytest.mark.engine
 
 
 @pytest.fixture
-def engine_services(services: Services) -> Services:
+def engine_services(services: AppContext) -> AppContext:
     services.settings.backends = ["demo", *ENGINES]
     services.backends = Registry(services.settings)
     return services
 
 
-async def _run(api: httpx.AsyncClient, services: Services, engine: str) -> str:
+async def _run(api: httpx.AsyncClient, services: AppContext, engine: str) -> str:
     wf_type, version, workflow, _ = ENGINES[engine]
     form = {
         "workflow_type": wf_type,
@@ -122,7 +122,7 @@ def _check_provenance(crate: ROCrate, action: Any) -> None:
 
 @pytest.mark.parametrize("engine", list(ENGINES))
 async def test_crate_of_a_real_run(
-    api: httpx.AsyncClient, engine_services: Services, engine: str, tmp_path: Path
+    api: httpx.AsyncClient, engine_services: AppContext, engine: str, tmp_path: Path
 ) -> None:
     if not load_class(engine).available():
         pytest.skip(f"{engine} is not installed")
@@ -161,7 +161,9 @@ async def test_a_run_that_has_not_ended_is_409_and_a_missing_one_404(api: httpx.
     assert (await api.get(f"{WES}/runs/nope/ro-crate")).status_code == 404
 
 
-async def test_a_request_is_one_crate_with_each_run(api: httpx.AsyncClient, services: Services, tmp_path: Path) -> None:
+async def test_a_request_is_one_crate_with_each_run(
+    api: httpx.AsyncClient, services: AppContext, tmp_path: Path
+) -> None:
     samples = [{"sample_id": f"S{i}", "fastq_files": [f"s3://lab/reads/S{i}_R1.fastq.gz"]} for i in range(2)]
     payload = {
         "pipeline_name": "rnaseq_deseq2",
@@ -188,7 +190,7 @@ async def test_a_request_is_one_crate_with_each_run(api: httpx.AsyncClient, serv
 
 
 async def test_a_workflow_url_naming_a_local_file_is_never_read(
-    api: httpx.AsyncClient, services: Services, tmp_path: Path
+    api: httpx.AsyncClient, services: AppContext, tmp_path: Path
 ) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("not for the crate\n")

@@ -20,7 +20,7 @@ from flowdeck.db.tables import group_stored_bytes, runs
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.runs import CancelResult, RunHandle, RunRecord, RunSpec, Submitted, SyncReport
 from flowdeck.domain.states import State
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import service as run_service
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
@@ -60,17 +60,17 @@ class ClashingBackend(DemoBackend):
 
 
 @pytest.fixture
-async def clashing(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Services]:
+async def clashing(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AppContext]:
     monkeypatch.setitem(registry.BACKENDS, "demo", f"{__name__}:ClashingBackend")
     ClashingBackend.cancels = []
-    services = Services.create(db_settings)
+    services = AppContext.create(db_settings)
     try:
         yield services
     finally:
         await services.close()
 
 
-async def _submit(services: Services) -> str:
+async def _submit(services: AppContext) -> str:
     new = run_service.NewRun(
         workflow_type="DEMO",
         workflow_type_version="1.0",
@@ -82,19 +82,19 @@ async def _submit(services: Services) -> str:
     return await run_service.submit(services, new, LOCAL_USER)
 
 
-async def _row(services: Services, run_id: str) -> RunRecord:
+async def _row(services: AppContext, run_id: str) -> RunRecord:
     async with services.db.read() as conn:
         row = await run_rows.get(conn, run_id)
     assert row is not None
     return row
 
 
-async def _due_now(services: Services, run_id: str) -> None:
+async def _due_now(services: AppContext, run_id: str) -> None:
     async with services.db.write() as conn:
         await conn.execute(sa.update(runs).where(runs.c.id == run_id).values(next_check_at=None))
 
 
-async def test_an_engines_keys_never_touch_flowdecks_bookkeeping(clashing: Services) -> None:
+async def test_an_engines_keys_never_touch_flowdecks_bookkeeping(clashing: AppContext) -> None:
     worker = Worker(clashing)
     run_id = await _submit(clashing)
     await worker.iterate()  # dispatched: the engine's answer carries the clashing keys
@@ -117,7 +117,7 @@ async def test_an_engines_keys_never_touch_flowdecks_bookkeeping(clashing: Servi
 
 
 async def test_0013_moves_the_keys_of_stored_runs_and_steps_back(db_settings: Settings) -> None:
-    services = Services.create(db_settings)
+    services = AppContext.create(db_settings)
     stored = sa.select(runs.c.id, runs.c.backend_data)  # the columns every revision has
     sent = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
     try:

@@ -17,7 +17,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db.migrate import upgrade
 from flowdeck.db.tables import events, run_attachments, run_tags, runs
 from flowdeck.domain.principal import LOCAL_USER
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import service as run_service
 from tests.conftest import make_settings
 from tests.integration.test_wes_api import WES, demo_form, drive
@@ -36,7 +36,7 @@ async def submit_with_files(api: httpx.AsyncClient, **extra: str) -> str:
 
 
 async def test_attachments_are_stored_with_the_run_and_written_to_its_folder_at_dispatch(
-    api: httpx.AsyncClient, services: Services
+    api: httpx.AsyncClient, services: AppContext
 ) -> None:
     run_id = await submit_with_files(api)
     async with services.db.read() as conn:
@@ -49,7 +49,7 @@ async def test_attachments_are_stored_with_the_run_and_written_to_its_folder_at_
 
 
 async def test_concurrent_submissions_are_all_stored_each_with_its_own_tags_files_and_event(
-    api: httpx.AsyncClient, services: Services
+    api: httpx.AsyncClient, services: AppContext
 ) -> None:
     ids = await asyncio.gather(*(submit_with_files(api, tags=json.dumps({"n": str(i)})) for i in range(24)))
     assert len(set(ids)) == 24
@@ -73,7 +73,7 @@ async def test_concurrent_submissions_are_all_stored_each_with_its_own_tags_file
         assert log["request"]["tags"]["n"] == tags[run_id]
 
 
-async def test_rerun_takes_the_attachments_from_the_database(api: httpx.AsyncClient, services: Services) -> None:
+async def test_rerun_takes_the_attachments_from_the_database(api: httpx.AsyncClient, services: AppContext) -> None:
     run_id = await submit_with_files(api)
     await drive(services, run_id, {"COMPLETE"}, api)
     (services.runs_dir / run_id / "attachments" / FILES[0][0]).unlink()  # the stored record wins
@@ -84,7 +84,7 @@ async def test_rerun_takes_the_attachments_from_the_database(api: httpx.AsyncCli
         assert await run_rows.attachments(conn, rerun_id) == sorted(FILES)
 
 
-async def test_insert_rows_is_one_transaction_and_raises_sqlalchemys_errors(services: Services) -> None:
+async def test_insert_rows_is_one_transaction_and_raises_sqlalchemys_errors(services: AppContext) -> None:
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     good = _run("insert-good", now)
     duplicate_file = [
@@ -107,7 +107,7 @@ async def test_insert_rows_is_one_transaction_and_raises_sqlalchemys_errors(serv
     assert (row.backend_data, row.pipeline_target, row.dataset) == ({"engine": "data"}, {"workflow": "w"}, None)
 
 
-async def test_insert_rows_stores_the_same_values_as_sqlalchemys_insert(services: Services) -> None:
+async def test_insert_rows_stores_the_same_values_as_sqlalchemys_insert(services: AppContext) -> None:
     """insert_rows runs its own inserts on SQLite (db/sqlite_inline.py): what it stores, read back as the
     database holds it (text, not decoded), is what SQLAlchemy's own insert of the same row stores."""
     moment = datetime(2026, 3, 29, 1, 30, 59, 999999, tzinfo=timezone(timedelta(hours=5, minutes=30)))
@@ -137,7 +137,7 @@ async def test_insert_rows_stores_the_same_values_as_sqlalchemys_insert(services
     assert stored["stored-by-insert-rows"] == stored["stored-by-sqlalchemy"]
 
 
-async def test_a_submission_the_database_refuses_fails_alone(api: httpx.AsyncClient, services: Services) -> None:
+async def test_a_submission_the_database_refuses_fails_alone(api: httpx.AsyncClient, services: AppContext) -> None:
     """A batch with a run that breaks a constraint is written again run by run (services.group_commit)."""
     bad = run_service.NewRun(
         workflow_type="DEMO", workflow_type_version="1.0", workflow_url="demo://x", request_id="no-such-request"
@@ -185,14 +185,14 @@ async def test_sqlite_insert_rows_waits_for_a_writer_holding_the_lock_without_bl
     """SQLite has one write lock for the whole database (PostgreSQL writers of other rows do not wait)."""
     settings = make_settings(tmp_path)
     upgrade(settings)
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     try:
         await _insert_behind_a_slow_writer(services)
     finally:
         await services.close()
 
 
-async def _insert_behind_a_slow_writer(services: Services) -> None:
+async def _insert_behind_a_slow_writer(services: AppContext) -> None:
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     holding, release = asyncio.Event(), asyncio.Event()
 

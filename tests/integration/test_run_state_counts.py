@@ -17,7 +17,7 @@ from flowdeck.domain.filters import RunFilter
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import run_counts as run_count_service
 from flowdeck.services.runs import state_machine
 from flowdeck.services.runs.service import NewRun, list_page, submit
@@ -25,7 +25,7 @@ from flowdeck.services.runs.service import NewRun, list_page, submit
 PATH = [State.QUEUED, State.INITIALIZING, State.RUNNING, State.COMPLETE]
 
 
-async def _submit(services: Services, group: str | None, tags: dict[str, str] | None = None) -> str:
+async def _submit(services: AppContext, group: str | None, tags: dict[str, str] | None = None) -> str:
     new = NewRun(
         workflow_type="DEMO",
         workflow_type_version="1.0",
@@ -36,18 +36,18 @@ async def _submit(services: Services, group: str | None, tags: dict[str, str] | 
     return await submit(services, new, LOCAL_USER)
 
 
-async def _advance(services: Services, run_id: str, steps: int) -> None:
+async def _advance(services: AppContext, run_id: str, steps: int) -> None:
     for before, after in itertools.pairwise(PATH[: steps + 1]):
         async with services.db.write() as conn:
             assert await state_machine.transition(conn, run_id, before, after, now=utcnow())
 
 
-async def _delete(services: Services, run_id: str) -> None:
+async def _delete(services: AppContext, run_id: str) -> None:
     async with services.db.write() as conn:
         await conn.execute(sa.delete(runs).where(runs.c.id == run_id))
 
 
-async def _truth(services: Services) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+async def _truth(services: AppContext) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
     """(COUNT(*) of runs per group and state, the sums of the kept deltas), over every pipeline."""
     async with services.db.read() as conn:
         group = sa.func.coalesce(runs.c.research_group, sa.literal_column("''")).label("g")
@@ -59,7 +59,7 @@ async def _truth(services: Services) -> tuple[dict[tuple[str, str], int], dict[t
         return {(g, s): int(n) for g, s, n in counted}, {(g, s): int(n) for g, s, n in kept if n}
 
 
-async def test_counts_equal_count_star_under_concurrent_writes_and_compactions(services: Services) -> None:
+async def test_counts_equal_count_star_under_concurrent_writes_and_compactions(services: AppContext) -> None:
     rng = random.Random(13)
     groups = ["g1", "g2", None]
     first = await asyncio.gather(*(_submit(services, rng.choice(groups)) for _ in range(30)))
@@ -74,7 +74,7 @@ async def test_counts_equal_count_star_under_concurrent_writes_and_compactions(s
     assert sum(counted.values()) == 54
 
 
-async def test_compaction_folds_the_deltas_into_one_row_per_group_and_state(services: Services) -> None:
+async def test_compaction_folds_the_deltas_into_one_row_per_group_and_state(services: AppContext) -> None:
     one = await _submit(services, "g1")
     await _submit(services, "g2")
     await _advance(services, one, 3)
@@ -88,7 +88,7 @@ async def test_compaction_folds_the_deltas_into_one_row_per_group_and_state(serv
     assert counted == kept == {("g1", "COMPLETE"): 1, ("g2", "QUEUED"): 1}
 
 
-async def test_counts_by_state_cover_only_the_visible_groups(services: Services) -> None:
+async def test_counts_by_state_cover_only_the_visible_groups(services: AppContext) -> None:
     one = await _submit(services, "g1")
     await _submit(services, "g2")
     await _advance(services, one, 2)
@@ -101,7 +101,7 @@ async def test_counts_by_state_cover_only_the_visible_groups(services: Services)
     assert nobody == {}
 
 
-async def test_a_total_from_the_kept_counts_equals_the_counted_one(services: Services) -> None:
+async def test_a_total_from_the_kept_counts_equals_the_counted_one(services: AppContext) -> None:
     ids = [await _submit(services, group) for group in ("g1", "g1", "g2", None)]
     await _advance(services, ids[0], 3)
     async with services.db.write() as conn:  # pipelines as the jobs door sets them
@@ -128,7 +128,7 @@ async def test_a_total_from_the_kept_counts_equals_the_counted_one(services: Ser
             assert kept == (await conn.execute(query)).scalar_one(), flt
 
 
-async def test_every_list_filter_pages_exactly_its_matches_newest_first(services: Services) -> None:
+async def test_every_list_filter_pages_exactly_its_matches_newest_first(services: AppContext) -> None:
     made = []
     for i in range(7):
         tags = {"project": f"p{i % 2}", **({"lane": "L1"} if i % 3 == 0 else {})}

@@ -23,7 +23,7 @@ from flowdeck.db.migrate import upgrade
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.errors import InvalidInput
 from flowdeck.services.core import url_policy
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.datasets import service as dataset_service
 from flowdeck.services.runs import service as run_service
 from flowdeck.settings import Settings
@@ -198,7 +198,7 @@ async def test_a_dataset_uri_inside_the_site_is_refused(api: httpx.AsyncClient) 
 
 
 async def test_a_reference_that_resolves_inside_by_dispatch_time_fails_the_run(
-    api: httpx.AsyncClient, services: Services
+    api: httpx.AsyncClient, services: AppContext
 ) -> None:
     """DNS may change between registration and dispatch: the worker checks the inputs again."""
     NAMES["moving.example"] = "93.184.216.34"

@@ -21,7 +21,7 @@ from flowdeck.db import events as event_rows
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.runs import RunSpec
 from flowdeck.errors import ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution import staging
 from flowdeck.worker.loop import Worker
 from tests.support.network import free_port, moto_s3
@@ -60,7 +60,7 @@ def s3_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def staging_services(services: Services, s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
+def staging_services(services: AppContext, s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppContext:
     """cwltool enabled; group alpha may stage from s3://stage-in/alpha/; files under tmp_path/roots."""
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "test")
@@ -84,13 +84,13 @@ async def submit(api: httpx.AsyncClient, location: str, group: str = "alpha") ->
     return await api.post(f"{WES}/runs", data=form, files={"workflow_attachment": ("upper.cwl", UPPER.encode())})
 
 
-async def run_to_end(api: httpx.AsyncClient, services: Services, location: str) -> dict[str, Any]:
+async def run_to_end(api: httpx.AsyncClient, services: AppContext, location: str) -> dict[str, Any]:
     answer = await submit(api, location)
     assert answer.status_code == 200, answer.text
     return await follow(api, services, answer.json()["run_id"])
 
 
-async def follow(api: httpx.AsyncClient, services: Services, run_id: str) -> dict[str, Any]:
+async def follow(api: httpx.AsyncClient, services: AppContext, run_id: str) -> dict[str, Any]:
     worker, loop = Worker(services), asyncio.get_running_loop()
     deadline = loop.time() + 90
     while loop.time() < deadline:
@@ -102,7 +102,7 @@ async def follow(api: httpx.AsyncClient, services: Services, run_id: str) -> dic
     raise AssertionError(f"run {run_id} did not end")
 
 
-async def staged_events(services: Services, run_id: str) -> list[str]:
+async def staged_events(services: AppContext, run_id: str) -> list[str]:
     async with services.db.read() as conn:
         rows = await event_rows.for_run(conn, run_id)
     return [row["reason"] for row in rows if row["kind"] == staging.EVENT_KIND]
@@ -115,7 +115,7 @@ async def output_text(api: httpx.AsyncClient, run_id: str) -> str:
 
 
 @pytest.mark.engine
-async def test_s3_input_is_staged_checksummed_and_used(api: httpx.AsyncClient, staging_services: Services) -> None:
+async def test_s3_input_is_staged_checksummed_and_used(api: httpx.AsyncClient, staging_services: AppContext) -> None:
     run = await run_to_end(api, staging_services, f"s3://{BUCKET}/alpha/in.txt")
     assert run["state"] == "COMPLETE", run["run_log"]
     assert await output_text(api, run["run_id"]) == CONTENT.decode().upper()
@@ -128,7 +128,7 @@ async def test_s3_input_is_staged_checksummed_and_used(api: httpx.AsyncClient, s
 
 
 async def test_s3_object_of_another_group_is_refused_at_submit(
-    api: httpx.AsyncClient, staging_services: Services
+    api: httpx.AsyncClient, staging_services: AppContext
 ) -> None:
     answer = await submit(api, f"s3://{BUCKET}/beta/secret.txt")
     assert answer.status_code == 403, answer.text
@@ -137,7 +137,7 @@ async def test_s3_object_of_another_group_is_refused_at_submit(
 
 
 async def test_missing_s3_object_fails_the_run_with_the_reason(
-    api: httpx.AsyncClient, staging_services: Services
+    api: httpx.AsyncClient, staging_services: AppContext
 ) -> None:
     run = await run_to_end(api, staging_services, f"s3://{BUCKET}/alpha/absent.txt")
     assert run["state"] == "EXECUTOR_ERROR"
@@ -146,7 +146,7 @@ async def test_missing_s3_object_fails_the_run_with_the_reason(
 
 @pytest.mark.engine
 async def test_file_input_inside_roots_staged_outside_refused(
-    api: httpx.AsyncClient, staging_services: Services, tmp_path: Path
+    api: httpx.AsyncClient, staging_services: AppContext, tmp_path: Path
 ) -> None:
     (tmp_path / "roots").mkdir()
     (tmp_path / "roots" / "local.txt").write_bytes(b"from a root\n")
@@ -159,7 +159,7 @@ async def test_file_input_inside_roots_staged_outside_refused(
     assert await output_text(api, run["run_id"]) == "FROM A ROOT\n"
 
 
-async def test_https_input_goes_through_the_ssrf_policy(api: httpx.AsyncClient, staging_services: Services) -> None:
+async def test_https_input_goes_through_the_ssrf_policy(api: httpx.AsyncClient, staging_services: AppContext) -> None:
     url = f"https://127.0.0.1:{free_port()}/reads.txt"
     refused = await submit(api, url)
     assert refused.status_code == 400
@@ -195,7 +195,7 @@ def test_what_is_staged_for_each_workflow_type(tmp_path: Path) -> None:
         staging.find(spec("CWL", {"d": {"class": "Directory", "location": "s3://b/dir/"}}, tmp_path))
 
 
-async def test_service_info_advertises_what_is_staged(api: httpx.AsyncClient, staging_services: Services) -> None:
+async def test_service_info_advertises_what_is_staged(api: httpx.AsyncClient, staging_services: AppContext) -> None:
     info = (await api.get(f"{WES}/service-info")).json()
     assert info["supported_filesystem_protocols"] == ["file", "https", "s3"]
     staging_services.settings.staging_s3_prefixes = {}
@@ -222,7 +222,7 @@ rule upper:
 @pytest.mark.engine
 @pytest.mark.skipif(not load_class("snakemake").available(), reason="snakemake is not installed")
 @pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)  # the database side is the CWL test's
-async def test_snakemake_config_values_are_staged(api: httpx.AsyncClient, staging_services: Services) -> None:
+async def test_snakemake_config_values_are_staged(api: httpx.AsyncClient, staging_services: AppContext) -> None:
     staging_services.settings.backends = ["demo", "snakemake"]
     staging_services.backends = Registry(staging_services.settings)
     form = {
@@ -259,7 +259,7 @@ task upper {
 @pytest.mark.engine
 @pytest.mark.skipif(not load_class("miniwdl").available(), reason="miniwdl is not installed")
 @pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)  # the database side is the CWL test's
-async def test_wdl_file_inputs_are_staged(api: httpx.AsyncClient, staging_services: Services) -> None:
+async def test_wdl_file_inputs_are_staged(api: httpx.AsyncClient, staging_services: AppContext) -> None:
     staging_services.settings.backends = ["demo", "miniwdl"]
     staging_services.backends = Registry(staging_services.settings)
     form = {
@@ -279,7 +279,7 @@ async def test_wdl_file_inputs_are_staged(api: httpx.AsyncClient, staging_servic
 @pytest.mark.engine
 @pytest.mark.parametrize("db_settings", ["sqlite"], indirect=True)
 async def test_a_long_staging_keeps_the_runs_lease(
-    api: httpx.AsyncClient, staging_services: Services, tmp_path: Path
+    api: httpx.AsyncClient, staging_services: AppContext, tmp_path: Path
 ) -> None:
     """A download longer than the lease: the run stays the worker's (no other worker takes it
     over to stage the same files at once). The input is a FIFO the test writes when it is ready."""

@@ -11,25 +11,25 @@ from flowdeck.db import runs as run_rows
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import state_machine
 from flowdeck.services.runs.service import NewRun, submit
 
 
-async def new_run(services: Services) -> str:
+async def new_run(services: AppContext) -> str:
     return await submit(
         services, NewRun(workflow_type="DEMO", workflow_type_version="1.0", workflow_url="demo://x"), LOCAL_USER
     )
 
 
-async def state_of(services: Services, run_id: str) -> str:
+async def state_of(services: AppContext, run_id: str) -> str:
     async with services.db.read() as conn:
         row = await run_rows.get(conn, run_id)
     assert row is not None
     return str(row.state)
 
 
-async def test_transition_writes_one_event_and_bumps_the_version(services: Services) -> None:
+async def test_transition_writes_one_event_and_bumps_the_version(services: AppContext) -> None:
     run_id = await new_run(services)
     async with services.db.write() as conn:
         assert await state_machine.transition(
@@ -45,21 +45,21 @@ async def test_transition_writes_one_event_and_bumps_the_version(services: Servi
     assert trail[1]["actor"] == "t"
 
 
-async def test_a_stale_expected_state_changes_nothing(services: Services) -> None:
+async def test_a_stale_expected_state_changes_nothing(services: AppContext) -> None:
     run_id = await new_run(services)
     async with services.db.write() as conn:
         assert not await state_machine.transition(conn, run_id, State.RUNNING, State.COMPLETE, now=utcnow())
     assert await state_of(services, run_id) == "QUEUED"
 
 
-async def test_illegal_transitions_are_refused_before_touching_the_database(services: Services) -> None:
+async def test_illegal_transitions_are_refused_before_touching_the_database(services: AppContext) -> None:
     run_id = await new_run(services)
     async with services.db.write() as conn:
         with pytest.raises(state_machine.IllegalTransition):
             await state_machine.transition(conn, run_id, State.QUEUED, State.COMPLETE, now=utcnow())
 
 
-async def test_terminal_runs_stay_terminal(services: Services) -> None:
+async def test_terminal_runs_stay_terminal(services: AppContext) -> None:
     run_id = await new_run(services)
     now = utcnow()
     async with services.db.write() as conn:
@@ -76,7 +76,7 @@ async def test_terminal_runs_stay_terminal(services: Services) -> None:
     assert await state_of(services, run_id) == "COMPLETE"
 
 
-async def test_concurrent_writers_one_wins(services: Services) -> None:
+async def test_concurrent_writers_one_wins(services: AppContext) -> None:
     """Ten writers race the same QUEUED run to different states: exactly one succeeds."""
     run_id = await new_run(services)
 

@@ -23,7 +23,7 @@ from flowdeck.db import runs as run_rows
 from flowdeck.db.migrate import downgrade, upgrade
 from flowdeck.db.tables import runs
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.datasets.service import storage_of
 from flowdeck.services.runs import purge, results
 from flowdeck.services.runs import run_counts as run_count_service
@@ -38,7 +38,7 @@ from tests.integration.test_wes_api import demo_form
 GROUP = "lab"
 
 
-async def _truth(services: Services) -> tuple[dict[str, int], dict[str, int]]:
+async def _truth(services: AppContext) -> tuple[dict[str, int], dict[str, int]]:
     """(bytes per group summed from every run's results record, the kept counts) — groups holding none left out."""
     async with services.db.read() as conn:
         rows = (await conn.execute(sa.select(runs.c.research_group, runs.c.results))).all()
@@ -49,7 +49,7 @@ async def _truth(services: Services) -> tuple[dict[str, int], dict[str, int]]:
     return {g: n for g, n in measured.items() if n}, {g: n for g, n in kept.items() if n}
 
 
-def _put(services: Services, run_id: str, sizes: list[int], live: bool = False) -> dict[str, Any]:
+def _put(services: AppContext, run_id: str, sizes: list[int], live: bool = False) -> dict[str, Any]:
     """Files of these sizes in the run's folder, put into storage as the worker puts them: the record."""
     work = run_folder(services.runs_dir, run_id).work
     work.mkdir(parents=True, exist_ok=True)
@@ -68,12 +68,12 @@ def _put(services: Services, run_id: str, sizes: list[int], live: bool = False) 
     return {**record, "live": True} if live else record
 
 
-async def _record(services: Services, run_id: str, record: dict[str, Any]) -> None:
+async def _record(services: AppContext, run_id: str, record: dict[str, Any]) -> None:
     async with services.db.write() as conn:
         await run_rows.update(conn, run_id, results.recorded(record))
 
 
-async def test_the_kept_bytes_equal_what_the_runs_hold(services: Services) -> None:
+async def test_the_kept_bytes_equal_what_the_runs_hold(services: AppContext) -> None:
     first, second, other = [await _submit(services, g) for g in (GROUP, GROUP, "other")]
     loose = await _submit(services, None)
     await _record(services, first, await asyncio.to_thread(_put, services, first, [], live=True))
@@ -102,7 +102,7 @@ async def test_the_kept_bytes_equal_what_the_runs_hold(services: Services) -> No
     assert await _truth(services) == ({"other": 7 + 4, "": 11 + 4}, {"other": 7 + 4, "": 11 + 4})
 
 
-async def test_0012_counts_the_bytes_already_stored(services: Services) -> None:
+async def test_0012_counts_the_bytes_already_stored(services: AppContext) -> None:
     first, second = await _submit(services, GROUP), await _submit(services, None)
     records = {
         first: await asyncio.to_thread(_put, services, first, [100, 1]),
@@ -121,7 +121,7 @@ async def test_0012_counts_the_bytes_already_stored(services: Services) -> None:
 
 
 async def test_a_group_at_its_quota_is_refused_at_every_door_until_a_run_is_deleted(
-    api: httpx.AsyncClient, services: Services
+    api: httpx.AsyncClient, services: AppContext
 ) -> None:
     services.settings.group_max_stored_bytes = {GROUP: TypeAdapter(ByteSize).validate_python("1KB")}
     run_id = await _submit(services, GROUP)
@@ -160,7 +160,7 @@ async def test_a_group_at_its_quota_is_refused_at_every_door_until_a_run_is_dele
 
 @pytest.mark.engine
 async def test_a_real_runs_results_are_counted_when_the_worker_stores_them(
-    api: httpx.AsyncClient, services: Services
+    api: httpx.AsyncClient, services: AppContext
 ) -> None:
     if not load_class("cwltool").available():
         pytest.skip("cwltool is not installed")
@@ -186,6 +186,6 @@ async def test_a_real_runs_results_are_counted_when_the_worker_stores_them(
     assert measured == kept == {GROUP: stored}
 
 
-async def _results(services: Services, run_id: str) -> Any:
+async def _results(services: AppContext, run_id: str) -> Any:
     async with services.db.read() as conn:
         return (await conn.execute(sa.select(runs.c.results).where(runs.c.id == run_id))).scalar_one()

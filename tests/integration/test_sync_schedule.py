@@ -9,14 +9,14 @@ from datetime import timedelta
 from flowdeck.backends.galaxy.backend import GalaxyBackend
 from flowdeck.db import runs as run_rows
 from flowdeck.domain.principal import LOCAL_USER
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution.sync import next_interval, seconds_until_due
 from flowdeck.services.runs.service import NewRun, submit
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 
 
-async def _run(services: Services, seconds: str) -> str:
+async def _run(services: AppContext, seconds: str) -> str:
     spec = NewRun(
         workflow_type="DEMO",
         workflow_type_version="1.0",
@@ -26,7 +26,7 @@ async def _run(services: Services, seconds: str) -> str:
     return await submit(services, spec, LOCAL_USER)
 
 
-async def test_a_galaxy_run_is_checked_often_in_its_fast_window_only(services: Services) -> None:
+async def test_a_galaxy_run_is_checked_often_in_its_fast_window_only(services: AppContext) -> None:
     services.settings.sync_min_seconds, services.settings.sync_max_seconds = 2.0, 60.0
     run_id = await _run(services, "60")
     async with services.db.read() as conn:
@@ -40,7 +40,7 @@ async def test_a_galaxy_run_is_checked_often_in_its_fast_window_only(services: S
     assert GalaxyBackend(Settings(galaxy_fast_sync_seconds=0)).fast_sync() is None
 
 
-async def test_an_idle_worker_wakes_when_a_run_is_due(services: Services) -> None:
+async def test_an_idle_worker_wakes_when_a_run_is_due(services: AppContext) -> None:
     """With an hour's idle sleep, a running run is still checked on its own schedule (sync_min_seconds
     of the test settings): the worker sleeps only until the soonest run is due."""
     services.settings.worker_poll_seconds = 3600

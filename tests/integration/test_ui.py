@@ -15,7 +15,7 @@ import pytest
 from flowdeck.api.ui.assets import HTMX
 from flowdeck.db import accounts
 from flowdeck.db.migrate import upgrade
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings
@@ -47,7 +47,7 @@ async def submit(http: httpx.AsyncClient, who: str, group: str, description: str
 
 
 @pytest.fixture
-async def lab(db_settings: Settings) -> AsyncIterator[tuple[Services, httpx.AsyncClient, dict[str, str]]]:
+async def lab(db_settings: Settings) -> AsyncIterator[tuple[AppContext, httpx.AsyncClient, dict[str, str]]]:
     async with basic_app(basic_settings(db_settings)) as (_, services, http):
         await add_user(services, "alice", groups={"lab-a": "member"})
         await add_user(services, "bob", groups={"lab-b": "member"})
@@ -59,7 +59,7 @@ async def lab(db_settings: Settings) -> AsyncIterator[tuple[Services, httpx.Asyn
 
 
 async def test_the_root_and_ui_without_a_slash_lead_to_the_runs_page(
-    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+    lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]],
 ) -> None:
     _, http, _ = lab
     assert (await http.get("/")).headers["location"] == "/ui/"
@@ -67,7 +67,7 @@ async def test_the_root_and_ui_without_a_slash_lead_to_the_runs_page(
 
 
 async def test_a_browser_without_a_session_is_sent_to_sign_in(
-    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+    lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]],
 ) -> None:
     _, http, runs = lab
     page = await http.get(f"/ui/runs/{runs['alice']}")
@@ -80,7 +80,7 @@ async def test_a_browser_without_a_session_is_sent_to_sign_in(
 
 
 async def test_password_sign_in_sets_a_signed_httponly_samesite_cookie(
-    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+    lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]],
 ) -> None:
     _, http, runs = lab
     answer = await sign_in(http, "alice")
@@ -96,7 +96,7 @@ async def test_password_sign_in_sets_a_signed_httponly_samesite_cookie(
     assert runs["alice"] in page.text
 
 
-async def test_the_cookie_is_secure_over_https(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_the_cookie_is_secure_over_https(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, _ = lab
     secure = httpx.AsyncClient(transport=http._transport, base_url="https://testserver")
     async with secure:
@@ -105,7 +105,7 @@ async def test_the_cookie_is_secure_over_https(lab: tuple[Services, httpx.AsyncC
     assert any(c.startswith("fd_session=") and "; secure" in c.lower() for c in cookies), cookies
 
 
-async def test_a_wrong_password_signs_nobody_in(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_a_wrong_password_signs_nobody_in(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, _ = lab
     answer = await sign_in(http, "alice", "not the password")
     assert answer.status_code == 401
@@ -115,7 +115,7 @@ async def test_a_wrong_password_signs_nobody_in(lab: tuple[Services, httpx.Async
     assert (await http.get("/ui/")).status_code == 303
 
 
-async def test_an_api_token_signs_in(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_an_api_token_signs_in(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, runs = lab
     made = await http.post("/tokens", json={"name": "browser"}, headers=basic("bob"))
     token = made.json()["token"]
@@ -129,7 +129,7 @@ async def test_an_api_token_signs_in(lab: tuple[Services, httpx.AsyncClient, dic
 
 
 async def test_a_session_made_from_a_token_ends_when_the_token_is_revoked(
-    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+    lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]],
 ) -> None:
     _, http, runs = lab
     made = (await http.post("/tokens", json={"name": "browser"}, headers=basic("bob"))).json()
@@ -144,7 +144,7 @@ async def test_a_session_made_from_a_token_ends_when_the_token_is_revoked(
 
 
 async def test_forms_without_the_right_csrf_token_are_refused(
-    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+    lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]],
 ) -> None:
     services, http, runs = lab
     await sign_in(http, "alice")
@@ -169,7 +169,7 @@ async def test_forms_without_the_right_csrf_token_are_refused(
     assert services is not None
 
 
-async def test_cancel_asks_first_then_cancels(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_cancel_asks_first_then_cancels(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, runs = lab
     await sign_in(http, "alice")
     confirm = await http.get(f"/ui/runs/{runs['alice']}/cancel")
@@ -185,7 +185,7 @@ async def test_cancel_asks_first_then_cancels(lab: tuple[Services, httpx.AsyncCl
     assert "cancel requested" in page.text  # the timeline shows the audit event
 
 
-async def test_rerun_makes_a_linked_run(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_rerun_makes_a_linked_run(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, runs = lab
     await sign_in(http, "alice")
     confirm = await http.get(f"/ui/runs/{runs['alice']}/rerun")
@@ -199,7 +199,7 @@ async def test_rerun_makes_a_linked_run(lab: tuple[Services, httpx.AsyncClient, 
 
 
 async def test_a_resumed_rerun_goes_to_the_jobs_service(
-    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+    lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]],
 ) -> None:
     services, http, runs = lab
     await sign_in(http, "alice")
@@ -225,7 +225,7 @@ async def test_a_resumed_rerun_goes_to_the_jobs_service(
     assert "cannot re-use the finished steps" in forced.text
 
 
-async def test_bob_never_sees_alices_run(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_bob_never_sees_alices_run(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, runs = lab
     await sign_in(http, "bob")
     for url in ("/ui/", "/ui/rows", "/ui/?group=lab-a", "/ui/?tag=project:p1", "/ui/?state=queued"):
@@ -252,7 +252,7 @@ async def test_bob_never_sees_alices_run(lab: tuple[Services, httpx.AsyncClient,
     assert listed.json()["total"] == 1  # bob's rerun attempt made nothing
 
 
-async def test_a_disabled_account_loses_its_session(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_a_disabled_account_loses_its_session(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     services, http, _ = lab
     await sign_in(http, "alice")
     assert (await http.get("/ui/")).status_code == 200
@@ -264,7 +264,7 @@ async def test_a_disabled_account_loses_its_session(lab: tuple[Services, httpx.A
 
 
 async def test_a_tampered_session_cookie_is_no_session(
-    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+    lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]],
 ) -> None:
     _, http, _ = lab
     answer = await sign_in(http, "bob")
@@ -280,7 +280,7 @@ async def test_a_tampered_session_cookie_is_no_session(
 
 
 async def test_pages_carry_a_strict_csp_and_no_inline_script_or_style(
-    lab: tuple[Services, httpx.AsyncClient, dict[str, str]],
+    lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]],
 ) -> None:
     _, http, runs = lab
     await sign_in(http, "alice")
@@ -342,7 +342,7 @@ async def test_auth_mode_none_needs_no_sign_in(tmp_path: Path) -> None:
 
 
 @pytest.mark.engine
-async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.AsyncClient, services: Services) -> None:
+async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.AsyncClient, services: AppContext) -> None:
     """A CWL run through cwltool (auth mode none): the page lists each output with its size and
     checksum, and its download, run log and task log links answer with the stored files (the
     run's folder removed, as on a worker elsewhere)."""
@@ -376,14 +376,14 @@ async def test_a_real_runs_page_links_its_outputs_and_task_logs(api: httpx.Async
     assert (await api.get(f"/ui/runs/{run_id}/outputs/99")).status_code == 404
 
 
-async def test_oidc_sign_in_is_off_unless_configured(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_oidc_sign_in_is_off_unless_configured(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, _ = lab
     assert "/ui/sign-in/oidc" not in (await http.get("/ui/sign-in")).text
     assert (await http.get("/ui/sign-in/oidc")).status_code == 404
     assert (await http.get("/ui/oidc/callback", params={"code": "c", "state": "s"})).status_code == 404
 
 
-async def test_text_in_descriptions_narrows_the_list(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_text_in_descriptions_narrows_the_list(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, runs = lab
     other = await submit(http, "alice", "lab-a", "a 100% PILOT_run")
     await sign_in(http, "alice")
@@ -400,7 +400,7 @@ async def test_text_in_descriptions_narrows_the_list(lab: tuple[Services, httpx.
     assert (await http.get("/ui/", params={"text": "x" * 201})).status_code == 400
 
 
-async def test_filters_and_keyset_pages(lab: tuple[Services, httpx.AsyncClient, dict[str, str]]) -> None:
+async def test_filters_and_keyset_pages(lab: tuple[AppContext, httpx.AsyncClient, dict[str, str]]) -> None:
     _, http, runs = lab
     made = {runs["alice"]} | {await submit(http, "alice", "lab-a", f"batch {n}") for n in range(55)}
     await sign_in(http, "alice")

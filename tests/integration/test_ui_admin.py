@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from tests.integration.test_ui import csrf_of, sign_in
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings, bearer
 
-Lab = tuple[Services, httpx.AsyncClient]
+Lab = tuple[AppContext, httpx.AsyncClient]
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import httpx
 import pytest
 
 from flowdeck.api.ui.datasets import upload_origin
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.storage import S3Storage
 from flowdeck.settings import Settings
 from tests.integration.test_ui import csrf_of, sign_in
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings
 
-Lab = tuple[Services, httpx.AsyncClient]
+Lab = tuple[AppContext, httpx.AsyncClient]
 CONTENT = b"@r1\nACGT\n+\nIIII\n"
 
 

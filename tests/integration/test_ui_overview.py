@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs.overview import summarise
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.integration.test_ui import DEMO_RUN, WES, sign_in
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings
 
-Lab = tuple[Services, httpx.AsyncClient]
+Lab = tuple[AppContext, httpx.AsyncClient]
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ async def _submit(http: httpx.AsyncClient, who: str, group: str, seconds: str) -
     return run_id
 
 
-async def _until_complete(services: Services, http: httpx.AsyncClient, run_id: str) -> None:
+async def _until_complete(services: AppContext, http: httpx.AsyncClient, run_id: str) -> None:
     worker = Worker(services)
     for _ in range(200):
         await worker.iterate()

@@ -13,13 +13,13 @@ import sqlalchemy as sa
 
 from flowdeck.db.tables import requests as requests_table
 from flowdeck.db.tables import runs as runs_table
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from flowdeck.worker.expand import expand_once
 from tests.integration.test_ui import csrf_of, sign_in
 from tests.support.basic_app import add_user, basic, basic_app, basic_settings
 
-Lab = tuple[Services, httpx.AsyncClient]
+Lab = tuple[AppContext, httpx.AsyncClient]
 SHEET = "/ui/launch/rnaseq_deseq2/sheet?version=1.0.0"  # the demo simulation: no tool runs
 GOOD = "Sample ID,fastq_files\n" + "".join(f"S{i},s3://lab/S{i}_R1.fq.gz;s3://lab/S{i}_R2.fq.gz\n" for i in range(3))
 BAD = "sample_id,fastq_files,colour\nS0,s3://lab/S0.fq.gz,red\nnot ok!,s3://lab/S1.fq.gz,blue\nS2,ftp://x/S2.fq,green\n"
@@ -34,7 +34,7 @@ async def lab(db_settings: Settings) -> AsyncIterator[Lab]:
         yield services, http
 
 
-async def _count(services: Services, table: sa.Table) -> int:
+async def _count(services: AppContext, table: sa.Table) -> int:
     async with services.db.read() as conn:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
 

@@ -25,7 +25,7 @@ import pytest
 from flowdeck.api.app import create_app
 from flowdeck.backends.registry import load_class
 from flowdeck.db.migrate import upgrade
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines import references
 from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings
@@ -89,7 +89,7 @@ def _data(folder: Path) -> Data:
 
 
 @pytest.fixture
-async def vc(tmp_path: Path, data: Data) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+async def vc(tmp_path: Path, data: Data) -> AsyncIterator[tuple[httpx.AsyncClient, AppContext]]:
     settings = make_settings(
         tmp_path,
         backends=["demo", "snakemake"],
@@ -98,7 +98,7 @@ async def vc(tmp_path: Path, data: Data) -> AsyncIterator[tuple[httpx.AsyncClien
         dataset_file_roots=[data.folder],  # file:// inputs are staged from the configured roots only
     )
     upgrade(settings)
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     app = create_app(settings, services)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -117,7 +117,7 @@ def job(data: Data, **parameters: Any) -> dict[str, Any]:
     }
 
 
-async def run_to_end(client: httpx.AsyncClient, services: Services, *bodies: dict[str, Any]) -> list[dict[str, Any]]:
+async def run_to_end(client: httpx.AsyncClient, services: AppContext, *bodies: dict[str, Any]) -> list[dict[str, Any]]:
     """Submit every body, drive a worker until every job has ended; the jobs as GET /jobs/{id} shows them."""
     ids = []
     for body in bodies:
@@ -140,7 +140,7 @@ async def served_file(client: httpx.AsyncClient, run_id: str, suffix: str) -> by
     return (await client.get(found["url"].replace("http://testserver", ""), follow_redirects=True)).content
 
 
-async def test_planted_snps_are_called(vc: tuple[httpx.AsyncClient, Services], data: Data) -> None:
+async def test_planted_snps_are_called(vc: tuple[httpx.AsyncClient, AppContext], data: Data) -> None:
     """Both callers, run at once (two local runs on two cores), each scored on its own VCF."""
     client, services = vc
     callers = ("bcftools", "freebayes")
@@ -159,7 +159,7 @@ async def test_planted_snps_are_called(vc: tuple[httpx.AsyncClient, Services], d
         assert await served_file(client, ended["id"], "S1.vcf.gz.tbi")
 
 
-async def test_reads_uploaded_as_datasets_are_used_by_id(vc: tuple[httpx.AsyncClient, Services], data: Data) -> None:
+async def test_reads_uploaded_as_datasets_are_used_by_id(vc: tuple[httpx.AsyncClient, AppContext], data: Data) -> None:
     """Issue 16: FASTQs uploaded through /datasets, named as dataset:<id>, staged from storage."""
     client, services = vc
     ids = []
@@ -184,7 +184,7 @@ async def test_reads_uploaded_as_datasets_are_used_by_id(vc: tuple[httpx.AsyncCl
     assert f"({data.r1.stat().st_size} bytes, sha256:" in staged[0]
 
 
-async def test_seed_002_gatk_body_is_refused_naming_the_callers(vc: tuple[httpx.AsyncClient, Services]) -> None:
+async def test_seed_002_gatk_body_is_refused_naming_the_callers(vc: tuple[httpx.AsyncClient, AppContext]) -> None:
     client, _ = vc
     for params in ({}, {"dry_run": "true"}):
         answer = await client.post("/jobs", json=SEED_002_GATK, params=params)
@@ -202,7 +202,7 @@ async def test_seed_002_gatk_body_is_refused_naming_the_callers(vc: tuple[httpx.
     assert "gatk" not in tags["tools"]
 
 
-async def test_an_unindexed_reference_is_refused(vc: tuple[httpx.AsyncClient, Services], data: Data) -> None:
+async def test_an_unindexed_reference_is_refused(vc: tuple[httpx.AsyncClient, AppContext], data: Data) -> None:
     client, _ = vc
     answer = await client.post("/jobs", json=job(data, reference_genome="raw"))
     assert answer.status_code == 422
@@ -217,7 +217,7 @@ async def test_an_unindexed_reference_is_refused(vc: tuple[httpx.AsyncClient, Se
     assert "genome 'raw' is not indexed yet" in answer.text
 
 
-async def test_bad_reads_fail_the_run_saying_why(vc: tuple[httpx.AsyncClient, Services], data: Data) -> None:
+async def test_bad_reads_fail_the_run_saying_why(vc: tuple[httpx.AsyncClient, AppContext], data: Data) -> None:
     client, services = vc
     not_fastq = data.folder / "bad_R1.fastq"
     not_fastq.write_text("sample,reads\nS1,12\n")

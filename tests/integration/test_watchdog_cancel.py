@@ -19,7 +19,7 @@ from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.runs import CancelResult, RunHandle, SyncReport
 from flowdeck.errors import EngineUnavailable
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution import watchdog
 from flowdeck.services.runs.service import NewRun, submit
 from flowdeck.settings import Settings
@@ -49,13 +49,13 @@ class RecordingBackend(DemoBackend):
 
 
 @pytest.fixture
-async def recording(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Services]:
+async def recording(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AppContext]:
     monkeypatch.setitem(registry.BACKENDS, "demo", f"{__name__}:RecordingBackend")
     RecordingBackend.cancels = []
     RecordingBackend.failure = None
     RecordingBackend.sync_failure = None
     RecordingBackend.release.set()
-    services = Services.create(db_settings)
+    services = AppContext.create(db_settings)
     try:
         yield services
     finally:
@@ -63,7 +63,7 @@ async def recording(db_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> A
         await services.close()
 
 
-async def silent_run(services: Services, worker: Worker) -> str:
+async def silent_run(services: AppContext, worker: Worker) -> str:
     spec = NewRun(
         workflow_type="DEMO",
         workflow_type_version="1.0",
@@ -80,21 +80,21 @@ async def silent_run(services: Services, worker: Worker) -> str:
     return run_id
 
 
-async def ended(services: Services, run_id: str) -> tuple[str, str]:
+async def ended(services: AppContext, run_id: str) -> tuple[str, str]:
     async with services.db.read() as conn:
         row = await run_rows.get(conn, run_id)
     assert row is not None
     return row.state, row.error_message
 
 
-def cancel_errors(services: Services, kind: str = "watchdog_cancel") -> float:
+def cancel_errors(services: AppContext, kind: str = "watchdog_cancel") -> float:
     value = services.metrics.registry.get_sample_value(
         "flowdeck_backend_errors_total", {"backend": "demo", "kind": kind}
     )
     return value or 0.0
 
 
-async def test_the_watchdog_asks_the_engine_to_cancel_the_run_it_ends(recording: Services) -> None:
+async def test_the_watchdog_asks_the_engine_to_cancel_the_run_it_ends(recording: AppContext) -> None:
     worker = Worker(recording)
     run_id = await silent_run(recording, worker)
 
@@ -107,7 +107,7 @@ async def test_the_watchdog_asks_the_engine_to_cancel_the_run_it_ends(recording:
     assert cancel_errors(recording) == 0
 
 
-async def test_a_failing_cancel_is_counted_and_the_run_still_ends(recording: Services) -> None:
+async def test_a_failing_cancel_is_counted_and_the_run_still_ends(recording: AppContext) -> None:
     worker = Worker(recording)
     run_id = await silent_run(recording, worker)
     RecordingBackend.failure = EngineUnavailable("the engine is away")
@@ -120,7 +120,7 @@ async def test_a_failing_cancel_is_counted_and_the_run_still_ends(recording: Ser
 
 
 async def test_a_hung_cancel_is_given_up_on_and_the_run_still_ends(
-    recording: Services, monkeypatch: pytest.MonkeyPatch
+    recording: AppContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     worker = Worker(recording)
     run_id = await silent_run(recording, worker)
@@ -134,7 +134,7 @@ async def test_a_hung_cancel_is_given_up_on_and_the_run_still_ends(
     assert cancel_errors(recording) == 1
 
 
-async def test_a_run_the_backend_always_fails_on_is_ended_and_stopped(recording: Services) -> None:
+async def test_a_run_the_backend_always_fails_on_is_ended_and_stopped(recording: AppContext) -> None:
     worker = Worker(recording)
     run_id = await silent_run(recording, worker)
     recording.settings.watchdog_seconds = 10**9  # not the watchdog: the failed checks end it

@@ -25,7 +25,7 @@ from flowdeck.domain.states import State
 from flowdeck.errors import InvalidInput
 from flowdeck.services.core.blocking import BlockingPool
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.events import webhooks as webhook_service
 from flowdeck.services.events.deliveries import deliver_once
 from flowdeck.services.events.deliveries import prune as prune_deliveries
@@ -46,8 +46,8 @@ def hooked(db_settings: Settings, **extra: Any) -> Settings:
 
 
 @pytest.fixture
-async def services(db_settings: Settings) -> AsyncIterator[Services]:
-    ready = Services.create(hooked(db_settings))
+async def services(db_settings: Settings) -> AsyncIterator[AppContext]:
+    ready = AppContext.create(hooked(db_settings))
     yield ready
     await ready.close()
 
@@ -66,7 +66,7 @@ def receiver() -> AsyncIterator[Receiver]:
     ready.stop()
 
 
-async def new_run(services: Services, principal: Principal = LOCAL_USER, **engine: str) -> str:
+async def new_run(services: AppContext, principal: Principal = LOCAL_USER, **engine: str) -> str:
     spec = NewRun(
         workflow_type="DEMO",
         workflow_type_version="1.0",
@@ -76,18 +76,18 @@ async def new_run(services: Services, principal: Principal = LOCAL_USER, **engin
     return await submit(services, spec, principal)
 
 
-async def outbox(services: Services) -> list[Any]:
+async def outbox(services: AppContext) -> list[Any]:
     async with services.db.read() as conn:
         return list((await conn.execute(sa.select(deliveries).order_by(deliveries.c.id))).mappings())
 
 
-async def run_events(services: Services, run_id: str) -> list[tuple[int, str]]:
+async def run_events(services: AppContext, run_id: str) -> list[tuple[int, str]]:
     async with services.db.read() as conn:
         query = sa.select(events.c.id, events.c.to_state).where(events.c.run_id == run_id).order_by(events.c.id)
         return [(int(i), str(s)) for i, s in (await conn.execute(query)).all()]
 
 
-async def finish_runs(services: Services, worker: Worker, rounds: int = 400) -> None:
+async def finish_runs(services: AppContext, worker: Worker, rounds: int = 400) -> None:
     for _ in range(rounds):
         await worker.iterate()
         async with services.db.read() as conn:
@@ -98,7 +98,7 @@ async def finish_runs(services: Services, worker: Worker, rounds: int = 400) -> 
     raise AssertionError("runs did not finish")
 
 
-async def deliver_all(services: Services, pool: BlockingPool, rounds: int = 400) -> None:
+async def deliver_all(services: AppContext, pool: BlockingPool, rounds: int = 400) -> None:
     for _ in range(rounds):
         await deliver_once(services, pool)
         if all(row["state"] != "pending" for row in await outbox(services)):
@@ -108,7 +108,7 @@ async def deliver_all(services: Services, pool: BlockingPool, rounds: int = 400)
 
 
 @asynccontextmanager
-async def http_on(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+async def http_on(services: AppContext) -> AsyncIterator[httpx.AsyncClient]:
     """A client on the app (lifespan included) sharing ``services``."""
     app = create_app(services.settings, services)
     transport = httpx.ASGITransport(app=app)
@@ -116,7 +116,7 @@ async def http_on(services: Services) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def register(services: Services, receiver: Receiver, principal: Principal = LOCAL_USER, **kw: Any) -> str:
+async def register(services: AppContext, receiver: Receiver, principal: Principal = LOCAL_USER, **kw: Any) -> str:
     hook = await webhook_service.register(services, principal, NewWebhook(url=receiver.url, **kw))
     assert hook["secret"].startswith("whsec_")
     receiver.secret = hook["secret"]
@@ -124,7 +124,7 @@ async def register(services: Services, receiver: Receiver, principal: Principal 
 
 
 async def test_a_receiver_down_then_up_gets_every_event_once_in_order(
-    services: Services, pool: BlockingPool, receiver: Receiver
+    services: AppContext, pool: BlockingPool, receiver: Receiver
 ) -> None:
     await register(services, receiver)
     ids = [await new_run(services) for _ in range(3)]
@@ -154,7 +154,7 @@ async def test_a_receiver_down_then_up_gets_every_event_once_in_order(
 
 
 async def test_a_rolled_back_state_change_sends_nothing(
-    services: Services, pool: BlockingPool, receiver: Receiver
+    services: AppContext, pool: BlockingPool, receiver: Receiver
 ) -> None:
     await register(services, receiver)
     run_id = await new_run(services)
@@ -182,7 +182,7 @@ async def test_a_rolled_back_state_change_sends_nothing(
 async def test_the_ssrf_policy_refuses_a_loopback_receiver_at_registration_and_delivery(
     db_settings: Settings, pool: BlockingPool, receiver: Receiver
 ) -> None:
-    services = Services.create(db_settings.model_copy(update=FAST_RETRIES))  # no allowlist
+    services = AppContext.create(db_settings.model_copy(update=FAST_RETRIES))  # no allowlist
     try:
         with pytest.raises(InvalidInput, match="SSRF policy"):
             await webhook_service.register(services, LOCAL_USER, NewWebhook(url=receiver.url))
@@ -252,7 +252,7 @@ async def test_webhooks_api_keeps_research_groups_apart(db_settings: Settings, r
 
 
 async def test_redelivery_sends_the_same_message_again(
-    services: Services, pool: BlockingPool, receiver: Receiver
+    services: AppContext, pool: BlockingPool, receiver: Receiver
 ) -> None:
     hook_id = await register(services, receiver)
     receiver.start()
@@ -302,7 +302,7 @@ async def test_mail_on_completion_and_for_a_request_as_a_whole(
 ) -> None:
     inbox, port = smtp
     settings = hooked(db_settings, smtp_host="127.0.0.1", smtp_port=port, smtp_tls="none")
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     worker = Worker(services)
     try:
         async with http_on(services) as http:
@@ -332,7 +332,7 @@ async def test_mail_on_completion_and_for_a_request_as_a_whole(
 
 
 async def test_old_finished_deliveries_are_pruned_and_nothing_else(
-    services: Services, pool: BlockingPool, receiver: Receiver
+    services: AppContext, pool: BlockingPool, receiver: Receiver
 ) -> None:
     await register(services, receiver)
     receiver.start()

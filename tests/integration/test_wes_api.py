@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from flowdeck.services.core import paging
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.worker.loop import Worker
 
 WES = "/ga4gh/wes/v1"
@@ -183,7 +183,7 @@ async def test_service_info_has_every_required_field(api: httpx.AsyncClient) -> 
     assert page.status_code == 200
 
 
-async def test_run_goes_to_complete_with_tasks(api: httpx.AsyncClient, services: Services) -> None:
+async def test_run_goes_to_complete_with_tasks(api: httpx.AsyncClient, services: AppContext) -> None:
     run_id = await submit(api, workflow_engine_parameters=json.dumps({"outcome": "success", "duration_seconds": "0.3"}))
     await drive(services, run_id, {"COMPLETE"}, api)
     log = (await api.get(f"{WES}/runs/{run_id}")).json()
@@ -199,14 +199,14 @@ async def test_run_goes_to_complete_with_tasks(api: httpx.AsyncClient, services:
     assert one["exit_code"] == 0
 
 
-async def test_run_fails_with_executor_error(api: httpx.AsyncClient, services: Services) -> None:
+async def test_run_fails_with_executor_error(api: httpx.AsyncClient, services: AppContext) -> None:
     run_id = await submit(api, workflow_engine_parameters=json.dumps({"outcome": "failure", "duration_seconds": "0.1"}))
     await drive(services, run_id, {"EXECUTOR_ERROR"}, api)
     log = (await api.get(f"{WES}/runs/{run_id}")).json()
     assert log["run_log"]["system_logs"]
 
 
-async def test_cancel_queued_and_running_runs(api: httpx.AsyncClient, services: Services) -> None:
+async def test_cancel_queued_and_running_runs(api: httpx.AsyncClient, services: AppContext) -> None:
     queued = await submit(api)
     assert (await api.post(f"{WES}/runs/{queued}/cancel")).json() == {
         "run_id": queued,
@@ -233,7 +233,7 @@ async def test_cancel_queued_and_running_runs(api: httpx.AsyncClient, services: 
 
 
 async def drive(
-    services: Services, run_id: str, until: set[str], api: httpx.AsyncClient, worker: Worker | None = None
+    services: AppContext, run_id: str, until: set[str], api: httpx.AsyncClient, worker: Worker | None = None
 ) -> str:
     """Iterate a worker until the run reaches one of ``until`` (bounded)."""
     import asyncio

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from flowdeck.api.app import create_app
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 
 WES = "/ga4gh/wes/v1"
@@ -36,7 +36,7 @@ def _file(filename: bytes, content: bytes = b"x") -> bytes:
 
 @pytest.fixture
 async def api(db_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    services = Services.create(db_settings.model_copy(update={"max_upload_bytes": LIMIT}))
+    services = AppContext.create(db_settings.model_copy(update={"max_upload_bytes": LIMIT}))
     app = create_app(services.settings, services)
     try:
         async with app.router.lifespan_context(app):

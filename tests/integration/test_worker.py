@@ -13,13 +13,13 @@ from flowdeck.db.tables import events, runs
 from flowdeck.domain.principal import LOCAL_USER
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import state_machine
 from flowdeck.services.runs.service import NewRun, submit
 from flowdeck.worker.loop import Worker
 
 
-async def new_run(services: Services, **engine: str) -> str:
+async def new_run(services: AppContext, **engine: str) -> str:
     spec = NewRun(
         workflow_type="DEMO",
         workflow_type_version="1.0",
@@ -29,13 +29,13 @@ async def new_run(services: Services, **engine: str) -> str:
     return await submit(services, spec, LOCAL_USER)
 
 
-async def states(services: Services) -> dict[str, str]:
+async def states(services: AppContext) -> dict[str, str]:
     async with services.db.read() as conn:
         result = await conn.execute(sa.select(runs.c.id, runs.c.state))
         return {row.id: row.state for row in result}
 
 
-async def until_all(services: Services, workers: list[Worker], done: set[str], rounds: int = 300) -> dict[str, str]:
+async def until_all(services: AppContext, workers: list[Worker], done: set[str], rounds: int = 300) -> dict[str, str]:
     for _ in range(rounds):
         await asyncio.gather(*(w.iterate() for w in workers))
         current = await states(services)
@@ -45,10 +45,10 @@ async def until_all(services: Services, workers: list[Worker], done: set[str], r
     raise AssertionError(f"runs did not finish: {current}")
 
 
-async def test_two_workers_never_dispatch_a_run_twice(services: Services) -> None:
+async def test_two_workers_never_dispatch_a_run_twice(services: AppContext) -> None:
     ids = [await new_run(services, duration_seconds="0.2") for _ in range(24)]
     # Two workers, each with its own connections, as two processes would have.
-    other = Services.create(services.settings)
+    other = AppContext.create(services.settings)
     try:
         workers = [Worker(services), Worker(other)]
         await until_all(services, workers, {"COMPLETE"})
@@ -64,7 +64,7 @@ async def test_two_workers_never_dispatch_a_run_twice(services: Services) -> Non
     assert dispatched == dict.fromkeys(ids, 1)
 
 
-async def test_an_expired_lease_is_taken_over(services: Services) -> None:
+async def test_an_expired_lease_is_taken_over(services: AppContext) -> None:
     """A worker died after claiming a run and moving it to INITIALIZING; another finishes the job."""
     run_id = await new_run(services, duration_seconds="0.1")
     now = utcnow()
@@ -91,7 +91,7 @@ async def test_an_expired_lease_is_taken_over(services: Services) -> None:
     assert final[run_id] == "COMPLETE"
 
 
-async def test_one_broken_run_does_not_stop_the_others(services: Services) -> None:
+async def test_one_broken_run_does_not_stop_the_others(services: AppContext) -> None:
     good = await new_run(services, duration_seconds="0.1")
     # Long enough that it cannot complete before its record is corrupted, on a loaded machine too
     # (with 0.1 s it was sometimes COMPLETE after the first iteration): it must end by failed checks.
@@ -109,7 +109,7 @@ async def test_one_broken_run_does_not_stop_the_others(services: Services) -> No
     assert "failed on this run 3 times" in row.error_message
 
 
-async def test_sync_pass_checks_every_active_run_once(services: Services) -> None:
+async def test_sync_pass_checks_every_active_run_once(services: AppContext) -> None:
     ids = [await new_run(services, duration_seconds="0") for _ in range(5)]
     services.settings.sync_min_seconds = 3600  # nothing is due again by itself during this test
     worker = Worker(services)
@@ -122,7 +122,7 @@ async def test_sync_pass_checks_every_active_run_once(services: Services) -> Non
     assert [e["to_state"] for e in trail] == ["QUEUED", "INITIALIZING", "RUNNING", "COMPLETE"]
 
 
-async def test_watchdog_ends_a_silent_run(services: Services) -> None:
+async def test_watchdog_ends_a_silent_run(services: AppContext) -> None:
     run_id = await new_run(services, duration_seconds="3600")
     worker = Worker(services)
     await worker.iterate()
@@ -142,7 +142,7 @@ async def test_watchdog_ends_a_silent_run(services: Services) -> None:
 class Observed(Worker):
     """A worker that reports each iteration's result, so a test knows when it went idle."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: AppContext) -> None:
         super().__init__(services)
         self.rounds: asyncio.Queue[int] = asyncio.Queue()
 
@@ -152,7 +152,7 @@ class Observed(Worker):
         return done
 
 
-async def test_a_new_run_wakes_an_idle_worker(services: Services) -> None:
+async def test_a_new_run_wakes_an_idle_worker(services: AppContext) -> None:
     """In one process (flowdeck up) a submission ends the worker's idle sleep: no poll-interval wait."""
     services.settings.worker_poll_seconds = 3600  # without the wake-up the run would wait an hour
     worker, stop = Observed(services), asyncio.Event()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from flowdeck.db import workers as worker_rows
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 
 pytestmark = pytest.mark.postgres
 WES = "/ga4gh/wes/v1"
@@ -25,7 +25,7 @@ WAIT = 10.0  # the longest the test waits for the worker to act (a loaded machin
 
 
 @pytest.fixture
-async def worker(services: Services, tmp_path: Path) -> AsyncIterator[subprocess.Popen[str]]:
+async def worker(services: AppContext, tmp_path: Path) -> AsyncIterator[subprocess.Popen[str]]:
     """``flowdeck worker`` on the test's PostgreSQL; nothing is ever due for it but what wakes it."""
     settings = services.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDECK_")}
@@ -58,7 +58,7 @@ async def worker(services: Services, tmp_path: Path) -> AsyncIterator[subprocess
             proc.wait()
 
 
-async def _registered(services: Services, proc: subprocess.Popen[str], tmp_path: Path) -> None:
+async def _registered(services: AppContext, proc: subprocess.Popen[str], tmp_path: Path) -> None:
     for _ in range(300):
         assert proc.poll() is None, (tmp_path / "worker.log").read_text()
         async with services.db.read() as conn:

@@ -14,7 +14,7 @@ from flowdeck.api.app import create_app
 from flowdeck.db import accounts
 from flowdeck.services.auth import users
 from flowdeck.services.auth.authenticate import Authenticator
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from tests.support.auth import cheap_passwords
 
@@ -37,9 +37,9 @@ def basic_settings(db_settings: Settings) -> Settings:
 
 
 @asynccontextmanager
-async def basic_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, Services, httpx.AsyncClient]]:
+async def basic_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, AppContext, httpx.AsyncClient]]:
     """The app (lifespan included) with a cheap-hashing authenticator, and a client on it."""
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     app = create_app(settings, services)
     try:
         async with app.router.lifespan_context(app):
@@ -51,7 +51,9 @@ async def basic_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, Services
         await services.close()
 
 
-async def add_user(services: Services, name: str, *, admin: bool = False, groups: dict[str, str] | None = None) -> None:
+async def add_user(
+    services: AppContext, name: str, *, admin: bool = False, groups: dict[str, str] | None = None
+) -> None:
     """A user with :data:`PASSWORD`, in ``groups`` (created when missing) with the given roles."""
     await users.create_user(services.db, name, PASSWORD, is_admin=admin, passwords=cheap_passwords())
     for group, role in (groups or {}).items():

@@ -28,7 +28,7 @@ from flowdeck.api.ui import docs as ui_docs
 from flowdeck.api.ui import include as include_ui
 from flowdeck.api.wes_views import WES
 from flowdeck.services.auth.authenticate import Authenticator, challenge_headers
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.events.stream import EventHub
 from flowdeck.services.pipelines.catalog import CatalogFiles
 from flowdeck.settings import Settings
@@ -50,15 +50,15 @@ class _App(FastAPI):
 
 
 def create_app(
-    settings: Settings, services: Services | None = None, *, catalog_files: CatalogFiles | None = None
+    settings: Settings, services: AppContext | None = None, *, catalog_files: CatalogFiles | None = None
 ) -> FastAPI:
     """A flowdeck API. Pass ``services`` to share them (``flowdeck up`` does, with the worker), or
-    ``catalog_files`` already checked to have the catalog parsed on first use (Services.create)."""
+    ``catalog_files`` already checked to have the catalog parsed on first use (AppContext.create)."""
     owned = services is None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ready = services or Services.create(settings, catalog_files=catalog_files)
+        ready = services or AppContext.create(settings, catalog_files=catalog_files)
         app.state.services = ready
         app.state.authenticator = Authenticator(settings, ready.db)
         app.state.challenge_headers = challenge_headers(settings)

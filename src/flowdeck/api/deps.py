@@ -8,13 +8,13 @@ from fastapi import Depends, Request
 
 from flowdeck.api.access_log import PRINCIPAL_KEY
 from flowdeck.domain.principal import ANONYMOUS, Principal
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 
 
 # Dependencies are coroutines even when they do not await: FastAPI runs a plain function
 # dependency on its thread pool, a thread round trip on every request.
-async def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
+async def get_services(request: Request) -> AppContext:
+    services: AppContext = request.app.state.services
     return services
 
 
@@ -34,7 +34,7 @@ async def get_principal_or_anonymous(request: Request) -> Principal:
     return await get_principal(request)
 
 
-async def caller(request: Request) -> tuple[Services, Principal]:
+async def caller(request: Request) -> tuple[AppContext, Principal]:
     """The services and the caller, for a hot route to call itself.
 
     The same functions as ``ServicesDep`` and ``PrincipalDep``; FastAPI solves each dependency
@@ -49,7 +49,7 @@ async def base_url(request: Request) -> str:
     return (configured or str(request.base_url)).rstrip("/")
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+ServicesDep = Annotated[AppContext, Depends(get_services)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 PublicPrincipalDep = Annotated[Principal, Depends(get_principal_or_anonymous)]
 BaseUrlDep = Annotated[str, Depends(base_url)]

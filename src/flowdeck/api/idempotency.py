@@ -12,7 +12,7 @@ from flowdeck.api.deps import base_url
 from flowdeck.api.job_views import job_view
 from flowdeck.domain.principal import Principal
 from flowdeck.services.core import idempotency
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import service as run_service
 
 REPLAYED = "Idempotent-Replayed"
@@ -20,7 +20,7 @@ REPLAYED = "Idempotent-Replayed"
 
 async def idempotent(
     request: Request,
-    services: Services,
+    services: AppContext,
     principal: Principal,
     body_hash: Callable[[], str],
     create: Callable[[], Awaitable[JSONResponse]],
@@ -49,7 +49,7 @@ async def idempotent(
     return JSONResponse(result.body, status_code=result.status_code, headers={REPLAYED: "true"})
 
 
-async def _run_answer(request: Request, services: Services, principal: Principal, run_id: str) -> JSONResponse:
+async def _run_answer(request: Request, services: AppContext, principal: Principal, run_id: str) -> JSONResponse:
     """The answer for a run the key created whose own answer was never stored (its process
     died after the commit): the run as the route would have shown it."""
     headers = {REPLAYED: "true"}

@@ -55,7 +55,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from flowdeck.api.app import create_app
     from flowdeck.api.server import bind, serve
     from flowdeck.services.auth.bootstrap import check_bind_allowed
-    from flowdeck.services.core.context import Services
+    from flowdeck.services.core.context import AppContext
     from flowdeck.services.core.database import upgrade_in_child
     from flowdeck.worker.loop import Worker
 
@@ -66,7 +66,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     upgrade_in_child(settings)
 
     async def main() -> None:
-        services = Services.create(settings)
+        services = AppContext.create(settings)
         stop = asyncio.Event()
         worker = Worker(services)
         app = create_app(settings, services)
@@ -112,14 +112,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """The daemon alone (run several against one PostgreSQL)."""
     import signal
 
-    from flowdeck.services.core.context import Services
+    from flowdeck.services.core.context import AppContext
     from flowdeck.worker.loop import Worker
 
     settings = _settings(args)
     _logging(settings)
 
     async def main() -> None:
-        services = Services.create(settings)
+        services = AppContext.create(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -135,14 +135,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """One sync pass over every active run, then exit (for cron)."""
-    from flowdeck.services.core.context import Services
+    from flowdeck.services.core.context import AppContext
     from flowdeck.worker.loop import Worker
 
     settings = _settings(args)
     _logging(settings)
 
     async def main() -> int:
-        services = Services.create(settings)
+        services = AppContext.create(settings)
         worker = Worker(services)
         await worker.start()
         try:

@@ -13,7 +13,7 @@ from flowdeck.settings import Settings
 def cmd_purge(args: argparse.Namespace) -> int:
     """Delete (or with --dry-run list) ended runs older than --older-than-days (default: retention_days)."""
     from flowdeck.errors import ConfigurationError
-    from flowdeck.services.core.context import Services
+    from flowdeck.services.core.context import AppContext
     from flowdeck.services.runs import purge
 
     settings = Settings()
@@ -23,7 +23,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     states = args.state or settings.retention_states
 
     async def main() -> list[purge.Deleted]:
-        services = Services.create(settings)
+        services = AppContext.create(settings)
         try:
             return await purge.purge(
                 services, timedelta(days=days), states, dry_run=args.dry_run, actor="flowdeck purge"

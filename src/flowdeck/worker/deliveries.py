@@ -10,7 +10,7 @@ import time
 import httpx
 
 from flowdeck.services.core.blocking import BlockingPool
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.events.deliveries import deliver_once, prune
 
 PRUNE_EVERY_SECONDS = 3600.0
@@ -22,7 +22,7 @@ class Deliverer:
     """Runs :func:`deliver_once` beside the worker loop: one round at a time, never awaited by the
     loop, so a slow receiver never delays a dispatch or a sync."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: AppContext) -> None:
         self.services = services
         self.pool = BlockingPool(min(16, services.settings.delivery_batch))
         self.http: httpx.Client | None = None  # built at the first kick: it loads the CA bundle (~0.2 s)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 
 from flowdeck.services.core.blocking import BlockingPool
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution.claims import claim_dispatchable
 from flowdeck.services.execution.dispatch import dispatch_run
 
 
-async def dispatch_once(services: Services, owner: str, pool: BlockingPool) -> int:
+async def dispatch_once(services: AppContext, owner: str, pool: BlockingPool) -> int:
     """Claim and submit what may start now; returns how many runs were handled."""
     rows = await claim_dispatchable(services, owner)
     await asyncio.gather(*(dispatch_run(services, owner, pool, row) for row in rows))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution.claims import claim_requests, release_request
 from flowdeck.services.requests.expansion import expand
 
@@ -18,7 +18,7 @@ CLAIM_LIMIT = 4
 EXPAND_RUNS = 200
 
 
-async def expand_once(services: Services, owner: str, max_runs: int = EXPAND_RUNS) -> int:
+async def expand_once(services: AppContext, owner: str, max_runs: int = EXPAND_RUNS) -> int:
     """Claim new requests and create up to ``max_runs`` runs of each.
 
     Returns the work done, as every step of ``WorkerLoop.iterate`` does: runs created plus requests

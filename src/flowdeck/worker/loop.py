@@ -26,7 +26,7 @@ from typing import Any
 from flowdeck.errors import DatabaseUnavailable
 from flowdeck.services.core.blocking import BlockingPool
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.events.stream import listen_for_commits
 from flowdeck.services.execution import workers
 from flowdeck.services.execution.sync import check_once, seconds_until_due, subscribe_engine_exits, sync_all
@@ -69,7 +69,7 @@ class Backoff:
 class Worker:
     """Claims queued runs, dispatches them, syncs active ones, carries out cancels."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: AppContext) -> None:
         self.services = services
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pool = BlockingPool(max(4, services.settings.sync_concurrency))

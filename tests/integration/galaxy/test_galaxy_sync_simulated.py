@@ -22,7 +22,7 @@ from flowdeck.db.tables import events, runs, tasks
 from flowdeck.domain.runs import RunHandle, SyncReport
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings
@@ -152,7 +152,7 @@ def test_concurrent_sync_calls_share_one_bound(batch_listing: bool, tmp_path: Pa
 # --- through the worker: a whole `flowdeck sync --once` pass over Galaxy runs in the database
 
 
-async def galaxy_runs(services: Services, fake: FakeGalaxy) -> list[str]:
+async def galaxy_runs(services: AppContext, fake: FakeGalaxy) -> list[str]:
     """One RUNNING run per invocation of the fake, as dispatch leaves them."""
     now = utcnow()
     ids = []
@@ -190,7 +190,7 @@ async def galaxy_runs(services: Services, fake: FakeGalaxy) -> list[str]:
     return ids
 
 
-async def snapshot(services: Services) -> tuple[list[Any], list[Any], int]:
+async def snapshot(services: AppContext) -> tuple[list[Any], list[Any], int]:
     """Everything a pass may write about runs (not leases and next checks)."""
     async with services.db.read() as conn:
         run_rows_now = (
@@ -219,15 +219,15 @@ def scheduled_fake() -> Iterator[FakeGalaxy]:
         yield server
 
 
-def galaxy_services(fake: FakeGalaxy, tmp_path: Path, base: Settings | None = None, **overrides: Any) -> Services:
-    """Services with the galaxy backend on the fake: on ``base``'s migrated database, or a new SQLite one."""
+def galaxy_services(fake: FakeGalaxy, tmp_path: Path, base: Settings | None = None, **overrides: Any) -> AppContext:
+    """AppContext with the galaxy backend on the fake: on ``base``'s migrated database, or a new SQLite one."""
     values = {"backends": ["galaxy"], "galaxy_url": fake.url, "galaxy_api_key": fake.api_key, "sync_batch": 25}
     values.update(overrides)
     if base is not None:
-        return Services.create(base.model_copy(update={**values, "galaxy_api_key": SecretStr(fake.api_key)}))
+        return AppContext.create(base.model_copy(update={**values, "galaxy_api_key": SecretStr(fake.api_key)}))
     settings = make_settings(tmp_path, **values)
     upgrade(settings)
-    return Services.create(settings)
+    return AppContext.create(settings)
 
 
 @pytest.mark.parametrize("batch_listing", [True, False])

@@ -33,7 +33,7 @@ from flowdeck.db import tasks as task_rows
 from flowdeck.db.migrate import upgrade
 from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State, is_terminal
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 from flowdeck.worker.loop import Worker
 from tests.conftest import make_settings
@@ -53,7 +53,7 @@ WRONG_KEY = "wrong-key-0123456789abcdef"
 class Stack:
     """The app in-process on its own SQLite database, and a worker on the same services."""
 
-    services: Services
+    services: AppContext
     api: httpx.AsyncClient
     worker: Worker
 
@@ -103,7 +103,7 @@ def galaxy_settings(tmp_path: Path, server: GalaxyServer, **overrides: Any) -> S
 async def open_stack(settings: Settings, *, migrate: bool = True) -> AsyncIterator[Stack]:
     if migrate:
         upgrade(settings)
-    services = Services.create(settings)
+    services = AppContext.create(settings)
     assert "galaxy" in services.backends, "the galaxy backend is not enabled (bioblend missing?)"
     app = create_app(settings, services)
     worker = Worker(services)

@@ -27,7 +27,7 @@ from flowdeck.api.readable_json import ReadableJSONResponse
 from flowdeck.domain.datasets import DatasetRecord
 from flowdeck.domain.filters import DatasetFilter
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.storage import LocalStorage, read_chunks
 from flowdeck.services.datasets import service as dataset_service
 from flowdeck.services.datasets.service import NewDataset
@@ -55,7 +55,7 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def dataset_view(services: Services, row: DatasetRecord, base: str) -> dict[str, Any]:
+def dataset_view(services: AppContext, row: DatasetRecord, base: str) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -98,7 +98,7 @@ async def create_dataset(
     return JSONResponse(dataset_view(services, row, base), status_code=201)
 
 
-async def _create_from_upload(request: Request, services: Services, principal: Any, base: str) -> JSONResponse:
+async def _create_from_upload(request: Request, services: AppContext, principal: Any, base: str) -> JSONResponse:
     limit = services.settings.max_upload_bytes
     async with bounded(request, limit).form(max_files=1, max_fields=20, max_part_size=limit) as form:
         file = form.get("file")
@@ -151,7 +151,7 @@ async def delete_dataset(dataset_id: str, services: ServicesDep, principal: Prin
     return Response(status_code=204)
 
 
-def _local(services: Services) -> LocalStorage:
+def _local(services: AppContext) -> LocalStorage:
     store = dataset_service.storage_of(services)
     if not isinstance(store, LocalStorage):
         raise NotFound("this link is not valid")

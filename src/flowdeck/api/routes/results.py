@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 
 from flowdeck.api.deps import PrincipalDep, ServicesDep
 from flowdeck.api.wes_views import WES
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import purge, results
 from flowdeck.services.runs import service as run_service
 
@@ -23,12 +23,12 @@ jobs_router = APIRouter(prefix="/jobs", tags=["jobs"])
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The run has not ended."}}
 
 
-def stored(services: Services, key: str, base: str) -> RedirectResponse:
+def stored(services: AppContext, key: str, base: str) -> RedirectResponse:
     """A 307 to the store's pre-signed URL of ``key``: the bytes never pass through a worker."""
     return RedirectResponse(results.link(services, key, base), status_code=307)
 
 
-async def _archive(services: Services, run_id: str, principal: PrincipalDep) -> FileResponse:
+async def _archive(services: AppContext, run_id: str, principal: PrincipalDep) -> FileResponse:
     run = await run_service.get_visible(services, run_id, principal)
     path = await results.archive_of(services, run)
     return FileResponse(

@@ -15,7 +15,7 @@ from flowdeck.api.ui import web
 from flowdeck.api.ui.launch_form import FormField, parameters_of, pipeline_form
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution.dispatch_now import dispatch_now
 from flowdeck.services.runs import jobs as job_service
 from flowdeck.services.runs.pipeline_runs import visible_pipelines, visible_versions
@@ -66,7 +66,7 @@ async def launch(name: str, request: Request) -> Response:
     return RedirectResponse(f"{web.PREFIX}/runs/{run_id}", status_code=303)
 
 
-def _versions(services: Services, user: Principal, name: str) -> list[str]:
+def _versions(services: AppContext, user: Principal, name: str) -> list[str]:
     return [str(p.version) for p in visible_versions(services, user, name)]
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowdeck.domain.principal import Principal
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines import galaxy_tools
 from flowdeck.services.pipelines.catalog import Pipeline
 from flowdeck.services.runs.pipeline_runs import visible_pipeline
@@ -122,7 +122,7 @@ def shared_parameters_of(fields: list[FormField], posted: dict[str, str]) -> dic
 
 
 async def pipeline_form(
-    services: Services, user: Principal, name: str, version: str | None
+    services: AppContext, user: Principal, name: str, version: str | None
 ) -> tuple[Pipeline, list[FormField]]:
     """The pipeline the caller may run (its newest version, or ``version``) and its form's fields,
     from its JSON Schema (a Galaxy tool's as Galaxy publishes it)."""

@@ -17,7 +17,7 @@ from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import State, is_terminal, simple_state
 from flowdeck.errors import InvalidInput
 from flowdeck.services.core import paging
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.requests import service as request_service
 from flowdeck.services.runs.state_machine import REQUEST_STATES
 
@@ -59,7 +59,7 @@ def _run(run: dict[str, Any], total: int) -> dict[str, Any]:
     }
 
 
-async def _step(services: Services, user: Principal, found: dict[str, Any]) -> dict[str, Any] | None:
+async def _step(services: AppContext, user: Principal, found: dict[str, Any]) -> dict[str, Any] | None:
     """The request-level step (docs/adr/0019): its state word and, once created, its run. The step
     run's request_index is ``total_runs``, so a page token at that position reads it alone."""
     if found["step_state"] is None:

@@ -25,7 +25,7 @@ from flowdeck.api.http_body import body_within, bounded
 from flowdeck.domain.principal import LOCAL_USER, Principal
 from flowdeck.errors import FlowdeckError, Forbidden, InvalidInput, Unauthenticated
 from flowdeck.services.auth import sessions
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 
 PREFIX = "/ui"
 SESSION_COOKIE = "fd_session"
@@ -65,8 +65,8 @@ def templates() -> Environment:
     return env
 
 
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
+def services_of(request: Request) -> AppContext:
+    services: AppContext = request.app.state.services
     return services
 
 

@@ -19,7 +19,7 @@ from flowdeck.settings import Settings
 
 
 @dataclass
-class Services:
+class AppContext:
     """The long-lived objects shared by the API and the worker of one process."""
 
     settings: Settings
@@ -36,7 +36,7 @@ class Services:
     inline_engine_calls: TrackedPool = field(default_factory=lambda: TrackedPool(4), repr=False)
 
     @classmethod
-    def create(cls, settings: Settings, *, catalog_files: CatalogFiles | None = None) -> Services:
+    def create(cls, settings: Settings, *, catalog_files: CatalogFiles | None = None) -> AppContext:
         """Without ``catalog_files`` the catalog is loaded here: a broken pipeline file stops
         start-up naming the file and field. With them (read and checked at start, as
         ``flowdeck api`` does in a child process) they are parsed on first use."""

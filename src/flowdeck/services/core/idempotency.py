@@ -32,7 +32,7 @@ from flowdeck.db import idempotency as key_rows
 from flowdeck.db.idempotency import KeyRef
 from flowdeck.errors import Conflict, InvalidInput
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs.service import IDEMPOTENCY_KEY, NewRun
 
 HEADER = "Idempotency-Key"
@@ -83,7 +83,7 @@ def check_key(key: str) -> str:
     return key
 
 
-async def once(services: Services, use: Use, create: Callable[[], Awaitable[Answer]]) -> Answer:
+async def once(services: AppContext, use: Use, create: Callable[[], Awaitable[Answer]]) -> Answer:
     """Call ``create`` unless ``use``'s key already has an answer."""
     stored = await _begin(services, use)
     if stored is not None:
@@ -103,7 +103,7 @@ async def once(services: Services, use: Use, create: Callable[[], Awaitable[Answ
     return answer
 
 
-async def _begin(services: Services, use: Use) -> Answer | None:
+async def _begin(services: AppContext, use: Use) -> Answer | None:
     """None when this use owns the key now; the stored answer when there is one."""
     ttl = timedelta(seconds=services.settings.idempotency_ttl_seconds)
     deadline = time.monotonic() + WAIT_SECONDS
@@ -143,6 +143,6 @@ def _abandoned(row: Any, now: datetime) -> bool:
     return bool(now - row["created_at"] > timedelta(seconds=IN_FLIGHT_SECONDS))
 
 
-async def _forget(services: Services, use: Use) -> None:
+async def _forget(services: AppContext, use: Use) -> None:
     async with services.db.write() as conn:
         await key_rows.delete(conn, use.scope, use.endpoint, use.key)

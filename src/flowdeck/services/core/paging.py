@@ -18,7 +18,7 @@ from flowdeck.domain.runs import RunRecord, RunSummary
 from flowdeck.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from flowdeck.services.core.context import Services
+    from flowdeck.services.core.context import AppContext
 
 _Item = TypeVar("_Item", RowMapping, RunRecord, RunSummary, RequestSummary, DatasetRecord)
 # fetch(conn, limit, after): up to ``limit`` rows newest first, after the (created_at, id) given.
@@ -80,7 +80,7 @@ def page_size(requested: int | None, default: int, maximum: int) -> int:
 
 
 async def newest_first(
-    services: Services, requested_size: int | None, token: str | None, fetch: Fetch[_Item]
+    services: AppContext, requested_size: int | None, token: str | None, fetch: Fetch[_Item]
 ) -> tuple[list[_Item], str]:
     """One keyset page of rows ordered by (created_at, id) descending, and the next page's token ('' at the end)."""
     size = page_size(requested_size, services.settings.default_page_size, services.settings.max_page_size)

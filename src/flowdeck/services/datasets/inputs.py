@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.datasets import service as dataset_service
 from flowdeck.services.execution import staging
 
@@ -24,7 +24,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _WORKER = Principal(name="worker", unrestricted=True, via="worker")
 
 
-async def resolve(services: Services, inputs: list[staging.Input], principal: Principal) -> list[staging.Input]:
+async def resolve(services: AppContext, inputs: list[staging.Input], principal: Principal) -> list[staging.Input]:
     """``inputs`` with every ``dataset:<id>`` given its :class:`staging.Source`; ValidationFailed
     (one problem per input) for an id the caller may not use."""
     resolved, problems = [], []
@@ -38,7 +38,7 @@ async def resolve(services: Services, inputs: list[staging.Input], principal: Pr
     return resolved
 
 
-async def resolve_for_staging(services: Services, inputs: list[staging.Input]) -> list[staging.Input]:
+async def resolve_for_staging(services: AppContext, inputs: list[staging.Input]) -> list[staging.Input]:
     """:func:`resolve` at dispatch: InvalidInput (the run fails with it) for a dataset gone since submit."""
     resolved = []
     for item in inputs:
@@ -49,7 +49,7 @@ async def resolve_for_staging(services: Services, inputs: list[staging.Input]) -
     return resolved
 
 
-async def check_params(services: Services, params: Any, principal: Principal, at: str = "") -> dict[str, str]:
+async def check_params(services: AppContext, params: Any, principal: Principal, at: str = "") -> dict[str, str]:
     """The datasets ``params`` names (pointer → id), each visible to ``principal``; for a request's
     items, whose runs the worker creates later."""
     named = [item for item in staging.in_values(params) if item.dataset_id is not None]
@@ -66,7 +66,7 @@ def recorded(inputs: list[staging.Input]) -> dict[str, str]:
     return {item.pointer: item.dataset_id for item in inputs if item.dataset_id is not None}
 
 
-async def _resolved(services: Services, item: staging.Input, principal: Principal) -> staging.Input:
+async def _resolved(services: AppContext, item: staging.Input, principal: Principal) -> staging.Input:
     dataset_id = item.dataset_id
     if dataset_id is None:
         return item

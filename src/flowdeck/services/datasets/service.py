@@ -26,7 +26,7 @@ from flowdeck.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, P
 from flowdeck.services.auth.guard import group_for_new_object as resolve_group  # not via runs: it imports us
 from flowdeck.services.core import paging, url_policy
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.storage import CHUNK, LocalStorage, S3Storage, Storage, open_storage
 
 SCHEMES = ("s3://", "https://", "file://", "galaxy://dataset/<id>")
@@ -45,7 +45,7 @@ class NewDataset:
     media_type: str | None = None
 
 
-def storage_of(services: Services) -> Storage:
+def storage_of(services: AppContext) -> Storage:
     if services.storage is None:
         services.storage = open_storage(services.settings)
     return services.storage
@@ -55,7 +55,7 @@ def _problem(pointer: str, message: str, rule: str) -> ValidationFailed:
     return ValidationFailed(f"{pointer.lstrip('/')}: {message}", [Problem(pointer, message, rule)])
 
 
-def check_reference(services: Services, new: NewDataset) -> None:
+def check_reference(services: AppContext, new: NewDataset) -> None:
     """Normalise ``galaxy://dataset/<id>`` and refuse what flowdeck cannot read."""
     if not new.name.strip():
         raise _problem("/name", "a dataset needs a name", "required")
@@ -80,7 +80,7 @@ def check_reference(services: Services, new: NewDataset) -> None:
         raise _problem("/galaxy_dataset_id", "must be a Galaxy encoded id (16 to 64 lower-case hex digits)", "pattern")
 
 
-def _check_file(services: Services, uri: str) -> None:
+def _check_file(services: AppContext, uri: str) -> None:
     roots = [root.resolve() for root in services.settings.dataset_file_roots]
     if not roots:
         raise _problem("/uri", "file:// datasets are disabled: no dataset_file_roots are configured", "scheme")
@@ -90,7 +90,7 @@ def _check_file(services: Services, uri: str) -> None:
 
 
 async def register(
-    services: Services,
+    services: AppContext,
     principal: Principal,
     new: NewDataset,
     *,
@@ -132,7 +132,7 @@ def upload_key(dataset_id: str, filename: str) -> str:
 
 
 async def upload(
-    services: Services, principal: Principal, new: NewDataset, filename: str, stream: BinaryIO
+    services: AppContext, principal: Principal, new: NewDataset, filename: str, stream: BinaryIO
 ) -> DatasetRecord:
     """Store the file, then record the dataset with its size and SHA-256."""
     resolve_group(principal, new.research_group)  # refuse before storing anything
@@ -160,7 +160,7 @@ def _measure(stream: BinaryIO, limit: int) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-async def expect_upload(services: Services, principal: Principal, new: NewDataset, filename: str) -> DatasetRecord:
+async def expect_upload(services: AppContext, principal: Principal, new: NewDataset, filename: str) -> DatasetRecord:
     """A dataset whose bytes arrive later through a pre-signed PUT."""
     dataset_id = str(uuid.uuid4())
     return await register(
@@ -173,7 +173,7 @@ async def expect_upload(services: Services, principal: Principal, new: NewDatase
     )
 
 
-async def receive_upload(services: Services, key: str, stream: BinaryIO) -> None:
+async def receive_upload(services: AppContext, key: str, stream: BinaryIO) -> None:
     """Bytes sent to a local pre-signed upload URL: store them, complete the dataset."""
     size, digest = _measure(stream, services.settings.max_upload_bytes)
     storage_of(services).put_stream(key, stream)
@@ -193,7 +193,7 @@ async def receive_upload(services: Services, key: str, stream: BinaryIO) -> None
             )
 
 
-async def get_visible(services: Services, dataset_id: str, principal: Principal) -> DatasetRecord:
+async def get_visible(services: AppContext, dataset_id: str, principal: Principal) -> DatasetRecord:
     """The dataset, or NotFound if it does not exist or the caller may not see it."""
     async with services.db.read() as conn:
         row = await dataset_rows.get(conn, dataset_id)
@@ -204,7 +204,7 @@ async def get_visible(services: Services, dataset_id: str, principal: Principal)
     return row
 
 
-async def _settle_upload(services: Services, row: DatasetRecord) -> DatasetRecord:
+async def _settle_upload(services: AppContext, row: DatasetRecord) -> DatasetRecord:
     # An S3 pre-signed PUT goes straight to the bucket: the object's arrival is how we learn of it.
     store = storage_of(services)
     key = row.storage_key
@@ -222,7 +222,7 @@ async def _settle_upload(services: Services, row: DatasetRecord) -> DatasetRecor
 
 
 async def list_page(
-    services: Services,
+    services: AppContext,
     principal: Principal,
     flt: DatasetFilter,
     page_size: int | None,
@@ -236,7 +236,7 @@ async def list_page(
     )
 
 
-async def delete(services: Services, dataset_id: str, principal: Principal) -> None:
+async def delete(services: AppContext, dataset_id: str, principal: Principal) -> None:
     """Soft-delete the dataset and drop its stored bytes; Conflict while runs use it."""
     row = await get_visible(services, dataset_id, principal)
     async with services.db.write() as conn:
@@ -248,20 +248,20 @@ async def delete(services: Services, dataset_id: str, principal: Principal) -> N
         storage_of(services).delete(row.storage_key)
 
 
-def upload_url(services: Services, row: DatasetRecord, base_url: str) -> str:
+def upload_url(services: AppContext, row: DatasetRecord, base_url: str) -> str:
     """The pre-signed PUT that delivers an expected upload's bytes (:func:`expect_upload`)."""
     if not row.storage_key or not row.pending_upload:
         raise Conflict(f"dataset {row.id} is not waiting for an upload")
     return storage_of(services).presign(row.storage_key, "PUT", base_url)
 
 
-def download_url(services: Services, row: DatasetRecord, base_url: str) -> str | None:
+def download_url(services: AppContext, row: DatasetRecord, base_url: str) -> str | None:
     if not row.storage_key or row.pending_upload:
         return None
     return storage_of(services).presign(row.storage_key, "GET", base_url)
 
 
-def run_reference(services: Services, row: DatasetRecord) -> dict[str, Any]:
+def run_reference(services: AppContext, row: DatasetRecord) -> dict[str, Any]:
     """The dataset as a backend's dataset reference (``uri`` and/or ``galaxy_dataset_id``).
 
     The run keeps this lasting name; it is made fetchable only when the run is handed

@@ -30,7 +30,7 @@ from flowdeck.domain.webhook_signature import headers
 from flowdeck.services.core import url_policy
 from flowdeck.services.core.blocking import BlockingPool
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Outcome:
         return self.error is None and (self.status is None or 200 <= self.status < 300)
 
 
-async def deliver_once(services: Services, pool: BlockingPool, http: httpx.Client | None = None) -> int:
+async def deliver_once(services: AppContext, pool: BlockingPool, http: httpx.Client | None = None) -> int:
     """Send the deliveries that are due now; how many were attempted (``http``: a client to reuse)."""
     now = utcnow()
     async with services.db.read() as conn:
@@ -74,7 +74,7 @@ async def deliver_once(services: Services, pool: BlockingPool, http: httpx.Clien
 PRUNE_BATCH = 1000
 
 
-async def prune(services: Services, now: datetime | None = None) -> int:
+async def prune(services: AppContext, now: datetime | None = None) -> int:
     """Delete delivered and failed deliveries older than ``delivery_retention_days`` (none when it
     is 0), a batch per transaction so a large backlog never holds a long lock; how many went."""
     days = services.settings.delivery_retention_days
@@ -90,7 +90,7 @@ async def prune(services: Services, now: datetime | None = None) -> int:
             return gone
 
 
-async def _claim(services: Services, heads: list[Any], now: datetime) -> list[Mapping[Any, Any]]:
+async def _claim(services: AppContext, heads: list[Any], now: datetime) -> list[Mapping[Any, Any]]:
     until = now + timedelta(seconds=services.settings.webhook_timeout_seconds * 2 + 30)
     claimed = []
     async with services.db.write() as conn:
@@ -114,7 +114,7 @@ def after_attempt(settings: Settings, row: Mapping[Any, Any], outcome: Outcome, 
 
 
 async def _attempt(
-    services: Services,
+    services: AppContext,
     pool: BlockingPool,
     row: Mapping[Any, Any],
     payload: dict[str, Any],

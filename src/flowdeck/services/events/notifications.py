@@ -16,7 +16,7 @@ from flowdeck.db import webhooks as webhook_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import InvalidInput, NotFound
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+|[^@\s]+@localhost")
 
@@ -37,7 +37,7 @@ def _view(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-async def get(services: Services, principal: Principal) -> dict[str, Any]:
+async def get(services: AppContext, principal: Principal) -> dict[str, Any]:
     """The caller's preferences, or NotFound when they set none."""
     async with services.db.read() as conn:
         row = await webhook_rows.preferences(conn, principal.name)
@@ -46,7 +46,7 @@ async def get(services: Services, principal: Principal) -> dict[str, Any]:
     return _view(row)
 
 
-async def put(services: Services, principal: Principal, given: Preferences) -> dict[str, Any]:
+async def put(services: AppContext, principal: Principal, given: Preferences) -> dict[str, Any]:
     """Set the caller's preferences (the whole record)."""
     if len(given.email) > 320 or not _ADDRESS.fullmatch(given.email):
         raise InvalidInput(f"email {given.email[:100]!r} is not an e-mail address")
@@ -56,7 +56,7 @@ async def put(services: Services, principal: Principal, given: Preferences) -> d
     return _view(asdict(given) | {"updated_at": now})
 
 
-async def delete(services: Services, principal: Principal) -> None:
+async def delete(services: AppContext, principal: Principal) -> None:
     """Stop all e-mail to the caller."""
     async with services.db.write() as conn:
         await webhook_rows.delete_preferences(conn, principal.name)

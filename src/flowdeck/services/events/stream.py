@@ -27,7 +27,7 @@ from flowdeck.db import events as event_rows
 from flowdeck.domain.filters import EventFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.events.subscription import BATCH, Batch, Event, Subscription
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ KINDS = ("state", "cancel", "input_staged", "call_cache")
 
 
 async def listen_for_commits(
-    services: Services, notified: Callable[[], None], lost: Callable[[], None] = lambda: None, *, what: str
+    services: AppContext, notified: Callable[[], None], lost: Callable[[], None] = lambda: None, *, what: str
 ) -> None:
     """Call ``notified`` once LISTEN is in place and after every commit that wrote events (on
     PostgreSQL: a run's creation, a cancel, every state change), on a connection of its own;
@@ -113,7 +113,7 @@ def _matches(flt: EventFilter, event: Event) -> bool:
 class EventHub:
     """Reads new events once per wake-up and fans them out to this process's streams."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: AppContext) -> None:
         self._services = services
         self._subs: set[Subscription] = set()
         self._wake = asyncio.Event()

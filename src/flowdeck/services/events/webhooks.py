@@ -22,7 +22,7 @@ from flowdeck.errors import InvalidInput
 from flowdeck.services.auth.guard import ensure_visible, group_for_new_object, not_found
 from flowdeck.services.core import url_policy
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.events.outbox import EVENT_TYPES
 
 
@@ -56,7 +56,7 @@ def view(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-async def register(services: Services, principal: Principal, given: NewWebhook) -> dict[str, Any]:
+async def register(services: AppContext, principal: Principal, given: NewWebhook) -> dict[str, Any]:
     """Store the endpoint; the answer carries its secret, the only time it is shown."""
     types = given.event_types or list(EVENT_TYPES)
     unknown = sorted(set(types) - set(EVENT_TYPES))
@@ -82,7 +82,7 @@ async def register(services: Services, principal: Principal, given: NewWebhook) 
     return view(values) | {"secret": values["secret"]}
 
 
-async def get_visible(services: Services, principal: Principal, webhook_id: str) -> Mapping[Any, Any]:
+async def get_visible(services: AppContext, principal: Principal, webhook_id: str) -> Mapping[Any, Any]:
     """The endpoint, or NotFound when it does not exist or the caller may not see its group."""
     async with services.db.read() as conn:
         row = await webhook_rows.get(conn, webhook_id)
@@ -92,14 +92,14 @@ async def get_visible(services: Services, principal: Principal, webhook_id: str)
     return row
 
 
-async def listed(services: Services, principal: Principal) -> list[dict[str, Any]]:
+async def listed(services: AppContext, principal: Principal) -> list[dict[str, Any]]:
     """The endpoints of the caller's groups (every one for a service admin)."""
     async with services.db.read() as conn:
         rows = await webhook_rows.listed(conn, principal.visible_groups())
     return [view(row) for row in rows]
 
 
-async def delete(services: Services, principal: Principal, webhook_id: str) -> None:
+async def delete(services: AppContext, principal: Principal, webhook_id: str) -> None:
     """Remove the endpoint and its deliveries (sent or not)."""
     await get_visible(services, principal, webhook_id)
     async with services.db.write() as conn:
@@ -124,7 +124,7 @@ def delivery_view(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 async def deliveries(
-    services: Services, principal: Principal, webhook_id: str, limit: int, before: int | None
+    services: AppContext, principal: Principal, webhook_id: str, limit: int, before: int | None
 ) -> list[dict[str, Any]]:
     """The endpoint's deliveries, newest first (``before``: a delivery id, for the next page)."""
     await get_visible(services, principal, webhook_id)
@@ -133,7 +133,7 @@ async def deliveries(
     return [delivery_view(row) for row in rows]
 
 
-async def redeliver(services: Services, principal: Principal, webhook_id: str, delivery_id: int) -> dict[str, Any]:
+async def redeliver(services: AppContext, principal: Principal, webhook_id: str, delivery_id: int) -> dict[str, Any]:
     """Queue a delivery again at once, with its original message id."""
     await get_visible(services, principal, webhook_id)
     async with services.db.write() as conn:

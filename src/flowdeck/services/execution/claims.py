@@ -13,11 +13,11 @@ from flowdeck.domain.requests import RequestRecord
 from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution import fair_share
 
 
-async def claim_dispatchable(services: Services, owner: str) -> list[RunRecord]:
+async def claim_dispatchable(services: AppContext, owner: str) -> list[RunRecord]:
     """Runs to dispatch now: interrupted dispatches, queued runs of remote engines, and queued runs
     of local engines up to ``max_local_runs`` executing at once, shared fairly among research
     groups (services.fair_share)."""
@@ -44,7 +44,7 @@ async def claim_dispatchable(services: Services, owner: str) -> list[RunRecord]:
     return claimed
 
 
-async def claim_requests(services: Services, owner: str, limit: int) -> list[RequestRecord]:
+async def claim_requests(services: AppContext, owner: str, limit: int) -> list[RequestRecord]:
     """Up to ``limit`` requests still to expand."""
     async with services.db.write() as conn:
         return list(
@@ -59,7 +59,7 @@ async def claim_requests(services: Services, owner: str, limit: int) -> list[Req
         )
 
 
-async def release_request(services: Services, request_id: str, owner: str) -> None:
+async def release_request(services: AppContext, request_id: str, owner: str) -> None:
     """Give a request back (not fully expanded yet): the next iteration, or worker, continues it."""
     async with services.db.write() as conn:
         await request_rows.release(conn, request_id, owner)

@@ -26,7 +26,7 @@ from flowdeck.errors import FlowdeckError
 from flowdeck.services.core import url_policy
 from flowdeck.services.core.blocking import BlockingPool
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.storage import fetchable_spec
 from flowdeck.services.datasets import inputs as dataset_inputs
 from flowdeck.services.execution import staging
@@ -41,7 +41,7 @@ _T = TypeVar("_T")
 ACTOR = "worker"
 
 
-async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: RunRecord) -> None:
+async def dispatch_run(services: AppContext, owner: str, pool: BlockingPool, row: RunRecord) -> None:
     """Submit one claimed run and record the outcome; never raises."""
     run_id = row.id
     try:
@@ -91,7 +91,7 @@ async def dispatch_run(services: Services, owner: str, pool: BlockingPool, row: 
     services.metrics.dispatches.labels(row.backend, "submitted").inc()
 
 
-async def _holding_lease(services: Services, owner: str, work: Awaitable[_T]) -> _T:
+async def _holding_lease(services: AppContext, owner: str, work: Awaitable[_T]) -> _T:
     """``work``'s result, the owner's leases renewed meanwhile: a download may outlast a lease,
     and the loop's heartbeat (which renews them otherwise) waits for this dispatch to end."""
     lease = services.settings.lease_seconds
@@ -111,7 +111,7 @@ async def _holding_lease(services: Services, owner: str, work: Awaitable[_T]) ->
             await keeper
 
 
-async def _record_staged(services: Services, run_id: str, staged: list[staging.Staged]) -> None:
+async def _record_staged(services: AppContext, run_id: str, staged: list[staging.Staged]) -> None:
     """One ``input_staged`` event per file: what was fetched, its size and SHA-256."""
     now = utcnow()
     async with services.db.write() as conn:
@@ -127,7 +127,7 @@ def _start(backend: Backend, spec: RunSpec, folder: RunFolder, files: list[Attac
     return backend.submit(spec)
 
 
-async def record_submission(services: Services, owner: str, run_id: str, submitted: Submitted) -> None:
+async def record_submission(services: AppContext, owner: str, run_id: str, submitted: Submitted) -> None:
     """Store the engine's id first (so a cancel can reach it), then move the state."""
     now = utcnow()
     async with services.db.write() as conn:
@@ -146,7 +146,7 @@ async def record_submission(services: Services, owner: str, run_id: str, submitt
         await run_rows.release(conn, run_id, owner, now + timedelta(seconds=interval))
 
 
-async def _retry_later(services: Services, owner: str, row: RunRecord, message: str) -> None:
+async def _retry_later(services: AppContext, owner: str, row: RunRecord, message: str) -> None:
     services.metrics.backend_errors.labels(row.backend, "dispatch_transient").inc()
     failures = row.check_failures + 1
     delay = min(services.settings.sync_max_seconds, 2.0**failures)
@@ -162,7 +162,7 @@ async def _retry_later(services: Services, owner: str, row: RunRecord, message: 
         )
 
 
-async def _fail(services: Services, row: RunRecord, target: State, message: str) -> None:
+async def _fail(services: AppContext, row: RunRecord, target: State, message: str) -> None:
     services.metrics.dispatches.labels(row.backend, "failed").inc()
     now = utcnow()
     async with services.db.write() as conn:

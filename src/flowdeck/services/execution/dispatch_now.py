@@ -1,6 +1,6 @@
 """Dispatch-now: the API hands a run it just stored to its engine, waiting a bounded time.
 
-The engine calls run in ``Services.inline_engine_calls`` (a
+The engine calls run in ``AppContext.inline_engine_calls`` (a
 :class:`~flowdeck.services.core.blocking.TrackedPool`): its threads are made on first use and drained when
 the services close, so nothing is built at import time. A dispatch that outlives its wait
 keeps running in the background; if the process dies first, the run's lease expires and a worker
@@ -17,11 +17,11 @@ from flowdeck.db import runs as run_rows
 from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution.dispatch import dispatch_run
 
 
-async def dispatch_now(services: Services, run_id: str) -> None:
+async def dispatch_now(services: AppContext, run_id: str) -> None:
     """Claim the new run ``run_id`` and submit it, waiting at most dispatch_timeout_seconds.
 
     Returns without waiting if a worker claimed the run first."""
@@ -36,7 +36,7 @@ async def dispatch_now(services: Services, run_id: str) -> None:
         return
 
 
-async def _claim(services: Services, owner: str, run_id: str) -> RunRecord | None:
+async def _claim(services: AppContext, owner: str, run_id: str) -> RunRecord | None:
     async with services.db.write() as conn:
         rows = await run_rows.claim(
             conn,

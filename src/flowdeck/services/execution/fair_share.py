@@ -19,7 +19,7 @@ from flowdeck.domain.fair_share import plan
 from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.runs import state_machine
 
 Claim = Callable[..., Awaitable[Sequence[RunRecord]]]
@@ -27,7 +27,7 @@ ACTOR = "worker"
 
 
 async def claim_queued(
-    services: Services, conn: AsyncConnection, claim: Claim, *, local: Sequence[str], remote: Sequence[str]
+    services: AppContext, conn: AsyncConnection, claim: Claim, *, local: Sequence[str], remote: Sequence[str]
 ) -> list[RunRecord]:
     """Claim queued runs of ``remote`` engines (up to a batch) and of ``local`` ones (up to the free
     local slots), each group its fair share and never past its limit; returns them INITIALIZING."""
@@ -55,7 +55,7 @@ def room_left(limits: Mapping[str, int], executing: Mapping[str, int]) -> dict[s
 
 
 async def _fill(
-    services: Services,
+    services: AppContext,
     claim: Claim,
     backends: Sequence[str],
     executing: dict[str, int],

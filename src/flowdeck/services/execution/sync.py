@@ -33,7 +33,7 @@ from flowdeck.domain.states import ENGINE_HELD, State, is_terminal
 from flowdeck.errors import EngineUnavailable
 from flowdeck.services.core.blocking import BlockingPool
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution.handles import handle_of
 from flowdeck.services.execution.watchdog import end_broken, watchdog
 from flowdeck.services.runs import results as stored
@@ -44,7 +44,7 @@ ACTOR = "worker"
 CHECKED = sorted(ENGINE_HELD)
 
 
-async def check_once(services: Services, owner: str, pool: BlockingPool, *, ids: list[str] | None = None) -> int:
+async def check_once(services: AppContext, owner: str, pool: BlockingPool, *, ids: list[str] | None = None) -> int:
     """One pass over the runs that are due (or exactly ``ids``); returns how many were checked."""
     claim = partial(
         run_rows.claim,
@@ -71,7 +71,7 @@ async def check_once(services: Services, owner: str, pool: BlockingPool, *, ids:
     return len(rows) + len(unsent)
 
 
-async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
+async def sync_all(services: AppContext, owner: str, pool: BlockingPool) -> int:
     """Check every non-terminal run the engines hold, once (``flowdeck sync --once``).
 
     Runs are taken a page (``sync_batch``) at a time, and the next page is already with the
@@ -97,7 +97,7 @@ async def sync_all(services: Services, owner: str, pool: BlockingPool) -> int:
     return total
 
 
-async def _finish_unsent_cancel(services: Services, owner: str, row: RunRecord) -> None:
+async def _finish_unsent_cancel(services: AppContext, owner: str, row: RunRecord) -> None:
     async with services.db.write() as conn:
         moved = await state_machine.transition(
             conn,
@@ -112,7 +112,9 @@ async def _finish_unsent_cancel(services: Services, owner: str, row: RunRecord) 
             await run_rows.release(conn, row.id, owner, utcnow())
 
 
-async def _check_backend(services: Services, owner: str, pool: BlockingPool, name: str, rows: list[RunRecord]) -> None:
+async def _check_backend(
+    services: AppContext, owner: str, pool: BlockingPool, name: str, rows: list[RunRecord]
+) -> None:
     backend = services.backends.get(name)
     for row in rows:
         if run_policy.needs_engine_cancel(row.state, row.cancel_sent_at is not None):
@@ -155,7 +157,7 @@ def _nothing_to_write(row: RunRecord, report: SyncReport) -> bool:
 
 
 async def _release_quiet(
-    services: Services, owner: str, rows: list[RunRecord], backend: Backend, pool: BlockingPool
+    services: AppContext, owner: str, rows: list[RunRecord], backend: Backend, pool: BlockingPool
 ) -> None:
     """Give back the leases of runs whose engine reported nothing new, in one transaction:
     a transaction per run would make a pass over many quiet runs wait on the database."""
@@ -170,7 +172,7 @@ async def _release_quiet(
 
 
 async def _sync_chunk(
-    services: Services, pool: BlockingPool, backend: Backend, chunk: list[RunHandle]
+    services: AppContext, pool: BlockingPool, backend: Backend, chunk: list[RunHandle]
 ) -> list[SyncReport]:
     """Reports for every handle. If the batch call fails, each run is asked alone,
     so that one run the backend chokes on cannot hold the others back."""
@@ -193,7 +195,7 @@ async def _sync_chunk(
     return [r for r in reports if r.run_id in wanted] + missing
 
 
-async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend, row: RunRecord) -> None:
+async def _send_cancel(services: AppContext, pool: BlockingPool, backend: Backend, row: RunRecord) -> None:
     handle = handle_of(row, services.runs_dir)
     try:
         result = await pool.run(backend.cancel, handle)
@@ -223,7 +225,7 @@ async def _send_cancel(services: Services, pool: BlockingPool, backend: Backend,
             )
 
 
-async def seconds_until_due(services: Services) -> float | None:
+async def seconds_until_due(services: AppContext) -> float | None:
     """Seconds until the soonest run this worker may check is due (None: no run is waiting), so an
     idle worker wakes for a run on a short interval (a Galaxy run in its fast window)."""
     async with services.db.read() as conn:
@@ -231,7 +233,7 @@ async def seconds_until_due(services: Services) -> float | None:
     return None if due is None else (due - utcnow()).total_seconds()
 
 
-def next_interval(services: Services, row: RunRecord, now: datetime, backend: Backend | None = None) -> float:
+def next_interval(services: AppContext, row: RunRecord, now: datetime, backend: Backend | None = None) -> float:
     """Seconds until the run is polled again (:func:`~flowdeck.domain.run_policy.poll_interval`),
     or sooner while the run is in its backend's fast window (:meth:`Backend.fast_sync`)."""
     started: datetime = row.start_time or row.created_at
@@ -245,7 +247,7 @@ def next_interval(services: Services, row: RunRecord, now: datetime, backend: Ba
 
 
 async def apply_report(
-    services: Services, owner: str, row: RunRecord, report: SyncReport, *, backend: Backend, pool: BlockingPool
+    services: AppContext, owner: str, row: RunRecord, report: SyncReport, *, backend: Backend, pool: BlockingPool
 ) -> None:
     """Write what a report says, only what changed, and release the lease."""
     now = utcnow()
@@ -285,7 +287,7 @@ async def apply_report(
 
 
 async def _move(
-    services: Services,
+    services: AppContext,
     conn: AsyncConnection,
     owner: str,
     row: RunRecord,
@@ -311,7 +313,7 @@ async def _move(
 
 
 async def _apply_failed_check(
-    services: Services,
+    services: AppContext,
     owner: str,
     row: RunRecord,
     report: SyncReport,

@@ -16,7 +16,7 @@ from flowdeck.domain.run_policy import watchdog_expired
 from flowdeck.domain.runs import CancelResult, RunRecord
 from flowdeck.domain.states import State
 from flowdeck.services.core.blocking import BlockingPool
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.execution.handles import handle_of
 from flowdeck.services.runs import state_machine
 
@@ -27,7 +27,7 @@ ACTOR = "worker"
 WATCHDOG_CANCEL_SECONDS = 30.0
 
 
-async def watchdog(services: Services, row: RunRecord, now: datetime, backend: Backend, pool: BlockingPool) -> None:
+async def watchdog(services: AppContext, row: RunRecord, now: datetime, backend: Backend, pool: BlockingPool) -> None:
     """End a run whose engine has said nothing new for too long: no run stays RUNNING forever.
 
     Once the run has ended, its engine is asked to cancel it, counted in
@@ -44,7 +44,7 @@ async def watchdog(services: Services, row: RunRecord, now: datetime, backend: B
 
 
 async def end_broken(
-    services: Services, row: RunRecord, now: datetime, error: str, failures: int, backend: Backend, pool: BlockingPool
+    services: AppContext, row: RunRecord, now: datetime, error: str, failures: int, backend: Backend, pool: BlockingPool
 ) -> None:
     """End a run its backend fails on every time; whatever of it the engine still runs is asked to stop,
     as the watchdog does (the backend may fail on that too: counted as ``broken_cancel``)."""
@@ -53,7 +53,7 @@ async def end_broken(
         await _cancel_ended(services, row, backend, pool, "broken")
 
 
-async def _end(services: Services, row: RunRecord, now: datetime, message: str, actor: str) -> bool:
+async def _end(services: AppContext, row: RunRecord, now: datetime, message: str, actor: str) -> bool:
     """Move the run to SYSTEM_ERROR from the state it was claimed in; False if it moved meanwhile."""
     async with services.db.write() as conn:
         return await state_machine.transition(
@@ -68,7 +68,7 @@ async def _end(services: Services, row: RunRecord, now: datetime, message: str, 
         )
 
 
-async def _cancel_ended(services: Services, row: RunRecord, backend: Backend, pool: BlockingPool, why: str) -> None:
+async def _cancel_ended(services: AppContext, row: RunRecord, backend: Backend, pool: BlockingPool, why: str) -> None:
     """Ask the engine to stop a run the worker has ended (best effort, counted as ``{why}_cancel``)."""
     handle = handle_of(row, services.runs_dir)
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from flowdeck.backends.galaxy.backend import GalaxyBackend
 from flowdeck.backends.galaxy.tool_inputs import convert_inputs, request_body_preview
 from flowdeck.errors import EngineUnavailable, InvalidInput
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines.catalog import Pipeline
 from flowdeck.services.runs.service import NewRun
 
@@ -25,14 +25,14 @@ def is_tool(pipeline: Pipeline | None) -> bool:
     return pipeline is not None and pipeline.target.kind == "galaxy_tool"
 
 
-def _backend(services: Services, pipeline: Pipeline) -> GalaxyBackend:
+def _backend(services: AppContext, pipeline: Pipeline) -> GalaxyBackend:
     backend = services.backends.get(pipeline.backend)
     if not isinstance(backend, GalaxyBackend):
         raise InvalidInput(f"pipeline {pipeline.name} runs a Galaxy tool, and backend {pipeline.backend} is not Galaxy")
     return backend
 
 
-async def schema(services: Services, pipeline: Pipeline) -> dict[str, Any]:
+async def schema(services: AppContext, pipeline: Pipeline) -> dict[str, Any]:
     """The pipeline's parameter schema: Galaxy's for a tool, the catalog's otherwise."""
     if not is_tool(pipeline):
         return pipeline.schema()
@@ -40,7 +40,7 @@ async def schema(services: Services, pipeline: Pipeline) -> dict[str, Any]:
     return await asyncio.to_thread(backend.tool_schema, pipeline.target.value, pipeline.target.tool_version)
 
 
-async def check(services: Services, new: NewRun) -> dict[str, Any]:
+async def check(services: AppContext, new: NewRun) -> dict[str, Any]:
     """Check a tool run as its submit will (strict: against Galaxy's schema) and return the
     tool request flowdeck will post, as a dry run shows it."""
     target = new.pipeline_target

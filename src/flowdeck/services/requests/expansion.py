@@ -21,7 +21,7 @@ from flowdeck.domain.principal import Principal
 from flowdeck.domain.requests import RequestRecord
 from flowdeck.errors import FlowdeckError
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines.catalog import Pipeline
 from flowdeck.services.requests.service import cancel_runs
 from flowdeck.services.runs import state_machine
@@ -41,7 +41,7 @@ class Progress:
     settled: bool
 
 
-async def expand(services: Services, row: RequestRecord, owner: str, limit: int) -> Progress:
+async def expand(services: AppContext, row: RequestRecord, owner: str, limit: int) -> Progress:
     """Create up to ``limit`` missing runs of a request this worker has claimed.
 
     Settles the request (``submitted``, or ``failed`` with a message) once every
@@ -85,7 +85,7 @@ async def expand(services: Services, row: RequestRecord, owner: str, limit: int)
 
 
 async def create_run(
-    services: Services, pipeline: Pipeline, row: RequestRecord, index: int, item: dict[str, Any]
+    services: AppContext, pipeline: Pipeline, row: RequestRecord, index: int, item: dict[str, Any]
 ) -> int:
     """Create run ``index`` of the request; 0 if it already exists (the UNIQUE constraint says so)."""
     new = build_run(
@@ -111,7 +111,7 @@ async def create_run(
     return 1
 
 
-async def _still_ours(services: Services, request_id: str, owner: str) -> bool:
+async def _still_ours(services: AppContext, request_id: str, owner: str) -> bool:
     until = utcnow() + timedelta(seconds=services.settings.lease_seconds)
     async with services.db.write() as conn:
         ours = await request_rows.renew(conn, request_id, owner, until)
@@ -120,7 +120,7 @@ async def _still_ours(services: Services, request_id: str, owner: str) -> bool:
     return ours
 
 
-async def _settle(services: Services, request_id: str, total: int) -> None:
+async def _settle(services: AppContext, request_id: str, total: int) -> None:
     async with services.db.write() as conn:
         await state_machine.transition_request(
             conn,
@@ -137,7 +137,7 @@ async def _settle(services: Services, request_id: str, total: int) -> None:
         await cancel_runs(services, request_id, ACTOR)
 
 
-async def _fail(services: Services, request_id: str, message: str) -> None:
+async def _fail(services: AppContext, request_id: str, message: str) -> None:
     async with services.db.write() as conn:
         await state_machine.transition_request(
             conn,
@@ -152,7 +152,7 @@ async def _fail(services: Services, request_id: str, message: str) -> None:
     await cancel_runs_if_canceled(services, request_id)
 
 
-async def cancel_runs_if_canceled(services: Services, request_id: str) -> None:
+async def cancel_runs_if_canceled(services: AppContext, request_id: str) -> None:
     async with services.db.read() as conn:
         canceled = await request_rows.is_cancel_requested(conn, request_id)
     if canceled:

@@ -16,7 +16,7 @@ from typing import Any
 from flowdeck.db import requests as request_rows
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import InvalidInput, PayloadTooLarge, Problem, ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines.catalog import Pipeline
 from flowdeck.services.pipelines.parameters import pointer
 from flowdeck.services.requests.samplesheet import parse_samplesheet
@@ -60,7 +60,7 @@ class Item:
         }
 
 
-async def items_of(services: Services, principal: Principal, given: RequestInput, pipeline: Pipeline) -> list[Item]:
+async def items_of(services: AppContext, principal: Principal, given: RequestInput, pipeline: Pipeline) -> list[Item]:
     """Every item of the request, validated; ValidationFailed lists every problem."""
     chosen = [name for name in SOURCES if getattr(given, name) is not None]
     if len(chosen) != 1:
@@ -156,7 +156,7 @@ def _shared_pointer(problem: Problem, prefix: str, shared: dict[str, Any], sampl
 
 
 async def _datasets(
-    services: Services, principal: Principal, ids: list[str]
+    services: AppContext, principal: Principal, ids: list[str]
 ) -> tuple[list[dict[str, Any]], list[Problem]]:
     """The dataset reference of each id, in order, and a problem for every unknown or duplicate id."""
     if not all(isinstance(i, str) and i for i in ids):

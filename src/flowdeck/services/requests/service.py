@@ -34,7 +34,7 @@ from flowdeck.domain.states import TERMINAL, State
 from flowdeck.errors import NotFound
 from flowdeck.services.core import paging
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.datasets import inputs as dataset_inputs
 from flowdeck.services.requests import steps as request_steps
 from flowdeck.services.requests.items import Item, RequestInput, items_of
@@ -46,7 +46,7 @@ CANCEL_CHUNK = 200
 _TERMINAL = sorted(s.value for s in TERMINAL)
 
 
-async def accept(services: Services, principal: Principal, given: RequestInput) -> dict[str, Any]:
+async def accept(services: AppContext, principal: Principal, given: RequestInput) -> dict[str, Any]:
     """Validate the request and store it in ``new``; the worker expands it."""
     pipeline = visible_pipeline(services, principal, given.pipeline_name, given.pipeline_version)
     group = resolve_group(principal, given.research_group)
@@ -81,7 +81,7 @@ def _source(given: RequestInput) -> str:
 
 
 async def _store(
-    services: Services,
+    services: AppContext,
     principal: Principal,
     given: RequestInput,
     name: str,
@@ -126,7 +126,7 @@ async def _store(
     return {"request_id": request_id, "state": "new", "total_runs": len(items)}
 
 
-async def get_visible(services: Services, request_id: str, principal: Principal) -> RequestSummary:
+async def get_visible(services: AppContext, request_id: str, principal: Principal) -> RequestSummary:
     """The request (without its spec), or NotFound if it does not exist or is not visible."""
     async with services.db.read() as conn:
         row = await request_rows.get(conn, request_id)
@@ -136,7 +136,7 @@ async def get_visible(services: Services, request_id: str, principal: Principal)
 
 
 async def list_page(
-    services: Services,
+    services: AppContext,
     principal: Principal,
     flt: RequestFilter,
     page_size: int | None,
@@ -152,7 +152,7 @@ async def list_page(
 
 
 async def detail(
-    services: Services, request_id: str, principal: Principal, page_size: int | None, page_token: str | None
+    services: AppContext, request_id: str, principal: Principal, page_size: int | None, page_token: str | None
 ) -> dict[str, Any]:
     """The request, its aggregate state, and one page of its runs in request_index order."""
     row = await get_visible(services, request_id, principal)
@@ -191,12 +191,12 @@ def aggregate_state(request: RequestSummary, counts: Mapping[str, int]) -> State
     return State.SYSTEM_ERROR if request.state == "failed" else State.COMPLETE
 
 
-async def state_of(services: Services, request_id: str, principal: Principal) -> dict[str, Any]:
+async def state_of(services: AppContext, request_id: str, principal: Principal) -> dict[str, Any]:
     row = await get_visible(services, request_id, principal)
     return {"request_id": row.id, "state": row.state, "message": row.message}
 
 
-async def cancel(services: Services, request_id: str, principal: Principal) -> Cancel[RequestSummary]:
+async def cancel(services: AppContext, request_id: str, principal: Principal) -> Cancel[RequestSummary]:
     """Stop expansion and cancel every run of the request (idempotent). A request that has
     expanded and whose runs have all ended is left as it is, and the answer says so."""
     row = await get_visible(services, request_id, principal)
@@ -216,7 +216,7 @@ async def cancel(services: Services, request_id: str, principal: Principal) -> C
     return Cancel(await get_visible(services, request_id, principal))
 
 
-async def cancel_runs(services: Services, request_id: str, actor: str) -> int:
+async def cancel_runs(services: AppContext, request_id: str, actor: str) -> int:
     """Move every active run of the request to CANCELING; the worker carries the cancels out."""
     async with services.db.read() as conn:
         ids = await request_rows.active_run_ids(conn, request_id, _TERMINAL)
@@ -241,7 +241,7 @@ async def cancel_runs(services: Services, request_id: str, actor: str) -> int:
     return moved
 
 
-async def events(services: Services, request_id: str, principal: Principal) -> list[dict[str, Any]]:
+async def events(services: AppContext, request_id: str, principal: Principal) -> list[dict[str, Any]]:
     """The request's audit trail, oldest first."""
     await get_visible(services, request_id, principal)
     async with services.db.read() as conn:
@@ -291,7 +291,7 @@ def _run_view(run: RequestRun, sample_key: str | None) -> dict[str, Any]:
     }
 
 
-def _sample_key(services: Services, row: RequestSummary) -> str | None:
+def _sample_key(services: AppContext, row: RequestSummary) -> str | None:
     try:
         return services.catalog.get(row.pipeline_name or "", row.pipeline_version).sample_id_parameter
     except NotFound:

@@ -30,7 +30,7 @@ from flowdeck.domain.requests import RequestRecord, SampleRun
 from flowdeck.domain.states import TERMINAL, State
 from flowdeck.errors import FlowdeckError, NotFound, Problem, ValidationFailed
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines.catalog import Pipeline
 from flowdeck.services.runs import service as run_service
 from flowdeck.services.runs import state_machine
@@ -70,7 +70,7 @@ def _group(step: RequestStep, parameters: Mapping[str, Any]) -> str | None:
     return None if value is None else str(value)
 
 
-async def create_due(services: Services, limit: int = DUE_LIMIT) -> int:
+async def create_due(services: AppContext, limit: int = DUE_LIMIT) -> int:
     """Create (or skip) the step of every waiting request whose runs have all ended; returns how many."""
     async with services.db.read() as conn:
         due = await request_rows.steps_due(conn, _TERMINAL, State.COMPLETE.value, limit)
@@ -87,7 +87,7 @@ async def create_due(services: Services, limit: int = DUE_LIMIT) -> int:
     return done
 
 
-async def _create(services: Services, request_id: str) -> None:
+async def _create(services: AppContext, request_id: str) -> None:
     async with services.db.read() as conn:
         row = await request_rows.get_with_spec(conn, request_id)
         samples = await request_rows.sample_runs(conn, request_id, row.total_runs) if row else []
@@ -113,7 +113,7 @@ async def _create(services: Services, request_id: str) -> None:
 
 
 def _step_run(
-    services: Services,
+    services: AppContext,
     pipeline: Pipeline,
     step: RequestStep,
     row: RequestRecord,
@@ -160,7 +160,7 @@ def _step_run(
     )
 
 
-def _output_bytes(services: Services, sample: SampleRun, name: str) -> bytes:
+def _output_bytes(services: AppContext, sample: SampleRun, name: str) -> bytes:
     """One output file of a sample run, read from that run's folder."""
     found = next((f for f in sample.output_files if f.get("name") == name), None)
     if found is None:
@@ -169,11 +169,11 @@ def _output_bytes(services: Services, sample: SampleRun, name: str) -> bytes:
     return path.read_bytes()
 
 
-async def _skip(services: Services, request_id: str, why: str) -> None:
+async def _skip(services: AppContext, request_id: str, why: str) -> None:
     await _move(services, request_id, "skipped", f"step skipped: {why}")
 
 
-async def _move(services: Services, request_id: str, to: str, reason: str) -> None:
+async def _move(services: AppContext, request_id: str, to: str, reason: str) -> None:
     now = utcnow()
     async with services.db.write() as conn:
         if await request_rows.set_step_state(conn, request_id, "waiting", to, now):

@@ -34,7 +34,7 @@ from flowdeck.domain.runs import RunRecord, RunSpec
 from flowdeck.domain.states import State
 from flowdeck.errors import FlowdeckError
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.storage import Storage
 from flowdeck.services.datasets.service import get_visible as visible_dataset
 from flowdeck.services.datasets.service import storage_of
@@ -76,7 +76,7 @@ class Decision:
         ended = {"state": State.COMPLETE.value, "start_time": now, "end_time": now, "next_check_at": None}
         return {**keyed, **self.hit, **ended}
 
-    async def discard(self, services: Services) -> None:
+    async def discard(self, services: AppContext) -> None:
         """Remove a hit's copies when its run could not be stored after all."""
         if self.hit is not None:
             await asyncio.to_thread(_delete, storage_of(services), results.keys(self.hit["results"]))
@@ -88,7 +88,7 @@ def _delete(store: Storage, keys: list[str]) -> None:
 
 
 async def consult(
-    services: Services, new: NewRun, spec: RunSpec, engine: str, group: str | None, principal: Principal
+    services: AppContext, new: NewRun, spec: RunSpec, engine: str, group: str | None, principal: Principal
 ) -> Decision:
     """The cache's answer for a validated submission (``spec.run_id`` is the new run's id)."""
     if not new.use_cached:
@@ -115,7 +115,7 @@ async def consult(
     return Decision(key, note, _taken_from(source, origin, copied))
 
 
-async def check_staged(services: Services, run: RunRecord, staged: list[staging.Staged]) -> None:
+async def check_staged(services: AppContext, run: RunRecord, staged: list[staging.Staged]) -> None:
     """Drop the key of a run whose inputs changed between submit and staging (an event says which):
     what it computes is not what its key describes, so it must never answer a later submission."""
     recorded = run.cache_inputs
@@ -138,7 +138,7 @@ def _taken_from(source: RunRecord, origin: str, copied: dict[str, Any]) -> dict[
 
 
 async def _material(
-    services: Services, new: NewRun, spec: RunSpec, engine: str, principal: Principal
+    services: AppContext, new: NewRun, spec: RunSpec, engine: str, principal: Principal
 ) -> tuple[call_cache.Material, dict[str, str]]:
     """The key's material, and the checksum of each input by JSON pointer."""
     attachments = {a.name: file_digest(a.content) for a in new.attachments}
@@ -172,7 +172,7 @@ def file_digest(content: bytes) -> str:
     return f"sha256:{hashlib.sha256(content).hexdigest()}"
 
 
-async def _dataset_checksum(services: Services, new: NewRun, principal: Principal) -> str | None:
+async def _dataset_checksum(services: AppContext, new: NewRun, principal: Principal) -> str | None:
     if new.dataset_id is None:
         return None
     row = await visible_dataset(services, new.dataset_id, principal)

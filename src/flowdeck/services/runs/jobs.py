@@ -22,7 +22,7 @@ from flowdeck.domain.principal import Principal
 from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import is_terminal
 from flowdeck.errors import Conflict, Problem, ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.datasets import inputs as dataset_inputs
 from flowdeck.services.datasets import service as dataset_service
 from flowdeck.services.pipelines import galaxy_tools
@@ -135,7 +135,7 @@ def _is_a(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and (bool in types or not isinstance(value, bool))
 
 
-async def plan(services: Services, body: Any, principal: Principal) -> Planned:
+async def plan(services: AppContext, body: Any, principal: Principal) -> Planned:
     """Check a POST /jobs body (either seed's) and build its run, storing nothing."""
     body = _check_shape(body)
     if "workflow_name" in body:
@@ -148,7 +148,7 @@ async def plan(services: Services, body: Any, principal: Principal) -> Planned:
     return planned
 
 
-async def _plan_pipeline(services: Services, body: dict[str, Any], principal: Principal) -> Planned:
+async def _plan_pipeline(services: AppContext, body: dict[str, Any], principal: Principal) -> Planned:
     pipeline = visible_pipeline(services, principal, body["pipeline_name"], body.get("pipeline_version"))
     group = resolve_group(principal, body.get("research_group"))
     dataset, dataset_id = None, body.get("dataset_id")
@@ -173,7 +173,7 @@ async def _plan_pipeline(services: Services, body: dict[str, Any], principal: Pr
     return Planned(new, pipeline)
 
 
-def galaxy_pipeline(services: Services, workflow_name: str) -> Pipeline | None:
+def galaxy_pipeline(services: AppContext, workflow_name: str) -> Pipeline | None:
     """The catalog pipeline that runs this Galaxy workflow, if any."""
     for pipeline in services.catalog.list():
         if pipeline.backend == "galaxy" and pipeline.target.value == workflow_name:
@@ -181,12 +181,12 @@ def galaxy_pipeline(services: Services, workflow_name: str) -> Pipeline | None:
     return None
 
 
-def allowed_workflows(services: Services) -> list[str]:
+def allowed_workflows(services: AppContext) -> list[str]:
     named = [p.target.value for p in services.catalog.list() if p.backend == "galaxy"]
     return sorted(set(named) | set(services.settings.galaxy_allowed_workflows))
 
 
-async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Principal) -> Planned:
+async def _plan_galaxy(services: AppContext, body: dict[str, Any], principal: Principal) -> Planned:
     row = await dataset_service.get_visible(services, body["dataset_id"], principal)
     name = body["workflow_name"]
     dataset = dataset_service.run_reference(services, row)
@@ -229,11 +229,11 @@ async def _plan_galaxy(services: Services, body: dict[str, Any], principal: Prin
     return Planned(new, pipeline)
 
 
-async def submit(services: Services, planned: Planned, principal: Principal) -> str:
+async def submit(services: AppContext, planned: Planned, principal: Principal) -> str:
     return await run_service.submit(services, planned.new, principal)
 
 
-async def rerun(services: Services, run_id: str, principal: Principal, resume: bool = False) -> str:
+async def rerun(services: AppContext, run_id: str, principal: Principal, resume: bool = False) -> str:
     """A new run of the same workflow, parameters and dataset, linked by ``rerun_of``; with
     ``resume``, one that re-uses the old run's finished steps (docs/jobs.md)."""
     row = await run_service.get_visible(services, run_id, principal)
@@ -264,13 +264,13 @@ async def rerun(services: Services, run_id: str, principal: Principal, resume: b
     return await run_service.submit(services, new, principal)
 
 
-def can_resume(services: Services, row: RunRecord) -> bool:
+def can_resume(services: AppContext, row: RunRecord) -> bool:
     """Whether a rerun of ``row`` may ask to re-use its finished steps (what ``rerun(resume=True)`` accepts)."""
     enabled = {b.name: b for b in services.backends.all()}
     return is_terminal(row.state) and row.backend in enabled and enabled[row.backend].resumes
 
 
-def _check_resumable(services: Services, row: RunRecord) -> None:
+def _check_resumable(services: AppContext, row: RunRecord) -> None:
     """Resume needs an ended run (its steps no longer change) on an engine that can re-use steps."""
     if not is_terminal(row.state):
         raise Conflict(f"run {row.id} is {row.state}; only an ended run can be resumed (cancel it first)")
@@ -283,13 +283,13 @@ def _check_resumable(services: Services, row: RunRecord) -> None:
         raise ValidationFailed(detail, [Problem("/resume", detail, "resumable")])
 
 
-async def events(services: Services, run_id: str, principal: Principal) -> list[RowMapping]:
+async def events(services: AppContext, run_id: str, principal: Principal) -> list[RowMapping]:
     await run_service.get_visible(services, run_id, principal)
     async with services.db.read() as conn:
         return await event_rows.for_run(conn, run_id)
 
 
-async def total(services: Services, principal: Principal, flt: RunFilter) -> int:
+async def total(services: AppContext, principal: Principal, flt: RunFilter) -> int:
     """How many runs the filter matches among the visible ones (seed 002's JobList.total)."""
     groups = principal.visible_groups()
     if groups is not None:

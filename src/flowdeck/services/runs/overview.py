@@ -12,7 +12,7 @@ from flowdeck.db import run_counts
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import NotFound
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 
 DAYS = 30
 DURATION_SAMPLE = 500  # completed runs per group whose durations make the figures (2,000 cost 30-40 ms at 1M runs)
@@ -38,7 +38,7 @@ class Overview:
 
 
 async def overview(
-    services: Services, principal: Principal, group: str | None, now: datetime | None = None
+    services: AppContext, principal: Principal, group: str | None, now: datetime | None = None
 ) -> Overview:
     """The figures over ``group`` (None: every group ``principal`` may see; another group is
     NotFound, as its runs are)."""

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from flowdeck.backends.registry import load_class
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.pipelines.catalog import Pipeline
 from flowdeck.services.pipelines.references import resolve_references
 from flowdeck.services.pipelines.site_tools import tool_problems
@@ -22,7 +22,7 @@ from flowdeck.services.runs.attachments import MAX_ATTACHMENTS, Attachment
 from flowdeck.services.runs.service import NewRun
 
 
-def visible_pipeline(services: Services, principal: Principal, name: str, version: str | None = None) -> Pipeline:
+def visible_pipeline(services: AppContext, principal: Principal, name: str, version: str | None = None) -> Pipeline:
     """A pipeline the caller may use; one limited to other groups looks absent (404)."""
     pipeline = services.catalog.get(name, version)
     if not may_see(pipeline, principal):
@@ -38,7 +38,7 @@ def may_see(pipeline: Pipeline, principal: Principal) -> bool:
 
 
 def build_run(
-    services: Services,
+    services: AppContext,
     pipeline: Pipeline,
     parameters: Any,
     *,
@@ -126,11 +126,11 @@ def _workflow(pipeline: Pipeline) -> tuple[str, list[Attachment]]:
     return main.name, attachments
 
 
-def visible_pipelines(services: Services, principal: Principal) -> list[Pipeline]:
+def visible_pipelines(services: AppContext, principal: Principal) -> list[Pipeline]:
     """The newest version of every pipeline the caller may run (the catalog's listing)."""
     return [p for p in services.catalog.list() if may_see(p, principal)]
 
 
-def visible_versions(services: Services, principal: Principal, name: str) -> list[Pipeline]:
+def visible_versions(services: AppContext, principal: Principal, name: str) -> list[Pipeline]:
     """Every version of ``name`` the caller may run, newest first."""
     return [p for p in services.catalog.versions(name) if may_see(p, principal)]

@@ -23,7 +23,7 @@ from flowdeck.domain.runs import RunRecord
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import ConfigurationError, Conflict, Forbidden
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.storage import Storage
 from flowdeck.services.datasets.service import storage_of
 from flowdeck.services.runs import results
@@ -52,7 +52,7 @@ def may_delete(principal: Principal, run: RunRecord) -> bool:
     return principal.sees_all or principal.name == run.owner or (group is not None and principal.is_group_admin(group))
 
 
-async def delete(services: Services, run_id: str, principal: Principal) -> Deleted:
+async def delete(services: AppContext, run_id: str, principal: Principal) -> Deleted:
     """Delete one ended run the caller may see and delete; 409 while it has not ended."""
     run = await run_service.get_visible(services, run_id, principal)
     if not may_delete(principal, run):
@@ -64,7 +64,7 @@ async def delete(services: Services, run_id: str, principal: Principal) -> Delet
     return await remove(services, run, actor=principal.name, reason="deleted on request")
 
 
-async def remove(services: Services, run: RunRecord, *, actor: str, reason: str) -> Deleted:
+async def remove(services: AppContext, run: RunRecord, *, actor: str, reason: str) -> Deleted:
     """Remove an ended run's stored files, folder and rows, and write its audit row."""
     keys = results.keys(run.results)
     await asyncio.to_thread(_remove_files, storage_of(services), keys, run_folder(services.runs_dir, run.id))
@@ -113,7 +113,7 @@ def retention_states(states: Sequence[str]) -> list[str]:
 
 
 async def purge(
-    services: Services, older_than: timedelta, states: Sequence[str], *, dry_run: bool = False, actor: str = "purge"
+    services: AppContext, older_than: timedelta, states: Sequence[str], *, dry_run: bool = False, actor: str = "purge"
 ) -> list[Deleted]:
     """Delete every run in ``states`` that ended more than ``older_than`` ago, a batch at a time;
     ``dry_run`` only lists them (with what they hold in storage)."""
@@ -137,7 +137,7 @@ async def purge(
                 log.info("run %s changed while being purged; left for the next purge", run.id)
 
 
-async def purge_by_settings(services: Services) -> list[Deleted]:
+async def purge_by_settings(services: AppContext) -> list[Deleted]:
     """The worker's scheduled purge: nothing unless ``retention_days`` is set."""
     days = services.settings.retention_days
     if days is None:
@@ -145,7 +145,7 @@ async def purge_by_settings(services: Services) -> list[Deleted]:
     return await purge(services, timedelta(days=days), services.settings.retention_states, actor="worker")
 
 
-async def purge_folders(services: Services) -> int:
+async def purge_folders(services: AppContext) -> int:
     """Remove the run folders on this host whose run has been deleted (by the API on another host,
     say); returns how many. Only folders named like a run and with no row are touched."""
     root = services.runs_dir

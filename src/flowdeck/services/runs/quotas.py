@@ -10,10 +10,10 @@ from flowdeck.db import run_counts
 from flowdeck.domain.principal import Principal
 from flowdeck.domain.states import ENGINE_HELD, State
 from flowdeck.errors import Forbidden, NotFound
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 
 
-async def usage(services: Services, group: str, principal: Principal) -> dict[str, Any]:
+async def usage(services: AppContext, group: str, principal: Principal) -> dict[str, Any]:
     """Runs per state of ``group`` and its configured weight and limit. A caller outside the group
     (not an admin) gets NotFound, as for the group's runs: nothing confirms the group exists."""
     if not principal.can_see(group):
@@ -34,7 +34,7 @@ async def usage(services: Services, group: str, principal: Principal) -> dict[st
     }
 
 
-async def check_stored_bytes(services: Services, group: str | None) -> None:
+async def check_stored_bytes(services: AppContext, group: str | None) -> None:
     """Refuse a submission of a group at or over its stored-bytes quota (403 naming the quota, the
     usage and how to free space); one read of the group's kept byte count, none without a quota."""
     name = group or ""

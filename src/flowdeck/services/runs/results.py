@@ -40,7 +40,7 @@ from flowdeck.domain.runs import RunRecord, TaskInfo
 from flowdeck.domain.states import State, is_terminal
 from flowdeck.errors import Conflict, NotFound
 from flowdeck.services.core.blocking import BlockingPool
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.storage import Storage
 from flowdeck.services.datasets.service import storage_of
 from flowdeck.services.runs.attachments import run_folder
@@ -56,7 +56,7 @@ def prefix(run_id: str) -> str:
 
 
 async def at_end(
-    services: Services,
+    services: AppContext,
     pool: BlockingPool,
     run: RunRecord,
     reported: list[TaskInfo] | None,
@@ -67,7 +67,7 @@ async def at_end(
     return await pool.run(put, storage_of(services), services.runs_dir, run.id, run, tasks)
 
 
-async def _tasks(services: Services, run_id: str, reported: list[TaskInfo] | None) -> list[Mapping[Any, Any]]:
+async def _tasks(services: AppContext, run_id: str, reported: list[TaskInfo] | None) -> list[Mapping[Any, Any]]:
     """The run's tasks as recorded, with what the engine just reported over them."""
     async with services.db.read() as conn:
         known = await task_rows.page(conn, run_id, None, 1_000_000)
@@ -91,7 +91,7 @@ def live_due(settings: Settings, run: RunRecord, now: datetime) -> bool:
 
 
 async def live(
-    services: Services, pool: BlockingPool, run: RunRecord, reported: list[TaskInfo] | None, now: datetime
+    services: AppContext, pool: BlockingPool, run: RunRecord, reported: list[TaskInfo] | None, now: datetime
 ) -> dict[str, Any]:
     """Copy a running run's logs to storage (those that grew): the ``results`` record to write
     meanwhile (``live``: no outputs yet; the record at the end replaces it)."""
@@ -357,11 +357,11 @@ def archive(store: Storage, run: RunRecord) -> Path:
     return path
 
 
-def link(services: Services, key: str, base: str) -> str:
+def link(services: AppContext, key: str, base: str) -> str:
     """A pre-signed GET URL of a stored object (S3's own, or flowdeck's signed local URL)."""
     return storage_of(services).presign(key, "GET", base)
 
 
-async def archive_of(services: Services, run: RunRecord) -> Path:
+async def archive_of(services: AppContext, run: RunRecord) -> Path:
     """:func:`archive` off the event loop."""
     return await asyncio.to_thread(archive, storage_of(services), run)

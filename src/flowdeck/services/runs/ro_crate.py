@@ -25,7 +25,7 @@ from flowdeck.domain.principal import Principal
 from flowdeck.domain.runs import RunRecord as StoredRun
 from flowdeck.domain.states import is_terminal
 from flowdeck.errors import Conflict, EngineError, NotFound
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.storage import CHUNK, Storage
 from flowdeck.services.datasets.service import storage_of
 from flowdeck.services.execution.handles import handle_of
@@ -43,7 +43,7 @@ _MAX_ROWS = 100_000
 _MAX_RUNS = 10_000
 
 
-async def export_run(services: Services, run_id: str, principal: Principal) -> Path:
+async def export_run(services: AppContext, run_id: str, principal: Principal) -> Path:
     """The crate of one ended run the caller may see, as a zip in a temporary file (caller deletes it).
 
     NotFound for a run the caller may not see; Conflict for a run that has not ended yet.
@@ -55,7 +55,7 @@ async def export_run(services: Services, run_id: str, principal: Principal) -> P
     return await asyncio.to_thread(_write_zip, storage_of(services), [record], f"flowdeck run {run_id}", description)
 
 
-async def export_request(services: Services, request_id: str, principal: Principal) -> Path:
+async def export_request(services: AppContext, request_id: str, principal: Principal) -> Path:
     """One crate of a request and all its runs (each its own CreateAction of the shared workflow).
 
     NotFound for a request the caller may not see; Conflict until it has runs and all have ended.
@@ -86,7 +86,7 @@ def _check_ended(row: StoredRun) -> None:
         raise Conflict(f"run {row.id} is {row.state}: its RO-Crate can be exported once it has ended")
 
 
-async def _record(services: Services, row: StoredRun) -> RunRecord:
+async def _record(services: AppContext, row: StoredRun) -> RunRecord:
     attachments = await run_service.stored_attachments(services, row)
     async with services.db.read() as conn:
         tasks = await task_rows.page(conn, row.id, None, _MAX_ROWS)
@@ -111,7 +111,7 @@ async def _record(services: Services, row: StoredRun) -> RunRecord:
     )
 
 
-async def _engine_workflow(services: Services, row: StoredRun, attachments: list[Attachment]) -> Attachment | None:
+async def _engine_workflow(services: AppContext, row: StoredRun, attachments: list[Attachment]) -> Attachment | None:
     """The workflow as the run's engine stores it (Galaxy's export), when no attachment is the
     workflow; None when the engine keeps none or cannot be reached (the crate then references it)."""
     if row.backend_run_id is None or row.backend not in services.backends:
@@ -127,7 +127,7 @@ async def _engine_workflow(services: Services, row: StoredRun, attachments: list
     return Attachment(name=found[0], content=found[1]) if found else None
 
 
-def _outputs(services: Services, row: StoredRun) -> list[OutputFile]:
+def _outputs(services: AppContext, row: StoredRun) -> list[OutputFile]:
     """The run's output files: from storage once its results are there (the files the API serves),
     else from its folder (runs that ended before flowdeck kept results in storage)."""
     from flowdeck.services.runs.ro_crate_entities import OutputFile
@@ -140,7 +140,7 @@ def _outputs(services: Services, row: StoredRun) -> list[OutputFile]:
     ]
 
 
-def _output(services: Services, row: StoredRun, item: Mapping[str, Any]) -> OutputFile:
+def _output(services: AppContext, row: StoredRun, item: Mapping[str, Any]) -> OutputFile:
     """An output file: its local copy when it lies in the run's folder (the rule outputs are served
     by), otherwise only its reference."""
     try:

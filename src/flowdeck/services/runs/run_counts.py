@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from flowdeck.db import run_counts
 from flowdeck.domain.principal import Principal
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 
 
-async def by_state(services: Services, principal: Principal | None) -> dict[str, int]:
+async def by_state(services: AppContext, principal: Principal | None) -> dict[str, int]:
     """Runs per state that ``principal`` may see (None: every group, for operators' metrics)."""
     groups = None if principal is None else principal.visible_groups()
     async with services.db.read() as conn:
         return await run_counts.by_state(conn, groups)
 
 
-async def compact(services: Services) -> bool:
+async def compact(services: AppContext) -> bool:
     """Fold the appended count deltas into one row per (group, state), so a read sums few rows."""
     async with services.db.write() as conn:
         return await run_counts.compact(conn, postgres=services.db.is_postgres)

@@ -30,7 +30,7 @@ from flowdeck.errors import InvalidInput, NotFound, Problem, ValidationFailed
 from flowdeck.services.auth.guard import group_for_new_object
 from flowdeck.services.core import paging, url_policy
 from flowdeck.services.core.clock import utcnow
-from flowdeck.services.core.context import Services
+from flowdeck.services.core.context import AppContext
 from flowdeck.services.core.group_commit import GroupCommit
 from flowdeck.services.core.storage import fetchable_spec
 from flowdeck.services.datasets import inputs as dataset_inputs
@@ -96,7 +96,7 @@ def remote_workflow_schemes(settings: Settings) -> list[str]:
     )
 
 
-def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:
+def _check_workflow_url(services: AppContext, new: NewRun, wf_type: str) -> None:
     url = new.workflow_url.strip()
     if not url:
         raise InvalidInput("workflow_url is required")
@@ -117,7 +117,7 @@ def _check_workflow_url(services: Services, new: NewRun, wf_type: str) -> None:
         )
 
 
-def check_admissible(services: Services, new: NewRun) -> tuple[str, Backend]:
+def check_admissible(services: AppContext, new: NewRun) -> tuple[str, Backend]:
     """What a submission, a dry run and a request's first item all check: the sizes of tags and
     description, and an enabled backend that runs ``new``. Returns the canonical workflow type
     and that backend."""
@@ -161,7 +161,7 @@ def _with_fetched_workflow(settings: Settings, new: NewRun) -> NewRun:
     )
 
 
-async def _engine_check(services: Services, backend: Backend, new: NewRun) -> None:
+async def _engine_check(services: AppContext, backend: Backend, new: NewRun) -> None:
     if new.workflow_engine_version and not new.workflow_engine:
         raise InvalidInput("workflow_engine is required when workflow_engine_version is given")
     if not new.workflow_engine_version:
@@ -174,7 +174,7 @@ async def _engine_check(services: Services, backend: Backend, new: NewRun) -> No
         )
 
 
-async def submit(services: Services, new: NewRun, principal: Principal) -> str:
+async def submit(services: AppContext, new: NewRun, principal: Principal) -> str:
     """Validate, store attachments, and record the run in QUEUED. Returns its id."""
     _check_storable(new)
     wf_type, backend = check_admissible(services, new)
@@ -227,7 +227,7 @@ async def submit(services: Services, new: NewRun, principal: Principal) -> str:
 
 
 async def _consult_cache(
-    services: Services, new: NewRun, spec: RunSpec, engine: str, group: str | None, principal: Principal
+    services: AppContext, new: NewRun, spec: RunSpec, engine: str, group: str | None, principal: Principal
 ) -> Decision:
     # Imported here: the call cache reads datasets and results, and those import this module.
     from flowdeck.services.runs import call_cache
@@ -236,7 +236,7 @@ async def _consult_cache(
 
 
 async def _inputs_to_stage(
-    services: Services, backend: Backend, spec: RunSpec, group: str | None, principal: Principal
+    services: AppContext, backend: Backend, spec: RunSpec, group: str | None, principal: Principal
 ) -> list[staging.Input]:
     """The inputs the worker will stage for a local engine, refused now where that is knowable."""
     inputs = staging.find(spec) if backend.runs_locally else []
@@ -314,7 +314,7 @@ class _Accepted:
 
 
 async def _store(
-    services: Services,
+    services: AppContext,
     new: NewRun,
     spec: RunSpec,
     backend: str,
@@ -379,14 +379,14 @@ async def _store(
         raise
 
 
-def _intake(services: Services) -> GroupCommit[_Accepted]:
+def _intake(services: AppContext) -> GroupCommit[_Accepted]:
     if services.run_intake is None:
         services.run_intake = GroupCommit(partial(_commit, services), isolate=(IntegrityError, DataError))
     intake: GroupCommit[_Accepted] = services.run_intake
     return intake
 
 
-async def _commit(services: Services, accepted: Sequence[_Accepted]) -> None:
+async def _commit(services: AppContext, accepted: Sequence[_Accepted]) -> None:
     rows = run_rows.rows_of([a.rows for a in accepted])
     links = key_rows.run_link_rows([(a.key, a.creation.run_id) for a in accepted if a.key is not None])
     outbox = await state_machine.creation_deliveries(services.db, [(a.rows.values, a.creation) for a in accepted])
@@ -394,7 +394,7 @@ async def _commit(services: Services, accepted: Sequence[_Accepted]) -> None:
     services.run_queued()  # committed: a claim now finds them
 
 
-async def stored_attachments(services: Services, run: RunRecord) -> list[Attachment]:
+async def stored_attachments(services: AppContext, run: RunRecord) -> list[Attachment]:
     """A run's uploaded files, from the database; runs stored before revision 0002 have them
     only in their folder."""
     if not run.attachments:
@@ -407,14 +407,14 @@ async def stored_attachments(services: Services, run: RunRecord) -> list[Attachm
     return [Attachment(name, (folder / name).read_bytes()) for name in run.attachments if (folder / name).is_file()]
 
 
-async def get_visible(services: Services, run_id: str, principal: Principal) -> RunRecord:
+async def get_visible(services: AppContext, run_id: str, principal: Principal) -> RunRecord:
     """The run, or NotFound if it does not exist or the caller may not see it."""
     _check_run_id(run_id)
     row = await services.db.read_point(run_rows.BY_ID, {"run_id": run_id})
     return _visible(None if row is None else run_rows.record_of(row), run_id, principal)
 
 
-async def get_visible_state(services: Services, run_id: str, principal: Principal) -> RunStatus:
+async def get_visible_state(services: AppContext, run_id: str, principal: Principal) -> RunStatus:
     """Like :func:`get_visible`, reading only the id, state and research group (a status poll)."""
     _check_run_id(run_id)
     row = await services.db.read_point(run_rows.STATE_BY_ID, {"run_id": run_id})
@@ -434,7 +434,7 @@ def _visible(row: _Run | None, run_id: str, principal: Principal) -> _Run:
 
 
 async def list_page(
-    services: Services,
+    services: AppContext,
     principal: Principal,
     flt: RunFilter,
     page_size: int | None,
@@ -445,7 +445,7 @@ async def list_page(
 
 
 async def summary_page(
-    services: Services, principal: Principal, flt: RunFilter, page_size: int | None, page_token: str | None
+    services: AppContext, principal: Principal, flt: RunFilter, page_size: int | None, page_token: str | None
 ) -> tuple[list[RunSummary], str]:
     """:func:`list_page` reading only what a run summary shows (:data:`run_rows.SUMMARY_COLUMNS`)."""
     fetch = _visible_pages(principal, flt, run_rows.summary_page)
@@ -485,7 +485,7 @@ class Cancel(Generic[_Cancelled]):
         return "cancel requested: the worker stops it on its engine"
 
 
-async def cancel(services: Services, run_id: str, principal: Principal) -> Cancel[RunRecord]:
+async def cancel(services: AppContext, run_id: str, principal: Principal) -> Cancel[RunRecord]:
     """Ask for a cancel: the run moves to CANCELING and the worker carries it out.
 
     A run that already ended is left as it is and the answer says so; a second cancel of a run
@@ -518,7 +518,7 @@ async def cancel(services: Services, run_id: str, principal: Principal) -> Cance
 
 
 async def task_page(
-    services: Services, run_id: str, principal: Principal, page_size: int | None, page_token: str | None
+    services: AppContext, run_id: str, principal: Principal, page_size: int | None, page_token: str | None
 ) -> tuple[list[RowMapping], str]:
     await get_visible(services, run_id, principal)
     size = paging.page_size(page_size, services.settings.default_page_size, services.settings.max_page_size)
@@ -529,7 +529,7 @@ async def task_page(
     return rows[:size], token
 
 
-async def get_task(services: Services, run_id: str, task_id: str, principal: Principal) -> RowMapping:
+async def get_task(services: AppContext, run_id: str, task_id: str, principal: Principal) -> RowMapping:
     await get_visible(services, run_id, principal)
     if _NUL in task_id:
         raise NotFound(f"task {task_id} not found in run {run_id}")
@@ -540,7 +540,7 @@ async def get_task(services: Services, run_id: str, task_id: str, principal: Pri
     return row
 
 
-def log_file(services: Services, run_id: str, stored_path: str | None) -> Path:
+def log_file(services: AppContext, run_id: str, stored_path: str | None) -> Path:
     """The local file behind a log or output link, only if it lies in the run's folder."""
     if not stored_path or "://" in stored_path:
         raise NotFound("this file is not available from flowdeck")
