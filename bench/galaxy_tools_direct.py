@@ -140,6 +140,8 @@ def measure(server: GalaxyServer, args: argparse.Namespace) -> tuple[list[float]
     env = {"FLOWDECK_GALAXY_URL": server.url, "FLOWDECK_GALAXY_API_KEY": server.api_key}
     if args.sync_min_seconds is not None:
         env["FLOWDECK_SYNC_MIN_SECONDS"] = str(args.sync_min_seconds)
+    if args.fast_interval is not None:
+        env["FLOWDECK_GALAXY_FAST_SYNC_INTERVAL"] = str(args.fast_interval)
     ours: list[float] = []
     direct: list[float] = []
     tmp = Path(tempfile.mkdtemp(prefix="flowdeck-bench-gxtool-"))
@@ -162,6 +164,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.2, help="the direct side's poll interval (s)")
     parser.add_argument("--timeline", action="store_true", help="print each flowdeck run's timeline")
     parser.add_argument("--sync-min-seconds", type=float, help="FLOWDECK_SYNC_MIN_SECONDS (default: flowdeck's)")
+    parser.add_argument("--fast-interval", type=float, help="FLOWDECK_GALAXY_FAST_SYNC_INTERVAL (default: flowdeck's)")
     args = parser.parse_args()
     load_before = common.load_average()
     if os.environ.get("FLOWDECK_GALAXY_REUSE") is None:
@@ -176,6 +179,8 @@ def report(ours: list[float], direct: list[float], args: argparse.Namespace, loa
     overhead = flowdeck_s - direct_s
     command = " ".join([".venv/bin/python", "bench/galaxy_tools_direct.py", *sys.argv[1:]])
     poll = "default" if args.sync_min_seconds is None else f"{args.sync_min_seconds} s"
+    if args.fast_interval is not None:
+        poll += f", galaxy_fast_sync_interval {args.fast_interval} s"
     lines = [
         "## One Galaxy tool request: flowdeck against Galaxy's Tool Request API directly",
         "",

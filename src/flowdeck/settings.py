@@ -400,7 +400,7 @@ class Settings(BaseSettings):
         description="For this long after it starts, a Galaxy run is checked every galaxy_fast_sync_interval instead of sync_min_seconds (a tool request or a short workflow ends within it, and is seen ending sooner); 0 turns it off. Cost: at most window / interval extra checks per run, one Galaxy call each while nothing changes.",
     )
     galaxy_fast_sync_interval: float = Field(
-        0.5, gt=0, description="Poll interval of a Galaxy run in its first galaxy_fast_sync_seconds."
+        0.25, gt=0, description="Poll interval of a Galaxy run in its first galaxy_fast_sync_seconds."
     )
 
     omics_region: str | None = Field(
