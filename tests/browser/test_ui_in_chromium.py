@@ -293,6 +293,8 @@ def test_upload_a_dataset_with_a_progress_bar(tab: Watched, server: Server) -> N
     content = os.urandom(3 * 1024 * 1024)
     sign_in(tab, server, "alice")
     tab.page.get_by_role("link", name="Datasets", exact=True).click()
+    tab.page.wait_for_url(f"{server.url}/ui/datasets")  # the bar to watch is on that page
+    tab.page.locator("#upload-progress").wait_for(state="attached")
     tab.page.evaluate(WATCH_PROGRESS)
     form = tab.page.get_by_role("form", name="Upload a dataset")
     form.get_by_label("File", exact=True).set_input_files(

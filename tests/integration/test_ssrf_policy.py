@@ -210,7 +210,7 @@ async def test_a_reference_that_resolves_inside_by_dispatch_time_fails_the_run(
             workflow_type="DEMO",
             workflow_type_version="1.0",
             workflow_url="demo://x",
-            dataset_id=row["id"],
+            dataset_id=row.id,
             dataset=dataset_service.run_reference(services, row),
         )
         run_id = await run_service.submit(services, new, LOCAL_USER)

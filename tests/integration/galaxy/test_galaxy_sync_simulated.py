@@ -246,7 +246,13 @@ async def test_a_second_pass_with_no_change_writes_nothing(
         assert {row.backend_data["fingerprint"] for row in first[0]} != {None}
         scheduled_fake.reset_counts()
 
-        assert await worker.sync_pass() == 60
+        checked = await worker.sync_pass()
+        if db_settings.resolved_database_url.startswith("mysql"):
+            # InnoDB's SKIP LOCKED can pass over a run beside one the other page in flight has
+            # locked (next-key locks); that run is checked in the next pass, as in production.
+            assert 55 <= checked <= 60
+        else:
+            assert checked == 60
 
         assert await snapshot(services) == first
         assert 1 < scheduled_fake.max_in_flight <= 4
