@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from bench.engine_burst import RUNS, cpu_seconds, wait_all
 from bench.engine_single import events, wait_terminal
 from tests.support.network import moto_s3
 from tests.support.postgres import PostgresServer
+from tests.support.processes import stop
 
 TARGET_RATIO = 1.5
 BUCKET = "bench"
@@ -99,12 +99,7 @@ def two_hosts(work: Path, database_url: str, s3_url: str) -> Iterator[tuple[str,
         try:
             yield api.url, (api.pid, worker.pid)
         finally:
-            worker.send_signal(signal.SIGINT)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop(worker)
 
 
 def on_two_hosts(work: Path, pg: PostgresServer, s3_url: str, runs: int) -> Result:

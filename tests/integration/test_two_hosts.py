@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pytest
 from flowdeck.backends.registry import load_class
 from tests.integration.test_results_storage import ENGINES
 from tests.support.network import free_port, moto_s3
+from tests.support.processes import stop
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
 WES = "/ga4gh/wes/v1"
@@ -56,15 +56,6 @@ def _start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[byt
         return subprocess.Popen(
             [sys.executable, "-m", "flowdeck.cli.main", command], env=env, cwd=log.parent, stdout=out, stderr=out
         )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -130,9 +121,9 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
             try:
                 yield Hosts(url, api_dir, worker_dir, before, worker_log)
             finally:
-                _stop(worker)
+                stop(worker)
         finally:
-            _stop(api)
+            stop(api)
 
 
 def _submit(client: httpx.Client, engine: str) -> str:

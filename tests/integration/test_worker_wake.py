@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ import pytest
 
 from flowdeck.db import workers as worker_rows
 from flowdeck.services.core.context import AppContext
+from tests.support.processes import stop
 
 pytestmark = pytest.mark.postgres
 WES = "/ga4gh/wes/v1"
@@ -50,12 +50,7 @@ async def worker(services: AppContext, tmp_path: Path) -> AsyncIterator[subproce
         await _registered(services, proc, tmp_path)
         yield proc
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=20)
 
 
 async def _registered(services: AppContext, proc: subprocess.Popen[str], tmp_path: Path) -> None:
