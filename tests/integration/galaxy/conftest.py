@@ -1,9 +1,9 @@
 """A real Galaxy for this folder's tests: installed once (cached), started per session.
 
-``galaxy_server`` is session-scoped: the first test that asks for it pays the start
-(~30-45 s, plus ~3 min the very first time while ``scripts/galaxy/install.sh`` installs
-Galaxy into ``$FLOWDECK_GALAXY_VENV``). Every test module here is marked ``galaxy``
-(deselect with ``-m "not galaxy"``). See tests/support/galaxy.py.
+``galaxy_server`` is session-scoped: the first test that asks for it pays the start (~90 s on a
+quiet machine, ~5 min at load 11, and up.sh waits up to 900 s; plus ~3 min the very first time
+while ``scripts/galaxy/install.sh`` installs Galaxy into ``$FLOWDECK_GALAXY_VENV``). Every test
+module here is marked ``galaxy`` (deselect with ``-m "not galaxy"``). See tests/support/galaxy.py.
 """
 
 from __future__ import annotations
