@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common
 from bench.engine_burst import RUNS, cpu_seconds, wait_all
 from bench.engine_single import events, wait_terminal
-from tests.support.network import moto_s3
+from tests.support.network import moto_s3, shared_store_env
 from tests.support.postgres import PostgresServer
 from tests.support.processes import stop
 
@@ -85,12 +85,7 @@ def two_hosts(work: Path, database_url: str, s3_url: str) -> Iterator[tuple[str,
     env.update(
         {
             "FLOWDECK_BACKENDS": "cwltool",
-            "FLOWDECK_DATABASE_URL": database_url,
-            "FLOWDECK_STORAGE": "s3",
-            "FLOWDECK_S3_BUCKET": BUCKET,
-            "FLOWDECK_S3_ENDPOINT_URL": s3_url,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
+            **shared_store_env(database_url, s3_url, BUCKET),
         }
     )
     with common.serve([str(common.BIN / "flowdeck"), "api"], env, port, common.WES + "/service-info") as api:

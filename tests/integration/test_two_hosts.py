@@ -26,7 +26,7 @@ import pytest
 
 from flowdeck.backends.registry import load_class
 from tests.integration.test_results_storage import ENGINES
-from tests.support.network import free_port, moto_s3
+from tests.support.network import free_port, moto_s3, shared_store_env
 from tests.support.processes import stop
 
 pytestmark = [pytest.mark.engine, pytest.mark.postgres]
@@ -75,12 +75,7 @@ def _environment(database_url: str, s3_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDECK_")}
     env.update(
         {
-            "FLOWDECK_DATABASE_URL": database_url,
-            "FLOWDECK_STORAGE": "s3",
-            "FLOWDECK_S3_BUCKET": BUCKET,
-            "FLOWDECK_S3_ENDPOINT_URL": s3_url,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
+            **shared_store_env(database_url, s3_url, BUCKET),
             "FLOWDECK_BACKENDS": "cwltool,snakemake,miniwdl",
             "FLOWDECK_LOG_LEVEL": "WARNING",
             "FLOWDECK_WORKER_POLL_SECONDS": "0.2",

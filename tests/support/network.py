@@ -27,3 +27,16 @@ def moto_s3() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+def shared_store_env(database_url: str, s3_url: str, bucket: str) -> dict[str, str]:
+    """The settings every "host" of a separate-hosts set-up shares: the database and an S3 bucket
+    on the moto server (its test credentials)."""
+    return {
+        "FLOWDECK_DATABASE_URL": database_url,
+        "FLOWDECK_STORAGE": "s3",
+        "FLOWDECK_S3_BUCKET": bucket,
+        "FLOWDECK_S3_ENDPOINT_URL": s3_url,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
