@@ -5,6 +5,7 @@ and on PostgreSQL two API processes both stream what a worker in a third process
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -375,3 +376,132 @@ async def test_a_quiet_stream_gets_a_heartbeat_and_a_busy_one_does_not() -> None
     finally:
         quiet.close()
         busy.close()
+
+
+async def test_the_hub_writes_an_idle_stream_itself_and_keeps_the_order_through_a_slow_client(
+    tmp_path: Path,
+) -> None:
+    """Differential: the bytes a stream gets are the same whether the hub wrote them from its
+    fan-out (the stream idle), the write had to wait for the client (its rest finished by the
+    stream's task), or they queued meanwhile and the stream's task sent them."""
+    from flowdeck.domain.filters import EventFilter
+    from flowdeck.services.events.stream import EventHub
+    from flowdeck.services.events.subscription import Batch, Subscription
+    from tests.conftest import make_settings
+
+    services = AppContext.create(make_settings(tmp_path))
+    hub = EventHub(services)
+    loop = asyncio.get_running_loop()
+    written: list[bytes] = []
+    writers: list[asyncio.Task[Any] | None] = []
+    full: asyncio.Future[None] | None = None  # set: the client's socket buffer is full
+
+    async def sink(data: bytes) -> None:
+        if full is not None and not full.done():
+            await full
+        writers.append(asyncio.current_task())
+        written.append(data)
+
+    sub = Subscription(EventFilter(), after=0, limit=100)
+    serving = asyncio.create_task(hub.serve(sub, sink))
+    try:
+        for _ in range(20):  # the first line out, the stream idle in wait()
+            await asyncio.sleep(0)
+        assert written == [b": stream open\n\n"]
+        batches = [Batch(_events(1, 2)), Batch(_events(3)), Batch(_events(4, 5)), Batch(_events(6))]
+        sub.offer(batches[0])
+        assert written[1:] == [batches[0].frame()], "written in the offer, by the hub"
+        assert writers[1] is not serving
+        full = loop.create_future()
+        sub.offer(batches[1])  # the write starts and waits for the client
+        sub.offer(batches[2])  # the stream is busy: queued
+        assert len(written) == 2
+        assert sub.pending == 2
+        full.set_result(None)
+        for _ in range(100):
+            if len(written) == 4:
+                break
+            await asyncio.sleep(0)
+        assert writers[2:] == [serving, serving], "finished and sent by the stream's task"
+        for _ in range(20):
+            await asyncio.sleep(0)
+        sub.offer(batches[3])  # idle again: the hub writes
+        assert written[1:] == [batches[0].frame(), batches[1].frame(), batches[2].frame(), batches[3].frame()]
+        assert b"".join(written[1:]) == Batch(_events(1, 2, 3, 4, 5, 6)).frame()
+        assert sub.after == 6
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        sub.close()
+        await services.close()
+
+
+async def test_a_write_the_hub_makes_that_fails_ends_the_stream_with_its_error(tmp_path: Path) -> None:
+    from flowdeck.domain.filters import EventFilter
+    from flowdeck.services.events.stream import EventHub
+    from flowdeck.services.events.subscription import Batch, Subscription
+    from tests.conftest import make_settings
+
+    services = AppContext.create(make_settings(tmp_path))
+    hub = EventHub(services)
+
+    async def sink(data: bytes) -> None:
+        if data.startswith(b"id: "):
+            raise ConnectionResetError("the client is gone")
+
+    sub = Subscription(EventFilter(), after=0, limit=100)
+    serving = asyncio.create_task(hub.serve(sub, sink))
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0)
+        sub.offer(Batch(_events(1)))
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(serving, timeout=10)
+    finally:
+        sub.close()
+        await services.close()
+
+
+async def test_a_client_that_disconnects_ends_its_response_and_its_subscription(db_settings: Settings) -> None:
+    """The ASGI side of GET /events: the response follows the hub until ``http.disconnect``,
+    then its subscription is gone (the last one stops the hub)."""
+    from flowdeck.api.routes.events import EventStreamResponse
+    from flowdeck.db import events as event_rows
+    from flowdeck.domain.principal import LOCAL_USER
+    from flowdeck.services.core.clock import utcnow
+    from flowdeck.services.events.stream import EventHub, make_filter
+
+    services = AppContext.create(db_settings.model_copy(update={"events_poll_seconds": 0.05}))
+    hub = EventHub(services)
+    sent: list[dict[str, Any]] = []
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    try:
+        sub = await hub.subscribe(make_filter(LOCAL_USER), None)
+        responding = asyncio.create_task(EventStreamResponse(hub, sub)({"type": "http"}, receive, send))
+        async with services.db.write() as conn:
+            await event_rows.add(conn, at=utcnow(), kind="cancel", reason="seen")
+        for _ in range(200):
+            if any(b'"reason": "seen"' in m.get("body", b"") for m in sent):
+                break
+            await asyncio.sleep(0.05)
+        assert sent[0]["type"] == "http.response.start"
+        assert (b"content-type", b"text/event-stream; charset=utf-8") in sent[0]["headers"]
+        assert sent[1]["body"] == b": stream open\n\n"
+        assert any(b'"reason": "seen"' in m.get("body", b"") for m in sent)
+        gone.set()
+        await asyncio.wait_for(responding, timeout=10)
+        assert not hub._subs, "the subscription outlived the client"
+        assert hub._task is None, "the hub polls for nobody"
+        assert sub.sink is None
+    finally:
+        await hub.aclose()
+        await services.close()

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from flowdeck.api.deps import PrincipalDep
 from flowdeck.errors import ValidationFailed
 from flowdeck.services.events import stream as event_service
-from flowdeck.services.events.stream import EventHub, Heartbeat
+from flowdeck.services.events.stream import EventHub
 from flowdeck.services.events.subscription import Subscription
 
 router = APIRouter(tags=["events"])
@@ -29,6 +30,39 @@ def _resume_from(header: str | None, query: int | None) -> int | None:
     return value
 
 
+class EventStreamResponse(Response):
+    """A subscription as ``text/event-stream``, written by the hub through ASGI ``send`` until
+    the client disconnects. Not Starlette's ``StreamingResponse``: the hub writes to an idle
+    stream from its fan-out, with no generator between (services.events.subscription)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: EventHub, sub: Subscription) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self._hub, self._sub = hub, sub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def write(data: bytes) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            serving = asyncio.ensure_future(self._hub.serve(self._sub, write))
+            listening = asyncio.ensure_future(_disconnected(receive))
+            try:
+                await asyncio.wait((serving, listening), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (serving, listening):
+                    task.cancel()
+                await asyncio.gather(serving, listening, return_exceptions=True)
+        finally:
+            self._hub.unsubscribe(self._sub)
+        if not serving.cancelled() and (error := serving.exception()) is not None:
+            raise error  # the database lost during a catch-up: the server closes the stream
+
+
 @router.get("/events")
 async def events(
     request: Request,
@@ -44,7 +78,7 @@ async def events(
     ] = None,
     last_event_id: Annotated[int | None, Query(ge=0, description="Resume after this id (as Last-Event-ID).")] = None,
     last_event_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     """Events the caller may see, as ``text/event-stream``: ``id`` is the event id (resume with
     ``Last-Event-ID``), ``event`` its type, ``data`` the event as JSON; a comment line
     (``: keep-alive``) after each quiet spell."""
@@ -53,20 +87,9 @@ async def events(
     )
     hub: EventHub = request.app.state.event_hub
     sub = await hub.subscribe(flt, _resume_from(last_event_header, last_event_id))
-    return StreamingResponse(
-        _sse(hub, sub),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return EventStreamResponse(hub, sub)
 
 
-async def _sse(hub: EventHub, sub: Subscription) -> AsyncIterator[bytes]:
-    try:
-        yield b": stream open\n\n"  # headers and a first byte now: the client knows it is listening
-        async for item in hub.stream(sub):
-            if isinstance(item, Heartbeat):
-                yield b": keep-alive\n\n"
-            else:  # one write for the batch, its bytes made once for every stream it went to
-                yield item.frame()
-    finally:
-        hub.unsubscribe(sub)
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

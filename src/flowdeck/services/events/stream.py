@@ -28,7 +28,7 @@ from flowdeck.domain.filters import EventFilter
 from flowdeck.domain.principal import Principal
 from flowdeck.errors import ValidationFailed
 from flowdeck.services.core.context import AppContext
-from flowdeck.services.events.subscription import BATCH, Batch, Event, Subscription
+from flowdeck.services.events.subscription import BATCH, Batch, Event, Sink, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,16 @@ class EventHub:
         self._listening = False
         self._seen.clear()
         self._gaps.clear()
+
+    async def serve(self, sub: Subscription, sink: Sink) -> None:
+        """Write the subscription to ``sink`` as server-sent events until cancelled: a comment
+        line first (the client knows it is listening), then each batch as one write, its bytes
+        made once for every stream it goes to, and ``: keep-alive`` after each quiet spell. Once
+        the first line is out the hub writes to an idle stream itself (Subscription)."""
+        await sink(b": stream open\n\n")
+        sub.sink = sink
+        async for item in self.stream(sub):
+            await sink(b": keep-alive\n\n" if isinstance(item, Heartbeat) else item.frame())
 
     async def stream(self, sub: Subscription) -> AsyncIterator[Batch | Heartbeat]:
         """The subscription's events in the order read, in batches (whatever was offered while the
