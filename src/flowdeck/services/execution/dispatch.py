@@ -129,8 +129,10 @@ def _start(backend: Backend, spec: RunSpec, folder: RunFolder, files: list[Attac
 
 async def record_submission(services: AppContext, owner: str, run_id: str, submitted: Submitted) -> None:
     """Store the engine's id first (so a cancel can reach it), then move the state."""
-    now = utcnow()
     async with services.db.write() as conn:
+        # Stamped once the writer is ours: a burst's runs wait for it in turn, and the change
+        # happens when it is written (before, a burst's last `at` was older than its commit).
+        now = utcnow()
         current = await run_rows.get(conn, run_id)
         if current is None:
             return

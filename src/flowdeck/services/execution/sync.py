@@ -271,6 +271,7 @@ async def apply_report(
         except Exception as exc:  # live logs are a convenience: the report is written all the same
             log.warning("logs of run %s not copied to storage: %s", row.id, exc)
     async with services.db.write() as conn:
+        now = utcnow()  # the change happens when written, not when the report came (record_submission)
         progressed = False
         if report.tasks is not None:
             progressed = await task_rows.sync(conn, row.id, report.tasks, now) > 0
