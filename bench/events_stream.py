@@ -1,7 +1,15 @@
-"""GET /events under load: N open streams on one ``flowdeck up`` (SQLite, demo backend) while runs
-are submitted at a steady rate of state changes a second (each demo run makes four: QUEUED,
-INITIALIZING, RUNNING, COMPLETE). Every stream follows every state event (``type=state``: the
-worst case of the fan-out). Reports commit → receipt latency (receipt time minus the event's
+"""GET /events under load: N open streams on one API process (SQLite, demo backend) while state
+changes are made at a steady rate. Every stream follows every state event (``type=state``: the
+worst case of the fan-out). Who makes the changes (``--changes``):
+
+- ``worker`` (the default): ``flowdeck up``, API and worker in one process; demo runs are
+  submitted and each makes four (QUEUED, INITIALIZING, RUNNING, COMPLETE), the worker's three
+  made in the API's process and on its event loop;
+- ``apart``: ``flowdeck api`` and ``flowdeck worker`` as two processes on the one database (the
+  API learns of the worker's commits by polling every ``--poll`` seconds: SQLite has no NOTIFY);
+- ``cancels``: ``flowdeck api`` alone; each run is submitted and then cancelled (QUEUED,
+  CANCELING: two changes, both made by the API process itself). No worker shares the cores.
+ Reports commit → receipt latency (receipt time minus the event's
 ``at``, set in the writing transaction) p50/p99 over every stream, the API's RSS when idle, with
 the streams open, and after; and the load average, since the machine is shared.
 
@@ -40,7 +48,6 @@ from bench.common import BIN, WES, Server, flowdeck_env, flowdeck_up, free_port,
 from tests.support.processes import stop
 
 FORM = {"workflow_type": "DEMO", "workflow_type_version": "1.0", "workflow_url": "demo://bench"}
-CHANGES_PER_RUN = 4
 _AT = re.compile(rb'^data: .*?"at": "([^"]+)"', re.MULTILINE)
 
 
@@ -113,23 +120,28 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _submit(url: str, runs: int, per_second: float) -> None:
+async def _submit(url: str, runs: int, per_second: float, cancel: bool) -> None:
+    async def one(client: httpx.AsyncClient) -> None:
+        response = await client.post(f"{WES}/runs", data=FORM)
+        response.raise_for_status()
+        if cancel:
+            (await client.post(f"{WES}/runs/{response.json()['run_id']}/cancel")).raise_for_status()
+
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         start = time.monotonic()
         posts = []
         for i in range(runs):
             await asyncio.sleep(max(0.0, start + i / per_second - time.monotonic()))
-            posts.append(asyncio.create_task(client.post(f"{WES}/runs", data=FORM)))
-        for response in await asyncio.gather(*posts):
-            response.raise_for_status()
+            posts.append(asyncio.create_task(one(client)))
+        await asyncio.gather(*posts)
 
 
-def _wait_idle(url: str, runs: int) -> None:
-    """Submit ``runs`` runs and wait until they are all COMPLETE (warms the server up)."""
-    asyncio.run(_submit(url, runs, 10))
-    deadline = time.monotonic() + 60
-    while httpx.get(f"{url}{WES}/service-info", timeout=30).json()["system_state_counts"]["COMPLETE"] < runs:
-        assert time.monotonic() < deadline, "warm-up runs did not complete"
+def _wait_idle(url: str, runs: int, cancel: bool) -> None:
+    """Submit ``runs`` runs and wait until they have all ended (warms the server up)."""
+    asyncio.run(_submit(url, runs, 10, cancel))
+    deadline, last = time.monotonic() + 60, "CANCELING" if cancel else "COMPLETE"
+    while httpx.get(f"{url}{WES}/service-info", timeout=30).json()["system_state_counts"][last] < runs:
+        assert time.monotonic() < deadline, "warm-up runs did not end"
         time.sleep(0.2)
 
 
@@ -142,16 +154,17 @@ def _profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
 
 @contextmanager
 def _service(data: Path, env: dict[str, str], args: argparse.Namespace) -> Iterator[Server]:
-    """``flowdeck up``, or with ``--separate-worker`` ``flowdeck api`` and ``flowdeck worker`` as two
-    processes on the one SQLite database (the API then learns of the worker's commits by polling
-    every ``--poll`` seconds: SQLite has no NOTIFY)."""
-    if not args.separate_worker:
+    """The service as ``--changes`` asks (the module's docstring)."""
+    if args.changes == "worker":
         with flowdeck_up(data, "demo", env) as server:
             yield server
         return
     port = free_port()
     env = {**flowdeck_env(data, port), **env, "FLOWDECK_EVENTS_POLL_SECONDS": str(args.poll)}
     with serve([str(BIN / "flowdeck"), "api"], env, port, WES + "/service-info") as server:
+        if args.changes == "cancels":
+            yield server
+            return
         worker = subprocess.Popen([str(BIN / "flowdeck"), "worker"], env=env, stdout=subprocess.DEVNULL)
         try:
             yield server
@@ -160,7 +173,9 @@ def _service(data: Path, env: dict[str, str], args: argparse.Namespace) -> Itera
 
 
 def measure(args: argparse.Namespace) -> None:
-    runs = int(args.rate * args.seconds / CHANGES_PER_RUN)
+    cancel = args.changes == "cancels"
+    changes_per_run = 2 if cancel else 4
+    runs = int(args.rate * args.seconds / changes_per_run)
     env = {"FLOWDECK_DEMO_MIN_SECONDS": "0.5", "FLOWDECK_DEMO_MAX_SECONDS": "1", "FLOWDECK_DEMO_SUCCESS_RATE": "1"}
     # The worker's defaults (an idle sleep of 1 s, eight dispatches a pass, a new run's first sync
     # after 2 s) turn a steady submission rate into bursts a second or two apart; these keep the
@@ -172,13 +187,13 @@ def measure(args: argparse.Namespace) -> None:
     }
     with tempfile.TemporaryDirectory() as data, _service(Path(data), env, args) as server:
         port = int(server.url.rsplit(":", 1)[1])
-        _wait_idle(server.url, 8)
+        _wait_idle(server.url, 8, cancel)
         idle = server.memory()["VmRSS"]
         shares = [args.streams // args.clients + (i < args.streams % args.clients) for i in range(args.clients)]
         pipes, procs = [], []
         for share in shares:
             mine, theirs = mp.Pipe()
-            proc = mp.Process(target=_client, args=(port, share, CHANGES_PER_RUN * runs, theirs))
+            proc = mp.Process(target=_client, args=(port, share, changes_per_run * runs, theirs))
             proc.start()
             pipes.append(mine)
             procs.append(proc)
@@ -189,7 +204,7 @@ def measure(args: argparse.Namespace) -> None:
         load_before = os.getloadavg()[0]
         profiler = _profile(server.pid, args) if args.profile else None
         cpu_before, started = _cpu_seconds(server.pid), time.monotonic()
-        asyncio.run(_submit(server.url, runs, runs / args.seconds))
+        asyncio.run(_submit(server.url, runs, runs / args.seconds, cancel))
         latencies, client_cpu, reads = array("d"), 0.0, 0
         for pipe in pipes:
             latencies.frombytes(pipe.recv_bytes())
@@ -204,7 +219,7 @@ def measure(args: argparse.Namespace) -> None:
     ordered = sorted(latencies)
     p50, p99 = statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
     print(
-        f"streams={args.streams} rate={args.rate}/s seconds={args.seconds} runs={runs} "
+        f"changes={args.changes} streams={args.streams} rate={args.rate}/s seconds={args.seconds} runs={runs} "
         f"events received={len(ordered)} latency p50={p50:.0f} ms p99={p99:.0f} ms max={ordered[-1] * 1000:.0f} ms "
         f"API RSS idle={idle:.0f} MB streams open={opened:.0f} MB after={after['VmRSS']:.0f} MB "
         f"peak={after['VmHWM']:.0f} MB load average {load_before:.2f} → {load_after:.2f}; "
@@ -222,9 +237,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="how long runs are submitted")
     parser.add_argument("--clients", type=int, default=2, help="client processes reading the streams")
     parser.add_argument(
-        "--separate-worker", action="store_true", help="the worker in a process of its own (flowdeck api + worker)"
+        "--changes", choices=("worker", "apart", "cancels"), default="worker", help="who makes the state changes"
     )
-    parser.add_argument("--poll", type=float, default=0.02, help="with --separate-worker: the API's event poll")
+    parser.add_argument("--poll", type=float, default=0.02, help="apart, cancels: the API's event poll, seconds")
     parser.add_argument("--profile", help="write py-spy's collapsed stacks of the server here")
     measure(parser.parse_args())
 
