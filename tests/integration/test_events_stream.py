@@ -505,3 +505,92 @@ async def test_a_client_that_disconnects_ends_its_response_and_its_subscription(
     finally:
         await hub.aclose()
         await services.close()
+
+
+# What each layer does with an `http.response.body` that has `more_body` (read in their source):
+# nothing but pass it on. GET /events sends its chunks past them (api/routes/events.py).
+_LEAVES_BODY_CHUNKS_ALONE = {
+    "flowdeck.api.access_log.OuterLayer",  # records the start's status
+    "starlette.middleware.errors.ServerErrorMiddleware",  # notes that the response started
+    "fastapi.telemetry._asgi.ExceptionTelemetryMiddleware",  # ends its span on the last body only
+    "fastapi._body_limit.AppBodyLimitMiddleware",  # notes that the response started
+    "starlette.middleware.cors.CORSMiddleware",  # adds headers to the start
+    "starlette.middleware.exceptions.ExceptionMiddleware",  # notes that the response started
+    "fastapi.middleware.asyncexitstack.AsyncExitStackMiddleware",  # no send wrapper
+}
+
+
+def test_no_middleware_between_the_server_and_the_routes_changes_body_chunks(tmp_path: Path) -> None:
+    """GET /events writes its body chunks to the server's send, past the middleware: a layer
+    added later that rewrites bodies (compression, say) must be checked and listed here."""
+    from flowdeck.api.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, cors_origins=["http://lab.example"], opentelemetry=True))
+    layer: Any = app.build_middleware_stack()
+    found = []
+    while hasattr(layer, "app") and type(layer).__name__ != "APIRouter":
+        found.append(f"{type(layer).__module__}.{type(layer).__qualname__}")
+        layer = layer.app
+    assert set(found) <= _LEAVES_BODY_CHUNKS_ALONE, set(found) - _LEAVES_BODY_CHUNKS_ALONE
+    assert found[0] == "flowdeck.api.access_log.OuterLayer"
+
+
+async def test_the_stream_s_bytes_are_the_same_through_the_middleware_and_past_it(db_settings: Settings) -> None:
+    """Differential: with the server's send in the scope (as OuterLayer puts it) the start still
+    goes through the app's ``send`` and every body chunk goes to the server's, byte for byte what
+    the app's ``send`` gets without it."""
+    from flowdeck.api.access_log import SERVER_SEND_KEY
+    from flowdeck.api.routes.events import EventStreamResponse
+    from flowdeck.db import events as event_rows
+    from flowdeck.domain.principal import LOCAL_USER
+    from flowdeck.services.core.clock import utcnow
+    from flowdeck.services.events.stream import EventHub, make_filter
+
+    services = AppContext.create(db_settings.model_copy(update={"events_poll_seconds": 0.05}))
+    hub = EventHub(services)
+
+    async def follow(past_middleware: bool, reason: str) -> tuple[list[str], bytes]:
+        through: list[dict[str, Any]] = []
+        server: list[dict[str, Any]] = []
+        gone = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def app_send(message: dict[str, Any]) -> None:
+            through.append(message)
+
+        async def server_send(message: dict[str, Any]) -> None:
+            server.append(message)
+
+        scope: dict[str, Any] = {"type": "http"}
+        if past_middleware:
+            scope[SERVER_SEND_KEY] = server_send
+        sub = await hub.subscribe(make_filter(LOCAL_USER, event_type="cancel"), 0)
+        responding = asyncio.create_task(EventStreamResponse(hub, sub)(scope, receive, app_send))
+        async with services.db.write() as conn:
+            await event_rows.add(conn, at=utcnow(), kind="cancel", reason=reason)
+        body = b""
+        for _ in range(200):
+            chunks = server if past_middleware else through[1:]  # through: after the start
+            body = b"".join(m["body"] for m in chunks)
+            if reason.encode() in body:
+                break
+            await asyncio.sleep(0.05)
+        gone.set()
+        await asyncio.wait_for(responding, timeout=10)
+        return [m["type"] for m in through], body
+
+    try:
+        through_types, through_body = await follow(False, "second")
+        past_types, past_body = await follow(True, "second-bis")
+        assert through_types[0] == past_types[0] == "http.response.start"
+        assert past_types == ["http.response.start"], "a body chunk went through the middleware"
+        assert b'"reason": "second"' in through_body
+        # The same stream from id 0: the first event, then the second, the same bytes either way.
+        assert past_body.startswith(through_body)
+    finally:
+        await hub.aclose()
+        await services.close()

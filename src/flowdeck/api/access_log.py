@@ -20,6 +20,8 @@ errors_log = logging.getLogger("flowdeck.api.errors")
 
 PRINCIPAL_KEY = "flowdeck.principal"
 LOGGED_KEY = "flowdeck.error_logged"
+# The server's own ``send``, for GET /events' body chunks only (api/routes/events.py says why).
+SERVER_SEND_KEY = "flowdeck.server_send"
 
 
 class OuterLayer:
@@ -37,6 +39,7 @@ class OuterLayer:
             return
         started = time.perf_counter()
         status: list[int] = [0]
+        scope[SERVER_SEND_KEY] = send
 
         async def send_status(message: Message) -> None:
             if message["type"] == "http.response.start":
