@@ -9,14 +9,15 @@ worst case of the fan-out). Who makes the changes (``--changes``):
   API learns of the worker's commits by polling every ``--poll`` seconds: SQLite has no NOTIFY);
 - ``cancels``: ``flowdeck api`` alone; each run is submitted and then cancelled (QUEUED,
   CANCELING: two changes, both made by the API process itself). No worker shares the cores.
- Reports commit → receipt latency (receipt time minus the event's
-``at``, set in the writing transaction) p50/p99 over every stream, the API's RSS when idle, with
-the streams open, and after; and the load average, since the machine is shared.
 
-    PYTHONPATH=src python bench/events_stream.py --streams 1000 --rate 100 --seconds 10
+Reports commit → receipt latency (receipt time minus the event's ``at``, set in the writing
+transaction) p50/p99 over every stream, the API's RSS when idle, with the streams open, and
+after; and the load average, since the machine is shared.
 
-The streams are read by ``--clients`` processes over plain sockets on uvloop (one line scan per
-event, no JSON parse), so that the client side is not what is measured; their CPU is reported, as
+    PYTHONPATH=src python bench/events_stream.py --streams 1000 --rate 100 --seconds 10 [--changes cancels]
+
+The streams are read by ``--clients`` processes over plain sockets on uvloop (one regex scan per
+read, no JSON parse), so that the client side is not what is measured; their CPU is reported, as
 is the API's CPU per event received (the figure a loaded machine moves least). The worker is set
 to keep up with the rate (its defaults turn it into bursts a second or two apart).
 """

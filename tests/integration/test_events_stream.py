@@ -463,6 +463,21 @@ async def test_a_write_the_hub_makes_that_fails_ends_the_stream_with_its_error(t
         await services.close()
 
 
+class _AsgiClient:
+    """The client's side of one ASGI response: what it was sent, and a disconnect when ``gone`` is set."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.gone = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+
 async def test_a_client_that_disconnects_ends_its_response_and_its_subscription(db_settings: Settings) -> None:
     """The ASGI side of GET /events: the response follows the hub until ``http.disconnect``,
     then its subscription is gone (the last one stops the hub)."""
@@ -474,19 +489,12 @@ async def test_a_client_that_disconnects_ends_its_response_and_its_subscription(
 
     services = AppContext.create(db_settings.model_copy(update={"events_poll_seconds": 0.05}))
     hub = EventHub(services)
-    sent: list[dict[str, Any]] = []
-    gone = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    client = _AsgiClient()
+    sent = client.sent
 
     try:
         sub = await hub.subscribe(make_filter(LOCAL_USER), None)
-        responding = asyncio.create_task(EventStreamResponse(hub, sub)({"type": "http"}, receive, send))
+        responding = asyncio.create_task(EventStreamResponse(hub, sub)({"type": "http"}, client.receive, client.send))
         async with services.db.write() as conn:
             await event_rows.add(conn, at=utcnow(), kind="cancel", reason="seen")
         for _ in range(200):
@@ -497,7 +505,7 @@ async def test_a_client_that_disconnects_ends_its_response_and_its_subscription(
         assert (b"content-type", b"text/event-stream; charset=utf-8") in sent[0]["headers"]
         assert sent[1]["body"] == b": stream open\n\n"
         assert any(b'"reason": "seen"' in m.get("body", b"") for m in sent)
-        gone.set()
+        client.gone.set()
         await asyncio.wait_for(responding, timeout=10)
         assert not hub._subs, "the subscription outlived the client"
         assert hub._task is None, "the hub polls for nobody"
@@ -551,35 +559,23 @@ async def test_the_stream_s_bytes_are_the_same_through_the_middleware_and_past_i
     hub = EventHub(services)
 
     async def follow(past_middleware: bool, reason: str) -> tuple[list[str], bytes]:
-        through: list[dict[str, Any]] = []
-        server: list[dict[str, Any]] = []
-        gone = asyncio.Event()
-
-        async def receive() -> dict[str, Any]:
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        async def app_send(message: dict[str, Any]) -> None:
-            through.append(message)
-
-        async def server_send(message: dict[str, Any]) -> None:
-            server.append(message)
-
+        client, server = _AsgiClient(), _AsgiClient()  # through the middleware; the server's own send
+        through = client.sent
         scope: dict[str, Any] = {"type": "http"}
         if past_middleware:
-            scope[SERVER_SEND_KEY] = server_send
+            scope[SERVER_SEND_KEY] = server.send
         sub = await hub.subscribe(make_filter(LOCAL_USER, event_type="cancel"), 0)
-        responding = asyncio.create_task(EventStreamResponse(hub, sub)(scope, receive, app_send))
+        responding = asyncio.create_task(EventStreamResponse(hub, sub)(scope, client.receive, client.send))
         async with services.db.write() as conn:
             await event_rows.add(conn, at=utcnow(), kind="cancel", reason=reason)
         body = b""
         for _ in range(200):
-            chunks = server if past_middleware else through[1:]  # through: after the start
+            chunks = server.sent if past_middleware else through[1:]  # through: after the start
             body = b"".join(m["body"] for m in chunks)
             if reason.encode() in body:
                 break
             await asyncio.sleep(0.05)
-        gone.set()
+        client.gone.set()
         await asyncio.wait_for(responding, timeout=10)
         return [m["type"] for m in through], body
 

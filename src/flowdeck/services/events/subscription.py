@@ -165,8 +165,7 @@ class Subscription:
         if not batch:
             return
         self.after = max(self.after, batch.top)
-        self._sent_at = asyncio.get_running_loop().time()
-        self._beat_due = False
+        self.sent()
         coro = self.sink(batch.frame())
         try:
             waiting = coro.send(None)
